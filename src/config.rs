@@ -1,0 +1,315 @@
+//! Typed settings: `config.toml` (every key documented there), overridden by
+//! environment variables `TILL_SECTION__KEY` (nested:
+//! `TILL_SANDBOX__FAULTS__ERROR_RATE`), validated once at start.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[derive(Default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub psp: PspSettings,
+    pub sandbox: SandboxSettings,
+    pub payments: PaymentSettings,
+    pub fees: FeeSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub bind: String,
+    /// Largest request body accepted by the merchant API and the webhook endpoint.
+    pub max_body_bytes: usize,
+    /// Worker threads of the HTTP server (0 = one per core).
+    pub workers: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            max_body_bytes: 256 * 1024,
+            workers: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    pub path: PathBuf,
+    pub pool_size: u32,
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            path: "data/till.db".into(),
+            pool_size: 8,
+            busy_timeout_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PspSettings {
+    /// Empty: the embedded sandbox, wherever it is bound. Stripe: `https://api.stripe.com`.
+    pub api_base: String,
+    pub secret_key: String,
+    pub webhook_secret: String,
+    pub request_timeout_ms: u64,
+    /// How old a signed webhook may be before it is refused as a replay.
+    pub webhook_tolerance_seconds: i64,
+}
+
+impl Default for PspSettings {
+    fn default() -> Self {
+        Self {
+            api_base: String::new(),
+            secret_key: "sk_test_till_sandbox_0000000000000000".into(),
+            webhook_secret: "whsec_till_sandbox_0000000000000000".into(),
+            request_timeout_ms: 10_000,
+            webhook_tolerance_seconds: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSettings {
+    pub enabled: bool,
+    pub bind: String,
+    pub database_path: PathBuf,
+    /// Where the sandbox sends till's events when it runs alone
+    /// (`till sandbox-psp`). Empty: till's `/webhooks/psp` at `server.bind`.
+    pub webhook_url: String,
+    /// Percentage fee on each charge, as a decimal string ("2.9").
+    pub fee_percent: Decimal,
+    /// Fixed fee on each charge, in minor units of the charge's currency.
+    pub fee_fixed: i64,
+    /// Base of the exponential backoff between webhook delivery attempts.
+    pub webhook_retry_base_ms: u64,
+    /// Attempts per webhook delivery before the sandbox gives up on it.
+    pub webhook_max_attempts: u32,
+    pub faults: FaultSettings,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind: "127.0.0.1:8081".into(),
+            database_path: "data/sandbox.db".into(),
+            webhook_url: String::new(),
+            fee_percent: Decimal::new(29, 1),
+            fee_fixed: 30,
+            webhook_retry_base_ms: 1_000,
+            webhook_max_attempts: 10,
+            faults: FaultSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultSettings {
+    pub latency_ms: u64,
+    pub error_rate: f64,
+    pub timeout_rate: f64,
+    pub webhook_drop_rate: f64,
+    pub webhook_duplicate_rate: f64,
+    pub webhook_delay_ms: u64,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentSettings {
+    /// A hosted checkout session expires this long after it is created
+    /// (Stripe allows 30 to 1440).
+    pub checkout_expires_minutes: i64,
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        Self {
+            checkout_expires_minutes: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeeSettings {
+    /// The platform's take of every order, in percent, as a decimal string.
+    pub commission_percent: Decimal,
+}
+
+impl Default for FeeSettings {
+    fn default() -> Self {
+        Self {
+            commission_percent: Decimal::ZERO,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// A tracing filter: "info", "till=debug,actix_web=info", …
+    pub level: String,
+    /// "text" or "json".
+    pub format: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the file (missing is fine: defaults), then the environment, then validates.
+    pub fn load(path: &Path) -> anyhow::Result<Settings> {
+        let figment = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file(path))
+            .merge(Env::prefixed("TILL_").split("__"));
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("configuration {}: {e}", path.display()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Every problem at once, each naming its key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        if self.server.bind.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "server.bind: '{}' is not an address like 127.0.0.1:8080",
+                self.server.bind
+            ));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.server.max_body_bytes) {
+            problems.push("server.max_body_bytes: must be between 1024 and 16777216".into());
+        }
+        if !(1..=64).contains(&self.database.pool_size) {
+            problems.push("database.pool_size: must be between 1 and 64".into());
+        }
+        if self.database.path.as_os_str().is_empty() {
+            problems.push("database.path: must not be empty".into());
+        }
+        let api_base = &self.psp.api_base;
+        if !api_base.is_empty() && !(api_base.starts_with("http://") || api_base.starts_with("https://")) {
+            problems.push(format!("psp.api_base: '{api_base}' must start with http:// or https://"));
+        }
+        if !self.psp.secret_key.starts_with("sk_") {
+            problems.push("psp.secret_key: must be a secret key starting with sk_".into());
+        }
+        if !self.psp.webhook_secret.starts_with("whsec_") {
+            problems.push("psp.webhook_secret: must start with whsec_".into());
+        }
+        if api_base.is_empty() && !self.sandbox.enabled {
+            problems.push("psp.api_base: empty means the embedded sandbox, but sandbox.enabled is false".into());
+        }
+        if !(100..=120_000).contains(&self.psp.request_timeout_ms) {
+            problems.push("psp.request_timeout_ms: must be between 100 and 120000".into());
+        }
+        if !(1..=3600).contains(&self.psp.webhook_tolerance_seconds) {
+            problems.push("psp.webhook_tolerance_seconds: must be between 1 and 3600".into());
+        }
+        self.validate_sandbox(&mut problems);
+        if !(30..=1440).contains(&self.payments.checkout_expires_minutes) {
+            problems.push("payments.checkout_expires_minutes: must be between 30 and 1440".into());
+        }
+        let pct = self.fees.commission_percent;
+        if pct < Decimal::ZERO || pct > Decimal::ONE_HUNDRED {
+            problems.push("fees.commission_percent: must be between 0 and 100".into());
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            problems.push("log.format: must be \"text\" or \"json\"".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "))
+        }
+    }
+
+    fn validate_sandbox(&self, problems: &mut Vec<String>) {
+        let s = &self.sandbox;
+        if s.enabled && s.bind.parse::<SocketAddr>().is_err() {
+            problems.push(format!("sandbox.bind: '{}' is not an address like 127.0.0.1:8081", s.bind));
+        }
+        if s.fee_percent < Decimal::ZERO || s.fee_percent > Decimal::ONE_HUNDRED {
+            problems.push("sandbox.fee_percent: must be between 0 and 100".into());
+        }
+        if s.fee_fixed < 0 {
+            problems.push("sandbox.fee_fixed: must not be negative".into());
+        }
+        if !(1..=100).contains(&s.webhook_max_attempts) {
+            problems.push("sandbox.webhook_max_attempts: must be between 1 and 100".into());
+        }
+        let f = &s.faults;
+        for (name, rate) in [
+            ("error_rate", f.error_rate),
+            ("timeout_rate", f.timeout_rate),
+            ("webhook_drop_rate", f.webhook_drop_rate),
+            ("webhook_duplicate_rate", f.webhook_duplicate_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                problems.push(format!("sandbox.faults.{name}: must be between 0.0 and 1.0"));
+            }
+        }
+        if f.latency_ms > 60_000 || f.webhook_delay_ms > 600_000 {
+            problems.push("sandbox.faults: latency_ms ≤ 60000 and webhook_delay_ms ≤ 600000".into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn every_problem_is_named() {
+        let mut s = Settings::default();
+        s.server.bind = "nope".into();
+        s.sandbox.faults.error_rate = 2.0;
+        let msg = s.validate().unwrap_err().to_string();
+        assert!(msg.contains("server.bind"), "{msg}");
+        assert!(msg.contains("sandbox.faults.error_rate"), "{msg}");
+    }
+
+    #[test]
+    fn env_overrides_nested_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("till.toml", "[sandbox.faults]\nerror_rate = 0.1\n")?;
+            jail.set_env("TILL_SANDBOX__FAULTS__ERROR_RATE", "0.25");
+            jail.set_env("TILL_SERVER__BIND", "127.0.0.1:9999");
+            let s = Settings::load(Path::new("till.toml")).map_err(|e| e.to_string())?;
+            assert_eq!(s.sandbox.faults.error_rate, 0.25);
+            assert_eq!(s.server.bind, "127.0.0.1:9999");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,149 @@
+//! SQLite access: pooled connections with the PRAGMAs set on every one,
+//! embedded migrations applied at start, `BEGIN IMMEDIATE` write
+//! transactions, and blocking work kept off the async executor.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite_migration::{M, Migrations};
+
+pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+/// A cheap-to-clone handle on one SQLite database.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+}
+
+/// The migrations of till's own database, in order, compiled into the binary.
+pub fn till_migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!("../../migrations/till/0001_init.sql"))])
+}
+
+/// The sandbox PSP keeps its own database: it is an independent party.
+pub fn sandbox_migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!("../../migrations/sandbox/0001_init.sql"))])
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path`, applies `migrations`
+    /// and returns a pool whose every connection has WAL, foreign keys,
+    /// `synchronous=FULL` and a busy timeout.
+    pub fn open(
+        path: &Path,
+        pool_size: u32,
+        busy_timeout_ms: u64,
+        migrations: &Migrations<'static>,
+    ) -> anyhow::Result<Db> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the database folder {}", dir.display()))?;
+        }
+        let mut conn = Connection::open(path)
+            .with_context(|| format!("opening the database {}", path.display()))?;
+        configure(&mut conn, busy_timeout_ms)?;
+        migrations
+            .to_latest(&mut conn)
+            .with_context(|| format!("migrating the database {}", path.display()))?;
+        drop(conn);
+
+        let manager = SqliteConnectionManager::file(path)
+            .with_init(move |c| configure(c, busy_timeout_ms).map_err(to_sqlite_error));
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size)
+            .connection_timeout(Duration::from_secs(30))
+            .build(manager)
+            .context("building the connection pool")?;
+        Ok(Db { pool })
+    }
+
+    /// Runs blocking database work on tokio's blocking pool, never on an
+    /// executor thread.
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<anyhow::Error> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().context("taking a database connection")?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| E::from(anyhow::anyhow!("database task failed: {e}")))?
+    }
+
+    /// One write transaction (`BEGIN IMMEDIATE`, so it takes the write lock
+    /// up front and never fails half-way on a lock upgrade), committed once.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Transaction) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<anyhow::Error> + Send + 'static,
+    {
+        self.run(move |conn| write_tx(conn, f)).await
+    }
+
+    /// A connection for synchronous callers (CLI commands, tests).
+    pub fn conn(&self) -> anyhow::Result<r2d2::PooledConnection<SqliteConnectionManager>> {
+        self.pool.get().context("taking a database connection")
+    }
+}
+
+/// Runs `f` inside `BEGIN IMMEDIATE … COMMIT`; rolls back if it fails.
+pub fn write_tx<T, E, F>(conn: &mut Connection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&Transaction) -> Result<T, E>,
+    E: From<anyhow::Error>,
+{
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .context("beginning a write transaction")?;
+    let value = f(&tx)?;
+    tx.commit().context("committing")?;
+    Ok(value)
+}
+
+fn configure(conn: &mut Connection, busy_timeout_ms: u64) -> anyhow::Result<()> {
+    conn.busy_timeout(Duration::from_millis(busy_timeout_ms))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "SQLite refused WAL mode ({mode})");
+    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(())
+}
+
+fn to_sqlite_error(e: anyhow::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(e.into())
+}
+
+/// Now, in UTC, as stored: RFC 3339 with milliseconds, so text order is time order.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pragmas_hold_on_every_pooled_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db"), 2, 1000, &till_migrations()).unwrap();
+        let conn = db.conn().unwrap();
+        let fk: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!((fk, sync, mode.as_str()), (1, 2, "wal"));
+    }
+
+    #[test]
+    fn migrations_are_valid() {
+        till_migrations().validate().unwrap();
+        sandbox_migrations().validate().unwrap();
+    }
+}

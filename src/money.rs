@@ -1,0 +1,219 @@
+//! Money: an amount in integer minor units (i64) always beside its currency.
+//! On the wire amounts are decimal strings in major units ("25.00"); inside
+//! they are never floats.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+
+/// An ISO 4217 currency with its number of decimals (its exponent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Currency(iso_currency::Currency);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    #[error("'{0}' is not an ISO 4217 currency code (three upper-case letters, e.g. USD)")]
+    UnknownCurrency(String),
+    #[error("'{0}' is not a decimal amount in major units, like \"25.00\"")]
+    NotADecimal(String),
+    #[error("has {scale} decimals; {currency} allows {exponent}")]
+    TooManyDecimals {
+        scale: u32,
+        currency: Currency,
+        exponent: u32,
+    },
+    #[error("must be greater than zero")]
+    NotPositive,
+    #[error("is too large")]
+    TooLarge,
+}
+
+impl MoneyError {
+    /// The stable API error code for this problem.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MoneyError::UnknownCurrency(_) => "currency_invalid",
+            MoneyError::NotADecimal(_)
+            | MoneyError::TooManyDecimals { .. }
+            | MoneyError::NotPositive
+            | MoneyError::TooLarge => "amount_invalid",
+        }
+    }
+}
+
+impl Currency {
+    /// Only the upper-case alphabetic code is accepted, as on till's API.
+    pub fn parse(code: &str) -> Result<Currency, MoneyError> {
+        let valid_shape = code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase());
+        let currency = valid_shape
+            .then(|| iso_currency::Currency::from_code(code))
+            .flatten()
+            // Funds and precious metals (XAU, XDR, …) have no exponent: not money we move.
+            .filter(|c| c.exponent().is_some())
+            .ok_or_else(|| MoneyError::UnknownCurrency(code.to_string()))?;
+        Ok(Currency(currency))
+    }
+
+    pub fn code(&self) -> &'static str {
+        // iso_currency's code() returns &'static str.
+        self.0.code()
+    }
+
+    /// Number of decimals of the minor unit: USD 2, JPY 0, BHD 3.
+    pub fn exponent(&self) -> u32 {
+        u32::from(self.0.exponent().unwrap_or(0))
+    }
+
+    /// Lower-case code, as Stripe's API writes currencies.
+    pub fn stripe_code(&self) -> String {
+        self.code().to_ascii_lowercase()
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl FromStr for Currency {
+    type Err = MoneyError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Currency::parse(s)
+    }
+}
+
+/// A strictly positive amount of one currency, in minor units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Money {
+    amount_minor: i64,
+    currency: Currency,
+}
+
+impl Money {
+    /// Parses a major-unit decimal string: digits, optionally a point and at
+    /// most the currency's exponent of decimals. No sign, no exponent, no spaces.
+    pub fn parse(amount: &str, currency: Currency) -> Result<Money, MoneyError> {
+        let minor = parse_minor(amount, currency)?;
+        Money::from_minor(minor, currency)
+    }
+
+    pub fn from_minor(amount_minor: i64, currency: Currency) -> Result<Money, MoneyError> {
+        if amount_minor <= 0 {
+            return Err(MoneyError::NotPositive);
+        }
+        Ok(Money {
+            amount_minor,
+            currency,
+        })
+    }
+
+    pub fn amount_minor(&self) -> i64 {
+        self.amount_minor
+    }
+
+    pub fn currency(&self) -> Currency {
+        self.currency
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", format_minor(self.amount_minor, self.currency), self.currency)
+    }
+}
+
+/// Any signed minor-unit amount as a major-unit decimal string with exactly
+/// the currency's decimals: (2500, USD) → "25.00", (1000, KRW) → "1000".
+pub fn format_minor(amount_minor: i64, currency: Currency) -> String {
+    Decimal::new(amount_minor, currency.exponent()).to_string()
+}
+
+/// Parses a non-negative major-unit amount into minor units (zero allowed;
+/// callers that need a positive amount use [`Money::parse`]).
+pub fn parse_minor(amount: &str, currency: Currency) -> Result<i64, MoneyError> {
+    let not_decimal = || MoneyError::NotADecimal(amount.chars().take(40).collect());
+    let (int_part, frac_part) = match amount.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (amount, None),
+    };
+    let digits_only = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits_only(int_part) || !frac_part.is_none_or(digits_only) {
+        return Err(not_decimal());
+    }
+    // More than 28 significant digits cannot fit i64 minor units anyway.
+    if amount.len() > 40 {
+        return Err(MoneyError::TooLarge);
+    }
+    let value = Decimal::from_str_exact(amount).map_err(|_| MoneyError::TooLarge)?;
+    let scale = frac_part.map_or(0, |f| f.len() as u32);
+    let exponent = currency.exponent();
+    if scale > exponent {
+        return Err(MoneyError::TooManyDecimals {
+            scale,
+            currency,
+            exponent,
+        });
+    }
+    let factor = Decimal::from_i128_with_scale(10_i128.pow(exponent), 0);
+    value
+        .checked_mul(factor)
+        .and_then(|m| m.to_i64())
+        .ok_or(MoneyError::TooLarge)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cur(c: &str) -> Currency {
+        Currency::parse(c).unwrap()
+    }
+
+    #[test]
+    fn parses_by_each_currency_exponent() {
+        assert_eq!(Money::parse("25.00", cur("USD")).unwrap().amount_minor(), 2500);
+        assert_eq!(Money::parse("25", cur("USD")).unwrap().amount_minor(), 2500);
+        assert_eq!(Money::parse("25.5", cur("EUR")).unwrap().amount_minor(), 2550);
+        assert_eq!(Money::parse("1000", cur("KRW")).unwrap().amount_minor(), 1000);
+        assert_eq!(Money::parse("1.250", cur("BHD")).unwrap().amount_minor(), 1250);
+        assert_eq!(Money::parse("0.01", cur("USD")).unwrap().amount_minor(), 1);
+    }
+
+    #[test]
+    fn refuses_bad_amounts() {
+        let usd = cur("USD");
+        for bad in ["", "-1.00", "+1", "1e3", " 1.00", "1.00 ", "1,00", "abc", ".5", "5.", "NaN"] {
+            assert!(matches!(Money::parse(bad, usd), Err(MoneyError::NotADecimal(_))), "{bad:?}");
+        }
+        assert!(matches!(Money::parse("0", usd), Err(MoneyError::NotPositive)));
+        assert!(matches!(Money::parse("0.00", usd), Err(MoneyError::NotPositive)));
+        assert!(matches!(
+            Money::parse("1.001", usd),
+            Err(MoneyError::TooManyDecimals { scale: 3, exponent: 2, .. })
+        ));
+        assert!(matches!(Money::parse("1.5", cur("JPY")), Err(MoneyError::TooManyDecimals { .. })));
+        assert_eq!(Money::parse("92233720368547758.08", usd), Err(MoneyError::TooLarge));
+        assert_eq!(Money::parse(&"9".repeat(60), usd), Err(MoneyError::TooLarge));
+        assert!(Money::parse("92233720368547758.07", usd).is_ok());
+    }
+
+    #[test]
+    fn refuses_bad_currencies() {
+        for bad in ["usd", "US", "USDD", "XYZ", "XAU", "", "U$D"] {
+            assert!(Currency::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn formats_with_exact_decimals() {
+        assert_eq!(format_minor(2500, cur("USD")), "25.00");
+        assert_eq!(format_minor(5, cur("USD")), "0.05");
+        assert_eq!(format_minor(1000, cur("KRW")), "1000");
+        assert_eq!(format_minor(1250, cur("BHD")), "1.250");
+        assert_eq!(format_minor(-150, cur("EUR")), "-1.50");
+        assert_eq!(format_minor(0, cur("USD")), "0.00");
+    }
+}
