@@ -214,8 +214,12 @@ impl Settings {
             problems.push("database.path: must not be empty".into());
         }
         let api_base = &self.psp.api_base;
-        if !api_base.is_empty() && !(api_base.starts_with("http://") || api_base.starts_with("https://")) {
-            problems.push(format!("psp.api_base: '{api_base}' must start with http:// or https://"));
+        if !api_base.is_empty()
+            && !(api_base.starts_with("http://") || api_base.starts_with("https://"))
+        {
+            problems.push(format!(
+                "psp.api_base: '{api_base}' must start with http:// or https://"
+            ));
         }
         if !self.psp.secret_key.starts_with("sk_") {
             problems.push("psp.secret_key: must be a secret key starting with sk_".into());
@@ -224,7 +228,10 @@ impl Settings {
             problems.push("psp.webhook_secret: must start with whsec_".into());
         }
         if api_base.is_empty() && !self.sandbox.enabled {
-            problems.push("psp.api_base: empty means the embedded sandbox, but sandbox.enabled is false".into());
+            problems.push(
+                "psp.api_base: empty means the embedded sandbox, but sandbox.enabled is false"
+                    .into(),
+            );
         }
         if !(100..=120_000).contains(&self.psp.request_timeout_ms) {
             problems.push("psp.request_timeout_ms: must be between 100 and 120000".into());
@@ -253,7 +260,10 @@ impl Settings {
     fn validate_sandbox(&self, problems: &mut Vec<String>) {
         let s = &self.sandbox;
         if s.enabled && s.bind.parse::<SocketAddr>().is_err() {
-            problems.push(format!("sandbox.bind: '{}' is not an address like 127.0.0.1:8081", s.bind));
+            problems.push(format!(
+                "sandbox.bind: '{}' is not an address like 127.0.0.1:8081",
+                s.bind
+            ));
         }
         if s.fee_percent < Decimal::ZERO || s.fee_percent > Decimal::ONE_HUNDRED {
             problems.push("sandbox.fee_percent: must be between 0 and 100".into());
@@ -272,11 +282,14 @@ impl Settings {
             ("webhook_duplicate_rate", f.webhook_duplicate_rate),
         ] {
             if !(0.0..=1.0).contains(&rate) {
-                problems.push(format!("sandbox.faults.{name}: must be between 0.0 and 1.0"));
+                problems.push(format!(
+                    "sandbox.faults.{name}: must be between 0.0 and 1.0"
+                ));
             }
         }
         if f.latency_ms > 60_000 || f.webhook_delay_ms > 600_000 {
-            problems.push("sandbox.faults: latency_ms ≤ 60000 and webhook_delay_ms ≤ 600000".into());
+            problems
+                .push("sandbox.faults: latency_ms ≤ 60000 and webhook_delay_ms ≤ 600000".into());
         }
     }
 }

@@ -121,7 +121,12 @@ impl Money {
 
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", format_minor(self.amount_minor, self.currency), self.currency)
+        write!(
+            f,
+            "{} {}",
+            format_minor(self.amount_minor, self.currency),
+            self.currency
+        )
     }
 }
 
@@ -164,6 +169,18 @@ pub fn parse_minor(amount: &str, currency: Currency) -> Result<i64, MoneyError> 
         .ok_or(MoneyError::TooLarge)
 }
 
+/// `percent`% of an amount in minor units, rounded half away from zero to a
+/// whole minor unit (commercial "half-up" rounding for positive amounts):
+/// 2.9% of 1050 = 30.45 → 30; 10% of 25 = 2.5 → 3.
+pub fn percentage_minor(amount_minor: i64, percent: Decimal) -> i64 {
+    let exact = Decimal::from(amount_minor) * percent / Decimal::ONE_HUNDRED;
+    exact
+        .round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+        .to_i64()
+        // |percent| ≤ 100 (validated config), so the result fits whenever the amount does.
+        .unwrap_or(amount_minor)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,29 +191,65 @@ mod tests {
 
     #[test]
     fn parses_by_each_currency_exponent() {
-        assert_eq!(Money::parse("25.00", cur("USD")).unwrap().amount_minor(), 2500);
+        assert_eq!(
+            Money::parse("25.00", cur("USD")).unwrap().amount_minor(),
+            2500
+        );
         assert_eq!(Money::parse("25", cur("USD")).unwrap().amount_minor(), 2500);
-        assert_eq!(Money::parse("25.5", cur("EUR")).unwrap().amount_minor(), 2550);
-        assert_eq!(Money::parse("1000", cur("KRW")).unwrap().amount_minor(), 1000);
-        assert_eq!(Money::parse("1.250", cur("BHD")).unwrap().amount_minor(), 1250);
+        assert_eq!(
+            Money::parse("25.5", cur("EUR")).unwrap().amount_minor(),
+            2550
+        );
+        assert_eq!(
+            Money::parse("1000", cur("KRW")).unwrap().amount_minor(),
+            1000
+        );
+        assert_eq!(
+            Money::parse("1.250", cur("BHD")).unwrap().amount_minor(),
+            1250
+        );
         assert_eq!(Money::parse("0.01", cur("USD")).unwrap().amount_minor(), 1);
     }
 
     #[test]
     fn refuses_bad_amounts() {
         let usd = cur("USD");
-        for bad in ["", "-1.00", "+1", "1e3", " 1.00", "1.00 ", "1,00", "abc", ".5", "5.", "NaN"] {
-            assert!(matches!(Money::parse(bad, usd), Err(MoneyError::NotADecimal(_))), "{bad:?}");
+        for bad in [
+            "", "-1.00", "+1", "1e3", " 1.00", "1.00 ", "1,00", "abc", ".5", "5.", "NaN",
+        ] {
+            assert!(
+                matches!(Money::parse(bad, usd), Err(MoneyError::NotADecimal(_))),
+                "{bad:?}"
+            );
         }
-        assert!(matches!(Money::parse("0", usd), Err(MoneyError::NotPositive)));
-        assert!(matches!(Money::parse("0.00", usd), Err(MoneyError::NotPositive)));
+        assert!(matches!(
+            Money::parse("0", usd),
+            Err(MoneyError::NotPositive)
+        ));
+        assert!(matches!(
+            Money::parse("0.00", usd),
+            Err(MoneyError::NotPositive)
+        ));
         assert!(matches!(
             Money::parse("1.001", usd),
-            Err(MoneyError::TooManyDecimals { scale: 3, exponent: 2, .. })
+            Err(MoneyError::TooManyDecimals {
+                scale: 3,
+                exponent: 2,
+                ..
+            })
         ));
-        assert!(matches!(Money::parse("1.5", cur("JPY")), Err(MoneyError::TooManyDecimals { .. })));
-        assert_eq!(Money::parse("92233720368547758.08", usd), Err(MoneyError::TooLarge));
-        assert_eq!(Money::parse(&"9".repeat(60), usd), Err(MoneyError::TooLarge));
+        assert!(matches!(
+            Money::parse("1.5", cur("JPY")),
+            Err(MoneyError::TooManyDecimals { .. })
+        ));
+        assert_eq!(
+            Money::parse("92233720368547758.08", usd),
+            Err(MoneyError::TooLarge)
+        );
+        assert_eq!(
+            Money::parse(&"9".repeat(60), usd),
+            Err(MoneyError::TooLarge)
+        );
         assert!(Money::parse("92233720368547758.07", usd).is_ok());
     }
 
@@ -205,6 +258,16 @@ mod tests {
         for bad in ["usd", "US", "USDD", "XYZ", "XAU", "", "U$D"] {
             assert!(Currency::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn percentages_round_half_up() {
+        let pct = |s: &str| s.parse::<Decimal>().unwrap();
+        assert_eq!(percentage_minor(1050, pct("2.9")), 30);
+        assert_eq!(percentage_minor(25, pct("10")), 3);
+        assert_eq!(percentage_minor(2500, pct("0")), 0);
+        assert_eq!(percentage_minor(2500, pct("100")), 2500);
+        assert_eq!(percentage_minor(i64::MAX, pct("100")), i64::MAX);
     }
 
     #[test]

@@ -20,12 +20,16 @@ pub struct Db {
 
 /// The migrations of till's own database, in order, compiled into the binary.
 pub fn till_migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("../../migrations/till/0001_init.sql"))])
+    Migrations::new(vec![M::up(include_str!(
+        "../../migrations/till/0001_init.sql"
+    ))])
 }
 
 /// The sandbox PSP keeps its own database: it is an independent party.
 pub fn sandbox_migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("../../migrations/sandbox/0001_init.sql"))])
+    Migrations::new(vec![M::up(include_str!(
+        "../../migrations/sandbox/0001_init.sql"
+    ))])
 }
 
 impl Db {
@@ -111,7 +115,10 @@ where
 fn configure(conn: &mut Connection, busy_timeout_ms: u64) -> anyhow::Result<()> {
     conn.busy_timeout(Duration::from_millis(busy_timeout_ms))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "SQLite refused WAL mode ({mode})");
+    anyhow::ensure!(
+        mode.eq_ignore_ascii_case("wal"),
+        "SQLite refused WAL mode ({mode})"
+    );
     conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")?;
     conn.set_prepared_statement_cache_capacity(128);
     Ok(())
@@ -135,9 +142,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("t.db"), 2, 1000, &till_migrations()).unwrap();
         let conn = db.conn().unwrap();
-        let fk: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
-        let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
-        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        let fk: i64 = conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
         assert_eq!((fk, sync, mode.as_str()), (1, 2, "wal"));
     }
 

@@ -1,0 +1,21 @@
+//! The merchant REST API under `/v1`.
+
+pub mod body;
+pub mod payments;
+pub mod wallets;
+
+use actix_web::web;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/payments", web::post().to(payments::create))
+        .route("/payments", web::get().to(payments::list))
+        .route(
+            "/payments/{payment_order_id}",
+            web::get().to(payments::get_order),
+        )
+        .route(
+            "/checkouts/{checkout_id}",
+            web::get().to(payments::get_checkout),
+        )
+        .route("/wallets/{seller_id}", web::get().to(wallets::get));
+}

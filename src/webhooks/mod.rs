@@ -1,0 +1,3 @@
+//! Webhooks: events coming in from the PSP (`psp_in`).
+
+pub mod psp_in;
