@@ -89,14 +89,13 @@ pub async fn create_checkout(
             })
             .await?
     };
-    if needs_session {
-        if let PaymentMethod::HostedPage {
+    if needs_session
+        && let PaymentMethod::HostedPage {
             success_url,
             cancel_url,
         } = &new.payment_method
-        {
-            register_session(ctx, &new, success_url, cancel_url).await?;
-        }
+    {
+        register_session(ctx, &new, success_url, cancel_url).await?;
     }
     let view = read_checkout(ctx, &checkout_id).await?;
     Ok((view, created))

@@ -215,6 +215,11 @@ fn parse_payment_method(
         }
         // The payment executor that charges tokens is not built yet: refuse
         // clearly rather than accept orders nothing would ever execute.
+        "token" if method.as_ref().is_some_and(|m| m.token.is_none()) => Err(ApiError::invalid(
+            "parameter_missing",
+            "payment_method.token is required for a token payment",
+            "payment_method.token",
+        )),
         "token" => Err(ApiError::invalid(
             "payment_method_unsupported",
             "payment_method.type \"token\" is not available yet; use \"hosted_page\"",
