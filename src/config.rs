@@ -20,6 +20,7 @@ pub struct Settings {
     pub sandbox: SandboxSettings,
     pub payments: PaymentSettings,
     pub fees: FeeSettings,
+    pub queue: QueueSettings,
     pub log: LogSettings,
 }
 
@@ -166,6 +167,38 @@ impl Default for FeeSettings {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct QueueSettings {
+    /// Jobs run at the same time.
+    pub workers: usize,
+    /// Jobs claimed per poll of the queue.
+    pub batch_size: u32,
+    /// How often an idle queue is polled (enqueues in this process wake it at once).
+    pub poll_interval_ms: u64,
+    /// Retry delay: a random wait up to min(cap, base × 2^attempt) ("full jitter").
+    pub backoff_base_ms: u64,
+    pub backoff_cap_ms: u64,
+    /// Attempts before a job goes to the dead-letter queue and raises an alert.
+    pub max_attempts: u32,
+    /// A claimed job not finished within this is handed to another worker.
+    pub lease_ms: u64,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            workers: 16,
+            batch_size: 64,
+            poll_interval_ms: 250,
+            backoff_base_ms: 500,
+            backoff_cap_ms: 300_000,
+            max_attempts: 15,
+            lease_ms: 60_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
     /// A tracing filter: "info", "till=debug,actix_web=info", …
     pub level: String,
@@ -246,6 +279,7 @@ impl Settings {
         if pct < Decimal::ZERO || pct > Decimal::ONE_HUNDRED {
             problems.push("fees.commission_percent: must be between 0 and 100".into());
         }
+        self.validate_queue(&mut problems);
         if !matches!(self.log.format.as_str(), "text" | "json") {
             problems.push("log.format: must be \"text\" or \"json\"".into());
         }
@@ -253,6 +287,29 @@ impl Settings {
             Ok(())
         } else {
             anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "))
+        }
+    }
+
+    fn validate_queue(&self, problems: &mut Vec<String>) {
+        let q = &self.queue;
+        if !(1..=256).contains(&q.workers) {
+            problems.push("queue.workers: must be between 1 and 256".into());
+        }
+        if !(1..=1000).contains(&q.batch_size) {
+            problems.push("queue.batch_size: must be between 1 and 1000".into());
+        }
+        if !(10..=60_000).contains(&q.poll_interval_ms) {
+            problems.push("queue.poll_interval_ms: must be between 10 and 60000".into());
+        }
+        if q.backoff_base_ms == 0 || q.backoff_cap_ms < q.backoff_base_ms {
+            problems.push("queue.backoff_base_ms must be > 0 and ≤ queue.backoff_cap_ms".into());
+        }
+        if !(1..=100).contains(&q.max_attempts) {
+            problems.push("queue.max_attempts: must be between 1 and 100".into());
+        }
+        // A lease shorter than a PSP call would hand a job to a second worker mid-call.
+        if q.lease_ms < 2 * self.psp.request_timeout_ms {
+            problems.push("queue.lease_ms: must be at least twice psp.request_timeout_ms".into());
         }
     }
 

@@ -14,6 +14,8 @@ pub struct Ctx {
     pub psp: PspClient,
     pub settings: Arc<Settings>,
     pub checkout_locks: KeyedLocks,
+    /// Wakes the queue's workers when a job is enqueued in this process.
+    pub queue_wake: Arc<tokio::sync::Notify>,
 }
 
 /// One async mutex per key (a checkout id), so that concurrent identical

@@ -1,5 +1,6 @@
 //! till: a self-hosted payment system in one binary.
 
+pub mod alerts;
 pub mod api_keys;
 pub mod cli;
 pub mod config;
@@ -10,6 +11,7 @@ pub mod ledger;
 pub mod money;
 pub mod payments;
 pub mod psp;
+pub mod queue;
 pub mod sandbox;
 pub mod startup;
 pub mod telemetry;

@@ -14,6 +14,7 @@ use crate::context::{Ctx, KeyedLocks};
 use crate::db::{self, Db};
 use crate::http::{self, errors::ApiError};
 use crate::psp::PspClient;
+use crate::queue::runner::Runner;
 
 pub struct Application {
     address: SocketAddr,
@@ -52,6 +53,7 @@ impl Application {
             psp,
             settings: settings.clone(),
             checkout_locks: KeyedLocks::default(),
+            queue_wake: Arc::new(tokio::sync::Notify::new()),
         };
         let mut servers = Vec::new();
         if let Some(sandbox_listener) = sandbox_listener {
@@ -87,7 +89,10 @@ impl Application {
 
     /// Runs until a shutdown signal; each server then finishes its in-flight requests.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let runner = Runner::spawn(self.ctx.clone());
         let results = futures_util::future::join_all(self.servers).await;
+        // The servers have drained their requests; now the running jobs.
+        runner.stop().await;
         for r in results {
             r.context("server stopped with an error")?;
         }

@@ -154,7 +154,7 @@ fn check_amount(
 
 /// EXECUTING → SUCCESS with the wallet credit and the pay-in posting.
 /// Returns false if another writer already moved the order.
-fn succeed_order(
+pub(crate) fn succeed_order(
     tx: &Transaction,
     order: &OrderView,
     payment_intent: Option<&str>,

@@ -9,6 +9,7 @@ use crate::http::errors::ApiError;
 use crate::payments::model::{NewCheckout, OrderStatus, PaymentMethod};
 use crate::payments::store::{self, CheckoutView};
 use crate::psp::{CheckoutSessionRequest, LineItem, PspError};
+use crate::queue::{self, JobKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Created {
@@ -70,6 +71,7 @@ pub async fn create_checkout(
     // Identical concurrent requests queue here; only the first talks to the PSP.
     let _guard = ctx.checkout_locks.lock(&checkout_id).await;
     let hash = new.request_hash();
+    let max_attempts = ctx.settings.queue.max_attempts;
     let (created, needs_session) = {
         let (key, new, hash) = (api_key_id.to_string(), new.clone(), hash.clone());
         ctx.db
@@ -85,10 +87,23 @@ pub async fn create_checkout(
                 if let Some(i) = store::insert_checkout(tx, &key, &new, &hash)? {
                     return Err(CreateError::OrderIdTaken(i));
                 }
+                // Token orders are charged by the executor; its jobs commit with the orders.
+                if let PaymentMethod::Token { .. } = new.payment_method {
+                    for order in &new.orders {
+                        queue::enqueue(
+                            tx,
+                            JobKind::ChargeOrder,
+                            order.payment_order_id.as_str(),
+                            0,
+                            max_attempts,
+                        )?;
+                    }
+                }
                 Ok((Created::New, true))
             })
             .await?
     };
+    ctx.queue_wake.notify_one();
     if needs_session
         && let PaymentMethod::HostedPage {
             success_url,
@@ -132,6 +147,9 @@ async fn register_session(
         .iter()
         .map(|o| o.payment_order_id.to_string())
         .collect();
+    // When the session must have ended, ask the PSP in case its webhook is lost.
+    let sync_delay_ms = (expires_at - chrono::Utc::now().timestamp() + 60) * 1000;
+    let max_attempts = ctx.settings.queue.max_attempts;
     match ctx.psp.create_checkout_session(&request).await {
         Ok(session) => {
             let url = session.url.clone().unwrap_or_default();
@@ -153,6 +171,7 @@ async fn register_session(
                             "hosted checkout session registered at the PSP",
                         )?;
                     }
+                    queue::enqueue(tx, JobKind::SyncCheckout, &checkout_id, sync_delay_ms, max_attempts)?;
                     Ok(())
                 })
                 .await

@@ -4,5 +4,6 @@
 
 pub mod complete;
 pub mod create;
+pub mod execute;
 pub mod model;
 pub mod store;

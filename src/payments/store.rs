@@ -336,3 +336,46 @@ pub fn list_orders(conn: &Connection, f: &OrderFilter) -> anyhow::Result<Page<Or
         has_more,
     })
 }
+
+/// A token order with what the executor needs to charge it.
+pub struct ChargeTarget {
+    pub order: OrderView,
+    pub token: String,
+    pub order_intent_id: Option<String>,
+}
+
+pub fn load_charge_target(
+    conn: &Connection,
+    payment_order_id: &str,
+) -> anyhow::Result<Option<ChargeTarget>> {
+    let Some(order) = load_order(conn, payment_order_id)? else {
+        return Ok(None);
+    };
+    let (token, intent): (Option<String>, Option<String>) = conn
+        .prepare_cached(
+            "SELECT e.payment_method_token, o.psp_payment_intent_id
+             FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
+             WHERE o.payment_order_id = ?1",
+        )?
+        .query_row([payment_order_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let token =
+        token.with_context(|| format!("order {payment_order_id} is not a token payment"))?;
+    Ok(Some(ChargeTarget {
+        order,
+        token,
+        order_intent_id: intent,
+    }))
+}
+
+pub fn set_payment_intent(
+    tx: &Transaction,
+    payment_order_id: &str,
+    intent_id: &str,
+) -> anyhow::Result<()> {
+    tx.prepare_cached(
+        "UPDATE payment_orders SET psp_payment_intent_id = ?2
+         WHERE payment_order_id = ?1 AND psp_payment_intent_id IS NOT ?2",
+    )?
+    .execute(params![payment_order_id, intent_id])?;
+    Ok(())
+}

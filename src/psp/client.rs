@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::db::Db;
-use crate::psp::types::{CheckoutSession, StripeErrorBody};
+use crate::psp::types::{CheckoutSession, PaymentIntent, StripeErrorBody};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PspError {
@@ -49,6 +49,16 @@ pub struct CheckoutSessionRequest {
     pub cancel_url: String,
     pub expires_at: i64,
     pub line_items: Vec<LineItem>,
+}
+
+pub struct PaymentIntentRequest {
+    pub payment_order_id: String,
+    pub checkout_id: String,
+    pub seller_id: String,
+    pub amount_minor: i64,
+    /// Lower case, as Stripe writes it.
+    pub currency: String,
+    pub payment_method: String,
 }
 
 impl PspClient {
@@ -119,6 +129,56 @@ impl PspClient {
         subject_id: &str,
     ) -> Result<CheckoutSession, PspError> {
         let path = format!("/v1/checkout/sessions/{}", encode_path(session_id));
+        self.send(
+            self.http.get(self.url(&path)),
+            "GET",
+            &path,
+            None,
+            subject_id,
+        )
+        .await
+    }
+
+    /// `POST /v1/payment_intents` with `confirm=true`: charges one order.
+    /// The order id is the idempotency key, so asking again after a timeout
+    /// returns the first answer instead of charging twice.
+    pub async fn create_payment_intent(
+        &self,
+        req: &PaymentIntentRequest,
+    ) -> Result<PaymentIntent, PspError> {
+        let form: Vec<(String, String)> = vec![
+            ("amount".into(), req.amount_minor.to_string()),
+            ("currency".into(), req.currency.clone()),
+            ("payment_method".into(), req.payment_method.clone()),
+            ("confirm".into(), "true".into()),
+            (
+                "description".into(),
+                format!("order {}", req.payment_order_id),
+            ),
+            (
+                "metadata[payment_order_id]".into(),
+                req.payment_order_id.clone(),
+            ),
+            ("metadata[checkout_id]".into(), req.checkout_id.clone()),
+            ("metadata[seller_id]".into(), req.seller_id.clone()),
+        ];
+        let key = req.payment_order_id.clone();
+        self.post(
+            "/v1/payment_intents",
+            &form,
+            Some(&key),
+            &req.payment_order_id,
+        )
+        .await
+    }
+
+    /// `GET /v1/payment_intents/{id}`.
+    pub async fn retrieve_payment_intent(
+        &self,
+        id: &str,
+        subject_id: &str,
+    ) -> Result<PaymentIntent, PspError> {
+        let path = format!("/v1/payment_intents/{}", encode_path(id));
         self.send(
             self.http.get(self.url(&path)),
             "GET",

@@ -81,3 +81,52 @@ impl Event {
         self.data.object.get("id").and_then(|v| v.as_str())
     }
 }
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PaymentIntent {
+    pub id: String,
+    /// requires_payment_method | requires_confirmation | requires_action |
+    /// processing | requires_capture | canceled | succeeded
+    pub status: String,
+    pub amount: i64,
+    pub currency: String,
+    #[serde(default)]
+    pub metadata: HashMap<String, String>,
+    pub last_payment_error: Option<StripeError>,
+}
+
+/// What a payment intent says happened, in till's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntentOutcome {
+    Succeeded,
+    /// Declined or canceled, with the reason as till's `failure_code`.
+    Failed(String),
+    /// Not decided yet: ask again later.
+    Pending,
+}
+
+impl PaymentIntent {
+    pub fn outcome(&self) -> IntentOutcome {
+        match self.status.as_str() {
+            "succeeded" => IntentOutcome::Succeeded,
+            "canceled" => IntentOutcome::Failed("canceled".into()),
+            "requires_payment_method" => match &self.last_payment_error {
+                Some(e) => IntentOutcome::Failed(failure_code(
+                    e.code.as_deref(),
+                    e.decline_code.as_deref(),
+                )),
+                None => IntentOutcome::Pending,
+            },
+            _ => IntentOutcome::Pending,
+        }
+    }
+}
+
+/// A decline's most specific reason: `insufficient_funds` rather than
+/// `card_declined`, but `card_declined` rather than Stripe's `generic_decline`.
+pub fn failure_code(code: Option<&str>, decline_code: Option<&str>) -> String {
+    match decline_code {
+        Some(d) if d != "generic_decline" && !d.is_empty() => d.to_string(),
+        _ => code.unwrap_or("card_declined").to_string(),
+    }
+}

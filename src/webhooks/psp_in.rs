@@ -7,9 +7,11 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::context::Ctx;
 use crate::payments::complete::{self, ApplyError};
+use crate::payments::execute;
 use crate::psp::PspError;
 use crate::psp::types::Event;
 use crate::psp::webhook_signature::{self, SignatureError};
+use crate::queue::runner::JobError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -91,9 +93,40 @@ async fn apply(ctx: &Ctx, event: &Event) -> Result<Ingested, IngestError> {
                 }
             }
         }
+        "payment_intent.succeeded" | "payment_intent.payment_failed" => {
+            apply_intent_event(ctx, event).await
+        }
         other => Ok(Ingested::Ignored(format!(
             "event type {other} is not handled"
         ))),
+    }
+}
+
+/// A token order's intent: re-read it and apply it as the executor would.
+async fn apply_intent_event(ctx: &Ctx, event: &Event) -> Result<Ingested, IngestError> {
+    let order_id = event
+        .data
+        .object
+        .pointer("/metadata/payment_order_id")
+        .and_then(|v| v.as_str());
+    let (Some(intent_id), Some(order_id)) = (event.object_id(), order_id) else {
+        // A hosted checkout's intent: the checkout.session event carries it.
+        return Ok(Ingested::Ignored("payment intent of no token order".into()));
+    };
+    let intent = match ctx.psp.retrieve_payment_intent(intent_id, order_id).await {
+        Ok(intent) => intent,
+        Err(PspError::Unknown(reason)) => return Err(IngestError::PspUnavailable(reason)),
+        Err(refused @ PspError::Refused { .. }) => {
+            return Ok(Ingested::Ignored(refused.to_string()));
+        }
+    };
+    match execute::apply_intent(ctx, order_id, intent).await {
+        Ok(()) => Ok(Ingested::Applied),
+        Err(JobError::Retry(reason)) => Ok(Ingested::Ignored(reason)),
+        Err(JobError::Final(reason)) => {
+            tracing::error!(event = %event.id, %reason, "PSP event not applied");
+            Ok(Ingested::Ignored(reason))
+        }
     }
 }
 

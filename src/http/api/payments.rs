@@ -215,16 +215,28 @@ fn parse_payment_method(
         }
         // The payment executor that charges tokens is not built yet: refuse
         // clearly rather than accept orders nothing would ever execute.
-        "token" if method.as_ref().is_some_and(|m| m.token.is_none()) => Err(ApiError::invalid(
-            "parameter_missing",
-            "payment_method.token is required for a token payment",
-            "payment_method.token",
-        )),
-        "token" => Err(ApiError::invalid(
-            "payment_method_unsupported",
-            "payment_method.type \"token\" is not available yet; use \"hosted_page\"",
-            "payment_method.type",
-        )),
+        "token" => {
+            let token = method.and_then(|m| m.token).ok_or_else(|| {
+                ApiError::invalid(
+                    "parameter_missing",
+                    "payment_method.token is required for a token payment",
+                    "payment_method.token",
+                )
+            })?;
+            let valid = token.starts_with("pm_")
+                && token.len() <= MAX_TEXT
+                && token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !valid {
+                return Err(ApiError::invalid(
+                    "parameter_invalid",
+                    "payment_method.token must be a PSP payment method id like pm_…",
+                    "payment_method.token",
+                ));
+            }
+            Ok(PaymentMethod::Token { token })
+        }
         other => Err(ApiError::invalid(
             "parameter_invalid",
             format!("payment_method.type '{other}' is not one of hosted_page, token"),
