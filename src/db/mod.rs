@@ -20,9 +20,10 @@ pub struct Db {
 
 /// The migrations of till's own database, in order, compiled into the binary.
 pub fn till_migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!(
-        "../../migrations/till/0001_init.sql"
-    ))])
+    Migrations::new(vec![
+        M::up(include_str!("../../migrations/till/0001_init.sql")),
+        M::up(include_str!("../../migrations/till/0002_queue.sql")),
+    ])
 }
 
 /// The sandbox PSP keeps its own database: it is an independent party.
