@@ -23,6 +23,7 @@ pub fn till_migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("../../migrations/till/0001_init.sql")),
         M::up(include_str!("../../migrations/till/0002_queue.sql")),
+        M::up(include_str!("../../migrations/till/0003_idempotency.sql")),
     ])
 }
 

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod errors;
+pub mod idempotency;
 pub mod psp_webhook;
 
 use actix_web::{HttpResponse, web};

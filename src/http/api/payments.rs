@@ -3,13 +3,14 @@
 
 use std::collections::HashSet;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use crate::context::Ctx;
 use crate::http::api::body;
 use crate::http::auth::ApiKey;
 use crate::http::errors::ApiError;
+use crate::http::idempotency;
 use crate::money::{Currency, Money};
 use crate::payments::create::{self, Created};
 use crate::payments::model::{
@@ -59,17 +60,21 @@ struct PaymentMethodBody {
 pub async fn create(
     ctx: web::Data<Ctx>,
     key: ApiKey,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(payload, ctx.settings.server.max_body_bytes).await?;
-    let new = parse_create(body::parse_json(&bytes)?)?;
-    let (view, created) = create::create_checkout(&ctx, &key.0, new).await?;
-    Ok(match created {
-        Created::New => HttpResponse::Created().json(view),
-        Created::Replayed => HttpResponse::Ok()
-            .insert_header(("Idempotent-Replayed", "true"))
-            .json(view),
+    idempotency::run(&ctx, &key.0, &req, &bytes, || async {
+        let new = parse_create(body::parse_json(&bytes)?)?;
+        let (view, created) = create::create_checkout(&ctx, &key.0, new).await?;
+        Ok(match created {
+            Created::New => HttpResponse::Created().json(view),
+            Created::Replayed => HttpResponse::Ok()
+                .insert_header(("Idempotent-Replayed", "true"))
+                .json(view),
+        })
     })
+    .await
 }
 
 fn parse_create(b: CreateBody) -> Result<NewCheckout, ApiError> {
