@@ -7,12 +7,7 @@ use serde::Serialize;
 
 /// Opens an alert unless one is open for the same kind and subject.
 /// Returns whether it is new.
-pub fn raise(
-    tx: &Transaction,
-    kind: &str,
-    subject_id: &str,
-    message: &str,
-) -> anyhow::Result<bool> {
+pub fn raise(tx: &Transaction, kind: &str, subject_id: &str, message: &str) -> anyhow::Result<bool> {
     let n = tx
         .prepare_cached(
             "INSERT INTO alerts (kind, subject_id, message, status, created_at)
@@ -25,12 +20,7 @@ pub fn raise(
     Ok(n == 1)
 }
 
-pub fn resolve(
-    tx: &Transaction,
-    kind: &str,
-    subject_id: &str,
-    resolution: &str,
-) -> anyhow::Result<bool> {
+pub fn resolve(tx: &Transaction, kind: &str, subject_id: &str, resolution: &str) -> anyhow::Result<bool> {
     let n = tx
         .prepare_cached(
             "UPDATE alerts SET status = 'resolved', resolved_at = ?3, resolution = ?4
@@ -74,9 +64,5 @@ pub fn list_open(conn: &Connection, limit: u32) -> anyhow::Result<Vec<AlertView>
 }
 
 pub fn open_count(conn: &Connection) -> anyhow::Result<i64> {
-    Ok(conn.query_row(
-        "SELECT COUNT(*) FROM alerts WHERE status = 'open'",
-        [],
-        |r| r.get(0),
-    )?)
+    Ok(conn.query_row("SELECT COUNT(*) FROM alerts WHERE status = 'open'", [], |r| r.get(0))?)
 }

@@ -21,15 +21,8 @@ pub struct CreatedKey {
 
 pub fn create(conn: &Connection, name: &str) -> anyhow::Result<CreatedKey> {
     let name = name.trim();
-    anyhow::ensure!(
-        !name.is_empty() && name.len() <= 100,
-        "the key's name must be 1 to 100 characters"
-    );
-    let random: String = rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(RANDOM_LEN)
-        .map(char::from)
-        .collect();
+    anyhow::ensure!(!name.is_empty() && name.len() <= 100, "the key's name must be 1 to 100 characters");
+    let random: String = rand::rng().sample_iter(&Alphanumeric).take(RANDOM_LEN).map(char::from).collect();
     let key = format!("{PREFIX}{random}");
     let id = format!("key_{}", uuid::Uuid::new_v4().simple());
     conn.execute(
@@ -37,11 +30,7 @@ pub fn create(conn: &Connection, name: &str) -> anyhow::Result<CreatedKey> {
         params![id, name, hash(&key), &key[..PREFIX.len() + 4], crate::db::now()],
     )
     .context("storing the API key")?;
-    Ok(CreatedKey {
-        id,
-        name: name.to_string(),
-        key,
-    })
+    Ok(CreatedKey { id, name: name.to_string(), key })
 }
 
 /// The id of the live key `key` is, if any.

@@ -10,11 +10,7 @@ use crate::config::Settings;
 use crate::startup::{self, Application};
 
 #[derive(Parser)]
-#[command(
-    name = "till",
-    version,
-    about = "A self-hosted payment system in one binary"
-)]
+#[command(name = "till", version, about = "A self-hosted payment system in one binary")]
 pub struct Cli {
     /// Configuration file (missing: built-in defaults). TILL_SECTION__KEY variables override it.
     #[arg(long, global = true, default_value = "config.toml")]
@@ -70,15 +66,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Check { json } => check(&settings, json),
-        Command::ApiKey {
-            command: ApiKeyCommand::Create { name },
-        } => {
+        Command::ApiKey { command: ApiKeyCommand::Create { name } } => {
             let db = startup::open_till_db(&settings)?;
             let key = crate::api_keys::create(&*db.conn()?, &name)?;
-            println!(
-                "created API key {} ({}); it is shown only this once:",
-                key.id, key.name
-            );
+            println!("created API key {} ({}); it is shown only this once:", key.id, key.name);
             println!("{}", key.key);
             Ok(0)
         }
@@ -120,19 +111,9 @@ async fn sandbox_alone(settings: &Settings) -> anyhow::Result<()> {
 }
 
 fn backup(settings: &Settings, path: &Path) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !path.exists(),
-        "{} exists already; choose a new file",
-        path.display()
-    );
+    anyhow::ensure!(!path.exists(), "{} exists already; choose a new file", path.display());
     let db = startup::open_till_db(settings)?;
-    db.conn()?
-        .backup(rusqlite::MAIN_DB, path, None)
-        .with_context(|| format!("backing up to {}", path.display()))?;
-    println!(
-        "backed up {} to {}",
-        settings.database.path.display(),
-        path.display()
-    );
+    db.conn()?.backup(rusqlite::MAIN_DB, path, None).with_context(|| format!("backing up to {}", path.display()))?;
+    println!("backed up {} to {}", settings.database.path.display(), path.display());
     Ok(())
 }

@@ -21,6 +21,7 @@ pub struct Settings {
     pub payments: PaymentSettings,
     pub fees: FeeSettings,
     pub queue: QueueSettings,
+    pub webhooks: WebhookSettings,
     pub log: LogSettings,
 }
 
@@ -36,11 +37,7 @@ pub struct ServerSettings {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self {
-            bind: "127.0.0.1:8080".into(),
-            max_body_bytes: 256 * 1024,
-            workers: 0,
-        }
+        Self { bind: "127.0.0.1:8080".into(), max_body_bytes: 256 * 1024, workers: 0 }
     }
 }
 
@@ -54,11 +51,7 @@ pub struct DatabaseSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self {
-            path: "data/till.db".into(),
-            pool_size: 8,
-            busy_timeout_ms: 5_000,
-        }
+        Self { path: "data/till.db".into(), pool_size: 8, busy_timeout_ms: 5_000 }
     }
 }
 
@@ -144,9 +137,7 @@ pub struct PaymentSettings {
 
 impl Default for PaymentSettings {
     fn default() -> Self {
-        Self {
-            checkout_expires_minutes: 60,
-        }
+        Self { checkout_expires_minutes: 60 }
     }
 }
 
@@ -159,9 +150,7 @@ pub struct FeeSettings {
 
 impl Default for FeeSettings {
     fn default() -> Self {
-        Self {
-            commission_percent: Decimal::ZERO,
-        }
+        Self { commission_percent: Decimal::ZERO }
     }
 }
 
@@ -197,6 +186,24 @@ impl Default for QueueSettings {
     }
 }
 
+/// Deliveries of merchant webhooks: their own backoff, long enough to ride
+/// out a shop's outage of about three days.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    pub backoff_base_ms: u64,
+    pub backoff_cap_ms: u64,
+    pub max_attempts: u32,
+    /// Timeout of one delivery.
+    pub timeout_ms: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self { backoff_base_ms: 10_000, backoff_cap_ms: 12 * 3600 * 1000, max_attempts: 24, timeout_ms: 10_000 }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
@@ -208,10 +215,7 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self {
-            level: "info".into(),
-            format: "text".into(),
-        }
+        Self { level: "info".into(), format: "text".into() }
     }
 }
 
@@ -221,9 +225,8 @@ impl Settings {
         let figment = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(path))
             .merge(Env::prefixed("TILL_").split("__"));
-        let settings: Settings = figment
-            .extract()
-            .map_err(|e| anyhow::anyhow!("configuration {}: {e}", path.display()))?;
+        let settings: Settings =
+            figment.extract().map_err(|e| anyhow::anyhow!("configuration {}: {e}", path.display()))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -232,10 +235,7 @@ impl Settings {
     pub fn validate(&self) -> anyhow::Result<()> {
         let mut problems = Vec::new();
         if self.server.bind.parse::<SocketAddr>().is_err() {
-            problems.push(format!(
-                "server.bind: '{}' is not an address like 127.0.0.1:8080",
-                self.server.bind
-            ));
+            problems.push(format!("server.bind: '{}' is not an address like 127.0.0.1:8080", self.server.bind));
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.server.max_body_bytes) {
             problems.push("server.max_body_bytes: must be between 1024 and 16777216".into());
@@ -249,9 +249,7 @@ impl Settings {
         let api_base = &self.psp.api_base;
         let known_scheme = api_base.starts_with("http://") || api_base.starts_with("https://");
         if !api_base.is_empty() && !known_scheme {
-            problems.push(format!(
-                "psp.api_base: '{api_base}' must start with http:// or https://"
-            ));
+            problems.push(format!("psp.api_base: '{api_base}' must start with http:// or https://"));
         }
         if !self.psp.secret_key.starts_with("sk_") {
             problems.push("psp.secret_key: must be a secret key starting with sk_".into());
@@ -260,10 +258,7 @@ impl Settings {
             problems.push("psp.webhook_secret: must start with whsec_".into());
         }
         if api_base.is_empty() && !self.sandbox.enabled {
-            problems.push(
-                "psp.api_base: empty means the embedded sandbox, but sandbox.enabled is false"
-                    .into(),
-            );
+            problems.push("psp.api_base: empty means the embedded sandbox, but sandbox.enabled is false".into());
         }
         if !(100..=120_000).contains(&self.psp.request_timeout_ms) {
             problems.push("psp.request_timeout_ms: must be between 100 and 120000".into());
@@ -307,6 +302,13 @@ impl Settings {
         if !(1..=100).contains(&q.max_attempts) {
             problems.push("queue.max_attempts: must be between 1 and 100".into());
         }
+        let w = &self.webhooks;
+        if w.backoff_base_ms == 0 || w.backoff_cap_ms < w.backoff_base_ms || !(1..=100).contains(&w.max_attempts) {
+            problems.push("webhooks: backoff_base_ms > 0, ≤ backoff_cap_ms, and max_attempts 1 to 100".into());
+        }
+        if !(100..=60_000).contains(&w.timeout_ms) || q.lease_ms < 2 * w.timeout_ms {
+            problems.push("webhooks.timeout_ms: 100 to 60000, and at most half of queue.lease_ms".into());
+        }
         // A lease shorter than a PSP call would hand a job to a second worker mid-call.
         if q.lease_ms < 2 * self.psp.request_timeout_ms {
             problems.push("queue.lease_ms: must be at least twice psp.request_timeout_ms".into());
@@ -316,10 +318,7 @@ impl Settings {
     fn validate_sandbox(&self, problems: &mut Vec<String>) {
         let s = &self.sandbox;
         if s.enabled && s.bind.parse::<SocketAddr>().is_err() {
-            problems.push(format!(
-                "sandbox.bind: '{}' is not an address like 127.0.0.1:8081",
-                s.bind
-            ));
+            problems.push(format!("sandbox.bind: '{}' is not an address like 127.0.0.1:8081", s.bind));
         }
         if s.fee_percent < Decimal::ZERO || s.fee_percent > Decimal::ONE_HUNDRED {
             problems.push("sandbox.fee_percent: must be between 0 and 100".into());
@@ -338,14 +337,11 @@ impl Settings {
             ("webhook_duplicate_rate", f.webhook_duplicate_rate),
         ] {
             if !(0.0..=1.0).contains(&rate) {
-                problems.push(format!(
-                    "sandbox.faults.{name}: must be between 0.0 and 1.0"
-                ));
+                problems.push(format!("sandbox.faults.{name}: must be between 0.0 and 1.0"));
             }
         }
         if f.latency_ms > 60_000 || f.webhook_delay_ms > 600_000 {
-            problems
-                .push("sandbox.faults: latency_ms ≤ 60000 and webhook_delay_ms ≤ 600000".into());
+            problems.push("sandbox.faults: latency_ms ≤ 60000 and webhook_delay_ms ≤ 600000".into());
         }
     }
 }

@@ -16,6 +16,8 @@ pub struct Ctx {
     pub checkout_locks: KeyedLocks,
     /// Wakes the queue's workers when a job is enqueued in this process.
     pub queue_wake: Arc<tokio::sync::Notify>,
+    /// The HTTP client of merchant webhook deliveries.
+    pub webhook_http: reqwest::Client,
 }
 
 /// One async mutex per key (a checkout id), so that concurrent identical

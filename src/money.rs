@@ -19,11 +19,7 @@ pub enum MoneyError {
     #[error("'{0}' is not a decimal amount in major units, like \"25.00\"")]
     NotADecimal(String),
     #[error("has {scale} decimals; {currency} allows {exponent}")]
-    TooManyDecimals {
-        scale: u32,
-        currency: Currency,
-        exponent: u32,
-    },
+    TooManyDecimals { scale: u32, currency: Currency, exponent: u32 },
     #[error("must be greater than zero")]
     NotPositive,
     #[error("is too large")]
@@ -104,10 +100,7 @@ impl Money {
         if amount_minor <= 0 {
             return Err(MoneyError::NotPositive);
         }
-        Ok(Money {
-            amount_minor,
-            currency,
-        })
+        Ok(Money { amount_minor, currency })
     }
 
     pub fn amount_minor(&self) -> i64 {
@@ -121,12 +114,7 @@ impl Money {
 
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {}",
-            format_minor(self.amount_minor, self.currency),
-            self.currency
-        )
+        write!(f, "{} {}", format_minor(self.amount_minor, self.currency), self.currency)
     }
 }
 
@@ -156,17 +144,10 @@ pub fn parse_minor(amount: &str, currency: Currency) -> Result<i64, MoneyError> 
     let scale = frac_part.map_or(0, |f| f.len() as u32);
     let exponent = currency.exponent();
     if scale > exponent {
-        return Err(MoneyError::TooManyDecimals {
-            scale,
-            currency,
-            exponent,
-        });
+        return Err(MoneyError::TooManyDecimals { scale, currency, exponent });
     }
     let factor = Decimal::from_i128_with_scale(10_i128.pow(exponent), 0);
-    value
-        .checked_mul(factor)
-        .and_then(|m| m.to_i64())
-        .ok_or(MoneyError::TooLarge)
+    value.checked_mul(factor).and_then(|m| m.to_i64()).ok_or(MoneyError::TooLarge)
 }
 
 /// `percent`% of an amount in minor units, rounded half away from zero to a
@@ -191,65 +172,26 @@ mod tests {
 
     #[test]
     fn parses_by_each_currency_exponent() {
-        assert_eq!(
-            Money::parse("25.00", cur("USD")).unwrap().amount_minor(),
-            2500
-        );
+        assert_eq!(Money::parse("25.00", cur("USD")).unwrap().amount_minor(), 2500);
         assert_eq!(Money::parse("25", cur("USD")).unwrap().amount_minor(), 2500);
-        assert_eq!(
-            Money::parse("25.5", cur("EUR")).unwrap().amount_minor(),
-            2550
-        );
-        assert_eq!(
-            Money::parse("1000", cur("KRW")).unwrap().amount_minor(),
-            1000
-        );
-        assert_eq!(
-            Money::parse("1.250", cur("BHD")).unwrap().amount_minor(),
-            1250
-        );
+        assert_eq!(Money::parse("25.5", cur("EUR")).unwrap().amount_minor(), 2550);
+        assert_eq!(Money::parse("1000", cur("KRW")).unwrap().amount_minor(), 1000);
+        assert_eq!(Money::parse("1.250", cur("BHD")).unwrap().amount_minor(), 1250);
         assert_eq!(Money::parse("0.01", cur("USD")).unwrap().amount_minor(), 1);
     }
 
     #[test]
     fn refuses_bad_amounts() {
         let usd = cur("USD");
-        for bad in [
-            "", "-1.00", "+1", "1e3", " 1.00", "1.00 ", "1,00", "abc", ".5", "5.", "NaN",
-        ] {
-            assert!(
-                matches!(Money::parse(bad, usd), Err(MoneyError::NotADecimal(_))),
-                "{bad:?}"
-            );
+        for bad in ["", "-1.00", "+1", "1e3", " 1.00", "1.00 ", "1,00", "abc", ".5", "5.", "NaN"] {
+            assert!(matches!(Money::parse(bad, usd), Err(MoneyError::NotADecimal(_))), "{bad:?}");
         }
-        assert!(matches!(
-            Money::parse("0", usd),
-            Err(MoneyError::NotPositive)
-        ));
-        assert!(matches!(
-            Money::parse("0.00", usd),
-            Err(MoneyError::NotPositive)
-        ));
-        assert!(matches!(
-            Money::parse("1.001", usd),
-            Err(MoneyError::TooManyDecimals {
-                scale: 3,
-                exponent: 2,
-                ..
-            })
-        ));
-        assert!(matches!(
-            Money::parse("1.5", cur("JPY")),
-            Err(MoneyError::TooManyDecimals { .. })
-        ));
-        assert_eq!(
-            Money::parse("92233720368547758.08", usd),
-            Err(MoneyError::TooLarge)
-        );
-        assert_eq!(
-            Money::parse(&"9".repeat(60), usd),
-            Err(MoneyError::TooLarge)
-        );
+        assert!(matches!(Money::parse("0", usd), Err(MoneyError::NotPositive)));
+        assert!(matches!(Money::parse("0.00", usd), Err(MoneyError::NotPositive)));
+        assert!(matches!(Money::parse("1.001", usd), Err(MoneyError::TooManyDecimals { scale: 3, exponent: 2, .. })));
+        assert!(matches!(Money::parse("1.5", cur("JPY")), Err(MoneyError::TooManyDecimals { .. })));
+        assert_eq!(Money::parse("92233720368547758.08", usd), Err(MoneyError::TooLarge));
+        assert_eq!(Money::parse(&"9".repeat(60), usd), Err(MoneyError::TooLarge));
         assert!(Money::parse("92233720368547758.07", usd).is_ok());
     }
 

@@ -29,50 +29,35 @@ impl Application {
         let db = open_till_db(&settings)?;
         let listener = bind(&settings.server.bind, "server.bind")?;
         let address = listener.local_addr()?;
-        let sandbox_listener = if settings.sandbox.enabled {
-            Some(bind(&settings.sandbox.bind, "sandbox.bind")?)
-        } else {
-            None
-        };
-        let sandbox_address = sandbox_listener
-            .as_ref()
-            .map(TcpListener::local_addr)
-            .transpose()?;
+        let sandbox_listener =
+            if settings.sandbox.enabled { Some(bind(&settings.sandbox.bind, "sandbox.bind")?) } else { None };
+        let sandbox_address = sandbox_listener.as_ref().map(TcpListener::local_addr).transpose()?;
         let api_base = match (settings.psp.api_base.as_str(), sandbox_address) {
             ("", Some(sandbox)) => format!("http://{sandbox}"),
             (base, _) => base.to_string(),
         };
-        let psp = PspClient::new(
-            &api_base,
-            &settings.psp.secret_key,
-            settings.psp.request_timeout_ms,
-            db.clone(),
-        )?;
+        let psp = PspClient::new(&api_base, &settings.psp.secret_key, settings.psp.request_timeout_ms, db.clone())?;
         let ctx = Ctx {
             db,
             psp,
             settings: settings.clone(),
             checkout_locks: KeyedLocks::default(),
             queue_wake: Arc::new(tokio::sync::Notify::new()),
+            webhook_http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_millis(settings.webhooks.timeout_ms))
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("till-webhooks/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .context("building the webhook HTTP client")?,
         };
         let mut servers = Vec::new();
         if let Some(sandbox_listener) = sandbox_listener {
             let till_webhook_url = format!("http://{address}/webhooks/psp");
-            servers.push(crate::sandbox::build(
-                sandbox_listener,
-                &settings.sandbox,
-                &settings.psp,
-                till_webhook_url,
-            )?);
+            servers.push(crate::sandbox::build(sandbox_listener, &settings.sandbox, &settings.psp, till_webhook_url)?);
         }
         servers.push(till_server(listener, ctx.clone())?);
         tracing::info!(%address, sandbox = ?sandbox_address, psp = %api_base, "till is listening");
-        Ok(Application {
-            address,
-            sandbox_address,
-            ctx,
-            servers,
-        })
+        Ok(Application { address, sandbox_address, ctx, servers })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -116,25 +101,27 @@ fn bind(addr: &str, key: &str) -> anyhow::Result<TcpListener> {
 fn till_server(listener: TcpListener, ctx: Ctx) -> anyhow::Result<Server> {
     let workers = ctx.settings.server.workers;
     let data = web::Data::new(ctx);
-    let mut server = HttpServer::new(move || {
-        App::new()
-            .wrap(actix_web::middleware::Logger::new("%r %s %Dms").exclude("/healthz"))
-            .app_data(data.clone())
-            .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                ApiError::bad_request("parameter_invalid", format!("query string: {e}")).into()
-            }))
-            .app_data(web::PathConfig::default().error_handler(|e, _| {
-                ApiError::bad_request("parameter_invalid", format!("path: {e}")).into()
-            }))
-            .configure(http::configure)
-            .default_service(web::to(|| async {
-                HttpResponse::NotFound().json(serde_json::json!({"error": {
+    let mut server =
+        HttpServer::new(move || {
+            App::new()
+                .wrap(actix_web::middleware::Logger::new("%r %s %Dms").exclude("/healthz"))
+                .app_data(data.clone())
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    ApiError::bad_request("parameter_invalid", format!("query string: {e}")).into()
+                }))
+                .app_data(
+                    web::PathConfig::default()
+                        .error_handler(|e, _| ApiError::bad_request("parameter_invalid", format!("path: {e}")).into()),
+                )
+                .configure(http::configure)
+                .default_service(web::to(|| async {
+                    HttpResponse::NotFound().json(serde_json::json!({"error": {
                     "type": "invalid_request_error", "code": "route_missing",
                     "message": "no such route"}}))
-            }))
-    })
-    .listen(listener)?
-    .shutdown_timeout(30);
+                }))
+        })
+        .listen(listener)?
+        .shutdown_timeout(30);
     if workers > 0 {
         server = server.workers(workers);
     }

@@ -24,14 +24,13 @@ pub fn till_migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/till/0001_init.sql")),
         M::up(include_str!("../../migrations/till/0002_queue.sql")),
         M::up(include_str!("../../migrations/till/0003_idempotency.sql")),
+        M::up(include_str!("../../migrations/till/0004_merchant_webhooks.sql")),
     ])
 }
 
 /// The sandbox PSP keeps its own database: it is an independent party.
 pub fn sandbox_migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!(
-        "../../migrations/sandbox/0001_init.sql"
-    ))])
+    Migrations::new(vec![M::up(include_str!("../../migrations/sandbox/0001_init.sql"))])
 }
 
 impl Db {
@@ -45,15 +44,11 @@ impl Db {
         migrations: &Migrations<'static>,
     ) -> anyhow::Result<Db> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating the database folder {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating the database folder {}", dir.display()))?;
         }
-        let mut conn = Connection::open(path)
-            .with_context(|| format!("opening the database {}", path.display()))?;
+        let mut conn = Connection::open(path).with_context(|| format!("opening the database {}", path.display()))?;
         configure(&mut conn, busy_timeout_ms)?;
-        migrations
-            .to_latest(&mut conn)
-            .with_context(|| format!("migrating the database {}", path.display()))?;
+        migrations.to_latest(&mut conn).with_context(|| format!("migrating the database {}", path.display()))?;
         drop(conn);
 
         let manager = SqliteConnectionManager::file(path)
@@ -106,9 +101,7 @@ where
     F: FnOnce(&Transaction) -> Result<T, E>,
     E: From<anyhow::Error>,
 {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .context("beginning a write transaction")?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context("beginning a write transaction")?;
     let value = f(&tx)?;
     tx.commit().context("committing")?;
     Ok(value)
@@ -117,10 +110,7 @@ where
 fn configure(conn: &mut Connection, busy_timeout_ms: u64) -> anyhow::Result<()> {
     conn.busy_timeout(Duration::from_millis(busy_timeout_ms))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    anyhow::ensure!(
-        mode.eq_ignore_ascii_case("wal"),
-        "SQLite refused WAL mode ({mode})"
-    );
+    anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "SQLite refused WAL mode ({mode})");
     conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")?;
     conn.set_prepared_statement_cache_capacity(128);
     Ok(())
@@ -144,15 +134,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("t.db"), 2, 1000, &till_migrations()).unwrap();
         let conn = db.conn().unwrap();
-        let fk: i64 = conn
-            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
-            .unwrap();
-        let sync: i64 = conn
-            .query_row("PRAGMA synchronous", [], |r| r.get(0))
-            .unwrap();
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .unwrap();
+        let fk: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!((fk, sync, mode.as_str()), (1, 2, "wal"));
     }
 

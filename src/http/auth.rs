@@ -17,28 +17,21 @@ impl FromRequest for ApiKey {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let ctx = req.app_data::<web::Data<Ctx>>().cloned();
-        let header = req
-            .headers()
-            .get("Authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let header = req.headers().get("Authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
         Box::pin(async move {
             let ctx = ctx.ok_or_else(|| ApiError::internal(&anyhow::anyhow!("no app context")))?;
             let key = header
                 .as_deref()
                 .and_then(|h| h.strip_prefix("Bearer "))
                 .map(str::trim)
-                .ok_or_else(|| {
-                    ApiError::unauthorized("send your API key as 'Authorization: Bearer <key>'")
-                })?
+                .ok_or_else(|| ApiError::unauthorized("send your API key as 'Authorization: Bearer <key>'"))?
                 .to_string();
             let id = ctx
                 .db
                 .run(move |conn| crate::api_keys::authenticate(conn, &key))
                 .await
                 .map_err(|e| ApiError::internal(&e))?;
-            id.map(ApiKey)
-                .ok_or_else(|| ApiError::unauthorized("the API key is not valid"))
+            id.map(ApiKey).ok_or_else(|| ApiError::unauthorized("the API key is not valid"))
         })
     }
 }

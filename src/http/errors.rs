@@ -42,11 +42,7 @@ struct Inner<'a> {
 }
 
 impl ApiError {
-    pub fn invalid(
-        code: &'static str,
-        message: impl Into<String>,
-        param: impl Into<String>,
-    ) -> Self {
+    pub fn invalid(code: &'static str, message: impl Into<String>, param: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             kind: ErrorType::InvalidRequestError,
@@ -87,23 +83,11 @@ impl ApiError {
     }
 
     pub fn idempotency(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            kind: ErrorType::IdempotencyError,
-            code,
-            message: message.into(),
-            param: None,
-        }
+        ApiError { status, kind: ErrorType::IdempotencyError, code, message: message.into(), param: None }
     }
 
     pub fn psp(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            kind: ErrorType::PspError,
-            code,
-            message: message.into(),
-            param: None,
-        }
+        ApiError { status, kind: ErrorType::PspError, code, message: message.into(), param: None }
     }
 
     /// An unexpected failure: logged in full here, shown to the client only as a 500.
@@ -126,12 +110,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         HttpResponse::build(self.status).json(Body {
-            error: Inner {
-                kind: self.kind,
-                code: self.code,
-                message: &self.message,
-                param: self.param.as_deref(),
-            },
+            error: Inner { kind: self.kind, code: self.code, message: &self.message, param: self.param.as_deref() },
         })
     }
 }

@@ -63,17 +63,12 @@ where
     let scope = (api_key_id.to_string(), key);
 
     let (api_key_id, key) = scope.clone();
-    let begin = ctx
-        .db
-        .write(move |tx| begin(tx, &api_key_id, &key, &hash))
-        .await?;
+    let begin = ctx.db.write(move |tx| begin(tx, &api_key_id, &key, &hash)).await?;
     if let Begin::Replay(status, body) = begin {
-        return Ok(
-            HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::OK))
-                .insert_header(("Idempotent-Replayed", "true"))
-                .content_type("application/json")
-                .body(body),
-        );
+        return Ok(HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::OK))
+            .insert_header(("Idempotent-Replayed", "true"))
+            .content_type("application/json")
+            .body(body));
     }
     let response = match handler().await {
         Ok(r) => r,
@@ -82,12 +77,7 @@ where
     finish(ctx, scope, response).await
 }
 
-fn begin(
-    tx: &rusqlite::Transaction,
-    api_key_id: &str,
-    key: &str,
-    hash: &str,
-) -> Result<Begin, ApiError> {
+fn begin(tx: &rusqlite::Transaction, api_key_id: &str, key: &str, hash: &str) -> Result<Begin, ApiError> {
     let now = now_ms();
     type Row = (String, String, Option<u16>, Option<Vec<u8>>, i64, i64);
     let existing: Option<Row> = tx
@@ -103,9 +93,7 @@ fn begin(
         })
         .map_err(anyhow::Error::from)?;
     match existing {
-        Some((stored_hash, status, code, body, locked_until, created))
-            if created > now - KEEP_MS =>
-        {
+        Some((stored_hash, status, code, body, locked_until, created)) if created > now - KEEP_MS => {
             if stored_hash != hash {
                 return Err(ApiError::idempotency(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -144,16 +132,10 @@ fn begin(
     }
 }
 
-async fn finish(
-    ctx: &Ctx,
-    scope: (String, String),
-    response: HttpResponse,
-) -> Result<HttpResponse, ApiError> {
+async fn finish(ctx: &Ctx, scope: (String, String), response: HttpResponse) -> Result<HttpResponse, ApiError> {
     let status = response.status();
     let (head, body) = response.into_parts();
-    let bytes = to_bytes(body)
-        .await
-        .map_err(|e| anyhow::anyhow!("reading a response body: {e}"))?;
+    let bytes = to_bytes(body).await.map_err(|e| anyhow::anyhow!("reading a response body: {e}"))?;
     let store = !(status == StatusCode::BAD_REQUEST || status.is_server_error());
     let stored = bytes.to_vec();
     ctx.db
@@ -179,8 +161,5 @@ async fn finish(
 
 /// Deletes keys older than 24 h; returns how many. Run by the cleanup job.
 pub fn cleanup(conn: &rusqlite::Connection) -> anyhow::Result<usize> {
-    Ok(conn.execute(
-        "DELETE FROM idempotency_keys WHERE created_at_ms < ?1",
-        [now_ms() - KEEP_MS],
-    )?)
+    Ok(conn.execute("DELETE FROM idempotency_keys WHERE created_at_ms < ?1", [now_ms() - KEEP_MS])?)
 }

@@ -31,10 +31,7 @@ impl Report {
         if self.ok {
             return format!("ledger OK: {head}; all invariants hold");
         }
-        let mut out = format!(
-            "ledger BROKEN: {head}; {} violation(s):",
-            self.violations.len()
-        );
+        let mut out = format!("ledger BROKEN: {head}; {} violation(s):", self.violations.len());
         for v in &self.violations {
             out.push_str(&format!("\n  [invariant {}] {}", v.invariant, v.message));
         }
@@ -134,23 +131,14 @@ pub fn run(conn: &mut Connection) -> anyhow::Result<Report> {
         entries: count("SELECT COUNT(*) FROM ledger_entries")?,
         accounts: count("SELECT COUNT(*) FROM ledger_accounts")?,
         wallets: count("SELECT COUNT(*) FROM wallets")?,
-        orders_succeeded: count(
-            "SELECT COUNT(*) FROM payment_orders WHERE payment_order_status = 'SUCCESS'",
-        )?,
+        orders_succeeded: count("SELECT COUNT(*) FROM payment_orders WHERE payment_order_status = 'SUCCESS'")?,
         violations: Vec::new(),
     };
     for rule in RULES {
         let sql = format!("{} LIMIT {MAX_PER_RULE}", rule.sql);
         let mut st = tx.prepare(&sql)?;
-        let messages = st
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        report
-            .violations
-            .extend(messages.into_iter().map(|message| Violation {
-                invariant: rule.invariant,
-                message,
-            }));
+        let messages = st.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+        report.violations.extend(messages.into_iter().map(|message| Violation { invariant: rule.invariant, message }));
     }
     report.ok = report.violations.is_empty();
     Ok(report)

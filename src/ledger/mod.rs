@@ -64,10 +64,7 @@ pub struct Posting<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum PostingError {
     #[error("{source_type} {source_id} is already booked")]
-    AlreadyBooked {
-        source_type: String,
-        source_id: String,
-    },
+    AlreadyBooked { source_type: String, source_id: String },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -114,23 +111,18 @@ pub fn post_transaction(tx: &Transaction, posting: &Posting) -> Result<i64, Post
     };
     for (account, amount) in &posting.entries {
         let account_id = ensure_account(tx, account, posting.currency)?;
-        tx.prepare_cached(
-            "INSERT INTO ledger_entries (transaction_id, account_id, amount_minor) VALUES (?1, ?2, ?3)",
-        )
-        .and_then(|mut st| st.execute(params![transaction_id, account_id, amount]))
-        .context("inserting a ledger entry")?;
-        tx.prepare_cached(
-            "UPDATE ledger_accounts SET balance_minor = balance_minor + ?2 WHERE id = ?1",
-        )
-        .and_then(|mut st| st.execute(params![account_id, amount]))
-        .context("updating an account balance")?;
+        tx.prepare_cached("INSERT INTO ledger_entries (transaction_id, account_id, amount_minor) VALUES (?1, ?2, ?3)")
+            .and_then(|mut st| st.execute(params![transaction_id, account_id, amount]))
+            .context("inserting a ledger entry")?;
+        tx.prepare_cached("UPDATE ledger_accounts SET balance_minor = balance_minor + ?2 WHERE id = ?1")
+            .and_then(|mut st| st.execute(params![account_id, amount]))
+            .context("updating an account balance")?;
     }
     Ok(transaction_id)
 }
 
 fn ensure_account(tx: &Transaction, name: &str, currency: Currency) -> anyhow::Result<i64> {
-    let kind = AccountKind::of(name)
-        .with_context(|| format!("'{name}' is not in the chart of accounts"))?;
+    let kind = AccountKind::of(name).with_context(|| format!("'{name}' is not in the chart of accounts"))?;
     let existing = tx
         .prepare_cached("SELECT id FROM ledger_accounts WHERE name = ?1 AND currency = ?2")?
         .query_row(params![name, currency.code()], |r| r.get(0))
@@ -138,23 +130,15 @@ fn ensure_account(tx: &Transaction, name: &str, currency: Currency) -> anyhow::R
     if let Some(id) = existing {
         return Ok(id);
     }
-    tx.prepare_cached(
-        "INSERT INTO ledger_accounts (name, currency, kind) VALUES (?1, ?2, ?3) RETURNING id",
-    )?
-    .query_row(params![name, currency.code(), kind.as_str()], |r| r.get(0))
-    .with_context(|| format!("creating ledger account {name} {currency}"))
+    tx.prepare_cached("INSERT INTO ledger_accounts (name, currency, kind) VALUES (?1, ?2, ?3) RETURNING id")?
+        .query_row(params![name, currency.code(), kind.as_str()], |r| r.get(0))
+        .with_context(|| format!("creating ledger account {name} {currency}"))
 }
 
 /// An account's balance in minor units (0 for an account never used).
-pub fn account_balance(
-    conn: &rusqlite::Connection,
-    name: &str,
-    currency: Currency,
-) -> anyhow::Result<i64> {
+pub fn account_balance(conn: &rusqlite::Connection, name: &str, currency: Currency) -> anyhow::Result<i64> {
     Ok(conn
-        .prepare_cached(
-            "SELECT balance_minor FROM ledger_accounts WHERE name = ?1 AND currency = ?2",
-        )?
+        .prepare_cached("SELECT balance_minor FROM ledger_accounts WHERE name = ?1 AND currency = ?2")?
         .query_row(params![name, currency.code()], |r| r.get(0))
         .optional()?
         .unwrap_or(0))

@@ -5,13 +5,13 @@
 //! changes nothing the second time.
 
 use rusqlite::{Transaction, params};
-use rust_decimal::Decimal;
 
 use crate::context::Ctx;
 use crate::ledger::{self, Posting};
 use crate::money::{Currency, percentage_minor};
 use crate::payments::model::OrderStatus;
 use crate::payments::store::{self, OrderView};
+use crate::payments::{Policy, notify};
 use crate::psp::types::{CheckoutSession, SessionOutcome};
 use crate::wallet;
 
@@ -26,32 +26,18 @@ pub enum ApplyError {
     #[error("session {0} belongs to no checkout of ours")]
     UnknownSession(String),
     #[error("session {session} says {psp}, but checkout {checkout_id} holds {ours}")]
-    Mismatch {
-        session: String,
-        checkout_id: String,
-        psp: String,
-        ours: String,
-    },
+    Mismatch { session: String, checkout_id: String, psp: String, ours: String },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
 /// Applies a session just read from the PSP (never a webhook's copy of it).
-pub async fn apply_checkout_session(
-    ctx: &Ctx,
-    session: CheckoutSession,
-) -> Result<Applied, ApplyError> {
-    let commission_percent = ctx.settings.fees.commission_percent;
-    ctx.db
-        .write(move |tx| apply_in_tx(tx, &session, commission_percent))
-        .await
+pub async fn apply_checkout_session(ctx: &Ctx, session: CheckoutSession) -> Result<Applied, ApplyError> {
+    let policy = Policy::of(&ctx.settings);
+    ctx.db.write(move |tx| apply_in_tx(tx, &session, policy)).await
 }
 
-fn apply_in_tx(
-    tx: &Transaction,
-    session: &CheckoutSession,
-    commission_percent: Decimal,
-) -> Result<Applied, ApplyError> {
+fn apply_in_tx(tx: &Transaction, session: &CheckoutSession, policy: Policy) -> Result<Applied, ApplyError> {
     let checkout_id = match store::checkout_of_session(tx, &session.id)? {
         Some(id) => id,
         None => adopt_session(tx, session)?,
@@ -62,38 +48,27 @@ fn apply_in_tx(
         SessionOutcome::Open => {}
         SessionOutcome::Paid => {
             check_amount(session, &checkout_id, &orders)?;
-            for order in orders
-                .iter()
-                .filter(|o| o.status == OrderStatus::Executing.as_str())
-            {
-                if succeed_order(
-                    tx,
-                    order,
-                    session.payment_intent.as_deref(),
-                    commission_percent,
-                )? {
+            for order in orders.iter().filter(|o| o.status == OrderStatus::Executing.as_str()) {
+                if succeed_order(tx, order, session.payment_intent.as_deref(), policy)? {
                     applied.succeeded += 1;
                 }
             }
         }
         SessionOutcome::Expired => {
-            for order in orders
-                .iter()
-                .filter(|o| o.status == OrderStatus::Executing.as_str())
-            {
-                let moved = store::transition_order(
+            for order in orders.iter().filter(|o| o.status == OrderStatus::Executing.as_str()) {
+                let moved = fail_order(
                     tx,
                     &order.payment_order_id,
                     OrderStatus::Executing,
-                    OrderStatus::Failed,
-                    Some("expired"),
+                    "expired",
                     "hosted checkout session expired",
+                    policy,
                 )?;
                 applied.failed += usize::from(moved);
             }
         }
     }
-    store::refresh_payment_done(tx, &checkout_id)?;
+    notify::checkout_progress(tx, &checkout_id, policy)?;
     Ok(applied)
 }
 
@@ -126,21 +101,10 @@ fn adopt_session(tx: &Transaction, session: &CheckoutSession) -> Result<String, 
 }
 
 /// The PSP must have taken exactly what the orders add up to, in their currency.
-fn check_amount(
-    session: &CheckoutSession,
-    checkout_id: &str,
-    orders: &[OrderView],
-) -> Result<(), ApplyError> {
+fn check_amount(session: &CheckoutSession, checkout_id: &str, orders: &[OrderView]) -> Result<(), ApplyError> {
     let ours: i64 = orders.iter().map(|o| o.amount_minor).sum();
-    let currency = orders
-        .first()
-        .map(|o| o.currency.to_ascii_lowercase())
-        .unwrap_or_default();
-    let theirs_currency = session
-        .currency
-        .clone()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let currency = orders.first().map(|o| o.currency.to_ascii_lowercase()).unwrap_or_default();
+    let theirs_currency = session.currency.clone().unwrap_or_default().to_ascii_lowercase();
     if session.amount_total != Some(ours) || theirs_currency != currency {
         return Err(ApplyError::Mismatch {
             session: session.id.clone(),
@@ -158,22 +122,15 @@ pub(crate) fn succeed_order(
     tx: &Transaction,
     order: &OrderView,
     payment_intent: Option<&str>,
-    commission_percent: Decimal,
+    policy: Policy,
 ) -> anyhow::Result<bool> {
     let id = &order.payment_order_id;
-    let moved = store::transition_order(
-        tx,
-        id,
-        OrderStatus::Executing,
-        OrderStatus::Success,
-        None,
-        "paid at the PSP",
-    )?;
+    let moved = store::transition_order(tx, id, OrderStatus::Executing, OrderStatus::Success, None, "paid at the PSP")?;
     if !moved {
         return Ok(false);
     }
     let currency = Currency::parse(&order.currency)?;
-    let commission = percentage_minor(order.amount_minor, commission_percent);
+    let commission = percentage_minor(order.amount_minor, policy.commission_percent);
     let seller_share = order.amount_minor - commission;
     let seller_account = ledger::seller_account(&order.seller_id);
     let mut entries = vec![(ledger::PSP_BALANCE.to_string(), order.amount_minor)];
@@ -201,23 +158,34 @@ pub(crate) fn succeed_order(
     )?
     .execute(params![id, payment_intent])?;
     assert_wallet_matches_ledger(tx, &order.seller_id, currency)?;
+    notify::order_final(tx, id, policy)?;
     Ok(true)
+}
+
+/// `from` → FAILED with its reason, and the shop told. Returns false if
+/// the order was not in `from` (another writer moved it first).
+pub(crate) fn fail_order(
+    tx: &Transaction,
+    payment_order_id: &str,
+    from: OrderStatus,
+    failure_code: &str,
+    reason: &str,
+    policy: Policy,
+) -> anyhow::Result<bool> {
+    let moved = store::transition_order(tx, payment_order_id, from, OrderStatus::Failed, Some(failure_code), reason)?;
+    if moved {
+        notify::order_final(tx, payment_order_id, policy)?;
+    }
+    Ok(moved)
 }
 
 /// Invariant 2 for the wallet just moved, read back inside the same
 /// transaction: a mismatch rolls everything back.
-fn assert_wallet_matches_ledger(
-    tx: &Transaction,
-    seller_id: &str,
-    currency: Currency,
-) -> anyhow::Result<()> {
+fn assert_wallet_matches_ledger(tx: &Transaction, seller_id: &str, currency: Currency) -> anyhow::Result<()> {
     let wallet: i64 = tx
         .prepare_cached("SELECT balance_minor FROM wallets WHERE seller_id = ?1 AND currency = ?2")?
         .query_row(params![seller_id, currency.code()], |r| r.get(0))?;
     let account = ledger::account_balance(tx, &ledger::seller_account(seller_id), currency)?;
-    anyhow::ensure!(
-        wallet == -account,
-        "wallet {seller_id} {currency} = {wallet} but its ledger account = {account}"
-    );
+    anyhow::ensure!(wallet == -account, "wallet {seller_id} {currency} = {wallet} but its ledger account = {account}");
     Ok(())
 }

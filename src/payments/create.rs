@@ -6,8 +6,10 @@ use actix_web::http::StatusCode;
 
 use crate::context::Ctx;
 use crate::http::errors::ApiError;
+use crate::payments::complete::fail_order;
 use crate::payments::model::{NewCheckout, OrderStatus, PaymentMethod};
 use crate::payments::store::{self, CheckoutView};
+use crate::payments::{Policy, notify};
 use crate::psp::{CheckoutSessionRequest, LineItem, PspError};
 use crate::queue::{self, JobKind};
 
@@ -44,17 +46,13 @@ impl From<CreateError> for ApiError {
                 format!("orders[{i}].payment_order_id is already used by another checkout"),
                 format!("orders[{i}].payment_order_id"),
             ),
-            CreateError::PspRefused(msg) => ApiError::psp(
-                StatusCode::BAD_GATEWAY,
-                "psp_refused",
-                format!("the PSP refused the checkout: {msg}"),
-            ),
+            CreateError::PspRefused(msg) => {
+                ApiError::psp(StatusCode::BAD_GATEWAY, "psp_refused", format!("the PSP refused the checkout: {msg}"))
+            }
             CreateError::PspUnavailable(msg) => ApiError::psp(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "psp_unavailable",
-                format!(
-                    "the PSP could not be reached ({msg}); send the same request again to resume"
-                ),
+                format!("the PSP could not be reached ({msg}); send the same request again to resume"),
             ),
             CreateError::Internal(e) => ApiError::internal(&e),
         }
@@ -90,13 +88,7 @@ pub async fn create_checkout(
                 // Token orders are charged by the executor; its jobs commit with the orders.
                 if let PaymentMethod::Token { .. } = new.payment_method {
                     for order in &new.orders {
-                        queue::enqueue(
-                            tx,
-                            JobKind::ChargeOrder,
-                            order.payment_order_id.as_str(),
-                            0,
-                            max_attempts,
-                        )?;
+                        queue::enqueue(tx, JobKind::ChargeOrder, order.payment_order_id.as_str(), 0, max_attempts)?;
                     }
                 }
                 Ok((Created::New, true))
@@ -104,12 +96,7 @@ pub async fn create_checkout(
             .await?
     };
     ctx.queue_wake.notify_one();
-    if needs_session
-        && let PaymentMethod::HostedPage {
-            success_url,
-            cancel_url,
-        } = &new.payment_method
-    {
+    if needs_session && let PaymentMethod::HostedPage { success_url, cancel_url } = &new.payment_method {
         register_session(ctx, &new, success_url, cancel_url).await?;
     }
     let view = read_checkout(ctx, &checkout_id).await?;
@@ -124,8 +111,7 @@ async fn register_session(
     success_url: &str,
     cancel_url: &str,
 ) -> Result<(), CreateError> {
-    let expires_at =
-        chrono::Utc::now().timestamp() + ctx.settings.payments.checkout_expires_minutes * 60;
+    let expires_at = chrono::Utc::now().timestamp() + ctx.settings.payments.checkout_expires_minutes * 60;
     let request = CheckoutSessionRequest {
         checkout_id: new.checkout_id.to_string(),
         success_url: success_url.to_string(),
@@ -142,11 +128,7 @@ async fn register_session(
             .collect(),
     };
     let checkout_id = new.checkout_id.to_string();
-    let order_ids: Vec<String> = new
-        .orders
-        .iter()
-        .map(|o| o.payment_order_id.to_string())
-        .collect();
+    let order_ids: Vec<String> = new.orders.iter().map(|o| o.payment_order_id.to_string()).collect();
     // When the session must have ended, ask the PSP in case its webhook is lost.
     let sync_delay_ms = (expires_at - chrono::Utc::now().timestamp() + 60) * 1000;
     let max_attempts = ctx.settings.queue.max_attempts;
@@ -177,19 +159,14 @@ async fn register_session(
                 .await
         }
         Err(PspError::Refused { code, message, .. }) => {
+            let policy = Policy::of(&ctx.settings);
             ctx.db
                 .write(move |tx| -> Result<(), CreateError> {
+                    let reason = format!("PSP refused the session: {code}");
                     for id in &order_ids {
-                        store::transition_order(
-                            tx,
-                            id,
-                            OrderStatus::NotStarted,
-                            OrderStatus::Failed,
-                            Some("psp_refused"),
-                            &format!("PSP refused the session: {code}"),
-                        )?;
+                        fail_order(tx, id, OrderStatus::NotStarted, "psp_refused", &reason, policy)?;
                     }
-                    store::refresh_payment_done(tx, &checkout_id)?;
+                    notify::checkout_progress(tx, &checkout_id, policy)?;
                     Ok(())
                 })
                 .await?;

@@ -6,4 +6,26 @@ pub mod complete;
 pub mod create;
 pub mod execute;
 pub mod model;
+pub mod notify;
 pub mod store;
+
+use rust_decimal::Decimal;
+
+use crate::config::Settings;
+
+/// The settings the payment state machine applies, copied out of `Settings`
+/// so they can move into a database closure.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub commission_percent: Decimal,
+    pub webhook_attempts: u32,
+}
+
+impl Policy {
+    pub fn of(settings: &Settings) -> Policy {
+        Policy {
+            commission_percent: settings.fees.commission_percent,
+            webhook_attempts: settings.webhooks.max_attempts,
+        }
+    }
+}

@@ -16,9 +16,7 @@ macro_rules! uuid_id {
 
         impl $name {
             pub fn parse(s: &str) -> Option<$name> {
-                uuid::Uuid::parse_str(s)
-                    .ok()
-                    .map(|u| $name(u.hyphenated().to_string()))
+                uuid::Uuid::parse_str(s).ok().map(|u| $name(u.hyphenated().to_string()))
             }
 
             pub fn as_str(&self) -> &str {
@@ -54,8 +52,7 @@ impl SellerId {
     pub fn parse(s: &str) -> Option<SellerId> {
         let ok = !s.is_empty()
             && s.len() <= Self::MAX_LEN
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
         ok.then(|| SellerId(s.to_string()))
     }
 
@@ -85,12 +82,8 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
-    pub const ALL: [OrderStatus; 4] = [
-        OrderStatus::NotStarted,
-        OrderStatus::Executing,
-        OrderStatus::Success,
-        OrderStatus::Failed,
-    ];
+    pub const ALL: [OrderStatus; 4] =
+        [OrderStatus::NotStarted, OrderStatus::Executing, OrderStatus::Success, OrderStatus::Failed];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -143,13 +136,8 @@ pub struct Buyer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum PaymentMethod {
-    HostedPage {
-        success_url: String,
-        cancel_url: String,
-    },
-    Token {
-        token: String,
-    },
+    HostedPage { success_url: String, cancel_url: String },
+    Token { token: String },
 }
 
 impl PaymentMethod {

@@ -46,9 +46,7 @@ pub fn insert_checkout(
 ) -> anyhow::Result<Option<usize>> {
     for (i, order) in new.orders.iter().enumerate() {
         let taken: bool = tx
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM payment_orders WHERE payment_order_id = ?1)",
-            )?
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM payment_orders WHERE payment_order_id = ?1)")?
             .query_row([order.payment_order_id.as_str()], |r| r.get(0))?;
         if taken {
             return Ok(Some(i));
@@ -56,10 +54,7 @@ pub fn insert_checkout(
     }
     let now = crate::db::now();
     let (token, success_url, cancel_url) = match &new.payment_method {
-        PaymentMethod::HostedPage {
-            success_url,
-            cancel_url,
-        } => (None, Some(success_url), Some(cancel_url)),
+        PaymentMethod::HostedPage { success_url, cancel_url } => (None, Some(success_url), Some(cancel_url)),
         PaymentMethod::Token { token } => (Some(token), None, None),
     };
     tx.prepare_cached(
@@ -96,13 +91,7 @@ pub fn insert_checkout(
             now
         ])
         .context("inserting a payment order")?;
-        record_history(
-            tx,
-            order.payment_order_id.as_str(),
-            None,
-            OrderStatus::NotStarted,
-            "created",
-        )?;
+        record_history(tx, order.payment_order_id.as_str(), None, OrderStatus::NotStarted, "created")?;
     }
     Ok(None)
 }
@@ -117,10 +106,7 @@ pub fn transition_order(
     failure_code: Option<&str>,
     reason: &str,
 ) -> anyhow::Result<bool> {
-    anyhow::ensure!(
-        from.can_move_to(to),
-        "illegal order transition {from} -> {to}"
-    );
+    anyhow::ensure!(from.can_move_to(to), "illegal order transition {from} -> {to}");
     let changed = tx
         .prepare_cached(
             "UPDATE payment_orders SET payment_order_status = ?3, failure_code = ?4, updated_at = ?5
@@ -145,26 +131,22 @@ fn record_history(
         "INSERT INTO payment_order_history (payment_order_id, from_status, to_status, reason, at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![
-        payment_order_id,
-        from.map(OrderStatus::as_str),
-        to.as_str(),
-        reason,
-        crate::db::now()
-    ])?;
+    .execute(params![payment_order_id, from.map(OrderStatus::as_str), to.as_str(), reason, crate::db::now()])?;
     Ok(())
 }
 
 /// Sets `is_payment_done` once every order of the checkout is final.
-pub fn refresh_payment_done(tx: &Transaction, checkout_id: &str) -> anyhow::Result<()> {
-    tx.prepare_cached(
-        "UPDATE payment_events SET is_payment_done = 1, updated_at = ?2
+/// Returns whether it changed now.
+pub fn refresh_payment_done(tx: &Transaction, checkout_id: &str) -> anyhow::Result<bool> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE payment_events SET is_payment_done = 1, updated_at = ?2
          WHERE checkout_id = ?1 AND is_payment_done = 0
            AND NOT EXISTS (SELECT 1 FROM payment_orders WHERE checkout_id = ?1
                            AND payment_order_status NOT IN ('SUCCESS', 'FAILED'))",
-    )?
-    .execute(params![checkout_id, crate::db::now()])?;
-    Ok(())
+        )?
+        .execute(params![checkout_id, crate::db::now()])?;
+    Ok(changed == 1)
 }
 
 /// A payment order as the API shows it.
@@ -201,17 +183,15 @@ pub struct CheckoutView {
     pub psp_session_id: Option<String>,
 }
 
-const ORDER_COLUMNS: &str =
-    "payment_order_id, checkout_id, seller_id, amount_minor, currency, payment_order_status,
+const ORDER_COLUMNS: &str = "payment_order_id, checkout_id, seller_id, amount_minor, currency, payment_order_status,
      wallet_updated, ledger_updated, refunded_minor, failure_code, created_at, updated_at";
 
 fn order_from_row(r: &Row) -> rusqlite::Result<OrderView> {
     let amount_minor: i64 = r.get(3)?;
     let code: String = r.get(4)?;
     let refunded_minor: i64 = r.get(8)?;
-    let currency = Currency::parse(&code).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, e.into())
-    })?;
+    let currency = Currency::parse(&code)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, e.into()))?;
     Ok(OrderView {
         payment_order_id: r.get(0)?,
         checkout_id: r.get(1)?,
@@ -231,20 +211,13 @@ fn order_from_row(r: &Row) -> rusqlite::Result<OrderView> {
 
 pub fn load_order(conn: &Connection, payment_order_id: &str) -> anyhow::Result<Option<OrderView>> {
     let sql = format!("SELECT {ORDER_COLUMNS} FROM payment_orders WHERE payment_order_id = ?1");
-    Ok(conn
-        .prepare_cached(&sql)?
-        .query_row([payment_order_id], order_from_row)
-        .optional()?)
+    Ok(conn.prepare_cached(&sql)?.query_row([payment_order_id], order_from_row).optional()?)
 }
 
 pub fn load_orders_of(conn: &Connection, checkout_id: &str) -> anyhow::Result<Vec<OrderView>> {
-    let sql = format!(
-        "SELECT {ORDER_COLUMNS} FROM payment_orders WHERE checkout_id = ?1 ORDER BY position"
-    );
+    let sql = format!("SELECT {ORDER_COLUMNS} FROM payment_orders WHERE checkout_id = ?1 ORDER BY position");
     let mut st = conn.prepare_cached(&sql)?;
-    let orders = st
-        .query_map([checkout_id], order_from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let orders = st.query_map([checkout_id], order_from_row)?.collect::<Result<Vec<_>, _>>()?;
     Ok(orders)
 }
 
@@ -319,22 +292,13 @@ pub fn list_orders(conn: &Connection, f: &OrderFilter) -> anyhow::Result<Page<Or
     let mut st = conn.prepare_cached(&sql)?;
     let mut data = st
         .query_map(
-            params![
-                f.status.map(OrderStatus::as_str),
-                f.seller_id,
-                cursor,
-                i64::from(f.limit) + 1
-            ],
+            params![f.status.map(OrderStatus::as_str), f.seller_id, cursor, i64::from(f.limit) + 1],
             order_from_row,
         )?
         .collect::<Result<Vec<_>, _>>()?;
     let has_more = data.len() > f.limit as usize;
     data.truncate(f.limit as usize);
-    Ok(Page {
-        object: "list",
-        data,
-        has_more,
-    })
+    Ok(Page { object: "list", data, has_more })
 }
 
 /// A token order with what the executor needs to charge it.
@@ -344,10 +308,7 @@ pub struct ChargeTarget {
     pub order_intent_id: Option<String>,
 }
 
-pub fn load_charge_target(
-    conn: &Connection,
-    payment_order_id: &str,
-) -> anyhow::Result<Option<ChargeTarget>> {
+pub fn load_charge_target(conn: &Connection, payment_order_id: &str) -> anyhow::Result<Option<ChargeTarget>> {
     let Some(order) = load_order(conn, payment_order_id)? else {
         return Ok(None);
     };
@@ -358,20 +319,11 @@ pub fn load_charge_target(
              WHERE o.payment_order_id = ?1",
         )?
         .query_row([payment_order_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let token =
-        token.with_context(|| format!("order {payment_order_id} is not a token payment"))?;
-    Ok(Some(ChargeTarget {
-        order,
-        token,
-        order_intent_id: intent,
-    }))
+    let token = token.with_context(|| format!("order {payment_order_id} is not a token payment"))?;
+    Ok(Some(ChargeTarget { order, token, order_intent_id: intent }))
 }
 
-pub fn set_payment_intent(
-    tx: &Transaction,
-    payment_order_id: &str,
-    intent_id: &str,
-) -> anyhow::Result<()> {
+pub fn set_payment_intent(tx: &Transaction, payment_order_id: &str, intent_id: &str) -> anyhow::Result<()> {
     tx.prepare_cached(
         "UPDATE payment_orders SET psp_payment_intent_id = ?2
          WHERE payment_order_id = ?1 AND psp_payment_intent_id IS NOT ?2",

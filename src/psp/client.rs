@@ -17,12 +17,7 @@ use crate::psp::types::{CheckoutSession, PaymentIntent, StripeErrorBody};
 pub enum PspError {
     /// The PSP answered and refused: asking again will not change it.
     #[error("PSP refused ({status}): {code}: {message}")]
-    Refused {
-        status: u16,
-        code: String,
-        decline_code: Option<String>,
-        message: String,
-    },
+    Refused { status: u16, code: String, decline_code: Option<String>, message: String },
     /// No answer we can trust (timeout, 429, 5xx, connection): the request
     /// may or may not have taken effect.
     #[error("PSP outcome unknown: {0}")]
@@ -62,12 +57,7 @@ pub struct PaymentIntentRequest {
 }
 
 impl PspClient {
-    pub fn new(
-        api_base: &str,
-        secret_key: &str,
-        timeout_ms: u64,
-        db: Db,
-    ) -> anyhow::Result<PspClient> {
+    pub fn new(api_base: &str, secret_key: &str, timeout_ms: u64, db: Db) -> anyhow::Result<PspClient> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(timeout_ms))
             .connect_timeout(Duration::from_millis(timeout_ms.min(5_000)))
@@ -88,10 +78,7 @@ impl PspClient {
     }
 
     /// `POST /v1/checkout/sessions`, idempotent on the checkout id.
-    pub async fn create_checkout_session(
-        &self,
-        req: &CheckoutSessionRequest,
-    ) -> Result<CheckoutSession, PspError> {
+    pub async fn create_checkout_session(&self, req: &CheckoutSessionRequest) -> Result<CheckoutSession, PspError> {
         let mut form: Vec<(String, String)> = vec![
             ("mode".into(), "payment".into()),
             ("success_url".into(), req.success_url.clone()),
@@ -99,27 +86,17 @@ impl PspClient {
             ("client_reference_id".into(), req.checkout_id.clone()),
             ("expires_at".into(), req.expires_at.to_string()),
             ("metadata[checkout_id]".into(), req.checkout_id.clone()),
-            (
-                "payment_intent_data[metadata][checkout_id]".into(),
-                req.checkout_id.clone(),
-            ),
+            ("payment_intent_data[metadata][checkout_id]".into(), req.checkout_id.clone()),
         ];
         for (i, item) in req.line_items.iter().enumerate() {
             let p = format!("line_items[{i}]");
             form.push((format!("{p}[price_data][currency]"), item.currency.clone()));
-            form.push((
-                format!("{p}[price_data][unit_amount]"),
-                item.unit_amount.to_string(),
-            ));
-            form.push((
-                format!("{p}[price_data][product_data][name]"),
-                item.name.clone(),
-            ));
+            form.push((format!("{p}[price_data][unit_amount]"), item.unit_amount.to_string()));
+            form.push((format!("{p}[price_data][product_data][name]"), item.name.clone()));
             form.push((format!("{p}[quantity]"), "1".into()));
         }
         let key = format!("checkout-{}", req.checkout_id);
-        self.post("/v1/checkout/sessions", &form, Some(&key), &req.checkout_id)
-            .await
+        self.post("/v1/checkout/sessions", &form, Some(&key), &req.checkout_id).await
     }
 
     /// `GET /v1/checkout/sessions/{id}`: the PSP's word on a session.
@@ -129,64 +106,31 @@ impl PspClient {
         subject_id: &str,
     ) -> Result<CheckoutSession, PspError> {
         let path = format!("/v1/checkout/sessions/{}", encode_path(session_id));
-        self.send(
-            self.http.get(self.url(&path)),
-            "GET",
-            &path,
-            None,
-            subject_id,
-        )
-        .await
+        self.send(self.http.get(self.url(&path)), "GET", &path, None, subject_id).await
     }
 
     /// `POST /v1/payment_intents` with `confirm=true`: charges one order.
     /// The order id is the idempotency key, so asking again after a timeout
     /// returns the first answer instead of charging twice.
-    pub async fn create_payment_intent(
-        &self,
-        req: &PaymentIntentRequest,
-    ) -> Result<PaymentIntent, PspError> {
+    pub async fn create_payment_intent(&self, req: &PaymentIntentRequest) -> Result<PaymentIntent, PspError> {
         let form: Vec<(String, String)> = vec![
             ("amount".into(), req.amount_minor.to_string()),
             ("currency".into(), req.currency.clone()),
             ("payment_method".into(), req.payment_method.clone()),
             ("confirm".into(), "true".into()),
-            (
-                "description".into(),
-                format!("order {}", req.payment_order_id),
-            ),
-            (
-                "metadata[payment_order_id]".into(),
-                req.payment_order_id.clone(),
-            ),
+            ("description".into(), format!("order {}", req.payment_order_id)),
+            ("metadata[payment_order_id]".into(), req.payment_order_id.clone()),
             ("metadata[checkout_id]".into(), req.checkout_id.clone()),
             ("metadata[seller_id]".into(), req.seller_id.clone()),
         ];
         let key = req.payment_order_id.clone();
-        self.post(
-            "/v1/payment_intents",
-            &form,
-            Some(&key),
-            &req.payment_order_id,
-        )
-        .await
+        self.post("/v1/payment_intents", &form, Some(&key), &req.payment_order_id).await
     }
 
     /// `GET /v1/payment_intents/{id}`.
-    pub async fn retrieve_payment_intent(
-        &self,
-        id: &str,
-        subject_id: &str,
-    ) -> Result<PaymentIntent, PspError> {
+    pub async fn retrieve_payment_intent(&self, id: &str, subject_id: &str) -> Result<PaymentIntent, PspError> {
         let path = format!("/v1/payment_intents/{}", encode_path(id));
-        self.send(
-            self.http.get(self.url(&path)),
-            "GET",
-            &path,
-            None,
-            subject_id,
-        )
-        .await
+        self.send(self.http.get(self.url(&path)), "GET", &path, None, subject_id).await
     }
 
     async fn post<T: DeserializeOwned>(
@@ -200,8 +144,7 @@ impl PspClient {
         if let Some(key) = idempotency_key {
             builder = builder.header("Idempotency-Key", key);
         }
-        self.send(builder, "POST", path, idempotency_key, subject_id)
-            .await
+        self.send(builder, "POST", path, idempotency_key, subject_id).await
     }
 
     async fn send<T: DeserializeOwned>(
@@ -225,20 +168,10 @@ impl PspClient {
             Ok(_) => "ok".to_string(),
             Err(e) => e.to_string(),
         };
-        self.record_call(
-            subject_id,
-            method,
-            path,
-            idempotency_key,
-            status,
-            summary,
-            started,
-        )
-        .await;
+        self.record_call(subject_id, method, path, idempotency_key, status, summary, started).await;
         outcome.and_then(|bytes| {
-            serde_json::from_slice(&bytes).map_err(|e| {
-                PspError::Unknown(format!("unreadable PSP answer to {method} {path}: {e}"))
-            })
+            serde_json::from_slice(&bytes)
+                .map_err(|e| PspError::Unknown(format!("unreadable PSP answer to {method} {path}: {e}")))
         })
     }
 
@@ -306,9 +239,7 @@ fn classify(status: StatusCode, body: reqwest::Result<Bytes>) -> Result<Bytes, P
     let error = parsed.map(|b| b.error);
     // A 409 is an idempotent request still running at the PSP: ask again later.
     if status == StatusCode::CONFLICT {
-        return Err(PspError::Unknown(
-            "PSP is still processing the same idempotency key".into(),
-        ));
+        return Err(PspError::Unknown("PSP is still processing the same idempotency key".into()));
     }
     Err(PspError::Refused {
         status: status.as_u16(),
@@ -317,9 +248,7 @@ fn classify(status: StatusCode, body: reqwest::Result<Bytes>) -> Result<Bytes, P
             .and_then(|e| e.code.clone().or(e.kind.clone()))
             .unwrap_or_else(|| format!("http_{}", status.as_u16())),
         decline_code: error.as_ref().and_then(|e| e.decline_code.clone()),
-        message: error
-            .and_then(|e| e.message)
-            .unwrap_or_else(|| format!("PSP answered {status}")),
+        message: error.and_then(|e| e.message).unwrap_or_else(|| format!("PSP answered {status}")),
     })
 }
 
@@ -335,8 +264,5 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
 
 /// Ids come from the PSP; keep them from breaking out of the path.
 fn encode_path(segment: &str) -> String {
-    segment
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-        .collect()
+    segment.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect()
 }

@@ -40,10 +40,7 @@ impl CheckoutSession {
 
     /// The checkout this session was made for (we set both fields).
     pub fn checkout_id(&self) -> Option<&str> {
-        self.metadata
-            .get("checkout_id")
-            .map(String::as_str)
-            .or(self.client_reference_id.as_deref())
+        self.metadata.get("checkout_id").map(String::as_str).or(self.client_reference_id.as_deref())
     }
 }
 
@@ -111,10 +108,7 @@ impl PaymentIntent {
             "succeeded" => IntentOutcome::Succeeded,
             "canceled" => IntentOutcome::Failed("canceled".into()),
             "requires_payment_method" => match &self.last_payment_error {
-                Some(e) => IntentOutcome::Failed(failure_code(
-                    e.code.as_deref(),
-                    e.decline_code.as_deref(),
-                )),
+                Some(e) => IntentOutcome::Failed(failure_code(e.code.as_deref(), e.decline_code.as_deref())),
                 None => IntentOutcome::Pending,
             },
             _ => IntentOutcome::Pending,

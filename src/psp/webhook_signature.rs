@@ -52,28 +52,18 @@ pub fn verify(
     }
     let mac = signed_payload_mac(secret, timestamp, body);
     // verify_slice compares in constant time.
-    let matched = signatures
-        .iter()
-        .any(|sig| mac.clone().verify_slice(sig).is_ok());
-    if matched {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
+    let matched = signatures.iter().any(|sig| mac.clone().verify_slice(sig).is_ok());
+    if matched { Ok(()) } else { Err(SignatureError::Mismatch) }
 }
 
 /// The header value for `body` signed at `timestamp` (the sandbox and tests sign with it).
 pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     let mac = signed_payload_mac(secret, timestamp, body);
-    format!(
-        "t={timestamp},v1={}",
-        hex::encode(mac.finalize().into_bytes())
-    )
+    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 fn signed_payload_mac(secret: &str, timestamp: i64, body: &[u8]) -> HmacSha256 {
-    let mut mac =
-        HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
@@ -98,33 +88,12 @@ mod tests {
     #[test]
     fn refuses_forged_stale_and_malformed() {
         let header = sign(SECRET, 1000, b"{}");
-        assert_eq!(
-            verify(Some(&header), b"{ }", SECRET, 300, 1000),
-            Err(SignatureError::Mismatch)
-        );
-        assert_eq!(
-            verify(Some(&header), b"{}", "whsec_other", 300, 1000),
-            Err(SignatureError::Mismatch)
-        );
-        assert_eq!(
-            verify(Some(&header), b"{}", SECRET, 300, 1301),
-            Err(SignatureError::Stale)
-        );
-        assert_eq!(
-            verify(None, b"{}", SECRET, 300, 1000),
-            Err(SignatureError::Missing)
-        );
-        assert_eq!(
-            verify(Some("t=1000"), b"{}", SECRET, 300, 1000),
-            Err(SignatureError::Malformed)
-        );
-        assert_eq!(
-            verify(Some("v1=abcd"), b"{}", SECRET, 300, 1000),
-            Err(SignatureError::Malformed)
-        );
-        assert_eq!(
-            verify(Some("t=1000,v1=zz"), b"{}", SECRET, 300, 1000),
-            Err(SignatureError::Malformed)
-        );
+        assert_eq!(verify(Some(&header), b"{ }", SECRET, 300, 1000), Err(SignatureError::Mismatch));
+        assert_eq!(verify(Some(&header), b"{}", "whsec_other", 300, 1000), Err(SignatureError::Mismatch));
+        assert_eq!(verify(Some(&header), b"{}", SECRET, 300, 1301), Err(SignatureError::Stale));
+        assert_eq!(verify(None, b"{}", SECRET, 300, 1000), Err(SignatureError::Missing));
+        assert_eq!(verify(Some("t=1000"), b"{}", SECRET, 300, 1000), Err(SignatureError::Malformed));
+        assert_eq!(verify(Some("v1=abcd"), b"{}", SECRET, 300, 1000), Err(SignatureError::Malformed));
+        assert_eq!(verify(Some("t=1000,v1=zz"), b"{}", SECRET, 300, 1000), Err(SignatureError::Malformed));
     }
 }

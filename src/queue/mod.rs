@@ -18,6 +18,8 @@ pub enum JobKind {
     ChargeOrder,
     /// Ask the PSP how a hosted checkout ended (its webhook may be lost).
     SyncCheckout,
+    /// Deliver one merchant webhook (subject: the delivery id).
+    DeliverWebhook,
 }
 
 impl JobKind {
@@ -25,13 +27,12 @@ impl JobKind {
         match self {
             JobKind::ChargeOrder => "charge_order",
             JobKind::SyncCheckout => "sync_checkout",
+            JobKind::DeliverWebhook => "deliver_webhook",
         }
     }
 
     pub fn parse(s: &str) -> Option<JobKind> {
-        [JobKind::ChargeOrder, JobKind::SyncCheckout]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [JobKind::ChargeOrder, JobKind::SyncCheckout].into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -87,20 +88,17 @@ pub fn claim(conn: &mut Connection, limit: u32, lease_ms: u64) -> anyhow::Result
              RETURNING id, kind, subject_id, payload, attempts, max_attempts",
         )?;
         let jobs = st
-            .query_map(
-                params![token, now + lease_ms as i64, crate::db::now(), now, limit],
-                |r| {
-                    Ok(Job {
-                        id: r.get(0)?,
-                        kind: r.get(1)?,
-                        subject_id: r.get(2)?,
-                        payload: r.get(3)?,
-                        attempts: r.get(4)?,
-                        max_attempts: r.get(5)?,
-                        lease_token: token.clone(),
-                    })
-                },
-            )?
+            .query_map(params![token, now + lease_ms as i64, crate::db::now(), now, limit], |r| {
+                Ok(Job {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    subject_id: r.get(2)?,
+                    payload: r.get(3)?,
+                    attempts: r.get(4)?,
+                    max_attempts: r.get(5)?,
+                    lease_token: token.clone(),
+                })
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(jobs)
     })
@@ -167,9 +165,7 @@ pub fn fail(
 
 /// Full jitter: a uniform wait in [0, min(cap, base × 2^(attempt-1))].
 pub fn backoff_ms(attempt: u32, settings: &QueueSettings) -> u64 {
-    let exp = settings
-        .backoff_base_ms
-        .saturating_mul(1u64 << attempt.saturating_sub(1).min(32));
+    let exp = settings.backoff_base_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(32));
     let ceiling = exp.min(settings.backoff_cap_ms);
     rand::rng().random_range(0..=ceiling)
 }
@@ -183,22 +179,14 @@ pub fn retry_dead(conn: &mut Connection, job_id: i64, by: &str) -> anyhow::Resul
             params![job_id, now_ms(), crate::db::now()],
         )?;
         if n == 1 {
-            crate::alerts::resolve(
-                tx,
-                "dead_letter",
-                &format!("job:{job_id}"),
-                &format!("retried by {by}"),
-            )?;
+            crate::alerts::resolve(tx, "dead_letter", &format!("job:{job_id}"), &format!("retried by {by}"))?;
         }
         Ok(n == 1)
     })
 }
 
 /// Counts of jobs per status, for health and the dashboard.
-pub fn status_of(
-    conn: &Connection,
-    job_id: i64,
-) -> anyhow::Result<Option<(String, u32, Option<String>)>> {
+pub fn status_of(conn: &Connection, job_id: i64) -> anyhow::Result<Option<(String, u32, Option<String>)>> {
     Ok(conn
         .prepare_cached("SELECT status, attempts, last_error FROM jobs WHERE id = ?1")?
         .query_row([job_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -210,11 +198,7 @@ mod tests {
     use super::*;
 
     fn settings() -> QueueSettings {
-        QueueSettings {
-            backoff_base_ms: 100,
-            backoff_cap_ms: 1_000,
-            ..QueueSettings::default()
-        }
+        QueueSettings { backoff_base_ms: 100, backoff_cap_ms: 1_000, ..QueueSettings::default() }
     }
 
     #[test]
@@ -226,29 +210,17 @@ mod tests {
             assert!(backoff_ms(30, &s) <= 1_000);
             assert!(backoff_ms(u32::MAX, &s) <= 1_000);
         }
-        assert!(
-            (0..200).any(|_| backoff_ms(30, &s) > 500),
-            "jitter spreads over the whole window"
-        );
+        assert!((0..200).any(|_| backoff_ms(30, &s) > 500), "jitter spreads over the whole window");
     }
 
     fn db() -> (tempfile::TempDir, crate::db::Db) {
         let dir = tempfile::tempdir().unwrap();
-        let db = crate::db::Db::open(
-            &dir.path().join("q.db"),
-            2,
-            1000,
-            &crate::db::till_migrations(),
-        )
-        .unwrap();
+        let db = crate::db::Db::open(&dir.path().join("q.db"), 2, 1000, &crate::db::till_migrations()).unwrap();
         (dir, db)
     }
 
     fn enqueue_one(conn: &mut Connection, subject: &str, max_attempts: u32) -> bool {
-        crate::db::write_tx(conn, |tx| {
-            enqueue(tx, JobKind::ChargeOrder, subject, 0, max_attempts)
-        })
-        .unwrap()
+        crate::db::write_tx(conn, |tx| enqueue(tx, JobKind::ChargeOrder, subject, 0, max_attempts)).unwrap()
     }
 
     #[test]
@@ -256,18 +228,12 @@ mod tests {
         let (_dir, db) = db();
         let mut conn = db.conn().unwrap();
         assert!(enqueue_one(&mut conn, "o1", 3));
-        assert!(
-            !enqueue_one(&mut conn, "o1", 3),
-            "same kind and subject while live"
-        );
+        assert!(!enqueue_one(&mut conn, "o1", 3), "same kind and subject while live");
         let jobs = claim(&mut conn, 10, 60_000).unwrap();
         assert_eq!(jobs.len(), 1);
         assert!(claim(&mut conn, 10, 60_000).unwrap().is_empty(), "leased");
         assert!(complete(&mut conn, &jobs[0]).unwrap());
-        assert!(
-            enqueue_one(&mut conn, "o1", 3),
-            "a new job once the old one is done"
-        );
+        assert!(enqueue_one(&mut conn, "o1", 3), "a new job once the old one is done");
     }
 
     #[test]
@@ -280,10 +246,7 @@ mod tests {
         let second = claim(&mut conn, 10, 60_000).unwrap().remove(0);
         assert_eq!((second.id, second.attempts), (first.id, 2));
         assert!(!complete(&mut conn, &first).unwrap());
-        assert_eq!(
-            fail(&mut conn, &first, "late", true, &settings()).unwrap(),
-            Failed::LeaseLost
-        );
+        assert_eq!(fail(&mut conn, &first, "late", true, &settings()).unwrap(), Failed::LeaseLost);
         assert!(complete(&mut conn, &second).unwrap());
     }
 
@@ -291,28 +254,15 @@ mod tests {
     fn spent_attempts_dead_letter_with_an_alert_and_retry_revives() {
         let (_dir, db) = db();
         let mut conn = db.conn().unwrap();
-        let s = QueueSettings {
-            backoff_base_ms: 1,
-            backoff_cap_ms: 1,
-            ..QueueSettings::default()
-        };
+        let s = QueueSettings { backoff_base_ms: 1, backoff_cap_ms: 1, ..QueueSettings::default() };
         enqueue_one(&mut conn, "o1", 2);
         let job = claim(&mut conn, 1, 60_000).unwrap().remove(0);
-        assert!(matches!(
-            fail(&mut conn, &job, "boom", true, &s).unwrap(),
-            Failed::RetryAt(_)
-        ));
+        assert!(matches!(fail(&mut conn, &job, "boom", true, &s).unwrap(), Failed::RetryAt(_)));
         std::thread::sleep(std::time::Duration::from_millis(5));
         let job = claim(&mut conn, 1, 60_000).unwrap().remove(0);
-        assert_eq!(
-            fail(&mut conn, &job, "boom again", true, &s).unwrap(),
-            Failed::Dead
-        );
+        assert_eq!(fail(&mut conn, &job, "boom again", true, &s).unwrap(), Failed::Dead);
         let (status, attempts, error) = status_of(&conn, job.id).unwrap().unwrap();
-        assert_eq!(
-            (status.as_str(), attempts, error.as_deref()),
-            ("dead", 2, Some("boom again"))
-        );
+        assert_eq!((status.as_str(), attempts, error.as_deref()), ("dead", 2, Some("boom again")));
         assert_eq!(crate::alerts::open_count(&conn).unwrap(), 1);
         assert!(retry_dead(&mut conn, job.id, "staff@example.com").unwrap());
         assert_eq!(crate::alerts::open_count(&conn).unwrap(), 0);
@@ -325,9 +275,6 @@ mod tests {
         let mut conn = db.conn().unwrap();
         enqueue_one(&mut conn, "o1", 10);
         let job = claim(&mut conn, 1, 60_000).unwrap().remove(0);
-        assert_eq!(
-            fail(&mut conn, &job, "bad request", false, &settings()).unwrap(),
-            Failed::Dead
-        );
+        assert_eq!(fail(&mut conn, &job, "bad request", false, &settings()).unwrap(), Failed::Dead);
     }
 }

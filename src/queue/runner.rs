@@ -62,10 +62,7 @@ async fn run(ctx: Ctx, mut stop: watch::Receiver<bool>) {
         }
         let limit = free.min(settings.batch_size);
         let lease = settings.lease_ms;
-        let claimed: anyhow::Result<Vec<Job>> = ctx
-            .db
-            .run(move |conn| queue::claim(conn, limit, lease))
-            .await;
+        let claimed: anyhow::Result<Vec<Job>> = ctx.db.run(move |conn| queue::claim(conn, limit, lease)).await;
         let jobs = match claimed {
             Ok(jobs) => jobs,
             Err(e) => {
@@ -94,16 +91,16 @@ async fn run(ctx: Ctx, mut stop: watch::Receiver<bool>) {
     }
     // Let running jobs finish, within the lease they were given.
     let all = settings.workers as u32;
-    let _ = tokio::time::timeout(
-        Duration::from_millis(settings.lease_ms),
-        permits.acquire_many(all),
-    )
-    .await;
+    let _ = tokio::time::timeout(Duration::from_millis(settings.lease_ms), permits.acquire_many(all)).await;
 }
 
 async fn run_one(ctx: &Ctx, job: Job) {
     let result = dispatch(ctx, &job).await;
-    let settings = ctx.settings.queue.clone();
+    let mut settings = ctx.settings.queue.clone();
+    if JobKind::parse(&job.kind) == Some(JobKind::DeliverWebhook) {
+        settings.backoff_base_ms = ctx.settings.webhooks.backoff_base_ms;
+        settings.backoff_cap_ms = ctx.settings.webhooks.backoff_cap_ms;
+    }
     let recorded = ctx
         .db
         .run(move |conn| -> anyhow::Result<Option<Failed>> {
@@ -123,12 +120,9 @@ async fn run_one(ctx: &Ctx, job: Job) {
 
 async fn dispatch(ctx: &Ctx, job: &Job) -> Result<(), JobError> {
     match JobKind::parse(&job.kind) {
-        Some(JobKind::ChargeOrder) => {
-            crate::payments::execute::charge_order(ctx, &job.subject_id).await
-        }
-        Some(JobKind::SyncCheckout) => {
-            crate::payments::execute::sync_checkout(ctx, &job.subject_id).await
-        }
+        Some(JobKind::ChargeOrder) => crate::payments::execute::charge_order(ctx, &job.subject_id).await,
+        Some(JobKind::SyncCheckout) => crate::payments::execute::sync_checkout(ctx, &job.subject_id).await,
+        Some(JobKind::DeliverWebhook) => crate::webhooks::out::deliver(ctx, &job.subject_id).await,
         None => Err(JobError::Final(format!("unknown job kind '{}'", job.kind))),
     }
 }

@@ -9,12 +9,7 @@ use serde::Serialize;
 use crate::money::{Currency, format_minor};
 
 /// Adds `amount_minor` (negative to debit) to a seller's wallet.
-pub fn credit_wallet(
-    tx: &Transaction,
-    seller_id: &str,
-    currency: Currency,
-    amount_minor: i64,
-) -> anyhow::Result<()> {
+pub fn credit_wallet(tx: &Transaction, seller_id: &str, currency: Currency, amount_minor: i64) -> anyhow::Result<()> {
     tx.prepare_cached(
         "INSERT INTO wallets (seller_id, currency, balance_minor, updated_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (seller_id, currency)
@@ -43,13 +38,10 @@ pub struct WalletView {
 /// Without a hold period (`payouts.hold_days`, not configured yet) all of a
 /// balance is available at once.
 pub fn read_wallet(conn: &Connection, seller_id: &str) -> anyhow::Result<Option<WalletView>> {
-    let mut st = conn.prepare_cached(
-        "SELECT currency, balance_minor FROM wallets WHERE seller_id = ?1 ORDER BY currency",
-    )?;
+    let mut st =
+        conn.prepare_cached("SELECT currency, balance_minor FROM wallets WHERE seller_id = ?1 ORDER BY currency")?;
     let rows = st
-        .query_map([seller_id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })?
+        .query_map([seller_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
         .collect::<Result<Vec<_>, _>>()?;
     if rows.is_empty() {
         return Ok(None);
@@ -57,8 +49,7 @@ pub fn read_wallet(conn: &Connection, seller_id: &str) -> anyhow::Result<Option<
     let balances = rows
         .into_iter()
         .map(|(code, balance)| {
-            let currency =
-                Currency::parse(&code).with_context(|| format!("stored currency {code}"))?;
+            let currency = Currency::parse(&code).with_context(|| format!("stored currency {code}"))?;
             Ok(WalletBalance {
                 currency: code,
                 balance: format_minor(balance, currency),
@@ -67,8 +58,5 @@ pub fn read_wallet(conn: &Connection, seller_id: &str) -> anyhow::Result<Option<
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Some(WalletView {
-        seller_id: seller_id.to_string(),
-        balances,
-    }))
+    Ok(Some(WalletView { seller_id: seller_id.to_string(), balances }))
 }

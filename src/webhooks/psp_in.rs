@@ -34,11 +34,7 @@ pub enum Ingested {
     Ignored(String),
 }
 
-pub async fn ingest(
-    ctx: &Ctx,
-    signature: Option<&str>,
-    body: &[u8],
-) -> Result<Ingested, IngestError> {
+pub async fn ingest(ctx: &Ctx, signature: Option<&str>, body: &[u8]) -> Result<Ingested, IngestError> {
     let psp = &ctx.settings.psp;
     webhook_signature::verify(
         signature,
@@ -47,8 +43,7 @@ pub async fn ingest(
         psp.webhook_tolerance_seconds,
         chrono::Utc::now().timestamp(),
     )?;
-    let event: Event =
-        serde_json::from_slice(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
+    let event: Event = serde_json::from_slice(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
     if !record_event(ctx, &event, body).await? {
         return Ok(Ingested::Duplicate);
     }
@@ -67,17 +62,10 @@ pub async fn ingest(
 
 async fn apply(ctx: &Ctx, event: &Event) -> Result<Ingested, IngestError> {
     match event.kind.as_str() {
-        "checkout.session.completed"
-        | "checkout.session.expired"
-        | "checkout.session.async_payment_succeeded" => {
-            let session_id = event
-                .object_id()
-                .ok_or_else(|| IngestError::Malformed("event without data.object.id".into()))?;
-            let session = match ctx
-                .psp
-                .retrieve_checkout_session(session_id, session_id)
-                .await
-            {
+        "checkout.session.completed" | "checkout.session.expired" | "checkout.session.async_payment_succeeded" => {
+            let session_id =
+                event.object_id().ok_or_else(|| IngestError::Malformed("event without data.object.id".into()))?;
+            let session = match ctx.psp.retrieve_checkout_session(session_id, session_id).await {
                 Ok(session) => session,
                 Err(PspError::Unknown(reason)) => return Err(IngestError::PspUnavailable(reason)),
                 Err(refused @ PspError::Refused { .. }) => {
@@ -93,22 +81,14 @@ async fn apply(ctx: &Ctx, event: &Event) -> Result<Ingested, IngestError> {
                 }
             }
         }
-        "payment_intent.succeeded" | "payment_intent.payment_failed" => {
-            apply_intent_event(ctx, event).await
-        }
-        other => Ok(Ingested::Ignored(format!(
-            "event type {other} is not handled"
-        ))),
+        "payment_intent.succeeded" | "payment_intent.payment_failed" => apply_intent_event(ctx, event).await,
+        other => Ok(Ingested::Ignored(format!("event type {other} is not handled"))),
     }
 }
 
 /// A token order's intent: re-read it and apply it as the executor would.
 async fn apply_intent_event(ctx: &Ctx, event: &Event) -> Result<Ingested, IngestError> {
-    let order_id = event
-        .data
-        .object
-        .pointer("/metadata/payment_order_id")
-        .and_then(|v| v.as_str());
+    let order_id = event.data.object.pointer("/metadata/payment_order_id").and_then(|v| v.as_str());
     let (Some(intent_id), Some(order_id)) = (event.object_id(), order_id) else {
         // A hosted checkout's intent: the checkout.session event carries it.
         return Ok(Ingested::Ignored("payment intent of no token order".into()));
@@ -133,11 +113,7 @@ async fn apply_intent_event(ctx: &Ctx, event: &Event) -> Result<Ingested, Ingest
 /// Stores the event, or counts one more delivery of it. Returns false when
 /// it was already processed (a duplicate delivery).
 async fn record_event(ctx: &Ctx, event: &Event, body: &[u8]) -> anyhow::Result<bool> {
-    let (id, kind, object_id) = (
-        event.id.clone(),
-        event.kind.clone(),
-        event.object_id().map(str::to_string),
-    );
+    let (id, kind, object_id) = (event.id.clone(), event.kind.clone(), event.object_id().map(str::to_string));
     let payload = String::from_utf8_lossy(body).into_owned();
     ctx.db
         .write(move |tx| -> anyhow::Result<bool> {
@@ -157,12 +133,7 @@ async fn record_event(ctx: &Ctx, event: &Event, body: &[u8]) -> anyhow::Result<b
         .await
 }
 
-async fn mark_event(
-    ctx: &Ctx,
-    event_id: &str,
-    processed: bool,
-    error: Option<String>,
-) -> anyhow::Result<()> {
+async fn mark_event(ctx: &Ctx, event_id: &str, processed: bool, error: Option<String>) -> anyhow::Result<()> {
     let id = event_id.to_string();
     ctx.db
         .write(move |tx| -> anyhow::Result<()> {

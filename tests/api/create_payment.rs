@@ -7,9 +7,7 @@ use serde_json::{Value, json};
 use crate::helpers::{hosted_body, spawn_app, uuid};
 
 fn with(mut body: Value, pointer: &str, value: Value) -> Value {
-    *body
-        .pointer_mut(pointer)
-        .unwrap_or_else(|| panic!("{pointer}")) = value;
+    *body.pointer_mut(pointer).unwrap_or_else(|| panic!("{pointer}")) = value;
     body
 }
 
@@ -32,60 +30,22 @@ async fn bad_inputs_are_refused_naming_the_param_and_nothing_is_stored() {
         ),
         (
             "decimals for KRW",
-            with(
-                with(base.clone(), "/orders/0/currency", json!("KRW")),
-                "/orders/0/amount",
-                json!("10.5"),
-            ),
+            with(with(base.clone(), "/orders/0/currency", json!("KRW")), "/orders/0/amount", json!("10.5")),
             "orders[0].amount",
             "amount_invalid",
         ),
-        (
-            "negative",
-            with(base.clone(), "/orders/1/amount", json!("-1.00")),
-            "orders[1].amount",
-            "amount_invalid",
-        ),
-        (
-            "zero",
-            with(base.clone(), "/orders/0/amount", json!("0.00")),
-            "orders[0].amount",
-            "amount_invalid",
-        ),
-        (
-            "JSON number",
-            with(base.clone(), "/orders/0/amount", json!(25.0)),
-            "orders[0].amount",
-            "amount_invalid",
-        ),
-        (
-            "not a number",
-            with(base.clone(), "/orders/0/amount", json!("ten")),
-            "orders[0].amount",
-            "amount_invalid",
-        ),
-        (
-            "exponent",
-            with(base.clone(), "/orders/0/amount", json!("1e3")),
-            "orders[0].amount",
-            "amount_invalid",
-        ),
+        ("negative", with(base.clone(), "/orders/1/amount", json!("-1.00")), "orders[1].amount", "amount_invalid"),
+        ("zero", with(base.clone(), "/orders/0/amount", json!("0.00")), "orders[0].amount", "amount_invalid"),
+        ("JSON number", with(base.clone(), "/orders/0/amount", json!(25.0)), "orders[0].amount", "amount_invalid"),
+        ("not a number", with(base.clone(), "/orders/0/amount", json!("ten")), "orders[0].amount", "amount_invalid"),
+        ("exponent", with(base.clone(), "/orders/0/amount", json!("1e3")), "orders[0].amount", "amount_invalid"),
         (
             "overflows i64",
-            with(
-                base.clone(),
-                "/orders/0/amount",
-                json!("92233720368547758.08"),
-            ),
+            with(base.clone(), "/orders/0/amount", json!("92233720368547758.08")),
             "orders[0].amount",
             "amount_invalid",
         ),
-        (
-            "huge",
-            with(base.clone(), "/orders/0/amount", json!("9".repeat(80))),
-            "orders[0].amount",
-            "amount_invalid",
-        ),
+        ("huge", with(base.clone(), "/orders/0/amount", json!("9".repeat(80))), "orders[0].amount", "amount_invalid"),
         (
             "unknown currency",
             with(base.clone(), "/orders/0/currency", json!("XYZ")),
@@ -104,12 +64,7 @@ async fn bad_inputs_are_refused_naming_the_param_and_nothing_is_stored() {
             "orders[1].currency",
             "currency_mismatch",
         ),
-        (
-            "no orders",
-            with(base.clone(), "/orders", json!([])),
-            "orders",
-            "orders_invalid",
-        ),
+        ("no orders", with(base.clone(), "/orders", json!([])), "orders", "orders_invalid"),
         (
             "checkout_id not a UUID",
             with(base.clone(), "/checkout_id", json!("abc")),
@@ -134,24 +89,9 @@ async fn bad_inputs_are_refused_naming_the_param_and_nothing_is_stored() {
             "orders[0].seller_id",
             "parameter_invalid",
         ),
-        (
-            "empty buyer id",
-            with(base.clone(), "/buyer/id", json!("")),
-            "buyer.id",
-            "parameter_invalid",
-        ),
-        (
-            "bad buyer email",
-            with(base.clone(), "/buyer/email", json!("kim")),
-            "buyer.email",
-            "parameter_invalid",
-        ),
-        (
-            "no success_url",
-            without(base.clone(), "success_url"),
-            "success_url",
-            "parameter_missing",
-        ),
+        ("empty buyer id", with(base.clone(), "/buyer/id", json!("")), "buyer.id", "parameter_invalid"),
+        ("bad buyer email", with(base.clone(), "/buyer/email", json!("kim")), "buyer.email", "parameter_invalid"),
+        ("no success_url", without(base.clone(), "success_url"), "success_url", "parameter_missing"),
         (
             "bad cancel_url",
             with(base.clone(), "/cancel_url", json!("javascript:alert(1)")),
@@ -164,18 +104,8 @@ async fn bad_inputs_are_refused_naming_the_param_and_nothing_is_stored() {
             "payment_method.type",
             "parameter_invalid",
         ),
-        (
-            "unknown field",
-            with(base.clone(), "/buyer", json!({"id": "b", "age": 3})),
-            "buyer.age",
-            "parameter_invalid",
-        ),
-        (
-            "missing field",
-            without(base.clone(), "checkout_id"),
-            "checkout_id",
-            "parameter_missing",
-        ),
+        ("unknown field", with(base.clone(), "/buyer", json!({"id": "b", "age": 3})), "buyer.age", "parameter_invalid"),
+        ("missing field", without(base.clone(), "checkout_id"), "checkout_id", "parameter_missing"),
         (
             "missing nested field",
             with(base.clone(), "/buyer", json!({"email": "a@b.c"})),
@@ -187,25 +117,17 @@ async fn bad_inputs_are_refused_naming_the_param_and_nothing_is_stored() {
         let resp = app.post_payment(&body).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{name}");
         let err: Value = resp.json().await.unwrap();
-        assert_eq!(
-            err["error"]["type"], "invalid_request_error",
-            "{name}: {err}"
-        );
+        assert_eq!(err["error"]["type"], "invalid_request_error", "{name}: {err}");
         assert_eq!(err["error"]["code"], code, "{name}: {err}");
         if param != "." {
             assert_eq!(err["error"]["param"], param, "{name}: {err}");
         }
-        assert!(
-            !err["error"]["message"].as_str().unwrap().is_empty(),
-            "{name}"
-        );
+        assert!(!err["error"]["message"].as_str().unwrap().is_empty(), "{name}");
     }
     let too_many: Vec<Value> = (0..51)
         .map(|_| json!({"payment_order_id": uuid(), "seller_id": "s", "amount": "1.00", "currency": "USD"}))
         .collect();
-    let resp = app
-        .post_payment(&with(base.clone(), "/orders", json!(too_many)))
-        .await;
+    let resp = app.post_payment(&with(base.clone(), "/orders", json!(too_many))).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let resp = app
         .client
@@ -228,21 +150,13 @@ async fn bad_inputs_are_refused_naming_the_param_and_nothing_is_stored() {
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(app.count("SELECT COUNT(*) FROM payment_events"), 0);
     assert_eq!(app.count("SELECT COUNT(*) FROM payment_orders"), 0);
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM psp_calls"),
-        0,
-        "nothing reached the PSP"
-    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM psp_calls"), 0, "nothing reached the PSP");
 }
 
 #[tokio::test]
 async fn amounts_follow_each_currency_exponent() {
     let app = spawn_app().await;
-    for (amount, currency, shown) in [
-        ("1000", "KRW", "1000"),
-        ("1.250", "BHD", "1.250"),
-        ("7", "USD", "7.00"),
-    ] {
+    for (amount, currency, shown) in [("1000", "KRW", "1000"), ("1.250", "BHD", "1.250"), ("7", "USD", "7.00")] {
         let checkout = app.create_hosted(&[("seller_a", amount, currency)]).await;
         assert_eq!(checkout["orders"][0]["amount"], shown);
         assert_eq!(checkout["orders"][0]["currency"], currency);
@@ -258,21 +172,9 @@ async fn the_api_needs_a_valid_key() {
     assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
     let err: Value = none.json().await.unwrap();
     assert_eq!(err["error"]["type"], "authentication_error");
-    let wrong = app
-        .client
-        .post(&url)
-        .bearer_auth("till_sk_wrong")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let wrong = app.client.post(&url).bearer_auth("till_sk_wrong").json(&body).send().await.unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
-    let read = app
-        .client
-        .get(format!("{}/v1/wallets/seller_a", app.address))
-        .send()
-        .await
-        .unwrap();
+    let read = app.client.get(format!("{}/v1/wallets/seller_a", app.address)).send().await.unwrap();
     assert_eq!(read.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(app.count("SELECT COUNT(*) FROM payment_events"), 0);
 }
@@ -299,11 +201,7 @@ async fn the_same_request_again_returns_the_same_checkout() {
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["error"]["type"], "idempotency_error");
     assert_eq!(app.count("SELECT COUNT(*) FROM payment_orders"), 2);
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM psp_calls WHERE method = 'POST'"),
-        1,
-        "one session at the PSP"
-    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM psp_calls WHERE method = 'POST'"), 1, "one session at the PSP");
 }
 
 #[tokio::test]
@@ -345,11 +243,7 @@ async fn an_order_id_belongs_to_one_checkout_only() {
 #[tokio::test]
 async fn reading_what_does_not_exist_is_a_404() {
     let app = spawn_app().await;
-    for path in [
-        format!("/v1/payments/{}", uuid()),
-        format!("/v1/checkouts/{}", uuid()),
-        "/v1/wallets/nobody".into(),
-    ] {
+    for path in [format!("/v1/payments/{}", uuid()), format!("/v1/checkouts/{}", uuid()), "/v1/wallets/nobody".into()] {
         let resp = app.get(&path).await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{path}");
         let err: Value = resp.json().await.unwrap();
@@ -362,43 +256,20 @@ async fn orders_are_listed_newest_first_with_a_cursor() {
     let app = spawn_app().await;
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let c = app
-            .create_hosted(&[("seller_a", "1.00", "USD"), ("seller_b", "2.00", "USD")])
-            .await;
-        ids.extend(
-            c["orders"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|o| o["payment_order_id"].clone()),
-        );
+        let c = app.create_hosted(&[("seller_a", "1.00", "USD"), ("seller_b", "2.00", "USD")]).await;
+        ids.extend(c["orders"].as_array().unwrap().iter().map(|o| o["payment_order_id"].clone()));
     }
     ids.reverse();
     let page = app.get_json("/v1/payments?limit=4").await;
     assert_eq!(page["has_more"], true);
-    let got: Vec<Value> = page["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["payment_order_id"].clone())
-        .collect();
+    let got: Vec<Value> = page["data"].as_array().unwrap().iter().map(|o| o["payment_order_id"].clone()).collect();
     assert_eq!(got, ids[..4]);
     let last = got[3].as_str().unwrap();
-    let next = app
-        .get_json(&format!("/v1/payments?limit=4&starting_after={last}"))
-        .await;
+    let next = app.get_json(&format!("/v1/payments?limit=4&starting_after={last}")).await;
     assert_eq!(next["has_more"], false);
     assert_eq!(next["data"].as_array().unwrap().len(), 2);
-    let by_seller = app
-        .get_json("/v1/payments?seller_id=seller_b&status=EXECUTING")
-        .await;
+    let by_seller = app.get_json("/v1/payments?seller_id=seller_b&status=EXECUTING").await;
     assert_eq!(by_seller["data"].as_array().unwrap().len(), 3);
-    assert_eq!(
-        app.get("/v1/payments?status=NOPE").await.status(),
-        StatusCode::BAD_REQUEST
-    );
-    assert_eq!(
-        app.get("/v1/payments?limit=1000").await.status(),
-        StatusCode::BAD_REQUEST
-    );
+    assert_eq!(app.get("/v1/payments?status=NOPE").await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(app.get("/v1/payments?limit=1000").await.status(), StatusCode::BAD_REQUEST);
 }

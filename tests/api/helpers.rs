@@ -44,19 +44,14 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let sandbox = format!("http://{}", app.sandbox_address().unwrap());
     let ctx = app.context().clone();
     tokio::spawn(app.run_until_stopped());
-    let api_key = till::api_keys::create(&ctx.db.conn().unwrap(), "tests")
-        .unwrap()
-        .key;
+    let api_key = till::api_keys::create(&ctx.db.conn().unwrap(), "tests").unwrap().key;
     TestApp {
         address,
         sandbox,
         api_key,
         ctx,
         settings,
-        client: reqwest::Client::builder()
-            .redirect(redirect::Policy::none())
-            .build()
-            .unwrap(),
+        client: reqwest::Client::builder().redirect(redirect::Policy::none()).build().unwrap(),
         dir,
     }
 }
@@ -91,12 +86,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> Response {
-        self.client
-            .get(format!("{}{path}", self.address))
-            .bearer_auth(&self.api_key)
-            .send()
-            .await
-            .unwrap()
+        self.client.get(format!("{}{path}", self.address)).bearer_auth(&self.api_key).send().await.unwrap()
     }
 
     pub async fn get_json(&self, path: &str) -> Value {
@@ -120,12 +110,7 @@ impl TestApp {
         assert!(html.contains("card_number"), "the page has the card form");
         self.client
             .post(redirect_url)
-            .form(&[
-                ("card_number", card),
-                ("exp_month", "12"),
-                ("exp_year", "2034"),
-                ("cvc", "123"),
-            ])
+            .form(&[("card_number", card), ("exp_month", "12"), ("exp_year", "2034"), ("cvc", "123")])
             .send()
             .await
             .unwrap()
@@ -139,10 +124,7 @@ impl TestApp {
             if checkout["is_payment_done"] == json!(true) {
                 return checkout;
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "checkout never finished: {checkout}"
-            );
+            assert!(started.elapsed() < Duration::from_secs(20), "checkout never finished: {checkout}");
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -183,12 +165,7 @@ impl TestApp {
     }
 
     pub fn count(&self, sql: &str) -> i64 {
-        self.ctx
-            .db
-            .conn()
-            .unwrap()
-            .query_row(sql, [], |r| r.get(0))
-            .unwrap()
+        self.ctx.db.conn().unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
     pub fn assert_ledger_ok(&self) {

@@ -24,10 +24,7 @@ fn now() -> i64 {
 }
 
 async fn orders_of(app: &TestApp, checkout_id: &str) -> Vec<Value> {
-    app.get_json(&format!("/v1/checkouts/{checkout_id}")).await["orders"]
-        .as_array()
-        .unwrap()
-        .clone()
+    app.get_json(&format!("/v1/checkouts/{checkout_id}")).await["orders"].as_array().unwrap().clone()
 }
 
 #[tokio::test]
@@ -39,15 +36,9 @@ async fn forged_unsigned_and_stale_events_are_refused() {
     let secret = app.settings.psp.webhook_secret.clone();
     let cases = [
         ("unsigned", None),
-        (
-            "wrong secret",
-            Some(sign("whsec_forged", now(), body.as_bytes())),
-        ),
+        ("wrong secret", Some(sign("whsec_forged", now(), body.as_bytes()))),
         ("stale", Some(sign(&secret, now() - 3_600, body.as_bytes()))),
-        (
-            "from the future",
-            Some(sign(&secret, now() + 3_600, body.as_bytes())),
-        ),
+        ("from the future", Some(sign(&secret, now() + 3_600, body.as_bytes()))),
         ("garbage header", Some("t=abc,v1=xyz".to_string())),
         ("signed other body", Some(sign(&secret, now(), b"{}"))),
     ];
@@ -55,11 +46,7 @@ async fn forged_unsigned_and_stale_events_are_refused() {
         let resp = app.post_webhook(&body, signature).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{name}");
     }
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM psp_events"),
-        0,
-        "nothing stored"
-    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM psp_events"), 0, "nothing stored");
     assert_eq!(orders_of(&app, checkout_id).await[0]["status"], "EXECUTING");
     assert_eq!(app.count("SELECT COUNT(*) FROM ledger_transactions"), 0);
 }
@@ -71,16 +58,7 @@ async fn a_signed_event_is_checked_against_the_psp_before_acting() {
     let checkout_id = checkout["checkout_id"].as_str().unwrap();
     // Correctly signed, but the session is not paid at the PSP: nothing moves.
     let body = completed_event(&session_id_of(checkout["redirect_url"].as_str().unwrap()));
-    let resp = app
-        .post_webhook(
-            &body,
-            Some(sign(
-                &app.settings.psp.webhook_secret,
-                now(),
-                body.as_bytes(),
-            )),
-        )
-        .await;
+    let resp = app.post_webhook(&body, Some(sign(&app.settings.psp.webhook_secret, now(), body.as_bytes()))).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(orders_of(&app, checkout_id).await[0]["status"], "EXECUTING");
     assert_eq!(app.count("SELECT COUNT(*) FROM ledger_transactions"), 0);
@@ -89,9 +67,7 @@ async fn a_signed_event_is_checked_against_the_psp_before_acting() {
 #[tokio::test]
 async fn duplicate_events_are_applied_once() {
     let app = spawn_app().await;
-    let checkout = app
-        .create_hosted(&[("seller_a", "25.00", "USD"), ("seller_b", "10.00", "USD")])
-        .await;
+    let checkout = app.create_hosted(&[("seller_a", "25.00", "USD"), ("seller_b", "10.00", "USD")]).await;
     let checkout_id = checkout["checkout_id"].as_str().unwrap();
     let url = checkout["redirect_url"].as_str().unwrap();
     app.pay(url, "4242424242424242").await;
@@ -101,52 +77,25 @@ async fn duplicate_events_are_applied_once() {
     let secret = app.settings.psp.webhook_secret.clone();
     let body = completed_event(&session_id_of(url));
     for _ in 0..3 {
-        let resp = app
-            .post_webhook(&body, Some(sign(&secret, now(), body.as_bytes())))
-            .await;
+        let resp = app.post_webhook(&body, Some(sign(&secret, now(), body.as_bytes()))).await;
         assert_eq!(resp.status(), StatusCode::OK);
     }
     let other = completed_event(&session_id_of(url));
-    let resp = app
-        .post_webhook(&other, Some(sign(&secret, now(), other.as_bytes())))
-        .await;
+    let resp = app.post_webhook(&other, Some(sign(&secret, now(), other.as_bytes()))).await;
     assert_eq!(resp.status(), StatusCode::OK);
 
     assert_eq!(app.count("SELECT MAX(deliveries) FROM psp_events"), 3);
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM ledger_transactions"),
-        2,
-        "one pay-in per order"
-    );
-    assert_eq!(
-        app.get_json("/v1/wallets/seller_a").await["balances"][0]["balance"],
-        "25.00"
-    );
-    assert_eq!(
-        app.get_json("/v1/wallets/seller_b").await["balances"][0]["balance"],
-        "10.00"
-    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM ledger_transactions"), 2, "one pay-in per order");
+    assert_eq!(app.get_json("/v1/wallets/seller_a").await["balances"][0]["balance"], "25.00");
+    assert_eq!(app.get_json("/v1/wallets/seller_b").await["balances"][0]["balance"], "10.00");
 }
 
 #[tokio::test]
 async fn events_for_unknown_sessions_are_acknowledged_and_change_nothing() {
     let app = spawn_app().await;
     let body = completed_event("cs_test_unknown");
-    let resp = app
-        .post_webhook(
-            &body,
-            Some(sign(
-                &app.settings.psp.webhook_secret,
-                now(),
-                body.as_bytes(),
-            )),
-        )
-        .await;
+    let resp = app.post_webhook(&body, Some(sign(&app.settings.psp.webhook_secret, now(), body.as_bytes()))).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(app.count("SELECT COUNT(*) FROM payment_orders"), 0);
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM psp_events WHERE last_error IS NOT NULL"),
-        1,
-        "the reason is kept"
-    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM psp_events WHERE last_error IS NOT NULL"), 1, "the reason is kept");
 }

@@ -11,15 +11,11 @@ use crate::http::errors::ApiError;
 pub async fn read(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::bad_request("body_unreadable", format!("request body: {e}")))?;
+        let chunk = chunk.map_err(|e| ApiError::bad_request("body_unreadable", format!("request body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError {
                 status: actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-                ..ApiError::bad_request(
-                    "body_too_large",
-                    format!("the request body is larger than {limit} bytes"),
-                )
+                ..ApiError::bad_request("body_too_large", format!("the request body is larger than {limit} bytes"))
             });
         }
         body.extend_from_slice(&chunk);
@@ -34,17 +30,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() || path == "." {
-            return ApiError::bad_request(
-                "body_invalid",
-                format!("the body is not valid JSON for this call: {inner}"),
-            );
+            return ApiError::bad_request("body_invalid", format!("the body is not valid JSON for this call: {inner}"));
         }
         let message = strip_position(&inner.to_string());
-        let code = if path.ends_with("amount") {
-            "amount_invalid"
-        } else {
-            "parameter_invalid"
-        };
+        let code = if path.ends_with("amount") { "amount_invalid" } else { "parameter_invalid" };
         ApiError::invalid(code, format!("{path}: {message}"), path)
     })
 }

@@ -69,30 +69,20 @@ pub async fn create(
         let (view, created) = create::create_checkout(&ctx, &key.0, new).await?;
         Ok(match created {
             Created::New => HttpResponse::Created().json(view),
-            Created::Replayed => HttpResponse::Ok()
-                .insert_header(("Idempotent-Replayed", "true"))
-                .json(view),
+            Created::Replayed => HttpResponse::Ok().insert_header(("Idempotent-Replayed", "true")).json(view),
         })
     })
     .await
 }
 
 fn parse_create(b: CreateBody) -> Result<NewCheckout, ApiError> {
-    let checkout_id = CheckoutId::parse(&b.checkout_id).ok_or_else(|| {
-        ApiError::invalid(
-            "parameter_invalid",
-            "checkout_id must be a UUID",
-            "checkout_id",
-        )
-    })?;
+    let checkout_id = CheckoutId::parse(&b.checkout_id)
+        .ok_or_else(|| ApiError::invalid("parameter_invalid", "checkout_id must be a UUID", "checkout_id"))?;
     let buyer = parse_buyer(b.buyer)?;
     if b.orders.is_empty() || b.orders.len() > MAX_ORDERS {
         return Err(ApiError::invalid(
             "orders_invalid",
-            format!(
-                "orders must hold 1 to {MAX_ORDERS} orders, not {}",
-                b.orders.len()
-            ),
+            format!("orders must hold 1 to {MAX_ORDERS} orders, not {}", b.orders.len()),
             "orders",
         ));
     }
@@ -109,31 +99,20 @@ fn parse_create(b: CreateBody) -> Result<NewCheckout, ApiError> {
         }
         orders.push(order);
     }
-    let payment_method =
-        parse_payment_method(b.payment_method, b.success_url, b.cancel_url, &orders)?;
-    Ok(NewCheckout {
-        checkout_id,
-        buyer,
-        orders,
-        payment_method,
-    })
+    let payment_method = parse_payment_method(b.payment_method, b.success_url, b.cancel_url, &orders)?;
+    Ok(NewCheckout { checkout_id, buyer, orders, payment_method })
 }
 
 fn parse_buyer(b: BuyerBody) -> Result<Buyer, ApiError> {
     let id = b.id.trim();
     if id.is_empty() || id.len() > MAX_TEXT {
-        return Err(ApiError::invalid(
-            "parameter_invalid",
-            "buyer.id must be 1 to 255 characters",
-            "buyer.id",
-        ));
+        return Err(ApiError::invalid("parameter_invalid", "buyer.id must be 1 to 255 characters", "buyer.id"));
     }
     let email = match b.email {
         None => None,
         Some(e) => {
             let valid = e.len() <= 254
-                && e.split_once('@')
-                    .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+                && e.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
                 && !e.chars().any(char::is_whitespace);
             if !valid {
                 return Err(ApiError::invalid(
@@ -145,10 +124,7 @@ fn parse_buyer(b: BuyerBody) -> Result<Buyer, ApiError> {
             Some(e)
         }
     };
-    Ok(Buyer {
-        id: id.to_string(),
-        email,
-    })
+    Ok(Buyer { id: id.to_string(), email })
 }
 
 fn parse_order(i: usize, o: OrderBody) -> Result<NewOrder, ApiError> {
@@ -163,33 +139,15 @@ fn parse_order(i: usize, o: OrderBody) -> Result<NewOrder, ApiError> {
     let seller_id = SellerId::parse(&o.seller_id).ok_or_else(|| {
         ApiError::invalid(
             "parameter_invalid",
-            format!(
-                "{} must be 1 to {} letters, digits, '_', '-' or '.'",
-                param("seller_id"),
-                SellerId::MAX_LEN
-            ),
+            format!("{} must be 1 to {} letters, digits, '_', '-' or '.'", param("seller_id"), SellerId::MAX_LEN),
             param("seller_id"),
         )
     })?;
-    let currency = Currency::parse(&o.currency).map_err(|e| {
-        ApiError::invalid(
-            e.code(),
-            format!("{}: {e}", param("currency")),
-            param("currency"),
-        )
-    })?;
-    let amount = Money::parse(&o.amount, currency).map_err(|e| {
-        ApiError::invalid(
-            e.code(),
-            format!("{} {e}", param("amount")),
-            param("amount"),
-        )
-    })?;
-    Ok(NewOrder {
-        payment_order_id,
-        seller_id,
-        amount,
-    })
+    let currency = Currency::parse(&o.currency)
+        .map_err(|e| ApiError::invalid(e.code(), format!("{}: {e}", param("currency")), param("currency")))?;
+    let amount = Money::parse(&o.amount, currency)
+        .map_err(|e| ApiError::invalid(e.code(), format!("{} {e}", param("amount")), param("amount")))?;
+    Ok(NewOrder { payment_order_id, seller_id, amount })
 }
 
 fn parse_payment_method(
@@ -207,16 +165,11 @@ fn parse_payment_method(
             if let Some(i) = orders.iter().position(|o| o.amount.currency() != first) {
                 return Err(ApiError::invalid(
                     "currency_mismatch",
-                    format!(
-                        "orders[{i}].currency differs from orders[0]; a hosted page takes one currency"
-                    ),
+                    format!("orders[{i}].currency differs from orders[0]; a hosted page takes one currency"),
                     format!("orders[{i}].currency"),
                 ));
             }
-            Ok(PaymentMethod::HostedPage {
-                success_url,
-                cancel_url,
-            })
+            Ok(PaymentMethod::HostedPage { success_url, cancel_url })
         }
         // The payment executor that charges tokens is not built yet: refuse
         // clearly rather than accept orders nothing would ever execute.
@@ -230,9 +183,7 @@ fn parse_payment_method(
             })?;
             let valid = token.starts_with("pm_")
                 && token.len() <= MAX_TEXT
-                && token
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !valid {
                 return Err(ApiError::invalid(
                     "parameter_invalid",
@@ -250,13 +201,9 @@ fn parse_payment_method(
     }
 }
 
-fn parse_url(url: Option<String>, param: &str) -> Result<String, ApiError> {
+pub(crate) fn parse_url(url: Option<String>, param: &str) -> Result<String, ApiError> {
     let url = url.ok_or_else(|| {
-        ApiError::invalid(
-            "parameter_missing",
-            format!("{param} is required for a hosted page"),
-            param,
-        )
+        ApiError::invalid("parameter_missing", format!("{param} is required for a hosted page"), param)
     })?;
     let valid = url.len() <= MAX_URL
         && (url.starts_with("https://") || url.starts_with("http://"))
@@ -272,20 +219,11 @@ fn parse_url(url: Option<String>, param: &str) -> Result<String, ApiError> {
     Ok(url)
 }
 
-pub async fn get_order(
-    ctx: web::Data<Ctx>,
-    _key: ApiKey,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get_order(ctx: web::Data<Ctx>, _key: ApiKey, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let lookup = id.clone();
-    let order = ctx
-        .db
-        .run(move |conn| store::load_order(conn, &lookup))
-        .await?;
-    order
-        .map(|o| HttpResponse::Ok().json(o))
-        .ok_or_else(|| ApiError::not_found("payment order", &id))
+    let order = ctx.db.run(move |conn| store::load_order(conn, &lookup)).await?;
+    order.map(|o| HttpResponse::Ok().json(o)).ok_or_else(|| ApiError::not_found("payment order", &id))
 }
 
 pub async fn get_checkout(
@@ -295,13 +233,8 @@ pub async fn get_checkout(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let lookup = id.clone();
-    let checkout = ctx
-        .db
-        .run(move |conn| store::load_checkout(conn, &lookup))
-        .await?;
-    checkout
-        .map(|c| HttpResponse::Ok().json(c))
-        .ok_or_else(|| ApiError::not_found("checkout", &id))
+    let checkout = ctx.db.run(move |conn| store::load_checkout(conn, &lookup)).await?;
+    checkout.map(|c| HttpResponse::Ok().json(c)).ok_or_else(|| ApiError::not_found("checkout", &id))
 }
 
 #[derive(Deserialize)]
@@ -313,39 +246,19 @@ pub struct ListQuery {
     starting_after: Option<String>,
 }
 
-pub async fn list(
-    ctx: web::Data<Ctx>,
-    _key: ApiKey,
-    query: web::Query<ListQuery>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list(ctx: web::Data<Ctx>, _key: ApiKey, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let status = match q.status.as_deref() {
         None => None,
         Some(s) => Some(OrderStatus::parse(s).ok_or_else(|| {
-            ApiError::invalid(
-                "parameter_invalid",
-                format!("status '{s}' is not an order status"),
-                "status",
-            )
+            ApiError::invalid("parameter_invalid", format!("status '{s}' is not an order status"), "status")
         })?),
     };
     let limit = q.limit.unwrap_or(10);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid(
-            "parameter_invalid",
-            "limit must be between 1 and 100",
-            "limit",
-        ));
+        return Err(ApiError::invalid("parameter_invalid", "limit must be between 1 and 100", "limit"));
     }
-    let filter = store::OrderFilter {
-        status,
-        seller_id: q.seller_id,
-        starting_after: q.starting_after,
-        limit,
-    };
-    let page = ctx
-        .db
-        .run(move |conn| store::list_orders(conn, &filter))
-        .await?;
+    let filter = store::OrderFilter { status, seller_id: q.seller_id, starting_after: q.starting_after, limit };
+    let page = ctx.db.run(move |conn| store::list_orders(conn, &filter)).await?;
     Ok(HttpResponse::Ok().json(page))
 }
