@@ -186,3 +186,145 @@ impl Drop for TestApp {
 pub fn session_id_of(redirect_url: &str) -> String {
     redirect_url.rsplit('/').next().unwrap().to_string()
 }
+
+/// A token-payment request body with fresh ids.
+pub fn token_body(token: &str, orders: &[(&str, &str, &str)]) -> Value {
+    let mut body = hosted_body(orders);
+    let obj = body.as_object_mut().unwrap();
+    obj.remove("success_url");
+    obj.remove("cancel_url");
+    obj.insert("payment_method".into(), json!({"type": "token", "token": token}));
+    body
+}
+
+/// What a receiver of webhooks got: headers (lower-case names) and body.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+}
+
+/// A shop's webhook endpoint on port 0: records every request, and answers
+/// 500 to the first `fail_first` of them.
+pub struct Receiver {
+    pub url: String,
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    pub async fn spawn(fail_first: usize) -> Receiver {
+        use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (store, count) = (received.clone(), calls.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        let server = HttpServer::new(move || {
+            let (store, count) = (store.clone(), count.clone());
+            App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+                let (store, count) = (store.clone(), count.clone());
+                async move {
+                    let headers = req
+                        .headers()
+                        .iter()
+                        .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+                        .collect();
+                    store.lock().unwrap().push(Received { headers, body: String::from_utf8_lossy(&body).into() });
+                    if count.fetch_add(1, Ordering::SeqCst) < fail_first {
+                        HttpResponse::InternalServerError().finish()
+                    } else {
+                        HttpResponse::Ok().finish()
+                    }
+                }
+            }))
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        Receiver { url, received }
+    }
+
+    pub fn all(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until `pred` holds for what was received.
+    pub async fn wait_for(&self, what: &str, pred: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let started = Instant::now();
+        loop {
+            let all = self.all();
+            if pred(&all) {
+                return all;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "never received {what}: {all:?}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl TestApp {
+    /// Sets the sandbox's faults at run time.
+    pub async fn set_faults(&self, faults: Value) {
+        let resp = self
+            .client
+            .post(format!("{}/v1/sandbox/faults", self.sandbox))
+            .bearer_auth(&self.settings.psp.secret_key)
+            .json(&faults)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "setting faults: {}", resp.text().await.unwrap());
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value, idempotency_key: Option<&str>) -> Response {
+        let mut req = self.client.post(format!("{}{path}", self.address)).bearer_auth(&self.api_key).json(body);
+        if let Some(key) = idempotency_key {
+            req = req.header("Idempotency-Key", key);
+        }
+        req.send().await.unwrap()
+    }
+}
+
+/// The PSP's own books: exactly one successful payment intent for each
+/// successful token order, and none for any other order.
+pub fn assert_one_charge_per_order(sandbox_db: &std::path::Path, till: &rusqlite::Connection) {
+    let psp = rusqlite::Connection::open(sandbox_db).unwrap();
+    let mut charges = std::collections::HashMap::<String, i64>::new();
+    let mut st = psp
+        .prepare(
+            "SELECT json_extract(metadata, '$.payment_order_id'), COUNT(*) FROM payment_intents
+             WHERE status = 'succeeded' AND json_extract(metadata, '$.payment_order_id') IS NOT NULL GROUP BY 1",
+        )
+        .unwrap();
+    for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).unwrap() {
+        let (order, n) = row.unwrap();
+        charges.insert(order, n);
+    }
+    let mut st = till
+        .prepare(
+            "SELECT o.payment_order_id, o.payment_order_status FROM payment_orders o
+             JOIN payment_events e ON e.checkout_id = o.checkout_id WHERE e.payment_method = 'token'",
+        )
+        .unwrap();
+    let orders: Vec<(String, String)> =
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    for (order, status) in &orders {
+        let expected = i64::from(status == "SUCCESS");
+        assert_eq!(charges.get(order).copied().unwrap_or(0), expected, "order {order} is {status}");
+    }
+    assert_eq!(charges.len(), orders.iter().filter(|(_, s)| s == "SUCCESS").count(), "no charge for an unknown order");
+}

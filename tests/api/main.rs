@@ -4,6 +4,11 @@
 mod helpers;
 
 mod cli;
+mod crash_recovery;
 mod create_payment;
+mod fault_tolerance;
 mod hosted_flow;
+mod idempotency_header;
+mod merchant_webhooks;
 mod psp_webhooks;
+mod token_payments;

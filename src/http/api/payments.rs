@@ -202,9 +202,7 @@ fn parse_payment_method(
 }
 
 pub(crate) fn parse_url(url: Option<String>, param: &str) -> Result<String, ApiError> {
-    let url = url.ok_or_else(|| {
-        ApiError::invalid("parameter_missing", format!("{param} is required"), param)
-    })?;
+    let url = url.ok_or_else(|| ApiError::invalid("parameter_missing", format!("{param} is required"), param))?;
     let valid = url.len() <= MAX_URL
         && (url.starts_with("https://") || url.starts_with("http://"))
         && url.len() > "http://".len()
