@@ -30,7 +30,7 @@ pub fn resolve(tx: &Transaction, kind: &str, subject_id: &str, resolution: &str)
     Ok(n == 1)
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AlertView {
     pub id: i64,
     pub kind: String,

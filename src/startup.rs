@@ -12,9 +12,11 @@ use anyhow::Context;
 use crate::config::Settings;
 use crate::context::{Ctx, KeyedLocks};
 use crate::db::{self, Db};
-use crate::http::{self, errors::ApiError};
+use crate::http::{self, api::ApiDoc, errors::ApiError};
 use crate::psp::PspClient;
 use crate::queue::runner::Runner;
+use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
 
 pub struct Application {
     address: SocketAddr,
@@ -101,29 +103,55 @@ fn bind(addr: &str, key: &str) -> anyhow::Result<TcpListener> {
 fn till_server(listener: TcpListener, ctx: Ctx) -> anyhow::Result<Server> {
     let workers = ctx.settings.server.workers;
     let data = web::Data::new(ctx);
-    let mut server =
-        HttpServer::new(move || {
-            App::new()
-                .wrap(actix_web::middleware::Logger::new("%r %s %Dms").exclude("/healthz"))
-                .app_data(data.clone())
-                .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                    ApiError::bad_request("parameter_invalid", format!("query string: {e}")).into()
-                }))
-                .app_data(
-                    web::PathConfig::default()
-                        .error_handler(|e, _| ApiError::bad_request("parameter_invalid", format!("path: {e}")).into()),
-                )
-                .configure(http::configure)
-                .default_service(web::to(|| async {
-                    HttpResponse::NotFound().json(serde_json::json!({"error": {
-                    "type": "invalid_request_error", "code": "route_missing",
-                    "message": "no such route"}}))
-                }))
-        })
-        .listen(listener)?
-        .shutdown_timeout(30);
+    let mut server = HttpServer::new(move || till_app(data.clone())).listen(listener)?.shutdown_timeout(30);
     if workers > 0 {
         server = server.workers(workers);
     }
     Ok(server.run())
+}
+
+/// One worker's application: the merchant API with its generated OpenAPI
+/// description, the PSP webhook endpoint, health.
+fn till_app(
+    data: web::Data<Ctx>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let (app, openapi) = App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .service(utoipa_actix_web::scope("/v1").configure(http::api::configure))
+        .split_for_parts();
+    let openapi = web::Data::new(openapi);
+    app.wrap(actix_web::middleware::Logger::new("%r %s %Dms").exclude("/healthz"))
+        .app_data(data)
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|e, _| ApiError::bad_request("parameter_invalid", format!("query string: {e}")).into()),
+        )
+        .app_data(
+            web::PathConfig::default()
+                .error_handler(|e, _| ApiError::bad_request("parameter_invalid", format!("path: {e}")).into()),
+        )
+        .route(
+            "/v1/openapi.json",
+            web::get().to(move || {
+                let openapi = openapi.clone();
+                async move { HttpResponse::Ok().json(openapi.get_ref()) }
+            }),
+        )
+        .configure(http::configure)
+        .default_service(web::to(|| async {
+            let missing = ApiError::bad_request("route_missing", "no such route");
+            actix_web::ResponseError::error_response(&ApiError {
+                status: actix_web::http::StatusCode::NOT_FOUND,
+                ..missing
+            })
+        }))
 }

@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorType {
     InvalidRequestError,
@@ -26,19 +26,23 @@ pub struct ApiError {
     pub param: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// The body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
     #[serde(rename = "type")]
-    kind: ErrorType,
-    code: &'a str,
-    message: &'a str,
+    pub kind: ErrorType,
+    /// Stable, for programs: `amount_invalid`, `idempotency_key_in_use`, …
+    pub code: String,
+    /// For people.
+    pub message: String,
+    /// The request field at fault, e.g. `orders[0].amount`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    param: Option<&'a str>,
+    pub param: Option<String>,
 }
 
 impl ApiError {
@@ -109,8 +113,13 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(Body {
-            error: Inner { kind: self.kind, code: self.code, message: &self.message, param: self.param.as_deref() },
+        HttpResponse::build(self.status).json(ErrorBody {
+            error: ErrorDetail {
+                kind: self.kind,
+                code: self.code.to_string(),
+                message: self.message.clone(),
+                param: self.param.clone(),
+            },
         })
     }
 }

@@ -9,10 +9,9 @@ pub mod psp_webhook;
 
 use actix_web::{HttpResponse, web};
 
+/// Routes outside the merchant API (which `startup` mounts with its OpenAPI).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/webhooks/psp", web::post().to(psp_webhook::receive))
-        .service(web::scope("/v1").configure(api::configure));
+    cfg.route("/healthz", web::get().to(healthz)).route("/webhooks/psp", web::post().to(psp_webhook::receive));
 }
 
 async fn healthz() -> HttpResponse {

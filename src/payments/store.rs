@@ -150,7 +150,7 @@ pub fn refresh_payment_done(tx: &Transaction, checkout_id: &str) -> anyhow::Resu
 }
 
 /// A payment order as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OrderView {
     pub payment_order_id: String,
     pub checkout_id: String,
@@ -169,13 +169,14 @@ pub struct OrderView {
 }
 
 /// A payment event (checkout) with all its orders, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CheckoutView {
     pub checkout_id: String,
     pub is_payment_done: bool,
     pub payment_method: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redirect_url: Option<String>,
+    #[schema(value_type = Object)]
     pub buyer: serde_json::Value,
     pub orders: Vec<OrderView>,
     pub created_at: String,
@@ -264,7 +265,7 @@ pub struct OrderFilter {
 }
 
 /// Stripe's list shape.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub object: &'static str,
     pub data: Vec<T>,

@@ -20,7 +20,7 @@ pub fn credit_wallet(tx: &Transaction, seller_id: &str, currency: Currency, amou
     Ok(())
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct WalletBalance {
     pub currency: String,
     pub balance: String,
@@ -28,7 +28,7 @@ pub struct WalletBalance {
     pub pending: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct WalletView {
     pub seller_id: String,
     pub balances: Vec<WalletBalance>,

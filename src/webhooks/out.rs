@@ -25,7 +25,7 @@ pub const EVENT_TYPES: &[&str] = &[
 /// Endpoints a merchant may have; each event is delivered to all of them.
 pub const MAX_ENDPOINTS: i64 = 16;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EndpointView {
     pub id: String,
     pub object: &'static str,

@@ -10,5 +10,6 @@ mod fault_tolerance;
 mod hosted_flow;
 mod idempotency_header;
 mod merchant_webhooks;
+mod openapi;
 mod psp_webhooks;
 mod token_payments;

@@ -3,28 +3,31 @@
 
 use std::collections::HashSet;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::context::Ctx;
 use crate::http::api::body;
 use crate::http::auth::ApiKey;
-use crate::http::errors::ApiError;
+use crate::http::errors::{ApiError, ErrorBody};
 use crate::http::idempotency;
 use crate::money::{Currency, Money};
 use crate::payments::create::{self, Created};
 use crate::payments::model::{
     Buyer, CheckoutId, NewCheckout, NewOrder, OrderStatus, PaymentMethod, PaymentOrderId, SellerId,
 };
-use crate::payments::store;
+use crate::payments::store::{self, CheckoutView, OrderView, Page};
 
 pub const MAX_ORDERS: usize = 50;
 const MAX_TEXT: usize = 255;
 const MAX_URL: usize = 2048;
 
-#[derive(Deserialize)]
+/// `POST /v1/payments`: one checkout with one order per seller.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+#[schema(as = CreatePaymentRequest)]
+pub struct CreateBody {
     checkout_id: String,
     buyer: BuyerBody,
     orders: Vec<OrderBody>,
@@ -33,31 +36,54 @@ struct CreateBody {
     cancel_url: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BuyerBody {
+#[schema(as = Buyer)]
+pub struct BuyerBody {
     id: String,
     email: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct OrderBody {
+#[schema(as = NewOrder)]
+pub struct OrderBody {
+    /// A client-generated UUID, unique across all checkouts.
     payment_order_id: String,
     seller_id: String,
+    /// Decimal string in major units, e.g. "25.00"; never a JSON number.
+    #[schema(example = "25.00")]
     amount: String,
+    /// ISO 4217 code, upper case.
+    #[schema(example = "USD")]
     currency: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PaymentMethodBody {
+#[schema(as = PaymentMethod)]
+pub struct PaymentMethodBody {
+    /// `hosted_page` (default) or `token`.
     #[serde(rename = "type")]
     kind: String,
+    /// A PSP payment method id (`pm_…`), for `token`.
     token: Option<String>,
 }
 
-pub async fn create(
+#[utoipa::path(
+    request_body = CreateBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the stored answer for 24 h")),
+    responses(
+        (status = 201, description = "Created", body = CheckoutView),
+        (status = 200, description = "The same checkout_id and body again (Idempotent-Replayed: true)", body = CheckoutView),
+        (status = 400, description = "Invalid request; `param` names the field", body = ErrorBody),
+        (status = 422, description = "checkout_id or Idempotency-Key reused with another body", body = ErrorBody),
+        (status = 503, description = "The PSP did not answer; send the same request again", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+#[post("/payments")]
+pub async fn create_payment(
     ctx: web::Data<Ctx>,
     key: ApiKey,
     req: HttpRequest,
@@ -217,13 +243,29 @@ pub(crate) fn parse_url(url: Option<String>, param: &str) -> Result<String, ApiE
     Ok(url)
 }
 
-pub async fn get_order(ctx: web::Data<Ctx>, _key: ApiKey, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    params(("payment_order_id" = String, Path)),
+    responses((status = 200, body = OrderView), (status = 404, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+#[get("/payments/{payment_order_id}")]
+pub async fn get_payment_order(
+    ctx: web::Data<Ctx>,
+    _key: ApiKey,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let lookup = id.clone();
     let order = ctx.db.run(move |conn| store::load_order(conn, &lookup)).await?;
     order.map(|o| HttpResponse::Ok().json(o)).ok_or_else(|| ApiError::not_found("payment order", &id))
 }
 
+#[utoipa::path(
+    params(("checkout_id" = String, Path)),
+    responses((status = 200, body = CheckoutView), (status = 404, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+#[get("/checkouts/{checkout_id}")]
 pub async fn get_checkout(
     ctx: web::Data<Ctx>,
     _key: ApiKey,
@@ -235,8 +277,9 @@ pub async fn get_checkout(
     checkout.map(|c| HttpResponse::Ok().json(c)).ok_or_else(|| ApiError::not_found("checkout", &id))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     status: Option<String>,
     seller_id: Option<String>,
@@ -244,7 +287,17 @@ pub struct ListQuery {
     starting_after: Option<String>,
 }
 
-pub async fn list(ctx: web::Data<Ctx>, _key: ApiKey, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    params(ListQuery),
+    responses((status = 200, body = Page<OrderView>), (status = 400, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+#[get("/payments")]
+pub async fn list_payment_orders(
+    ctx: web::Data<Ctx>,
+    _key: ApiKey,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let status = match q.status.as_deref() {
         None => None,

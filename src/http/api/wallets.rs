@@ -1,12 +1,19 @@
 //! `GET /v1/wallets/{seller_id}`.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, get, web};
 
 use crate::context::Ctx;
 use crate::http::auth::ApiKey;
-use crate::http::errors::ApiError;
+use crate::http::errors::{ApiError, ErrorBody};
+use crate::wallet::WalletView;
 
-pub async fn get(ctx: web::Data<Ctx>, _key: ApiKey, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    params(("seller_id" = String, Path)),
+    responses((status = 200, body = WalletView), (status = 404, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+#[get("/wallets/{seller_id}")]
+pub async fn get_wallet(ctx: web::Data<Ctx>, _key: ApiKey, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let seller_id = path.into_inner();
     let lookup = seller_id.clone();
     let wallet = ctx.db.run(move |conn| crate::wallet::read_wallet(conn, &lookup)).await?;

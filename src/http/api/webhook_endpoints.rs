@@ -1,25 +1,35 @@
 //! `POST /v1/webhook_endpoints` and `GET /v1/webhook_endpoints`: where till
 //! sends the shop its events, and the secret they are signed with.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use crate::context::Ctx;
 use crate::http::api::body;
 use crate::http::api::payments::parse_url;
 use crate::http::auth::ApiKey;
-use crate::http::errors::ApiError;
+use crate::http::errors::{ApiError, ErrorBody};
 use crate::http::idempotency;
-use crate::webhooks::out::{self, EVENT_TYPES, EndpointError};
+use crate::payments::store::Page;
+use crate::webhooks::out::{self, EVENT_TYPES, EndpointError, EndpointView};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+#[schema(as = CreateWebhookEndpointRequest)]
+pub struct CreateBody {
     url: Option<String>,
     enabled_events: Option<Vec<String>>,
 }
 
-pub async fn create(
+#[utoipa::path(
+    request_body = CreateBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the stored answer for 24 h")),
+    responses((status = 201, description = "The secret is shown only here", body = EndpointView), (status = 400, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+#[post("/webhook_endpoints")]
+pub async fn create_webhook_endpoint(
     ctx: web::Data<Ctx>,
     key: ApiKey,
     req: HttpRequest,
@@ -53,7 +63,12 @@ pub async fn create(
     .await
 }
 
-pub async fn list(ctx: web::Data<Ctx>, _key: ApiKey) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    responses((status = 200, body = Page<EndpointView>)),
+    security(("api_key" = []))
+)]
+#[get("/webhook_endpoints")]
+pub async fn list_webhook_endpoints(ctx: web::Data<Ctx>, _key: ApiKey) -> Result<HttpResponse, ApiError> {
     let endpoints = ctx.db.run(|conn| out::list_endpoints(conn)).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"object": "list", "data": endpoints, "has_more": false})))
+    Ok(HttpResponse::Ok().json(Page { object: "list", data: endpoints, has_more: false }))
 }
