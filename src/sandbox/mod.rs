@@ -1,13 +1,161 @@
 //! The sandbox PSP: a simulator of a subset of Stripe's API with its own
 //! state and database. It is an independent party: till talks to it only over
-//! HTTP, exactly as it talks to Stripe.
+//! HTTP, exactly as it talks to Stripe, and the official Stripe libraries work
+//! against it.
+//!
+//! What it speaks (Stripe's wire formats: form-encoded bracket parameters in,
+//! JSON out, Stripe's error shapes and status codes, `Idempotency-Key` kept
+//! 24 h):
+//! - `POST /v1/checkout/sessions`, `GET /v1/checkout/sessions/{id}`,
+//!   `POST /v1/checkout/sessions/{id}/expire`; the hosted page `/pay/{id}`.
+//! - `POST /v1/payment_intents`, `GET /v1/payment_intents/{id}`,
+//!   `POST /v1/payment_intents/{id}/confirm` with the test payment methods
+//!   `pm_card_visa`, `pm_card_chargeDeclined`,
+//!   `pm_card_chargeDeclinedInsufficientFunds`.
+//! - `POST /v1/refunds`, `GET /v1/refunds/{id}`; `POST /v1/transfers`,
+//!   `GET /v1/transfers/{id}`.
+//! - `POST /v1/webhook_endpoints`, `GET /v1/webhook_endpoints/{id}`; events
+//!   signed as Stripe signs them, delivered with retries.
+//! - Sandbox extensions: `GET|POST /v1/sandbox/faults`,
+//!   `GET /v1/sandbox/settlement_reports/{YYYY-MM-DD}` (CSV).
+//!
+//! Deliberate differences from Stripe, for tests:
+//! - `expires_at` of a checkout session may be anything in the next 24 h
+//!   (Stripe requires at least 30 minutes), so tests can watch one expire.
+//! - A refund whose `metadata[sandbox_outcome]` is `fail`, or whose amount
+//!   is exactly 13 minor units (0.13 USD), fails: `pending` then `failed`.
+//!   Other refunds go `pending` then `succeeded`. Either way `refund.updated`.
+//! - A transfer to a destination starting `acct_fail` is created (event
+//!   `transfer.created`), then reversed: `reversed: true`, `amount_reversed`
+//!   = amount, sandbox field `status: "failed"`, event `transfer.reversed`.
+//!   Others get `status: "paid"`.
+//! - Injected 500s (`faults.error_rate`) happen before the work and are not
+//!   stored under the idempotency key (they model a failure in front of the
+//!   API); a retry with the same key does the work.
+//!
+//! Files: `api` (the request pipeline: auth, faults, idempotency, replies),
+//! `params` (bracket parsing), `error` (error shapes), `idempotency`,
+//! `faults`, `checkout` (sessions), `hosted` (the payment page), `cards`
+//! (test cards and payment methods), `payment_intents`, `refunds`,
+//! `transfers`, `balance` (balance transactions and fees), `settlement`
+//! (the report), `events` (events and endpoints), `delivery` (the webhook
+//! sender), `ticker` (expiry and asynchronous settlement), `routes`.
 
-// TEMPORARY until the sandbox branch is merged.
+mod api;
+mod balance;
+mod cards;
+mod checkout;
+mod delivery;
+mod error;
+mod events;
+mod faults;
+mod hosted;
+mod idempotency;
+mod ids;
+mod params;
+mod payment_intents;
+mod refunds;
+mod routes;
+mod settlement;
+mod ticker;
+mod transfers;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use tokio::sync::Notify;
+
+use crate::config::{PspSettings, SandboxSettings};
+use crate::db::{Db, sandbox_migrations};
+
+pub use faults::Faults;
+
+/// Connections in the sandbox's pool.
+const POOL_SIZE: u32 = 4;
+const BUSY_TIMEOUT_MS: u64 = 5_000;
+/// HTTP worker threads: the sandbox is a test double, two are plenty.
+const HTTP_WORKERS: usize = 2;
+/// How long a stopping server waits for in-flight requests.
+const SHUTDOWN_TIMEOUT_S: u64 = 5;
+/// The webhook endpoint for till itself, present from the start.
+pub const TILL_ENDPOINT_ID: &str = "we_till";
+
+/// Everything the handlers and background tasks share, besides the database.
+pub struct Shared {
+    /// `http://{bound address}`: the hosted pages' links start here.
+    pub base_url: String,
+    pub secret_key: String,
+    pub settings: SandboxSettings,
+    pub faults: Faults,
+    /// Woken when a transaction has queued webhook deliveries.
+    pub wake_delivery: Notify,
+}
+
+/// A cheap-to-clone handle on the running sandbox.
+#[derive(Clone)]
+pub struct Sandbox {
+    pub db: Db,
+    pub shared: Arc<Shared>,
+}
+
+/// Builds the sandbox server on an already-bound listener (port 0 in tests).
+/// `till_webhook_url` is where till's events go (the endpoint that exists from the start,
+/// id "we_till", secret = psp.webhook_secret). Starts its background tasks (webhook delivery,
+/// session expiry) on the current tokio runtime.
 pub fn build(
-    _listener: std::net::TcpListener,
-    _settings: &crate::config::SandboxSettings,
-    _psp: &crate::config::PspSettings,
-    _till_webhook_url: String,
+    listener: TcpListener,
+    settings: &SandboxSettings,
+    psp: &PspSettings,
+    till_webhook_url: String,
 ) -> anyhow::Result<actix_web::dev::Server> {
-    anyhow::bail!("the sandbox is not merged yet")
+    let runtime = tokio::runtime::Handle::try_current().context(
+        "the sandbox must be built inside a tokio runtime (its background tasks run there)",
+    )?;
+    let address = listener
+        .local_addr()
+        .context("reading the sandbox's bound address")?;
+    let db = Db::open(
+        &settings.database_path,
+        POOL_SIZE,
+        BUSY_TIMEOUT_MS,
+        &sandbox_migrations(),
+    )
+    .context("opening the sandbox database")?;
+    let conn = db.conn()?;
+    events::upsert_endpoint(
+        &conn,
+        TILL_ENDPOINT_ID,
+        &till_webhook_url,
+        &psp.webhook_secret,
+    )
+    .context("registering till's webhook endpoint")?;
+    drop(conn);
+    let sandbox = Sandbox {
+        db,
+        shared: Arc::new(Shared {
+            base_url: format!("http://{address}"),
+            secret_key: psp.secret_key.clone(),
+            settings: settings.clone(),
+            faults: Faults::new(&settings.faults),
+            wake_delivery: Notify::new(),
+        }),
+    };
+    runtime.spawn(delivery::run(sandbox.clone(), delivery::client()?));
+    runtime.spawn(ticker::run(sandbox.clone()));
+
+    let data = web::Data::new(sandbox);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(routes::configure)
+    })
+    .workers(HTTP_WORKERS)
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_S)
+    .listen(listener)
+    .context("listening on the sandbox's socket")?
+    .run();
+    tracing::info!(%address, "sandbox PSP listening");
+    Ok(server)
 }

@@ -1,0 +1,309 @@
+//! The request pipeline every API route goes through, so routes stay thin:
+//! the secret key, the injected faults, the size-limited body, its bracket
+//! parameters, the idempotency key, one write transaction for the work and
+//! its stored reply, then the reply (or Stripe's error).
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use rusqlite::Connection;
+use serde::Serialize;
+
+use super::error::StripeError;
+use super::faults::RequestFaults;
+use super::idempotency::{self, Begin, IdempotencyKey};
+use super::ids::{self, now_ms};
+use super::params::{self, Params};
+use super::{Sandbox, Shared};
+
+/// Largest request body the API reads.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The "timeout" fault holds the reply this long: longer than any sane
+/// client timeout, short enough that a test run never waits on it.
+const TIMEOUT_FAULT_HANG_MS: u64 = 120_000;
+
+/// A reply as stored for idempotent replays: status and exact JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub content_type: &'static str,
+}
+
+pub const JSON: &str = "application/json";
+
+impl Reply {
+    /// A JSON body as it is (stored replies, error envelopes).
+    pub fn raw_json(status: u16, body: String) -> Reply {
+        Reply {
+            status,
+            body,
+            content_type: JSON,
+        }
+    }
+
+    pub fn csv(body: String) -> Reply {
+        Reply {
+            status: 200,
+            body,
+            content_type: "text/csv; charset=utf-8",
+        }
+    }
+
+    /// 200 with `object` as JSON.
+    pub fn ok<T: Serialize>(object: &T) -> Result<Reply, StripeError> {
+        Self::json(200, object)
+    }
+
+    pub fn json<T: Serialize>(status: u16, object: &T) -> Result<Reply, StripeError> {
+        let body = serde_json::to_string(object).map_err(anyhow::Error::from)?;
+        Ok(Reply::raw_json(status, body))
+    }
+}
+
+/// Whether a route suffers the injected faults (never `/v1/sandbox/*`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Faulty {
+    Yes,
+    No,
+}
+
+/// A POST: the work `op` runs in one write transaction with its reply stored
+/// under the idempotency key, if one was sent.
+pub async fn post<F>(
+    sb: &Sandbox,
+    req: &HttpRequest,
+    payload: web::Payload,
+    faulty: Faulty,
+    op: F,
+) -> HttpResponse
+where
+    F: FnOnce(&Connection, &Shared, Params) -> Result<Reply, StripeError> + Send + 'static,
+{
+    match run_post(sb, req, payload, faulty, op).await {
+        Ok((reply, replayed, hang)) => respond(reply, replayed, hang).await,
+        Err(e) => error_reply(e),
+    }
+}
+
+/// A GET: `op` reads through one pooled connection.
+pub async fn get<F>(sb: &Sandbox, req: &HttpRequest, faulty: Faulty, op: F) -> HttpResponse
+where
+    F: FnOnce(&Connection, &Shared) -> Result<Reply, StripeError> + Send + 'static,
+{
+    let outcome = async {
+        authorize(sb, req)?;
+        let faults = before_work(sb, faulty).await?;
+        let shared = sb.shared.clone();
+        let reply = sb.db.run(move |conn| op(conn, &shared)).await?;
+        Ok::<_, StripeError>((reply, faults.timeout))
+    };
+    match outcome.await {
+        Ok((reply, hang)) => respond(reply, false, hang).await,
+        Err(e) => error_reply(e),
+    }
+}
+
+async fn run_post<F>(
+    sb: &Sandbox,
+    req: &HttpRequest,
+    payload: web::Payload,
+    faulty: Faulty,
+    op: F,
+) -> Result<(Reply, bool, bool), StripeError>
+where
+    F: FnOnce(&Connection, &Shared, Params) -> Result<Reply, StripeError> + Send + 'static,
+{
+    authorize(sb, req)?;
+    let body = read_body(payload).await?;
+    let params = params::parse(&body)?;
+    let key = idempotency_key(req)?;
+    if let Some(key) = &key {
+        let hash = idempotency::request_hash(req.method().as_str(), req.path(), &body);
+        let (k, now) = (key.clone(), now_ms());
+        let begin = sb
+            .db
+            .write(move |tx| idempotency::begin(tx, &k, &hash, now))
+            .await?;
+        if let Begin::Replay(reply) = begin {
+            return Ok((reply, true, false));
+        }
+    }
+    let outcome = async {
+        let faults = before_work(sb, faulty).await?;
+        let shared = sb.shared.clone();
+        let k = key.clone();
+        let reply = sb
+            .db
+            .write(move |tx| {
+                let reply = op(tx, &shared, params)?;
+                if let Some(k) = &k {
+                    idempotency::finish(tx, k, &reply)?;
+                }
+                Ok::<_, StripeError>(reply)
+            })
+            .await?;
+        Ok::<_, StripeError>((reply, faults))
+    };
+    match outcome.await {
+        Ok((reply, faults)) => {
+            sb.shared.wake_delivery.notify_one();
+            Ok((reply, false, faults.timeout))
+        }
+        Err(e) => {
+            if let Some(key) = key {
+                release_key(sb, key).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn release_key(sb: &Sandbox, key: IdempotencyKey) {
+    let result = sb.db.write(move |tx| idempotency::release(tx, &key)).await;
+    if let Err(e) = result {
+        // The lock then goes stale and is retaken after a few minutes.
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "could not release an idempotency key"
+        );
+    }
+}
+
+/// `Authorization: Bearer <secret key>`; anything else is Stripe's 401.
+pub fn authorize(sb: &Sandbox, req: &HttpRequest) -> Result<(), StripeError> {
+    let header = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(header) = header else {
+        return Err(StripeError::Unauthorized(
+            "You did not provide an API key. You need to provide your API key in the Authorization header, \
+             using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY')."
+                .into(),
+        ));
+    };
+    let given = header.strip_prefix("Bearer ").unwrap_or_default().trim();
+    if !constant_time_eq(given.as_bytes(), sb.shared.secret_key.as_bytes()) {
+        return Err(StripeError::Unauthorized(format!(
+            "Invalid API Key provided: {}",
+            redact_key(given)
+        )));
+    }
+    Ok(())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Stripe's way: `sk_test_****abcd`.
+fn redact_key(key: &str) -> String {
+    let chars: Vec<char> = key.chars().take(200).collect();
+    if chars.len() <= 12 {
+        return "****".into();
+    }
+    let head: String = chars[..8].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}****{tail}")
+}
+
+pub async fn read_body(payload: web::Payload) -> Result<web::Bytes, StripeError> {
+    match payload.to_bytes_limited(MAX_BODY_BYTES).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => Err(StripeError::InvalidRequest {
+            code: None,
+            param: None,
+            message: format!("Could not read the request body: {e}"),
+        }),
+        Err(_) => Err(StripeError::InvalidRequest {
+            code: None,
+            param: None,
+            message: format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
+        }),
+    }
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, StripeError> {
+    let Some(raw) = req.headers().get("Idempotency-Key") else {
+        return Ok(None);
+    };
+    let raw = raw.to_str().map_err(|_| StripeError::InvalidRequest {
+        code: None,
+        param: None,
+        message: "Idempotency-Key must be printable ASCII.".into(),
+    })?;
+    IdempotencyKey::parse(raw).map(Some)
+}
+
+/// Latency and injected 500s, before any work.
+async fn before_work(sb: &Sandbox, faulty: Faulty) -> Result<RequestFaults, StripeError> {
+    let none = RequestFaults {
+        latency_ms: 0,
+        error: false,
+        timeout: false,
+    };
+    if faulty == Faulty::No {
+        return Ok(none);
+    }
+    let faults = sb.shared.faults.draw_request();
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+    }
+    if faults.error {
+        return Err(StripeError::FaultInjected);
+    }
+    Ok(faults)
+}
+
+async fn respond(reply: Reply, replayed: bool, hang: bool) -> HttpResponse {
+    if hang {
+        // The work is committed; the client never hears about it.
+        tracing::info!("sandbox fault: holding a reply (timeout_rate)");
+        tokio::time::sleep(Duration::from_millis(TIMEOUT_FAULT_HANG_MS)).await;
+    }
+    build_response(reply, replayed)
+}
+
+/// The reply as it is, without faults.
+pub fn respond_now(reply: Reply) -> HttpResponse {
+    build_response(reply, false)
+}
+
+fn build_response(reply: Reply, replayed: bool) -> HttpResponse {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = HttpResponse::build(status);
+    response
+        .content_type(reply.content_type)
+        .insert_header(("Request-Id", ids::new_id("req_")));
+    if replayed {
+        response.insert_header(("Idempotent-Replayed", HeaderValue::from_static("true")));
+    }
+    response.body(reply.body)
+}
+
+pub fn error_reply(e: StripeError) -> HttpResponse {
+    let mut response = e.error_response();
+    if let Ok(id) = HeaderValue::from_str(&ids::new_id("req_")) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("request-id"), id);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_redacted() {
+        assert_eq!(redact_key("sk_test_abcdefghijklmnop"), "sk_test_****mnop");
+        assert_eq!(redact_key("short"), "****");
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,199 @@
+"""The official `stripe` Python library against the till sandbox PSP.
+
+Run by the Rust test `stripe_python` (tests/sandbox/stripe_python.rs), or by
+hand against a running sandbox:
+
+    pip install stripe
+    SANDBOX_URL=http://127.0.0.1:8081 SANDBOX_SECRET_KEY=sk_test_... \
+        python3 tests/stripe_python/test_sandbox.py
+
+Exits 0 and prints "ALL OK" when every check passed.
+"""
+
+import os
+import signal
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import stripe
+
+# Never hang a test run: the whole script has 90 seconds.
+signal.alarm(90)
+
+stripe.api_base = os.environ["SANDBOX_URL"]
+stripe.api_key = os.environ.get("SANDBOX_SECRET_KEY", "sk_test_till_sandbox_0000000000000000")
+stripe.max_network_retries = 0
+
+RECEIVED = []
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """Captures webhooks: (payload, Stripe-Signature)."""
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        payload = self.rfile.read(length).decode("utf-8")
+        RECEIVED.append((payload, self.headers.get("Stripe-Signature", "")))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def start_receiver():
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}/hook"
+
+
+def expect_error(kind, call, status=None, code=None):
+    try:
+        call()
+    except kind as e:
+        if status is not None:
+            assert e.http_status == status, (e.http_status, status)
+        if code is not None:
+            assert e.code == code, (e.code, code)
+        return e
+    raise AssertionError(f"expected {kind.__name__}")
+
+
+SESSION = dict(
+    mode="payment",
+    success_url="https://shop.example/thanks?session={CHECKOUT_SESSION_ID}",
+    cancel_url="https://shop.example/cart",
+    client_reference_id="checkout-py",
+    line_items=[
+        {"price_data": {"currency": "usd", "unit_amount": 2500, "product_data": {"name": "Mug"}}, "quantity": 2},
+        {"price_data": {"currency": "usd", "unit_amount": 100, "product_data": {"name": "Tea"}}, "quantity": 1},
+    ],
+    metadata={"checkout_id": "c-py"},
+    payment_intent_data={"metadata": {"payment_order_id": "po-py"}},
+)
+
+
+def check_checkout_sessions():
+    session = stripe.checkout.Session.create(**SESSION, idempotency_key="py-session-1")
+    assert session.id.startswith("cs_test_"), session.id
+    assert session.object == "checkout.session"
+    assert session.amount_total == 5100 and session.currency == "usd"
+    assert session.status == "open" and session.payment_status == "unpaid"
+    assert session.payment_intent is None
+    assert session.url.endswith("/pay/" + session.id)
+    assert session.metadata["checkout_id"] == "c-py"
+
+    replay = stripe.checkout.Session.create(**SESSION, idempotency_key="py-session-1")
+    assert replay.id == session.id
+    other = dict(SESSION, client_reference_id="another")
+    expect_error(stripe.IdempotencyError, lambda: stripe.checkout.Session.create(**other, idempotency_key="py-session-1"))
+
+    fetched = stripe.checkout.Session.retrieve(session.id)
+    assert fetched.id == session.id and fetched.amount_total == 5100
+    expired = stripe.checkout.Session.expire(session.id)
+    assert expired.status == "expired"
+    expect_error(stripe.InvalidRequestError, lambda: stripe.checkout.Session.expire(session.id), status=400)
+    expect_error(
+        stripe.InvalidRequestError,
+        lambda: stripe.checkout.Session.retrieve("cs_test_nope"),
+        status=404,
+        code="resource_missing",
+    )
+    missing = expect_error(
+        stripe.InvalidRequestError,
+        lambda: stripe.checkout.Session.create(mode="payment", success_url="https://x.example/ok"),
+        status=400,
+        code="parameter_missing",
+    )
+    assert missing.param == "line_items"
+    return session.id
+
+
+def check_authentication():
+    expect_error(
+        stripe.AuthenticationError,
+        lambda: stripe.checkout.Session.retrieve("cs_test_x", api_key="sk_test_wrong_wrong_wrong"),
+        status=401,
+    )
+
+
+def check_payment_intents():
+    pi = stripe.PaymentIntent.create(
+        amount=1000, currency="usd", payment_method="pm_card_visa", confirm=True,
+        metadata={"payment_order_id": "po-pi"}, description="order po-pi",
+    )
+    assert pi.id.startswith("pi_") and pi.status == "succeeded", pi
+    assert stripe.PaymentIntent.retrieve(pi.id).metadata["payment_order_id"] == "po-pi"
+
+    declined = expect_error(
+        stripe.CardError,
+        lambda: stripe.PaymentIntent.create(
+            amount=1000, currency="usd", payment_method="pm_card_chargeDeclinedInsufficientFunds", confirm=True
+        ),
+        status=402,
+        code="card_declined",
+    )
+    assert declined.error.decline_code == "insufficient_funds"
+    failed_pi = declined.error.payment_intent
+    assert failed_pi.status == "requires_payment_method"
+    confirmed = stripe.PaymentIntent.confirm(failed_pi.id, payment_method="pm_card_visa")
+    assert confirmed.status == "succeeded"
+    expect_error(
+        stripe.InvalidRequestError,
+        lambda: stripe.PaymentIntent.create(amount=1000, currency="usd", payment_method="pm_nope", confirm=True),
+        status=400,
+        code="resource_missing",
+    )
+    return pi
+
+
+def check_refunds_and_transfers(pi):
+    refund = stripe.Refund.create(payment_intent=pi.id, amount=300, metadata={"why": "test"})
+    assert refund.id.startswith("re_") and refund.status == "pending" and refund.amount == 300
+    assert stripe.Refund.retrieve(refund.id).id == refund.id
+    expect_error(
+        stripe.InvalidRequestError,
+        lambda: stripe.Refund.create(payment_intent=pi.id, amount=800),
+        status=400,
+        code="amount_too_large",
+    )
+    transfer = stripe.Transfer.create(amount=200, currency="usd", destination="acct_seller_py")
+    assert transfer.id.startswith("tr_") and transfer.destination == "acct_seller_py"
+    assert stripe.Transfer.retrieve(transfer.id).amount == 200
+
+
+def check_webhooks(endpoint, session_id):
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        for payload, signature in list(RECEIVED):
+            event = stripe.Webhook.construct_event(payload, signature, endpoint.secret)
+            if event.type == "checkout.session.expired" and event.data.object.id == session_id:
+                expect_error(
+                    stripe.SignatureVerificationError,
+                    lambda: stripe.Webhook.construct_event(payload.replace("expired", "complete"), signature, endpoint.secret),
+                )
+                expect_error(
+                    stripe.SignatureVerificationError,
+                    lambda: stripe.Webhook.construct_event(payload, signature, "whsec_wrong"),
+                )
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"no checkout.session.expired webhook; got {len(RECEIVED)} others")
+
+
+def main():
+    endpoint = stripe.WebhookEndpoint.create(
+        url=start_receiver(), enabled_events=["checkout.session.expired", "payment_intent.succeeded"]
+    )
+    assert endpoint.id.startswith("we_") and endpoint.secret.startswith("whsec_")
+    session_id = check_checkout_sessions()
+    check_authentication()
+    pi = check_payment_intents()
+    check_refunds_and_transfers(pi)
+    check_webhooks(endpoint, session_id)
+    print("ALL OK")
+
+
+if __name__ == "__main__":
+    main()
