@@ -103,17 +103,31 @@ fn bind(addr: &str, key: &str) -> anyhow::Result<TcpListener> {
 fn till_server(listener: TcpListener, ctx: Ctx) -> anyhow::Result<Server> {
     let workers = ctx.settings.server.workers;
     let data = web::Data::new(ctx);
-    let mut server = HttpServer::new(move || till_app(data.clone())).listen(listener)?.shutdown_timeout(30);
+    let openapi = web::Data::new(openapi());
+    let mut server =
+        HttpServer::new(move || till_app(data.clone(), openapi.clone())).listen(listener)?.shutdown_timeout(30);
     if workers > 0 {
         server = server.workers(workers);
     }
     Ok(server.run())
 }
 
+/// The merchant API's OpenAPI description, collected from the same route
+/// table every worker mounts.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .service(utoipa_actix_web::scope("/v1").configure(http::api::configure))
+        .split_for_parts()
+        .1
+}
+
 /// One worker's application: the merchant API with its generated OpenAPI
 /// description, the PSP webhook endpoint, health.
 fn till_app(
     data: web::Data<Ctx>,
+    openapi: web::Data<utoipa::openapi::OpenApi>,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -123,12 +137,16 @@ fn till_app(
         InitError = (),
     >,
 > {
-    let (app, openapi) = App::new()
-        .into_utoipa_app()
-        .openapi(ApiDoc::openapi())
-        .service(utoipa_actix_web::scope("/v1").configure(http::api::configure))
-        .split_for_parts();
-    let openapi = web::Data::new(openapi);
+    // Registered before the /v1 scope, which would otherwise answer 404 for it.
+    let app = App::new().route(
+        "/v1/openapi.json",
+        web::get().to(move || {
+            let openapi = openapi.clone();
+            async move { HttpResponse::Ok().json(openapi.get_ref()) }
+        }),
+    );
+    let (app, _) =
+        app.into_utoipa_app().service(utoipa_actix_web::scope("/v1").configure(http::api::configure)).split_for_parts();
     app.wrap(actix_web::middleware::Logger::new("%r %s %Dms").exclude("/healthz"))
         .app_data(data)
         .app_data(
@@ -138,13 +156,6 @@ fn till_app(
         .app_data(
             web::PathConfig::default()
                 .error_handler(|e, _| ApiError::bad_request("parameter_invalid", format!("path: {e}")).into()),
-        )
-        .route(
-            "/v1/openapi.json",
-            web::get().to(move || {
-                let openapi = openapi.clone();
-                async move { HttpResponse::Ok().json(openapi.get_ref()) }
-            }),
         )
         .configure(http::configure)
         .default_service(web::to(|| async {

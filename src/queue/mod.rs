@@ -31,8 +31,10 @@ impl JobKind {
         }
     }
 
+    pub const ALL: [JobKind; 3] = [JobKind::ChargeOrder, JobKind::SyncCheckout, JobKind::DeliverWebhook];
+
     pub fn parse(s: &str) -> Option<JobKind> {
-        [JobKind::ChargeOrder, JobKind::SyncCheckout].into_iter().find(|k| k.as_str() == s)
+        JobKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -199,6 +201,13 @@ mod tests {
 
     fn settings() -> QueueSettings {
         QueueSettings { backoff_base_ms: 100, backoff_cap_ms: 1_000, ..QueueSettings::default() }
+    }
+
+    #[test]
+    fn every_kind_parses_back() {
+        for kind in JobKind::ALL {
+            assert_eq!(JobKind::parse(kind.as_str()), Some(kind));
+        }
     }
 
     #[test]

@@ -141,6 +141,13 @@ pub fn release(conn: &Connection, key: &IdempotencyKey) -> anyhow::Result<()> {
 }
 
 /// Deletes keys older than 24 h, a batch at a time.
+/// At start no request can be in flight: a key still 'running' belongs to a
+/// process that died mid-request. Its work and reply commit together, so the
+/// work never happened and the key is free again.
+pub fn release_orphans(conn: &Connection) -> anyhow::Result<usize> {
+    Ok(conn.execute("DELETE FROM idempotency_keys WHERE state = 'running'", [])?)
+}
+
 pub fn purge_expired(conn: &Connection, now_ms: i64) -> anyhow::Result<usize> {
     Ok(conn.execute(
         "DELETE FROM idempotency_keys WHERE key IN

@@ -118,6 +118,7 @@ pub fn build(
     let conn = db.conn()?;
     events::upsert_endpoint(&conn, TILL_ENDPOINT_ID, &till_webhook_url, &psp.webhook_secret)
         .context("registering till's webhook endpoint")?;
+    idempotency::release_orphans(&conn).context("releasing idempotency keys of a stopped process")?;
     drop(conn);
     let sandbox = Sandbox {
         db,

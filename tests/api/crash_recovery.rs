@@ -15,6 +15,14 @@ struct Till {
     base: String,
 }
 
+impl Drop for Till {
+    /// Never leave a till running behind a failed test.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -30,6 +38,7 @@ fn command(dir: &Path, ports: (u16, u16), args: &[&str]) -> Command {
         .env("TILL_SANDBOX__WEBHOOK_RETRY_BASE_MS", "50")
         .env("TILL_PSP__REQUEST_TIMEOUT_MS", "1000")
         .env("TILL_QUEUE__LEASE_MS", "2000")
+        .env("TILL_WEBHOOKS__TIMEOUT_MS", "1000")
         .env("TILL_QUEUE__BACKOFF_BASE_MS", "20")
         .env("TILL_QUEUE__BACKOFF_CAP_MS", "200")
         .env("TILL_LOG__LEVEL", "error");
@@ -52,6 +61,7 @@ async fn a_killed_till_finishes_every_stored_payment_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let ports = (free_port(), free_port());
     let out = command(dir.path(), ports, &["api-key", "create", "--name", "crash"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let key = String::from_utf8(out.stdout).unwrap().lines().last().unwrap().to_string();
     let mut till = start(dir.path(), ports).await;
 
@@ -81,7 +91,7 @@ async fn a_killed_till_finishes_every_stored_payment_exactly_once() {
     }
     assert!(acknowledged.len() > 10, "the load was under way: {}", acknowledged.len());
 
-    let mut till = start(dir.path(), ports).await;
+    let _till = start(dir.path(), ports).await;
     let conn = rusqlite::Connection::open(dir.path().join("till.db")).unwrap();
     let stored: i64 = conn.query_row("SELECT COUNT(*) FROM payment_orders", [], |r| r.get(0)).unwrap();
     assert!(stored as usize >= acknowledged.len() * 2, "every acknowledged checkout was stored");
@@ -128,6 +138,4 @@ async fn a_killed_till_finishes_every_stored_payment_exactly_once() {
     crate::helpers::assert_one_charge_per_order(&dir.path().join("sandbox.db"), &conn);
     let check = command(dir.path(), ports, &["check"]).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
-    till.child.kill().unwrap();
-    till.child.wait().unwrap();
 }

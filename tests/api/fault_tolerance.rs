@@ -12,6 +12,7 @@ async fn thirty_token_payments_through_a_faulty_psp_are_each_charged_once() {
     let app = spawn_app_with(|s| {
         s.psp.request_timeout_ms = 400;
         s.queue.lease_ms = 2_000;
+        s.webhooks.timeout_ms = 1_000;
         s.queue.backoff_base_ms = 20;
         s.queue.backoff_cap_ms = 300;
         s.queue.max_attempts = 60;

@@ -29,10 +29,17 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() || path == "." {
-            return ApiError::bad_request("body_invalid", format!("the body is not valid JSON for this call: {inner}"));
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::bad_request("body_invalid", format!("the body is not valid JSON: {inner}"));
         }
         let message = strip_position(&inner.to_string());
+        if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+            let param = if path == "." { field.to_string() } else { format!("{path}.{field}") };
+            return ApiError::invalid("parameter_missing", format!("{param} is required"), param);
+        }
+        if path == "." {
+            return ApiError::bad_request("body_invalid", format!("the body is not valid for this call: {message}"));
+        }
         let code = if path.ends_with("amount") { "amount_invalid" } else { "parameter_invalid" };
         ApiError::invalid(code, format!("{path}: {message}"), path)
     })
