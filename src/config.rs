@@ -20,6 +20,8 @@ pub struct Settings {
     pub sandbox: SandboxSettings,
     pub payments: PaymentSettings,
     pub fees: FeeSettings,
+    pub queue: QueueSettings,
+    pub webhooks: WebhookSettings,
     pub log: LogSettings,
 }
 
@@ -35,11 +37,7 @@ pub struct ServerSettings {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self {
-            bind: "127.0.0.1:8080".into(),
-            max_body_bytes: 256 * 1024,
-            workers: 0,
-        }
+        Self { bind: "127.0.0.1:8080".into(), max_body_bytes: 256 * 1024, workers: 0 }
     }
 }
 
@@ -53,11 +51,7 @@ pub struct DatabaseSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self {
-            path: "data/till.db".into(),
-            pool_size: 8,
-            busy_timeout_ms: 5_000,
-        }
+        Self { path: "data/till.db".into(), pool_size: 8, busy_timeout_ms: 5_000 }
     }
 }
 
@@ -143,9 +137,7 @@ pub struct PaymentSettings {
 
 impl Default for PaymentSettings {
     fn default() -> Self {
-        Self {
-            checkout_expires_minutes: 60,
-        }
+        Self { checkout_expires_minutes: 60 }
     }
 }
 
@@ -158,9 +150,57 @@ pub struct FeeSettings {
 
 impl Default for FeeSettings {
     fn default() -> Self {
+        Self { commission_percent: Decimal::ZERO }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSettings {
+    /// Jobs run at the same time.
+    pub workers: usize,
+    /// Jobs claimed per poll of the queue.
+    pub batch_size: u32,
+    /// How often an idle queue is polled (enqueues in this process wake it at once).
+    pub poll_interval_ms: u64,
+    /// Retry delay: a random wait up to min(cap, base × 2^attempt) ("full jitter").
+    pub backoff_base_ms: u64,
+    pub backoff_cap_ms: u64,
+    /// Attempts before a job goes to the dead-letter queue and raises an alert.
+    pub max_attempts: u32,
+    /// A claimed job not finished within this is handed to another worker.
+    pub lease_ms: u64,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
         Self {
-            commission_percent: Decimal::ZERO,
+            workers: 16,
+            batch_size: 64,
+            poll_interval_ms: 250,
+            backoff_base_ms: 500,
+            backoff_cap_ms: 300_000,
+            max_attempts: 15,
+            lease_ms: 60_000,
         }
+    }
+}
+
+/// Deliveries of merchant webhooks: their own backoff, long enough to ride
+/// out a shop's outage of about three days.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    pub backoff_base_ms: u64,
+    pub backoff_cap_ms: u64,
+    pub max_attempts: u32,
+    /// Timeout of one delivery.
+    pub timeout_ms: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self { backoff_base_ms: 10_000, backoff_cap_ms: 12 * 3600 * 1000, max_attempts: 24, timeout_ms: 10_000 }
     }
 }
 
@@ -175,10 +215,7 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self {
-            level: "info".into(),
-            format: "text".into(),
-        }
+        Self { level: "info".into(), format: "text".into() }
     }
 }
 
@@ -188,9 +225,8 @@ impl Settings {
         let figment = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(path))
             .merge(Env::prefixed("TILL_").split("__"));
-        let settings: Settings = figment
-            .extract()
-            .map_err(|e| anyhow::anyhow!("configuration {}: {e}", path.display()))?;
+        let settings: Settings =
+            figment.extract().map_err(|e| anyhow::anyhow!("configuration {}: {e}", path.display()))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -199,10 +235,7 @@ impl Settings {
     pub fn validate(&self) -> anyhow::Result<()> {
         let mut problems = Vec::new();
         if self.server.bind.parse::<SocketAddr>().is_err() {
-            problems.push(format!(
-                "server.bind: '{}' is not an address like 127.0.0.1:8080",
-                self.server.bind
-            ));
+            problems.push(format!("server.bind: '{}' is not an address like 127.0.0.1:8080", self.server.bind));
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.server.max_body_bytes) {
             problems.push("server.max_body_bytes: must be between 1024 and 16777216".into());
@@ -214,7 +247,8 @@ impl Settings {
             problems.push("database.path: must not be empty".into());
         }
         let api_base = &self.psp.api_base;
-        if !api_base.is_empty() && !(api_base.starts_with("http://") || api_base.starts_with("https://")) {
+        let known_scheme = api_base.starts_with("http://") || api_base.starts_with("https://");
+        if !api_base.is_empty() && !known_scheme {
             problems.push(format!("psp.api_base: '{api_base}' must start with http:// or https://"));
         }
         if !self.psp.secret_key.starts_with("sk_") {
@@ -240,6 +274,7 @@ impl Settings {
         if pct < Decimal::ZERO || pct > Decimal::ONE_HUNDRED {
             problems.push("fees.commission_percent: must be between 0 and 100".into());
         }
+        self.validate_queue(&mut problems);
         if !matches!(self.log.format.as_str(), "text" | "json") {
             problems.push("log.format: must be \"text\" or \"json\"".into());
         }
@@ -247,6 +282,36 @@ impl Settings {
             Ok(())
         } else {
             anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "))
+        }
+    }
+
+    fn validate_queue(&self, problems: &mut Vec<String>) {
+        let q = &self.queue;
+        if !(1..=256).contains(&q.workers) {
+            problems.push("queue.workers: must be between 1 and 256".into());
+        }
+        if !(1..=1000).contains(&q.batch_size) {
+            problems.push("queue.batch_size: must be between 1 and 1000".into());
+        }
+        if !(10..=60_000).contains(&q.poll_interval_ms) {
+            problems.push("queue.poll_interval_ms: must be between 10 and 60000".into());
+        }
+        if q.backoff_base_ms == 0 || q.backoff_cap_ms < q.backoff_base_ms {
+            problems.push("queue.backoff_base_ms must be > 0 and ≤ queue.backoff_cap_ms".into());
+        }
+        if !(1..=100).contains(&q.max_attempts) {
+            problems.push("queue.max_attempts: must be between 1 and 100".into());
+        }
+        let w = &self.webhooks;
+        if w.backoff_base_ms == 0 || w.backoff_cap_ms < w.backoff_base_ms || !(1..=100).contains(&w.max_attempts) {
+            problems.push("webhooks: backoff_base_ms > 0, ≤ backoff_cap_ms, and max_attempts 1 to 100".into());
+        }
+        if !(100..=60_000).contains(&w.timeout_ms) || q.lease_ms < 2 * w.timeout_ms {
+            problems.push("webhooks.timeout_ms: 100 to 60000, and at most half of queue.lease_ms".into());
+        }
+        // A lease shorter than a PSP call would hand a job to a second worker mid-call.
+        if q.lease_ms < 2 * self.psp.request_timeout_ms {
+            problems.push("queue.lease_ms: must be at least twice psp.request_timeout_ms".into());
         }
     }
 
@@ -290,6 +355,16 @@ mod tests {
         Settings::default().validate().unwrap();
     }
 
+    /// The shipped config.toml names every key, each with its default value.
+    #[test]
+    fn shipped_config_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        let figment = Figment::from(Toml::file(&path));
+        let from_file: Settings = figment.extract().unwrap();
+        let as_toml = |s: &Settings| serde_json::to_value(s).unwrap();
+        assert_eq!(as_toml(&from_file), as_toml(&Settings::default()));
+    }
+
     #[test]
     fn every_problem_is_named() {
         let mut s = Settings::default();
@@ -301,6 +376,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API, not ours
     fn env_overrides_nested_keys() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("till.toml", "[sandbox.faults]\nerror_rate = 0.1\n")?;

@@ -1,6 +1,19 @@
 //! till: a self-hosted payment system in one binary.
 
+pub mod alerts;
+pub mod api_keys;
+pub mod cli;
 pub mod config;
+pub mod context;
 pub mod db;
+pub mod http;
+pub mod ledger;
 pub mod money;
+pub mod payments;
+pub mod psp;
+pub mod queue;
 pub mod sandbox;
+pub mod startup;
+pub mod telemetry;
+pub mod wallet;
+pub mod webhooks;

@@ -19,11 +19,7 @@ pub enum MoneyError {
     #[error("'{0}' is not a decimal amount in major units, like \"25.00\"")]
     NotADecimal(String),
     #[error("has {scale} decimals; {currency} allows {exponent}")]
-    TooManyDecimals {
-        scale: u32,
-        currency: Currency,
-        exponent: u32,
-    },
+    TooManyDecimals { scale: u32, currency: Currency, exponent: u32 },
     #[error("must be greater than zero")]
     NotPositive,
     #[error("is too large")]
@@ -104,10 +100,7 @@ impl Money {
         if amount_minor <= 0 {
             return Err(MoneyError::NotPositive);
         }
-        Ok(Money {
-            amount_minor,
-            currency,
-        })
+        Ok(Money { amount_minor, currency })
     }
 
     pub fn amount_minor(&self) -> i64 {
@@ -151,17 +144,22 @@ pub fn parse_minor(amount: &str, currency: Currency) -> Result<i64, MoneyError> 
     let scale = frac_part.map_or(0, |f| f.len() as u32);
     let exponent = currency.exponent();
     if scale > exponent {
-        return Err(MoneyError::TooManyDecimals {
-            scale,
-            currency,
-            exponent,
-        });
+        return Err(MoneyError::TooManyDecimals { scale, currency, exponent });
     }
     let factor = Decimal::from_i128_with_scale(10_i128.pow(exponent), 0);
-    value
-        .checked_mul(factor)
-        .and_then(|m| m.to_i64())
-        .ok_or(MoneyError::TooLarge)
+    value.checked_mul(factor).and_then(|m| m.to_i64()).ok_or(MoneyError::TooLarge)
+}
+
+/// `percent`% of an amount in minor units, rounded half away from zero to a
+/// whole minor unit (commercial "half-up" rounding for positive amounts):
+/// 2.9% of 1050 = 30.45 → 30; 10% of 25 = 2.5 → 3.
+pub fn percentage_minor(amount_minor: i64, percent: Decimal) -> i64 {
+    let exact = Decimal::from(amount_minor) * percent / Decimal::ONE_HUNDRED;
+    exact
+        .round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+        .to_i64()
+        // |percent| ≤ 100 (validated config), so the result fits whenever the amount does.
+        .unwrap_or(amount_minor)
 }
 
 #[cfg(test)]
@@ -190,10 +188,7 @@ mod tests {
         }
         assert!(matches!(Money::parse("0", usd), Err(MoneyError::NotPositive)));
         assert!(matches!(Money::parse("0.00", usd), Err(MoneyError::NotPositive)));
-        assert!(matches!(
-            Money::parse("1.001", usd),
-            Err(MoneyError::TooManyDecimals { scale: 3, exponent: 2, .. })
-        ));
+        assert!(matches!(Money::parse("1.001", usd), Err(MoneyError::TooManyDecimals { scale: 3, exponent: 2, .. })));
         assert!(matches!(Money::parse("1.5", cur("JPY")), Err(MoneyError::TooManyDecimals { .. })));
         assert_eq!(Money::parse("92233720368547758.08", usd), Err(MoneyError::TooLarge));
         assert_eq!(Money::parse(&"9".repeat(60), usd), Err(MoneyError::TooLarge));
@@ -205,6 +200,16 @@ mod tests {
         for bad in ["usd", "US", "USDD", "XYZ", "XAU", "", "U$D"] {
             assert!(Currency::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn percentages_round_half_up() {
+        let pct = |s: &str| s.parse::<Decimal>().unwrap();
+        assert_eq!(percentage_minor(1050, pct("2.9")), 30);
+        assert_eq!(percentage_minor(25, pct("10")), 3);
+        assert_eq!(percentage_minor(2500, pct("0")), 0);
+        assert_eq!(percentage_minor(2500, pct("100")), 2500);
+        assert_eq!(percentage_minor(i64::MAX, pct("100")), i64::MAX);
     }
 
     #[test]

@@ -20,7 +20,12 @@ pub struct Db {
 
 /// The migrations of till's own database, in order, compiled into the binary.
 pub fn till_migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("../../migrations/till/0001_init.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("../../migrations/till/0001_init.sql")),
+        M::up(include_str!("../../migrations/till/0002_queue.sql")),
+        M::up(include_str!("../../migrations/till/0003_idempotency.sql")),
+        M::up(include_str!("../../migrations/till/0004_merchant_webhooks.sql")),
+    ])
 }
 
 /// The sandbox PSP keeps its own database: it is an independent party.
@@ -39,15 +44,11 @@ impl Db {
         migrations: &Migrations<'static>,
     ) -> anyhow::Result<Db> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating the database folder {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating the database folder {}", dir.display()))?;
         }
-        let mut conn = Connection::open(path)
-            .with_context(|| format!("opening the database {}", path.display()))?;
+        let mut conn = Connection::open(path).with_context(|| format!("opening the database {}", path.display()))?;
         configure(&mut conn, busy_timeout_ms)?;
-        migrations
-            .to_latest(&mut conn)
-            .with_context(|| format!("migrating the database {}", path.display()))?;
+        migrations.to_latest(&mut conn).with_context(|| format!("migrating the database {}", path.display()))?;
         drop(conn);
 
         let manager = SqliteConnectionManager::file(path)
@@ -100,9 +101,7 @@ where
     F: FnOnce(&Transaction) -> Result<T, E>,
     E: From<anyhow::Error>,
 {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .context("beginning a write transaction")?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).context("beginning a write transaction")?;
     let value = f(&tx)?;
     tx.commit().context("committing")?;
     Ok(value)

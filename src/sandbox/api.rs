@@ -37,19 +37,11 @@ pub const JSON: &str = "application/json";
 impl Reply {
     /// A JSON body as it is (stored replies, error envelopes).
     pub fn raw_json(status: u16, body: String) -> Reply {
-        Reply {
-            status,
-            body,
-            content_type: JSON,
-        }
+        Reply { status, body, content_type: JSON }
     }
 
     pub fn csv(body: String) -> Reply {
-        Reply {
-            status: 200,
-            body,
-            content_type: "text/csv; charset=utf-8",
-        }
+        Reply { status: 200, body, content_type: "text/csv; charset=utf-8" }
     }
 
     /// 200 with `object` as JSON.
@@ -72,13 +64,7 @@ pub enum Faulty {
 
 /// A POST: the work `op` runs in one write transaction with its reply stored
 /// under the idempotency key, if one was sent.
-pub async fn post<F>(
-    sb: &Sandbox,
-    req: &HttpRequest,
-    payload: web::Payload,
-    faulty: Faulty,
-    op: F,
-) -> HttpResponse
+pub async fn post<F>(sb: &Sandbox, req: &HttpRequest, payload: web::Payload, faulty: Faulty, op: F) -> HttpResponse
 where
     F: FnOnce(&Connection, &Shared, Params) -> Result<Reply, StripeError> + Send + 'static,
 {
@@ -123,10 +109,7 @@ where
     if let Some(key) = &key {
         let hash = idempotency::request_hash(req.method().as_str(), req.path(), &body);
         let (k, now) = (key.clone(), now_ms());
-        let begin = sb
-            .db
-            .write(move |tx| idempotency::begin(tx, &k, &hash, now))
-            .await?;
+        let begin = sb.db.write(move |tx| idempotency::begin(tx, &k, &hash, now)).await?;
         if let Begin::Replay(reply) = begin {
             return Ok((reply, true, false));
         }
@@ -165,19 +148,13 @@ async fn release_key(sb: &Sandbox, key: IdempotencyKey) {
     let result = sb.db.write(move |tx| idempotency::release(tx, &key)).await;
     if let Err(e) = result {
         // The lock then goes stale and is retaken after a few minutes.
-        tracing::warn!(
-            error = format!("{e:#}"),
-            "could not release an idempotency key"
-        );
+        tracing::warn!(error = format!("{e:#}"), "could not release an idempotency key");
     }
 }
 
 /// `Authorization: Bearer <secret key>`; anything else is Stripe's 401.
 pub fn authorize(sb: &Sandbox, req: &HttpRequest) -> Result<(), StripeError> {
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
+    let header = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
     let Some(header) = header else {
         return Err(StripeError::Unauthorized(
             "You did not provide an API key. You need to provide your API key in the Authorization header, \
@@ -187,10 +164,7 @@ pub fn authorize(sb: &Sandbox, req: &HttpRequest) -> Result<(), StripeError> {
     };
     let given = header.strip_prefix("Bearer ").unwrap_or_default().trim();
     if !constant_time_eq(given.as_bytes(), sb.shared.secret_key.as_bytes()) {
-        return Err(StripeError::Unauthorized(format!(
-            "Invalid API Key provided: {}",
-            redact_key(given)
-        )));
+        return Err(StripeError::Unauthorized(format!("Invalid API Key provided: {}", redact_key(given))));
     }
     Ok(())
 }
@@ -240,11 +214,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, StripeEr
 
 /// Latency and injected 500s, before any work.
 async fn before_work(sb: &Sandbox, faulty: Faulty) -> Result<RequestFaults, StripeError> {
-    let none = RequestFaults {
-        latency_ms: 0,
-        error: false,
-        timeout: false,
-    };
+    let none = RequestFaults { latency_ms: 0, error: false, timeout: false };
     if faulty == Faulty::No {
         return Ok(none);
     }
@@ -275,9 +245,7 @@ pub fn respond_now(reply: Reply) -> HttpResponse {
 fn build_response(reply: Reply, replayed: bool) -> HttpResponse {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = HttpResponse::build(status);
-    response
-        .content_type(reply.content_type)
-        .insert_header(("Request-Id", ids::new_id("req_")));
+    response.content_type(reply.content_type).insert_header(("Request-Id", ids::new_id("req_")));
     if replayed {
         response.insert_header(("Idempotent-Replayed", HeaderValue::from_static("true")));
     }
@@ -287,9 +255,7 @@ fn build_response(reply: Reply, replayed: bool) -> HttpResponse {
 pub fn error_reply(e: StripeError) -> HttpResponse {
     let mut response = e.error_response();
     if let Ok(id) = HeaderValue::from_str(&ids::new_id("req_")) {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static("request-id"), id);
+        response.headers_mut().insert(HeaderName::from_static("request-id"), id);
     }
     response
 }

@@ -14,18 +14,12 @@ use super::params::Metadata;
 pub const FEE_ROUNDING: RoundingStrategy = RoundingStrategy::MidpointAwayFromZero;
 
 /// `fee_percent` of `amount_minor` rounded by [`FEE_ROUNDING`], plus `fee_fixed_minor`.
-pub fn fee_minor(
-    amount_minor: i64,
-    fee_percent: Decimal,
-    fee_fixed_minor: i64,
-) -> anyhow::Result<i64> {
+pub fn fee_minor(amount_minor: i64, fee_percent: Decimal, fee_fixed_minor: i64) -> anyhow::Result<i64> {
     let percent_part = (Decimal::from(amount_minor) * fee_percent / Decimal::ONE_HUNDRED)
         .round_dp_with_strategy(0, FEE_ROUNDING)
         .to_i64()
         .ok_or_else(|| anyhow::anyhow!("fee out of range"))?;
-    percent_part
-        .checked_add(fee_fixed_minor)
-        .ok_or_else(|| anyhow::anyhow!("fee out of range"))
+    percent_part.checked_add(fee_fixed_minor).ok_or_else(|| anyhow::anyhow!("fee out of range"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,10 +57,7 @@ pub struct Entry<'a> {
 /// Books one movement; returns the `txn_…` id.
 pub fn book(conn: &Connection, entry: &Entry<'_>) -> anyhow::Result<String> {
     anyhow::ensure!(entry.fee >= 0, "a fee is never negative");
-    let net = entry
-        .amount
-        .checked_sub(entry.fee)
-        .ok_or_else(|| anyhow::anyhow!("net out of range"))?;
+    let net = entry.amount.checked_sub(entry.fee).ok_or_else(|| anyhow::anyhow!("net out of range"))?;
     let id = new_id("txn_");
     conn.execute(
         "INSERT INTO balance_transactions (id, created, available_on, currency, amount, fee, net,

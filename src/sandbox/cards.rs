@@ -13,21 +13,12 @@ pub struct Decline {
     pub message: &'static str,
 }
 
-pub const GENERIC_DECLINE: Decline = Decline {
-    code: "card_declined",
-    decline_code: "generic_decline",
-    message: "Your card was declined.",
-};
-pub const INSUFFICIENT_FUNDS: Decline = Decline {
-    code: "card_declined",
-    decline_code: "insufficient_funds",
-    message: "Your card has insufficient funds.",
-};
-const EXPIRED_CARD: Decline = Decline {
-    code: "expired_card",
-    decline_code: "expired_card",
-    message: "Your card has expired.",
-};
+pub const GENERIC_DECLINE: Decline =
+    Decline { code: "card_declined", decline_code: "generic_decline", message: "Your card was declined." };
+pub const INSUFFICIENT_FUNDS: Decline =
+    Decline { code: "card_declined", decline_code: "insufficient_funds", message: "Your card has insufficient funds." };
+const EXPIRED_CARD: Decline =
+    Decline { code: "expired_card", decline_code: "expired_card", message: "Your card has expired." };
 const INCORRECT_CVC: Decline = Decline {
     code: "incorrect_cvc",
     decline_code: "incorrect_cvc",
@@ -57,12 +48,7 @@ pub struct TestCard {
 
 /// The cards the hosted page accepts, as on Stripe.
 pub const TEST_CARDS: &[TestCard] = &[
-    TestCard {
-        number: "4242424242424242",
-        brand: "visa",
-        description: "succeeds",
-        outcome: Outcome::Approve,
-    },
+    TestCard { number: "4242424242424242", brand: "visa", description: "succeeds", outcome: Outcome::Approve },
     TestCard {
         number: "4000000000000002",
         brand: "visa",
@@ -87,12 +73,7 @@ pub const TEST_CARDS: &[TestCard] = &[
         description: "declined (incorrect_cvc)",
         outcome: Outcome::Decline(INCORRECT_CVC),
     },
-    TestCard {
-        number: "5555555555554444",
-        brand: "mastercard",
-        description: "succeeds",
-        outcome: Outcome::Approve,
-    },
+    TestCard { number: "5555555555554444", brand: "mastercard", description: "succeeds", outcome: Outcome::Approve },
 ];
 
 /// Stripe's test PaymentMethod ids for server-side charges.
@@ -101,16 +82,10 @@ pub fn payment_method(id: &str) -> Option<Card> {
         "pm_card_visa" => ("visa", "4242", Outcome::Approve),
         "pm_card_mastercard" => ("mastercard", "4444", Outcome::Approve),
         "pm_card_chargeDeclined" => ("visa", "0002", Outcome::Decline(GENERIC_DECLINE)),
-        "pm_card_chargeDeclinedInsufficientFunds" => {
-            ("visa", "9995", Outcome::Decline(INSUFFICIENT_FUNDS))
-        }
+        "pm_card_chargeDeclinedInsufficientFunds" => ("visa", "9995", Outcome::Decline(INSUFFICIENT_FUNDS)),
         _ => return None,
     };
-    Some(Card {
-        brand,
-        last4: last4.into(),
-        outcome,
-    })
+    Some(Card { brand, last4: last4.into(), outcome })
 }
 
 /// A problem with what was typed, naming the form field.
@@ -125,20 +100,9 @@ fn form_error(field: &'static str, message: &'static str) -> FormError {
 }
 
 /// Checks the typed card against the test cards; `today` is (year, month).
-pub fn parse_card(
-    number: &str,
-    exp_month: &str,
-    exp_year: &str,
-    cvc: &str,
-) -> Result<Card, FormError> {
+pub fn parse_card(number: &str, exp_month: &str, exp_year: &str, cvc: &str) -> Result<Card, FormError> {
     let today = chrono::Utc::now();
-    parse_card_at(
-        number,
-        exp_month,
-        exp_year,
-        cvc,
-        (today.year(), today.month()),
-    )
+    parse_card_at(number, exp_month, exp_year, cvc, (today.year(), today.month()))
 }
 
 fn parse_card_at(
@@ -149,28 +113,16 @@ fn parse_card_at(
     today: (i32, u32),
 ) -> Result<Card, FormError> {
     let digits: String = number.chars().filter(|c| *c != ' ').collect();
-    if !(12..=19).contains(&digits.len())
-        || !digits.bytes().all(|b| b.is_ascii_digit())
-        || !luhn(&digits)
-    {
+    if !(12..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) || !luhn(&digits) {
         return Err(form_error("card_number", "Your card number is invalid."));
     }
     let month: u32 = exp_month.trim().parse().unwrap_or(0);
     if !(1..=12).contains(&month) {
-        return Err(form_error(
-            "exp_month",
-            "Your card's expiration month is invalid.",
-        ));
+        return Err(form_error("exp_month", "Your card's expiration month is invalid."));
     }
-    let year = parse_year(exp_year.trim()).ok_or(form_error(
-        "exp_year",
-        "Your card's expiration year is invalid.",
-    ))?;
+    let year = parse_year(exp_year.trim()).ok_or(form_error("exp_year", "Your card's expiration year is invalid."))?;
     if (year, month) < today {
-        return Err(form_error(
-            "exp_year",
-            "Your card's expiration date is in the past.",
-        ));
+        return Err(form_error("exp_year", "Your card's expiration date is in the past."));
     }
     let cvc = cvc.trim();
     if !(3..=4).contains(&cvc.len()) || !cvc.bytes().all(|b| b.is_ascii_digit()) {
@@ -179,15 +131,8 @@ fn parse_card_at(
     let test = TEST_CARDS
         .iter()
         .find(|c| c.number == digits)
-        .ok_or(form_error(
-            "card_number",
-            "This is the sandbox: use one of the test cards listed below.",
-        ))?;
-    Ok(Card {
-        brand: test.brand,
-        last4: digits[digits.len() - 4..].to_string(),
-        outcome: test.outcome,
-    })
+        .ok_or(form_error("card_number", "This is the sandbox: use one of the test cards listed below."))?;
+    Ok(Card { brand: test.brand, last4: digits[digits.len() - 4..].to_string(), outcome: test.outcome })
 }
 
 /// "2031" or "31" (this century).
@@ -209,11 +154,7 @@ fn luhn(digits: &str) -> bool {
         .enumerate()
         .map(|(i, b)| {
             let d = u32::from(b - b'0');
-            if i % 2 == 1 {
-                if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
-            } else {
-                d
-            }
+            if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
         })
         .sum();
     sum.is_multiple_of(10)
@@ -231,19 +172,10 @@ mod tests {
 
     #[test]
     fn test_cards_do_what_stripe_says() {
-        assert_eq!(
-            card("4242 4242 4242 4242").unwrap().outcome,
-            Outcome::Approve
-        );
+        assert_eq!(card("4242 4242 4242 4242").unwrap().outcome, Outcome::Approve);
         assert_eq!(card("4242424242424242").unwrap().last4, "4242");
-        assert_eq!(
-            card("4000000000000002").unwrap().outcome,
-            Outcome::Decline(GENERIC_DECLINE)
-        );
-        assert_eq!(
-            card("4000000000009995").unwrap().outcome,
-            Outcome::Decline(INSUFFICIENT_FUNDS)
-        );
+        assert_eq!(card("4000000000000002").unwrap().outcome, Outcome::Decline(GENERIC_DECLINE));
+        assert_eq!(card("4000000000009995").unwrap().outcome, Outcome::Decline(INSUFFICIENT_FUNDS));
         for c in TEST_CARDS {
             assert!(luhn(c.number), "{}", c.number);
         }
@@ -272,14 +204,9 @@ mod tests {
 
     #[test]
     fn test_payment_methods() {
+        assert_eq!(payment_method("pm_card_visa").unwrap().outcome, Outcome::Approve);
         assert_eq!(
-            payment_method("pm_card_visa").unwrap().outcome,
-            Outcome::Approve
-        );
-        assert_eq!(
-            payment_method("pm_card_chargeDeclinedInsufficientFunds")
-                .unwrap()
-                .outcome,
+            payment_method("pm_card_chargeDeclinedInsufficientFunds").unwrap().outcome,
             Outcome::Decline(INSUFFICIENT_FUNDS)
         );
         assert!(payment_method("pm_nope").is_none());

@@ -114,14 +114,10 @@ fn parse_new(params: &Params, now: i64) -> Result<NewSession, StripeError> {
             ),
         ));
     }
-    let success_url =
-        parse_url(params, "success_url")?.ok_or_else(|| StripeError::missing("success_url"))?;
+    let success_url = parse_url(params, "success_url")?.ok_or_else(|| StripeError::missing("success_url"))?;
     let cancel_url = parse_url(params, "cancel_url")?;
     let client_reference_id = params.opt_str("client_reference_id")?;
-    if client_reference_id
-        .as_ref()
-        .is_some_and(|c| c.chars().count() > MAX_CLIENT_REFERENCE_CHARS)
-    {
+    if client_reference_id.as_ref().is_some_and(|c| c.chars().count() > MAX_CLIENT_REFERENCE_CHARS) {
         return Err(StripeError::invalid(
             "parameter_invalid",
             "client_reference_id",
@@ -191,9 +187,7 @@ fn parse_line_items(params: &Params) -> Result<(String, Vec<LineItem>), StripeEr
                 "The sandbox has no Price objects: give price_data instead.",
             ));
         }
-        let price = item
-            .child("price_data")?
-            .ok_or_else(|| StripeError::missing(&item.name("price_data")))?;
+        let price = item.child("price_data")?.ok_or_else(|| StripeError::missing(&item.name("price_data")))?;
         let item_currency = price.currency("currency")?;
         if currency.as_ref().is_some_and(|c| *c != item_currency) {
             return Err(StripeError::invalid(
@@ -218,9 +212,7 @@ fn parse_line_item(item: &Params, price: &Params) -> Result<LineItem, StripeErro
             format!("unit_amount must be between 0 and {MAX_AMOUNT_MINOR}."),
         ));
     }
-    let product = price
-        .child("product_data")?
-        .ok_or_else(|| StripeError::missing(&price.name("product_data")))?;
+    let product = price.child("product_data")?.ok_or_else(|| StripeError::missing(&price.name("product_data")))?;
     let name = product.req_str("name")?;
     if name.chars().count() > MAX_NAME_CHARS {
         return Err(StripeError::invalid(
@@ -237,15 +229,8 @@ fn parse_line_item(item: &Params, price: &Params) -> Result<LineItem, StripeErro
             format!("quantity must be between 1 and {MAX_QUANTITY}."),
         ));
     }
-    let amount_total = unit_amount
-        .checked_mul(quantity)
-        .ok_or_else(|| too_large("line_items"))?;
-    Ok(LineItem {
-        name,
-        unit_amount,
-        quantity,
-        amount_total,
-    })
+    let amount_total = unit_amount.checked_mul(quantity).ok_or_else(|| too_large("line_items"))?;
+    Ok(LineItem { name, unit_amount, quantity, amount_total })
 }
 
 /// `GET /v1/checkout/sessions/{id}`.
@@ -253,13 +238,8 @@ pub fn retrieve(conn: &Connection, shared: &Shared, id: &str) -> Result<Reply, S
     Reply::ok(&load_or_404(conn, shared, id)?)
 }
 
-fn load_or_404(
-    conn: &Connection,
-    shared: &Shared,
-    id: &str,
-) -> Result<CheckoutSession, StripeError> {
-    load(conn, shared, id)?
-        .ok_or_else(|| StripeError::no_such("checkout.session", id, Some("session")))
+fn load_or_404(conn: &Connection, shared: &Shared, id: &str) -> Result<CheckoutSession, StripeError> {
+    load(conn, shared, id)?.ok_or_else(|| StripeError::no_such("checkout.session", id, Some("session")))
 }
 
 /// `POST /v1/checkout/sessions/{id}/expire`: only an open session.
@@ -280,10 +260,8 @@ pub fn expire(conn: &Connection, shared: &Shared, id: &str) -> Result<Reply, Str
 
 /// `open` → `expired` with its event; false if the session was not open.
 pub fn expire_open(conn: &Connection, shared: &Shared, id: &str) -> anyhow::Result<bool> {
-    let changed = conn.execute(
-        "UPDATE checkout_sessions SET status = 'expired' WHERE id = ?1 AND status = 'open'",
-        [id],
-    )?;
+    let changed =
+        conn.execute("UPDATE checkout_sessions SET status = 'expired' WHERE id = ?1 AND status = 'open'", [id])?;
     if changed == 0 {
         return Ok(false);
     }
@@ -297,9 +275,7 @@ pub fn due_for_expiry(conn: &Connection, now: i64, limit: i64) -> anyhow::Result
     let mut stmt = conn.prepare(
         "SELECT id FROM checkout_sessions WHERE status = 'open' AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
     )?;
-    let ids = stmt
-        .query_map(params![now, limit], |r| r.get(0))?
-        .collect::<Result<Vec<String>, _>>()?;
+    let ids = stmt.query_map(params![now, limit], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
     Ok(ids)
 }
 
@@ -325,11 +301,8 @@ pub fn pay(conn: &Connection, shared: &Shared, id: &str, card: &Card) -> anyhow:
         expire_open(conn, shared, id)?;
         return Ok(PayResult::Closed("expired".into()));
     }
-    let pi_metadata: String = conn.query_row(
-        "SELECT payment_intent_metadata FROM checkout_sessions WHERE id = ?1",
-        [id],
-        |r| r.get(0),
-    )?;
+    let pi_metadata: String =
+        conn.query_row("SELECT payment_intent_metadata FROM checkout_sessions WHERE id = ?1", [id], |r| r.get(0))?;
     let pm = new_id("pm_");
     let intent_id = payment_intents::insert(
         conn,
@@ -348,30 +321,17 @@ pub fn pay(conn: &Connection, shared: &Shared, id: &str, card: &Card) -> anyhow:
          WHERE id = ?1 AND status = 'open'",
         params![id, intent_id],
     )?;
-    anyhow::ensure!(
-        changed == 1,
-        "checkout session {id} left 'open' during payment"
-    );
+    anyhow::ensure!(changed == 1, "checkout session {id} left 'open' during payment");
     let session = load_required(conn, shared, id)?;
     events::emit(conn, shared, "checkout.session.completed", &session)?;
-    Ok(PayResult::Paid {
-        redirect_to: session.success_url.replace("{CHECKOUT_SESSION_ID}", id),
-    })
+    Ok(PayResult::Paid { redirect_to: session.success_url.replace("{CHECKOUT_SESSION_ID}", id) })
 }
 
-pub fn load_required(
-    conn: &Connection,
-    shared: &Shared,
-    id: &str,
-) -> anyhow::Result<CheckoutSession> {
+pub fn load_required(conn: &Connection, shared: &Shared, id: &str) -> anyhow::Result<CheckoutSession> {
     load(conn, shared, id)?.ok_or_else(|| anyhow::anyhow!("checkout session {id} vanished"))
 }
 
-pub fn load(
-    conn: &Connection,
-    shared: &Shared,
-    id: &str,
-) -> anyhow::Result<Option<CheckoutSession>> {
+pub fn load(conn: &Connection, shared: &Shared, id: &str) -> anyhow::Result<Option<CheckoutSession>> {
     let row = conn
         .query_row(
             "SELECT id, status, payment_status, mode, currency, amount_total, success_url, cancel_url,
@@ -430,12 +390,7 @@ pub fn line_items(conn: &Connection, id: &str) -> anyhow::Result<Vec<LineItem>> 
     )?;
     let items = stmt
         .query_map([id], |r| {
-            Ok(LineItem {
-                name: r.get(0)?,
-                unit_amount: r.get(1)?,
-                quantity: r.get(2)?,
-                amount_total: r.get(3)?,
-            })
+            Ok(LineItem { name: r.get(0)?, unit_amount: r.get(1)?, quantity: r.get(2)?, amount_total: r.get(3)? })
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(items)

@@ -44,17 +44,12 @@ pub fn client() -> anyhow::Result<reqwest::Client> {
 pub fn signature_header(secret: &str, t: i64, body: &str) -> anyhow::Result<String> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).context("HMAC key")?;
     mac.update(format!("{t}.{body}").as_bytes());
-    Ok(format!(
-        "t={t},v1={}",
-        hex::encode(mac.finalize().into_bytes())
-    ))
+    Ok(format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes())))
 }
 
 /// Exponential: base, 2×base, 4×base, … capped at an hour.
 pub fn backoff_ms(base_ms: u64, attempts_made: u32) -> u64 {
-    let factor = 1u64
-        .checked_shl(attempts_made.saturating_sub(1))
-        .unwrap_or(u64::MAX);
+    let factor = 1u64.checked_shl(attempts_made.saturating_sub(1)).unwrap_or(u64::MAX);
     base_ms.saturating_mul(factor).min(MAX_BACKOFF_MS)
 }
 
@@ -68,10 +63,7 @@ struct Due {
 
 enum Outcome {
     Delivered(u16),
-    Failed {
-        http_status: Option<u16>,
-        error: String,
-    },
+    Failed { http_status: Option<u16>, error: String },
 }
 
 /// Runs until the runtime stops.
@@ -84,10 +76,7 @@ pub async fn run(sb: Sandbox, client: reqwest::Client) {
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    "sandbox webhook delivery pass failed"
-                );
+                tracing::error!(error = format!("{e:#}"), "sandbox webhook delivery pass failed");
                 tokio::time::sleep(Duration::from_millis(ERROR_PAUSE_MS)).await;
             }
         }
@@ -111,15 +100,11 @@ async fn pass(sb: &Sandbox, client: &reqwest::Client) -> anyhow::Result<usize> {
         results.push(joined.context("a webhook send task failed")?);
     }
     if !results.is_empty() {
-        let (base_ms, max_attempts) = (
-            sb.shared.settings.webhook_retry_base_ms,
-            sb.shared.settings.webhook_max_attempts,
-        );
+        let (base_ms, max_attempts) =
+            (sb.shared.settings.webhook_retry_base_ms, sb.shared.settings.webhook_max_attempts);
         sb.db
             .write(move |tx| {
-                results
-                    .iter()
-                    .try_for_each(|(due, outcome)| record(tx, due, outcome, base_ms, max_attempts))
+                results.iter().try_for_each(|(due, outcome)| record(tx, due, outcome, base_ms, max_attempts))
             })
             .await?;
     }
@@ -139,20 +124,11 @@ fn take_due(conn: &Connection, now: i64) -> anyhow::Result<Vec<Due>> {
     )?;
     let due = stmt
         .query_map(params![now, BATCH_SIZE], |r| {
-            Ok(Due {
-                id: r.get(0)?,
-                attempts: r.get(1)?,
-                url: r.get(2)?,
-                secret: r.get(3)?,
-                body: r.get(4)?,
-            })
+            Ok(Due { id: r.get(0)?, attempts: r.get(1)?, url: r.get(2)?, secret: r.get(3)?, body: r.get(4)? })
         })?
         .collect::<Result<Vec<_>, _>>()?;
     for d in &due {
-        conn.execute(
-            "UPDATE webhook_deliveries SET lease_until_ms = ?2 WHERE id = ?1",
-            params![d.id, now + LEASE_MS],
-        )?;
+        conn.execute("UPDATE webhook_deliveries SET lease_until_ms = ?2 WHERE id = ?1", params![d.id, now + LEASE_MS])?;
     }
     Ok(due)
 }
@@ -161,10 +137,7 @@ async fn send(client: &reqwest::Client, due: &Due) -> Outcome {
     let signature = match signature_header(&due.secret, now_s(), &due.body) {
         Ok(s) => s,
         Err(e) => {
-            return Outcome::Failed {
-                http_status: None,
-                error: format!("{e:#}"),
-            };
+            return Outcome::Failed { http_status: None, error: format!("{e:#}") };
         }
     };
     let result = client
@@ -175,27 +148,16 @@ async fn send(client: &reqwest::Client, due: &Due) -> Outcome {
         .send()
         .await;
     match result {
-        Ok(response) if response.status().is_success() => {
-            Outcome::Delivered(response.status().as_u16())
-        }
+        Ok(response) if response.status().is_success() => Outcome::Delivered(response.status().as_u16()),
         Ok(response) => Outcome::Failed {
             http_status: Some(response.status().as_u16()),
             error: format!("HTTP {}", response.status()),
         },
-        Err(e) => Outcome::Failed {
-            http_status: None,
-            error: format!("{e}"),
-        },
+        Err(e) => Outcome::Failed { http_status: None, error: format!("{e}") },
     }
 }
 
-fn record(
-    conn: &Connection,
-    due: &Due,
-    outcome: &Outcome,
-    base_ms: u64,
-    max_attempts: u32,
-) -> anyhow::Result<()> {
+fn record(conn: &Connection, due: &Due, outcome: &Outcome, base_ms: u64, max_attempts: u32) -> anyhow::Result<()> {
     let attempts = due.attempts.saturating_add(1);
     let now = now_ms();
     match outcome {
@@ -209,8 +171,7 @@ fn record(
         }
         Outcome::Failed { http_status, error } => {
             let final_failure = attempts >= max_attempts;
-            let next = now
-                .saturating_add(i64::try_from(backoff_ms(base_ms, attempts)).unwrap_or(i64::MAX));
+            let next = now.saturating_add(i64::try_from(backoff_ms(base_ms, attempts)).unwrap_or(i64::MAX));
             let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
             conn.execute(
                 "UPDATE webhook_deliveries SET status = ?2, attempts = ?3, next_attempt_ms = ?4,
@@ -227,11 +188,7 @@ fn record(
                 ],
             )?;
             if final_failure {
-                tracing::warn!(
-                    delivery = due.id,
-                    attempts,
-                    "sandbox webhook delivery gave up"
-                );
+                tracing::warn!(delivery = due.id, attempts, "sandbox webhook delivery gave up");
             }
         }
     }
@@ -255,9 +212,6 @@ mod tests {
     fn signs_like_stripe() {
         // Computed with Python's hmac: HMAC-SHA256(b"whsec_test", b"1700000000.{}").
         let header = signature_header("whsec_test", 1_700_000_000, "{}").unwrap();
-        assert_eq!(
-            header,
-            "t=1700000000,v1=35495024f4ef3f94e5a93e22221544c4b75e9a42300cd965ab81cb85cd994e91"
-        );
+        assert_eq!(header, "t=1700000000,v1=35495024f4ef3f94e5a93e22221544c4b75e9a42300cd965ab81cb85cd994e91");
     }
 }

@@ -11,17 +11,10 @@ use serde::Serialize;
 pub enum StripeError {
     /// 400 `invalid_request_error`: a bad or missing parameter, a wrong state.
     #[error("{message}")]
-    InvalidRequest {
-        code: Option<&'static str>,
-        param: Option<String>,
-        message: String,
-    },
+    InvalidRequest { code: Option<&'static str>, param: Option<String>, message: String },
     /// 404 `resource_missing`.
     #[error("{message}")]
-    NotFound {
-        param: Option<String>,
-        message: String,
-    },
+    NotFound { param: Option<String>, message: String },
     /// 401: a missing or wrong secret key.
     #[error("{0}")]
     Unauthorized(String),
@@ -63,31 +56,18 @@ struct Envelope<'a> {
 
 /// `{"error": body}` as a JSON string.
 pub fn envelope_json(body: ErrorBody<'_>) -> String {
-    serde_json::to_string(&Envelope { error: body }).unwrap_or_else(|_| {
-        r#"{"error":{"message":"serialization failed","type":"api_error"}}"#.into()
-    })
+    serde_json::to_string(&Envelope { error: body })
+        .unwrap_or_else(|_| r#"{"error":{"message":"serialization failed","type":"api_error"}}"#.into())
 }
 
 impl StripeError {
-    pub fn invalid(
-        code: &'static str,
-        param: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        StripeError::InvalidRequest {
-            code: Some(code),
-            param: Some(param.into()),
-            message: message.into(),
-        }
+    pub fn invalid(code: &'static str, param: impl Into<String>, message: impl Into<String>) -> Self {
+        StripeError::InvalidRequest { code: Some(code), param: Some(param.into()), message: message.into() }
     }
 
     /// A request that is well-formed but not allowed in the object's state.
     pub fn unexpected_state(code: &'static str, message: impl Into<String>) -> Self {
-        StripeError::InvalidRequest {
-            code: Some(code),
-            param: None,
-            message: message.into(),
-        }
+        StripeError::InvalidRequest { code: Some(code), param: None, message: message.into() }
     }
 
     pub fn no_such(kind: &str, id: &str, param: Option<&str>) -> Self {
@@ -98,82 +78,42 @@ impl StripeError {
     }
 
     pub fn missing(param: &str) -> Self {
-        Self::invalid(
-            "parameter_missing",
-            param,
-            format!("Missing required param: {param}."),
-        )
+        Self::invalid("parameter_missing", param, format!("Missing required param: {param}."))
     }
 
     fn body(&self) -> ErrorBody<'_> {
         match self {
-            StripeError::InvalidRequest {
-                code,
-                param,
-                message,
-            } => plain("invalid_request_error", *code, param.as_deref(), message),
-            StripeError::NotFound { param, message } => plain(
-                "invalid_request_error",
-                Some("resource_missing"),
-                param.as_deref(),
-                message,
-            ),
-            StripeError::Unauthorized(message) => {
-                plain("invalid_request_error", None, None, message)
+            StripeError::InvalidRequest { code, param, message } => {
+                plain("invalid_request_error", *code, param.as_deref(), message)
             }
-            StripeError::IdempotencyMismatch(message) => {
-                plain("idempotency_error", None, None, message)
+            StripeError::NotFound { param, message } => {
+                plain("invalid_request_error", Some("resource_missing"), param.as_deref(), message)
             }
-            StripeError::IdempotencyInUse(message) => plain(
-                "idempotency_error",
-                Some("idempotency_key_in_use"),
-                None,
-                message,
-            ),
-            StripeError::FaultInjected => plain(
-                "api_error",
-                None,
-                None,
-                "An unknown error occurred (sandbox fault injection: error_rate).",
-            ),
-            StripeError::Internal(_) => plain(
-                "api_error",
-                None,
-                None,
-                "An unknown error occurred in the sandbox.",
-            ),
+            StripeError::Unauthorized(message) => plain("invalid_request_error", None, None, message),
+            StripeError::IdempotencyMismatch(message) => plain("idempotency_error", None, None, message),
+            StripeError::IdempotencyInUse(message) => {
+                plain("idempotency_error", Some("idempotency_key_in_use"), None, message)
+            }
+            StripeError::FaultInjected => {
+                plain("api_error", None, None, "An unknown error occurred (sandbox fault injection: error_rate).")
+            }
+            StripeError::Internal(_) => plain("api_error", None, None, "An unknown error occurred in the sandbox."),
         }
     }
 }
 
-fn plain<'a>(
-    kind: &'a str,
-    code: Option<&'a str>,
-    param: Option<&'a str>,
-    message: &'a str,
-) -> ErrorBody<'a> {
-    ErrorBody {
-        code,
-        decline_code: None,
-        message,
-        param,
-        payment_intent: None,
-        kind,
-    }
+fn plain<'a>(kind: &'a str, code: Option<&'a str>, param: Option<&'a str>, message: &'a str) -> ErrorBody<'a> {
+    ErrorBody { code, decline_code: None, message, param, payment_intent: None, kind }
 }
 
 impl ResponseError for StripeError {
     fn status_code(&self) -> StatusCode {
         match self {
-            StripeError::InvalidRequest { .. } | StripeError::IdempotencyMismatch(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            StripeError::InvalidRequest { .. } | StripeError::IdempotencyMismatch(_) => StatusCode::BAD_REQUEST,
             StripeError::NotFound { .. } => StatusCode::NOT_FOUND,
             StripeError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             StripeError::IdempotencyInUse(_) => StatusCode::CONFLICT,
-            StripeError::FaultInjected | StripeError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            StripeError::FaultInjected | StripeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -181,9 +121,7 @@ impl ResponseError for StripeError {
         if let StripeError::Internal(e) = self {
             tracing::error!(error = format!("{e:#}"), "sandbox API request failed");
         }
-        HttpResponse::build(self.status_code())
-            .content_type("application/json")
-            .body(envelope_json(self.body()))
+        HttpResponse::build(self.status_code()).content_type("application/json").body(envelope_json(self.body()))
     }
 }
 

@@ -45,12 +45,7 @@ struct Event<'a, T: Serialize> {
 }
 
 /// Records an event about `object` and queues its deliveries; returns its id.
-pub fn emit<T: Serialize>(
-    conn: &Connection,
-    shared: &Shared,
-    kind: &str,
-    object: &T,
-) -> anyhow::Result<String> {
+pub fn emit<T: Serialize>(conn: &Connection, shared: &Shared, kind: &str, object: &T) -> anyhow::Result<String> {
     let endpoints = subscribed_endpoints(conn, kind)?;
     let id = new_id("evt_");
     let created = now_s();
@@ -62,10 +57,7 @@ pub fn emit<T: Serialize>(
         data: EventData { object },
         livemode: false,
         pending_webhooks: endpoints.len(),
-        request: EventRequest {
-            id: None,
-            idempotency_key: None,
-        },
+        request: EventRequest { id: None, idempotency_key: None },
         kind,
     };
     let body = serde_json::to_string(&event)?;
@@ -79,19 +71,10 @@ pub fn emit<T: Serialize>(
     Ok(id)
 }
 
-fn queue_deliveries(
-    conn: &Connection,
-    shared: &Shared,
-    event_id: &str,
-    endpoint_id: &str,
-) -> anyhow::Result<()> {
+fn queue_deliveries(conn: &Connection, shared: &Shared, event_id: &str, endpoint_id: &str) -> anyhow::Result<()> {
     let plan = shared.faults.draw_delivery();
     let now = now_ms();
-    let (status, copies) = if plan.copies == 0 {
-        ("dropped", 1)
-    } else {
-        ("pending", plan.copies)
-    };
+    let (status, copies) = if plan.copies == 0 { ("dropped", 1) } else { ("pending", plan.copies) };
     let delay_ms = i64::try_from(plan.delay_ms).unwrap_or(0);
     for _ in 0..copies {
         conn.execute(
@@ -101,12 +84,7 @@ fn queue_deliveries(
         )?;
     }
     if plan.copies != 1 {
-        tracing::info!(
-            event_id,
-            endpoint_id,
-            copies = plan.copies,
-            "sandbox fault: webhook drop/duplicate"
-        );
+        tracing::info!(event_id, endpoint_id, copies = plan.copies, "sandbox fault: webhook drop/duplicate");
     }
     Ok(())
 }
@@ -115,9 +93,7 @@ fn subscribed_endpoints(conn: &Connection, kind: &str) -> anyhow::Result<Vec<Str
     let mut stmt = conn.prepare(
         "SELECT id, enabled_events FROM webhook_endpoints WHERE status = 'enabled' ORDER BY created, id LIMIT ?1",
     )?;
-    let rows = stmt.query_map([MAX_ENDPOINTS], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })?;
+    let rows = stmt.query_map([MAX_ENDPOINTS], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
     let mut out = Vec::new();
     for row in rows {
         let (id, events) = row?;
@@ -158,11 +134,7 @@ pub fn upsert_endpoint(conn: &Connection, id: &str, url: &str, secret: &str) -> 
 }
 
 /// `POST /v1/webhook_endpoints` (`url`, `enabled_events[]`).
-pub fn create_endpoint(
-    conn: &Connection,
-    _shared: &Shared,
-    params: Params,
-) -> Result<Reply, StripeError> {
+pub fn create_endpoint(conn: &Connection, _shared: &Shared, params: Params) -> Result<Reply, StripeError> {
     let url = parse_url(&params, "url")?.ok_or_else(|| StripeError::missing("url"))?;
     let events = params.str_list("enabled_events")?;
     if events.is_empty() {
@@ -171,9 +143,7 @@ pub fn create_endpoint(
     for (i, event) in events.iter().enumerate() {
         let valid = event == "*"
             || (event.len() <= MAX_EVENT_TYPE_CHARS
-                && event
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.'));
+                && event.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.'));
         if !valid {
             return Err(StripeError::invalid(
                 "parameter_invalid",
@@ -182,9 +152,8 @@ pub fn create_endpoint(
             ));
         }
     }
-    let count: i64 = conn
-        .query_row("SELECT COUNT(*) FROM webhook_endpoints", [], |r| r.get(0))
-        .map_err(anyhow::Error::from)?;
+    let count: i64 =
+        conn.query_row("SELECT COUNT(*) FROM webhook_endpoints", [], |r| r.get(0)).map_err(anyhow::Error::from)?;
     if count >= MAX_ENDPOINTS {
         return Err(StripeError::invalid(
             "parameter_invalid",
@@ -201,34 +170,28 @@ pub fn create_endpoint(
         params![id, url, secret, enabled, now_s()],
     )
     .map_err(anyhow::Error::from)?;
-    let mut endpoint =
-        load_endpoint(conn, &id)?.ok_or_else(|| anyhow::anyhow!("endpoint vanished"))?;
+    let mut endpoint = load_endpoint(conn, &id)?.ok_or_else(|| anyhow::anyhow!("endpoint vanished"))?;
     endpoint.secret = Some(secret);
     Reply::ok(&endpoint)
 }
 
 /// `GET /v1/webhook_endpoints/{id}` (without the secret, as Stripe).
 pub fn retrieve_endpoint(conn: &Connection, id: &str) -> Result<Reply, StripeError> {
-    let endpoint = load_endpoint(conn, id)?
-        .ok_or_else(|| StripeError::no_such("webhook endpoint", id, Some("id")))?;
+    let endpoint = load_endpoint(conn, id)?.ok_or_else(|| StripeError::no_such("webhook endpoint", id, Some("id")))?;
     Reply::ok(&endpoint)
 }
 
 fn load_endpoint(conn: &Connection, id: &str) -> anyhow::Result<Option<WebhookEndpoint>> {
     let row = conn
-        .query_row(
-            "SELECT id, url, enabled_events, status, created FROM webhook_endpoints WHERE id = ?1",
-            [id],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?,
-                ))
-            },
-        )
+        .query_row("SELECT id, url, enabled_events, status, created FROM webhook_endpoints WHERE id = ?1", [id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
         .optional()?;
     let Some((id, url, events, status, created)) = row else {
         return Ok(None);

@@ -60,11 +60,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn seeded(seed: u64) -> StdRng {
-    if seed == 0 {
-        StdRng::from_os_rng()
-    } else {
-        StdRng::seed_from_u64(seed)
-    }
+    if seed == 0 { StdRng::from_os_rng() } else { StdRng::seed_from_u64(seed) }
 }
 
 /// `true` with probability `rate`; draws only when the outcome is uncertain,
@@ -81,10 +77,7 @@ fn chance(rng: &mut StdRng, rate: f64) -> bool {
 
 impl Faults {
     pub fn new(settings: &FaultSettings) -> Faults {
-        Faults {
-            current: Mutex::new(settings.clone()),
-            rng: Mutex::new(seeded(settings.seed)),
-        }
+        Faults { current: Mutex::new(settings.clone()), rng: Mutex::new(seeded(settings.seed)) }
     }
 
     pub fn snapshot(&self) -> FaultSettings {
@@ -98,9 +91,7 @@ impl Faults {
         next.error_rate = patch.error_rate.unwrap_or(next.error_rate);
         next.timeout_rate = patch.timeout_rate.unwrap_or(next.timeout_rate);
         next.webhook_drop_rate = patch.webhook_drop_rate.unwrap_or(next.webhook_drop_rate);
-        next.webhook_duplicate_rate = patch
-            .webhook_duplicate_rate
-            .unwrap_or(next.webhook_duplicate_rate);
+        next.webhook_duplicate_rate = patch.webhook_duplicate_rate.unwrap_or(next.webhook_duplicate_rate);
         next.webhook_delay_ms = patch.webhook_delay_ms.unwrap_or(next.webhook_delay_ms);
         next.seed = patch.seed.unwrap_or(next.seed);
         validate(&next)?;
@@ -117,11 +108,7 @@ impl Faults {
         let error = chance(&mut rng, f.error_rate);
         // A request that fails up front cannot also time out after the work.
         let timeout = !error && chance(&mut rng, f.timeout_rate);
-        RequestFaults {
-            latency_ms: f.latency_ms,
-            error,
-            timeout,
-        }
+        RequestFaults { latency_ms: f.latency_ms, error, timeout }
     }
 
     pub fn draw_delivery(&self) -> DeliveryFaults {
@@ -134,11 +121,7 @@ impl Faults {
         } else {
             1
         };
-        let delay_ms = if f.webhook_delay_ms == 0 {
-            0
-        } else {
-            rng.random_range(0..=f.webhook_delay_ms)
-        };
+        let delay_ms = if f.webhook_delay_ms == 0 { 0 } else { rng.random_range(0..=f.webhook_delay_ms) };
         DeliveryFaults { copies, delay_ms }
     }
 }
@@ -191,11 +174,7 @@ mod tests {
 
     #[test]
     fn a_seed_reproduces_the_draws() {
-        let draws = |f: &Faults| {
-            (0..50)
-                .map(|_| (f.draw_request(), f.draw_delivery()))
-                .collect::<Vec<_>>()
-        };
+        let draws = |f: &Faults| (0..50).map(|_| (f.draw_request(), f.draw_delivery())).collect::<Vec<_>>();
         assert_eq!(draws(&faults(0.5, 7)), draws(&faults(0.5, 7)));
         assert_ne!(draws(&faults(0.5, 7)), draws(&faults(0.5, 8)));
     }
@@ -210,29 +189,9 @@ mod tests {
     #[test]
     fn patches_are_validated_and_partial() {
         let f = faults(0.0, 1);
-        assert!(
-            f.apply(FaultPatch {
-                error_rate: Some(1.5),
-                ..Default::default()
-            })
-            .is_err()
-        );
-        assert!(
-            f.apply(FaultPatch {
-                error_rate: Some(f64::NAN),
-                ..Default::default()
-            })
-            .is_err()
-        );
-        let now = f
-            .apply(FaultPatch {
-                latency_ms: Some(5),
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(
-            (now.latency_ms, now.webhook_delay_ms, now.seed),
-            (5, 100, 1)
-        );
+        assert!(f.apply(FaultPatch { error_rate: Some(1.5), ..Default::default() }).is_err());
+        assert!(f.apply(FaultPatch { error_rate: Some(f64::NAN), ..Default::default() }).is_err());
+        let now = f.apply(FaultPatch { latency_ms: Some(5), ..Default::default() }).unwrap();
+        assert_eq!((now.latency_ms, now.webhook_delay_ms, now.seed), (5, 100, 1));
     }
 }

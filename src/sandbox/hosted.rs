@@ -88,12 +88,7 @@ pub async fn submit(sb: &Sandbox, id: String, form: PayForm) -> anyhow::Result<S
     }
     page.exp_month = clip(&form.exp_month, 2);
     page.exp_year = clip(&form.exp_year, 4);
-    let card = match cards::parse_card(
-        &form.card_number,
-        &form.exp_month,
-        &form.exp_year,
-        &form.cvc,
-    ) {
+    let card = match cards::parse_card(&form.card_number, &form.exp_month, &form.exp_year, &form.cvc) {
         Ok(card) => card,
         Err(problem) => {
             page.error = Some(problem.message.to_string());
@@ -107,10 +102,7 @@ pub async fn submit(sb: &Sandbox, id: String, form: PayForm) -> anyhow::Result<S
     }
     let sandbox_id = id.clone();
     let shared = sb.shared.clone();
-    let result = sb
-        .db
-        .write(move |tx| checkout::pay(tx, &shared, &sandbox_id, &card))
-        .await?;
+    let result = sb.db.write(move |tx| checkout::pay(tx, &shared, &sandbox_id, &card)).await?;
     sb.shared.wake_delivery.notify_one();
     match result {
         PayResult::Paid { redirect_to } => Ok(Shown::Redirect(redirect_to)),
@@ -126,10 +118,7 @@ fn clip(s: &str, max: usize) -> String {
 }
 
 fn html<T: Template>(status: u16, page: &T) -> anyhow::Result<Shown> {
-    Ok(Shown::Html {
-        status,
-        html: page.render()?,
-    })
+    Ok(Shown::Html { status, html: page.render()? })
 }
 
 async fn load_page(sb: &Sandbox, id: String) -> anyhow::Result<Option<PayPage>> {
@@ -148,11 +137,8 @@ async fn load_page(sb: &Sandbox, id: String) -> anyhow::Result<Option<PayPage>> 
 fn page_for(session: &CheckoutSession, items: &[LineItem]) -> PayPage {
     let amount = |minor: i64| show_amount(minor, &session.currency);
     // An open session past its expiry is shown expired; the ticker records it.
-    let status = if session.status == "open" && session.expires_at <= now_s() {
-        "expired"
-    } else {
-        session.status.as_str()
-    };
+    let status =
+        if session.status == "open" && session.expires_at <= now_s() { "expired" } else { session.status.as_str() };
     PayPage {
         session_id: session.id.clone(),
         items: items
@@ -172,10 +158,7 @@ fn page_for(session: &CheckoutSession, items: &[LineItem]) -> PayPage {
         exp_year: String::new(),
         test_cards: TEST_CARDS
             .iter()
-            .map(|c| CardHint {
-                number: group_digits(c.number),
-                description: c.description,
-            })
+            .map(|c| CardHint { number: group_digits(c.number), description: c.description })
             .collect(),
     }
 }
@@ -198,12 +181,7 @@ fn show_amount(minor: i64, currency: &str) -> String {
 }
 
 fn group_digits(number: &str) -> String {
-    number
-        .as_bytes()
-        .chunks(4)
-        .map(|chunk| String::from_utf8_lossy(chunk).into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
+    number.as_bytes().chunks(4).map(|chunk| String::from_utf8_lossy(chunk).into_owned()).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -220,10 +198,7 @@ mod tests {
 
     #[test]
     fn the_form_never_shows_card_data() {
-        let form = PayForm {
-            card_number: "4242424242424242".into(),
-            ..PayForm::default()
-        };
+        let form = PayForm { card_number: "4242424242424242".into(), ..PayForm::default() };
         assert!(!format!("{form:?}").contains("4242"));
     }
 }

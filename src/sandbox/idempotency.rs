@@ -68,12 +68,7 @@ struct KeyRow {
 }
 
 /// Takes the key's lock, or answers from what is stored.
-pub fn begin(
-    conn: &Connection,
-    key: &IdempotencyKey,
-    hash: &str,
-    now_ms: i64,
-) -> Result<Begin, StripeError> {
+pub fn begin(conn: &Connection, key: &IdempotencyKey, hash: &str, now_ms: i64) -> Result<Begin, StripeError> {
     let row = conn
         .query_row(
             "SELECT request_hash, state, response_status, response_body, created_ms, locked_ms
@@ -135,19 +130,13 @@ pub fn finish(conn: &Connection, key: &IdempotencyKey, reply: &Reply) -> anyhow:
          WHERE key = ?1 AND state = 'running'",
         params![key.as_str(), reply.status, reply.body],
     )?;
-    anyhow::ensure!(
-        changed == 1,
-        "idempotency key lock lost before the reply was stored"
-    );
+    anyhow::ensure!(changed == 1, "idempotency key lock lost before the reply was stored");
     Ok(())
 }
 
 /// Lets the key be used again after a failure that did no work.
 pub fn release(conn: &Connection, key: &IdempotencyKey) -> anyhow::Result<()> {
-    conn.execute(
-        "DELETE FROM idempotency_keys WHERE key = ?1 AND state = 'running'",
-        [key.as_str()],
-    )?;
+    conn.execute("DELETE FROM idempotency_keys WHERE key = ?1 AND state = 'running'", [key.as_str()])?;
     Ok(())
 }
 

@@ -15,9 +15,7 @@ pub fn new_id(prefix: &str) -> String {
 /// `prefix` followed by `n` random letters and digits.
 pub fn with_random(prefix: &str, n: usize) -> String {
     let mut rng = rand::rng();
-    let tail: String = (0..n)
-        .map(|_| char::from(rng.sample(Alphanumeric)))
-        .collect();
+    let tail: String = (0..n).map(|_| char::from(rng.sample(Alphanumeric))).collect();
     format!("{prefix}{tail}")
 }
 

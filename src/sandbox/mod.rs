@@ -110,27 +110,14 @@ pub fn build(
     psp: &PspSettings,
     till_webhook_url: String,
 ) -> anyhow::Result<actix_web::dev::Server> {
-    let runtime = tokio::runtime::Handle::try_current().context(
-        "the sandbox must be built inside a tokio runtime (its background tasks run there)",
-    )?;
-    let address = listener
-        .local_addr()
-        .context("reading the sandbox's bound address")?;
-    let db = Db::open(
-        &settings.database_path,
-        POOL_SIZE,
-        BUSY_TIMEOUT_MS,
-        &sandbox_migrations(),
-    )
-    .context("opening the sandbox database")?;
+    let runtime = tokio::runtime::Handle::try_current()
+        .context("the sandbox must be built inside a tokio runtime (its background tasks run there)")?;
+    let address = listener.local_addr().context("reading the sandbox's bound address")?;
+    let db = Db::open(&settings.database_path, POOL_SIZE, BUSY_TIMEOUT_MS, &sandbox_migrations())
+        .context("opening the sandbox database")?;
     let conn = db.conn()?;
-    events::upsert_endpoint(
-        &conn,
-        TILL_ENDPOINT_ID,
-        &till_webhook_url,
-        &psp.webhook_secret,
-    )
-    .context("registering till's webhook endpoint")?;
+    events::upsert_endpoint(&conn, TILL_ENDPOINT_ID, &till_webhook_url, &psp.webhook_secret)
+        .context("registering till's webhook endpoint")?;
     drop(conn);
     let sandbox = Sandbox {
         db,
@@ -146,16 +133,12 @@ pub fn build(
     runtime.spawn(ticker::run(sandbox.clone()));
 
     let data = web::Data::new(sandbox);
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .configure(routes::configure)
-    })
-    .workers(HTTP_WORKERS)
-    .shutdown_timeout(SHUTDOWN_TIMEOUT_S)
-    .listen(listener)
-    .context("listening on the sandbox's socket")?
-    .run();
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes::configure))
+        .workers(HTTP_WORKERS)
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_S)
+        .listen(listener)
+        .context("listening on the sandbox's socket")?
+        .run();
     tracing::info!(%address, "sandbox PSP listening");
     Ok(server)
 }

@@ -43,16 +43,13 @@ pub const MAX_AMOUNT_MINOR: i64 = 99_999_999;
 
 /// Parses a form-encoded body (or query string) into parameters.
 pub fn parse(body: &[u8]) -> Result<Params, StripeError> {
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(body).map_err(|_| StripeError::InvalidRequest {
-            code: None,
-            param: None,
-            message: "Invalid request body: expected application/x-www-form-urlencoded.".into(),
-        })?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|_| StripeError::InvalidRequest {
+        code: None,
+        param: None,
+        message: "Invalid request body: expected application/x-www-form-urlencoded.".into(),
+    })?;
     if pairs.len() > MAX_PAIRS {
-        return Err(invalid_body(format!(
-            "Too many parameters (at most {MAX_PAIRS})."
-        )));
+        return Err(invalid_body(format!("Too many parameters (at most {MAX_PAIRS}).")));
     }
     let mut map = BTreeMap::new();
     for (key, value) in pairs {
@@ -63,10 +60,7 @@ pub fn parse(body: &[u8]) -> Result<Params, StripeError> {
             message: format!("Invalid parameter {}: {why}", truncate(&key, 80)),
         })?;
     }
-    Ok(Params {
-        prefix: String::new(),
-        map,
-    })
+    Ok(Params { prefix: String::new(), map })
 }
 
 /// An amount in minor units that Stripe would charge: 1 to [`MAX_AMOUNT_MINOR`].
@@ -89,11 +83,7 @@ pub fn check_amount(amount: i64, param: &str) -> Result<i64, StripeError> {
 }
 
 fn invalid_body(message: String) -> StripeError {
-    StripeError::InvalidRequest {
-        code: None,
-        param: None,
-        message,
-    }
+    StripeError::InvalidRequest { code: None, param: None, message }
 }
 
 /// `a[b][]` → ["a", "b", ""].
@@ -119,11 +109,7 @@ fn split_key(key: &str) -> Result<Vec<String>, StripeError> {
     Ok(segments)
 }
 
-fn insert(
-    map: &mut BTreeMap<String, Node>,
-    segments: &[String],
-    value: String,
-) -> Result<(), &'static str> {
+fn insert(map: &mut BTreeMap<String, Node>, segments: &[String], value: String) -> Result<(), &'static str> {
     let (key, rest) = segments.split_first().ok_or("empty name")?;
     if key.is_empty() {
         return Err("[] is only allowed after a name");
@@ -131,9 +117,7 @@ fn insert(
     if rest.is_empty() {
         // A repeated scalar: the last one wins, as in Rack.
         return match map.get(key) {
-            Some(Node::Map(_) | Node::List(_)) => {
-                Err("given both as a value and as a hash or array")
-            }
+            Some(Node::Map(_) | Node::List(_)) => Err("given both as a value and as a hash or array"),
             _ => {
                 map.insert(key.clone(), Node::Value(value));
                 Ok(())
@@ -141,17 +125,13 @@ fn insert(
         };
     }
     if rest[0].is_empty() {
-        let node = map
-            .entry(key.clone())
-            .or_insert_with(|| Node::List(Vec::new()));
+        let node = map.entry(key.clone()).or_insert_with(|| Node::List(Vec::new()));
         let Node::List(items) = node else {
             return Err("given both as an array and as a value or hash");
         };
         return append(items, &rest[1..], value);
     }
-    let node = map
-        .entry(key.clone())
-        .or_insert_with(|| Node::Map(BTreeMap::new()));
+    let node = map.entry(key.clone()).or_insert_with(|| Node::Map(BTreeMap::new()));
     let Node::Map(child) = node else {
         return Err("given both as a hash and as a value or array");
     };
@@ -192,11 +172,7 @@ fn has_path(map: &BTreeMap<String, Node>, segments: &[String]) -> bool {
 impl Params {
     /// The full name of `key` at this level: `line_items[0][quantity]`.
     pub fn name(&self, key: &str) -> String {
-        if self.prefix.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}[{key}]", self.prefix)
-        }
+        if self.prefix.is_empty() { key.to_string() } else { format!("{}[{key}]", self.prefix) }
     }
 
     /// A string; an empty value means "unset", as on Stripe.
@@ -208,10 +184,7 @@ impl Params {
             Some(_) => Err(StripeError::InvalidRequest {
                 code: None,
                 param: Some(self.name(key)),
-                message: format!(
-                    "Invalid string: {} must be a string, not a hash or array.",
-                    self.name(key)
-                ),
+                message: format!("Invalid string: {} must be a string, not a hash or array.", self.name(key)),
             }),
         }
     }
@@ -230,9 +203,7 @@ impl Params {
                     ),
                 ))
             }
-            _ => self
-                .opt_str(key)?
-                .ok_or_else(|| StripeError::missing(&self.name(key))),
+            _ => self.opt_str(key)?.ok_or_else(|| StripeError::missing(&self.name(key))),
         }
     }
 
@@ -254,8 +225,7 @@ impl Params {
     }
 
     pub fn req_i64(&self, key: &str) -> Result<i64, StripeError> {
-        self.opt_i64(key)?
-            .ok_or_else(|| StripeError::missing(&self.name(key)))
+        self.opt_i64(key)?.ok_or_else(|| StripeError::missing(&self.name(key)))
     }
 
     pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, StripeError> {
@@ -295,10 +265,7 @@ impl Params {
         match self.map.get(key) {
             None => Ok(None),
             Some(Node::Value(v)) if v.is_empty() => Ok(None),
-            Some(Node::Map(map)) => Ok(Some(Params {
-                prefix: self.name(key),
-                map: map.clone(),
-            })),
+            Some(Node::Map(map)) => Ok(Some(Params { prefix: self.name(key), map: map.clone() })),
             Some(_) => Err(self.invalid_object(key)),
         }
     }
@@ -332,11 +299,7 @@ impl Params {
     }
 
     fn metadata_error(&self, key: &str, why: &str) -> StripeError {
-        StripeError::invalid(
-            "parameter_invalid",
-            self.name(key),
-            format!("Invalid metadata: {why}."),
-        )
+        StripeError::invalid("parameter_invalid", self.name(key), format!("Invalid metadata: {why}."))
     }
 
     /// A list of hashes (`line_items[0][…]` or `line_items[][…]`), in index order.
@@ -346,10 +309,7 @@ impl Params {
             .into_iter()
             .enumerate()
             .map(|(i, node)| match node {
-                Node::Map(map) => Ok(Params {
-                    prefix: format!("{}[{i}]", self.name(key)),
-                    map,
-                }),
+                Node::Map(map) => Ok(Params { prefix: format!("{}[{i}]", self.name(key)), map }),
                 _ => Err(self.invalid_object(&format!("{key}[{i}]"))),
             })
             .collect()
@@ -392,10 +352,7 @@ impl Params {
         StripeError::InvalidRequest {
             code: None,
             param: Some(self.name(key)),
-            message: format!(
-                "Invalid array: {} (at most {MAX_LIST_ITEMS} items).",
-                self.name(key)
-            ),
+            message: format!("Invalid array: {} (at most {MAX_LIST_ITEMS} items).", self.name(key)),
         }
     }
 
@@ -418,35 +375,24 @@ mod tests {
 
     #[test]
     fn reads_indexed_nested_lists() {
-        let params = p(
-            "line_items[1][quantity]=2&line_items[0][price_data][unit_amount]=2500\
-             &line_items[0][price_data][currency]=usd&line_items[0][quantity]=1&line_items[1][price_data][unit_amount]=5",
-        );
+        let params = p("line_items[1][quantity]=2&line_items[0][price_data][unit_amount]=2500\
+             &line_items[0][price_data][currency]=usd&line_items[0][quantity]=1&line_items[1][price_data][unit_amount]=5");
         let items = params.list("line_items").unwrap();
         assert_eq!(items.len(), 2);
         let price = items[0].child("price_data").unwrap().unwrap();
         assert_eq!(price.req_i64("unit_amount").unwrap(), 2500);
         assert_eq!(price.req_str("currency").unwrap(), "usd");
         assert_eq!(items[1].req_i64("quantity").unwrap(), 2);
-        let err = items[1]
-            .child("price_data")
-            .unwrap()
-            .unwrap()
-            .req_str("currency")
-            .unwrap_err();
-        assert!(
-            matches!(err, StripeError::InvalidRequest { param: Some(ref n), code: Some("parameter_missing"), .. }
-                if n == "line_items[1][price_data][currency]")
-        );
+        let err = items[1].child("price_data").unwrap().unwrap().req_str("currency").unwrap_err();
+        assert!(matches!(err, StripeError::InvalidRequest { param: Some(ref n), code: Some("parameter_missing"), .. }
+                if n == "line_items[1][price_data][currency]"));
     }
 
     #[test]
     fn reads_rack_style_lists() {
-        let params = p(
-            "line_items[][price_data][currency]=usd&line_items[][price_data][unit_amount]=1\
+        let params = p("line_items[][price_data][currency]=usd&line_items[][price_data][unit_amount]=1\
              &line_items[][quantity]=1&line_items[][price_data][currency]=eur&line_items[][quantity]=3\
-             &enabled_events[]=a&enabled_events[]=b",
-        );
+             &enabled_events[]=a&enabled_events[]=b");
         let items = params.list("line_items").unwrap();
         assert_eq!(items.len(), 2);
         assert_eq!(items[1].req_i64("quantity").unwrap(), 3);
@@ -455,9 +401,7 @@ mod tests {
 
     #[test]
     fn metadata_and_empties() {
-        let params = p(
-            "metadata[order_id]=o1&metadata[gone]=&payment_intent_data[metadata][k]=v&description=",
-        );
+        let params = p("metadata[order_id]=o1&metadata[gone]=&payment_intent_data[metadata][k]=v&description=");
         let md = params.metadata("metadata").unwrap();
         assert_eq!(md.len(), 1);
         assert_eq!(md["order_id"], "o1");
@@ -466,10 +410,7 @@ mod tests {
         assert_eq!(params.opt_str("description").unwrap(), None);
         assert!(matches!(
             params.req_str("description"),
-            Err(StripeError::InvalidRequest {
-                code: Some("parameter_invalid_empty"),
-                ..
-            })
+            Err(StripeError::InvalidRequest { code: Some("parameter_invalid_empty"), .. })
         ));
     }
 
@@ -479,10 +420,7 @@ mod tests {
         for key in ["amount", "big", "plus"] {
             assert!(matches!(
                 params.opt_i64(key),
-                Err(StripeError::InvalidRequest {
-                    code: Some("parameter_invalid_integer"),
-                    ..
-                })
+                Err(StripeError::InvalidRequest { code: Some("parameter_invalid_integer"), .. })
             ));
         }
         assert_eq!(params.opt_i64("neg").unwrap(), Some(-5));

@@ -60,20 +60,14 @@ pub fn create(conn: &Connection, shared: &Shared, params: Params) -> Result<Repl
     let payment_method = params.opt_str("payment_method")?;
     let confirm = params.opt_bool("confirm")?.unwrap_or(false);
     let description = params.opt_str("description")?;
-    if description
-        .as_ref()
-        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS)
-    {
+    if description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS) {
         return Err(StripeError::invalid(
             "parameter_invalid",
             "description",
             format!("description can be at most {MAX_DESCRIPTION_CHARS} characters."),
         ));
     }
-    let card = payment_method
-        .as_deref()
-        .map(test_payment_method)
-        .transpose()?;
+    let card = payment_method.as_deref().map(test_payment_method).transpose()?;
     if confirm && card.is_none() {
         return Err(missing_payment_method());
     }
@@ -95,14 +89,8 @@ pub fn create(conn: &Connection, shared: &Shared, params: Params) -> Result<Repl
 }
 
 /// `POST /v1/payment_intents/{id}/confirm` (`payment_method` optional if already set).
-pub fn confirm(
-    conn: &Connection,
-    shared: &Shared,
-    id: &str,
-    params: Params,
-) -> Result<Reply, StripeError> {
-    let intent = load(conn, id)?
-        .ok_or_else(|| StripeError::no_such("payment_intent", id, Some("intent")))?;
+pub fn confirm(conn: &Connection, shared: &Shared, id: &str, params: Params) -> Result<Reply, StripeError> {
+    let intent = load(conn, id)?.ok_or_else(|| StripeError::no_such("payment_intent", id, Some("intent")))?;
     if intent.status == "succeeded" {
         return Err(StripeError::unexpected_state(
             "payment_intent_unexpected_state",
@@ -110,18 +98,14 @@ pub fn confirm(
              with one of the following statuses may be confirmed: requires_confirmation, requires_payment_method.",
         ));
     }
-    let pm = params
-        .opt_str("payment_method")?
-        .or(intent.payment_method)
-        .ok_or_else(missing_payment_method)?;
+    let pm = params.opt_str("payment_method")?.or(intent.payment_method).ok_or_else(missing_payment_method)?;
     let card = test_payment_method(&pm)?;
     attempt(conn, shared, id, &pm, &card)
 }
 
 /// `GET /v1/payment_intents/{id}`.
 pub fn retrieve(conn: &Connection, id: &str) -> Result<Reply, StripeError> {
-    let intent = load(conn, id)?
-        .ok_or_else(|| StripeError::no_such("payment_intent", id, Some("intent")))?;
+    let intent = load(conn, id)?.ok_or_else(|| StripeError::no_such("payment_intent", id, Some("intent")))?;
     Reply::ok(&intent)
 }
 
@@ -146,13 +130,7 @@ fn test_payment_method(pm: &str) -> Result<Card, StripeError> {
 }
 
 /// Charges the card: success or a stored 402 decline.
-fn attempt(
-    conn: &Connection,
-    shared: &Shared,
-    id: &str,
-    pm: &str,
-    card: &Card,
-) -> Result<Reply, StripeError> {
+fn attempt(conn: &Connection, shared: &Shared, id: &str, pm: &str, card: &Card) -> Result<Reply, StripeError> {
     match card.outcome {
         Outcome::Approve => Reply::ok(&succeed(conn, shared, id, pm, card)?),
         Outcome::Decline(decline) => {
@@ -178,11 +156,7 @@ fn card_error_reply(intent: &PaymentIntent, decline: Decline) -> anyhow::Result<
 /// Inserts an intent awaiting confirmation (or a payment method).
 pub fn insert(conn: &Connection, new: &NewIntent) -> anyhow::Result<String> {
     let id = new_id("pi_");
-    let status = if new.payment_method.is_some() {
-        "requires_confirmation"
-    } else {
-        "requires_payment_method"
-    };
+    let status = if new.payment_method.is_some() { "requires_confirmation" } else { "requires_payment_method" };
     conn.execute(
         "INSERT INTO payment_intents (id, amount, currency, status, payment_method, description, metadata,
              checkout_session, created)
@@ -203,13 +177,7 @@ pub fn insert(conn: &Connection, new: &NewIntent) -> anyhow::Result<String> {
 }
 
 /// → `succeeded`: the charge, its balance transaction and `payment_intent.succeeded`.
-pub fn succeed(
-    conn: &Connection,
-    shared: &Shared,
-    id: &str,
-    pm: &str,
-    card: &Card,
-) -> anyhow::Result<PaymentIntent> {
+pub fn succeed(conn: &Connection, shared: &Shared, id: &str, pm: &str, card: &Card) -> anyhow::Result<PaymentIntent> {
     let charge = new_id("ch_");
     let changed = conn.execute(
         "UPDATE payment_intents SET status = 'succeeded', payment_method = ?2, latest_charge = ?3,
@@ -217,16 +185,9 @@ pub fn succeed(
          WHERE id = ?1 AND status IN ('requires_payment_method', 'requires_confirmation')",
         params![id, pm, charge, card.brand, card.last4],
     )?;
-    anyhow::ensure!(
-        changed == 1,
-        "payment intent {id} was not awaiting a payment"
-    );
+    anyhow::ensure!(changed == 1, "payment intent {id} was not awaiting a payment");
     let intent = load_required(conn, id)?;
-    let fee = balance::fee_minor(
-        intent.amount,
-        shared.settings.fee_percent,
-        shared.settings.fee_fixed,
-    )?;
+    let fee = balance::fee_minor(intent.amount, shared.settings.fee_percent, shared.settings.fee_fixed)?;
     balance::book(
         conn,
         &Entry {
@@ -267,10 +228,7 @@ fn fail(
          WHERE id = ?1 AND status IN ('requires_payment_method', 'requires_confirmation')",
         params![id, error.to_string()],
     )?;
-    anyhow::ensure!(
-        changed == 1,
-        "payment intent {id} was not awaiting a payment"
-    );
+    anyhow::ensure!(changed == 1, "payment intent {id} was not awaiting a payment");
     let intent = load_required(conn, id)?;
     events::emit(conn, shared, "payment_intent.payment_failed", &intent)?;
     Ok(intent)
@@ -289,28 +247,16 @@ pub fn load(conn: &Connection, id: &str) -> anyhow::Result<Option<PaymentIntent>
             [id],
             |r| {
                 Ok((
-                    (
-                        r.get::<_, String>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, String>(2)?,
-                    ),
+                    (r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?),
                     (r.get::<_, String>(3)?, r.get::<_, Option<String>>(4)?),
                     (r.get::<_, Option<String>>(5)?, r.get::<_, String>(6)?),
-                    (
-                        r.get::<_, Option<String>>(7)?,
-                        r.get::<_, Option<String>>(8)?,
-                        r.get::<_, i64>(9)?,
-                    ),
+                    (r.get::<_, Option<String>>(7)?, r.get::<_, Option<String>>(8)?, r.get::<_, i64>(9)?),
                 ))
             },
         )
         .optional()?;
-    let Some((
-        (id, amount, currency),
-        (status, payment_method),
-        (description, metadata),
-        (error, charge, created),
-    )) = intent
+    let Some(((id, amount, currency), (status, payment_method), (description, metadata), (error, charge, created))) =
+        intent
     else {
         return Ok(None);
     };

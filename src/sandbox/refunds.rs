@@ -42,31 +42,19 @@ pub struct Refund {
 /// `POST /v1/refunds` (`payment_intent`, `amount` (default: the rest), `metadata[]`).
 pub fn create(conn: &Connection, shared: &Shared, params: Params) -> Result<Reply, StripeError> {
     let pi_id = params.req_str("payment_intent")?;
-    let intent =
-        payment_intents::load(conn, &pi_id)?.ok_or_else(|| StripeError::InvalidRequest {
-            code: Some("resource_missing"),
-            param: Some("payment_intent".into()),
-            message: format!(
-                "No such payment_intent: '{}'",
-                super::error::truncate(&pi_id, 80)
-            ),
-        })?;
-    let Some(charge) = intent
-        .latest_charge
-        .clone()
-        .filter(|_| intent.status == "succeeded")
-    else {
+    let intent = payment_intents::load(conn, &pi_id)?.ok_or_else(|| StripeError::InvalidRequest {
+        code: Some("resource_missing"),
+        param: Some("payment_intent".into()),
+        message: format!("No such payment_intent: '{}'", super::error::truncate(&pi_id, 80)),
+    })?;
+    let Some(charge) = intent.latest_charge.clone().filter(|_| intent.status == "succeeded") else {
         return Err(StripeError::unexpected_state(
             "charge_not_refundable",
             "This PaymentIntent does not have a successful charge to refund.",
         ));
     };
     let refunded: i64 = conn
-        .query_row(
-            "SELECT amount_refunded FROM payment_intents WHERE id = ?1",
-            [&pi_id],
-            |r| r.get(0),
-        )
+        .query_row("SELECT amount_refunded FROM payment_intents WHERE id = ?1", [&pi_id], |r| r.get(0))
         .map_err(anyhow::Error::from)?;
     let rest = intent.amount - refunded;
     let amount = match params.opt_i64("amount")? {
@@ -98,10 +86,7 @@ pub fn create(conn: &Connection, shared: &Shared, params: Params) -> Result<Repl
 }
 
 fn already_refunded() -> StripeError {
-    StripeError::unexpected_state(
-        "charge_already_refunded",
-        "This PaymentIntent has already been refunded in full.",
-    )
+    StripeError::unexpected_state("charge_already_refunded", "This PaymentIntent has already been refunded in full.")
 }
 
 /// Reserves `amount` of the intent's unrefunded rest, guarded in SQL.
@@ -122,16 +107,13 @@ fn reserve(conn: &Connection, pi_id: &str, amount: i64, rest: i64) -> Result<(),
     Err(StripeError::invalid(
         "amount_too_large",
         "amount",
-        format!(
-            "Refund amount ({amount}) is greater than the unrefunded amount on the PaymentIntent ({rest})."
-        ),
+        format!("Refund amount ({amount}) is greater than the unrefunded amount on the PaymentIntent ({rest})."),
     ))
 }
 
 /// `GET /v1/refunds/{id}`.
 pub fn retrieve(conn: &Connection, id: &str) -> Result<Reply, StripeError> {
-    let refund =
-        load(conn, id)?.ok_or_else(|| StripeError::no_such("refund", id, Some("refund")))?;
+    let refund = load(conn, id)?.ok_or_else(|| StripeError::no_such("refund", id, Some("refund")))?;
     Reply::ok(&refund)
 }
 
@@ -140,9 +122,7 @@ pub fn due(conn: &Connection, now_ms: i64, limit: i64) -> anyhow::Result<Vec<Str
     let mut stmt = conn.prepare(
         "SELECT id FROM refunds WHERE status = 'pending' AND settle_at_ms <= ?1 ORDER BY settle_at_ms LIMIT ?2",
     )?;
-    let ids = stmt
-        .query_map(params![now_ms, limit], |r| r.get(0))?
-        .collect::<Result<Vec<String>, _>>()?;
+    let ids = stmt.query_map(params![now_ms, limit], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
     Ok(ids)
 }
 
@@ -153,11 +133,7 @@ pub fn settle(conn: &Connection, shared: &Shared, id: &str) -> anyhow::Result<()
     };
     let fails = refund.amount == FAILING_AMOUNT_MINOR
         || refund.metadata.get("sandbox_outcome").map(String::as_str) == Some("fail");
-    let (status, reason) = if fails {
-        ("failed", Some(FAILURE_REASON))
-    } else {
-        ("succeeded", None)
-    };
+    let (status, reason) = if fails { ("failed", Some(FAILURE_REASON)) } else { ("succeeded", None) };
     let changed = conn.execute(
         "UPDATE refunds SET status = ?2, failure_reason = ?3 WHERE id = ?1 AND status = 'pending'",
         params![id, status, reason],
@@ -179,11 +155,7 @@ fn release(conn: &Connection, refund: &Refund) -> anyhow::Result<()> {
          WHERE id = ?1 AND amount_refunded >= ?2",
         params![refund.payment_intent, refund.amount],
     )?;
-    anyhow::ensure!(
-        changed == 1,
-        "refund {} was not reserved on its intent",
-        refund.id
-    );
+    anyhow::ensure!(changed == 1, "refund {} was not reserved on its intent", refund.id);
     Ok(())
 }
 
@@ -225,11 +197,7 @@ fn load(conn: &Connection, id: &str) -> anyhow::Result<Option<Refund>> {
             },
         )
         .optional()?;
-    let Some((
-        (id, payment_intent, charge),
-        (amount, currency, status),
-        (failure_reason, metadata, created),
-    )) = row
+    let Some(((id, payment_intent, charge), (amount, currency, status), (failure_reason, metadata, created))) = row
     else {
         return Ok(None);
     };

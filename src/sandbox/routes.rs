@@ -19,38 +19,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/v1")
             .service(resource("/checkout/sessions").route(web::post().to(create_checkout_session)))
-            .service(
-                resource("/checkout/sessions/{id}").route(web::get().to(retrieve_checkout_session)),
-            )
-            .service(
-                resource("/checkout/sessions/{id}/expire")
-                    .route(web::post().to(expire_checkout_session)),
-            )
+            .service(resource("/checkout/sessions/{id}").route(web::get().to(retrieve_checkout_session)))
+            .service(resource("/checkout/sessions/{id}/expire").route(web::post().to(expire_checkout_session)))
             .service(resource("/payment_intents").route(web::post().to(create_payment_intent)))
-            .service(
-                resource("/payment_intents/{id}").route(web::get().to(retrieve_payment_intent)),
-            )
-            .service(
-                resource("/payment_intents/{id}/confirm")
-                    .route(web::post().to(confirm_payment_intent)),
-            )
+            .service(resource("/payment_intents/{id}").route(web::get().to(retrieve_payment_intent)))
+            .service(resource("/payment_intents/{id}/confirm").route(web::post().to(confirm_payment_intent)))
             .service(resource("/refunds").route(web::post().to(create_refund)))
             .service(resource("/refunds/{id}").route(web::get().to(retrieve_refund)))
             .service(resource("/transfers").route(web::post().to(create_transfer)))
             .service(resource("/transfers/{id}").route(web::get().to(retrieve_transfer)))
             .service(resource("/webhook_endpoints").route(web::post().to(create_webhook_endpoint)))
-            .service(
-                resource("/webhook_endpoints/{id}").route(web::get().to(retrieve_webhook_endpoint)),
-            )
-            .service(
-                resource("/sandbox/faults")
-                    .route(web::get().to(get_faults))
-                    .route(web::post().to(set_faults)),
-            )
-            .service(
-                resource("/sandbox/settlement_reports/{day}")
-                    .route(web::get().to(settlement_report)),
-            )
+            .service(resource("/webhook_endpoints/{id}").route(web::get().to(retrieve_webhook_endpoint)))
+            .service(resource("/sandbox/faults").route(web::get().to(get_faults)).route(web::post().to(set_faults)))
+            .service(resource("/sandbox/settlement_reports/{day}").route(web::get().to(settlement_report)))
             .default_service(web::to(unknown_url)),
     )
     .service(
@@ -74,23 +55,12 @@ async fn create_checkout_session(sb: Data, req: HttpRequest, body: web::Payload)
 
 async fn retrieve_checkout_session(sb: Data, req: HttpRequest, id: Id) -> HttpResponse {
     let id = id.into_inner();
-    api::get(&sb, &req, Faulty::Yes, move |c, s| {
-        checkout::retrieve(c, s, &id)
-    })
-    .await
+    api::get(&sb, &req, Faulty::Yes, move |c, s| checkout::retrieve(c, s, &id)).await
 }
 
-async fn expire_checkout_session(
-    sb: Data,
-    req: HttpRequest,
-    id: Id,
-    body: web::Payload,
-) -> HttpResponse {
+async fn expire_checkout_session(sb: Data, req: HttpRequest, id: Id, body: web::Payload) -> HttpResponse {
     let id = id.into_inner();
-    api::post(&sb, &req, body, Faulty::Yes, move |tx, s, _| {
-        checkout::expire(tx, s, &id)
-    })
-    .await
+    api::post(&sb, &req, body, Faulty::Yes, move |tx, s, _| checkout::expire(tx, s, &id)).await
 }
 
 async fn create_payment_intent(sb: Data, req: HttpRequest, body: web::Payload) -> HttpResponse {
@@ -99,23 +69,12 @@ async fn create_payment_intent(sb: Data, req: HttpRequest, body: web::Payload) -
 
 async fn retrieve_payment_intent(sb: Data, req: HttpRequest, id: Id) -> HttpResponse {
     let id = id.into_inner();
-    api::get(&sb, &req, Faulty::Yes, move |c, _| {
-        payment_intents::retrieve(c, &id)
-    })
-    .await
+    api::get(&sb, &req, Faulty::Yes, move |c, _| payment_intents::retrieve(c, &id)).await
 }
 
-async fn confirm_payment_intent(
-    sb: Data,
-    req: HttpRequest,
-    id: Id,
-    body: web::Payload,
-) -> HttpResponse {
+async fn confirm_payment_intent(sb: Data, req: HttpRequest, id: Id, body: web::Payload) -> HttpResponse {
     let id = id.into_inner();
-    api::post(&sb, &req, body, Faulty::Yes, move |tx, s, p| {
-        payment_intents::confirm(tx, s, &id, p)
-    })
-    .await
+    api::post(&sb, &req, body, Faulty::Yes, move |tx, s, p| payment_intents::confirm(tx, s, &id, p)).await
 }
 
 async fn create_refund(sb: Data, req: HttpRequest, body: web::Payload) -> HttpResponse {
@@ -124,10 +83,7 @@ async fn create_refund(sb: Data, req: HttpRequest, body: web::Payload) -> HttpRe
 
 async fn retrieve_refund(sb: Data, req: HttpRequest, id: Id) -> HttpResponse {
     let id = id.into_inner();
-    api::get(&sb, &req, Faulty::Yes, move |c, _| {
-        refunds::retrieve(c, &id)
-    })
-    .await
+    api::get(&sb, &req, Faulty::Yes, move |c, _| refunds::retrieve(c, &id)).await
 }
 
 async fn create_transfer(sb: Data, req: HttpRequest, body: web::Payload) -> HttpResponse {
@@ -136,33 +92,21 @@ async fn create_transfer(sb: Data, req: HttpRequest, body: web::Payload) -> Http
 
 async fn retrieve_transfer(sb: Data, req: HttpRequest, id: Id) -> HttpResponse {
     let id = id.into_inner();
-    api::get(&sb, &req, Faulty::Yes, move |c, _| {
-        transfers::retrieve(c, &id)
-    })
-    .await
+    api::get(&sb, &req, Faulty::Yes, move |c, _| transfers::retrieve(c, &id)).await
 }
 
 async fn create_webhook_endpoint(sb: Data, req: HttpRequest, body: web::Payload) -> HttpResponse {
-    api::post(&sb, &req, body, Faulty::Yes, |tx, s, p| {
-        events::create_endpoint(tx, s, p)
-    })
-    .await
+    api::post(&sb, &req, body, Faulty::Yes, events::create_endpoint).await
 }
 
 async fn retrieve_webhook_endpoint(sb: Data, req: HttpRequest, id: Id) -> HttpResponse {
     let id = id.into_inner();
-    api::get(&sb, &req, Faulty::Yes, move |c, _| {
-        events::retrieve_endpoint(c, &id)
-    })
-    .await
+    api::get(&sb, &req, Faulty::Yes, move |c, _| events::retrieve_endpoint(c, &id)).await
 }
 
 async fn settlement_report(sb: Data, req: HttpRequest, day: Id) -> HttpResponse {
     let day = day.into_inner();
-    api::get(&sb, &req, Faulty::No, move |c, _| {
-        settlement::report(c, &day)
-    })
-    .await
+    api::get(&sb, &req, Faulty::No, move |c, _| settlement::report(c, &day)).await
 }
 
 async fn get_faults(sb: Data, req: HttpRequest) -> HttpResponse {
@@ -177,11 +121,8 @@ async fn set_faults(sb: Data, req: HttpRequest, body: web::Payload) -> HttpRespo
     let outcome = async {
         api::authorize(&sb, &req)?;
         let body = api::read_body(body).await?;
-        let is_json = req
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("json"));
+        let is_json =
+            req.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
         let patch: FaultPatch = if is_json {
             serde_json::from_slice(&body).map_err(|e| bad_faults(e.to_string()))?
         } else {
@@ -215,14 +156,10 @@ async fn pay_submit(sb: Data, id: Id, form: web::Form<PayForm>) -> HttpResponse 
 
 fn page_response(shown: anyhow::Result<Shown>) -> HttpResponse {
     match shown {
-        Ok(Shown::Html { status, html }) => {
-            HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::OK))
-                .content_type("text/html; charset=utf-8")
-                .body(html)
-        }
-        Ok(Shown::Redirect(to)) => HttpResponse::SeeOther()
-            .insert_header((LOCATION, to))
-            .finish(),
+        Ok(Shown::Html { status, html }) => HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::OK))
+            .content_type("text/html; charset=utf-8")
+            .body(html),
+        Ok(Shown::Redirect(to)) => HttpResponse::SeeOther().insert_header((LOCATION, to)).finish(),
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "sandbox hosted page failed");
             HttpResponse::InternalServerError()
@@ -239,10 +176,6 @@ async fn healthz() -> HttpResponse {
 async fn unknown_url(req: HttpRequest) -> HttpResponse {
     api::error_reply(StripeError::NotFound {
         param: None,
-        message: format!(
-            "Unrecognized request URL ({}: {}).",
-            req.method(),
-            super::error::truncate(req.path(), 200)
-        ),
+        message: format!("Unrecognized request URL ({}: {}).", req.method(), super::error::truncate(req.path(), 200)),
     })
 }

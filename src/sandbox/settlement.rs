@@ -42,18 +42,14 @@ pub fn parse_day(raw: &str) -> Result<(NaiveDate, i64), StripeError> {
         StripeError::invalid(
             "parameter_invalid",
             "day",
-            format!(
-                "'{}' is not a day like 2025-01-31.",
-                super::error::truncate(raw, 20)
-            ),
+            format!("'{}' is not a day like 2025-01-31.", super::error::truncate(raw, 20)),
         )
     })?;
     Ok((day, day_start(day)))
 }
 
 fn day_start(day: NaiveDate) -> i64 {
-    Utc.from_utc_datetime(&day.and_time(NaiveTime::MIN))
-        .timestamp()
+    Utc.from_utc_datetime(&day.and_time(NaiveTime::MIN)).timestamp()
 }
 
 struct Row {
@@ -89,10 +85,7 @@ fn rows_between(conn: &Connection, start: i64, end: i64) -> anyhow::Result<Vec<R
         params![start, end],
         |r| r.get(0),
     )?;
-    anyhow::ensure!(
-        count <= MAX_REPORT_ROWS,
-        "the report has {count} rows, over {MAX_REPORT_ROWS}"
-    );
+    anyhow::ensure!(count <= MAX_REPORT_ROWS, "the report has {count} rows, over {MAX_REPORT_ROWS}");
     let mut stmt = conn.prepare(
         "SELECT id, created, available_on, currency, amount, fee, net, reporting_category, source_id,
                 payment_intent, description, payment_metadata
@@ -152,10 +145,7 @@ fn fields(row: &Row) -> anyhow::Result<Vec<String>> {
 
 /// Stripe's report time format: `2025-01-31 13:45:00`.
 fn utc(unix_s: i64) -> String {
-    Utc.timestamp_opt(unix_s, 0)
-        .single()
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_default()
+    Utc.timestamp_opt(unix_s, 0).single().map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
 }
 
 fn push_line(csv: &mut String, fields: impl IntoIterator<Item = String>) {
@@ -183,19 +173,9 @@ pub fn book_payouts(conn: &Connection, today_start: i64) -> anyhow::Result<usize
          GROUP BY day_start, currency",
     )?;
     let totals = stmt
-        .query_map(
-            params![
-                today_start - PAYOUT_LOOKBACK_DAYS * SECONDS_PER_DAY,
-                today_start
-            ],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            },
-        )?
+        .query_map(params![today_start - PAYOUT_LOOKBACK_DAYS * SECONDS_PER_DAY, today_start], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut booked = 0;
     for (start, currency, net) in totals {
@@ -256,13 +236,7 @@ mod tests {
     #[test]
     fn a_finished_day_gets_one_payout_of_its_net() {
         let dir = tempfile::tempdir().unwrap();
-        let db = crate::db::Db::open(
-            &dir.path().join("s.db"),
-            1,
-            1000,
-            &crate::db::sandbox_migrations(),
-        )
-        .unwrap();
+        let db = crate::db::Db::open(&dir.path().join("s.db"), 1, 1000, &crate::db::sandbox_migrations()).unwrap();
         let conn = db.conn().unwrap();
         let (_, yesterday) = parse_day("2025-01-30").unwrap();
         let md = Metadata::new();

@@ -50,17 +50,11 @@ pub fn create(conn: &Connection, shared: &Shared, params: Params) -> Result<Repl
         return Err(StripeError::InvalidRequest {
             code: Some("resource_missing"),
             param: Some("destination".into()),
-            message: format!(
-                "No such destination: '{}'",
-                super::error::truncate(&destination, 80)
-            ),
+            message: format!("No such destination: '{}'", super::error::truncate(&destination, 80)),
         });
     }
     let description = params.opt_str("description")?;
-    if description
-        .as_ref()
-        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS)
-    {
+    if description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS) {
         return Err(StripeError::invalid(
             "parameter_invalid",
             "description",
@@ -91,8 +85,7 @@ pub fn create(conn: &Connection, shared: &Shared, params: Params) -> Result<Repl
 
 /// `GET /v1/transfers/{id}`.
 pub fn retrieve(conn: &Connection, id: &str) -> Result<Reply, StripeError> {
-    let transfer =
-        load(conn, id)?.ok_or_else(|| StripeError::no_such("transfer", id, Some("transfer")))?;
+    let transfer = load(conn, id)?.ok_or_else(|| StripeError::no_such("transfer", id, Some("transfer")))?;
     Reply::ok(&transfer)
 }
 
@@ -101,9 +94,7 @@ pub fn due(conn: &Connection, now_ms: i64, limit: i64) -> anyhow::Result<Vec<Str
     let mut stmt = conn.prepare(
         "SELECT id FROM transfers WHERE status = 'pending' AND settle_at_ms <= ?1 ORDER BY settle_at_ms LIMIT ?2",
     )?;
-    let ids = stmt
-        .query_map(params![now_ms, limit], |r| r.get(0))?
-        .collect::<Result<Vec<String>, _>>()?;
+    let ids = stmt.query_map(params![now_ms, limit], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
     Ok(ids)
 }
 
@@ -119,10 +110,7 @@ pub fn settle(conn: &Connection, shared: &Shared, id: &str) -> anyhow::Result<()
             [id],
         )?
     } else {
-        conn.execute(
-            "UPDATE transfers SET status = 'paid' WHERE id = ?1 AND status = 'pending'",
-            [id],
-        )?
+        conn.execute("UPDATE transfers SET status = 'paid' WHERE id = ?1 AND status = 'pending'", [id])?
     };
     anyhow::ensure!(changed == 1, "transfer {id} left 'pending' while settling");
     let transfer = load_required(conn, id)?;
@@ -172,11 +160,7 @@ fn load(conn: &Connection, id: &str) -> anyhow::Result<Option<Transfer>> {
             },
         )
         .optional()?;
-    let Some((
-        (id, amount, amount_reversed),
-        (currency, description, destination),
-        (metadata, status, created),
-    )) = row
+    let Some(((id, amount, amount_reversed), (currency, description, destination), (metadata, status, created))) = row
     else {
         return Ok(None);
     };

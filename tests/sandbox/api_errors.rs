@@ -1,16 +1,12 @@
 //! Stripe's error shapes and status codes.
 
-use crate::helpers::{json_with_status, spawn_sandbox};
+use crate::helpers::{BadCase, json_with_status, spawn_sandbox};
 
 #[tokio::test]
 async fn a_missing_or_wrong_key_is_stripes_401() {
     let sb = spawn_sandbox().await;
     let url = sb.url("/v1/checkout/sessions/cs_test_x");
-    for auth in [
-        None,
-        Some("Bearer sk_test_wrong_key_000000"),
-        Some("Basic abc"),
-    ] {
+    for auth in [None, Some("Bearer sk_test_wrong_key_000000"), Some("Basic abc")] {
         let mut req = sb.client.get(&url);
         if let Some(auth) = auth {
             req = req.header("Authorization", auth);
@@ -18,23 +14,16 @@ async fn a_missing_or_wrong_key_is_stripes_401() {
         let body = json_with_status(req.send().await.unwrap(), 401).await;
         assert_eq!(body["error"]["type"], "invalid_request_error", "{auth:?}");
         let message = body["error"]["message"].as_str().unwrap();
-        assert!(
-            !message.contains("wrong_key_000000"),
-            "the key is redacted: {message}"
-        );
+        assert!(!message.contains("wrong_key_000000"), "the key is redacted: {message}");
     }
 }
 
 #[tokio::test]
 async fn bad_parameters_name_the_param_and_code() {
     let sb = spawn_sandbox().await;
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+    let cases: &[BadCase] = &[
         (&[("mode", "payment")], "parameter_missing", "success_url"),
-        (
-            &[("mode", "payment"), ("success_url", "https://x.example/ok")],
-            "parameter_missing",
-            "line_items",
-        ),
+        (&[("mode", "payment"), ("success_url", "https://x.example/ok")], "parameter_missing", "line_items"),
         (
             &[
                 ("mode", "payment"),
@@ -70,11 +59,7 @@ async fn bad_parameters_name_the_param_and_code() {
             "parameter_invalid",
             "line_items[0][price_data][currency]",
         ),
-        (
-            &[("mode", "payment"), ("success_url", "not a url")],
-            "url_invalid",
-            "success_url",
-        ),
+        (&[("mode", "payment"), ("success_url", "not a url")], "url_invalid", "success_url"),
         (&[("mode", "subscription")], "parameter_invalid", "mode"),
         (&[("mode", "")], "parameter_invalid_empty", "mode"),
     ];
@@ -83,11 +68,7 @@ async fn bad_parameters_name_the_param_and_code() {
         assert_eq!(body["error"]["type"], "invalid_request_error", "{form:?}");
         assert_eq!(body["error"]["code"], *code, "{form:?}: {body}");
         assert_eq!(body["error"]["param"], *param, "{form:?}: {body}");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty())
-        );
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
 }
 
@@ -119,10 +100,7 @@ async fn line_items_in_two_currencies_are_refused() {
         )
         .await;
     let body = json_with_status(response, 400).await;
-    assert_eq!(
-        body["error"]["param"],
-        "line_items[1][price_data][currency]"
-    );
+    assert_eq!(body["error"]["param"], "line_items[1][price_data][currency]");
 }
 
 #[tokio::test]
@@ -145,29 +123,14 @@ async fn unknown_objects_and_urls_are_404() {
 async fn responses_are_stripe_objects_with_a_request_id() {
     let sb = spawn_sandbox().await;
     let response = sb.get("/v1/checkout/sessions/cs_test_nope").await;
-    assert!(
-        response
-            .headers()
-            .get("request-id")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .starts_with("req_")
-    );
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json")
-    );
+    assert!(response.headers().get("request-id").unwrap().to_str().unwrap().starts_with("req_"));
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
 }
 
 #[tokio::test]
 async fn oversized_bodies_are_refused() {
     let sb = spawn_sandbox().await;
     let big = "x".repeat(100 * 1024);
-    let body = sb
-        .post_json("/v1/checkout/sessions", &[("mode", &big)], 400)
-        .await;
+    let body = sb.post_json("/v1/checkout/sessions", &[("mode", &big)], 400).await;
     assert_eq!(body["error"]["type"], "invalid_request_error");
 }

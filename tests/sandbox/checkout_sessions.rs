@@ -17,10 +17,7 @@ async fn a_session_is_created_as_stripe_shapes_it() {
     assert!(id.starts_with("cs_test_"));
     assert_eq!(s["object"], "checkout.session");
     assert_eq!(s["url"], sb.url(&format!("/pay/{id}")));
-    assert_eq!(
-        (s["status"].as_str(), s["payment_status"].as_str()),
-        (Some("open"), Some("unpaid"))
-    );
+    assert_eq!((s["status"].as_str(), s["payment_status"].as_str()), (Some("open"), Some("unpaid")));
     assert!(s["payment_intent"].is_null());
     assert_eq!(s["amount_total"], 2500 + 3 * 1000);
     assert_eq!(s["currency"], "usd");
@@ -31,9 +28,7 @@ async fn a_session_is_created_as_stripe_shapes_it() {
     let created = s["created"].as_i64().unwrap();
     assert_eq!(s["expires_at"].as_i64().unwrap() - created, 24 * 3600);
 
-    let again = sb
-        .get_json(&format!("/v1/checkout/sessions/{id}"), 200)
-        .await;
+    let again = sb.get_json(&format!("/v1/checkout/sessions/{id}"), 200).await;
     assert_eq!(again, s);
 }
 
@@ -49,34 +44,21 @@ async fn rack_style_line_items_are_read_too() {
         ("line_items[][quantity]", "2"),
     ];
     let s = sb.post_json("/v1/checkout/sessions", &form, 200).await;
-    assert_eq!(
-        (s["amount_total"].as_i64(), s["currency"].as_str()),
-        (Some(2000), Some("krw"))
-    );
+    assert_eq!((s["amount_total"].as_i64(), s["currency"].as_str()), (Some(2000), Some("krw")));
 }
 
 #[tokio::test]
 async fn an_open_session_can_be_expired_once() {
     let sb = spawn_sandbox().await;
-    let id = sb.create_session(&[]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = sb.create_session(&[]).await["id"].as_str().unwrap().to_string();
     let path = format!("/v1/checkout/sessions/{id}/expire");
     let s = sb.post_json(&path, &[], 200).await;
     assert_eq!(s["status"], "expired");
     assert!(s["url"].is_null());
     let again = sb.post_json(&path, &[], 400).await;
     assert_eq!(again["error"]["type"], "invalid_request_error");
-    assert!(
-        again["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("expired")
-    );
-    let missing = sb
-        .post_json("/v1/checkout/sessions/cs_test_nope/expire", &[], 404)
-        .await;
+    assert!(again["error"]["message"].as_str().unwrap().contains("expired"));
+    let missing = sb.post_json("/v1/checkout/sessions/cs_test_nope/expire", &[], 404).await;
     assert_eq!(missing["error"]["code"], "resource_missing");
     sb.receiver.wait_for("checkout.session.expired", &id).await;
 }
@@ -85,15 +67,10 @@ async fn an_open_session_can_be_expired_once() {
 async fn a_session_expires_by_itself_at_expires_at() {
     let sb = spawn_sandbox().await;
     let soon = (chrono::Utc::now().timestamp() + 1).to_string();
-    let id = sb.create_session(&[("expires_at", &soon)]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = sb.create_session(&[("expires_at", &soon)]).await["id"].as_str().unwrap().to_string();
     let event = sb.receiver.wait_for("checkout.session.expired", &id).await;
     assert_eq!(event.event["data"]["object"]["status"], "expired");
-    let s = sb
-        .get_json(&format!("/v1/checkout/sessions/{id}"), 200)
-        .await;
+    let s = sb.get_json(&format!("/v1/checkout/sessions/{id}"), 200).await;
     assert_eq!(s["status"], "expired");
     let paid = sb.pay(&id, "4242424242424242").await;
     assert_eq!(paid.status(), 409);

@@ -38,31 +38,16 @@ struct ReceiverState {
     failures_sent: Arc<AtomicUsize>,
 }
 
-async fn receive(
-    state: web::Data<ReceiverState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> HttpResponse {
-    let fail = state
-        .fail_next
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok();
+async fn receive(state: web::Data<ReceiverState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let fail = state.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
     if fail {
         state.failures_sent.fetch_add(1, Ordering::SeqCst);
         return HttpResponse::InternalServerError().finish();
     }
     let body = String::from_utf8(body.to_vec()).unwrap();
-    let signature = req
-        .headers()
-        .get("Stripe-Signature")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
+    let signature = req.headers().get("Stripe-Signature").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
     let event = serde_json::from_str(&body).unwrap();
-    state.captured.lock().unwrap().push(Captured {
-        body,
-        signature,
-        event,
-    });
+    state.captured.lock().unwrap().push(Captured { body, signature, event });
     HttpResponse::Ok().finish()
 }
 
@@ -70,26 +55,19 @@ impl Receiver {
     pub fn start() -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/webhooks/psp", listener.local_addr().unwrap());
-        let receiver = Receiver {
-            url,
-            captured: Arc::default(),
-            fail_next: Arc::default(),
-            failures_sent: Arc::default(),
-        };
+        let receiver =
+            Receiver { url, captured: Arc::default(), fail_next: Arc::default(), failures_sent: Arc::default() };
         let state = web::Data::new(ReceiverState {
             captured: receiver.captured.clone(),
             fail_next: receiver.fail_next.clone(),
             failures_sent: receiver.failures_sent.clone(),
         });
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .route("/webhooks/psp", web::post().to(receive))
-        })
-        .workers(1)
-        .listen(listener)
-        .unwrap()
-        .run();
+        let server =
+            HttpServer::new(move || App::new().app_data(state.clone()).route("/webhooks/psp", web::post().to(receive)))
+                .workers(1)
+                .listen(listener)
+                .unwrap()
+                .run();
         tokio::spawn(server);
         receiver
     }
@@ -117,10 +95,7 @@ impl Receiver {
         }
         panic!(
             "no {kind} event for {object_id}; got {:#?}",
-            self.all()
-                .iter()
-                .map(|c| &c.event["type"])
-                .collect::<Vec<_>>()
+            self.all().iter().map(|c| &c.event["type"]).collect::<Vec<_>>()
         );
     }
 
@@ -174,11 +149,8 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut SandboxSettings)) -> TestSandbox
         ..SandboxSettings::default()
     };
     tweak(&mut settings);
-    let psp = PspSettings {
-        secret_key: SECRET_KEY.into(),
-        webhook_secret: WEBHOOK_SECRET.into(),
-        ..PspSettings::default()
-    };
+    let psp =
+        PspSettings { secret_key: SECRET_KEY.into(), webhook_secret: WEBHOOK_SECRET.into(), ..PspSettings::default() };
     let receiver = Receiver::start();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -189,13 +161,7 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut SandboxSettings)) -> TestSandbox
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    TestSandbox {
-        base,
-        client,
-        receiver,
-        db_path: settings.database_path,
-        _dir: dir,
-    }
+    TestSandbox { base, client, receiver, db_path: settings.database_path, _dir: dir }
 }
 
 impl TestSandbox {
@@ -204,17 +170,8 @@ impl TestSandbox {
     }
 
     /// A form POST with the secret key and optionally an idempotency key.
-    pub async fn post(
-        &self,
-        path: &str,
-        form: &[(&str, &str)],
-        key: Option<&str>,
-    ) -> reqwest::Response {
-        let mut req = self
-            .client
-            .post(self.url(path))
-            .bearer_auth(SECRET_KEY)
-            .form(form);
+    pub async fn post(&self, path: &str, form: &[(&str, &str)], key: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.post(self.url(path)).bearer_auth(SECRET_KEY).form(form);
         if let Some(key) = key {
             req = req.header("Idempotency-Key", key);
         }
@@ -222,12 +179,7 @@ impl TestSandbox {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(SECRET_KEY)
-            .send()
-            .await
-            .unwrap()
+        self.client.get(self.url(path)).bearer_auth(SECRET_KEY).send().await.unwrap()
     }
 
     /// POST, expecting `status`; returns the JSON.
@@ -244,10 +196,7 @@ impl TestSandbox {
     pub async fn create_session(&self, extra: &[(&str, &str)]) -> Value {
         let mut form = vec![
             ("mode", "payment"),
-            (
-                "success_url",
-                "https://shop.example/thanks?session={CHECKOUT_SESSION_ID}",
-            ),
+            ("success_url", "https://shop.example/thanks?session={CHECKOUT_SESSION_ID}"),
             ("cancel_url", "https://shop.example/cart"),
             ("client_reference_id", "checkout-1"),
             ("line_items[0][price_data][currency]", "usd"),
@@ -264,18 +213,8 @@ impl TestSandbox {
 
     /// Pays a session on the hosted page with `card`; returns the response.
     pub async fn pay(&self, session_id: &str, card: &str) -> reqwest::Response {
-        let form = [
-            ("card_number", card),
-            ("exp_month", "12"),
-            ("exp_year", "2099"),
-            ("cvc", "123"),
-        ];
-        self.client
-            .post(self.url(&format!("/pay/{session_id}")))
-            .form(&form)
-            .send()
-            .await
-            .unwrap()
+        let form = [("card_number", card), ("exp_month", "12"), ("exp_year", "2099"), ("cvc", "123")];
+        self.client.post(self.url(&format!("/pay/{session_id}"))).form(&form).send().await.unwrap()
     }
 
     pub async fn set_faults(&self, faults: Value) {
@@ -297,3 +236,6 @@ pub async fn json_with_status(response: reqwest::Response, status: u16) -> Value
     assert_eq!(got, status, "body: {text}");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
+
+/// A table row of bad input: the form, the expected error `code` and `param`.
+pub type BadCase<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);

@@ -16,14 +16,10 @@ const SESSION: &[(&str, &str)] = &[
 #[tokio::test]
 async fn the_same_key_and_body_replays_the_stored_response() {
     let sb = spawn_sandbox().await;
-    let first = sb
-        .post("/v1/checkout/sessions", SESSION, Some("key-1"))
-        .await;
+    let first = sb.post("/v1/checkout/sessions", SESSION, Some("key-1")).await;
     assert!(first.headers().get("idempotent-replayed").is_none());
     let first = json_with_status(first, 200).await;
-    let second = sb
-        .post("/v1/checkout/sessions", SESSION, Some("key-1"))
-        .await;
+    let second = sb.post("/v1/checkout/sessions", SESSION, Some("key-1")).await;
     assert_eq!(second.headers()["idempotent-replayed"], "true");
     let second = json_with_status(second, 200).await;
     assert_eq!(first, second, "the same session, not a new one");
@@ -32,42 +28,23 @@ async fn the_same_key_and_body_replays_the_stored_response() {
 #[tokio::test]
 async fn the_same_key_with_other_params_is_an_idempotency_error() {
     let sb = spawn_sandbox().await;
-    json_with_status(
-        sb.post("/v1/checkout/sessions", SESSION, Some("key-2"))
-            .await,
-        200,
-    )
-    .await;
+    json_with_status(sb.post("/v1/checkout/sessions", SESSION, Some("key-2")).await, 200).await;
     let mut other = SESSION.to_vec();
     other[3] = ("line_items[0][price_data][unit_amount]", "701");
-    let body = json_with_status(
-        sb.post("/v1/checkout/sessions", &other, Some("key-2"))
-            .await,
-        400,
-    )
-    .await;
+    let body = json_with_status(sb.post("/v1/checkout/sessions", &other, Some("key-2")).await, 400).await;
     assert_eq!(body["error"]["type"], "idempotency_error");
-    let elsewhere = sb
-        .post("/v1/payment_intents", &[("amount", "700")], Some("key-2"))
-        .await;
-    assert_eq!(
-        json_with_status(elsewhere, 400).await["error"]["type"],
-        "idempotency_error"
-    );
+    let elsewhere = sb.post("/v1/payment_intents", &[("amount", "700")], Some("key-2")).await;
+    assert_eq!(json_with_status(elsewhere, 400).await["error"]["type"], "idempotency_error");
 }
 
 #[tokio::test]
 async fn a_key_in_use_is_a_409() {
     let sb = spawn_sandbox().await;
     sb.set_faults(json!({"latency_ms": 700})).await;
-    let (a, b) = tokio::join!(
-        sb.post("/v1/checkout/sessions", SESSION, Some("key-3")),
-        async {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            sb.post("/v1/checkout/sessions", SESSION, Some("key-3"))
-                .await
-        }
-    );
+    let (a, b) = tokio::join!(sb.post("/v1/checkout/sessions", SESSION, Some("key-3")), async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        sb.post("/v1/checkout/sessions", SESSION, Some("key-3")).await
+    });
     assert_eq!(a.status(), 200);
     let body = json_with_status(b, 409).await;
     assert_eq!(body["error"]["type"], "idempotency_error");
@@ -77,13 +54,9 @@ async fn a_key_in_use_is_a_409() {
 #[tokio::test]
 async fn validation_failures_are_not_stored() {
     let sb = spawn_sandbox().await;
-    let bad = sb
-        .post("/v1/checkout/sessions", &SESSION[..2], Some("key-4"))
-        .await;
+    let bad = sb.post("/v1/checkout/sessions", &SESSION[..2], Some("key-4")).await;
     json_with_status(bad, 400).await;
-    let good = sb
-        .post("/v1/checkout/sessions", SESSION, Some("key-4"))
-        .await;
+    let good = sb.post("/v1/checkout/sessions", SESSION, Some("key-4")).await;
     assert!(good.headers().get("idempotent-replayed").is_none());
     json_with_status(good, 200).await;
 }

@@ -1,6 +1,6 @@
 //! PaymentIntents with Stripe's test payment methods.
 
-use crate::helpers::spawn_sandbox;
+use crate::helpers::{BadCase, spawn_sandbox};
 
 #[tokio::test]
 async fn pm_card_visa_succeeds() {
@@ -23,17 +23,11 @@ async fn pm_card_visa_succeeds() {
     assert!(id.starts_with("pi_"));
     assert_eq!(pi["object"], "payment_intent");
     assert_eq!(pi["status"], "succeeded");
-    assert_eq!(
-        (pi["amount"].as_i64(), pi["amount_received"].as_i64()),
-        (Some(1250), Some(1250))
-    );
+    assert_eq!((pi["amount"].as_i64(), pi["amount_received"].as_i64()), (Some(1250), Some(1250)));
     assert_eq!(pi["currency"], "eur");
     assert_eq!(pi["metadata"]["payment_order_id"], "po_9");
     assert!(pi["latest_charge"].as_str().unwrap().starts_with("ch_"));
-    assert_eq!(
-        sb.get_json(&format!("/v1/payment_intents/{id}"), 200).await,
-        pi
-    );
+    assert_eq!(sb.get_json(&format!("/v1/payment_intents/{id}"), 200).await, pi);
     sb.receiver.wait_for("payment_intent.succeeded", id).await;
 }
 
@@ -42,17 +36,9 @@ async fn declines_are_402_card_errors_carrying_the_intent() {
     let sb = spawn_sandbox().await;
     for (pm, decline_code) in [
         ("pm_card_chargeDeclined", "generic_decline"),
-        (
-            "pm_card_chargeDeclinedInsufficientFunds",
-            "insufficient_funds",
-        ),
+        ("pm_card_chargeDeclinedInsufficientFunds", "insufficient_funds"),
     ] {
-        let form = [
-            ("amount", "500"),
-            ("currency", "usd"),
-            ("payment_method", pm),
-            ("confirm", "true"),
-        ];
+        let form = [("amount", "500"), ("currency", "usd"), ("payment_method", pm), ("confirm", "true")];
         let body = sb.post_json("/v1/payment_intents", &form, 402).await;
         let e = &body["error"];
         assert_eq!(e["type"], "card_error", "{pm}");
@@ -64,30 +50,19 @@ async fn declines_are_402_card_errors_carrying_the_intent() {
         let id = pi["id"].as_str().unwrap();
         let stored = sb.get_json(&format!("/v1/payment_intents/{id}"), 200).await;
         assert_eq!(stored["status"], "requires_payment_method");
-        sb.receiver
-            .wait_for("payment_intent.payment_failed", id)
-            .await;
+        sb.receiver.wait_for("payment_intent.payment_failed", id).await;
     }
 }
 
 #[tokio::test]
 async fn a_declined_intent_can_be_confirmed_again_with_another_card() {
     let sb = spawn_sandbox().await;
-    let form = [
-        ("amount", "500"),
-        ("currency", "usd"),
-        ("payment_method", "pm_card_chargeDeclined"),
-        ("confirm", "true"),
-    ];
+    let form =
+        [("amount", "500"), ("currency", "usd"), ("payment_method", "pm_card_chargeDeclined"), ("confirm", "true")];
     let body = sb.post_json("/v1/payment_intents", &form, 402).await;
-    let id = body["error"]["payment_intent"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = body["error"]["payment_intent"]["id"].as_str().unwrap().to_string();
     let path = format!("/v1/payment_intents/{id}/confirm");
-    let pi = sb
-        .post_json(&path, &[("payment_method", "pm_card_visa")], 200)
-        .await;
+    let pi = sb.post_json(&path, &[("payment_method", "pm_card_visa")], 200).await;
     assert_eq!(pi["status"], "succeeded");
     assert!(pi["last_payment_error"].is_null());
     let again = sb.post_json(&path, &[], 400).await;
@@ -100,50 +75,27 @@ async fn an_unconfirmed_intent_waits_for_confirmation() {
     let pi = sb
         .post_json(
             "/v1/payment_intents",
-            &[
-                ("amount", "900"),
-                ("currency", "jpy"),
-                ("payment_method", "pm_card_visa"),
-            ],
+            &[("amount", "900"), ("currency", "jpy"), ("payment_method", "pm_card_visa")],
             200,
         )
         .await;
     assert_eq!(pi["status"], "requires_confirmation");
     let id = pi["id"].as_str().unwrap();
-    let done = sb
-        .post_json(&format!("/v1/payment_intents/{id}/confirm"), &[], 200)
-        .await;
+    let done = sb.post_json(&format!("/v1/payment_intents/{id}/confirm"), &[], 200).await;
     assert_eq!(done["status"], "succeeded");
 }
 
 #[tokio::test]
 async fn bad_payment_intent_params() {
     let sb = spawn_sandbox().await;
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+    let cases: &[BadCase] = &[
         (&[("currency", "usd")], "parameter_missing", "amount"),
-        (
-            &[("amount", "abc"), ("currency", "usd")],
-            "parameter_invalid_integer",
-            "amount",
-        ),
-        (
-            &[("amount", "0"), ("currency", "usd")],
-            "amount_too_small",
-            "amount",
-        ),
-        (
-            &[("amount", "100000000"), ("currency", "usd")],
-            "amount_too_large",
-            "amount",
-        ),
+        (&[("amount", "abc"), ("currency", "usd")], "parameter_invalid_integer", "amount"),
+        (&[("amount", "0"), ("currency", "usd")], "amount_too_small", "amount"),
+        (&[("amount", "100000000"), ("currency", "usd")], "amount_too_large", "amount"),
         (&[("amount", "100")], "parameter_missing", "currency"),
         (
-            &[
-                ("amount", "100"),
-                ("currency", "usd"),
-                ("payment_method", "pm_nope"),
-                ("confirm", "true"),
-            ],
+            &[("amount", "100"), ("currency", "usd"), ("payment_method", "pm_nope"), ("confirm", "true")],
             "resource_missing",
             "payment_method",
         ),
@@ -153,12 +105,7 @@ async fn bad_payment_intent_params() {
         assert_eq!(body["error"]["code"], *code, "{form:?}");
         assert_eq!(body["error"]["param"], *param, "{form:?}");
     }
-    let body = sb
-        .post_json(
-            "/v1/payment_intents",
-            &[("amount", "1"), ("currency", "usd"), ("confirm", "maybe")],
-            400,
-        )
-        .await;
+    let body =
+        sb.post_json("/v1/payment_intents", &[("amount", "1"), ("currency", "usd"), ("confirm", "maybe")], 400).await;
     assert_eq!(body["error"]["param"], "confirm");
 }

@@ -7,45 +7,28 @@ use std::process::Command;
 use crate::helpers::{SECRET_KEY, spawn_sandbox};
 
 fn stripe_library_present() -> bool {
-    Command::new("python3")
-        .args(["-c", "import stripe"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    Command::new("python3").args(["-c", "import stripe"]).output().map(|o| o.status.success()).unwrap_or(false)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_stripe_python_library_works_against_the_sandbox() {
     if !stripe_library_present() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have the stripe Python package: pip install stripe"
-        );
+        assert!(std::env::var_os("CI").is_none(), "CI must have the stripe Python package: pip install stripe");
         eprintln!("SKIPPED: the `stripe` Python package is not installed (pip install stripe)");
         return;
     }
     let sb = spawn_sandbox().await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/stripe_python/test_sandbox.py"
-    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/stripe_python/test_sandbox.py");
     let base = sb.base.clone();
     // The script bounds its own run time (signal.alarm).
     let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script)
-            .env("SANDBOX_URL", base)
-            .env("SANDBOX_SECRET_KEY", SECRET_KEY)
-            .output()
+        Command::new("python3").arg(script).env("SANDBOX_URL", base).env("SANDBOX_SECRET_KEY", SECRET_KEY).output()
     })
     .await
     .unwrap()
     .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "python failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    assert!(output.status.success(), "python failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("ALL OK"), "stdout:\n{stdout}");
 }

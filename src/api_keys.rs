@@ -1,0 +1,49 @@
+//! Merchant API keys: random, shown once, stored only as a SHA-256 hash
+//! (a 190-bit random key needs no slow hash: it cannot be guessed).
+
+use anyhow::Context;
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+pub const PREFIX: &str = "till_sk_";
+const RANDOM_LEN: usize = 32;
+/// Longest header value looked at; anything longer is not one of our keys.
+const MAX_KEY_LEN: usize = 128;
+
+pub struct CreatedKey {
+    pub id: String,
+    pub name: String,
+    /// The key itself: printed once, never stored.
+    pub key: String,
+}
+
+pub fn create(conn: &Connection, name: &str) -> anyhow::Result<CreatedKey> {
+    let name = name.trim();
+    anyhow::ensure!(!name.is_empty() && name.len() <= 100, "the key's name must be 1 to 100 characters");
+    let random: String = rand::rng().sample_iter(&Alphanumeric).take(RANDOM_LEN).map(char::from).collect();
+    let key = format!("{PREFIX}{random}");
+    let id = format!("key_{}", uuid::Uuid::new_v4().simple());
+    conn.execute(
+        "INSERT INTO api_keys (id, name, key_hash, key_prefix, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, name, hash(&key), &key[..PREFIX.len() + 4], crate::db::now()],
+    )
+    .context("storing the API key")?;
+    Ok(CreatedKey { id, name: name.to_string(), key })
+}
+
+/// The id of the live key `key` is, if any.
+pub fn authenticate(conn: &Connection, key: &str) -> anyhow::Result<Option<String>> {
+    if key.len() > MAX_KEY_LEN || !key.starts_with(PREFIX) {
+        return Ok(None);
+    }
+    Ok(conn
+        .prepare_cached("SELECT id FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL")?
+        .query_row([hash(key)], |r| r.get(0))
+        .optional()?)
+}
+
+fn hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}

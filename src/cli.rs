@@ -1,0 +1,119 @@
+//! The command line: `till [--config PATH] <command>`, `serve` by default.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::startup::{self, Application};
+
+#[derive(Parser)]
+#[command(name = "till", version, about = "A self-hosted payment system in one binary")]
+pub struct Cli {
+    /// Configuration file (missing: built-in defaults). TILL_SECTION__KEY variables override it.
+    #[arg(long, global = true, default_value = "config.toml")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run till (and the embedded sandbox PSP unless sandbox.enabled = false).
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Check the ledger invariants; exit 1 listing every violation.
+    Check {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage merchant API keys.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+    /// Run only the sandbox PSP (its events go to sandbox.webhook_url).
+    SandboxPsp,
+    /// Copy the database to PATH with SQLite's online backup (safe while serving).
+    Backup { path: PathBuf },
+}
+
+#[derive(Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key; it is printed once, alone on the last line.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let settings = Settings::load(&cli.config)?;
+    crate::telemetry::init(&settings.log);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            Application::build(settings)?.run_until_stopped().await?;
+            Ok(0)
+        }
+        Command::Migrate => {
+            startup::open_till_db(&settings)?;
+            println!("database {} is migrated", settings.database.path.display());
+            Ok(0)
+        }
+        Command::Check { json } => check(&settings, json),
+        Command::ApiKey { command: ApiKeyCommand::Create { name } } => {
+            let db = startup::open_till_db(&settings)?;
+            let key = crate::api_keys::create(&*db.conn()?, &name)?;
+            println!("created API key {} ({}); it is shown only this once:", key.id, key.name);
+            println!("{}", key.key);
+            Ok(0)
+        }
+        Command::SandboxPsp => {
+            sandbox_alone(&settings).await?;
+            Ok(0)
+        }
+        Command::Backup { path } => {
+            backup(&settings, &path)?;
+            Ok(0)
+        }
+    }
+}
+
+fn check(settings: &Settings, json: bool) -> anyhow::Result<i32> {
+    let db = startup::open_till_db(settings)?;
+    let report = crate::ledger::check::run(&mut *db.conn()?)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "{}", report.summary())?;
+    }
+    Ok(if report.ok { 0 } else { 1 })
+}
+
+async fn sandbox_alone(settings: &Settings) -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind(&settings.sandbox.bind)
+        .with_context(|| format!("sandbox.bind: cannot listen on {}", settings.sandbox.bind))?;
+    let url = if settings.sandbox.webhook_url.is_empty() {
+        format!("http://{}/webhooks/psp", settings.server.bind)
+    } else {
+        settings.sandbox.webhook_url.clone()
+    };
+    tracing::info!(address = %listener.local_addr()?, webhooks_to = %url, "sandbox PSP is listening");
+    crate::sandbox::build(listener, &settings.sandbox, &settings.psp, url)?.await?;
+    Ok(())
+}
+
+fn backup(settings: &Settings, path: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(!path.exists(), "{} exists already; choose a new file", path.display());
+    let db = startup::open_till_db(settings)?;
+    db.conn()?.backup(rusqlite::MAIN_DB, path, None).with_context(|| format!("backing up to {}", path.display()))?;
+    println!("backed up {} to {}", settings.database.path.display(), path.display());
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! What every core function needs: the database, the PSP connector, the
+//! settings, and in-process locks. Built once by `startup`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::config::Settings;
+use crate::db::Db;
+use crate::psp::PspClient;
+
+#[derive(Clone)]
+pub struct Ctx {
+    pub db: Db,
+    pub psp: PspClient,
+    pub settings: Arc<Settings>,
+    pub checkout_locks: KeyedLocks,
+    /// Wakes the queue's workers when a job is enqueued in this process.
+    pub queue_wake: Arc<tokio::sync::Notify>,
+    /// The HTTP client of merchant webhook deliveries.
+    pub webhook_http: reqwest::Client,
+}
+
+/// One async mutex per key (a checkout id), so that concurrent identical
+/// requests wait for the first instead of racing it to the PSP. Entries
+/// disappear when nobody holds or waits for them.
+#[derive(Clone, Default)]
+pub struct KeyedLocks {
+    inner: Arc<Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>>,
+}
+
+impl KeyedLocks {
+    pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let mutex = {
+            let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() > 1024 {
+                map.retain(|_, w| w.strong_count() > 0);
+            }
+            match map.get(key).and_then(Weak::upgrade) {
+                Some(m) => m,
+                None => {
+                    let m = Arc::new(tokio::sync::Mutex::new(()));
+                    map.insert(key.to_string(), Arc::downgrade(&m));
+                    m
+                }
+            }
+        };
+        mutex.lock_owned().await
+    }
+}

@@ -1,0 +1,59 @@
+//! `POST /v1/webhook_endpoints` and `GET /v1/webhook_endpoints`: where till
+//! sends the shop its events, and the secret they are signed with.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use crate::context::Ctx;
+use crate::http::api::body;
+use crate::http::api::payments::parse_url;
+use crate::http::auth::ApiKey;
+use crate::http::errors::ApiError;
+use crate::http::idempotency;
+use crate::webhooks::out::{self, EVENT_TYPES, EndpointError};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    url: Option<String>,
+    enabled_events: Option<Vec<String>>,
+}
+
+pub async fn create(
+    ctx: web::Data<Ctx>,
+    key: ApiKey,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let bytes = body::read(payload, ctx.settings.server.max_body_bytes).await?;
+    idempotency::run(&ctx, &key.0, &req, &bytes, || async {
+        let b: CreateBody = body::parse_json(&bytes)?;
+        let url = parse_url(b.url, "url")?;
+        let events = b.enabled_events.unwrap_or_else(|| vec!["*".into()]);
+        if events.is_empty() || events.len() > EVENT_TYPES.len() {
+            return Err(ApiError::invalid(
+                "parameter_invalid",
+                format!("enabled_events must list 1 to {} event types, or [\"*\"]", EVENT_TYPES.len()),
+                "enabled_events",
+            ));
+        }
+        if let Some(i) = events.iter().position(|e| e != "*" && !EVENT_TYPES.contains(&e.as_str())) {
+            return Err(ApiError::invalid(
+                "parameter_invalid",
+                format!("enabled_events[{i}] is not one of {}", EVENT_TYPES.join(", ")),
+                format!("enabled_events[{i}]"),
+            ));
+        }
+        let endpoint = ctx.db.write(move |tx| out::create_endpoint(tx, &url, &events)).await.map_err(|e| match e {
+            EndpointError::TooMany => ApiError::bad_request("too_many_endpoints", e.to_string()),
+            EndpointError::Internal(e) => ApiError::internal(&e),
+        })?;
+        Ok(HttpResponse::Created().json(endpoint))
+    })
+    .await
+}
+
+pub async fn list(ctx: web::Data<Ctx>, _key: ApiKey) -> Result<HttpResponse, ApiError> {
+    let endpoints = ctx.db.run(|conn| out::list_endpoints(conn)).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"object": "list", "data": endpoints, "has_more": false})))
+}

@@ -1,0 +1,37 @@
+//! The `Authorization: Bearer <api key>` extractor of the merchant API.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+
+use crate::context::Ctx;
+use crate::http::errors::ApiError;
+
+/// The authenticated API key's id.
+pub struct ApiKey(pub String);
+
+impl FromRequest for ApiKey {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<ApiKey, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let ctx = req.app_data::<web::Data<Ctx>>().cloned();
+        let header = req.headers().get("Authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+        Box::pin(async move {
+            let ctx = ctx.ok_or_else(|| ApiError::internal(&anyhow::anyhow!("no app context")))?;
+            let key = header
+                .as_deref()
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .map(str::trim)
+                .ok_or_else(|| ApiError::unauthorized("send your API key as 'Authorization: Bearer <key>'"))?
+                .to_string();
+            let id = ctx
+                .db
+                .run(move |conn| crate::api_keys::authenticate(conn, &key))
+                .await
+                .map_err(|e| ApiError::internal(&e))?;
+            id.map(ApiKey).ok_or_else(|| ApiError::unauthorized("the API key is not valid"))
+        })
+    }
+}

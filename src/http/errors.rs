@@ -1,0 +1,122 @@
+//! The one place where errors become HTTP responses of the API's shape:
+//! `{"error": {"type", "code", "message", "param"}}` with a stable `code`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    InvalidRequestError,
+    AuthenticationError,
+    IdempotencyError,
+    PspError,
+    ApiError,
+}
+
+/// An error as the merchant API returns it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{status} {code}: {message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: ErrorType,
+    pub code: &'static str,
+    pub message: String,
+    pub param: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    #[serde(rename = "type")]
+    kind: ErrorType,
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    param: Option<&'a str>,
+}
+
+impl ApiError {
+    pub fn invalid(code: &'static str, message: impl Into<String>, param: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: ErrorType::InvalidRequestError,
+            code,
+            message: message.into(),
+            param: Some(param.into()),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: ErrorType::InvalidRequestError,
+            code,
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    pub fn not_found(what: &str, id: &str) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            kind: ErrorType::InvalidRequestError,
+            code: "resource_missing",
+            message: format!("no {what} with id '{id}'"),
+            param: None,
+        }
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            kind: ErrorType::AuthenticationError,
+            code: "api_key_invalid",
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    pub fn idempotency(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, kind: ErrorType::IdempotencyError, code, message: message.into(), param: None }
+    }
+
+    pub fn psp(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, kind: ErrorType::PspError, code, message: message.into(), param: None }
+    }
+
+    /// An unexpected failure: logged in full here, shown to the client only as a 500.
+    pub fn internal(error: &anyhow::Error) -> Self {
+        tracing::error!(error = format!("{error:#}"), "internal error");
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: ErrorType::ApiError,
+            code: "internal_error",
+            message: "an internal error occurred; it has been logged".into(),
+            param: None,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(Body {
+            error: Inner { kind: self.kind, code: self.code, message: &self.message, param: self.param.as_deref() },
+        })
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::internal(&e)
+    }
+}

@@ -1,0 +1,191 @@
+//! Applying the PSP's word on a hosted checkout session. Entering SUCCESS
+//! commits, in one transaction, the order's status, the seller's wallet
+//! credit, the balanced ledger transaction, `wallet_updated`,
+//! `ledger_updated` and `is_payment_done`. Applying the same session twice
+//! changes nothing the second time.
+
+use rusqlite::{Transaction, params};
+
+use crate::context::Ctx;
+use crate::ledger::{self, Posting};
+use crate::money::{Currency, percentage_minor};
+use crate::payments::model::OrderStatus;
+use crate::payments::store::{self, OrderView};
+use crate::payments::{Policy, notify};
+use crate::psp::types::{CheckoutSession, SessionOutcome};
+use crate::wallet;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub succeeded: usize,
+    pub failed: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("session {0} belongs to no checkout of ours")]
+    UnknownSession(String),
+    #[error("session {session} says {psp}, but checkout {checkout_id} holds {ours}")]
+    Mismatch { session: String, checkout_id: String, psp: String, ours: String },
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Applies a session just read from the PSP (never a webhook's copy of it).
+pub async fn apply_checkout_session(ctx: &Ctx, session: CheckoutSession) -> Result<Applied, ApplyError> {
+    let policy = Policy::of(&ctx.settings);
+    ctx.db.write(move |tx| apply_in_tx(tx, &session, policy)).await
+}
+
+fn apply_in_tx(tx: &Transaction, session: &CheckoutSession, policy: Policy) -> Result<Applied, ApplyError> {
+    let checkout_id = match store::checkout_of_session(tx, &session.id)? {
+        Some(id) => id,
+        None => adopt_session(tx, session)?,
+    };
+    let orders = store::load_orders_of(tx, &checkout_id)?;
+    let mut applied = Applied::default();
+    match session.outcome() {
+        SessionOutcome::Open => {}
+        SessionOutcome::Paid => {
+            check_amount(session, &checkout_id, &orders)?;
+            for order in orders.iter().filter(|o| o.status == OrderStatus::Executing.as_str()) {
+                if succeed_order(tx, order, session.payment_intent.as_deref(), policy)? {
+                    applied.succeeded += 1;
+                }
+            }
+        }
+        SessionOutcome::Expired => {
+            for order in orders.iter().filter(|o| o.status == OrderStatus::Executing.as_str()) {
+                let moved = fail_order(
+                    tx,
+                    &order.payment_order_id,
+                    OrderStatus::Executing,
+                    "expired",
+                    "hosted checkout session expired",
+                    policy,
+                )?;
+                applied.failed += usize::from(moved);
+            }
+        }
+    }
+    notify::checkout_progress(tx, &checkout_id, policy)?;
+    Ok(applied)
+}
+
+/// A session we created but whose id we never stored (till stopped between
+/// the PSP's answer and the write): recognise it by the checkout id we put in
+/// its metadata, and record it now.
+fn adopt_session(tx: &Transaction, session: &CheckoutSession) -> Result<String, ApplyError> {
+    let unknown = || ApplyError::UnknownSession(session.id.clone());
+    let checkout_id = session.checkout_id().ok_or_else(unknown)?.to_string();
+    let head = store::find_event_head(tx, &checkout_id)?.ok_or_else(unknown)?;
+    if head.psp_session_id.is_some() || head.payment_method != "hosted_page" {
+        return Err(unknown());
+    }
+    tx.execute(
+        "UPDATE payment_events SET psp_session_id = ?2, redirect_url = ?3, updated_at = ?4 WHERE checkout_id = ?1",
+        params![checkout_id, session.id, session.url, crate::db::now()],
+    )
+    .map_err(anyhow::Error::from)?;
+    for order in store::load_orders_of(tx, &checkout_id)? {
+        store::transition_order(
+            tx,
+            &order.payment_order_id,
+            OrderStatus::NotStarted,
+            OrderStatus::Executing,
+            None,
+            "hosted checkout session recovered from the PSP",
+        )?;
+    }
+    Ok(checkout_id)
+}
+
+/// The PSP must have taken exactly what the orders add up to, in their currency.
+fn check_amount(session: &CheckoutSession, checkout_id: &str, orders: &[OrderView]) -> Result<(), ApplyError> {
+    let ours: i64 = orders.iter().map(|o| o.amount_minor).sum();
+    let currency = orders.first().map(|o| o.currency.to_ascii_lowercase()).unwrap_or_default();
+    let theirs_currency = session.currency.clone().unwrap_or_default().to_ascii_lowercase();
+    if session.amount_total != Some(ours) || theirs_currency != currency {
+        return Err(ApplyError::Mismatch {
+            session: session.id.clone(),
+            checkout_id: checkout_id.to_string(),
+            psp: format!("{:?} {theirs_currency}", session.amount_total),
+            ours: format!("{ours} {currency}"),
+        });
+    }
+    Ok(())
+}
+
+/// EXECUTING → SUCCESS with the wallet credit and the pay-in posting.
+/// Returns false if another writer already moved the order.
+pub(crate) fn succeed_order(
+    tx: &Transaction,
+    order: &OrderView,
+    payment_intent: Option<&str>,
+    policy: Policy,
+) -> anyhow::Result<bool> {
+    let id = &order.payment_order_id;
+    let moved = store::transition_order(tx, id, OrderStatus::Executing, OrderStatus::Success, None, "paid at the PSP")?;
+    if !moved {
+        return Ok(false);
+    }
+    let currency = Currency::parse(&order.currency)?;
+    let commission = percentage_minor(order.amount_minor, policy.commission_percent);
+    let seller_share = order.amount_minor - commission;
+    let seller_account = ledger::seller_account(&order.seller_id);
+    let mut entries = vec![(ledger::PSP_BALANCE.to_string(), order.amount_minor)];
+    if seller_share > 0 {
+        entries.push((seller_account.clone(), -seller_share));
+    }
+    if commission > 0 {
+        entries.push((ledger::COMMISSION.to_string(), -commission));
+    }
+    ledger::post_transaction(
+        tx,
+        &Posting {
+            source_type: "payment_order",
+            source_id: id,
+            currency,
+            description: format!("pay-in of order {id} for seller {}", order.seller_id),
+            entries,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    wallet::credit_wallet(tx, &order.seller_id, currency, seller_share)?;
+    tx.prepare_cached(
+        "UPDATE payment_orders SET ledger_updated = 1, wallet_updated = 1, psp_payment_intent_id = ?2
+         WHERE payment_order_id = ?1",
+    )?
+    .execute(params![id, payment_intent])?;
+    assert_wallet_matches_ledger(tx, &order.seller_id, currency)?;
+    notify::order_final(tx, id, policy)?;
+    Ok(true)
+}
+
+/// `from` → FAILED with its reason, and the shop told. Returns false if
+/// the order was not in `from` (another writer moved it first).
+pub(crate) fn fail_order(
+    tx: &Transaction,
+    payment_order_id: &str,
+    from: OrderStatus,
+    failure_code: &str,
+    reason: &str,
+    policy: Policy,
+) -> anyhow::Result<bool> {
+    let moved = store::transition_order(tx, payment_order_id, from, OrderStatus::Failed, Some(failure_code), reason)?;
+    if moved {
+        notify::order_final(tx, payment_order_id, policy)?;
+    }
+    Ok(moved)
+}
+
+/// Invariant 2 for the wallet just moved, read back inside the same
+/// transaction: a mismatch rolls everything back.
+fn assert_wallet_matches_ledger(tx: &Transaction, seller_id: &str, currency: Currency) -> anyhow::Result<()> {
+    let wallet: i64 = tx
+        .prepare_cached("SELECT balance_minor FROM wallets WHERE seller_id = ?1 AND currency = ?2")?
+        .query_row(params![seller_id, currency.code()], |r| r.get(0))?;
+    let account = ledger::account_balance(tx, &ledger::seller_account(seller_id), currency)?;
+    anyhow::ensure!(wallet == -account, "wallet {seller_id} {currency} = {wallet} but its ledger account = {account}");
+    Ok(())
+}

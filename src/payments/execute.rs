@@ -1,0 +1,157 @@
+//! The payment executor: queue jobs that charge token orders at the PSP and
+//! that ask the PSP how hosted checkouts ended. An unknown outcome (timeout,
+//! 5xx) is never guessed: the job retries with the same idempotency key, or
+//! reads the status, until the PSP's answer is known.
+
+use crate::context::Ctx;
+use crate::payments::complete::{self, ApplyError, fail_order, succeed_order};
+use crate::payments::model::OrderStatus;
+use crate::payments::store::{self, OrderView};
+use crate::payments::{Policy, notify};
+use crate::psp::types::{IntentOutcome, PaymentIntent, SessionOutcome, failure_code};
+use crate::psp::{PaymentIntentRequest, PspError};
+use crate::queue::runner::JobError;
+
+/// Charges one token order: NOT_STARTED → EXECUTING, then the PSP, then the
+/// outcome. Safe to run any number of times.
+pub async fn charge_order(ctx: &Ctx, payment_order_id: &str) -> Result<(), JobError> {
+    let id = payment_order_id.to_string();
+    let target = ctx
+        .db
+        .write(move |tx| -> anyhow::Result<Option<store::ChargeTarget>> {
+            let target = store::load_charge_target(tx, &id)?;
+            if let Some(t) = &target
+                && t.order.status == OrderStatus::NotStarted.as_str()
+            {
+                store::transition_order(
+                    tx,
+                    &id,
+                    OrderStatus::NotStarted,
+                    OrderStatus::Executing,
+                    None,
+                    "sent to the PSP",
+                )?;
+            }
+            Ok(target)
+        })
+        .await?;
+    let Some(target) = target else {
+        return Err(JobError::Final(format!("payment order {payment_order_id} does not exist")));
+    };
+    if OrderStatus::parse(&target.order.status).is_some_and(OrderStatus::is_final) {
+        return Ok(());
+    }
+    let answer = match &target.order_intent_id {
+        // We already know the intent: read it rather than create again.
+        Some(pi) => ctx.psp.retrieve_payment_intent(pi, payment_order_id).await,
+        None => {
+            let req = PaymentIntentRequest {
+                payment_order_id: payment_order_id.to_string(),
+                checkout_id: target.order.checkout_id.clone(),
+                seller_id: target.order.seller_id.clone(),
+                amount_minor: target.order.amount_minor,
+                currency: target.order.currency.to_ascii_lowercase(),
+                payment_method: target.token.clone(),
+            };
+            ctx.psp.create_payment_intent(&req).await
+        }
+    };
+    match answer {
+        Ok(intent) => apply_intent(ctx, payment_order_id, intent).await,
+        // Our own key is refused: no order failed, the operator must act.
+        Err(PspError::Refused { status: 401 | 403, message, .. }) => {
+            Err(JobError::Final(format!("the PSP refused till's credentials: {message}")))
+        }
+        Err(PspError::Refused { code, decline_code, .. }) => {
+            refuse_order(ctx, payment_order_id, failure_code(Some(&code), decline_code.as_deref())).await
+        }
+        Err(PspError::Unknown(reason)) => Err(JobError::Retry(reason)),
+    }
+}
+
+/// Applies what a payment intent (just read from the PSP) says about its order.
+pub async fn apply_intent(ctx: &Ctx, payment_order_id: &str, intent: PaymentIntent) -> Result<(), JobError> {
+    let id = payment_order_id.to_string();
+    let policy = Policy::of(&ctx.settings);
+    let outcome = intent.outcome();
+    ctx.db
+        .write(move |tx| -> Result<(), JobError> {
+            let order = store::load_order(tx, &id)?.ok_or_else(|| JobError::Final(format!("order {id} vanished")))?;
+            check_intent_matches(&order, &intent)?;
+            store::set_payment_intent(tx, &id, &intent.id)?;
+            let executing = order.status == OrderStatus::Executing.as_str();
+            match outcome {
+                IntentOutcome::Succeeded if executing => {
+                    succeed_order(tx, &order, Some(&intent.id), policy)?;
+                }
+                IntentOutcome::Failed(code) if executing => {
+                    let reason = format!("the PSP declined: {code}");
+                    fail_order(tx, &id, OrderStatus::Executing, &code, &reason, policy)?;
+                }
+                IntentOutcome::Pending => {
+                    return Err(JobError::Retry(format!("payment intent {} is {}", intent.id, intent.status)));
+                }
+                // Already final: a replayed answer or a late webhook changes nothing.
+                IntentOutcome::Succeeded | IntentOutcome::Failed(_) => {}
+            }
+            notify::checkout_progress(tx, &order.checkout_id, policy)?;
+            Ok(())
+        })
+        .await
+}
+
+/// A refusal that is not about the card (an unknown token, an amount the
+/// PSP does not take): the order fails with the PSP's code.
+async fn refuse_order(ctx: &Ctx, payment_order_id: &str, code: String) -> Result<(), JobError> {
+    let id = payment_order_id.to_string();
+    let policy = Policy::of(&ctx.settings);
+    ctx.db
+        .write(move |tx| -> anyhow::Result<()> {
+            let Some(order) = store::load_order(tx, &id)? else { return Ok(()) };
+            let reason = format!("the PSP refused the charge: {code}");
+            fail_order(tx, &id, OrderStatus::Executing, &code, &reason, policy)?;
+            notify::checkout_progress(tx, &order.checkout_id, policy)
+        })
+        .await?;
+    Ok(())
+}
+
+/// The PSP must have charged this order, for exactly its amount.
+fn check_intent_matches(order: &OrderView, intent: &PaymentIntent) -> Result<(), JobError> {
+    let named = intent.metadata.get("payment_order_id");
+    let same_order = named.is_none_or(|n| *n == order.payment_order_id);
+    let same_money = intent.amount == order.amount_minor && intent.currency.eq_ignore_ascii_case(&order.currency);
+    if same_order && same_money {
+        return Ok(());
+    }
+    Err(JobError::Final(format!(
+        "payment intent {} ({} {}) does not match order {} ({} {})",
+        intent.id, intent.amount, intent.currency, order.payment_order_id, order.amount_minor, order.currency
+    )))
+}
+
+/// Asks the PSP how a hosted checkout ended and applies it. Scheduled for
+/// when the session must have ended, so a lost webhook never leaves a
+/// checkout unfinished.
+pub async fn sync_checkout(ctx: &Ctx, checkout_id: &str) -> Result<(), JobError> {
+    let id = checkout_id.to_string();
+    let head = ctx.db.run(move |conn| store::find_event_head(conn, &id)).await?;
+    let Some(head) = head else {
+        return Err(JobError::Final(format!("checkout {checkout_id} does not exist")));
+    };
+    let Some(session_id) = head.psp_session_id.filter(|_| !head.is_payment_done) else {
+        return Ok(());
+    };
+    let session = match ctx.psp.retrieve_checkout_session(&session_id, checkout_id).await {
+        Ok(s) => s,
+        Err(PspError::Unknown(reason)) => return Err(JobError::Retry(reason)),
+        Err(refused) => return Err(JobError::Final(refused.to_string())),
+    };
+    let still_open = session.outcome() == SessionOutcome::Open;
+    match complete::apply_checkout_session(ctx, session).await {
+        Ok(_) if still_open => Err(JobError::Retry(format!("session {session_id} is still open"))),
+        Ok(_) => Ok(()),
+        Err(ApplyError::Internal(e)) => Err(e.into()),
+        Err(other) => Err(JobError::Final(other.to_string())),
+    }
+}

@@ -1,0 +1,31 @@
+//! Pay-in: payment events (checkouts) and their orders, from the create call
+//! through the PSP to a final state, with the wallet and ledger moved in the
+//! same transaction as the order's success.
+
+pub mod complete;
+pub mod create;
+pub mod execute;
+pub mod model;
+pub mod notify;
+pub mod store;
+
+use rust_decimal::Decimal;
+
+use crate::config::Settings;
+
+/// The settings the payment state machine applies, copied out of `Settings`
+/// so they can move into a database closure.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub commission_percent: Decimal,
+    pub webhook_attempts: u32,
+}
+
+impl Policy {
+    pub fn of(settings: &Settings) -> Policy {
+        Policy {
+            commission_percent: settings.fees.commission_percent,
+            webhook_attempts: settings.webhooks.max_attempts,
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! SQL for payment events and orders: small verb-named helpers that run
+//! inside the caller's transaction, and the read models the API returns.
+
+use anyhow::Context;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use serde::Serialize;
+
+use crate::money::{Currency, format_minor};
+use crate::payments::model::{NewCheckout, OrderStatus, PaymentMethod};
+
+/// The columns of an event that drive the create flow.
+#[derive(Debug, Clone)]
+pub struct EventHead {
+    pub api_key_id: String,
+    pub request_hash: String,
+    pub psp_session_id: Option<String>,
+    pub payment_method: String,
+    pub is_payment_done: bool,
+}
+
+pub fn find_event_head(conn: &Connection, checkout_id: &str) -> anyhow::Result<Option<EventHead>> {
+    conn.prepare_cached(
+        "SELECT api_key_id, request_hash, psp_session_id, payment_method, is_payment_done
+         FROM payment_events WHERE checkout_id = ?1",
+    )?
+    .query_row([checkout_id], |r| {
+        Ok(EventHead {
+            api_key_id: r.get(0)?,
+            request_hash: r.get(1)?,
+            psp_session_id: r.get(2)?,
+            payment_method: r.get(3)?,
+            is_payment_done: r.get(4)?,
+        })
+    })
+    .optional()
+    .context("reading a payment event")
+}
+
+/// Stores the event and its orders as NOT_STARTED. Returns the position of
+/// an order whose id is already taken by another checkout, if any.
+pub fn insert_checkout(
+    tx: &Transaction,
+    api_key_id: &str,
+    new: &NewCheckout,
+    request_hash: &str,
+) -> anyhow::Result<Option<usize>> {
+    for (i, order) in new.orders.iter().enumerate() {
+        let taken: bool = tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM payment_orders WHERE payment_order_id = ?1)")?
+            .query_row([order.payment_order_id.as_str()], |r| r.get(0))?;
+        if taken {
+            return Ok(Some(i));
+        }
+    }
+    let now = crate::db::now();
+    let (token, success_url, cancel_url) = match &new.payment_method {
+        PaymentMethod::HostedPage { success_url, cancel_url } => (None, Some(success_url), Some(cancel_url)),
+        PaymentMethod::Token { token } => (Some(token), None, None),
+    };
+    tx.prepare_cached(
+        "INSERT INTO payment_events (checkout_id, api_key_id, buyer_info, payment_method, payment_method_token,
+                                     success_url, cancel_url, request_hash, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+    )?
+    .execute(params![
+        new.checkout_id.as_str(),
+        api_key_id,
+        serde_json::to_string(&new.buyer)?,
+        new.payment_method.kind(),
+        token,
+        success_url,
+        cancel_url,
+        request_hash,
+        now
+    ])
+    .context("inserting a payment event")?;
+    for (position, order) in new.orders.iter().enumerate() {
+        tx.prepare_cached(
+            "INSERT INTO payment_orders (payment_order_id, checkout_id, position, buyer_account, seller_id,
+                                         amount_minor, currency, payment_order_status, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'NOT_STARTED', ?8, ?8)",
+        )?
+        .execute(params![
+            order.payment_order_id.as_str(),
+            new.checkout_id.as_str(),
+            position as i64,
+            new.buyer.id,
+            order.seller_id.as_str(),
+            order.amount.amount_minor(),
+            order.amount.currency().code(),
+            now
+        ])
+        .context("inserting a payment order")?;
+        record_history(tx, order.payment_order_id.as_str(), None, OrderStatus::NotStarted, "created")?;
+    }
+    Ok(None)
+}
+
+/// Moves one order from `from` to `to`, guarded in SQL so that two racing
+/// writers cannot both move it. Returns false if it was not in `from`.
+pub fn transition_order(
+    tx: &Transaction,
+    payment_order_id: &str,
+    from: OrderStatus,
+    to: OrderStatus,
+    failure_code: Option<&str>,
+    reason: &str,
+) -> anyhow::Result<bool> {
+    anyhow::ensure!(from.can_move_to(to), "illegal order transition {from} -> {to}");
+    let changed = tx
+        .prepare_cached(
+            "UPDATE payment_orders SET payment_order_status = ?3, failure_code = ?4, updated_at = ?5
+             WHERE payment_order_id = ?1 AND payment_order_status = ?2",
+        )?
+        .execute(params![payment_order_id, from.as_str(), to.as_str(), failure_code, crate::db::now()])
+        .context("moving a payment order")?;
+    if changed == 1 {
+        record_history(tx, payment_order_id, Some(from), to, reason)?;
+    }
+    Ok(changed == 1)
+}
+
+fn record_history(
+    tx: &Transaction,
+    payment_order_id: &str,
+    from: Option<OrderStatus>,
+    to: OrderStatus,
+    reason: &str,
+) -> anyhow::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO payment_order_history (payment_order_id, from_status, to_status, reason, at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![payment_order_id, from.map(OrderStatus::as_str), to.as_str(), reason, crate::db::now()])?;
+    Ok(())
+}
+
+/// Sets `is_payment_done` once every order of the checkout is final.
+/// Returns whether it changed now.
+pub fn refresh_payment_done(tx: &Transaction, checkout_id: &str) -> anyhow::Result<bool> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE payment_events SET is_payment_done = 1, updated_at = ?2
+         WHERE checkout_id = ?1 AND is_payment_done = 0
+           AND NOT EXISTS (SELECT 1 FROM payment_orders WHERE checkout_id = ?1
+                           AND payment_order_status NOT IN ('SUCCESS', 'FAILED'))",
+        )?
+        .execute(params![checkout_id, crate::db::now()])?;
+    Ok(changed == 1)
+}
+
+/// A payment order as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderView {
+    pub payment_order_id: String,
+    pub checkout_id: String,
+    pub seller_id: String,
+    pub amount: String,
+    pub currency: String,
+    pub status: String,
+    pub wallet_updated: bool,
+    pub ledger_updated: bool,
+    pub refunded_amount: String,
+    pub failure_code: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip)]
+    pub amount_minor: i64,
+}
+
+/// A payment event (checkout) with all its orders, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckoutView {
+    pub checkout_id: String,
+    pub is_payment_done: bool,
+    pub payment_method: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect_url: Option<String>,
+    pub buyer: serde_json::Value,
+    pub orders: Vec<OrderView>,
+    pub created_at: String,
+    #[serde(skip)]
+    pub psp_session_id: Option<String>,
+}
+
+const ORDER_COLUMNS: &str = "payment_order_id, checkout_id, seller_id, amount_minor, currency, payment_order_status,
+     wallet_updated, ledger_updated, refunded_minor, failure_code, created_at, updated_at";
+
+fn order_from_row(r: &Row) -> rusqlite::Result<OrderView> {
+    let amount_minor: i64 = r.get(3)?;
+    let code: String = r.get(4)?;
+    let refunded_minor: i64 = r.get(8)?;
+    let currency = Currency::parse(&code)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, e.into()))?;
+    Ok(OrderView {
+        payment_order_id: r.get(0)?,
+        checkout_id: r.get(1)?,
+        seller_id: r.get(2)?,
+        amount: format_minor(amount_minor, currency),
+        currency: code,
+        status: r.get(5)?,
+        wallet_updated: r.get(6)?,
+        ledger_updated: r.get(7)?,
+        refunded_amount: format_minor(refunded_minor, currency),
+        failure_code: r.get(9)?,
+        created_at: r.get(10)?,
+        updated_at: r.get(11)?,
+        amount_minor,
+    })
+}
+
+pub fn load_order(conn: &Connection, payment_order_id: &str) -> anyhow::Result<Option<OrderView>> {
+    let sql = format!("SELECT {ORDER_COLUMNS} FROM payment_orders WHERE payment_order_id = ?1");
+    Ok(conn.prepare_cached(&sql)?.query_row([payment_order_id], order_from_row).optional()?)
+}
+
+pub fn load_orders_of(conn: &Connection, checkout_id: &str) -> anyhow::Result<Vec<OrderView>> {
+    let sql = format!("SELECT {ORDER_COLUMNS} FROM payment_orders WHERE checkout_id = ?1 ORDER BY position");
+    let mut st = conn.prepare_cached(&sql)?;
+    let orders = st.query_map([checkout_id], order_from_row)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(orders)
+}
+
+pub fn load_checkout(conn: &Connection, checkout_id: &str) -> anyhow::Result<Option<CheckoutView>> {
+    let head = conn
+        .prepare_cached(
+            "SELECT checkout_id, is_payment_done, payment_method, redirect_url, buyer_info, created_at, psp_session_id
+             FROM payment_events WHERE checkout_id = ?1",
+        )?
+        .query_row([checkout_id], |r| {
+            Ok(CheckoutView {
+                checkout_id: r.get(0)?,
+                is_payment_done: r.get(1)?,
+                payment_method: r.get(2)?,
+                redirect_url: r.get(3)?,
+                buyer: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or(serde_json::Value::Null),
+                orders: Vec::new(),
+                created_at: r.get(5)?,
+                psp_session_id: r.get(6)?,
+            })
+        })
+        .optional()?;
+    let Some(mut view) = head else {
+        return Ok(None);
+    };
+    view.orders = load_orders_of(conn, checkout_id)?;
+    Ok(Some(view))
+}
+
+/// The checkout a PSP session belongs to, by the session id we stored.
+pub fn checkout_of_session(conn: &Connection, session_id: &str) -> anyhow::Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT checkout_id FROM payment_events WHERE psp_session_id = ?1")?
+        .query_row([session_id], |r| r.get(0))
+        .optional()?)
+}
+
+pub struct OrderFilter {
+    pub status: Option<OrderStatus>,
+    pub seller_id: Option<String>,
+    /// An order id: the page starts with the next older order.
+    pub starting_after: Option<String>,
+    pub limit: u32,
+}
+
+/// Stripe's list shape.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub object: &'static str,
+    pub data: Vec<T>,
+    pub has_more: bool,
+}
+
+/// Orders, newest first, in insertion order (rowid) so the cursor is stable.
+pub fn list_orders(conn: &Connection, f: &OrderFilter) -> anyhow::Result<Page<OrderView>> {
+    let cursor: Option<i64> = match &f.starting_after {
+        None => None,
+        Some(id) => Some(
+            conn.prepare_cached("SELECT rowid FROM payment_orders WHERE payment_order_id = ?1")?
+                .query_row([id], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0),
+        ),
+    };
+    let sql = format!(
+        "SELECT {ORDER_COLUMNS} FROM payment_orders
+         WHERE (?1 IS NULL OR payment_order_status = ?1)
+           AND (?2 IS NULL OR seller_id = ?2)
+           AND (?3 IS NULL OR rowid < ?3)
+         ORDER BY rowid DESC LIMIT ?4"
+    );
+    let mut st = conn.prepare_cached(&sql)?;
+    let mut data = st
+        .query_map(
+            params![f.status.map(OrderStatus::as_str), f.seller_id, cursor, i64::from(f.limit) + 1],
+            order_from_row,
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    let has_more = data.len() > f.limit as usize;
+    data.truncate(f.limit as usize);
+    Ok(Page { object: "list", data, has_more })
+}
+
+/// A token order with what the executor needs to charge it.
+pub struct ChargeTarget {
+    pub order: OrderView,
+    pub token: String,
+    pub order_intent_id: Option<String>,
+}
+
+pub fn load_charge_target(conn: &Connection, payment_order_id: &str) -> anyhow::Result<Option<ChargeTarget>> {
+    let Some(order) = load_order(conn, payment_order_id)? else {
+        return Ok(None);
+    };
+    let (token, intent): (Option<String>, Option<String>) = conn
+        .prepare_cached(
+            "SELECT e.payment_method_token, o.psp_payment_intent_id
+             FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
+             WHERE o.payment_order_id = ?1",
+        )?
+        .query_row([payment_order_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let token = token.with_context(|| format!("order {payment_order_id} is not a token payment"))?;
+    Ok(Some(ChargeTarget { order, token, order_intent_id: intent }))
+}
+
+pub fn set_payment_intent(tx: &Transaction, payment_order_id: &str, intent_id: &str) -> anyhow::Result<()> {
+    tx.prepare_cached(
+        "UPDATE payment_orders SET psp_payment_intent_id = ?2
+         WHERE payment_order_id = ?1 AND psp_payment_intent_id IS NOT ?2",
+    )?
+    .execute(params![payment_order_id, intent_id])?;
+    Ok(())
+}

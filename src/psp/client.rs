@@ -1,0 +1,268 @@
+//! The HTTP client for Stripe's API. Every call is recorded in `psp_calls`
+//! (after it returns, never inside a business transaction). Errors are
+//! classified: a decline or a 4xx is final; a timeout, 429, 5xx or broken
+//! connection leaves the outcome unknown, and the caller must ask again.
+
+use std::time::{Duration, Instant};
+
+use actix_web::web::Bytes;
+use anyhow::Context;
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+
+use crate::db::Db;
+use crate::psp::types::{CheckoutSession, PaymentIntent, StripeErrorBody};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PspError {
+    /// The PSP answered and refused: asking again will not change it.
+    #[error("PSP refused ({status}): {code}: {message}")]
+    Refused { status: u16, code: String, decline_code: Option<String>, message: String },
+    /// No answer we can trust (timeout, 429, 5xx, connection): the request
+    /// may or may not have taken effect.
+    #[error("PSP outcome unknown: {0}")]
+    Unknown(String),
+}
+
+#[derive(Clone)]
+pub struct PspClient {
+    http: reqwest::Client,
+    api_base: String,
+    secret_key: String,
+    db: Db,
+}
+
+pub struct LineItem {
+    pub name: String,
+    pub currency: String,
+    pub unit_amount: i64,
+}
+
+pub struct CheckoutSessionRequest {
+    pub checkout_id: String,
+    pub success_url: String,
+    pub cancel_url: String,
+    pub expires_at: i64,
+    pub line_items: Vec<LineItem>,
+}
+
+pub struct PaymentIntentRequest {
+    pub payment_order_id: String,
+    pub checkout_id: String,
+    pub seller_id: String,
+    pub amount_minor: i64,
+    /// Lower case, as Stripe writes it.
+    pub currency: String,
+    pub payment_method: String,
+}
+
+impl PspClient {
+    pub fn new(api_base: &str, secret_key: &str, timeout_ms: u64, db: Db) -> anyhow::Result<PspClient> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(timeout_ms))
+            .connect_timeout(Duration::from_millis(timeout_ms.min(5_000)))
+            .pool_max_idle_per_host(64)
+            .user_agent(concat!("till/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("building the PSP HTTP client")?;
+        Ok(PspClient {
+            http,
+            api_base: api_base.trim_end_matches('/').to_string(),
+            secret_key: secret_key.to_string(),
+            db,
+        })
+    }
+
+    pub fn api_base(&self) -> &str {
+        &self.api_base
+    }
+
+    /// `POST /v1/checkout/sessions`, idempotent on the checkout id.
+    pub async fn create_checkout_session(&self, req: &CheckoutSessionRequest) -> Result<CheckoutSession, PspError> {
+        let mut form: Vec<(String, String)> = vec![
+            ("mode".into(), "payment".into()),
+            ("success_url".into(), req.success_url.clone()),
+            ("cancel_url".into(), req.cancel_url.clone()),
+            ("client_reference_id".into(), req.checkout_id.clone()),
+            ("expires_at".into(), req.expires_at.to_string()),
+            ("metadata[checkout_id]".into(), req.checkout_id.clone()),
+            ("payment_intent_data[metadata][checkout_id]".into(), req.checkout_id.clone()),
+        ];
+        for (i, item) in req.line_items.iter().enumerate() {
+            let p = format!("line_items[{i}]");
+            form.push((format!("{p}[price_data][currency]"), item.currency.clone()));
+            form.push((format!("{p}[price_data][unit_amount]"), item.unit_amount.to_string()));
+            form.push((format!("{p}[price_data][product_data][name]"), item.name.clone()));
+            form.push((format!("{p}[quantity]"), "1".into()));
+        }
+        let key = format!("checkout-{}", req.checkout_id);
+        self.post("/v1/checkout/sessions", &form, Some(&key), &req.checkout_id).await
+    }
+
+    /// `GET /v1/checkout/sessions/{id}`: the PSP's word on a session.
+    pub async fn retrieve_checkout_session(
+        &self,
+        session_id: &str,
+        subject_id: &str,
+    ) -> Result<CheckoutSession, PspError> {
+        let path = format!("/v1/checkout/sessions/{}", encode_path(session_id));
+        self.send(self.http.get(self.url(&path)), "GET", &path, None, subject_id).await
+    }
+
+    /// `POST /v1/payment_intents` with `confirm=true`: charges one order.
+    /// The order id is the idempotency key, so asking again after a timeout
+    /// returns the first answer instead of charging twice.
+    pub async fn create_payment_intent(&self, req: &PaymentIntentRequest) -> Result<PaymentIntent, PspError> {
+        let form: Vec<(String, String)> = vec![
+            ("amount".into(), req.amount_minor.to_string()),
+            ("currency".into(), req.currency.clone()),
+            ("payment_method".into(), req.payment_method.clone()),
+            ("confirm".into(), "true".into()),
+            ("description".into(), format!("order {}", req.payment_order_id)),
+            ("metadata[payment_order_id]".into(), req.payment_order_id.clone()),
+            ("metadata[checkout_id]".into(), req.checkout_id.clone()),
+            ("metadata[seller_id]".into(), req.seller_id.clone()),
+        ];
+        let key = req.payment_order_id.clone();
+        self.post("/v1/payment_intents", &form, Some(&key), &req.payment_order_id).await
+    }
+
+    /// `GET /v1/payment_intents/{id}`.
+    pub async fn retrieve_payment_intent(&self, id: &str, subject_id: &str) -> Result<PaymentIntent, PspError> {
+        let path = format!("/v1/payment_intents/{}", encode_path(id));
+        self.send(self.http.get(self.url(&path)), "GET", &path, None, subject_id).await
+    }
+
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        form: &[(String, String)],
+        idempotency_key: Option<&str>,
+        subject_id: &str,
+    ) -> Result<T, PspError> {
+        let mut builder = self.http.post(self.url(path)).form(form);
+        if let Some(key) = idempotency_key {
+            builder = builder.header("Idempotency-Key", key);
+        }
+        self.send(builder, "POST", path, idempotency_key, subject_id).await
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        builder: reqwest::RequestBuilder,
+        method: &str,
+        path: &str,
+        idempotency_key: Option<&str>,
+        subject_id: &str,
+    ) -> Result<T, PspError> {
+        let started = Instant::now();
+        let result = builder.bearer_auth(&self.secret_key).send().await;
+        let (status, outcome) = match result {
+            Ok(resp) => {
+                let status = resp.status();
+                (Some(status.as_u16()), classify(status, resp.bytes().await))
+            }
+            Err(e) => (None, Err(PspError::Unknown(describe_reqwest(&e)))),
+        };
+        let summary = match &outcome {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        };
+        self.record_call(subject_id, method, path, idempotency_key, status, summary, started).await;
+        outcome.and_then(|bytes| {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| PspError::Unknown(format!("unreadable PSP answer to {method} {path}: {e}")))
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.api_base, path)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record_call(
+        &self,
+        subject_id: &str,
+        method: &str,
+        path: &str,
+        idempotency_key: Option<&str>,
+        status: Option<u16>,
+        outcome: String,
+        started: Instant,
+    ) {
+        let row = (
+            subject_id.to_string(),
+            method.to_string(),
+            path.to_string(),
+            idempotency_key.map(str::to_string),
+            status,
+            outcome,
+            started.elapsed().as_millis() as i64,
+        );
+        let written: anyhow::Result<()> = self
+            .db
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO psp_calls (subject_id, method, path, idempotency_key, http_status,
+                                            outcome, duration_ms, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(rusqlite::params![
+                    row.0,
+                    row.1,
+                    row.2,
+                    row.3,
+                    row.4,
+                    row.5,
+                    row.6,
+                    crate::db::now()
+                ])?;
+                Ok(())
+            })
+            .await;
+        // The audit row is secondary: losing it must not fail the payment step.
+        if let Err(e) = written {
+            tracing::warn!(error = format!("{e:#}"), "could not record a PSP call");
+        }
+    }
+}
+
+fn classify(status: StatusCode, body: reqwest::Result<Bytes>) -> Result<Bytes, PspError> {
+    let body = body.map_err(|e| PspError::Unknown(describe_reqwest(&e)))?;
+    if status.is_success() {
+        return Ok(body);
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        return Err(PspError::Unknown(format!("PSP answered {status}")));
+    }
+    let parsed: Option<StripeErrorBody> = serde_json::from_slice(&body).ok();
+    let error = parsed.map(|b| b.error);
+    // A 409 is an idempotent request still running at the PSP: ask again later.
+    if status == StatusCode::CONFLICT {
+        return Err(PspError::Unknown("PSP is still processing the same idempotency key".into()));
+    }
+    Err(PspError::Refused {
+        status: status.as_u16(),
+        code: error
+            .as_ref()
+            .and_then(|e| e.code.clone().or(e.kind.clone()))
+            .unwrap_or_else(|| format!("http_{}", status.as_u16())),
+        decline_code: error.as_ref().and_then(|e| e.decline_code.clone()),
+        message: error.and_then(|e| e.message).unwrap_or_else(|| format!("PSP answered {status}")),
+    })
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out waiting for the PSP".into()
+    } else if e.is_connect() {
+        "could not connect to the PSP".into()
+    } else {
+        format!("PSP request failed: {e}")
+    }
+}
+
+/// Ids come from the PSP; keep them from breaking out of the path.
+fn encode_path(segment: &str) -> String {
+    segment.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect()
+}

@@ -1,0 +1,12 @@
+//! The PSP connector: one client for Stripe's protocol, used for the
+//! embedded sandbox and, by configuration, for Stripe itself. One method per
+//! flow; the wire translation lives in `types` and `form`.
+//!
+//! There is no connector trait: till speaks one protocol, and the sandbox is
+//! reached over HTTP exactly as Stripe is, so tests exercise the real client.
+
+pub mod client;
+pub mod types;
+pub mod webhook_signature;
+
+pub use client::{CheckoutSessionRequest, LineItem, PaymentIntentRequest, PspClient, PspError};

@@ -1,0 +1,126 @@
+//! Stripe's wire types, as far as till reads them. Unknown fields are
+//! ignored: Stripe adds fields without notice.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CheckoutSession {
+    pub id: String,
+    pub url: Option<String>,
+    /// open | complete | expired
+    pub status: Option<String>,
+    /// unpaid | paid | no_payment_required
+    pub payment_status: String,
+    pub payment_intent: Option<String>,
+    pub amount_total: Option<i64>,
+    pub currency: Option<String>,
+    pub client_reference_id: Option<String>,
+    #[serde(default)]
+    pub metadata: HashMap<String, String>,
+}
+
+/// What the session says happened, in till's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionOutcome {
+    Open,
+    Paid,
+    Expired,
+}
+
+impl CheckoutSession {
+    pub fn outcome(&self) -> SessionOutcome {
+        match (self.status.as_deref(), self.payment_status.as_str()) {
+            (Some("complete"), "paid") => SessionOutcome::Paid,
+            (Some("expired"), _) => SessionOutcome::Expired,
+            _ => SessionOutcome::Open,
+        }
+    }
+
+    /// The checkout this session was made for (we set both fields).
+    pub fn checkout_id(&self) -> Option<&str> {
+        self.metadata.get("checkout_id").map(String::as_str).or(self.client_reference_id.as_deref())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StripeErrorBody {
+    pub error: StripeError,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StripeError {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub code: Option<String>,
+    pub decline_code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// An event as the PSP signs and sends it to `/webhooks/psp`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Event {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub data: EventData,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventData {
+    pub object: serde_json::Value,
+}
+
+impl Event {
+    /// The id of the object the event is about (`cs_…`, `pi_…`, …).
+    pub fn object_id(&self) -> Option<&str> {
+        self.data.object.get("id").and_then(|v| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PaymentIntent {
+    pub id: String,
+    /// requires_payment_method | requires_confirmation | requires_action |
+    /// processing | requires_capture | canceled | succeeded
+    pub status: String,
+    pub amount: i64,
+    pub currency: String,
+    #[serde(default)]
+    pub metadata: HashMap<String, String>,
+    pub last_payment_error: Option<StripeError>,
+}
+
+/// What a payment intent says happened, in till's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntentOutcome {
+    Succeeded,
+    /// Declined or canceled, with the reason as till's `failure_code`.
+    Failed(String),
+    /// Not decided yet: ask again later.
+    Pending,
+}
+
+impl PaymentIntent {
+    pub fn outcome(&self) -> IntentOutcome {
+        match self.status.as_str() {
+            "succeeded" => IntentOutcome::Succeeded,
+            "canceled" => IntentOutcome::Failed("canceled".into()),
+            "requires_payment_method" => match &self.last_payment_error {
+                Some(e) => IntentOutcome::Failed(failure_code(e.code.as_deref(), e.decline_code.as_deref())),
+                None => IntentOutcome::Pending,
+            },
+            _ => IntentOutcome::Pending,
+        }
+    }
+}
+
+/// A decline's most specific reason: `insufficient_funds` rather than
+/// `card_declined`, but `card_declined` rather than Stripe's `generic_decline`.
+pub fn failure_code(code: Option<&str>, decline_code: Option<&str>) -> String {
+    match decline_code {
+        Some(d) if d != "generic_decline" && !d.is_empty() => d.to_string(),
+        _ => code.unwrap_or("card_declined").to_string(),
+    }
+}

@@ -1,0 +1,280 @@
+//! The durable job queue in SQLite. Jobs are enqueued inside the caller's
+//! transaction (outbox), claimed with a lease (a crash never loses or
+//! doubles one: an expired lease hands it to another worker, and every job
+//! is idempotent), retried with exponential backoff and full jitter, and
+//! dead-lettered with an alert after `max_attempts`.
+
+pub mod runner;
+
+use anyhow::Context;
+use rand::Rng;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::config::QueueSettings;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Charge one token payment order at the PSP.
+    ChargeOrder,
+    /// Ask the PSP how a hosted checkout ended (its webhook may be lost).
+    SyncCheckout,
+    /// Deliver one merchant webhook (subject: the delivery id).
+    DeliverWebhook,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::ChargeOrder => "charge_order",
+            JobKind::SyncCheckout => "sync_checkout",
+            JobKind::DeliverWebhook => "deliver_webhook",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobKind> {
+        [JobKind::ChargeOrder, JobKind::SyncCheckout].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub subject_id: String,
+    pub payload: String,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub lease_token: String,
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Enqueues a job unless one for the same kind and subject is already live.
+/// Returns whether a job was added.
+pub fn enqueue(
+    tx: &Transaction,
+    kind: JobKind,
+    subject_id: &str,
+    delay_ms: i64,
+    max_attempts: u32,
+) -> anyhow::Result<bool> {
+    let now = crate::db::now();
+    let added = tx
+        .prepare_cached(
+            "INSERT INTO jobs (kind, subject_id, status, max_attempts, run_at_ms, created_at, updated_at)
+             VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?5) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![kind.as_str(), subject_id, max_attempts, now_ms() + delay_ms.max(0), now])
+        .with_context(|| format!("enqueueing {} for {subject_id}", kind.as_str()))?;
+    Ok(added == 1)
+}
+
+/// Claims up to `limit` due jobs (queued and due, or running with an expired
+/// lease) for `lease_ms`, counting the attempt now so that a job that
+/// crashes its worker still reaches the dead-letter queue.
+pub fn claim(conn: &mut Connection, limit: u32, lease_ms: u64) -> anyhow::Result<Vec<Job>> {
+    crate::db::write_tx(conn, |tx| {
+        let now = now_ms();
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let mut st = tx.prepare_cached(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_token = ?1,
+                             lease_until_ms = ?2, updated_at = ?3
+             WHERE id IN (SELECT id FROM jobs
+                          WHERE (status = 'queued' AND run_at_ms <= ?4)
+                             OR (status = 'running' AND lease_until_ms <= ?4)
+                          ORDER BY run_at_ms LIMIT ?5)
+             RETURNING id, kind, subject_id, payload, attempts, max_attempts",
+        )?;
+        let jobs = st
+            .query_map(params![token, now + lease_ms as i64, crate::db::now(), now, limit], |r| {
+                Ok(Job {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    subject_id: r.get(2)?,
+                    payload: r.get(3)?,
+                    attempts: r.get(4)?,
+                    max_attempts: r.get(5)?,
+                    lease_token: token.clone(),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(jobs)
+    })
+}
+
+/// Marks a job done, if this worker still holds its lease.
+pub fn complete(conn: &mut Connection, job: &Job) -> anyhow::Result<bool> {
+    crate::db::write_tx(conn, |tx| {
+        let n = tx
+            .prepare_cached(
+                "UPDATE jobs SET status = 'done', lease_token = NULL, lease_until_ms = NULL, last_error = NULL,
+                                 updated_at = ?3
+                 WHERE id = ?1 AND lease_token = ?2 AND status = 'running'",
+            )?
+            .execute(params![job.id, job.lease_token, crate::db::now()])?;
+        Ok(n == 1)
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failed {
+    RetryAt(i64),
+    Dead,
+    /// Another worker holds the job now; nothing was written.
+    LeaseLost,
+}
+
+/// Records a failed attempt: back to the queue after a backoff, or, when the
+/// attempts are spent or the error is final, to the dead-letter queue with
+/// an alert, in one transaction.
+pub fn fail(
+    conn: &mut Connection,
+    job: &Job,
+    error: &str,
+    retryable: bool,
+    settings: &QueueSettings,
+) -> anyhow::Result<Failed> {
+    let error: String = error.chars().take(2_000).collect();
+    crate::db::write_tx(conn, |tx| {
+        let dead = !retryable || job.attempts >= job.max_attempts;
+        let run_at = now_ms() + backoff_ms(job.attempts, settings) as i64;
+        let n = tx
+            .prepare_cached(
+                "UPDATE jobs SET status = CASE WHEN ?3 THEN 'dead' ELSE 'queued' END, run_at_ms = ?4,
+                                 lease_token = NULL, lease_until_ms = NULL, last_error = ?5, updated_at = ?6
+                 WHERE id = ?1 AND lease_token = ?2 AND status = 'running'",
+            )?
+            .execute(params![job.id, job.lease_token, dead, run_at, error, crate::db::now()])?;
+        if n == 0 {
+            return Ok(Failed::LeaseLost);
+        }
+        if !dead {
+            return Ok(Failed::RetryAt(run_at));
+        }
+        let message = format!(
+            "job {} ({} for {}) is dead after {} attempt(s): {error}",
+            job.id, job.kind, job.subject_id, job.attempts
+        );
+        crate::alerts::raise(tx, "dead_letter", &format!("job:{}", job.id), &message)?;
+        tracing::error!(job = job.id, kind = %job.kind, subject = %job.subject_id, %error, "job dead-lettered");
+        Ok(Failed::Dead)
+    })
+}
+
+/// Full jitter: a uniform wait in [0, min(cap, base × 2^(attempt-1))].
+pub fn backoff_ms(attempt: u32, settings: &QueueSettings) -> u64 {
+    let exp = settings.backoff_base_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(32));
+    let ceiling = exp.min(settings.backoff_cap_ms);
+    rand::rng().random_range(0..=ceiling)
+}
+
+/// Puts a dead job back in the queue with fresh attempts, and resolves its alert.
+pub fn retry_dead(conn: &mut Connection, job_id: i64, by: &str) -> anyhow::Result<bool> {
+    crate::db::write_tx(conn, |tx| {
+        let n = tx.execute(
+            "UPDATE jobs SET status = 'queued', attempts = 0, run_at_ms = ?2, updated_at = ?3
+             WHERE id = ?1 AND status = 'dead'",
+            params![job_id, now_ms(), crate::db::now()],
+        )?;
+        if n == 1 {
+            crate::alerts::resolve(tx, "dead_letter", &format!("job:{job_id}"), &format!("retried by {by}"))?;
+        }
+        Ok(n == 1)
+    })
+}
+
+/// Counts of jobs per status, for health and the dashboard.
+pub fn status_of(conn: &Connection, job_id: i64) -> anyhow::Result<Option<(String, u32, Option<String>)>> {
+    Ok(conn
+        .prepare_cached("SELECT status, attempts, last_error FROM jobs WHERE id = ?1")?
+        .query_row([job_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> QueueSettings {
+        QueueSettings { backoff_base_ms: 100, backoff_cap_ms: 1_000, ..QueueSettings::default() }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let s = settings();
+        for _ in 0..200 {
+            assert!(backoff_ms(1, &s) <= 100);
+            assert!(backoff_ms(3, &s) <= 400);
+            assert!(backoff_ms(30, &s) <= 1_000);
+            assert!(backoff_ms(u32::MAX, &s) <= 1_000);
+        }
+        assert!((0..200).any(|_| backoff_ms(30, &s) > 500), "jitter spreads over the whole window");
+    }
+
+    fn db() -> (tempfile::TempDir, crate::db::Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::Db::open(&dir.path().join("q.db"), 2, 1000, &crate::db::till_migrations()).unwrap();
+        (dir, db)
+    }
+
+    fn enqueue_one(conn: &mut Connection, subject: &str, max_attempts: u32) -> bool {
+        crate::db::write_tx(conn, |tx| enqueue(tx, JobKind::ChargeOrder, subject, 0, max_attempts)).unwrap()
+    }
+
+    #[test]
+    fn a_live_job_is_enqueued_once_and_claimed_once() {
+        let (_dir, db) = db();
+        let mut conn = db.conn().unwrap();
+        assert!(enqueue_one(&mut conn, "o1", 3));
+        assert!(!enqueue_one(&mut conn, "o1", 3), "same kind and subject while live");
+        let jobs = claim(&mut conn, 10, 60_000).unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert!(claim(&mut conn, 10, 60_000).unwrap().is_empty(), "leased");
+        assert!(complete(&mut conn, &jobs[0]).unwrap());
+        assert!(enqueue_one(&mut conn, "o1", 3), "a new job once the old one is done");
+    }
+
+    #[test]
+    fn an_expired_lease_hands_the_job_over_and_the_old_holder_cannot_finish_it() {
+        let (_dir, db) = db();
+        let mut conn = db.conn().unwrap();
+        enqueue_one(&mut conn, "o1", 3);
+        let first = claim(&mut conn, 10, 0).unwrap().remove(0);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = claim(&mut conn, 10, 60_000).unwrap().remove(0);
+        assert_eq!((second.id, second.attempts), (first.id, 2));
+        assert!(!complete(&mut conn, &first).unwrap());
+        assert_eq!(fail(&mut conn, &first, "late", true, &settings()).unwrap(), Failed::LeaseLost);
+        assert!(complete(&mut conn, &second).unwrap());
+    }
+
+    #[test]
+    fn spent_attempts_dead_letter_with_an_alert_and_retry_revives() {
+        let (_dir, db) = db();
+        let mut conn = db.conn().unwrap();
+        let s = QueueSettings { backoff_base_ms: 1, backoff_cap_ms: 1, ..QueueSettings::default() };
+        enqueue_one(&mut conn, "o1", 2);
+        let job = claim(&mut conn, 1, 60_000).unwrap().remove(0);
+        assert!(matches!(fail(&mut conn, &job, "boom", true, &s).unwrap(), Failed::RetryAt(_)));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let job = claim(&mut conn, 1, 60_000).unwrap().remove(0);
+        assert_eq!(fail(&mut conn, &job, "boom again", true, &s).unwrap(), Failed::Dead);
+        let (status, attempts, error) = status_of(&conn, job.id).unwrap().unwrap();
+        assert_eq!((status.as_str(), attempts, error.as_deref()), ("dead", 2, Some("boom again")));
+        assert_eq!(crate::alerts::open_count(&conn).unwrap(), 1);
+        assert!(retry_dead(&mut conn, job.id, "staff@example.com").unwrap());
+        assert_eq!(crate::alerts::open_count(&conn).unwrap(), 0);
+        assert_eq!(claim(&mut conn, 1, 60_000).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_final_error_dead_letters_at_once() {
+        let (_dir, db) = db();
+        let mut conn = db.conn().unwrap();
+        enqueue_one(&mut conn, "o1", 10);
+        let job = claim(&mut conn, 1, 60_000).unwrap().remove(0);
+        assert_eq!(fail(&mut conn, &job, "bad request", false, &settings()).unwrap(), Failed::Dead);
+    }
+}

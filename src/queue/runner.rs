@@ -1,0 +1,128 @@
+//! The worker loop: claims due jobs in batches, runs at most
+//! `queue.workers` at once, records each outcome, and on shutdown stops
+//! claiming and lets running jobs finish (an unfinished one is picked up
+//! again after its lease, on the next start).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+
+use crate::context::Ctx;
+use crate::queue::{self, Failed, Job, JobKind};
+
+/// Why a job did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Try again later (timeouts, 5xx, 429, connection errors, unknown outcomes).
+    #[error("{0}")]
+    Retry(String),
+    /// Retrying cannot help: dead-letter it now for a person.
+    #[error("{0}")]
+    Final(String),
+}
+
+impl From<anyhow::Error> for JobError {
+    fn from(e: anyhow::Error) -> Self {
+        JobError::Retry(format!("{e:#}"))
+    }
+}
+
+pub struct Runner {
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Runner {
+    pub fn spawn(ctx: Ctx) -> Runner {
+        let (shutdown, stop) = watch::channel(false);
+        let task = tokio::spawn(run(ctx, stop));
+        Runner { shutdown, task }
+    }
+
+    /// Stops claiming and waits (bounded) for running jobs.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn run(ctx: Ctx, mut stop: watch::Receiver<bool>) {
+    let settings = ctx.settings.queue.clone();
+    let permits = Arc::new(Semaphore::new(settings.workers));
+    let idle = Duration::from_millis(settings.poll_interval_ms);
+    while !*stop.borrow() {
+        let free = permits.available_permits() as u32;
+        if free == 0 {
+            tokio::select! {
+                _ = permits.acquire() => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        let limit = free.min(settings.batch_size);
+        let lease = settings.lease_ms;
+        let claimed: anyhow::Result<Vec<Job>> = ctx.db.run(move |conn| queue::claim(conn, limit, lease)).await;
+        let jobs = match claimed {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "could not claim jobs");
+                Vec::new()
+            }
+        };
+        if jobs.is_empty() {
+            tokio::select! {
+                _ = ctx.queue_wake.notified() => {}
+                _ = tokio::time::sleep(idle) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        for job in jobs {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                run_one(&ctx, job).await;
+                drop(permit);
+            });
+        }
+    }
+    // Let running jobs finish, within the lease they were given.
+    let all = settings.workers as u32;
+    let _ = tokio::time::timeout(Duration::from_millis(settings.lease_ms), permits.acquire_many(all)).await;
+}
+
+async fn run_one(ctx: &Ctx, job: Job) {
+    let result = dispatch(ctx, &job).await;
+    let mut settings = ctx.settings.queue.clone();
+    if JobKind::parse(&job.kind) == Some(JobKind::DeliverWebhook) {
+        settings.backoff_base_ms = ctx.settings.webhooks.backoff_base_ms;
+        settings.backoff_cap_ms = ctx.settings.webhooks.backoff_cap_ms;
+    }
+    let recorded = ctx
+        .db
+        .run(move |conn| -> anyhow::Result<Option<Failed>> {
+            match result {
+                Ok(()) => queue::complete(conn, &job).map(|_| None),
+                Err(JobError::Retry(e)) => queue::fail(conn, &job, &e, true, &settings).map(Some),
+                Err(JobError::Final(e)) => queue::fail(conn, &job, &e, false, &settings).map(Some),
+            }
+        })
+        .await;
+    match recorded {
+        Ok(Some(Failed::RetryAt(_))) => ctx.queue_wake.notify_one(),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = format!("{e:#}"), "could not record a job's outcome"),
+    }
+}
+
+async fn dispatch(ctx: &Ctx, job: &Job) -> Result<(), JobError> {
+    match JobKind::parse(&job.kind) {
+        Some(JobKind::ChargeOrder) => crate::payments::execute::charge_order(ctx, &job.subject_id).await,
+        Some(JobKind::SyncCheckout) => crate::payments::execute::sync_checkout(ctx, &job.subject_id).await,
+        Some(JobKind::DeliverWebhook) => crate::webhooks::out::deliver(ctx, &job.subject_id).await,
+        None => Err(JobError::Final(format!("unknown job kind '{}'", job.kind))),
+    }
+}

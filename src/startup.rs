@@ -1,0 +1,129 @@
+//! Builds the running application: till's HTTP server and, unless disabled,
+//! the embedded sandbox PSP on its own port, wired to each other with no
+//! manual step. Binding to port 0 works, which is how the tests run it.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use anyhow::Context;
+
+use crate::config::Settings;
+use crate::context::{Ctx, KeyedLocks};
+use crate::db::{self, Db};
+use crate::http::{self, errors::ApiError};
+use crate::psp::PspClient;
+use crate::queue::runner::Runner;
+
+pub struct Application {
+    address: SocketAddr,
+    sandbox_address: Option<SocketAddr>,
+    ctx: Ctx,
+    servers: Vec<Server>,
+}
+
+impl Application {
+    pub fn build(settings: Settings) -> anyhow::Result<Application> {
+        let settings = Arc::new(settings);
+        let db = open_till_db(&settings)?;
+        let listener = bind(&settings.server.bind, "server.bind")?;
+        let address = listener.local_addr()?;
+        let sandbox_listener =
+            if settings.sandbox.enabled { Some(bind(&settings.sandbox.bind, "sandbox.bind")?) } else { None };
+        let sandbox_address = sandbox_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+        let api_base = match (settings.psp.api_base.as_str(), sandbox_address) {
+            ("", Some(sandbox)) => format!("http://{sandbox}"),
+            (base, _) => base.to_string(),
+        };
+        let psp = PspClient::new(&api_base, &settings.psp.secret_key, settings.psp.request_timeout_ms, db.clone())?;
+        let ctx = Ctx {
+            db,
+            psp,
+            settings: settings.clone(),
+            checkout_locks: KeyedLocks::default(),
+            queue_wake: Arc::new(tokio::sync::Notify::new()),
+            webhook_http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_millis(settings.webhooks.timeout_ms))
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("till-webhooks/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .context("building the webhook HTTP client")?,
+        };
+        let mut servers = Vec::new();
+        if let Some(sandbox_listener) = sandbox_listener {
+            let till_webhook_url = format!("http://{address}/webhooks/psp");
+            servers.push(crate::sandbox::build(sandbox_listener, &settings.sandbox, &settings.psp, till_webhook_url)?);
+        }
+        servers.push(till_server(listener, ctx.clone())?);
+        tracing::info!(%address, sandbox = ?sandbox_address, psp = %api_base, "till is listening");
+        Ok(Application { address, sandbox_address, ctx, servers })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn sandbox_address(&self) -> Option<SocketAddr> {
+        self.sandbox_address
+    }
+
+    pub fn context(&self) -> &Ctx {
+        &self.ctx
+    }
+
+    /// Runs until a shutdown signal; each server then finishes its in-flight requests.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let runner = Runner::spawn(self.ctx.clone());
+        let results = futures_util::future::join_all(self.servers).await;
+        // The servers have drained their requests; now the running jobs.
+        runner.stop().await;
+        for r in results {
+            r.context("server stopped with an error")?;
+        }
+        Ok(())
+    }
+}
+
+pub fn open_till_db(settings: &Settings) -> anyhow::Result<Db> {
+    Db::open(
+        &settings.database.path,
+        settings.database.pool_size,
+        settings.database.busy_timeout_ms,
+        &db::till_migrations(),
+    )
+}
+
+fn bind(addr: &str, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).with_context(|| format!("{key}: cannot listen on {addr}"))
+}
+
+fn till_server(listener: TcpListener, ctx: Ctx) -> anyhow::Result<Server> {
+    let workers = ctx.settings.server.workers;
+    let data = web::Data::new(ctx);
+    let mut server =
+        HttpServer::new(move || {
+            App::new()
+                .wrap(actix_web::middleware::Logger::new("%r %s %Dms").exclude("/healthz"))
+                .app_data(data.clone())
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    ApiError::bad_request("parameter_invalid", format!("query string: {e}")).into()
+                }))
+                .app_data(
+                    web::PathConfig::default()
+                        .error_handler(|e, _| ApiError::bad_request("parameter_invalid", format!("path: {e}")).into()),
+                )
+                .configure(http::configure)
+                .default_service(web::to(|| async {
+                    HttpResponse::NotFound().json(serde_json::json!({"error": {
+                    "type": "invalid_request_error", "code": "route_missing",
+                    "message": "no such route"}}))
+                }))
+        })
+        .listen(listener)?
+        .shutdown_timeout(30);
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    Ok(server.run())
+}

@@ -1,0 +1,147 @@
+//! `POST /webhooks/psp`: verify the signature, store the event once, re-read
+//! the object from the PSP (a webhook body is a hint, never the truth), then
+//! apply it through the payment state machine.
+
+use anyhow::Context;
+use rusqlite::{OptionalExtension, params};
+
+use crate::context::Ctx;
+use crate::payments::complete::{self, ApplyError};
+use crate::payments::execute;
+use crate::psp::PspError;
+use crate::psp::types::Event;
+use crate::psp::webhook_signature::{self, SignatureError};
+use crate::queue::runner::JobError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("signature: {0}")]
+    Signature(#[from] SignatureError),
+    #[error("the body is not a PSP event: {0}")]
+    Malformed(String),
+    /// The PSP could not be asked; the event stays unprocessed and the PSP
+    /// retries it.
+    #[error("could not confirm the event with the PSP: {0}")]
+    PspUnavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingested {
+    Applied,
+    Duplicate,
+    Ignored(String),
+}
+
+pub async fn ingest(ctx: &Ctx, signature: Option<&str>, body: &[u8]) -> Result<Ingested, IngestError> {
+    let psp = &ctx.settings.psp;
+    webhook_signature::verify(
+        signature,
+        body,
+        &psp.webhook_secret,
+        psp.webhook_tolerance_seconds,
+        chrono::Utc::now().timestamp(),
+    )?;
+    let event: Event = serde_json::from_slice(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
+    if !record_event(ctx, &event, body).await? {
+        return Ok(Ingested::Duplicate);
+    }
+    let outcome = apply(ctx, &event).await;
+    let (processed, note) = match &outcome {
+        // Not ours, or not consistent with our books: retrying will not help;
+        // the event is kept with the reason for a person to look at.
+        Ok(Ingested::Ignored(reason)) => (true, Some(reason.clone())),
+        Ok(_) => (true, None),
+        // Left unprocessed: the PSP delivers it again.
+        Err(e) => (false, Some(format!("{e:#}"))),
+    };
+    mark_event(ctx, &event.id, processed, note).await?;
+    outcome
+}
+
+async fn apply(ctx: &Ctx, event: &Event) -> Result<Ingested, IngestError> {
+    match event.kind.as_str() {
+        "checkout.session.completed" | "checkout.session.expired" | "checkout.session.async_payment_succeeded" => {
+            let session_id =
+                event.object_id().ok_or_else(|| IngestError::Malformed("event without data.object.id".into()))?;
+            let session = match ctx.psp.retrieve_checkout_session(session_id, session_id).await {
+                Ok(session) => session,
+                Err(PspError::Unknown(reason)) => return Err(IngestError::PspUnavailable(reason)),
+                Err(refused @ PspError::Refused { .. }) => {
+                    return Ok(Ingested::Ignored(refused.to_string()));
+                }
+            };
+            match complete::apply_checkout_session(ctx, session).await {
+                Ok(_) => Ok(Ingested::Applied),
+                Err(ApplyError::Internal(e)) => Err(IngestError::Internal(e)),
+                Err(other) => {
+                    tracing::error!(event = %event.id, error = %other, "PSP event not applied");
+                    Ok(Ingested::Ignored(other.to_string()))
+                }
+            }
+        }
+        "payment_intent.succeeded" | "payment_intent.payment_failed" => apply_intent_event(ctx, event).await,
+        other => Ok(Ingested::Ignored(format!("event type {other} is not handled"))),
+    }
+}
+
+/// A token order's intent: re-read it and apply it as the executor would.
+async fn apply_intent_event(ctx: &Ctx, event: &Event) -> Result<Ingested, IngestError> {
+    let order_id = event.data.object.pointer("/metadata/payment_order_id").and_then(|v| v.as_str());
+    let (Some(intent_id), Some(order_id)) = (event.object_id(), order_id) else {
+        // A hosted checkout's intent: the checkout.session event carries it.
+        return Ok(Ingested::Ignored("payment intent of no token order".into()));
+    };
+    let intent = match ctx.psp.retrieve_payment_intent(intent_id, order_id).await {
+        Ok(intent) => intent,
+        Err(PspError::Unknown(reason)) => return Err(IngestError::PspUnavailable(reason)),
+        Err(refused @ PspError::Refused { .. }) => {
+            return Ok(Ingested::Ignored(refused.to_string()));
+        }
+    };
+    match execute::apply_intent(ctx, order_id, intent).await {
+        Ok(()) => Ok(Ingested::Applied),
+        Err(JobError::Retry(reason)) => Ok(Ingested::Ignored(reason)),
+        Err(JobError::Final(reason)) => {
+            tracing::error!(event = %event.id, %reason, "PSP event not applied");
+            Ok(Ingested::Ignored(reason))
+        }
+    }
+}
+
+/// Stores the event, or counts one more delivery of it. Returns false when
+/// it was already processed (a duplicate delivery).
+async fn record_event(ctx: &Ctx, event: &Event, body: &[u8]) -> anyhow::Result<bool> {
+    let (id, kind, object_id) = (event.id.clone(), event.kind.clone(), event.object_id().map(str::to_string));
+    let payload = String::from_utf8_lossy(body).into_owned();
+    ctx.db
+        .write(move |tx| -> anyhow::Result<bool> {
+            let processed: Option<Option<String>> = tx
+                .query_row(
+                    "INSERT INTO psp_events (event_id, event_type, object_id, payload, received_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (event_id) DO UPDATE SET deliveries = deliveries + 1
+                     RETURNING processed_at",
+                    params![id, kind, object_id, payload, crate::db::now()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .context("storing a PSP event")?;
+            Ok(!matches!(processed, Some(Some(_))))
+        })
+        .await
+}
+
+async fn mark_event(ctx: &Ctx, event_id: &str, processed: bool, error: Option<String>) -> anyhow::Result<()> {
+    let id = event_id.to_string();
+    ctx.db
+        .write(move |tx| -> anyhow::Result<()> {
+            tx.execute(
+                "UPDATE psp_events SET processed_at = CASE WHEN ?2 THEN ?3 END, last_error = ?4 WHERE event_id = ?1",
+                params![id, processed, crate::db::now(), error],
+            )?;
+            Ok(())
+        })
+        .await
+}

@@ -1,0 +1,133 @@
+//! SIGKILL in the middle of a load of payments: after a restart on the same
+//! databases every stored order ends final, none is charged or credited
+//! twice, and the ledger invariants hold.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use crate::helpers::token_body;
+
+struct Till {
+    child: Child,
+    base: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn command(dir: &Path, ports: (u16, u16), args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_till"));
+    cmd.args(args)
+        .args(["--config", "/nonexistent/till.toml"])
+        .env("TILL_SERVER__BIND", format!("127.0.0.1:{}", ports.0))
+        .env("TILL_SANDBOX__BIND", format!("127.0.0.1:{}", ports.1))
+        .env("TILL_DATABASE__PATH", dir.join("till.db"))
+        .env("TILL_SANDBOX__DATABASE_PATH", dir.join("sandbox.db"))
+        .env("TILL_SANDBOX__WEBHOOK_RETRY_BASE_MS", "50")
+        .env("TILL_PSP__REQUEST_TIMEOUT_MS", "1000")
+        .env("TILL_QUEUE__LEASE_MS", "2000")
+        .env("TILL_QUEUE__BACKOFF_BASE_MS", "20")
+        .env("TILL_QUEUE__BACKOFF_CAP_MS", "200")
+        .env("TILL_LOG__LEVEL", "error");
+    cmd
+}
+
+async fn start(dir: &Path, ports: (u16, u16)) -> Till {
+    let child = command(dir, ports, &["serve"]).stdout(Stdio::null()).spawn().unwrap();
+    let base = format!("http://127.0.0.1:{}", ports.0);
+    let started = Instant::now();
+    while reqwest::get(format!("{base}/healthz")).await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "till did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Till { child, base }
+}
+
+#[tokio::test]
+async fn a_killed_till_finishes_every_stored_payment_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = (free_port(), free_port());
+    let out = command(dir.path(), ports, &["api-key", "create", "--name", "crash"]).output().unwrap();
+    let key = String::from_utf8(out.stdout).unwrap().lines().last().unwrap().to_string();
+    let mut till = start(dir.path(), ports).await;
+
+    // Eight shops send payments as fast as they can; till is killed mid-way.
+    let client = reqwest::Client::new();
+    let mut shops = Vec::new();
+    for _ in 0..8 {
+        let (client, key, base) = (client.clone(), key.clone(), till.base.clone());
+        shops.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for _ in 0..200 {
+                let body = token_body("pm_card_visa", &[("seller_a", "1.00", "USD"), ("seller_b", "2.50", "USD")]);
+                match client.post(format!("{base}/v1/payments")).bearer_auth(&key).json(&body).send().await {
+                    Ok(r) if r.status() == StatusCode::CREATED => acknowledged.push(body["checkout_id"].clone()),
+                    _ => break,
+                }
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    till.child.kill().unwrap(); // SIGKILL
+    till.child.wait().unwrap();
+    let mut acknowledged = Vec::new();
+    for shop in shops {
+        acknowledged.extend(shop.await.unwrap());
+    }
+    assert!(acknowledged.len() > 10, "the load was under way: {}", acknowledged.len());
+
+    let mut till = start(dir.path(), ports).await;
+    let conn = rusqlite::Connection::open(dir.path().join("till.db")).unwrap();
+    let stored: i64 = conn.query_row("SELECT COUNT(*) FROM payment_orders", [], |r| r.get(0)).unwrap();
+    assert!(stored as usize >= acknowledged.len() * 2, "every acknowledged checkout was stored");
+    let started = Instant::now();
+    loop {
+        let open: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM payment_orders WHERE payment_order_status NOT IN ('SUCCESS', 'FAILED')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if open == 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{open} orders never finished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let succeeded: i64 = conn
+        .query_row("SELECT COUNT(*) FROM payment_orders WHERE payment_order_status = 'SUCCESS'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(succeeded, stored, "pm_card_visa always succeeds");
+    for id in &acknowledged {
+        let done: bool = conn
+            .query_row(
+                "SELECT is_payment_done FROM payment_events WHERE checkout_id = ?1",
+                [id.as_str().unwrap()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(done, "{id}");
+    }
+    // Credited once: the wallets hold exactly what the orders add up to.
+    let (a, b): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT balance_minor FROM wallets WHERE seller_id = 'seller_a'),
+                    (SELECT balance_minor FROM wallets WHERE seller_id = 'seller_b')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((a, b), (stored / 2 * 100, stored / 2 * 250));
+    // Charged once: the PSP holds one successful intent per order.
+    crate::helpers::assert_one_charge_per_order(&dir.path().join("sandbox.db"), &conn);
+    let check = command(dir.path(), ports, &["check"]).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    till.child.kill().unwrap();
+    till.child.wait().unwrap();
+}

@@ -1,0 +1,330 @@
+//! `spawn_app()`: till and its sandbox PSP on port 0 with temporary
+//! databases, an API key, and the calls a shop and a buyer make.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Response, StatusCode, redirect};
+use serde_json::{Value, json};
+use till::config::Settings;
+use till::context::Ctx;
+use till::startup::Application;
+use uuid::Uuid;
+
+pub struct TestApp {
+    pub address: String,
+    pub sandbox: String,
+    pub api_key: String,
+    pub ctx: Ctx,
+    pub settings: Settings,
+    /// Follows no redirects, so tests see the 303s a browser would follow.
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::default();
+    settings.server.bind = "127.0.0.1:0".into();
+    settings.server.workers = 2;
+    settings.database.path = dir.path().join("till.db");
+    settings.sandbox.bind = "127.0.0.1:0".into();
+    settings.sandbox.database_path = dir.path().join("sandbox.db");
+    settings.sandbox.webhook_retry_base_ms = 50;
+    settings.psp.request_timeout_ms = 5_000;
+    settings.log.level = "warn".into();
+    configure(&mut settings);
+    settings.validate().unwrap();
+    till::telemetry::init(&settings.log);
+    let app = Application::build(settings.clone()).unwrap();
+    let address = format!("http://{}", app.address());
+    let sandbox = format!("http://{}", app.sandbox_address().unwrap());
+    let ctx = app.context().clone();
+    tokio::spawn(app.run_until_stopped());
+    let api_key = till::api_keys::create(&ctx.db.conn().unwrap(), "tests").unwrap().key;
+    TestApp {
+        address,
+        sandbox,
+        api_key,
+        ctx,
+        settings,
+        client: reqwest::Client::builder().redirect(redirect::Policy::none()).build().unwrap(),
+        dir,
+    }
+}
+
+pub fn uuid() -> String {
+    Uuid::new_v4().to_string()
+}
+
+/// A hosted-page request body with fresh ids: `orders` are (seller, amount, currency).
+pub fn hosted_body(orders: &[(&str, &str, &str)]) -> Value {
+    json!({
+        "checkout_id": uuid(),
+        "buyer": {"id": "buyer_42", "email": "kim@example.com"},
+        "orders": orders.iter().map(|(seller, amount, currency)| json!({
+            "payment_order_id": uuid(), "seller_id": seller, "amount": amount, "currency": currency
+        })).collect::<Vec<_>>(),
+        "payment_method": {"type": "hosted_page"},
+        "success_url": "https://shop.example/thanks?session={CHECKOUT_SESSION_ID}",
+        "cancel_url": "https://shop.example/cart",
+    })
+}
+
+impl TestApp {
+    pub async fn post_payment(&self, body: &Value) -> Response {
+        self.client
+            .post(format!("{}/v1/payments", self.address))
+            .bearer_auth(&self.api_key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(format!("{}{path}", self.address)).bearer_auth(&self.api_key).send().await.unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let resp = self.get(path).await;
+        assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
+        resp.json().await.unwrap()
+    }
+
+    /// Creates a hosted checkout and returns its JSON (asserting 201).
+    pub async fn create_hosted(&self, orders: &[(&str, &str, &str)]) -> Value {
+        let resp = self.post_payment(&hosted_body(orders)).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        resp.json().await.unwrap()
+    }
+
+    /// What a buyer does: open the hosted page, then submit the card form.
+    pub async fn pay(&self, redirect_url: &str, card: &str) -> Response {
+        let page = self.client.get(redirect_url).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "the hosted page opens");
+        let html = page.text().await.unwrap();
+        assert!(html.contains("card_number"), "the page has the card form");
+        self.client
+            .post(redirect_url)
+            .form(&[("card_number", card), ("exp_month", "12"), ("exp_year", "2034"), ("cvc", "123")])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Polls the checkout until every order is final.
+    pub async fn wait_until_done(&self, checkout_id: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let checkout = self.get_json(&format!("/v1/checkouts/{checkout_id}")).await;
+            if checkout["is_payment_done"] == json!(true) {
+                return checkout;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "checkout never finished: {checkout}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// A call to the sandbox PSP's API as the PSP's own dashboard or tests would make it.
+    pub async fn sandbox_post(&self, path: &str, form: &[(&str, &str)]) -> Response {
+        self.client
+            .post(format!("{}{path}", self.sandbox))
+            .bearer_auth(&self.settings.psp.secret_key)
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn sandbox_get(&self, path: &str) -> Value {
+        self.client
+            .get(format!("{}{path}", self.sandbox))
+            .bearer_auth(&self.settings.psp.secret_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_webhook(&self, body: &str, signature: Option<String>) -> Response {
+        let mut req = self
+            .client
+            .post(format!("{}/webhooks/psp", self.address))
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+        if let Some(sig) = signature {
+            req = req.header("Stripe-Signature", sig);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.ctx.db.conn().unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    pub fn assert_ledger_ok(&self) {
+        let report = till::ledger::check::run(&mut self.ctx.db.conn().unwrap()).unwrap();
+        assert!(report.ok, "{}", report.summary());
+    }
+}
+
+impl Drop for TestApp {
+    /// After every scenario the ledger invariants must hold.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.assert_ledger_ok();
+        }
+    }
+}
+
+pub fn session_id_of(redirect_url: &str) -> String {
+    redirect_url.rsplit('/').next().unwrap().to_string()
+}
+
+/// A token-payment request body with fresh ids.
+pub fn token_body(token: &str, orders: &[(&str, &str, &str)]) -> Value {
+    let mut body = hosted_body(orders);
+    let obj = body.as_object_mut().unwrap();
+    obj.remove("success_url");
+    obj.remove("cancel_url");
+    obj.insert("payment_method".into(), json!({"type": "token", "token": token}));
+    body
+}
+
+/// What a receiver of webhooks got: headers (lower-case names) and body.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+}
+
+/// A shop's webhook endpoint on port 0: records every request, and answers
+/// 500 to the first `fail_first` of them.
+pub struct Receiver {
+    pub url: String,
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    pub async fn spawn(fail_first: usize) -> Receiver {
+        use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (store, count) = (received.clone(), calls.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        let server = HttpServer::new(move || {
+            let (store, count) = (store.clone(), count.clone());
+            App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+                let (store, count) = (store.clone(), count.clone());
+                async move {
+                    let headers = req
+                        .headers()
+                        .iter()
+                        .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+                        .collect();
+                    store.lock().unwrap().push(Received { headers, body: String::from_utf8_lossy(&body).into() });
+                    if count.fetch_add(1, Ordering::SeqCst) < fail_first {
+                        HttpResponse::InternalServerError().finish()
+                    } else {
+                        HttpResponse::Ok().finish()
+                    }
+                }
+            }))
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        Receiver { url, received }
+    }
+
+    pub fn all(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until `pred` holds for what was received.
+    pub async fn wait_for(&self, what: &str, pred: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let started = Instant::now();
+        loop {
+            let all = self.all();
+            if pred(&all) {
+                return all;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "never received {what}: {all:?}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl TestApp {
+    /// Sets the sandbox's faults at run time.
+    pub async fn set_faults(&self, faults: Value) {
+        let resp = self
+            .client
+            .post(format!("{}/v1/sandbox/faults", self.sandbox))
+            .bearer_auth(&self.settings.psp.secret_key)
+            .json(&faults)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "setting faults: {}", resp.text().await.unwrap());
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value, idempotency_key: Option<&str>) -> Response {
+        let mut req = self.client.post(format!("{}{path}", self.address)).bearer_auth(&self.api_key).json(body);
+        if let Some(key) = idempotency_key {
+            req = req.header("Idempotency-Key", key);
+        }
+        req.send().await.unwrap()
+    }
+}
+
+/// The PSP's own books: exactly one successful payment intent for each
+/// successful token order, and none for any other order.
+pub fn assert_one_charge_per_order(sandbox_db: &std::path::Path, till: &rusqlite::Connection) {
+    let psp = rusqlite::Connection::open(sandbox_db).unwrap();
+    let mut charges = std::collections::HashMap::<String, i64>::new();
+    let mut st = psp
+        .prepare(
+            "SELECT json_extract(metadata, '$.payment_order_id'), COUNT(*) FROM payment_intents
+             WHERE status = 'succeeded' AND json_extract(metadata, '$.payment_order_id') IS NOT NULL GROUP BY 1",
+        )
+        .unwrap();
+    for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).unwrap() {
+        let (order, n) = row.unwrap();
+        charges.insert(order, n);
+    }
+    let mut st = till
+        .prepare(
+            "SELECT o.payment_order_id, o.payment_order_status FROM payment_orders o
+             JOIN payment_events e ON e.checkout_id = o.checkout_id WHERE e.payment_method = 'token'",
+        )
+        .unwrap();
+    let orders: Vec<(String, String)> =
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    for (order, status) in &orders {
+        let expected = i64::from(status == "SUCCESS");
+        assert_eq!(charges.get(order).copied().unwrap_or(0), expected, "order {order} is {status}");
+    }
+    assert_eq!(charges.len(), orders.iter().filter(|(_, s)| s == "SUCCESS").count(), "no charge for an unknown order");
+}

@@ -1,0 +1,14 @@
+//! till's integration tests: one binary, one file per capability. Every
+//! TestApp checks the ledger invariants (`till check`) when it is dropped.
+
+mod helpers;
+
+mod cli;
+mod crash_recovery;
+mod create_payment;
+mod fault_tolerance;
+mod hosted_flow;
+mod idempotency_header;
+mod merchant_webhooks;
+mod psp_webhooks;
+mod token_payments;

@@ -1,0 +1,101 @@
+//! `/webhooks/psp`: what does not verify is refused and changes nothing;
+//! what verifies is applied once, however often it arrives.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use till::psp::webhook_signature::sign;
+
+use crate::helpers::{TestApp, session_id_of, spawn_app};
+
+fn completed_event(session_id: &str) -> String {
+    json!({
+        "id": format!("evt_test_{}", uuid::Uuid::new_v4().simple()),
+        "object": "event",
+        "type": "checkout.session.completed",
+        "created": chrono::Utc::now().timestamp(),
+        "data": {"object": {"id": session_id, "object": "checkout.session",
+                            "status": "complete", "payment_status": "paid"}}
+    })
+    .to_string()
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+async fn orders_of(app: &TestApp, checkout_id: &str) -> Vec<Value> {
+    app.get_json(&format!("/v1/checkouts/{checkout_id}")).await["orders"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn forged_unsigned_and_stale_events_are_refused() {
+    let app = spawn_app().await;
+    let checkout = app.create_hosted(&[("seller_a", "25.00", "USD")]).await;
+    let checkout_id = checkout["checkout_id"].as_str().unwrap();
+    let body = completed_event(&session_id_of(checkout["redirect_url"].as_str().unwrap()));
+    let secret = app.settings.psp.webhook_secret.clone();
+    let cases = [
+        ("unsigned", None),
+        ("wrong secret", Some(sign("whsec_forged", now(), body.as_bytes()))),
+        ("stale", Some(sign(&secret, now() - 3_600, body.as_bytes()))),
+        ("from the future", Some(sign(&secret, now() + 3_600, body.as_bytes()))),
+        ("garbage header", Some("t=abc,v1=xyz".to_string())),
+        ("signed other body", Some(sign(&secret, now(), b"{}"))),
+    ];
+    for (name, signature) in cases {
+        let resp = app.post_webhook(&body, signature).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{name}");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM psp_events"), 0, "nothing stored");
+    assert_eq!(orders_of(&app, checkout_id).await[0]["status"], "EXECUTING");
+    assert_eq!(app.count("SELECT COUNT(*) FROM ledger_transactions"), 0);
+}
+
+#[tokio::test]
+async fn a_signed_event_is_checked_against_the_psp_before_acting() {
+    let app = spawn_app().await;
+    let checkout = app.create_hosted(&[("seller_a", "25.00", "USD")]).await;
+    let checkout_id = checkout["checkout_id"].as_str().unwrap();
+    // Correctly signed, but the session is not paid at the PSP: nothing moves.
+    let body = completed_event(&session_id_of(checkout["redirect_url"].as_str().unwrap()));
+    let resp = app.post_webhook(&body, Some(sign(&app.settings.psp.webhook_secret, now(), body.as_bytes()))).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(orders_of(&app, checkout_id).await[0]["status"], "EXECUTING");
+    assert_eq!(app.count("SELECT COUNT(*) FROM ledger_transactions"), 0);
+}
+
+#[tokio::test]
+async fn duplicate_events_are_applied_once() {
+    let app = spawn_app().await;
+    let checkout = app.create_hosted(&[("seller_a", "25.00", "USD"), ("seller_b", "10.00", "USD")]).await;
+    let checkout_id = checkout["checkout_id"].as_str().unwrap();
+    let url = checkout["redirect_url"].as_str().unwrap();
+    app.pay(url, "4242424242424242").await;
+    app.wait_until_done(checkout_id).await;
+
+    // The same event id again and again, and a new event about the same session.
+    let secret = app.settings.psp.webhook_secret.clone();
+    let body = completed_event(&session_id_of(url));
+    for _ in 0..3 {
+        let resp = app.post_webhook(&body, Some(sign(&secret, now(), body.as_bytes()))).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let other = completed_event(&session_id_of(url));
+    let resp = app.post_webhook(&other, Some(sign(&secret, now(), other.as_bytes()))).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    assert_eq!(app.count("SELECT MAX(deliveries) FROM psp_events"), 3);
+    assert_eq!(app.count("SELECT COUNT(*) FROM ledger_transactions"), 2, "one pay-in per order");
+    assert_eq!(app.get_json("/v1/wallets/seller_a").await["balances"][0]["balance"], "25.00");
+    assert_eq!(app.get_json("/v1/wallets/seller_b").await["balances"][0]["balance"], "10.00");
+}
+
+#[tokio::test]
+async fn events_for_unknown_sessions_are_acknowledged_and_change_nothing() {
+    let app = spawn_app().await;
+    let body = completed_event("cs_test_unknown");
+    let resp = app.post_webhook(&body, Some(sign(&app.settings.psp.webhook_secret, now(), body.as_bytes()))).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(app.count("SELECT COUNT(*) FROM payment_orders"), 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM psp_events WHERE last_error IS NOT NULL"), 1, "the reason is kept");
+}
