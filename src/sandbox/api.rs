@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use base64::Engine;
 use rusqlite::Connection;
 use serde::Serialize;
 
@@ -162,11 +163,24 @@ pub fn authorize(sb: &Sandbox, req: &HttpRequest) -> Result<(), StripeError> {
                 .into(),
         ));
     };
-    let given = header.strip_prefix("Bearer ").unwrap_or_default().trim();
+    let given = given_key(header).unwrap_or_default();
+    let given = given.as_str();
     if !constant_time_eq(given.as_bytes(), sb.shared.secret_key.as_bytes()) {
         return Err(StripeError::Unauthorized(format!("Invalid API Key provided: {}", redact_key(given))));
     }
     Ok(())
+}
+
+/// `Bearer <key>`, or `Basic base64(<key>:)` as `curl -u sk_test_…:` sends it (Stripe takes both).
+fn given_key(header: &str) -> Option<String> {
+    if let Some(key) = header.strip_prefix("Bearer ") {
+        return Some(key.trim().to_string());
+    }
+    let encoded = header.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, _password) = text.split_once(':').unwrap_or((text.as_str(), ""));
+    Some(user.to_string())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -271,5 +285,9 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
+        assert_eq!(given_key("Bearer sk_test_1").as_deref(), Some("sk_test_1"));
+        assert_eq!(given_key("Basic c2tfdGVzdF8xOg==").as_deref(), Some("sk_test_1")); // "sk_test_1:"
+        assert_eq!(given_key("Basic !!!"), None);
+        assert_eq!(given_key("Token x"), None);
     }
 }

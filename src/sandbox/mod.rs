@@ -22,16 +22,24 @@
 //! Deliberate differences from Stripe, for tests:
 //! - `expires_at` of a checkout session may be anything in the next 24 h
 //!   (Stripe requires at least 30 minutes), so tests can watch one expire.
-//! - A refund whose `metadata[sandbox_outcome]` is `fail`, or whose amount
-//!   is exactly 13 minor units (0.13 USD), fails: `pending` then `failed`.
-//!   Other refunds go `pending` then `succeeded`. Either way `refund.updated`.
-//! - A transfer to a destination starting `acct_fail` is created (event
-//!   `transfer.created`), then reversed: `reversed: true`, `amount_reversed`
-//!   = amount, sandbox field `status: "failed"`, event `transfer.reversed`.
-//!   Others get `status: "paid"`.
+//! - Refunds start `pending` (event `refund.created`) and are settled by the
+//!   ticker about half a second later to `succeeded`, or to `failed` when
+//!   `metadata[sandbox_outcome]=fail` or the amount is exactly 13 minor units
+//!   (0.13 USD); either way `refund.updated`.
+//! - Transfers carry a sandbox field `status`: `pending` (event
+//!   `transfer.created`), then `paid`, or `failed` for a destination starting
+//!   `acct_fail` (reversed in full: `reversed: true`, `amount_reversed` =
+//!   amount, event `transfer.reversed`); either way `transfer.updated`.
+//!   Destinations must start `acct_`. Balances are not checked.
+//! - `/v1/sandbox/*` needs the secret key too; faults never apply there nor
+//!   to the hosted page. `faults.seed` 0 draws from entropy; any other value
+//!   makes the draws reproducible.
 //! - Injected 500s (`faults.error_rate`) happen before the work and are not
 //!   stored under the idempotency key (they model a failure in front of the
 //!   API); a retry with the same key does the work.
+//!
+//! The secret key is taken as `Authorization: Bearer sk_…` or, as Stripe
+//! also does, as the HTTP Basic user (`curl -u sk_…:`).
 //!
 //! Files: `api` (the request pipeline: auth, faults, idempotency, replies),
 //! `params` (bracket parsing), `error` (error shapes), `idempotency`,

@@ -96,7 +96,7 @@ async fn retrieve_transfer(sb: Data, req: HttpRequest, id: Id) -> HttpResponse {
 }
 
 async fn create_webhook_endpoint(sb: Data, req: HttpRequest, body: web::Payload) -> HttpResponse {
-    api::post(&sb, &req, body, Faulty::Yes, |tx, s, p| events::create_endpoint(tx, s, p)).await
+    api::post(&sb, &req, body, Faulty::Yes, events::create_endpoint).await
 }
 
 async fn retrieve_webhook_endpoint(sb: Data, req: HttpRequest, id: Id) -> HttpResponse {

@@ -3,6 +3,9 @@
 //! as CSV, amounts in major units, and the daily payouts that move each
 //! finished day's net to the merchant's bank, booked by the ticker once the
 //! day is over (dated 23:59:59 of that day, so they sit in its report).
+//! As in Stripe's report, a charge's processing fee is in the `fee` column of
+//! its `charge` row (gross − fee = net); no separate `fee` rows are written.
+//! `available_on_utc` equals `created_utc` (no hold at the sandbox).
 
 use chrono::{NaiveDate, NaiveTime, TimeZone, Utc};
 use rusqlite::{Connection, params};

@@ -1,12 +1,12 @@
 //! Stripe's error shapes and status codes.
 
-use crate::helpers::{json_with_status, spawn_sandbox};
+use crate::helpers::{BadCase, SECRET_KEY, json_with_status, spawn_sandbox};
 
 #[tokio::test]
 async fn a_missing_or_wrong_key_is_stripes_401() {
     let sb = spawn_sandbox().await;
     let url = sb.url("/v1/checkout/sessions/cs_test_x");
-    for auth in [None, Some("Bearer sk_test_wrong_key_000000"), Some("Basic abc")] {
+    for auth in [None, Some("Bearer sk_test_wrong_key_000000"), Some("Basic abc"), Some("Token x")] {
         let mut req = sb.client.get(&url);
         if let Some(auth) = auth {
             req = req.header("Authorization", auth);
@@ -19,9 +19,16 @@ async fn a_missing_or_wrong_key_is_stripes_401() {
 }
 
 #[tokio::test]
+async fn the_key_may_come_as_basic_auth_like_curl_u() {
+    let sb = spawn_sandbox().await;
+    let response = sb.client.get(sb.url("/v1/sandbox/faults")).basic_auth(SECRET_KEY, Some("")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
 async fn bad_parameters_name_the_param_and_code() {
     let sb = spawn_sandbox().await;
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+    let cases: &[BadCase] = &[
         (&[("mode", "payment")], "parameter_missing", "success_url"),
         (&[("mode", "payment"), ("success_url", "https://x.example/ok")], "parameter_missing", "line_items"),
         (

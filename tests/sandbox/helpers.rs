@@ -236,3 +236,6 @@ pub async fn json_with_status(response: reqwest::Response, status: u16) -> Value
     assert_eq!(got, status, "body: {text}");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
+
+/// A table row of bad input: the form, the expected error `code` and `param`.
+pub type BadCase<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);

@@ -1,6 +1,6 @@
 //! PaymentIntents with Stripe's test payment methods.
 
-use crate::helpers::spawn_sandbox;
+use crate::helpers::{BadCase, spawn_sandbox};
 
 #[tokio::test]
 async fn pm_card_visa_succeeds() {
@@ -88,7 +88,7 @@ async fn an_unconfirmed_intent_waits_for_confirmation() {
 #[tokio::test]
 async fn bad_payment_intent_params() {
     let sb = spawn_sandbox().await;
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+    let cases: &[BadCase] = &[
         (&[("currency", "usd")], "parameter_missing", "amount"),
         (&[("amount", "abc"), ("currency", "usd")], "parameter_invalid_integer", "amount"),
         (&[("amount", "0"), ("currency", "usd")], "amount_too_small", "amount"),
