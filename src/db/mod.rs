@@ -25,6 +25,7 @@ pub fn till_migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/till/0002_queue.sql")),
         M::up(include_str!("../../migrations/till/0003_idempotency.sql")),
         M::up(include_str!("../../migrations/till/0004_merchant_webhooks.sql")),
+        M::up(include_str!("../../migrations/till/0005_refunds_payouts.sql")),
     ])
 }
 

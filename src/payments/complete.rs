@@ -153,10 +153,11 @@ pub(crate) fn succeed_order(
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     wallet::credit_wallet(tx, &order.seller_id, currency, seller_share)?;
     tx.prepare_cached(
-        "UPDATE payment_orders SET ledger_updated = 1, wallet_updated = 1, psp_payment_intent_id = ?2
+        "UPDATE payment_orders SET ledger_updated = 1, wallet_updated = 1, psp_payment_intent_id = ?2,
+                seller_amount_minor = ?3, succeeded_at = ?4
          WHERE payment_order_id = ?1",
     )?
-    .execute(params![id, payment_intent])?;
+    .execute(params![id, payment_intent, seller_share, crate::db::now()])?;
     assert_wallet_matches_ledger(tx, &order.seller_id, currency)?;
     notify::order_final(tx, id, policy)?;
     Ok(true)
