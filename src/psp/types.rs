@@ -124,3 +124,16 @@ pub fn failure_code(code: Option<&str>, decline_code: Option<&str>) -> String {
         _ => code.unwrap_or("card_declined").to_string(),
     }
 }
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Refund {
+    pub id: String,
+    /// pending | requires_action | succeeded | failed | canceled
+    pub status: String,
+    pub amount: i64,
+    pub currency: String,
+    pub payment_intent: Option<String>,
+    pub failure_reason: Option<String>,
+    #[serde(default)]
+    pub metadata: HashMap<String, String>,
+}

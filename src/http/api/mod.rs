@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod body;
 pub mod payments;
+pub mod refunds;
 pub mod wallets;
 pub mod webhook_endpoints;
 
@@ -20,6 +21,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(wallets::get_wallet)
         .service(webhook_endpoints::create_webhook_endpoint)
         .service(webhook_endpoints::list_webhook_endpoints)
+        .service(refunds::create_refund)
+        .service(refunds::list_refunds)
+        .service(refunds::get_refund)
         .service(alerts::list_alerts);
 }
 
