@@ -136,8 +136,8 @@ fn random_sequences_keep_every_invariant() {
         rt.block_on(async {
             let mut model = Model::default();
             // Each case starts from what the books hold now.
-            for seller in 0..SELLERS.len() {
-                let resp = app.get(&format!("/v1/wallets/{}", SELLERS[seller])).await;
+            for (seller, name) in SELLERS.iter().enumerate() {
+                let resp = app.get(&format!("/v1/wallets/{name}")).await;
                 if resp.status() == reqwest::StatusCode::OK {
                     let w: Value = resp.json().await.unwrap();
                     let b = w["balances"][0]["balance"].as_str().unwrap().replace('.', "");
