@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod money;
 pub mod payments;
+pub mod payouts;
 pub mod psp;
 pub mod queue;
 pub mod refunds;

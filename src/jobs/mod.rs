@@ -45,6 +45,10 @@ impl Scheduler {
             tasks::ledger_audit(&c).await.map(|ok| if ok { "ledger OK".into() } else { "ledger BROKEN".into() })
         })
         .await?;
+        add(&inner, &ctx, "payouts", &ctx.settings.payouts.schedule, |c| async move {
+            crate::payouts::pay_out_all(&c).await.map(|n| format!("{n} payout(s) created"))
+        })
+        .await?;
         inner.start().await?;
         Ok(Scheduler { inner })
     }

@@ -117,6 +117,11 @@ pub async fn psp_sync(ctx: &Ctx) -> anyhow::Result<usize> {
                 &stuck,
                 JobKind::SubmitRefund,
             )?;
+            collect(
+                "SELECT payout_id FROM payouts WHERE status IN ('PENDING', 'IN_TRANSIT') AND updated_at < ?1 LIMIT ?2",
+                &stuck,
+                JobKind::SendPayout,
+            )?;
             let mut n = 0;
             for (kind, id) in work {
                 n += usize::from(queue::enqueue_now(tx, kind, &id, attempts)?);

@@ -15,6 +15,7 @@ use crate::money::Currency;
 
 pub const PSP_BALANCE: &str = "assets:psp_balance";
 pub const COMMISSION: &str = "revenue:commission";
+pub const PAYOUTS_IN_TRANSIT: &str = "liabilities:payouts_in_transit";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountKind {

@@ -137,3 +137,35 @@ pub struct Refund {
     #[serde(default)]
     pub metadata: HashMap<String, String>,
 }
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Transfer {
+    pub id: String,
+    pub amount: i64,
+    pub currency: String,
+    pub destination: String,
+    #[serde(default)]
+    pub reversed: bool,
+    /// The sandbox's extension (pending | paid | failed); Stripe's transfers
+    /// have none: they are done when created and fail only by reversal.
+    pub status: Option<String>,
+    #[serde(default)]
+    pub metadata: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferOutcome {
+    Paid,
+    Failed,
+    InTransit,
+}
+
+impl Transfer {
+    pub fn outcome(&self) -> TransferOutcome {
+        match (self.reversed, self.status.as_deref()) {
+            (true, _) | (false, Some("failed")) => TransferOutcome::Failed,
+            (false, Some("paid") | None) => TransferOutcome::Paid,
+            (false, Some(_)) => TransferOutcome::InTransit,
+        }
+    }
+}

@@ -22,6 +22,8 @@ pub enum JobKind {
     DeliverWebhook,
     /// Send a refund to the PSP, or ask how it ended.
     SubmitRefund,
+    /// Send a payout to the PSP as a transfer, or ask how it ended.
+    SendPayout,
 }
 
 impl JobKind {
@@ -31,11 +33,17 @@ impl JobKind {
             JobKind::SyncCheckout => "sync_checkout",
             JobKind::DeliverWebhook => "deliver_webhook",
             JobKind::SubmitRefund => "submit_refund",
+            JobKind::SendPayout => "send_payout",
         }
     }
 
-    pub const ALL: [JobKind; 4] =
-        [JobKind::ChargeOrder, JobKind::SyncCheckout, JobKind::DeliverWebhook, JobKind::SubmitRefund];
+    pub const ALL: [JobKind; 5] = [
+        JobKind::ChargeOrder,
+        JobKind::SyncCheckout,
+        JobKind::DeliverWebhook,
+        JobKind::SubmitRefund,
+        JobKind::SendPayout,
+    ];
 
     pub fn parse(s: &str) -> Option<JobKind> {
         JobKind::ALL.into_iter().find(|k| k.as_str() == s)

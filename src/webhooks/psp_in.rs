@@ -83,6 +83,7 @@ async fn apply(ctx: &Ctx, event: &Event) -> Result<Ingested, IngestError> {
         }
         "payment_intent.succeeded" | "payment_intent.payment_failed" => apply_intent_event(ctx, event).await,
         "refund.updated" => apply_refund_event(ctx, event).await,
+        "transfer.created" | "transfer.updated" | "transfer.reversed" => apply_transfer_event(ctx, event).await,
         other => Ok(Ingested::Ignored(format!("event type {other} is not handled"))),
     }
 }
@@ -130,6 +131,30 @@ async fn apply_refund_event(ctx: &Ctx, event: &Event) -> Result<Ingested, Ingest
     };
     let Some(refund_id) = ours else { return Ok(Ingested::Ignored(format!("refund {psp_id} is not one of ours"))) };
     match crate::refunds::apply(ctx, &refund_id, &refund.id, &refund.status, refund.failure_reason.as_deref()).await {
+        Ok(()) => Ok(Ingested::Applied),
+        Err(JobError::Retry(reason) | JobError::Final(reason)) => Ok(Ingested::Ignored(reason)),
+    }
+}
+
+/// A payout's transfer moved at the PSP: re-read it and apply it.
+async fn apply_transfer_event(ctx: &Ctx, event: &Event) -> Result<Ingested, IngestError> {
+    let Some(psp_id) = event.object_id() else {
+        return Err(IngestError::Malformed("transfer event without data.object.id".into()));
+    };
+    let transfer = match ctx.psp.retrieve_transfer(psp_id, psp_id).await {
+        Ok(t) => t,
+        Err(PspError::Unknown(reason)) => return Err(IngestError::PspUnavailable(reason)),
+        Err(refused @ PspError::Refused { .. }) => return Ok(Ingested::Ignored(refused.to_string())),
+    };
+    let ours = match transfer.metadata.get("payout_id") {
+        Some(id) => Some(id.clone()),
+        None => {
+            let psp_id = psp_id.to_string();
+            ctx.db.run(move |conn| crate::payouts::store::by_transfer(conn, &psp_id)).await?
+        }
+    };
+    let Some(payout_id) = ours else { return Ok(Ingested::Ignored(format!("transfer {psp_id} is not one of ours"))) };
+    match crate::payouts::apply(ctx, &payout_id, &transfer).await {
         Ok(()) => Ok(Ingested::Applied),
         Err(JobError::Retry(reason) | JobError::Final(reason)) => Ok(Ingested::Ignored(reason)),
     }

@@ -12,6 +12,7 @@ mod hosted_flow;
 mod idempotency_header;
 mod merchant_webhooks;
 mod openapi;
+mod payouts;
 mod properties;
 mod psp_webhooks;
 mod refunds;

@@ -5,7 +5,9 @@
 pub mod alerts;
 pub mod body;
 pub mod payments;
+pub mod payouts;
 pub mod refunds;
+pub mod sellers;
 pub mod wallets;
 pub mod webhook_endpoints;
 
@@ -24,6 +26,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(refunds::create_refund)
         .service(refunds::list_refunds)
         .service(refunds::get_refund)
+        .service(sellers::put_seller)
+        .service(sellers::get_seller)
+        .service(payouts::create_payout)
+        .service(payouts::list_payouts)
+        .service(payouts::get_payout)
         .service(alerts::list_alerts);
 }
 
