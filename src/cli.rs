@@ -36,6 +36,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
+    /// Manage the dashboard's staff users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Run only the sandbox PSP (its events go to sandbox.webhook_url).
     SandboxPsp,
     /// Copy the database to PATH with SQLite's online backup (safe while serving).
@@ -48,6 +53,15 @@ pub enum ApiKeyCommand {
     Create {
         #[arg(long)]
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a staff user of the dashboard; the password is read from stdin (one line).
+    Create {
+        #[arg(long)]
+        email: String,
     },
 }
 
@@ -73,6 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", key.key);
             Ok(0)
         }
+        Command::User { command: UserCommand::Create { email } } => create_user(&settings, &email),
         Command::SandboxPsp => {
             sandbox_alone(&settings).await?;
             Ok(0)
@@ -108,6 +123,32 @@ async fn sandbox_alone(settings: &Settings) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, webhooks_to = %url, "sandbox PSP is listening");
     crate::sandbox::build(listener, &settings.sandbox, &settings.psp, url)?.await?;
     Ok(())
+}
+
+/// Reads the password from stdin (a prompt on stderr when it is a terminal),
+/// so that it never shows in the process list or the shell's history.
+fn create_user(settings: &Settings, email: &str) -> anyhow::Result<i32> {
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("password for {email} (at least {} characters): ", crate::admin::users::MIN_PASSWORD_CHARS);
+    }
+    let mut line = String::new();
+    stdin.read_line(&mut line).context("reading the password from stdin")?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    let db = startup::open_till_db(settings)?;
+    match crate::admin::users::create(&*db.conn()?, email, password) {
+        Ok(_) => {
+            println!("created staff user {}; sign in at /admin", email.trim().to_lowercase());
+            Ok(0)
+        }
+        Err(crate::admin::users::UserError::Internal(e)) => Err(e),
+        Err(e) => {
+            eprintln!("till: {e}");
+            Ok(1)
+        }
+    }
 }
 
 fn backup(settings: &Settings, path: &Path) -> anyhow::Result<()> {

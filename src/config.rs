@@ -26,6 +26,7 @@ pub struct Settings {
     pub payouts: PayoutSettings,
     pub alerts: AlertSettings,
     pub jobs: JobSettings,
+    pub admin: AdminSettings,
     pub log: LogSettings,
 }
 
@@ -271,6 +272,28 @@ impl Default for WebhookSettings {
     }
 }
 
+/// The staff dashboard at `/admin`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// A sign-in lasts this long, then the staff member signs in again.
+    pub session_minutes: i64,
+    /// The session cookie's Secure flag: "auto" (when the request came over
+    /// HTTPS, as a TLS-terminating proxy says with X-Forwarded-Proto),
+    /// "always" or "never".
+    pub cookie_secure: String,
+    /// Failed sign-ins allowed per client address and per email within
+    /// `login_window_seconds`; past it, sign-in is refused until the window ends.
+    pub login_attempts: u32,
+    pub login_window_seconds: u64,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self { session_minutes: 720, cookie_secure: "auto".into(), login_attempts: 10, login_window_seconds: 900 }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
@@ -343,6 +366,7 @@ impl Settings {
         }
         self.validate_queue(&mut problems);
         self.validate_schedules(&mut problems);
+        self.validate_admin(&mut problems);
         if !matches!(self.log.format.as_str(), "text" | "json") {
             problems.push("log.format: must be \"text\" or \"json\"".into());
         }
@@ -350,6 +374,19 @@ impl Settings {
             Ok(())
         } else {
             anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "))
+        }
+    }
+
+    fn validate_admin(&self, problems: &mut Vec<String>) {
+        let a = &self.admin;
+        if !(5..=30 * 24 * 60).contains(&a.session_minutes) {
+            problems.push("admin.session_minutes: must be between 5 and 43200".into());
+        }
+        if !matches!(a.cookie_secure.as_str(), "auto" | "always" | "never") {
+            problems.push("admin.cookie_secure: must be \"auto\", \"always\" or \"never\"".into());
+        }
+        if !(1..=1000).contains(&a.login_attempts) || !(1..=86_400).contains(&a.login_window_seconds) {
+            problems.push("admin: login_attempts 1 to 1000 and login_window_seconds 1 to 86400".into());
         }
     }
 

@@ -1,5 +1,6 @@
 //! till: a self-hosted payment system in one binary.
 
+pub mod admin;
 pub mod alerts;
 pub mod api_keys;
 pub mod cli;

@@ -105,10 +105,13 @@ fn bind(addr: &str, key: &str) -> anyhow::Result<TcpListener> {
 
 fn till_server(listener: TcpListener, ctx: Ctx) -> anyhow::Result<Server> {
     let workers = ctx.settings.server.workers;
+    // Built once, outside the workers, so that every worker shares the login rate limits.
+    let admin = web::Data::new(http::admin::AdminState::new(&ctx.settings));
     let data = web::Data::new(ctx);
     let openapi = web::Data::new(openapi());
-    let mut server =
-        HttpServer::new(move || till_app(data.clone(), openapi.clone())).listen(listener)?.shutdown_timeout(30);
+    let mut server = HttpServer::new(move || till_app(data.clone(), openapi.clone(), admin.clone()))
+        .listen(listener)?
+        .shutdown_timeout(30);
     if workers > 0 {
         server = server.workers(workers);
     }
@@ -127,10 +130,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// One worker's application: the merchant API with its generated OpenAPI
-/// description, the PSP webhook endpoint, health.
+/// description, the staff dashboard, the PSP webhook endpoint, health.
 fn till_app(
     data: web::Data<Ctx>,
     openapi: web::Data<utoipa::openapi::OpenApi>,
+    admin: web::Data<http::admin::AdminState>,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -161,6 +165,7 @@ fn till_app(
                 .error_handler(|e, _| ApiError::bad_request("parameter_invalid", format!("path: {e}")).into()),
         )
         .configure(http::configure)
+        .configure(|cfg| http::admin::configure(cfg, admin))
         .default_service(web::to(|| async {
             let missing = ApiError::bad_request("route_missing", "no such route");
             actix_web::ResponseError::error_response(&ApiError {

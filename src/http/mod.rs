@@ -1,6 +1,8 @@
-//! HTTP: the merchant API (`api/`), the PSP webhook endpoint, health.
+//! HTTP: the merchant API (`api/`), the staff dashboard (`admin/`), the PSP
+//! webhook endpoint, health.
 //! Routes stay thin: parse, call one core function, map the result.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod errors;

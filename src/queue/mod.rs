@@ -204,12 +204,31 @@ pub fn backoff_ms(attempt: u32, settings: &QueueSettings) -> u64 {
 pub fn retry_dead(conn: &mut Connection, job_id: i64, by: &str) -> anyhow::Result<bool> {
     crate::db::write_tx(conn, |tx| {
         let n = tx.execute(
-            "UPDATE jobs SET status = 'queued', attempts = 0, run_at_ms = ?2, updated_at = ?3
+            "UPDATE jobs SET status = 'queued', attempts = 0, run_at_ms = ?2, updated_at = ?3,
+                             discarded_at = NULL, discarded_by = NULL
              WHERE id = ?1 AND status = 'dead'",
             params![job_id, now_ms(), crate::db::now()],
         )?;
         if n == 1 {
             crate::alerts::resolve(tx, "dead_letter", &format!("job:{job_id}"), &format!("retried by {by}"))?;
+        }
+        Ok(n == 1)
+    })
+}
+
+/// Sets a dead job aside: it stays dead (it never runs), leaves the dead
+/// letters that need a person, and its alert is resolved with the note.
+/// `retry_dead` can still revive it. Returns whether it was a dead letter.
+pub fn discard_dead(conn: &mut Connection, job_id: i64, by: &str, note: &str) -> anyhow::Result<bool> {
+    crate::db::write_tx(conn, |tx| {
+        let n = tx.execute(
+            "UPDATE jobs SET discarded_at = ?2, discarded_by = ?3, updated_at = ?2
+             WHERE id = ?1 AND status = 'dead' AND discarded_at IS NULL",
+            params![job_id, crate::db::now(), by],
+        )?;
+        if n == 1 {
+            let resolution = format!("discarded by {by}: {note}");
+            crate::alerts::resolve(tx, "dead_letter", &format!("job:{job_id}"), &resolution)?;
         }
         Ok(n == 1)
     })
@@ -304,6 +323,24 @@ mod tests {
         assert!(retry_dead(&mut conn, job.id, "staff@example.com").unwrap());
         assert_eq!(crate::alerts::open_count(&conn).unwrap(), 0);
         assert_eq!(claim(&mut conn, 1, 60_000).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_discarded_dead_letter_stays_dead_and_its_alert_is_resolved() {
+        let (_dir, db) = db();
+        let mut conn = db.conn().unwrap();
+        enqueue_one(&mut conn, "o1", 10);
+        let job = claim(&mut conn, 1, 60_000).unwrap().remove(0);
+        assert_eq!(fail(&mut conn, &job, "bad request", false, &settings()).unwrap(), Failed::Dead);
+        assert!(discard_dead(&mut conn, job.id, "staff@example.com", "the shop is gone").unwrap());
+        assert!(!discard_dead(&mut conn, job.id, "staff@example.com", "twice").unwrap(), "once");
+        assert_eq!(status_of(&conn, job.id).unwrap().unwrap().0, "dead");
+        assert_eq!(crate::alerts::open_count(&conn).unwrap(), 0);
+        assert!(claim(&mut conn, 1, 60_000).unwrap().is_empty(), "a discarded job never runs");
+        assert!(retry_dead(&mut conn, job.id, "staff@example.com").unwrap(), "it can still be revived");
+        let discarded: Option<String> =
+            conn.query_row("SELECT discarded_at FROM jobs WHERE id = ?1", [job.id], |r| r.get(0)).unwrap();
+        assert!(discarded.is_none());
     }
 
     #[test]

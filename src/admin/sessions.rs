@@ -1,0 +1,118 @@
+//! Staff sessions in SQLite. The browser's cookie holds a random token;
+//! the table holds its SHA-256, the user, the session's CSRF token and when
+//! it expires. Signing out deletes the row.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::Rng;
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use crate::queue::now_ms;
+
+/// Longest cookie value looked at; anything longer is not one of our tokens.
+const MAX_TOKEN_LEN: usize = 64;
+/// Expired sessions deleted per sign-in, so cleanup stays cheap.
+const PURGE_BATCH: i64 = 100;
+
+/// A signed-in staff member, as each request sees it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: i64,
+    pub email: String,
+    pub csrf_token: String,
+    pub expires_at_ms: i64,
+}
+
+/// 256 random bits, URL-safe.
+pub fn random_token() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Starts a session for `user_id`; returns the cookie's token (shown to the
+/// browser only) and the session. Deletes a batch of expired sessions.
+pub fn create(conn: &Connection, user_id: i64, lifetime_ms: i64) -> anyhow::Result<(String, Session)> {
+    let token = random_token();
+    let csrf_token = random_token();
+    let expires_at_ms = now_ms() + lifetime_ms;
+    conn.prepare_cached(
+        "DELETE FROM staff_sessions WHERE token_hash IN
+             (SELECT token_hash FROM staff_sessions WHERE expires_at_ms <= ?1 LIMIT ?2)",
+    )?
+    .execute(params![now_ms(), PURGE_BATCH])?;
+    conn.prepare_cached(
+        "INSERT INTO staff_sessions (token_hash, user_id, csrf_token, created_at, expires_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![hash(&token), user_id, csrf_token, crate::db::now(), expires_at_ms])?;
+    let email = conn.query_row("SELECT email FROM staff_users WHERE id = ?1", [user_id], |r| r.get(0))?;
+    Ok((token, Session { user_id, email, csrf_token, expires_at_ms }))
+}
+
+/// The live session of this token: not expired, its user not disabled.
+pub fn load(conn: &Connection, token: &str) -> anyhow::Result<Option<Session>> {
+    if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+        return Ok(None);
+    }
+    Ok(conn
+        .prepare_cached(
+            "SELECT s.user_id, u.email, s.csrf_token, s.expires_at_ms
+             FROM staff_sessions s JOIN staff_users u ON u.id = s.user_id
+             WHERE s.token_hash = ?1 AND s.expires_at_ms > ?2 AND u.disabled_at IS NULL",
+        )?
+        .query_row(params![hash(token), now_ms()], |r| {
+            Ok(Session { user_id: r.get(0)?, email: r.get(1)?, csrf_token: r.get(2)?, expires_at_ms: r.get(3)? })
+        })
+        .optional()?)
+}
+
+/// Signs a session out. Returns whether it existed.
+pub fn delete(conn: &Connection, token: &str) -> anyhow::Result<bool> {
+    Ok(conn.prepare_cached("DELETE FROM staff_sessions WHERE token_hash = ?1")?.execute([hash(token)])? == 1)
+}
+
+/// Compares a submitted CSRF token with the session's in constant time.
+pub fn csrf_matches(session: &Session, submitted: &str) -> bool {
+    constant_time_eq(session.csrf_token.as_bytes(), submitted.as_bytes())
+}
+
+/// Equality whose time does not tell how many leading bytes matched.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_are_stored_hashed_expire_and_sign_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::Db::open(&dir.path().join("s.db"), 2, 1000, &crate::db::till_migrations()).unwrap();
+        let conn = db.conn().unwrap();
+        let user = crate::admin::users::create(&conn, "a@example.com", "a long password!").unwrap();
+        let (token, session) = create(&conn, user, 60_000).unwrap();
+        let stored: i64 = conn
+            .query_row("SELECT COUNT(*) FROM staff_sessions WHERE token_hash = ?1 OR csrf_token = ?1", [&token], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(stored, 0, "the token itself is not stored");
+        let loaded = load(&conn, &token).unwrap().unwrap();
+        assert_eq!((loaded.email.as_str(), loaded.csrf_token.as_str()), ("a@example.com", session.csrf_token.as_str()));
+        assert!(csrf_matches(&loaded, &session.csrf_token));
+        assert!(!csrf_matches(&loaded, "nope"));
+        assert!(!csrf_matches(&loaded, ""));
+        assert!(load(&conn, "not-a-token").unwrap().is_none());
+
+        let (expired, _) = create(&conn, user, -1).unwrap();
+        assert!(load(&conn, &expired).unwrap().is_none(), "expired");
+        assert!(delete(&conn, &token).unwrap());
+        assert!(load(&conn, &token).unwrap().is_none(), "signed out");
+    }
+}

@@ -1,0 +1,97 @@
+//! Read models of the dashboard's pages: one query function per page that
+//! returns a typed view with amounts and times already formatted, so that
+//! templates only lay them out.
+
+pub mod chart;
+pub mod ledger;
+pub mod lists;
+pub mod ops;
+pub mod overview;
+pub mod payments;
+pub mod sellers;
+
+use crate::admin::format;
+
+/// One ledger entry as the journal shows it: debit or credit, formatted.
+#[derive(Debug, Clone)]
+pub struct EntryRow {
+    pub account_id: i64,
+    pub account: String,
+    pub debit: String,
+    pub credit: String,
+}
+
+impl EntryRow {
+    pub fn new(account_id: i64, account: String, amount_minor: i64, currency: &str) -> EntryRow {
+        let (debit, credit) = if amount_minor >= 0 {
+            (format::money(amount_minor, currency), String::new())
+        } else {
+            (String::new(), format::money(-amount_minor, currency))
+        };
+        EntryRow { account_id, account, debit, credit }
+    }
+}
+
+/// One ledger transaction with its entries.
+#[derive(Debug, Clone)]
+pub struct JournalRow {
+    pub id: i64,
+    pub source_type: String,
+    pub source_id: String,
+    /// Where the source can be seen in the dashboard, if anywhere.
+    pub source_link: Option<String>,
+    pub description: String,
+    pub created_at: String,
+    pub entries: Vec<EntryRow>,
+}
+
+/// Loads one ledger transaction by its id, with its entries.
+pub fn journal_row(conn: &rusqlite::Connection, id: i64) -> anyhow::Result<Option<JournalRow>> {
+    use rusqlite::OptionalExtension;
+    let head = conn
+        .prepare_cached(
+            "SELECT t.id, t.source_type, t.source_id, t.description, t.created_at, t.currency,
+                    (SELECT o.checkout_id FROM payment_orders o WHERE t.source_type = 'payment_order'
+                        AND o.payment_order_id = t.source_id),
+                    (SELECT o.checkout_id FROM refunds r JOIN payment_orders o ON o.payment_order_id = r.payment_order_id
+                        WHERE t.source_type IN ('refund', 'refund_reversal') AND r.refund_id = t.source_id),
+                    (SELECT p.seller_id FROM payouts p WHERE t.source_type LIKE 'payout%' AND p.payout_id = t.source_id)
+             FROM ledger_transactions t WHERE t.id = ?1",
+        )?
+        .query_row([id], |r| {
+            let checkout: Option<String> = r.get(6)?;
+            let refund_checkout: Option<String> = r.get(7)?;
+            let seller: Option<String> = r.get(8)?;
+            let link = checkout
+                .or(refund_checkout)
+                .map(|c| format!("/admin/payments/{c}"))
+                .or_else(|| seller.map(|s| format!("/admin/sellers/{s}")));
+            Ok((
+                JournalRow {
+                    id: r.get(0)?,
+                    source_type: r.get(1)?,
+                    source_id: r.get(2)?,
+                    source_link: link,
+                    description: r.get(3)?,
+                    created_at: format::time(&r.get::<_, String>(4)?),
+                    entries: Vec::new(),
+                },
+                r.get::<_, String>(5)?,
+            ))
+        })
+        .optional()?;
+    let Some((mut row, currency)) = head else { return Ok(None) };
+    let mut st = conn.prepare_cached(
+        "SELECT a.id, a.name, e.amount_minor FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id
+         WHERE e.transaction_id = ?1 ORDER BY e.amount_minor DESC, e.id",
+    )?;
+    row.entries = st
+        .query_map([id], |r| Ok(EntryRow::new(r.get(0)?, r.get(1)?, r.get(2)?, &currency)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(row))
+}
+
+/// A status as a CSS class: "SUCCESS" → "st-success".
+pub fn status_class(status: &str) -> String {
+    format!("st-{}", status.to_ascii_lowercase().replace('_', "-"))
+}

@@ -1,0 +1,177 @@
+//! `/admin`: how money is flowing today and in the last 14 days, and what
+//! needs a person (stuck orders, dead letters, open alerts).
+
+use chrono::{Duration, Utc};
+use rusqlite::{Connection, params};
+
+use crate::admin::format;
+use crate::admin::views::chart::{self, Chart};
+use crate::admin::views::ops::{self, DeadLetterRow};
+
+pub const CHART_DAYS: i64 = 14;
+/// Currencies charted; the others are still in the totals.
+const MAX_CHARTS: usize = 4;
+const LISTED: u32 = 8;
+
+#[derive(Debug, Clone)]
+pub struct CurrencyToday {
+    pub volume: String,
+    pub payments: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StuckRow {
+    pub payment_order_id: String,
+    pub checkout_id: String,
+    pub seller_id: String,
+    pub amount: String,
+    pub status: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertRow {
+    pub id: i64,
+    pub kind: String,
+    pub message: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Overview {
+    pub today: String,
+    pub volume_today: Vec<CurrencyToday>,
+    pub succeeded_today: i64,
+    pub failed_today: i64,
+    pub open_today: i64,
+    /// Of today's orders that ended, the share that succeeded ("96.4 %").
+    pub success_rate: Option<String>,
+    pub charts: Vec<Chart>,
+    pub stuck_after_minutes: i64,
+    pub stuck_count: i64,
+    pub stuck: Vec<StuckRow>,
+    pub dead_count: i64,
+    pub dead: Vec<DeadLetterRow>,
+    pub alert_count: i64,
+    pub alerts: Vec<AlertRow>,
+}
+
+fn day_start(days_ago: i64) -> String {
+    let day = (Utc::now() - Duration::days(days_ago)).date_naive();
+    format!("{day}T00:00:00.000Z")
+}
+
+pub fn load(conn: &Connection, stuck_after_minutes: i64) -> anyhow::Result<Overview> {
+    let today = day_start(0);
+    let (succeeded_today, failed_today, open_today) = outcomes_since(conn, &today)?;
+    let decided = succeeded_today + failed_today;
+    let success_rate = (decided > 0).then(|| {
+        // Tenths of a percent in integers, rounded half up.
+        let permille = (succeeded_today * 1000 * 2 + decided) / (decided * 2);
+        format!("{}.{} %", permille / 10, permille % 10)
+    });
+    let (volume_today, charts) = volumes(conn)?;
+    let cutoff =
+        (Utc::now() - Duration::minutes(stuck_after_minutes)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let (stuck_count, stuck) = stuck_orders(conn, &cutoff)?;
+    let (dead_count, dead) = (ops::dead_letter_count(conn)?, ops::dead_letters(conn, LISTED)?);
+    let alert_count = crate::alerts::open_count(conn)?;
+    let alerts = crate::alerts::list_open(conn, LISTED)?
+        .into_iter()
+        .map(|a| AlertRow { id: a.id, kind: a.kind, message: a.message, created_at: format::time(&a.created_at) })
+        .collect();
+    Ok(Overview {
+        today: today[..10].to_string(),
+        volume_today,
+        succeeded_today,
+        failed_today,
+        open_today,
+        success_rate,
+        charts,
+        stuck_after_minutes,
+        stuck_count,
+        stuck,
+        dead_count,
+        dead,
+        alert_count,
+        alerts,
+    })
+}
+
+/// Today's orders (created since `since`) by outcome: succeeded, failed, not final.
+fn outcomes_since(conn: &Connection, since: &str) -> anyhow::Result<(i64, i64, i64)> {
+    let mut st = conn.prepare_cached(
+        "SELECT payment_order_status, COUNT(*) FROM payment_orders WHERE created_at >= ?1 GROUP BY 1",
+    )?;
+    let mut counts = (0, 0, 0);
+    for row in st.query_map([since], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        match row? {
+            (s, n) if s == "SUCCESS" => counts.0 += n,
+            (s, n) if s == "FAILED" => counts.1 += n,
+            (_, n) => counts.2 += n,
+        }
+    }
+    Ok(counts)
+}
+
+/// Today's volume per currency and the 14-day charts, from one indexed scan.
+fn volumes(conn: &Connection) -> anyhow::Result<(Vec<CurrencyToday>, Vec<Chart>)> {
+    let days: Vec<String> = (0..CHART_DAYS).rev().map(|ago| day_start(ago)[..10].to_string()).collect();
+    let mut st = conn.prepare_cached(
+        "SELECT substr(succeeded_at, 1, 10) AS day, currency, SUM(amount_minor), COUNT(*)
+         FROM payment_orders WHERE payment_order_status = 'SUCCESS' AND succeeded_at >= ?1
+         GROUP BY day, currency",
+    )?;
+    let rows = st
+        .query_map([day_start(CHART_DAYS - 1)], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let today = days.last().cloned().unwrap_or_default();
+    let mut currencies: Vec<(String, i64)> = Vec::new();
+    for (_, code, amount, _) in &rows {
+        match currencies.iter_mut().find(|(c, _)| c == code) {
+            Some((_, total)) => *total = total.saturating_add(*amount),
+            None => currencies.push((code.clone(), *amount)),
+        }
+    }
+    currencies.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut volume_today = Vec::new();
+    let mut charts = Vec::new();
+    for (code, _) in &currencies {
+        let points: Vec<(String, i64, i64)> =
+            rows.iter().filter(|r| &r.1 == code).map(|r| (r.0.clone(), r.2, r.3)).collect();
+        if let Some((_, amount, n)) = points.iter().find(|p| p.0 == today) {
+            volume_today.push(CurrencyToday { volume: format::money(*amount, code), payments: *n });
+        }
+        if charts.len() < MAX_CHARTS {
+            charts.push(chart::build(code, &days, &points));
+        }
+    }
+    Ok((volume_today, charts))
+}
+
+/// Orders still not final that were created before `cutoff`, oldest first.
+fn stuck_orders(conn: &Connection, cutoff: &str) -> anyhow::Result<(i64, Vec<StuckRow>)> {
+    const WHERE: &str = "payment_order_status IN ('NOT_STARTED', 'EXECUTING') AND created_at < ?1";
+    let count: i64 = conn
+        .prepare_cached(&format!("SELECT COUNT(*) FROM payment_orders WHERE {WHERE}"))?
+        .query_row([cutoff], |r| r.get(0))?;
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT payment_order_id, checkout_id, seller_id, amount_minor, currency, payment_order_status, created_at
+         FROM payment_orders WHERE {WHERE} ORDER BY created_at LIMIT ?2"
+    ))?;
+    let rows = st
+        .query_map(params![cutoff, LISTED], |r| {
+            Ok(StuckRow {
+                payment_order_id: r.get(0)?,
+                checkout_id: r.get(1)?,
+                seller_id: r.get(2)?,
+                amount: format::money(r.get(3)?, &r.get::<_, String>(4)?),
+                status: r.get(5)?,
+                created_at: format::time(&r.get::<_, String>(6)?),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((count, rows))
+}

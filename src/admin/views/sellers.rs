@@ -1,0 +1,140 @@
+//! `/admin/sellers` and a seller's page: wallets (balance, pending,
+//! available per currency, from `wallet::balances`), payouts, and what a
+//! payout form needs.
+
+use rusqlite::{Connection, params};
+
+use crate::admin::format;
+use crate::money::Currency;
+use crate::payouts::store as payouts;
+
+pub const PAGE_SIZE: u32 = 50;
+
+#[derive(Debug, Clone)]
+pub struct WalletRow {
+    pub currency: String,
+    pub balance: String,
+    pub pending: String,
+    pub available: String,
+    /// Available as a form field wants it ("15.00"); None when nothing is.
+    pub available_plain: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SellerRow {
+    pub seller_id: String,
+    pub name: String,
+    pub payout_destination: String,
+    pub wallets: Vec<WalletRow>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SellerList {
+    pub rows: Vec<SellerRow>,
+    pub next_after: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PayoutRow {
+    pub payout_id: String,
+    pub seller_id: String,
+    pub amount: String,
+    pub status: String,
+    pub destination: String,
+    pub failure_code: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SellerPage {
+    pub seller: SellerRow,
+    /// Whether the seller was registered with PUT /v1/sellers (payouts need it).
+    pub registered: bool,
+    pub payouts: Vec<PayoutRow>,
+    pub payouts_more: bool,
+    pub actions: Vec<crate::admin::actions::ActionView>,
+}
+
+/// The seller's wallets, in every currency it has one.
+pub fn wallets(conn: &Connection, seller_id: &str, hold_days: i64) -> anyhow::Result<Vec<WalletRow>> {
+    let mut st = conn.prepare_cached("SELECT currency FROM wallets WHERE seller_id = ?1 ORDER BY currency")?;
+    let codes = st.query_map([seller_id], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+    let mut rows = Vec::with_capacity(codes.len());
+    for code in codes {
+        let currency = Currency::parse(&code)?;
+        let b = crate::wallet::balances(conn, seller_id, currency, hold_days)?;
+        rows.push(WalletRow {
+            balance: format::money(b.balance, &code),
+            pending: format::money(b.pending, &code),
+            available: format::money(b.available, &code),
+            available_plain: (b.available > 0).then(|| format::plain_amount(b.available, &code)),
+            currency: code,
+        });
+    }
+    Ok(rows)
+}
+
+fn seller_row(conn: &Connection, seller_id: &str, hold_days: i64) -> anyhow::Result<(SellerRow, bool)> {
+    let registered = payouts::seller(conn, seller_id)?;
+    let row = SellerRow {
+        seller_id: seller_id.to_string(),
+        name: registered.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+        payout_destination: registered.as_ref().and_then(|s| s.payout_destination.clone()).unwrap_or_default(),
+        wallets: wallets(conn, seller_id, hold_days)?,
+    };
+    Ok((row, registered.is_some()))
+}
+
+/// Every seller that is registered or has a wallet, by id.
+pub fn list(conn: &Connection, after: Option<&str>, hold_days: i64) -> anyhow::Result<SellerList> {
+    let mut st = conn.prepare_cached(
+        "SELECT seller_id FROM (SELECT seller_id FROM sellers UNION SELECT seller_id FROM wallets)
+         WHERE ?1 IS NULL OR seller_id > ?1 ORDER BY seller_id LIMIT ?2",
+    )?;
+    let mut ids = st
+        .query_map(params![after, i64::from(PAGE_SIZE) + 1], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let has_more = ids.len() > PAGE_SIZE as usize;
+    ids.truncate(PAGE_SIZE as usize);
+    let next_after = if has_more { ids.last().cloned() } else { None };
+    let rows = ids.iter().map(|id| Ok(seller_row(conn, id, hold_days)?.0)).collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(SellerList { rows, next_after })
+}
+
+pub fn payout_rows(conn: &Connection, filter: &payouts::PayoutFilter) -> anyhow::Result<(Vec<PayoutRow>, bool)> {
+    let (views, more) = payouts::list(conn, filter)?;
+    let rows = views
+        .into_iter()
+        .map(|p| {
+            let minor = Currency::parse(&p.currency)
+                .ok()
+                .and_then(|c| crate::money::parse_minor(&p.amount, c).ok())
+                .unwrap_or_default();
+            PayoutRow {
+                amount: format::money(minor, &p.currency),
+                payout_id: p.payout_id,
+                seller_id: p.seller_id,
+                status: p.status,
+                destination: p.destination,
+                failure_code: p.failure_code.unwrap_or_default(),
+                created_at: format::time(&p.created_at),
+                updated_at: format::time(&p.updated_at),
+            }
+        })
+        .collect();
+    Ok((rows, more))
+}
+
+/// A seller's page; None if till has never heard of the seller.
+pub fn page(conn: &Connection, seller_id: &str, hold_days: i64) -> anyhow::Result<Option<SellerPage>> {
+    let (seller, registered) = seller_row(conn, seller_id, hold_days)?;
+    if !registered && seller.wallets.is_empty() {
+        return Ok(None);
+    }
+    let filter =
+        payouts::PayoutFilter { seller_id: Some(seller_id.to_string()), status: None, starting_after: None, limit: 25 };
+    let (payouts, payouts_more) = payout_rows(conn, &filter)?;
+    let actions = crate::admin::actions::for_subjects(conn, &[seller_id.to_string()], 10)?;
+    Ok(Some(SellerPage { seller, registered, payouts, payouts_more, actions }))
+}

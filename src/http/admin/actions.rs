@@ -1,0 +1,292 @@
+//! The dashboard's actions (POST): each goes through the same core function
+//! as the API, under the form's idempotency key, recorded in
+//! `admin_actions` with the staff member who did it, and answers with a
+//! redirect to the page it came from (`?action=ID` shows the outcome).
+
+use std::future::Future;
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use crate::admin::actions::{self, Begin, BeginError, NewAction};
+use crate::admin::views::ops;
+use crate::context::Ctx;
+use crate::http::admin::auth::Posted;
+use crate::http::admin::errors::AdminError;
+use crate::money::Currency;
+use crate::payments::model::SellerId;
+use crate::payouts::{self, NewPayout, PayoutError};
+use crate::refunds::{self, NewRefund, RefundError};
+
+pub const MAX_NOTE_CHARS: usize = 500;
+
+/// How an action ended.
+pub enum Outcome {
+    Done {
+        result_id: Option<String>,
+        message: String,
+    },
+    /// The core function said no, for a reason the staff member can act on.
+    Refused(String),
+    Internal(anyhow::Error),
+}
+
+/// Runs `act` once per form key and redirects to `back` showing the outcome.
+async fn perform<F, Fut>(ctx: &Ctx, new: NewAction<'_>, back: &str, act: F) -> Result<HttpResponse, AdminError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Outcome>,
+{
+    let owned: Vec<(String, String)> = new.fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let (key, email, action, subject) =
+        (new.key.to_string(), new.staff_email.to_string(), new.action.to_string(), new.subject_id.to_string());
+    let begin = ctx
+        .db
+        .write(move |tx| {
+            let fields: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let new =
+                NewAction { key: &key, staff_email: &email, action: &action, subject_id: &subject, fields: &fields };
+            Ok::<_, BeginError>(actions::begin(tx, &new))
+        })
+        .await
+        .map_err(|e: BeginError| AdminError::Internal(anyhow::anyhow!("{e}")))?;
+    let id = match begin {
+        Ok(Begin::Seen(id)) => return Ok(back_to(back, id)),
+        Ok(Begin::Run(id)) => id,
+        Err(BeginError::Internal(e)) => return Err(e.into()),
+        Err(e) => return Err(AdminError::BadRequest(e.to_string())),
+    };
+    let (ok, result_id, message) = match act().await {
+        Outcome::Done { result_id, message } => (true, result_id, message),
+        Outcome::Refused(message) => (false, None, message),
+        Outcome::Internal(e) => {
+            tracing::error!(error = format!("{e:#}"), action = new.action, "admin action failed");
+            (false, None, "An internal error occurred; it has been logged. Nothing was changed by this form.".into())
+        }
+    };
+    tracing::info!(action = new.action, subject = new.subject_id, staff = new.staff_email, ok, "admin action");
+    ctx.db.run(move |conn| actions::finish(conn, id, ok, result_id.as_deref(), &message)).await?;
+    Ok(back_to(back, id))
+}
+
+fn back_to(back: &str, action_id: i64) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header(("Location", format!("{back}?action={action_id}"))).finish()
+}
+
+fn note(raw: &str) -> Result<String, String> {
+    let note = raw.trim();
+    if note.is_empty() {
+        return Err("Write a note saying what was done or why.".into());
+    }
+    if note.chars().count() > MAX_NOTE_CHARS {
+        return Err(format!("The note is longer than {MAX_NOTE_CHARS} characters."));
+    }
+    Ok(note.to_string())
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    Some(s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+#[derive(Deserialize)]
+pub struct RefundForm {
+    key: String,
+    payment_order_id: String,
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /admin/refunds`: a (partial) refund through `refunds::create`.
+pub async fn refund(ctx: web::Data<Ctx>, posted: Posted<RefundForm>) -> Result<HttpResponse, AdminError> {
+    let (staff, f) = (posted.staff, posted.form);
+    let order_id = f.payment_order_id.trim().to_string();
+    let lookup = order_id.clone();
+    let checkout = ctx.db.run(move |conn| crate::admin::views::payments::checkout_of(conn, &lookup)).await?;
+    let checkout = checkout.ok_or_else(|| AdminError::NotFound(format!("No payment order '{order_id}'.")))?;
+    let back = format!("/admin/payments/{checkout}");
+    let fields = [("amount", f.amount.as_str()), ("reason", f.reason.as_str())];
+    let new =
+        NewAction { key: &f.key, staff_email: staff.email(), action: "refund", subject_id: &order_id, fields: &fields };
+    perform(&ctx, new, &back, || async {
+        let reason = non_empty(&f.reason);
+        if reason.as_ref().is_some_and(|r| r.chars().count() > refunds::MAX_REASON_LEN) {
+            return Outcome::Refused(format!("The reason is longer than {} characters.", refunds::MAX_REASON_LEN));
+        }
+        let new = NewRefund {
+            payment_order_id: order_id.clone(),
+            amount: non_empty(&f.amount),
+            reason,
+            created_by: staff.email().to_string(),
+        };
+        match refunds::create(&ctx, new).await {
+            Ok(r) => Outcome::Done {
+                message: format!(
+                    "Refund of {} {} created ({}); it is sent to the PSP next.",
+                    r.amount, r.currency, r.status
+                ),
+                result_id: Some(r.refund_id),
+            },
+            Err(RefundError::Internal(e)) => Outcome::Internal(e),
+            Err(e) => Outcome::Refused(format!("Refund refused: {e}.")),
+        }
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct PayoutForm {
+    key: String,
+    seller_id: String,
+    currency: String,
+    #[serde(default)]
+    amount: String,
+}
+
+/// `POST /admin/payouts`: a payout through `payouts::create`.
+pub async fn payout(ctx: web::Data<Ctx>, posted: Posted<PayoutForm>) -> Result<HttpResponse, AdminError> {
+    let (staff, f) = (posted.staff, posted.form);
+    let seller = SellerId::parse(f.seller_id.trim())
+        .ok_or_else(|| AdminError::BadRequest(format!("'{}' is not a seller id", f.seller_id)))?;
+    let currency = Currency::parse(f.currency.trim()).map_err(|e| AdminError::BadRequest(e.to_string()))?;
+    let back = format!("/admin/sellers/{seller}");
+    let fields = [("currency", currency.code()), ("amount", f.amount.as_str())];
+    let new = NewAction {
+        key: &f.key,
+        staff_email: staff.email(),
+        action: "payout",
+        subject_id: seller.as_str(),
+        fields: &fields,
+    };
+    perform(&ctx, new, &back, || async {
+        let new = NewPayout {
+            seller_id: seller.as_str().to_string(),
+            currency,
+            amount: non_empty(&f.amount),
+            created_by: staff.email().to_string(),
+        };
+        match payouts::create(&ctx, new).await {
+            Ok(p) => Outcome::Done {
+                message: format!("Payout of {} {} to {} created ({}).", p.amount, p.currency, p.destination, p.status),
+                result_id: Some(p.payout_id),
+            },
+            Err(PayoutError::Internal(e)) => Outcome::Internal(e),
+            Err(e) => Outcome::Refused(format!("Payout refused: {e}.")),
+        }
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct JobForm {
+    key: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// `POST /admin/jobs/{id}/retry`: a dead letter back to the queue (`queue::retry_dead`).
+pub async fn retry_job(
+    ctx: web::Data<Ctx>,
+    path: web::Path<i64>,
+    posted: Posted<JobForm>,
+) -> Result<HttpResponse, AdminError> {
+    let (staff, f, job_id) = (posted.staff, posted.form, path.into_inner());
+    let subject = format!("job:{job_id}");
+    let new =
+        NewAction { key: &f.key, staff_email: staff.email(), action: "retry_job", subject_id: &subject, fields: &[] };
+    let by = staff.email().to_string();
+    perform(&ctx, new, "/admin/jobs", || async {
+        match ctx.db.run(move |conn| crate::queue::retry_dead(conn, job_id, &by)).await {
+            Ok(true) => {
+                ctx.queue_wake.notify_one();
+                Outcome::Done { result_id: None, message: format!("Job {job_id} is queued again with fresh attempts.") }
+            }
+            Ok(false) => Outcome::Refused(format!("Job {job_id} is not a dead letter (any more).")),
+            Err(e) => Outcome::Internal(e),
+        }
+    })
+    .await
+}
+
+/// `POST /admin/jobs/{id}/discard`: a dead letter set aside with a note (`queue::discard_dead`).
+pub async fn discard_job(
+    ctx: web::Data<Ctx>,
+    path: web::Path<i64>,
+    posted: Posted<JobForm>,
+) -> Result<HttpResponse, AdminError> {
+    let (staff, f, job_id) = (posted.staff, posted.form, path.into_inner());
+    let subject = format!("job:{job_id}");
+    let fields = [("note", f.note.as_str())];
+    let new = NewAction {
+        key: &f.key,
+        staff_email: staff.email(),
+        action: "discard_job",
+        subject_id: &subject,
+        fields: &fields,
+    };
+    let by = staff.email().to_string();
+    perform(&ctx, new, "/admin/jobs", || async {
+        let note = match note(&f.note) {
+            Ok(n) => n,
+            Err(m) => return Outcome::Refused(m),
+        };
+        match ctx.db.run(move |conn| crate::queue::discard_dead(conn, job_id, &by, &note)).await {
+            Ok(true) => {
+                Outcome::Done { result_id: None, message: format!("Job {job_id} is discarded; it will not run.") }
+            }
+            Ok(false) => Outcome::Refused(format!("Job {job_id} is not a dead letter that can be discarded.")),
+            Err(e) => Outcome::Internal(e),
+        }
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct ResolveForm {
+    key: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// `POST /admin/alerts/{id}/resolve`: through `alerts::resolve`, with a note.
+pub async fn resolve_alert(
+    ctx: web::Data<Ctx>,
+    path: web::Path<i64>,
+    posted: Posted<ResolveForm>,
+) -> Result<HttpResponse, AdminError> {
+    let (staff, f, alert_id) = (posted.staff, posted.form, path.into_inner());
+    let subject = format!("alert:{alert_id}");
+    let fields = [("note", f.note.as_str())];
+    let new = NewAction {
+        key: &f.key,
+        staff_email: staff.email(),
+        action: "resolve_alert",
+        subject_id: &subject,
+        fields: &fields,
+    };
+    let by = staff.email().to_string();
+    perform(&ctx, new, "/admin/alerts", || async {
+        let note = match note(&f.note) {
+            Ok(n) => n,
+            Err(m) => return Outcome::Refused(m),
+        };
+        let resolved = ctx
+            .db
+            .write(move |tx| -> anyhow::Result<Option<bool>> {
+                let Some((kind, subject, status)) = ops::alert_key(tx, alert_id)? else { return Ok(None) };
+                if status != "open" {
+                    return Ok(Some(false));
+                }
+                Ok(Some(crate::alerts::resolve(tx, &kind, &subject, &format!("{note} — {by}"))?))
+            })
+            .await;
+        match resolved {
+            Ok(Some(true)) => Outcome::Done { result_id: None, message: format!("Alert {alert_id} is resolved.") },
+            Ok(Some(false)) => Outcome::Refused(format!("Alert {alert_id} was already resolved.")),
+            Ok(None) => Outcome::Refused(format!("There is no alert {alert_id}.")),
+            Err(e) => Outcome::Internal(e),
+        }
+    })
+    .await
+}

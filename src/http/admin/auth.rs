@@ -1,0 +1,277 @@
+//! Signing in and out, the `Staff` extractor every page takes (anonymous
+//! visitors are sent to the login page), and `Posted<T>`, the extractor of
+//! every form POST, which refuses a form without the session's CSRF token.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use actix_web::cookie::{Cookie, SameSite, time};
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::admin::sessions::{self, Session};
+use crate::admin::users;
+use crate::context::Ctx;
+use crate::http::admin::AdminState;
+use crate::http::admin::errors::AdminError;
+
+pub const SESSION_COOKIE: &str = "till_session";
+/// The login form's own CSRF token (double submit: cookie and field), as
+/// there is no session yet.
+const LOGIN_COOKIE: &str = "till_login";
+/// The largest form the dashboard accepts (settlement files have their own limit).
+pub const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// A signed-in staff member.
+pub struct Staff {
+    pub session: Session,
+}
+
+impl Staff {
+    pub fn email(&self) -> &str {
+        &self.session.email
+    }
+}
+
+fn ctx_of(req: &HttpRequest) -> Result<web::Data<Ctx>, AdminError> {
+    req.app_data::<web::Data<Ctx>>().cloned().ok_or_else(|| anyhow::anyhow!("no app context").into())
+}
+
+/// Where a visitor sent to sign in returns afterwards: this page, for a GET.
+fn return_path(req: &HttpRequest) -> String {
+    if req.method() == actix_web::http::Method::GET { req.uri().to_string() } else { "/admin".into() }
+}
+
+impl FromRequest for Staff {
+    type Error = AdminError;
+    type Future = Pin<Box<dyn Future<Output = Result<Staff, AdminError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let ctx = ctx_of(req);
+        let token = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
+        let next = return_path(req);
+        Box::pin(async move {
+            let ctx = ctx?;
+            let Some(token) = token else { return Err(AdminError::SignIn { next }) };
+            let session = ctx.db.run(move |conn| sessions::load(conn, &token)).await?;
+            session.map(|session| Staff { session }).ok_or(AdminError::SignIn { next })
+        })
+    }
+}
+
+/// A form POSTed by a signed-in staff member, with the session's CSRF token.
+pub struct Posted<T> {
+    pub staff: Staff,
+    pub form: T,
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for Posted<T> {
+    type Error = AdminError;
+    type Future = Pin<Box<dyn Future<Output = Result<Posted<T>, AdminError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let staff = Staff::from_request(req, payload);
+        let body = read_body(req, payload);
+        Box::pin(async move {
+            let staff = staff.await?;
+            let body = body.await?;
+            let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+                .map_err(|e| AdminError::BadRequest(format!("the form could not be read: {e}")))?;
+            let csrf = pairs.iter().find(|(k, _)| k == "csrf").map_or("", |(_, v)| v.as_str());
+            if !sessions::csrf_matches(&staff.session, csrf) {
+                return Err(AdminError::Csrf);
+            }
+            let form = serde_urlencoded::from_bytes(&body)
+                .map_err(|e| AdminError::BadRequest(format!("the form could not be read: {e}")))?;
+            Ok(Posted { staff, form })
+        })
+    }
+}
+
+fn read_body(
+    req: &HttpRequest,
+    payload: &mut Payload,
+) -> Pin<Box<dyn Future<Output = Result<web::Bytes, AdminError>>>> {
+    let mut payload = payload.take();
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    Box::pin(async move {
+        use futures_util::StreamExt;
+        let too_large = || AdminError::BadRequest(format!("the form is larger than {MAX_FORM_BYTES} bytes"));
+        if declared.is_some_and(|n| n > MAX_FORM_BYTES) {
+            return Err(too_large());
+        }
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| AdminError::BadRequest(format!("reading the form: {e}")))?;
+            if body.len() + chunk.len() > MAX_FORM_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    })
+}
+
+/// Should the cookies of this request be `Secure`? (`admin.cookie_secure`)
+fn secure(ctx: &Ctx, req: &HttpRequest) -> bool {
+    match ctx.settings.admin.cookie_secure.as_str() {
+        "always" => true,
+        "never" => false,
+        _ => req.connection_info().scheme() == "https",
+    }
+}
+
+fn cookie(name: &str, value: String, path: &str, max_age: Duration, secure: bool) -> Cookie<'static> {
+    Cookie::build(name.to_string(), value)
+        .path(path.to_string())
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure)
+        .max_age(time::Duration::seconds(max_age.as_secs() as i64))
+        .finish()
+}
+
+/// Only a dashboard path is a place to return to (no open redirect).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with("/admin") && !n.starts_with("/admin/login") && !n.contains("//") => n.to_string(),
+        _ => "/admin".to_string(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/login.html")]
+struct LoginPage {
+    csrf: String,
+    next: String,
+    email: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+fn login_page(
+    ctx: &Ctx,
+    req: &HttpRequest,
+    status: actix_web::http::StatusCode,
+    page: LoginPage,
+) -> Result<HttpResponse, AdminError> {
+    let html = page.render().map_err(anyhow::Error::from)?;
+    let csrf_cookie = cookie(LOGIN_COOKIE, page.csrf, "/admin/login", Duration::from_secs(3600), secure(ctx, req));
+    Ok(HttpResponse::build(status).cookie(csrf_cookie).content_type("text/html; charset=utf-8").body(html))
+}
+
+/// `GET /admin/login`.
+pub async fn login_form(
+    ctx: web::Data<Ctx>,
+    req: HttpRequest,
+    query: web::Query<LoginQuery>,
+) -> Result<HttpResponse, AdminError> {
+    let next = safe_next(query.next.as_deref());
+    if Staff::from_request(&req, &mut Payload::None).await.is_ok() {
+        return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, next)).finish());
+    }
+    let page = LoginPage { csrf: sessions::random_token(), next, email: String::new(), error: None };
+    login_page(&ctx, &req, actix_web::http::StatusCode::OK, page)
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    email: String,
+    password: String,
+    csrf: String,
+    next: Option<String>,
+}
+
+/// `POST /admin/login`: rate limited per client address and per email.
+pub async fn login(
+    ctx: web::Data<Ctx>,
+    state: web::Data<AdminState>,
+    req: HttpRequest,
+    form: web::Form<LoginForm>,
+) -> Result<HttpResponse, AdminError> {
+    let form = form.into_inner();
+    let expected = req.cookie(LOGIN_COOKIE).map(|c| c.value().to_string()).unwrap_or_default();
+    if expected.is_empty() || !sessions::constant_time_eq(expected.as_bytes(), form.csrf.as_bytes()) {
+        return Err(AdminError::Csrf);
+    }
+    let next = safe_next(form.next.as_deref());
+    let ip = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let email_key = format!("email:{}", form.email.trim().to_lowercase());
+    let ip_key = format!("ip:{ip}");
+    let keys = [ip_key.as_str(), email_key.as_str()];
+    let again = |error: String, status| {
+        let page = LoginPage {
+            csrf: sessions::random_token(),
+            next: next.clone(),
+            email: form.email.clone(),
+            error: Some(error),
+        };
+        login_page(&ctx, &req, status, page)
+    };
+    if let Some(wait) = state.limiter.blocked_for(&keys) {
+        let minutes = wait.as_secs().div_ceil(60).max(1);
+        let message = format!("Too many failed sign-ins. Try again in {minutes} minute(s).");
+        return again(message, actix_web::http::StatusCode::TOO_MANY_REQUESTS);
+    }
+    let (email, password) = (form.email.clone(), form.password.clone());
+    let staff = ctx.db.run(move |conn| users::authenticate(conn, &email, &password)).await?;
+    let Some(staff) = staff else {
+        state.limiter.record_failure(&keys);
+        tracing::warn!(%ip, "admin sign-in refused");
+        return again("The email or the password is wrong.".into(), actix_web::http::StatusCode::UNAUTHORIZED);
+    };
+    state.limiter.clear(&email_key);
+    let lifetime_ms = ctx.settings.admin.session_minutes * 60_000;
+    let (token, _) = ctx.db.run(move |conn| sessions::create(conn, staff.id, lifetime_ms)).await?;
+    tracing::info!(staff = %staff.email, "admin signed in");
+    let lifetime = Duration::from_millis(lifetime_ms as u64);
+    let secure = secure(&ctx, &req);
+    Ok(HttpResponse::SeeOther()
+        .cookie(cookie(SESSION_COOKIE, token, "/admin", lifetime, secure))
+        .cookie(cookie(LOGIN_COOKIE, String::new(), "/admin/login", Duration::ZERO, secure))
+        .insert_header((header::LOCATION, next))
+        .finish())
+}
+
+#[derive(Deserialize)]
+pub struct NoFields {}
+
+/// `POST /admin/logout`.
+pub async fn logout(
+    ctx: web::Data<Ctx>,
+    req: HttpRequest,
+    posted: Posted<NoFields>,
+) -> Result<HttpResponse, AdminError> {
+    if let Some(token) = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()) {
+        ctx.db.run(move |conn| sessions::delete(conn, &token)).await?;
+    }
+    tracing::info!(staff = %posted.staff.email(), "admin signed out");
+    Ok(HttpResponse::SeeOther()
+        .cookie(cookie(SESSION_COOKIE, String::new(), "/admin", Duration::ZERO, secure(&ctx, &req)))
+        .insert_header((header::LOCATION, "/admin/login"))
+        .finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_dashboard_paths_are_returned_to() {
+        assert_eq!(safe_next(Some("/admin/payments?q=x")), "/admin/payments?q=x");
+        for bad in ["https://evil.example", "//evil.example", "/admin//evil", "/v1/payments", "/admin/login"] {
+            assert_eq!(safe_next(Some(bad)), "/admin", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/admin");
+    }
+}

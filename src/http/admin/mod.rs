@@ -1,0 +1,82 @@
+//! The staff dashboard under `/admin` (server-rendered HTML, askama) and its
+//! stylesheet under `/static`, compiled into the binary. Every page but the
+//! login needs a signed-in staff member; every form POST needs the
+//! session's CSRF token.
+
+pub mod actions;
+pub mod auth;
+pub mod errors;
+pub mod pages;
+
+use std::time::Duration;
+
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{HttpResponse, web};
+
+use crate::admin::rate_limit::LoginLimiter;
+use crate::config::Settings;
+
+/// State shared by every worker of the server: the login rate limiter.
+pub struct AdminState {
+    pub limiter: LoginLimiter,
+}
+
+impl AdminState {
+    pub fn new(settings: &Settings) -> AdminState {
+        let a = &settings.admin;
+        AdminState { limiter: LoginLimiter::new(a.login_attempts, Duration::from_secs(a.login_window_seconds)) }
+    }
+}
+
+const CSS: &str = include_str!("../../../static/admin.css");
+
+/// Pages are never cached (they show money and act on it), never framed,
+/// and load nothing but this server's stylesheet.
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add(("Cache-Control", "no-store"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("Referrer-Policy", "same-origin"))
+        .add((
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AdminState>) {
+    cfg.route("/static/admin.css", web::get().to(stylesheet)).service(
+        web::scope("/admin")
+            .app_data(state)
+            .app_data(web::FormConfig::default().limit(auth::MAX_FORM_BYTES))
+            .wrap(security_headers())
+            .route("/login", web::get().to(auth::login_form))
+            .route("/login", web::post().to(auth::login))
+            .route("/logout", web::post().to(auth::logout))
+            .route("", web::get().to(pages::overview))
+            .route("/", web::get().to(pages::overview))
+            .route("/payments", web::get().to(pages::payments))
+            .route("/payments/{id}", web::get().to(pages::payment))
+            .route("/sellers", web::get().to(pages::sellers))
+            .route("/sellers/{id}", web::get().to(pages::seller))
+            .route("/ledger", web::get().to(pages::ledger))
+            .route("/ledger/accounts/{id}", web::get().to(pages::account))
+            .route("/refunds", web::get().to(pages::refunds))
+            .route("/refunds", web::post().to(actions::refund))
+            .route("/payouts", web::get().to(pages::payouts))
+            .route("/payouts", web::post().to(actions::payout))
+            .route("/alerts", web::get().to(pages::alerts))
+            .route("/alerts/{id}/resolve", web::post().to(actions::resolve_alert))
+            .route("/jobs", web::get().to(pages::jobs))
+            .route("/jobs/{id}/retry", web::post().to(actions::retry_job))
+            .route("/jobs/{id}/discard", web::post().to(actions::discard_job))
+            .default_service(web::to(pages::not_found)),
+    );
+}
+
+async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header(("Cache-Control", "public, max-age=3600"))
+        .body(CSS)
+}

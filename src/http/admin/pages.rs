@@ -1,0 +1,419 @@
+//! The dashboard's pages (GET): each parses its query, loads one read
+//! model from `admin::views` off the executor, and renders its template.
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use rusqlite::Connection;
+use serde::Deserialize;
+
+use crate::admin::actions::{self, ActionView};
+use crate::admin::format;
+use crate::admin::views::ledger::{AccountPage, LedgerPage};
+use crate::admin::views::lists::{self, PayoutList, RefundList};
+use crate::admin::views::ops::{AlertsPage, JobsPage};
+use crate::admin::views::overview::Overview;
+use crate::admin::views::payments::{self as payment_views, Filter, PaymentDetail, PaymentList, Search};
+use crate::admin::views::sellers::{SellerList, SellerPage};
+use crate::admin::views::{self, ledger, ops, overview, sellers};
+use crate::context::Ctx;
+use crate::http::admin::auth::Staff;
+use crate::http::admin::errors::AdminError;
+use crate::payments::model::OrderStatus;
+
+const NAV: [(&str, &str, &str); 9] = [
+    ("overview", "Overview", "/admin"),
+    ("payments", "Payments", "/admin/payments"),
+    ("sellers", "Sellers", "/admin/sellers"),
+    ("ledger", "Ledger", "/admin/ledger"),
+    ("refunds", "Refunds", "/admin/refunds"),
+    ("payouts", "Payouts", "/admin/payouts"),
+    ("reconciliation", "Reconciliation", "/admin/reconciliation"),
+    ("alerts", "Alerts", "/admin/alerts"),
+    ("jobs", "Jobs", "/admin/jobs"),
+];
+
+/// What every page shows around its content.
+pub struct Layout {
+    pub email: String,
+    pub csrf: String,
+    pub nav: &'static str,
+    pub flash: Option<Flash>,
+}
+
+impl Layout {
+    fn new(staff: &Staff, nav: &'static str, flash: Option<Flash>) -> Layout {
+        Layout { email: staff.email().to_string(), csrf: staff.session.csrf_token.clone(), nav, flash }
+    }
+
+    /// The menu: (label, link, is this page).
+    pub fn nav_items(&self) -> Vec<(&'static str, &'static str, bool)> {
+        NAV.iter().map(|(id, label, href)| (*label, *href, *id == self.nav)).collect()
+    }
+
+    /// A fresh idempotency key for one form.
+    pub fn key(&self) -> String {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+
+    pub fn status_class(&self, status: &str) -> String {
+        views::status_class(status)
+    }
+
+    pub fn short(&self, id: &str) -> String {
+        format::short_id(id)
+    }
+}
+
+/// The outcome of the action the staff member just took (`?action=ID`).
+pub struct Flash {
+    pub kind: &'static str,
+    pub message: String,
+    pub meta: String,
+}
+
+impl From<ActionView> for Flash {
+    fn from(a: ActionView) -> Flash {
+        let kind = match a.status.as_str() {
+            "done" => "ok",
+            "failed" => "error",
+            _ => "info",
+        };
+        let message = match a.status.as_str() {
+            "running" => {
+                "This action is still running or was interrupted. Check its result before trying again.".into()
+            }
+            _ => a.message.unwrap_or_default(),
+        };
+        let meta = format!("{} · {} · {}", a.action.replace('_', " "), a.staff_email, format::time(&a.created_at));
+        Flash { kind, message, meta }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct FlashQuery {
+    action: Option<i64>,
+}
+
+/// Loads the flash and one page's read model in one trip to the database.
+async fn load<T, F>(ctx: &Ctx, action: Option<i64>, f: F) -> Result<(Option<Flash>, T), AdminError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
+{
+    let loaded = ctx
+        .db
+        .run(move |conn| -> anyhow::Result<_> {
+            let flash = match action {
+                Some(id) => actions::load(conn, id)?.map(Flash::from),
+                None => None,
+            };
+            Ok((flash, f(conn)?))
+        })
+        .await?;
+    Ok(loaded)
+}
+
+pub fn html<T: Template>(page: &T) -> Result<HttpResponse, AdminError> {
+    let body = page.render().map_err(anyhow::Error::from)?;
+    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body))
+}
+
+#[derive(Template)]
+#[template(path = "admin/overview.html")]
+struct OverviewPage {
+    layout: Layout,
+    o: Overview,
+}
+
+pub async fn overview(
+    ctx: web::Data<Ctx>,
+    staff: Staff,
+    q: web::Query<FlashQuery>,
+) -> Result<HttpResponse, AdminError> {
+    let minutes = ctx.settings.alerts.unfinished_after_minutes;
+    let (flash, o) = load(&ctx, q.action, move |conn| overview::load(conn, minutes)).await?;
+    html(&OverviewPage { layout: Layout::new(&staff, "overview", flash), o })
+}
+
+#[derive(Deserialize)]
+pub struct PaymentsQuery {
+    q: Option<String>,
+    status: Option<String>,
+    before: Option<i64>,
+}
+
+#[derive(Template)]
+#[template(path = "admin/payments.html")]
+struct PaymentsPage {
+    layout: Layout,
+    q: String,
+    status: String,
+    statuses: [OrderStatus; 4],
+    list: PaymentList,
+    /// The query string of the filters, for the pagination links.
+    filters: String,
+    paged: bool,
+}
+
+pub async fn payments(
+    ctx: web::Data<Ctx>,
+    staff: Staff,
+    q: web::Query<PaymentsQuery>,
+) -> Result<HttpResponse, AdminError> {
+    let q = q.into_inner();
+    let status = q.status.as_deref().filter(|s| !s.is_empty());
+    let parsed_status = match status {
+        Some(s) => Some(OrderStatus::parse(s).ok_or_else(|| AdminError::BadRequest(format!("'{s}' is not a status")))?),
+        None => None,
+    };
+    let filter = Filter {
+        search: q.q.as_deref().and_then(Search::parse),
+        status: parsed_status,
+        before: q.before,
+        limit: payment_views::PAGE_SIZE,
+    };
+    let (_, list) = load(&ctx, None, move |conn| payment_views::list(conn, &filter)).await?;
+    let query = q.q.unwrap_or_default();
+    let filters = serde_urlencoded::to_string([("q", query.as_str()), ("status", status.unwrap_or(""))])
+        .map_err(anyhow::Error::from)?;
+    html(&PaymentsPage {
+        layout: Layout::new(&staff, "payments", None),
+        status: status.unwrap_or("").to_string(),
+        q: query,
+        statuses: OrderStatus::ALL,
+        list,
+        filters,
+        paged: q.before.is_some(),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "admin/payment.html")]
+struct PaymentPage {
+    layout: Layout,
+    p: PaymentDetail,
+}
+
+impl PaymentPage {
+    fn journal_rows(&self) -> &[views::JournalRow] {
+        &self.p.ledger
+    }
+}
+
+/// `/admin/payments/{id}`: a checkout's page; an order's id leads to its checkout.
+pub async fn payment(
+    ctx: web::Data<Ctx>,
+    staff: Staff,
+    path: web::Path<String>,
+    q: web::Query<FlashQuery>,
+) -> Result<HttpResponse, AdminError> {
+    let id = path.into_inner();
+    let lookup = id.clone();
+    let (flash, found) = load(&ctx, q.action, move |conn| {
+        let Some(checkout) = payment_views::checkout_of(conn, &lookup)? else { return Ok(Err(None)) };
+        if checkout != lookup {
+            return Ok(Err(Some(checkout)));
+        }
+        Ok(payment_views::detail(conn, &checkout)?.ok_or(None))
+    })
+    .await?;
+    match found {
+        Ok(p) => html(&PaymentPage { layout: Layout::new(&staff, "payments", flash), p }),
+        Err(Some(checkout)) => Ok(HttpResponse::SeeOther()
+            .insert_header(("Location", format!("/admin/payments/{checkout}#order-{id}")))
+            .finish()),
+        Err(None) => Err(AdminError::NotFound(format!("No payment has the id '{id}'."))),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AfterQuery {
+    after: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "admin/sellers.html")]
+struct SellersPage {
+    layout: Layout,
+    list: SellerList,
+    hold_days: i64,
+}
+
+pub async fn sellers(ctx: web::Data<Ctx>, staff: Staff, q: web::Query<AfterQuery>) -> Result<HttpResponse, AdminError> {
+    let hold_days = ctx.settings.payouts.hold_days;
+    let after = q.into_inner().after;
+    let (_, list) = load(&ctx, None, move |conn| sellers::list(conn, after.as_deref(), hold_days)).await?;
+    html(&SellersPage { layout: Layout::new(&staff, "sellers", None), list, hold_days })
+}
+
+#[derive(Template)]
+#[template(path = "admin/seller.html")]
+struct SellerDetailPage {
+    layout: Layout,
+    s: SellerPage,
+    hold_days: i64,
+}
+
+pub async fn seller(
+    ctx: web::Data<Ctx>,
+    staff: Staff,
+    path: web::Path<String>,
+    q: web::Query<FlashQuery>,
+) -> Result<HttpResponse, AdminError> {
+    let hold_days = ctx.settings.payouts.hold_days;
+    let id = path.into_inner();
+    let lookup = id.clone();
+    let (flash, s) = load(&ctx, q.action, move |conn| sellers::page(conn, &lookup, hold_days)).await?;
+    let s = s.ok_or_else(|| AdminError::NotFound(format!("No seller has the id '{id}'.")))?;
+    html(&SellerDetailPage { layout: Layout::new(&staff, "sellers", flash), s, hold_days })
+}
+
+#[derive(Deserialize)]
+pub struct BeforeQuery {
+    before: Option<i64>,
+}
+
+#[derive(Template)]
+#[template(path = "admin/ledger.html")]
+struct LedgerTemplate {
+    layout: Layout,
+    l: LedgerPage,
+    paged: bool,
+}
+
+impl LedgerTemplate {
+    fn journal_rows(&self) -> &[views::JournalRow] {
+        &self.l.journal
+    }
+}
+
+pub async fn ledger(ctx: web::Data<Ctx>, staff: Staff, q: web::Query<BeforeQuery>) -> Result<HttpResponse, AdminError> {
+    let before = q.before;
+    let (_, l) = load(&ctx, None, move |conn| ledger::page(conn, before)).await?;
+    html(&LedgerTemplate { layout: Layout::new(&staff, "ledger", None), l, paged: before.is_some() })
+}
+
+#[derive(Template)]
+#[template(path = "admin/account.html")]
+struct AccountTemplate {
+    layout: Layout,
+    a: AccountPage,
+}
+
+pub async fn account(
+    ctx: web::Data<Ctx>,
+    staff: Staff,
+    path: web::Path<i64>,
+    q: web::Query<BeforeQuery>,
+) -> Result<HttpResponse, AdminError> {
+    let (id, before) = (path.into_inner(), q.before);
+    let (_, a) = load(&ctx, None, move |conn| ledger::account(conn, id, before)).await?;
+    let a = a.ok_or_else(|| AdminError::NotFound(format!("No ledger account has the id {id}.")))?;
+    html(&AccountTemplate { layout: Layout::new(&staff, "ledger", None), a })
+}
+
+#[derive(Deserialize)]
+pub struct StatusQuery {
+    status: Option<String>,
+    before: Option<i64>,
+    after: Option<String>,
+}
+
+fn status_filter(status: &Option<String>, allowed: &[&str]) -> Result<Option<String>, AdminError> {
+    match status.as_deref().filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) if allowed.contains(&s) => Ok(Some(s.to_string())),
+        Some(s) => Err(AdminError::BadRequest(format!("'{s}' is not a status"))),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/refunds.html")]
+struct RefundsPage {
+    layout: Layout,
+    status: String,
+    statuses: [&'static str; 3],
+    list: RefundList,
+    paged: bool,
+}
+
+pub async fn refunds(
+    ctx: web::Data<Ctx>,
+    staff: Staff,
+    q: web::Query<StatusQuery>,
+) -> Result<HttpResponse, AdminError> {
+    let status = status_filter(&q.status, &lists::REFUND_STATUSES)?;
+    let (filter, before) = (status.clone(), q.before);
+    let (_, list) = load(&ctx, None, move |conn| lists::refunds(conn, filter.as_deref(), before)).await?;
+    html(&RefundsPage {
+        layout: Layout::new(&staff, "refunds", None),
+        status: status.unwrap_or_default(),
+        statuses: lists::REFUND_STATUSES,
+        list,
+        paged: before.is_some(),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "admin/payouts.html")]
+struct PayoutsPage {
+    layout: Layout,
+    status: String,
+    statuses: [&'static str; 4],
+    list: PayoutList,
+    paged: bool,
+}
+
+pub async fn payouts(
+    ctx: web::Data<Ctx>,
+    staff: Staff,
+    q: web::Query<StatusQuery>,
+) -> Result<HttpResponse, AdminError> {
+    let status = status_filter(&q.status, &lists::PAYOUT_STATUSES)?;
+    let (filter, after) = (status.clone(), q.after.clone());
+    let paged = after.is_some();
+    let (_, list) = load(&ctx, None, move |conn| lists::payouts(conn, filter.as_deref(), after)).await?;
+    html(&PayoutsPage {
+        layout: Layout::new(&staff, "payouts", None),
+        status: status.unwrap_or_default(),
+        statuses: lists::PAYOUT_STATUSES,
+        list,
+        paged,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "admin/alerts.html")]
+struct AlertsTemplate {
+    layout: Layout,
+    a: AlertsPage,
+}
+
+pub async fn alerts(ctx: web::Data<Ctx>, staff: Staff, q: web::Query<FlashQuery>) -> Result<HttpResponse, AdminError> {
+    let (flash, a) = load(&ctx, q.action, ops::alerts_page).await?;
+    html(&AlertsTemplate { layout: Layout::new(&staff, "alerts", flash), a })
+}
+
+#[derive(Template)]
+#[template(path = "admin/jobs.html")]
+struct JobsTemplate {
+    layout: Layout,
+    j: JobsPage,
+}
+
+pub async fn jobs(ctx: web::Data<Ctx>, staff: Staff, q: web::Query<FlashQuery>) -> Result<HttpResponse, AdminError> {
+    let (flash, j) = load(&ctx, q.action, ops::jobs_page).await?;
+    html(&JobsTemplate { layout: Layout::new(&staff, "jobs", flash), j })
+}
+
+#[derive(Template)]
+#[template(path = "admin/not_found.html")]
+struct NotFoundPage {
+    layout: Layout,
+}
+
+/// Any other `/admin/…` path: sign in first, then a 404 inside the layout.
+pub async fn not_found(staff: Staff) -> Result<HttpResponse, AdminError> {
+    let body = NotFoundPage { layout: Layout::new(&staff, "", None) }.render().map_err(anyhow::Error::from)?;
+    Ok(HttpResponse::NotFound().content_type("text/html; charset=utf-8").body(body))
+}
