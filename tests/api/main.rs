@@ -3,6 +3,8 @@
 
 mod helpers;
 
+mod admin;
+
 mod alerts_and_jobs;
 mod cli;
 mod crash_recovery;
