@@ -4,6 +4,8 @@
 mod helpers;
 
 mod admin;
+mod admin_browser;
+mod admin_perf;
 
 mod alerts_and_jobs;
 mod cli;

@@ -4,11 +4,13 @@
 
 use crate::admin::format;
 
-pub const WIDTH: i64 = 560;
-pub const HEIGHT: i64 = 170;
-/// Room at the bottom for the day labels and at the top for the tallest bar's label.
-const AXIS_PX: i64 = 22;
-const TOP_PX: i64 = 8;
+/// The drawing's own units; it is shown about this size on a laptop, so
+/// its text keeps its size.
+pub const WIDTH: i64 = 1000;
+pub const HEIGHT: i64 = 180;
+/// Room at the bottom for the day labels, and above the tallest bar.
+const AXIS_PX: i64 = 24;
+const TOP_PX: i64 = 10;
 
 #[derive(Debug, Clone)]
 pub struct Bar {
@@ -29,7 +31,13 @@ pub struct Chart {
     pub total: String,
     pub max_label: String,
     pub bars: Vec<Bar>,
+    pub width: i64,
+    pub height: i64,
     pub baseline_y: i64,
+    /// Where the peak and half of it are, for the guide lines.
+    pub peak_y: i64,
+    pub half_y: i64,
+    pub label_y: i64,
 }
 
 /// `days` are the UTC days shown, oldest first ("2026-11-01"); `points` are
@@ -68,7 +76,12 @@ pub fn build(currency: &str, days: &[String], points: &[(String, i64, i64)]) -> 
         total: format::money(total, currency),
         max_label: format::money(if max == 1 { 0 } else { max }, currency),
         bars,
+        width: WIDTH,
+        height: HEIGHT,
         baseline_y,
+        peak_y: TOP_PX,
+        half_y: TOP_PX + plot_height / 2,
+        label_y: HEIGHT - 6,
     }
 }
 

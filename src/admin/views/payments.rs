@@ -392,7 +392,7 @@ fn psp_events(conn: &Connection, objects: &[String]) -> anyhow::Result<Vec<PspEv
                     deliveries: r.get(3)?,
                     received_at: format::time(&received),
                     processed: match (processed, error) {
-                        (_, Some(e)) => format!("error: {e}"),
+                        (_, Some(e)) => format!("not applied: {e}"),
                         (Some(at), None) => format::time(&at),
                         (None, None) => "not yet".into(),
                     },
