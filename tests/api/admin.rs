@@ -134,7 +134,7 @@ async fn anonymous_visitors_are_sent_to_sign_in_from_every_page() {
     assert!(login.text().await.unwrap().contains("name=\"password\""));
     // Signed in, every page shows, and the visitor returns where they were going.
     let browser = sign_in(&app).await;
-    for path in PAGES.iter().chain(&["/admin/jobs"]) {
+    for path in PAGES.iter().chain(&["/admin/jobs", "/admin/reconciliation"]) {
         let status = browser.get(path).await.status();
         let expected = if path.contains("1f0c7a0e") || path.contains("accounts/1") || path.ends_with("seller_a") {
             StatusCode::NOT_FOUND // nothing exists yet: a clear 404 page

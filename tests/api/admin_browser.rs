@@ -199,6 +199,7 @@ async fn staff_pay_find_and_refund_a_payment_in_a_real_browser() {
         ("09-payouts", "/admin/payouts"),
         ("10-alerts", "/admin/alerts"),
         ("11-jobs", "/admin/jobs"),
+        ("12-reconciliation", "/admin/reconciliation"),
     ] {
         goto(&page, &format!("{base}{path}")).await;
         shoot(&page, name).await;

@@ -65,6 +65,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AdminState>) {
             .route("/refunds", web::post().to(actions::refund))
             .route("/payouts", web::get().to(pages::payouts))
             .route("/payouts", web::post().to(actions::payout))
+            .route("/reconciliation", web::get().to(pages::reconciliation))
             .route("/alerts", web::get().to(pages::alerts))
             .route("/alerts/{id}/resolve", web::post().to(actions::resolve_alert))
             .route("/jobs", web::get().to(pages::jobs))

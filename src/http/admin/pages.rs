@@ -407,6 +407,16 @@ pub async fn jobs(ctx: web::Data<Ctx>, staff: Staff, q: web::Query<FlashQuery>) 
 }
 
 #[derive(Template)]
+#[template(path = "admin/reconciliation.html")]
+struct ReconciliationPage {
+    layout: Layout,
+}
+
+pub async fn reconciliation(staff: Staff) -> Result<HttpResponse, AdminError> {
+    html(&ReconciliationPage { layout: Layout::new(&staff, "reconciliation", None) })
+}
+
+#[derive(Template)]
 #[template(path = "admin/not_found.html")]
 struct NotFoundPage {
     layout: Layout,
