@@ -12,6 +12,7 @@ pub mod money;
 pub mod payments;
 pub mod psp;
 pub mod queue;
+pub mod reconciliation;
 pub mod sandbox;
 pub mod startup;
 pub mod telemetry;

@@ -12,4 +12,5 @@ mod idempotency_header;
 mod merchant_webhooks;
 mod openapi;
 mod psp_webhooks;
+mod reconciliation;
 mod token_payments;

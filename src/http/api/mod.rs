@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod body;
 pub mod payments;
+pub mod reconciliation;
 pub mod wallets;
 pub mod webhook_endpoints;
 
@@ -20,7 +21,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(wallets::get_wallet)
         .service(webhook_endpoints::create_webhook_endpoint)
         .service(webhook_endpoints::list_webhook_endpoints)
-        .service(alerts::list_alerts);
+        .service(alerts::list_alerts)
+        .service(reconciliation::upload_settlement_file)
+        .service(reconciliation::list_runs)
+        .service(reconciliation::list_exceptions)
+        .service(reconciliation::resolve_exception);
 }
 
 /// The description around the generated paths.
