@@ -54,6 +54,7 @@ CREATE TABLE reconciliation_runs (
     status          TEXT NOT NULL CHECK (status IN ('running', 'done')),
     rows_total      INTEGER NOT NULL,
     rows_skipped    INTEGER NOT NULL DEFAULT 0,   -- already imported from an earlier file, identical
+    classified_through INTEGER NOT NULL DEFAULT 0, -- the last settlement_rows.id classified (batches resume here)
     counts          TEXT NOT NULL DEFAULT '{}',   -- JSON {class: n}, written when the run ends
     auto_fixed      INTEGER NOT NULL DEFAULT 0,
     fees_booked     INTEGER NOT NULL DEFAULT 0,

@@ -173,12 +173,15 @@ async fn rematch(ctx: &Ctx, run_id: i64, item_id: i64, stored: StoredRow, fix: S
     ctx.db
         .write(move |tx| -> anyhow::Result<bool> {
             let decision = matching::classify(tx, &stored, Some(item_id))?;
+            // Another run (the CLI beside the server) may have decided it meanwhile.
+            if !store::update_item(tx, item_id, &decision, &fix)? {
+                return Ok(false);
+            }
             let booked = booking::book_line(tx, &stored.row, &decision)?;
             if let Some(record) = decision.record.as_ref().filter(|_| decision.class.claims_record()) {
                 let found = format!("found at line {} ({})", stored.row.line, stored.row.balance_transaction_id);
                 store::resolve_missing_in_psp(tx, record.kind, &record.id, &found)?;
             }
-            store::update_item(tx, item_id, &decision, &fix)?;
             store::add_to_run(tx, run_id, store::RunCounter::FeesBooked, booked.fees)?;
             store::add_to_run(tx, run_id, store::RunCounter::PayoutsBooked, booked.payouts)?;
             let fixed = decision.class == Class::Matched;

@@ -1,17 +1,20 @@
 //! Reconciliation (SPEC §7): till's books against the PSP's settlement files.
 //!
 //! A run imports one file (`till reconcile FILE`, an upload, or the nightly
-//! [`reconcile_day`]) in steps, each its own transaction, PSP calls between:
-//! 1. parse the whole file (refused at its first bad line, nothing stored);
-//!    store it verbatim, identified by its SHA-256, so importing it twice
-//!    changes nothing; store each line, classify it ([`matching`]), book what
-//!    the file alone decides ([`booking`]: fees, payouts to the bank);
-//! 2. fix `missing_in_till` lines by asking the PSP ([`fix`]) and re-match;
-//! 3. report till records no file mentions ([`missing`]) and close the run.
+//! [`reconcile_day`]) in steps, each in its own short transactions, with the
+//! PSP calls between them:
+//! 1. parse the whole file: a line that does not parse refuses it, naming
+//!    its line and column, before anything is stored;
+//! 2. store it verbatim, identified by its SHA-256 (importing it twice
+//!    changes nothing), then its lines;
+//! 3. classify each line ([`matching`]) and book what the file alone decides
+//!    ([`booking`]: the PSP's fees, its payouts to the bank), in batches;
+//! 4. fix `missing_in_till` lines by asking the PSP ([`fix`]) and re-match;
+//! 5. report till records no file mentions ([`missing`]), close the run.
 //!
-//! A run that stopped half-way (a crash) is finished by importing the same
-//! file again. Decisions needing a person stay open in the exception queue
-//! until resolved with a note.
+//! A run a crash stopped half-way is finished by importing the same file
+//! again. Decisions needing a person stay open in the exception queue until
+//! resolved with a note.
 
 pub mod booking;
 pub mod fix;
@@ -20,6 +23,10 @@ pub mod missing;
 pub mod model;
 pub mod parse;
 pub mod store;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::NaiveDate;
@@ -73,6 +80,13 @@ pub enum ImportError {
     Internal(#[from] anyhow::Error),
 }
 
+/// Lines stored or classified per transaction: a large file never holds
+/// SQLite's write lock for long, so payments keep flowing during an import.
+const BATCH_ROWS: usize = 1_000;
+/// The pause between batches: long enough for a writer waiting on the lock
+/// (SQLite's busy handler polls every 100 ms at most) to get its turn.
+const BATCH_PAUSE_MS: u64 = 25;
+
 /// Imports one settlement file and reconciles it. `day` is the UTC day the
 /// file reports on when it is known (a fetched daily report), so that an
 /// empty day still counts as reported.
@@ -91,26 +105,32 @@ pub async fn import_file(
         .await
         .context("the parsing task failed")??;
     let sha256 = hex::encode(Sha256::digest(&bytes));
+    let day = day.map(|d| d.format("%Y-%m-%d").to_string());
+    let fetched_day = day.clone();
+    let days: BTreeSet<String> = rows.iter().map(|r| r.day().to_string()).chain(day.clone()).collect();
     // One run at a time in this process: two uploads of one file must not race.
     let _running = ctx.checkout_locks.lock("reconciliation:run").await;
 
-    let begun = {
-        let sha256 = sha256.clone();
-        let day = day.map(|d| d.format("%Y-%m-%d").to_string());
-        ctx.db.write(move |tx| begin(tx, &sha256, &name, source, &bytes, &rows, day.as_deref())).await?
-    };
-    let (run_id, earliest_day) = match begun {
+    let row_count = rows.len();
+    let begun = ctx.db.write(move |tx| begin(tx, &sha256, &name, source, &bytes, row_count, day.as_deref())).await?;
+    let (run_id, file_id) = match begun {
         Begun::Finished(run_id) => {
-            if day.is_some() {
-                // A fetched day whose report equals one seen before (an empty day):
-                // the day now counts as reported.
-                sweep_missing(ctx, None, None).await?;
+            // A fetched day whose report equals one seen before (an empty day)
+            // now counts as reported: look for what it does not mention.
+            if fetched_day.is_some() {
+                sweep_missing(ctx, None, fetched_day).await?;
             }
             let run = ctx.db.run(move |conn| store::load_run(conn, run_id)).await?;
             return Ok(RunSummary { already_imported: true, run });
         }
-        Begun::Run { run_id, earliest_day } => (run_id, earliest_day),
+        Begun::Run { run_id, file_id } => (run_id, file_id),
     };
+    store_rows(ctx, file_id, rows).await?;
+    classify_rows(ctx, run_id, file_id).await?;
+    let earliest_day = days.first().cloned();
+    ctx.db
+        .write(move |tx| -> anyhow::Result<()> { days.iter().try_for_each(|day| store::record_day(tx, day, file_id)) })
+        .await?;
     let fixed = fix::fix_open(ctx, run_id).await?;
     tracing::info!(run_id, fixed, "reconciliation: automatic fixes done");
     sweep_missing(ctx, Some(run_id), earliest_day).await?;
@@ -123,6 +143,53 @@ pub async fn import_file(
         .await?;
     tracing::info!(run_id, counts = ?run.counts, open = run.open_exceptions, "reconciliation run done");
     Ok(RunSummary { already_imported: false, run })
+}
+
+/// Stores the lines in batches (all of them unless a crashed run stored them already).
+async fn store_rows(ctx: &Ctx, file_id: i64, rows: Vec<parse::SettlementRow>) -> anyhow::Result<()> {
+    let expected = rows.len();
+    if ctx.db.run(move |conn| store::count_rows(conn, file_id)).await? == expected {
+        return Ok(());
+    }
+    let rows = Arc::new(rows);
+    for start in (0..expected).step_by(BATCH_ROWS) {
+        let rows = rows.clone();
+        let end = (start + BATCH_ROWS).min(expected);
+        ctx.db.write(move |tx| store::insert_rows(tx, file_id, &rows[start..end])).await?;
+        tokio::time::sleep(Duration::from_millis(BATCH_PAUSE_MS)).await;
+    }
+    Ok(())
+}
+
+/// Classifies the lines in batches, each batch with its decisions and postings
+/// in one transaction; the run's cursor moves with them, so a crash resumes here.
+async fn classify_rows(ctx: &Ctx, run_id: i64, file_id: i64) -> anyhow::Result<()> {
+    loop {
+        let classified = ctx.db.write(move |tx| classify_batch(tx, run_id, file_id)).await?;
+        if classified == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(BATCH_PAUSE_MS)).await;
+    }
+}
+
+fn classify_batch(tx: &rusqlite::Transaction, run_id: i64, file_id: i64) -> anyhow::Result<usize> {
+    let rows = store::next_rows_to_classify(tx, run_id, file_id, BATCH_ROWS)?;
+    let mut skipped = 0;
+    let mut booked = booking::Booked::default();
+    for stored in &rows {
+        if matching::already_imported(tx, stored)? {
+            skipped += 1;
+            continue;
+        }
+        let line = decide(tx, run_id, stored)?;
+        booked.fees += line.fees;
+        booked.payouts += line.payouts;
+    }
+    store::add_to_run(tx, run_id, RunCounter::Skipped, skipped)?;
+    store::add_to_run(tx, run_id, RunCounter::FeesBooked, booked.fees)?;
+    store::add_to_run(tx, run_id, RunCounter::PayoutsBooked, booked.payouts)?;
+    Ok(rows.len())
 }
 
 /// Fetches the PSP's settlement report of one UTC day and imports it. The
@@ -146,50 +213,32 @@ pub async fn reconcile_yesterday(ctx: &Ctx) -> anyhow::Result<RunSummary> {
 enum Begun {
     /// This file was imported and its run finished before.
     Finished(i64),
-    /// A new run, or one a crash left unfinished: continue with its fixes.
-    Run { run_id: i64, earliest_day: Option<String> },
+    /// A new run, or one a crash left unfinished: store, classify, fix, sweep.
+    Run { run_id: i64, file_id: i64 },
 }
 
-/// Step 1, one transaction: store the file and its lines, classify and book
-/// each line. A file seen before is not stored again.
+/// Stores the file and opens its run, unless the same content was imported before.
 fn begin(
     tx: &rusqlite::Transaction,
     sha256: &str,
     name: &str,
     source: Source,
     raw: &[u8],
-    rows: &[parse::SettlementRow],
+    row_count: usize,
     day: Option<&str>,
 ) -> anyhow::Result<Begun> {
     if let Some((file_id, run_id, finished)) = store::find_file(tx, sha256)? {
+        if !finished {
+            return Ok(Begun::Run { run_id, file_id });
+        }
         if let Some(day) = day {
             store::record_day(tx, day, file_id)?;
         }
-        return Ok(if finished { Begun::Finished(run_id) } else { Begun::Run { run_id, earliest_day: None } });
+        return Ok(Begun::Finished(run_id));
     }
-    let file = NewFile { sha256, name, source, raw, row_count: rows.len() };
+    let file = NewFile { sha256, name, source, raw, row_count };
     let (file_id, run_id) = store::insert_file_and_run(tx, &file)?;
-    let mut skipped = 0;
-    let mut booked = booking::Booked::default();
-    for row in rows {
-        let stored = StoredRow { id: store::insert_row(tx, file_id, row)?, file_id, row: row.clone() };
-        if matching::already_imported(tx, &stored)? {
-            skipped += 1;
-            continue;
-        }
-        let line_booked = decide(tx, run_id, &stored)?;
-        booked.fees += line_booked.fees;
-        booked.payouts += line_booked.payouts;
-        store::record_day(tx, row.day(), file_id)?;
-    }
-    if let Some(day) = day {
-        store::record_day(tx, day, file_id)?;
-    }
-    store::add_to_run(tx, run_id, RunCounter::Skipped, skipped)?;
-    store::add_to_run(tx, run_id, RunCounter::FeesBooked, booked.fees)?;
-    store::add_to_run(tx, run_id, RunCounter::PayoutsBooked, booked.payouts)?;
-    let earliest_day = rows.iter().map(|r| r.day()).chain(day).min().map(str::to_string);
-    Ok(Begun::Run { run_id, earliest_day })
+    Ok(Begun::Run { run_id, file_id })
 }
 
 /// Classifies one new line, stores the decision and books what it calls for.

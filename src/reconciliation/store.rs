@@ -70,15 +70,17 @@ pub fn insert_file_and_run(tx: &Transaction, file: &NewFile) -> anyhow::Result<(
     Ok((file_id, run_id))
 }
 
-pub fn insert_row(tx: &Transaction, file_id: i64, row: &SettlementRow) -> anyhow::Result<i64> {
-    tx.prepare_cached(
+/// Stores a file's lines; a line stored before (a resumed import) is left as it is.
+pub fn insert_rows(tx: &Transaction, file_id: i64, rows: &[SettlementRow]) -> anyhow::Result<()> {
+    let mut st = tx.prepare_cached(
         "INSERT INTO settlement_rows (file_id, line, balance_transaction_id, created_utc, available_on_utc, currency,
              gross_minor, fee_minor, net_minor, reporting_category, source_id, payment_intent_id, description,
              checkout_id, payment_order_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) RETURNING id",
-    )?
-    .query_row(
-        params![
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+         ON CONFLICT (file_id, line) DO NOTHING",
+    )?;
+    for row in rows {
+        st.execute(params![
             file_id,
             row.line,
             row.balance_transaction_id,
@@ -94,10 +96,40 @@ pub fn insert_row(tx: &Transaction, file_id: i64, row: &SettlementRow) -> anyhow
             row.description,
             row.checkout_id,
             row.payment_order_id
-        ],
-        |r| r.get(0),
-    )
-    .with_context(|| format!("storing line {} of a settlement file", row.line))
+        ])
+        .with_context(|| format!("storing line {} of a settlement file", row.line))?;
+    }
+    Ok(())
+}
+
+pub fn count_rows(conn: &Connection, file_id: i64) -> anyhow::Result<usize> {
+    let n: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM settlement_rows WHERE file_id = ?1")?
+        .query_row([file_id], |r| r.get(0))?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// The next lines of a run's file to classify, in file order, and moves the run's cursor past them.
+pub fn next_rows_to_classify(
+    tx: &Transaction,
+    run_id: i64,
+    file_id: i64,
+    limit: usize,
+) -> anyhow::Result<Vec<StoredRow>> {
+    let sql = format!(
+        "SELECT {ROW_COLUMNS} FROM settlement_rows r
+         WHERE r.file_id = ?1 AND r.id > (SELECT classified_through FROM reconciliation_runs WHERE id = ?2)
+         ORDER BY r.id LIMIT ?3"
+    );
+    let rows = tx
+        .prepare_cached(&sql)?
+        .query_map(params![file_id, run_id, limit as i64], stored_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(last) = rows.last() {
+        tx.prepare_cached("UPDATE reconciliation_runs SET classified_through = ?2 WHERE id = ?1")?
+            .execute(params![run_id, last.id])?;
+    }
+    Ok(rows)
 }
 
 const ROW_COLUMNS: &str = "r.id, r.file_id, r.line, r.balance_transaction_id, r.created_utc, r.available_on_utc,

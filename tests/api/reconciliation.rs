@@ -534,3 +534,39 @@ async fn till_reconcile_prints_the_count_per_class() {
     assert_eq!(twice.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&twice.stdout).contains("nothing changed"));
 }
+
+#[tokio::test]
+async fn concurrent_uploads_of_one_file_import_it_once() {
+    let app = spawn_app().await;
+    paid_hosted(&app, &[("seller_a", "25.00", "USD")]).await;
+    paid_token(&app, &[("seller_b", "10.00", "USD")]).await;
+    let csv = report(&app, today()).await;
+    let (first, second, third) = tokio::join!(upload(&app, &csv), upload(&app, &csv), upload(&app, &csv));
+    let mut statuses = [first.status(), second.status(), third.status()];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::OK, StatusCode::CREATED]);
+    assert_eq!(app.count("SELECT COUNT(*) FROM reconciliation_runs"), 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM reconciliation_items WHERE class = 'matched'"), 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM ledger_transactions WHERE source_type = 'settlement_fee'"), 2);
+}
+
+#[tokio::test]
+async fn the_reconciliation_routes_are_described_and_need_a_key() {
+    let app = spawn_app().await;
+    let doc: Value =
+        app.client.get(format!("{}/v1/openapi.json", app.address)).send().await.unwrap().json().await.unwrap();
+    for (path, method) in [
+        ("/v1/reconciliation/files", "post"),
+        ("/v1/reconciliation/runs", "get"),
+        ("/v1/reconciliation/exceptions", "get"),
+        ("/v1/reconciliation/exceptions/{id}/resolve", "post"),
+    ] {
+        assert!(doc["paths"][path][method]["responses"].is_object(), "{method} {path} is described");
+        let url = format!("{}{}", app.address, path.replace("{id}", "1"));
+        let status = app.client.request(method.to_uppercase().parse().unwrap(), url).send().await.unwrap().status();
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+    }
+    for name in ["RunSummary", "RunView", "ExceptionView", "PspSide", "TillSide", "ResolveExceptionRequest"] {
+        assert!(doc["components"]["schemas"][name].is_object(), "schema {name}");
+    }
+}
