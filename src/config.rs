@@ -23,6 +23,10 @@ pub struct Settings {
     pub fees: FeeSettings,
     pub queue: QueueSettings,
     pub webhooks: WebhookSettings,
+    pub refunds: RefundSettings,
+    pub payouts: PayoutSettings,
+    pub alerts: AlertSettings,
+    pub jobs: JobSettings,
     pub log: LogSettings,
 }
 
@@ -207,6 +211,69 @@ impl Default for QueueSettings {
     }
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RefundSettings {
+    /// May a refund take a seller's available balance below zero? If not, a
+    /// refund larger than what the seller has is refused with a clear error.
+    pub allow_seller_debt: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PayoutSettings {
+    /// Money from a payment is pending this many days, then available.
+    pub hold_days: i64,
+    /// Smallest payout per currency, as decimal strings: { USD = "10.00" }.
+    /// A currency not listed has no minimum beyond one minor unit.
+    pub minimum_amount: std::collections::BTreeMap<String, String>,
+    /// Cron (with seconds) of the scheduled payouts; empty disables them.
+    pub schedule: String,
+}
+
+impl Default for PayoutSettings {
+    fn default() -> Self {
+        Self { hold_days: 0, minimum_amount: Default::default(), schedule: "0 0 6 * * *".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertSettings {
+    /// An order not final this long after it was created raises an alert.
+    pub unfinished_after_minutes: i64,
+    /// If set, each new alert is also POSTed here as JSON.
+    pub webhook_url: String,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        Self { unfinished_after_minutes: 90, webhook_url: String::new() }
+    }
+}
+
+/// Cron strings (with seconds: "sec min hour day month weekday") of the
+/// scheduled jobs; an empty string disables one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobSettings {
+    pub unfinished_alert: String,
+    pub psp_sync: String,
+    pub idempotency_cleanup: String,
+    pub ledger_audit: String,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            unfinished_alert: "0 * * * * *".into(),
+            psp_sync: "30 */5 * * * *".into(),
+            idempotency_cleanup: "0 17 * * * *".into(),
+            ledger_audit: "0 0 3 * * *".into(),
+        }
+    }
+}
+
 /// Deliveries of merchant webhooks: their own backoff, long enough to ride
 /// out a shop's outage of about three days.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -297,6 +364,7 @@ impl Settings {
             problems.push("fees.commission_percent: must be between 0 and 100".into());
         }
         self.validate_queue(&mut problems);
+        self.validate_schedules(&mut problems);
         if !matches!(self.log.format.as_str(), "text" | "json") {
             problems.push("log.format: must be \"text\" or \"json\"".into());
         }
@@ -304,6 +372,38 @@ impl Settings {
             Ok(())
         } else {
             anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "))
+        }
+    }
+
+    fn validate_schedules(&self, problems: &mut Vec<String>) {
+        let j = &self.jobs;
+        for (key, cron) in [
+            ("jobs.unfinished_alert", &j.unfinished_alert),
+            ("jobs.psp_sync", &j.psp_sync),
+            ("jobs.idempotency_cleanup", &j.idempotency_cleanup),
+            ("jobs.ledger_audit", &j.ledger_audit),
+            ("payouts.schedule", &self.payouts.schedule),
+        ] {
+            if let Err(e) = crate::jobs::check_cron(cron) {
+                problems.push(format!("{key}: '{cron}' is not a cron string with seconds ({e})"));
+            }
+        }
+        if !(0..=365).contains(&self.payouts.hold_days) {
+            problems.push("payouts.hold_days: must be between 0 and 365".into());
+        }
+        for (code, amount) in &self.payouts.minimum_amount {
+            let valid = crate::money::Currency::parse(code).and_then(|c| crate::money::Money::parse(amount, c));
+            if let Err(e) = valid {
+                problems.push(format!("payouts.minimum_amount.{code}: {e}"));
+            }
+        }
+        if !(0..=7 * 24 * 60).contains(&self.alerts.unfinished_after_minutes) {
+            problems.push("alerts.unfinished_after_minutes: must be between 0 and 10080".into());
+        }
+        let hook = &self.alerts.webhook_url;
+        let is_url = hook.starts_with("http://") || hook.starts_with("https://");
+        if !hook.is_empty() && !is_url {
+            problems.push("alerts.webhook_url: must be empty or an http(s) URL".into());
         }
     }
 
@@ -339,7 +439,7 @@ impl Settings {
 
     fn validate_reconciliation(&self, problems: &mut Vec<String>) {
         let r = &self.reconciliation;
-        if let Err(e) = crate::reconciliation::check_schedule(&r.schedule) {
+        if let Err(e) = crate::jobs::check_cron(&r.schedule) {
             problems.push(format!("reconciliation.schedule: '{}' is not a cron string with seconds ({e})", r.schedule));
         }
         if !(0..=60).contains(&r.grace_days) {

@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::context::{Ctx, KeyedLocks};
 use crate::db::{self, Db};
 use crate::http::{self, api::ApiDoc, errors::ApiError};
+use crate::jobs::Scheduler;
 use crate::psp::PspClient;
 use crate::queue::runner::Runner;
 use utoipa::OpenApi;
@@ -77,8 +78,10 @@ impl Application {
     /// Runs until a shutdown signal; each server then finishes its in-flight requests.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let runner = Runner::spawn(self.ctx.clone());
+        let scheduler = Scheduler::start(self.ctx.clone()).await?;
         let results = futures_util::future::join_all(self.servers).await;
-        // The servers have drained their requests; now the running jobs.
+        // The servers have drained their requests; now the scheduled and queued jobs.
+        scheduler.stop().await;
         runner.stop().await;
         for r in results {
             r.context("server stopped with an error")?;

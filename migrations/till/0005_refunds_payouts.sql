@@ -13,12 +13,17 @@ CREATE TABLE refunds (
     amount_minor      INTEGER NOT NULL CHECK (amount_minor > 0),
     currency          TEXT NOT NULL,
     status            TEXT NOT NULL CHECK (status IN ('PENDING', 'SUCCEEDED', 'FAILED')),
+    -- How the refund is split: what leaves the seller's wallet and what the
+    -- platform gives back of its commission (seller_part + commission_part = amount).
+    seller_part_minor      INTEGER NOT NULL CHECK (seller_part_minor >= 0),
+    commission_part_minor  INTEGER NOT NULL CHECK (commission_part_minor >= 0),
     reason            TEXT,
     failure_code      TEXT,
     psp_refund_id     TEXT UNIQUE,               -- re_… at the PSP
     created_by        TEXT NOT NULL,             -- api key id or staff user
     created_at        TEXT NOT NULL,
-    updated_at        TEXT NOT NULL
+    updated_at        TEXT NOT NULL,
+    CHECK (seller_part_minor + commission_part_minor = amount_minor)
 ) STRICT;
 CREATE INDEX refunds_order ON refunds(payment_order_id);
 CREATE INDEX refunds_status ON refunds(status, updated_at);

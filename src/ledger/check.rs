@@ -3,6 +3,8 @@
 //! function.
 
 use rusqlite::Connection;
+
+use crate::money::{Currency, format_minor};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -119,10 +121,75 @@ const RULES: &[Rule] = &[
               WHERE (payment_order_status = 'SUCCESS') <> (ledger_updated = 1 AND wallet_updated = 1)
                  OR ledger_updated <> wallet_updated",
     },
+    Rule {
+        invariant: 4,
+        sql: "SELECT 'order ' || o.payment_order_id || ' of ' || o.amount_minor || ' has ' || o.refunded_minor
+                     || ' refunded but its live refunds add up to ' || COALESCE(SUM(r.amount_minor), 0)
+              FROM payment_orders o LEFT JOIN refunds r ON r.payment_order_id = o.payment_order_id AND r.status <> 'FAILED'
+              GROUP BY o.payment_order_id
+              HAVING o.refunded_minor <> COALESCE(SUM(r.amount_minor), 0) OR o.refunded_minor > o.amount_minor",
+    },
+    Rule {
+        invariant: 4,
+        sql: "SELECT 'refund ' || r.refund_id || ' (' || r.status || ') has ' || COUNT(t.id) || ' refund and '
+                     || COUNT(v.id) || ' reversal transactions'
+              FROM refunds r
+              LEFT JOIN ledger_transactions t ON t.source_type = 'refund' AND t.source_id = r.refund_id
+              LEFT JOIN ledger_transactions v ON v.source_type = 'refund_reversal' AND v.source_id = r.refund_id
+              GROUP BY r.refund_id
+              HAVING COUNT(t.id) <> 1 OR COUNT(v.id) <> (r.status = 'FAILED')",
+    },
+    Rule {
+        invariant: 4,
+        sql: "SELECT 'refund ' || r.refund_id || ' is for ' || r.amount_minor || ' ' || r.currency || ' on order '
+                     || o.payment_order_id || ' which is ' || o.payment_order_status || ' in ' || o.currency
+              FROM refunds r JOIN payment_orders o ON o.payment_order_id = r.payment_order_id
+              WHERE o.payment_order_status <> 'SUCCESS' OR o.currency <> r.currency",
+    },
+    Rule {
+        invariant: 5,
+        sql: "SELECT 'payout ' || p.payout_id || ' (' || p.status || ') is booked ' || COUNT(DISTINCT b.id)
+                     || ' time(s), paid out ' || COUNT(DISTINCT d.id) || ' and reversed ' || COUNT(DISTINCT v.id)
+              FROM payouts p
+              LEFT JOIN ledger_transactions b ON b.source_type = 'payout' AND b.source_id = p.payout_id
+              LEFT JOIN ledger_transactions d ON d.source_type = 'payout_paid' AND d.source_id = p.payout_id
+              LEFT JOIN ledger_transactions v ON v.source_type = 'payout_reversal' AND v.source_id = p.payout_id
+              GROUP BY p.payout_id
+              HAVING COUNT(DISTINCT b.id) <> 1
+                  OR COUNT(DISTINCT d.id) <> (p.status = 'PAID')
+                  OR COUNT(DISTINCT v.id) <> (p.status = 'FAILED')",
+    },
+    Rule {
+        invariant: 5,
+        sql: "SELECT t.source_type || ' transaction ' || t.id || ' names ' || t.source_id || ', which does not exist'
+              FROM ledger_transactions t
+              WHERE (t.source_type IN ('refund', 'refund_reversal')
+                     AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.refund_id = t.source_id))
+                 OR (t.source_type IN ('payout', 'payout_paid', 'payout_reversal')
+                     AND NOT EXISTS (SELECT 1 FROM payouts p WHERE p.payout_id = t.source_id))",
+    },
 ];
 
-/// Runs every rule in one read transaction, so the report is one consistent snapshot.
+/// What the configuration allows, which some invariants depend on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    pub allow_seller_debt: bool,
+    pub hold_days: i64,
+}
+
+impl Options {
+    pub fn of(settings: &crate::config::Settings) -> Options {
+        Options { allow_seller_debt: settings.refunds.allow_seller_debt, hold_days: settings.payouts.hold_days }
+    }
+}
+
+/// `run_with` under the default configuration (no seller debt allowed).
 pub fn run(conn: &mut Connection) -> anyhow::Result<Report> {
+    run_with(conn, &Options::default())
+}
+
+/// Runs every rule in one read transaction, so the report is one consistent snapshot.
+pub fn run_with(conn: &mut Connection, options: &Options) -> anyhow::Result<Report> {
     let tx = conn.transaction()?;
     let count = |sql: &str| -> anyhow::Result<i64> { Ok(tx.query_row(sql, [], |r| r.get(0))?) };
     let mut report = Report {
@@ -140,6 +207,32 @@ pub fn run(conn: &mut Connection) -> anyhow::Result<Report> {
         let messages = st.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
         report.violations.extend(messages.into_iter().map(|message| Violation { invariant: rule.invariant, message }));
     }
+    if !options.allow_seller_debt {
+        report.violations.extend(negative_wallets(&tx, options.hold_days)?);
+    }
     report.ok = report.violations.is_empty();
     Ok(report)
+}
+
+/// Invariant 4's second half: no wallet's available money below zero.
+fn negative_wallets(conn: &Connection, hold_days: i64) -> anyhow::Result<Vec<Violation>> {
+    let mut st = conn.prepare("SELECT seller_id, currency FROM wallets ORDER BY seller_id, currency")?;
+    let wallets =
+        st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?.collect::<Result<Vec<_>, _>>()?;
+    let mut violations = Vec::new();
+    for (seller, code) in wallets {
+        let currency = Currency::parse(&code)?;
+        let b = crate::wallet::balances(conn, &seller, currency, hold_days)?;
+        if b.available < 0 {
+            violations.push(Violation {
+                invariant: 4,
+                message: format!(
+                    "wallet {seller} {code} has {} available (balance {}), and seller debt is not allowed",
+                    format_minor(b.available, currency),
+                    format_minor(b.balance, currency)
+                ),
+            });
+        }
+    }
+    Ok(violations)
 }

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::db::Db;
-use crate::psp::types::{CheckoutSession, PaymentIntent, StripeErrorBody};
+use crate::psp::types::{CheckoutSession, PaymentIntent, Refund, StripeErrorBody, Transfer};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PspError {
@@ -44,6 +44,22 @@ pub struct CheckoutSessionRequest {
     pub cancel_url: String,
     pub expires_at: i64,
     pub line_items: Vec<LineItem>,
+}
+
+pub struct TransferRequest {
+    pub payout_id: String,
+    pub seller_id: String,
+    pub amount_minor: i64,
+    /// Lower case, as Stripe writes it.
+    pub currency: String,
+    pub destination: String,
+}
+
+pub struct RefundRequest {
+    pub refund_id: String,
+    pub payment_order_id: String,
+    pub payment_intent: String,
+    pub amount_minor: i64,
 }
 
 pub struct PaymentIntentRequest {
@@ -130,6 +146,42 @@ impl PspClient {
     /// `GET /v1/payment_intents/{id}`.
     pub async fn retrieve_payment_intent(&self, id: &str, subject_id: &str) -> Result<PaymentIntent, PspError> {
         let path = format!("/v1/payment_intents/{}", encode_path(id));
+        self.send(self.http.get(self.url(&path)), "GET", &path, None, subject_id).await
+    }
+
+    /// `POST /v1/refunds`, idempotent on till's refund id.
+    pub async fn create_refund(&self, req: &RefundRequest) -> Result<Refund, PspError> {
+        let form: Vec<(String, String)> = vec![
+            ("payment_intent".into(), req.payment_intent.clone()),
+            ("amount".into(), req.amount_minor.to_string()),
+            ("metadata[refund_id]".into(), req.refund_id.clone()),
+            ("metadata[payment_order_id]".into(), req.payment_order_id.clone()),
+        ];
+        self.post("/v1/refunds", &form, Some(&req.refund_id), &req.refund_id).await
+    }
+
+    /// `GET /v1/refunds/{id}`.
+    pub async fn retrieve_refund(&self, id: &str, subject_id: &str) -> Result<Refund, PspError> {
+        let path = format!("/v1/refunds/{}", encode_path(id));
+        self.send(self.http.get(self.url(&path)), "GET", &path, None, subject_id).await
+    }
+
+    /// `POST /v1/transfers`: pays a seller out, idempotent on the payout id.
+    pub async fn create_transfer(&self, req: &TransferRequest) -> Result<Transfer, PspError> {
+        let form: Vec<(String, String)> = vec![
+            ("amount".into(), req.amount_minor.to_string()),
+            ("currency".into(), req.currency.clone()),
+            ("destination".into(), req.destination.clone()),
+            ("description".into(), format!("payout {}", req.payout_id)),
+            ("metadata[payout_id]".into(), req.payout_id.clone()),
+            ("metadata[seller_id]".into(), req.seller_id.clone()),
+        ];
+        self.post("/v1/transfers", &form, Some(&req.payout_id), &req.payout_id).await
+    }
+
+    /// `GET /v1/transfers/{id}`.
+    pub async fn retrieve_transfer(&self, id: &str, subject_id: &str) -> Result<Transfer, PspError> {
+        let path = format!("/v1/transfers/{}", encode_path(id));
         self.send(self.http.get(self.url(&path)), "GET", &path, None, subject_id).await
     }
 

@@ -9,4 +9,6 @@ pub mod client;
 pub mod types;
 pub mod webhook_signature;
 
-pub use client::{CheckoutSessionRequest, LineItem, PaymentIntentRequest, PspClient, PspError};
+pub use client::{
+    CheckoutSessionRequest, LineItem, PaymentIntentRequest, PspClient, PspError, RefundRequest, TransferRequest,
+};

@@ -124,3 +124,48 @@ pub fn failure_code(code: Option<&str>, decline_code: Option<&str>) -> String {
         _ => code.unwrap_or("card_declined").to_string(),
     }
 }
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Refund {
+    pub id: String,
+    /// pending | requires_action | succeeded | failed | canceled
+    pub status: String,
+    pub amount: i64,
+    pub currency: String,
+    pub payment_intent: Option<String>,
+    pub failure_reason: Option<String>,
+    #[serde(default)]
+    pub metadata: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Transfer {
+    pub id: String,
+    pub amount: i64,
+    pub currency: String,
+    pub destination: String,
+    #[serde(default)]
+    pub reversed: bool,
+    /// The sandbox's extension (pending | paid | failed); Stripe's transfers
+    /// have none: they are done when created and fail only by reversal.
+    pub status: Option<String>,
+    #[serde(default)]
+    pub metadata: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferOutcome {
+    Paid,
+    Failed,
+    InTransit,
+}
+
+impl Transfer {
+    pub fn outcome(&self) -> TransferOutcome {
+        match (self.reversed, self.status.as_deref()) {
+            (true, _) | (false, Some("failed")) => TransferOutcome::Failed,
+            (false, Some("paid") | None) => TransferOutcome::Paid,
+            (false, Some(_)) => TransferOutcome::InTransit,
+        }
+    }
+}

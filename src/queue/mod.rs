@@ -20,6 +20,10 @@ pub enum JobKind {
     SyncCheckout,
     /// Deliver one merchant webhook (subject: the delivery id).
     DeliverWebhook,
+    /// Send a refund to the PSP, or ask how it ended.
+    SubmitRefund,
+    /// Send a payout to the PSP as a transfer, or ask how it ended.
+    SendPayout,
 }
 
 impl JobKind {
@@ -28,10 +32,18 @@ impl JobKind {
             JobKind::ChargeOrder => "charge_order",
             JobKind::SyncCheckout => "sync_checkout",
             JobKind::DeliverWebhook => "deliver_webhook",
+            JobKind::SubmitRefund => "submit_refund",
+            JobKind::SendPayout => "send_payout",
         }
     }
 
-    pub const ALL: [JobKind; 3] = [JobKind::ChargeOrder, JobKind::SyncCheckout, JobKind::DeliverWebhook];
+    pub const ALL: [JobKind; 5] = [
+        JobKind::ChargeOrder,
+        JobKind::SyncCheckout,
+        JobKind::DeliverWebhook,
+        JobKind::SubmitRefund,
+        JobKind::SendPayout,
+    ];
 
     pub fn parse(s: &str) -> Option<JobKind> {
         JobKind::ALL.into_iter().find(|k| k.as_str() == s)
@@ -71,6 +83,22 @@ pub fn enqueue(
         .execute(params![kind.as_str(), subject_id, max_attempts, now_ms() + delay_ms.max(0), now])
         .with_context(|| format!("enqueueing {} for {subject_id}", kind.as_str()))?;
     Ok(added == 1)
+}
+
+/// Makes a job for this kind and subject due now: an existing queued one
+/// is brought forward, otherwise one is enqueued (unless one is running).
+/// Returns whether anything changed.
+pub fn enqueue_now(tx: &Transaction, kind: JobKind, subject_id: &str, max_attempts: u32) -> anyhow::Result<bool> {
+    let moved = tx
+        .prepare_cached(
+            "UPDATE jobs SET run_at_ms = ?3, updated_at = ?4
+             WHERE kind = ?1 AND subject_id = ?2 AND status = 'queued' AND run_at_ms > ?3",
+        )?
+        .execute(params![kind.as_str(), subject_id, now_ms(), crate::db::now()])?;
+    if moved > 0 {
+        return Ok(true);
+    }
+    enqueue(tx, kind, subject_id, 0, max_attempts)
 }
 
 /// Claims up to `limit` due jobs (queued and due, or running with an expired

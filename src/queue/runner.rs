@@ -123,6 +123,8 @@ async fn dispatch(ctx: &Ctx, job: &Job) -> Result<(), JobError> {
         Some(JobKind::ChargeOrder) => crate::payments::execute::charge_order(ctx, &job.subject_id).await,
         Some(JobKind::SyncCheckout) => crate::payments::execute::sync_checkout(ctx, &job.subject_id).await,
         Some(JobKind::DeliverWebhook) => crate::webhooks::out::deliver(ctx, &job.subject_id).await,
+        Some(JobKind::SubmitRefund) => crate::refunds::submit(ctx, &job.subject_id).await,
+        Some(JobKind::SendPayout) => crate::payouts::send(ctx, &job.subject_id).await,
         None => Err(JobError::Final(format!("unknown job kind '{}'", job.kind))),
     }
 }

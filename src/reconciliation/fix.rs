@@ -1,8 +1,9 @@
-//! The automatic fix of `missing_in_till`: the PSP has a charge till has not
-//! booked (a lost webhook). Ask the PSP, apply its answer through the normal
-//! state machine (so wallet, ledger and merchant webhooks follow), then
-//! classify the line again. PSP calls happen between transactions, never
-//! inside one.
+//! The automatic fix of `missing_in_till`: the PSP has a movement till has
+//! not booked as done (a lost webhook, a job still waiting for its retry): a
+//! charge, a refund or a transfer. Ask the PSP, apply its answer through the
+//! normal state machine (so wallet, ledger and merchant webhooks follow),
+//! then classify the line again. PSP calls happen between transactions,
+//! never inside one.
 
 use super::model::{Class, Decision, RecordKind, TillRecord};
 use super::store::{self, StoredRow};
@@ -13,6 +14,7 @@ use crate::payments::execute;
 use crate::payments::store as payments_store;
 use crate::psp::PspError;
 use crate::queue::runner::JobError;
+use crate::{payouts, refunds};
 
 /// Open `missing_in_till` lines worked on per run; the rest wait for the next run.
 pub const MAX_FIXES_PER_RUN: u32 = 1_000;
@@ -20,11 +22,37 @@ pub const MAX_FIXES_PER_RUN: u32 = 1_000;
 /// How the PSP's truth for a line can be fetched and applied.
 enum Plan {
     /// A hosted checkout still EXECUTING: read its session.
-    Checkout { checkout_id: String, session_id: String },
+    Checkout {
+        checkout_id: String,
+        session_id: String,
+    },
     /// A token order still EXECUTING: read its payment intent.
-    Order { payment_order_id: String, intent_id: String },
+    Order {
+        payment_order_id: String,
+        intent_id: String,
+    },
     /// A charge no till record matched: read the intent and see what its metadata names.
-    LookUpIntent { intent_id: String },
+    LookUpIntent {
+        intent_id: String,
+    },
+    /// A refund still PENDING in till: read it at the PSP.
+    Refund {
+        refund_id: String,
+        psp_refund_id: String,
+    },
+    /// A payout still PENDING or IN_TRANSIT in till: read its transfer.
+    Payout {
+        payout_id: String,
+        transfer_id: String,
+    },
+    /// A refund or transfer till never stored the PSP id of: read it, and see
+    /// which of till's refunds or payouts its metadata names.
+    LookUpRefund {
+        psp_refund_id: String,
+    },
+    LookUpTransfer {
+        transfer_id: String,
+    },
     /// Nothing till can do by itself.
     Nothing(String),
 }
@@ -69,11 +97,21 @@ fn plan(conn: &rusqlite::Connection, stored: &StoredRow, decision: &Decision) ->
             Some(intent_id) => Plan::Order { payment_order_id: id.clone(), intent_id: intent_id.clone() },
             None => Plan::Nothing("the line names no payment intent to ask about".into()),
         },
-        Some(TillRecord { kind, .. }) => {
-            Plan::Nothing(format!("no automatic fix for a {} yet: a person must look", kind.as_str()))
+        Some(TillRecord { kind: RecordKind::Refund, id, .. }) => match &row.source_id {
+            Some(psp_refund_id) => Plan::Refund { refund_id: id.clone(), psp_refund_id: psp_refund_id.clone() },
+            None => Plan::Nothing("the line names no PSP refund to ask about".into()),
+        },
+        Some(TillRecord { kind: RecordKind::Payout, id, .. }) => match &row.source_id {
+            Some(transfer_id) => Plan::Payout { payout_id: id.clone(), transfer_id: transfer_id.clone() },
+            None => Plan::Nothing("the line names no PSP transfer to ask about".into()),
+        },
+        Some(TillRecord { kind: kind @ (RecordKind::BankPayout | RecordKind::PspFee), .. }) => {
+            Plan::Nothing(format!("a {} is booked from the file; nothing to ask the PSP", kind.as_str()))
         }
-        None => match (&row.payment_intent_id, row.reporting_category.as_str()) {
-            (Some(intent_id), "charge") => Plan::LookUpIntent { intent_id: intent_id.clone() },
+        None => match (row.reporting_category.as_str(), &row.payment_intent_id, &row.source_id) {
+            ("charge", Some(intent_id), _) => Plan::LookUpIntent { intent_id: intent_id.clone() },
+            ("refund", _, Some(id)) => Plan::LookUpRefund { psp_refund_id: id.clone() },
+            ("transfer", _, Some(id)) => Plan::LookUpTransfer { transfer_id: id.clone() },
             _ => Plan::Nothing("till has no record this line could be about".into()),
         },
     })
@@ -86,6 +124,73 @@ async fn apply(ctx: &Ctx, plan: Plan) -> String {
         Plan::Checkout { checkout_id, session_id } => apply_session(ctx, &checkout_id, &session_id).await,
         Plan::Order { payment_order_id, intent_id } => apply_order(ctx, &payment_order_id, &intent_id).await,
         Plan::LookUpIntent { intent_id } => look_up_intent(ctx, &intent_id).await,
+        Plan::Refund { refund_id, psp_refund_id } => apply_refund(ctx, &refund_id, &psp_refund_id).await,
+        Plan::Payout { payout_id, transfer_id } => apply_payout(ctx, &payout_id, &transfer_id).await,
+        Plan::LookUpRefund { psp_refund_id } => look_up_refund(ctx, &psp_refund_id).await,
+        Plan::LookUpTransfer { transfer_id } => look_up_transfer(ctx, &transfer_id).await,
+    }
+}
+
+async fn look_up_refund(ctx: &Ctx, psp_refund_id: &str) -> String {
+    let psp = match ctx.psp.retrieve_refund(psp_refund_id, psp_refund_id).await {
+        Ok(psp) => psp,
+        Err(e) => return psp_failed(&e),
+    };
+    match psp.metadata.get("refund_id") {
+        Some(refund_id) if exists(ctx, "refunds", "refund_id", refund_id).await => {
+            apply_refund(ctx, refund_id, psp_refund_id).await
+        }
+        _ => format!("the PSP's refund {psp_refund_id} names no refund till knows"),
+    }
+}
+
+async fn look_up_transfer(ctx: &Ctx, transfer_id: &str) -> String {
+    let transfer = match ctx.psp.retrieve_transfer(transfer_id, transfer_id).await {
+        Ok(transfer) => transfer,
+        Err(e) => return psp_failed(&e),
+    };
+    match transfer.metadata.get("payout_id") {
+        Some(payout_id) if exists(ctx, "payouts", "payout_id", payout_id).await => {
+            apply_payout(ctx, payout_id, transfer_id).await
+        }
+        _ => format!("the PSP's transfer {transfer_id} names no payout till knows"),
+    }
+}
+
+/// Does till hold this row? (`table` and `column` are constants of this module.)
+async fn exists(ctx: &Ctx, table: &'static str, column: &'static str, id: &str) -> bool {
+    let id = id.to_string();
+    let sql = format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE {column} = ?1)");
+    ctx.db
+        .run(move |conn| -> anyhow::Result<bool> { Ok(conn.query_row(&sql, [id], |r| r.get(0))?) })
+        .await
+        .unwrap_or(false)
+}
+
+async fn apply_refund(ctx: &Ctx, refund_id: &str, psp_refund_id: &str) -> String {
+    let psp = match ctx.psp.retrieve_refund(psp_refund_id, refund_id).await {
+        Ok(psp) => psp,
+        Err(e) => return psp_failed(&e),
+    };
+    match refunds::apply(ctx, refund_id, &psp.id, &psp.status, psp.failure_reason.as_deref()).await {
+        Ok(()) => format!("asked the PSP: refund {psp_refund_id} is {}; applied to refund {refund_id}", psp.status),
+        Err(JobError::Retry(why) | JobError::Final(why)) => {
+            format!("refund {psp_refund_id} ({}) could not be applied: {why}", psp.status)
+        }
+    }
+}
+
+async fn apply_payout(ctx: &Ctx, payout_id: &str, transfer_id: &str) -> String {
+    let transfer = match ctx.psp.retrieve_transfer(transfer_id, payout_id).await {
+        Ok(transfer) => transfer,
+        Err(e) => return psp_failed(&e),
+    };
+    let status = transfer.status.clone().unwrap_or_else(|| "created".into());
+    match payouts::apply(ctx, payout_id, &transfer).await {
+        Ok(()) => format!("asked the PSP: transfer {transfer_id} is {status}; applied to payout {payout_id}"),
+        Err(JobError::Retry(why) | JobError::Final(why)) => {
+            format!("transfer {transfer_id} ({status}) could not be applied: {why}")
+        }
     }
 }
 

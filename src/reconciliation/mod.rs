@@ -287,11 +287,3 @@ pub async fn resolve_exception(
         })
         .await
 }
-
-/// Validates `reconciliation.schedule` (cron with seconds, as the scheduler reads it; empty disables).
-pub fn check_schedule(cron: &str) -> Result<(), String> {
-    if cron.is_empty() {
-        return Ok(());
-    }
-    tokio_cron_scheduler::Job::new(cron, |_, _| {}).map(|_| ()).map_err(|e| e.to_string())
-}

@@ -1,9 +1,14 @@
 //! Sellers' wallets: what till owes each seller per currency. A wallet moves
 //! only in the same transaction as the ledger posting that explains it, so
 //! it always equals `-balance(liabilities:seller:{id})` (invariant 2).
+//!
+//! Holds: money from a payment is *pending* until `payouts.hold_days` after
+//! the payment succeeded, then *available*. Pending is what the seller
+//! still holds of payments inside the hold window (their share, less what
+//! was refunded of them); available = balance − pending.
 
 use anyhow::Context;
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 use crate::money::{Currency, format_minor};
@@ -18,6 +23,56 @@ pub fn credit_wallet(tx: &Transaction, seller_id: &str, currency: Currency, amou
     .execute(params![seller_id, currency.code(), amount_minor, crate::db::now()])
     .with_context(|| format!("crediting the wallet of {seller_id}"))?;
     Ok(())
+}
+
+/// One wallet's numbers, in minor units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Balances {
+    pub balance: i64,
+    pub pending: i64,
+    pub available: i64,
+}
+
+/// The start of the hold window: payments that succeeded after it are pending.
+fn hold_cutoff(hold_days: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::days(hold_days)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// What the seller still holds of one payment: its share less its refunds.
+const HELD_OF_ORDER: &str = "o.seller_amount_minor - COALESCE((SELECT SUM(r.seller_part_minor) FROM refunds r
+      WHERE r.payment_order_id = o.payment_order_id AND r.status <> 'FAILED'), 0)";
+
+pub fn balances(conn: &Connection, seller_id: &str, currency: Currency, hold_days: i64) -> anyhow::Result<Balances> {
+    let balance: i64 = conn
+        .prepare_cached("SELECT balance_minor FROM wallets WHERE seller_id = ?1 AND currency = ?2")?
+        .query_row(params![seller_id, currency.code()], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let pending: i64 = if hold_days == 0 {
+        0
+    } else {
+        let sql = format!(
+            "SELECT COALESCE(SUM({HELD_OF_ORDER}), 0) FROM payment_orders o
+             WHERE o.seller_id = ?1 AND o.currency = ?2 AND o.payment_order_status = 'SUCCESS' AND o.succeeded_at > ?3"
+        );
+        conn.prepare_cached(&sql)?
+            .query_row(params![seller_id, currency.code(), hold_cutoff(hold_days)], |r| r.get(0))?
+    };
+    // Refunds beyond what is held come out of available money first.
+    let pending = pending.clamp(0, balance.max(0));
+    Ok(Balances { balance, pending, available: balance - pending })
+}
+
+/// The part of one payment's seller share still inside the hold window.
+pub fn pending_of_order(conn: &Connection, payment_order_id: &str, hold_days: i64) -> anyhow::Result<i64> {
+    if hold_days == 0 {
+        return Ok(0);
+    }
+    let sql = format!(
+        "SELECT COALESCE(SUM({HELD_OF_ORDER}), 0) FROM payment_orders o
+         WHERE o.payment_order_id = ?1 AND o.payment_order_status = 'SUCCESS' AND o.succeeded_at > ?2"
+    );
+    Ok(conn.prepare_cached(&sql)?.query_row(params![payment_order_id, hold_cutoff(hold_days)], |r| r.get(0))?)
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -35,26 +90,22 @@ pub struct WalletView {
 }
 
 /// The seller's balances, one per currency it has ever been paid in.
-/// Without a hold period (`payouts.hold_days`, not configured yet) all of a
-/// balance is available at once.
-pub fn read_wallet(conn: &Connection, seller_id: &str) -> anyhow::Result<Option<WalletView>> {
-    let mut st =
-        conn.prepare_cached("SELECT currency, balance_minor FROM wallets WHERE seller_id = ?1 ORDER BY currency")?;
-    let rows = st
-        .query_map([seller_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
-        .collect::<Result<Vec<_>, _>>()?;
-    if rows.is_empty() {
+pub fn read_wallet(conn: &Connection, seller_id: &str, hold_days: i64) -> anyhow::Result<Option<WalletView>> {
+    let mut st = conn.prepare_cached("SELECT currency FROM wallets WHERE seller_id = ?1 ORDER BY currency")?;
+    let codes = st.query_map([seller_id], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+    if codes.is_empty() {
         return Ok(None);
     }
-    let balances = rows
+    let balances = codes
         .into_iter()
-        .map(|(code, balance)| {
+        .map(|code| {
             let currency = Currency::parse(&code).with_context(|| format!("stored currency {code}"))?;
+            let b = balances(conn, seller_id, currency, hold_days)?;
             Ok(WalletBalance {
                 currency: code,
-                balance: format_minor(balance, currency),
-                available: format_minor(balance, currency),
-                pending: format_minor(0, currency),
+                balance: format_minor(b.balance, currency),
+                available: format_minor(b.available, currency),
+                pending: format_minor(b.pending, currency),
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

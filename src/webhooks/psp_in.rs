@@ -82,6 +82,8 @@ async fn apply(ctx: &Ctx, event: &Event) -> Result<Ingested, IngestError> {
             }
         }
         "payment_intent.succeeded" | "payment_intent.payment_failed" => apply_intent_event(ctx, event).await,
+        "refund.updated" => apply_refund_event(ctx, event).await,
+        "transfer.created" | "transfer.updated" | "transfer.reversed" => apply_transfer_event(ctx, event).await,
         other => Ok(Ingested::Ignored(format!("event type {other} is not handled"))),
     }
 }
@@ -107,6 +109,54 @@ async fn apply_intent_event(ctx: &Ctx, event: &Event) -> Result<Ingested, Ingest
             tracing::error!(event = %event.id, %reason, "PSP event not applied");
             Ok(Ingested::Ignored(reason))
         }
+    }
+}
+
+/// A refund moved at the PSP: re-read it and apply it as the refund job would.
+async fn apply_refund_event(ctx: &Ctx, event: &Event) -> Result<Ingested, IngestError> {
+    let Some(psp_id) = event.object_id() else {
+        return Err(IngestError::Malformed("refund event without data.object.id".into()));
+    };
+    let refund = match ctx.psp.retrieve_refund(psp_id, psp_id).await {
+        Ok(refund) => refund,
+        Err(PspError::Unknown(reason)) => return Err(IngestError::PspUnavailable(reason)),
+        Err(refused @ PspError::Refused { .. }) => return Ok(Ingested::Ignored(refused.to_string())),
+    };
+    let ours = match refund.metadata.get("refund_id") {
+        Some(id) => Some(id.clone()),
+        None => {
+            let psp_id = psp_id.to_string();
+            ctx.db.run(move |conn| crate::refunds::store::by_psp_id(conn, &psp_id)).await?
+        }
+    };
+    let Some(refund_id) = ours else { return Ok(Ingested::Ignored(format!("refund {psp_id} is not one of ours"))) };
+    match crate::refunds::apply(ctx, &refund_id, &refund.id, &refund.status, refund.failure_reason.as_deref()).await {
+        Ok(()) => Ok(Ingested::Applied),
+        Err(JobError::Retry(reason) | JobError::Final(reason)) => Ok(Ingested::Ignored(reason)),
+    }
+}
+
+/// A payout's transfer moved at the PSP: re-read it and apply it.
+async fn apply_transfer_event(ctx: &Ctx, event: &Event) -> Result<Ingested, IngestError> {
+    let Some(psp_id) = event.object_id() else {
+        return Err(IngestError::Malformed("transfer event without data.object.id".into()));
+    };
+    let transfer = match ctx.psp.retrieve_transfer(psp_id, psp_id).await {
+        Ok(t) => t,
+        Err(PspError::Unknown(reason)) => return Err(IngestError::PspUnavailable(reason)),
+        Err(refused @ PspError::Refused { .. }) => return Ok(Ingested::Ignored(refused.to_string())),
+    };
+    let ours = match transfer.metadata.get("payout_id") {
+        Some(id) => Some(id.clone()),
+        None => {
+            let psp_id = psp_id.to_string();
+            ctx.db.run(move |conn| crate::payouts::store::by_transfer(conn, &psp_id)).await?
+        }
+    };
+    let Some(payout_id) = ours else { return Ok(Ingested::Ignored(format!("transfer {psp_id} is not one of ours"))) };
+    match crate::payouts::apply(ctx, &payout_id, &transfer).await {
+        Ok(()) => Ok(Ingested::Applied),
+        Err(JobError::Retry(reason) | JobError::Final(reason)) => Ok(Ingested::Ignored(reason)),
     }
 }
 

@@ -139,3 +139,100 @@ async fn a_killed_till_finishes_every_stored_payment_exactly_once() {
     let check = command(dir.path(), ports, &["check"]).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
 }
+
+#[tokio::test]
+async fn a_payout_stored_before_a_crash_is_sent_exactly_once_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = (free_port(), free_port());
+    let out = command(dir.path(), ports, &["api-key", "create", "--name", "crash"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key = String::from_utf8(out.stdout).unwrap().lines().last().unwrap().to_string();
+    let till = start(dir.path(), ports).await;
+    let client = reqwest::Client::new();
+    let api = |path: &str| format!("{}{path}", till.base);
+    let sandbox = format!("http://127.0.0.1:{}", ports.1);
+
+    // Money for seller_a, and where it goes.
+    let body = token_body("pm_card_visa", &[("seller_a", "30.00", "USD")]);
+    let resp = client.post(api("/v1/payments")).bearer_auth(&key).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let checkout = body["checkout_id"].as_str().unwrap();
+    let started = Instant::now();
+    loop {
+        let c: serde_json::Value = client
+            .get(api(&format!("/v1/checkouts/{checkout}")))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if c["is_payment_done"] == true {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let put = client
+        .put(api("/v1/sellers/seller_a"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"name": "A", "payout_destination": "acct_a"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+
+    // The PSP now does the work and never answers: the transfer is made, till does not know.
+    let faults = client
+        .post(format!("{sandbox}/v1/sandbox/faults"))
+        .bearer_auth("sk_test_till_sandbox_0000000000000000")
+        .json(&serde_json::json!({"timeout_rate": 1.0}))
+        .send()
+        .await
+        .unwrap();
+    assert!(faults.status().is_success());
+    let resp = client
+        .post(api("/v1/payouts"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"seller_id": "seller_a", "currency": "USD"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let payout: serde_json::Value = resp.json().await.unwrap();
+    let payout_id = payout["payout_id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    drop(till); // SIGKILL mid-flight
+
+    let till = start(dir.path(), ports).await;
+    let started = Instant::now();
+    let payout = loop {
+        let p: serde_json::Value = client
+            .get(format!("{}/v1/payouts/{payout_id}", till.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if p["status"] == "PAID" || p["status"] == "FAILED" {
+            break p;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "payout never finished: {p}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(payout["status"], "PAID");
+    let psp = rusqlite::Connection::open(dir.path().join("sandbox.db")).unwrap();
+    let transfers: i64 = psp
+        .query_row(
+            "SELECT COUNT(*) FROM transfers WHERE json_extract(metadata, '$.payout_id') = ?1",
+            [&payout_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(transfers, 1, "sent exactly once");
+    let check = command(dir.path(), ports, &["check"]).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+}

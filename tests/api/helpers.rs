@@ -328,3 +328,34 @@ pub fn assert_one_charge_per_order(sandbox_db: &std::path::Path, till: &rusqlite
     }
     assert_eq!(charges.len(), orders.iter().filter(|(_, s)| s == "SUCCESS").count(), "no charge for an unknown order");
 }
+
+impl TestApp {
+    /// A paid hosted checkout; returns its JSON once every order is SUCCESS.
+    pub async fn paid_checkout(&self, orders: &[(&str, &str, &str)]) -> Value {
+        let checkout = self.create_hosted(orders).await;
+        let paid = self.pay(checkout["redirect_url"].as_str().unwrap(), "4242424242424242").await;
+        assert_eq!(paid.status(), StatusCode::SEE_OTHER);
+        self.wait_until_done(checkout["checkout_id"].as_str().unwrap()).await
+    }
+
+    pub async fn refund(&self, order_id: &str, body: Value) -> Response {
+        self.post_json(&format!("/v1/payments/{order_id}/refunds"), &body, None).await
+    }
+
+    /// Polls a refund until it is final.
+    pub async fn wait_refund(&self, refund_id: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let refund = self.get_json(&format!("/v1/refunds/{refund_id}")).await;
+            if refund["status"] != "PENDING" {
+                return refund;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "refund never finished: {refund}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn balance(&self, seller: &str) -> String {
+        self.get_json(&format!("/v1/wallets/{seller}")).await["balances"][0]["balance"].as_str().unwrap().to_string()
+    }
+}

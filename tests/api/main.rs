@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod alerts_and_jobs;
 mod cli;
 mod crash_recovery;
 mod create_payment;
@@ -11,6 +12,9 @@ mod hosted_flow;
 mod idempotency_header;
 mod merchant_webhooks;
 mod openapi;
+mod payouts;
+mod properties;
 mod psp_webhooks;
 mod reconciliation;
+mod refunds;
 mod token_payments;

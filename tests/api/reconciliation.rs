@@ -353,59 +353,143 @@ async fn a_till_record_is_matched_at_most_once_by_the_database() {
     assert!(err.to_string().contains("UNIQUE"), "{err}");
 }
 
-#[tokio::test]
-async fn refunds_and_transfers_are_matched_by_their_psp_ids() {
-    // The refund and payout flows are not merged yet: till's rows are written here directly.
-    let app = spawn_app().await;
-    let paid = paid_hosted(&app, &[("seller_a", "25.00", "USD")]).await;
-    let order = paid["orders"][0]["payment_order_id"].as_str().unwrap().to_string();
-    {
-        let conn = app.ctx.db.conn().unwrap();
-        conn.execute(
-            "INSERT INTO refunds (refund_id, payment_order_id, amount_minor, currency, status, psp_refund_id,
-                                  created_by, created_at, updated_at)
-             VALUES (?1, ?2, 500, 'USD', 'SUCCEEDED', 're_1', 'test', 'now', 'now')",
-            [uuid(), order],
-        )
+async fn put_seller(app: &TestApp, id: &str) {
+    let resp = app
+        .client
+        .put(format!("{}/v1/sellers/{id}", app.address))
+        .bearer_auth(&app.api_key)
+        .json(&json!({"name": format!("Seller {id}"), "payout_destination": "acct_ok"}))
+        .send()
+        .await
         .unwrap();
-        for (transfer, amount, status) in [("tr_1", 1000, "PAID"), ("tr_2", 900, "PAID"), ("tr_3", 800, "IN_TRANSIT")] {
-            conn.execute(
-                "INSERT INTO payouts (payout_id, seller_id, amount_minor, currency, status, destination,
-                                      psp_transfer_id, created_by, created_at, updated_at)
-                 VALUES (?1, 'seller_a', ?2, 'USD', ?3, 'acct_1', ?4, 'test', 'now', 'now')",
-                rusqlite::params![uuid(), amount, status, transfer],
-            )
-            .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+}
+
+async fn refund_and_payout(app: &TestApp, order_id: &str, seller: &str) -> (String, String) {
+    let refund = app.refund(order_id, json!({"amount": "5.00"})).await;
+    assert_eq!(refund.status(), StatusCode::CREATED);
+    let refund: Value = refund.json().await.unwrap();
+    let payout = app.post_json("/v1/payouts", &json!({"seller_id": seller, "currency": "USD"}), None).await;
+    assert_eq!(payout.status(), StatusCode::CREATED, "{}", payout.text().await.unwrap());
+    let payout: Value = payout.json().await.unwrap();
+    (refund["refund_id"].as_str().unwrap().into(), payout["payout_id"].as_str().unwrap().into())
+}
+
+/// Polls till until the refund and the payout are final.
+async fn wait_final(app: &TestApp, refund_id: &str, payout_id: &str) -> (Value, Value) {
+    let started = std::time::Instant::now();
+    loop {
+        let refund = app.get_json(&format!("/v1/refunds/{refund_id}")).await;
+        let payout = app.get_json(&format!("/v1/payouts/{payout_id}")).await;
+        if refund["status"] != "PENDING" && (payout["status"] == "PAID" || payout["status"] == "FAILED") {
+            return (refund, payout);
         }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "never final: {refund} {payout}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    let csv = crafted(&[
-        ("txn_r1", "refund", "usd", "-5.00", "0.00", "-5.00", "re_1", "", "", ""),
-        ("txn_r2", "refund", "usd", "-3.00", "0.00", "-3.00", "re_unknown", "", "", ""),
-        ("txn_t1", "transfer", "usd", "-10.00", "0.00", "-10.00", "tr_1", "", "", ""),
-        ("txn_t2", "transfer", "usd", "-9.50", "0.00", "-9.50", "tr_2", "", "", ""),
-        ("txn_t3", "transfer", "usd", "-8.00", "0.00", "-8.00", "tr_3", "", "", ""),
-    ]);
-    let summary = upload_ok(&app, &csv).await;
-    assert_eq!(
-        ["matched", "amount_mismatch", "missing_in_till"].map(|c| count_of(&summary, c)),
-        [2, 1, 2],
-        "{summary}"
-    );
+}
+
+#[tokio::test]
+async fn refunds_and_payouts_in_the_days_report_are_matched_by_their_psp_ids() {
+    let app = spawn_app_with(|s| {
+        s.queue.backoff_base_ms = 20;
+        s.queue.backoff_cap_ms = 200;
+        s.queue.max_attempts = 100;
+    })
+    .await;
+    let first_day = today();
+    put_seller(&app, "seller_a").await;
+    let paid = paid_token(&app, &[("seller_a", "25.00", "USD")]).await;
+    let order = paid["orders"][0]["payment_order_id"].as_str().unwrap();
+    let (refund_id, payout_id) = refund_and_payout(&app, order, "seller_a").await;
+    let (refund, payout) = wait_final(&app, &refund_id, &payout_id).await;
+    assert_eq!((refund["status"].as_str(), payout["status"].as_str()), (Some("SUCCEEDED"), Some("PAID")));
+
+    let runs = reconcile_since(&app, first_day).await;
+
     let rules: Vec<String> = {
         let conn = app.ctx.db.conn().unwrap();
-        let mut st = conn.prepare("SELECT rule FROM reconciliation_items ORDER BY row_id").unwrap();
+        let mut st = conn.prepare("SELECT rule FROM reconciliation_items ORDER BY rule").unwrap();
         st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
     };
     assert_eq!(
         rules,
         [
+            "charge.metadata_payment_order_id/same_amount",
             "refund.psp_refund_id/same_amount",
-            "refund.unknown_to_till",
             "transfer.psp_transfer_id/same_amount",
-            "transfer.psp_transfer_id/amount_differs",
-            "transfer.psp_transfer_id/not_final_in_till",
+        ],
+        "{runs:?}"
+    );
+    assert!(runs.iter().all(|r| r.run.open_exceptions == 0), "{runs:?}");
+    let mut psp_net = 0;
+    for day in (0..runs.len() as u64).map(|i| first_day + chrono::Days::new(i)) {
+        psp_net += column_sum(&report(&app, day).await, "net");
+    }
+    assert_eq!(balance(&app, PSP_BALANCE), psp_net, "assets:psp_balance equals the PSP's balance");
+}
+
+#[tokio::test]
+async fn a_refund_and_a_payout_whose_answers_were_lost_are_fixed_by_asking_the_psp() {
+    // Arrange: webhooks are lost and each job gives up after its first try
+    // (the PSP answered "pending"), so till keeps the refund and the payout
+    // unfinished, without their PSP ids, while the PSP settles both.
+    let app = spawn_app_with(|s| s.queue.max_attempts = 1).await;
+    let first_day = today();
+    app.set_faults(json!({"webhook_drop_rate": 1.0})).await;
+    put_seller(&app, "seller_a").await;
+    let paid = paid_token(&app, &[("seller_a", "25.00", "USD")]).await;
+    let order = paid["orders"][0]["payment_order_id"].as_str().unwrap();
+    let (refund_id, payout_id) = refund_and_payout(&app, order, "seller_a").await;
+    // The PSP settles both (its own books, read directly: it has no list API).
+    let sandbox = app.settings.sandbox.database_path.clone();
+    wait_at_psp(&sandbox, "SELECT COUNT(*) FROM refunds WHERE status = 'succeeded'").await;
+    wait_at_psp(&sandbox, "SELECT COUNT(*) FROM transfers WHERE status = 'paid'").await;
+    assert_eq!(app.get_json(&format!("/v1/refunds/{refund_id}")).await["status"], "PENDING");
+    let waiting = app.get_json(&format!("/v1/payouts/{payout_id}")).await;
+    assert!(waiting["status"] == "PENDING" || waiting["status"] == "IN_TRANSIT", "{waiting}");
+
+    // Act
+    let runs = reconcile_since(&app, first_day).await;
+
+    // Assert
+    assert_eq!(app.get_json(&format!("/v1/refunds/{refund_id}")).await["status"], "SUCCEEDED");
+    assert_eq!(app.get_json(&format!("/v1/payouts/{payout_id}")).await["status"], "PAID");
+    let fixed: i64 = runs.iter().map(|r| r.run.auto_fixed).sum();
+    assert_eq!(fixed, 2, "{runs:?}");
+    let decisions: Vec<String> = {
+        let conn = app.ctx.db.conn().unwrap();
+        let sql = "SELECT first_rule || ' -> ' || rule FROM reconciliation_items WHERE first_class = 'missing_in_till'
+                   ORDER BY first_rule";
+        let mut st = conn.prepare(sql).unwrap();
+        st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert_eq!(
+        decisions,
+        [
+            "refund.unknown_to_till -> refund.psp_refund_id/same_amount",
+            "transfer.unknown_to_till -> transfer.psp_transfer_id/same_amount"
         ]
     );
+    assert_eq!(app.get_json("/v1/reconciliation/exceptions").await["data"], json!([]));
+    let mut psp_net = 0;
+    for day in (0..runs.len() as u64).map(|i| first_day + chrono::Days::new(i)) {
+        psp_net += column_sum(&report(&app, day).await, "net");
+    }
+    assert_eq!(balance(&app, PSP_BALANCE), psp_net);
+}
+
+/// Waits until a count in the sandbox's own database is 1.
+async fn wait_at_psp(sandbox_db: &std::path::Path, sql: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let n: i64 = rusqlite::Connection::open(sandbox_db).unwrap().query_row(sql, [], |r| r.get(0)).unwrap();
+        if n == 1 {
+            return;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "never at the PSP: {sql}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

@@ -5,7 +5,10 @@
 pub mod alerts;
 pub mod body;
 pub mod payments;
+pub mod payouts;
 pub mod reconciliation;
+pub mod refunds;
+pub mod sellers;
 pub mod wallets;
 pub mod webhook_endpoints;
 
@@ -21,6 +24,14 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(wallets::get_wallet)
         .service(webhook_endpoints::create_webhook_endpoint)
         .service(webhook_endpoints::list_webhook_endpoints)
+        .service(refunds::create_refund)
+        .service(refunds::list_refunds)
+        .service(refunds::get_refund)
+        .service(sellers::put_seller)
+        .service(sellers::get_seller)
+        .service(payouts::create_payout)
+        .service(payouts::list_payouts)
+        .service(payouts::get_payout)
         .service(alerts::list_alerts)
         .service(reconciliation::upload_settlement_file)
         .service(reconciliation::list_runs)

@@ -1,0 +1,265 @@
+//! Pay-out: sellers and their payout destinations, and payouts `PENDING →
+//! IN_TRANSIT → PAID | FAILED`. Creating a payout moves its amount from the
+//! seller's wallet to `liabilities:payouts_in_transit` in the transaction
+//! that stores it; the queue sends it to the PSP as a transfer (idempotent
+//! on the payout id); PAID books it out of `assets:psp_balance`; FAILED
+//! reverses it exactly once and the wallet has the money again.
+
+pub mod store;
+
+use rusqlite::Transaction;
+
+use crate::context::Ctx;
+use crate::http::errors::ApiError;
+use crate::ledger::{self, Posting};
+use crate::money::{Currency, Money, format_minor};
+use crate::psp::types::{Transfer, TransferOutcome};
+use crate::psp::{PspError, TransferRequest};
+use crate::queue::runner::JobError;
+use crate::queue::{self, JobKind};
+use crate::wallet;
+use crate::webhooks::out;
+
+pub use store::{PayoutView, SellerView};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PayoutError {
+    #[error("no seller {0}; create it with PUT /v1/sellers/{0}")]
+    SellerMissing(String),
+    #[error("seller {0} has no payout_destination")]
+    NoDestination(String),
+    #[error("{0}")]
+    BadAmount(String),
+    #[error("{asked} exceeds the {available} available (pending money is held for payouts.hold_days)")]
+    TooMuch { asked: String, available: String },
+    #[error("{asked} is below the minimum payout of {minimum}")]
+    BelowMinimum { asked: String, minimum: String },
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<PayoutError> for ApiError {
+    fn from(e: PayoutError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            PayoutError::SellerMissing(_) => ApiError::invalid("seller_missing", message, "seller_id"),
+            PayoutError::NoDestination(_) => ApiError::invalid("payout_destination_missing", message, "seller_id"),
+            PayoutError::BadAmount(_) => ApiError::invalid("amount_invalid", message, "amount"),
+            PayoutError::TooMuch { .. } => ApiError::invalid("amount_exceeds_available", message, "amount"),
+            PayoutError::BelowMinimum { .. } => ApiError::invalid("amount_below_minimum", message, "amount"),
+            PayoutError::Internal(e) => ApiError::internal(&e),
+        }
+    }
+}
+
+pub struct NewPayout {
+    pub seller_id: String,
+    pub currency: Currency,
+    /// None: all that is available.
+    pub amount: Option<String>,
+    pub created_by: String,
+}
+
+/// What the payout rules need from the settings.
+#[derive(Clone, Copy)]
+struct Rules {
+    hold_days: i64,
+    max_attempts: u32,
+}
+
+/// Stores the payout and moves the money into transit; queues the transfer.
+pub async fn create(ctx: &Ctx, new: NewPayout) -> Result<PayoutView, PayoutError> {
+    let rules = Rules { hold_days: ctx.settings.payouts.hold_days, max_attempts: ctx.settings.queue.max_attempts };
+    let minimum = minimum_of(ctx, new.currency);
+    let payout = ctx.db.write(move |tx| create_in_tx(tx, &new, minimum, rules)).await?;
+    ctx.queue_wake.notify_one();
+    Ok(payout)
+}
+
+fn minimum_of(ctx: &Ctx, currency: Currency) -> i64 {
+    ctx.settings
+        .payouts
+        .minimum_amount
+        .get(currency.code())
+        .and_then(|a| Money::parse(a, currency).ok())
+        .map_or(1, |m| m.amount_minor())
+}
+
+fn create_in_tx(tx: &Transaction, new: &NewPayout, minimum: i64, rules: Rules) -> Result<PayoutView, PayoutError> {
+    let seller = store::seller(tx, &new.seller_id)?.ok_or_else(|| PayoutError::SellerMissing(new.seller_id.clone()))?;
+    let destination = seller.payout_destination.ok_or_else(|| PayoutError::NoDestination(new.seller_id.clone()))?;
+    let currency = new.currency;
+    let available = wallet::balances(tx, &new.seller_id, currency, rules.hold_days)?.available;
+    let amount = match &new.amount {
+        None => available,
+        Some(a) => Money::parse(a, currency).map_err(|e| PayoutError::BadAmount(format!("amount {e}")))?.amount_minor(),
+    };
+    let show = |m: i64| format_minor(m, currency);
+    if amount > available || amount <= 0 {
+        return Err(PayoutError::TooMuch { asked: show(amount), available: show(available.max(0)) });
+    }
+    if amount < minimum {
+        return Err(PayoutError::BelowMinimum { asked: show(amount), minimum: show(minimum) });
+    }
+    let payout_id = uuid::Uuid::new_v4().to_string();
+    store::insert(tx, &payout_id, &new.seller_id, amount, currency, &destination, &new.created_by)?;
+    post(
+        tx,
+        "payout",
+        &payout_id,
+        currency,
+        &ledger::seller_account(&new.seller_id),
+        ledger::PAYOUTS_IN_TRANSIT,
+        amount,
+    )?;
+    wallet::credit_wallet(tx, &new.seller_id, currency, -amount)?;
+    queue::enqueue(tx, JobKind::SendPayout, &payout_id, 0, rules.max_attempts)?;
+    Ok(store::load(tx, &payout_id)?.expect("just inserted"))
+}
+
+/// A two-entry posting: `debit` receives `amount`, `credit` gives it.
+fn post(
+    tx: &Transaction,
+    source_type: &str,
+    payout_id: &str,
+    currency: Currency,
+    debit: &str,
+    credit: &str,
+    amount: i64,
+) -> anyhow::Result<()> {
+    let posting = Posting {
+        source_type,
+        source_id: payout_id,
+        currency,
+        description: format!("{source_type} {payout_id}"),
+        entries: vec![(debit.to_string(), amount), (credit.to_string(), -amount)],
+    };
+    ledger::post_transaction(tx, &posting).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// The queue job: send the transfer (or read it, once sent) and apply it.
+pub async fn send(ctx: &Ctx, payout_id: &str) -> Result<(), JobError> {
+    let id = payout_id.to_string();
+    let payout = ctx.db.run(move |conn| store::load_row(conn, &id)).await?;
+    let Some(p) = payout else { return Err(JobError::Final(format!("payout {payout_id} does not exist"))) };
+    if p.status == "PAID" || p.status == "FAILED" {
+        return Ok(());
+    }
+    let answer = match &p.psp_transfer_id {
+        Some(tr) => ctx.psp.retrieve_transfer(tr, payout_id).await,
+        None => {
+            let req = TransferRequest {
+                payout_id: payout_id.to_string(),
+                seller_id: p.seller_id.clone(),
+                amount_minor: p.amount_minor,
+                currency: p.currency.to_ascii_lowercase(),
+                destination: p.destination.clone(),
+            };
+            ctx.psp.create_transfer(&req).await
+        }
+    };
+    match answer {
+        Ok(transfer) => apply(ctx, payout_id, &transfer).await,
+        Err(PspError::Refused { status: 401 | 403, message, .. }) => {
+            Err(JobError::Final(format!("the PSP refused till's credentials: {message}")))
+        }
+        Err(PspError::Refused { code, .. }) => finish_failed(ctx, payout_id, &code).await,
+        Err(PspError::Unknown(reason)) => Err(JobError::Retry(reason)),
+    }
+}
+
+/// Applies a transfer just read from the PSP to its payout.
+pub async fn apply(ctx: &Ctx, payout_id: &str, transfer: &Transfer) -> Result<(), JobError> {
+    let (id, transfer) = (payout_id.to_string(), transfer.clone());
+    let attempts = ctx.settings.webhooks.max_attempts;
+    ctx.db
+        .write(move |tx| -> Result<(), JobError> {
+            let p = store::load_row(tx, &id)?.ok_or_else(|| JobError::Final(format!("payout {id} vanished")))?;
+            if transfer.amount != p.amount_minor || !transfer.currency.eq_ignore_ascii_case(&p.currency) {
+                return Err(JobError::Final(format!("transfer {} does not match payout {id}", transfer.id)));
+            }
+            store::set_transfer(tx, &id, &transfer.id)?;
+            match transfer.outcome() {
+                TransferOutcome::Paid => finish(tx, &p, true, None, attempts)?,
+                TransferOutcome::Failed => finish(tx, &p, false, Some("transfer_failed"), attempts)?,
+                TransferOutcome::InTransit => {
+                    return Err(JobError::Retry(format!("transfer {} is in transit", transfer.id)));
+                }
+            }
+            Ok(())
+        })
+        .await
+}
+
+async fn finish_failed(ctx: &Ctx, payout_id: &str, code: &str) -> Result<(), JobError> {
+    let (id, code) = (payout_id.to_string(), code.to_string());
+    let attempts = ctx.settings.webhooks.max_attempts;
+    ctx.db
+        .write(move |tx| -> anyhow::Result<()> {
+            if let Some(p) = store::load_row(tx, &id)? {
+                finish(tx, &p, false, Some(&code), attempts)?;
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}
+
+/// PENDING | IN_TRANSIT → PAID (out of the PSP balance) or FAILED (back to
+/// the wallet), each booked once and told to the shop.
+fn finish(
+    tx: &Transaction,
+    p: &store::PayoutRow,
+    paid: bool,
+    failure: Option<&str>,
+    attempts: u32,
+) -> anyhow::Result<()> {
+    let to = if paid { "PAID" } else { "FAILED" };
+    if !store::transition(tx, &p.payout_id, to, failure)? {
+        return Ok(());
+    }
+    let currency = Currency::parse(&p.currency)?;
+    if paid {
+        post(
+            tx,
+            "payout_paid",
+            &p.payout_id,
+            currency,
+            ledger::PAYOUTS_IN_TRANSIT,
+            ledger::PSP_BALANCE,
+            p.amount_minor,
+        )?;
+    } else {
+        let seller = ledger::seller_account(&p.seller_id);
+        post(tx, "payout_reversal", &p.payout_id, currency, ledger::PAYOUTS_IN_TRANSIT, &seller, p.amount_minor)?;
+        wallet::credit_wallet(tx, &p.seller_id, currency, p.amount_minor)?;
+    }
+    let view = store::load(tx, &p.payout_id)?.ok_or_else(|| anyhow::anyhow!("payout vanished"))?;
+    out::emit(tx, if paid { "payout.paid" } else { "payout.failed" }, &p.payout_id, &view, attempts)
+}
+
+/// The scheduled payouts: every seller with a destination is paid all that
+/// is available in each currency, when it reaches the currency's minimum.
+/// Returns how many payouts were created.
+pub async fn pay_out_all(ctx: &Ctx) -> anyhow::Result<usize> {
+    let hold_days = ctx.settings.payouts.hold_days;
+    let candidates = ctx.db.run(move |conn| store::payable_wallets(conn, hold_days)).await?;
+    let mut created = 0;
+    for (seller_id, code, available) in candidates {
+        let currency = Currency::parse(&code)?;
+        if available < minimum_of(ctx, currency) {
+            continue;
+        }
+        let new = NewPayout { seller_id: seller_id.clone(), currency, amount: None, created_by: "schedule".into() };
+        match create(ctx, new).await {
+            Ok(_) => created += 1,
+            // Money moved since the scan (a refund, another payout): next run.
+            Err(e @ (PayoutError::TooMuch { .. } | PayoutError::BelowMinimum { .. })) => {
+                tracing::info!(seller = %seller_id, error = %e, "scheduled payout skipped");
+            }
+            Err(e) => return Err(anyhow::anyhow!("scheduled payout of {seller_id}: {e}")),
+        }
+    }
+    Ok(created)
+}
