@@ -162,11 +162,6 @@ fn stored_row(r: &Row) -> rusqlite::Result<StoredRow> {
     })
 }
 
-pub fn load_row(conn: &Connection, row_id: i64) -> anyhow::Result<StoredRow> {
-    let sql = format!("SELECT {ROW_COLUMNS} FROM settlement_rows r WHERE r.id = ?1");
-    conn.prepare_cached(&sql)?.query_row([row_id], stored_row).with_context(|| format!("settlement row {row_id}"))
-}
-
 /// The first earlier line with this balance transaction id that was classified.
 pub struct FirstRow {
     pub item_id: i64,
