@@ -26,7 +26,7 @@ pub fn till_migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/till/0003_idempotency.sql")),
         M::up(include_str!("../../migrations/till/0004_merchant_webhooks.sql")),
         M::up(include_str!("../../migrations/till/0005_refunds_payouts.sql")),
-        // 0006 is reconciliation's, on its own branch; whichever merges second renumbers.
+        M::up(include_str!("../../migrations/till/0006_reconciliation.sql")),
         M::up(include_str!("../../migrations/till/0007_admin.sql")),
     ])
 }
