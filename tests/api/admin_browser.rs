@@ -191,6 +191,28 @@ async fn staff_pay_find_and_refund_a_payment_in_a_real_browser() {
     assert!(ledger.contains("15.00 USD") && ledger.contains("balanced"));
     shoot(&page, "07-ledger").await;
 
+    // A settlement file, so that the reconciliation page has a run to show.
+    let day = chrono::Utc::now().date_naive();
+    let report = app
+        .client
+        .get(format!("{}/v1/sandbox/settlement_reports/{day}", app.sandbox))
+        .bearer_auth(&app.settings.psp.secret_key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let imported = app
+        .client
+        .post(format!("{}/v1/reconciliation/files?name=report-{day}.csv", app.address))
+        .bearer_auth(&app.api_key)
+        .header("Content-Type", "text/csv")
+        .body(report)
+        .send()
+        .await
+        .unwrap();
+    assert!(imported.status().is_success());
     for (name, path) in [
         ("02-overview", "/admin"),
         ("03-payments", "/admin/payments"),

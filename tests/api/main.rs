@@ -6,6 +6,7 @@ mod helpers;
 mod admin;
 mod admin_browser;
 mod admin_perf;
+mod admin_reconciliation;
 
 mod alerts_and_jobs;
 mod cli;

@@ -8,6 +8,7 @@ pub mod lists;
 pub mod ops;
 pub mod overview;
 pub mod payments;
+pub mod reconciliation;
 pub mod sellers;
 
 use crate::admin::format;

@@ -7,6 +7,7 @@ use rusqlite::{Connection, params};
 use crate::admin::format;
 use crate::admin::views::chart::{self, Chart};
 use crate::admin::views::ops::{self, DeadLetterRow};
+use crate::admin::views::reconciliation::{self, ExceptionRow};
 
 pub const CHART_DAYS: i64 = 14;
 /// Currencies charted; the others are still in the totals.
@@ -54,6 +55,8 @@ pub struct Overview {
     pub dead: Vec<DeadLetterRow>,
     pub alert_count: i64,
     pub alerts: Vec<AlertRow>,
+    pub exception_count: i64,
+    pub exceptions: Vec<ExceptionRow>,
 }
 
 fn day_start(days_ago: i64) -> String {
@@ -76,6 +79,7 @@ pub fn load(conn: &Connection, stuck_after_minutes: i64) -> anyhow::Result<Overv
     let (stuck_count, stuck) = stuck_orders(conn, &cutoff)?;
     let (dead_count, dead) = (ops::dead_letter_count(conn)?, ops::dead_letters(conn, LISTED)?);
     let alert_count = crate::alerts::open_count(conn)?;
+    let (exception_count, exceptions) = reconciliation::open_exceptions(conn, LISTED)?;
     let alerts = crate::alerts::list_open(conn, LISTED)?
         .into_iter()
         .map(|a| AlertRow { id: a.id, kind: a.kind, message: a.message, created_at: format::time(&a.created_at) })
@@ -95,6 +99,8 @@ pub fn load(conn: &Connection, stuck_after_minutes: i64) -> anyhow::Result<Overv
         dead,
         alert_count,
         alerts,
+        exception_count,
+        exceptions,
     })
 }
 

@@ -6,16 +6,20 @@
 use std::future::Future;
 
 use actix_web::{HttpResponse, web};
+use futures_util::StreamExt;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::admin::actions::{self, Begin, BeginError, NewAction};
+use crate::admin::sessions;
 use crate::admin::views::ops;
 use crate::context::Ctx;
-use crate::http::admin::auth::Posted;
+use crate::http::admin::auth::{Posted, Staff};
 use crate::http::admin::errors::AdminError;
 use crate::money::Currency;
 use crate::payments::model::SellerId;
 use crate::payouts::{self, NewPayout, PayoutError};
+use crate::reconciliation::{self, ImportError, ResolveError, Source};
 use crate::refunds::{self, NewRefund, RefundError};
 
 pub const MAX_NOTE_CHARS: usize = 500;
@@ -286,6 +290,148 @@ pub async fn resolve_alert(
             Ok(Some(false)) => Outcome::Refused(format!("Alert {alert_id} was already resolved.")),
             Ok(None) => Outcome::Refused(format!("There is no alert {alert_id}.")),
             Err(e) => Outcome::Internal(e),
+        }
+    })
+    .await
+}
+
+/// `POST /admin/reconciliation/exceptions/{id}/resolve`: through
+/// `reconciliation::resolve_exception`, with a note.
+pub async fn resolve_exception(
+    ctx: web::Data<Ctx>,
+    path: web::Path<i64>,
+    posted: Posted<ResolveForm>,
+) -> Result<HttpResponse, AdminError> {
+    let (staff, f, item_id) = (posted.staff, posted.form, path.into_inner());
+    let subject = format!("exception:{item_id}");
+    let fields = [("note", f.note.as_str())];
+    let new = NewAction {
+        key: &f.key,
+        staff_email: staff.email(),
+        action: "resolve_exception",
+        subject_id: &subject,
+        fields: &fields,
+    };
+    perform(&ctx, new, "/admin/reconciliation", || async {
+        let note = match note(&f.note) {
+            Ok(n) => n,
+            Err(m) => return Outcome::Refused(m),
+        };
+        match reconciliation::resolve_exception(&ctx, item_id, note, staff.email().to_string()).await {
+            Ok(e) => Outcome::Done {
+                result_id: Some(e.id.to_string()),
+                message: format!("Exception {item_id} ({}) is resolved.", e.class),
+            },
+            Err(ResolveError::Internal(e)) => Outcome::Internal(e),
+            Err(e) => Outcome::Refused(format!("{}.", capitalized(&e.to_string()))),
+        }
+    })
+    .await
+}
+
+fn capitalized(s: &str) -> String {
+    let mut chars = s.chars();
+    chars.next().map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
+}
+
+/// A settlement file as the upload form sends it.
+struct Upload {
+    key: String,
+    name: String,
+    bytes: Vec<u8>,
+}
+
+async fn read_text(field: &mut actix_multipart::Field) -> Result<String, AdminError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(|e| AdminError::BadRequest(format!("reading the form: {e}")))?;
+        if bytes.len() + chunk.len() > 1024 {
+            return Err(AdminError::BadRequest("a form field is too long".into()));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|_| AdminError::BadRequest("a form field is not UTF-8".into()))
+}
+
+/// Reads the upload form. The CSRF token must come before the file (the
+/// form puts it first), so a forged upload is refused before it is read.
+async fn read_upload(
+    staff: &Staff,
+    form: &mut actix_multipart::Multipart,
+    max_bytes: usize,
+) -> Result<Upload, AdminError> {
+    let (mut csrf_ok, mut key, mut file) = (false, String::new(), None);
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(|e| AdminError::BadRequest(format!("reading the form: {e}")))?;
+        match field.name().unwrap_or_default() {
+            "csrf" => csrf_ok = sessions::csrf_matches(&staff.session, &read_text(&mut field).await?),
+            "key" => key = read_text(&mut field).await?,
+            "file" if !csrf_ok => return Err(AdminError::Csrf),
+            "file" => {
+                let name: String = field
+                    .content_disposition()
+                    .and_then(|c| c.get_filename())
+                    .map(|n| n.chars().filter(|c| !c.is_control()).take(255).collect())
+                    .filter(|n: &String| !n.trim().is_empty())
+                    .unwrap_or_else(|| "upload.csv".into());
+                let mut bytes = Vec::new();
+                while let Some(chunk) = field.next().await {
+                    let chunk = chunk.map_err(|e| AdminError::BadRequest(format!("reading the file: {e}")))?;
+                    if bytes.len() + chunk.len() > max_bytes {
+                        return Err(AdminError::BadRequest(format!(
+                            "the file is larger than {max_bytes} bytes (reconciliation.max_file_bytes)"
+                        )));
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                file = Some((name, bytes));
+            }
+            _ => {
+                read_text(&mut field).await?;
+            }
+        }
+    }
+    if !csrf_ok {
+        return Err(AdminError::Csrf);
+    }
+    let (name, bytes) = file.ok_or_else(|| AdminError::BadRequest("choose a settlement file to upload".into()))?;
+    Ok(Upload { key, name, bytes })
+}
+
+/// `POST /admin/reconciliation/files`: a settlement file through
+/// `reconciliation::import_file` (which itself imports a file once).
+pub async fn upload_settlement_file(
+    ctx: web::Data<Ctx>,
+    staff: Staff,
+    mut form: actix_multipart::Multipart,
+) -> Result<HttpResponse, AdminError> {
+    let upload = read_upload(&staff, &mut form, ctx.settings.reconciliation.max_file_bytes).await?;
+    let sha256 = hex::encode(Sha256::digest(&upload.bytes));
+    let fields = [("file_sha256", sha256.as_str())];
+    let new = NewAction {
+        key: &upload.key,
+        staff_email: staff.email(),
+        action: "upload_settlement_file",
+        subject_id: &upload.name,
+        fields: &fields,
+    };
+    let (name, bytes) = (upload.name.clone(), upload.bytes);
+    perform(&ctx, new, "/admin/reconciliation", || async {
+        match reconciliation::import_file(&ctx, bytes, name.clone(), Source::Upload, None).await {
+            Ok(s) if s.already_imported => Outcome::Done {
+                result_id: Some(s.run.id.to_string()),
+                message: format!("{name} was imported before (run {}); nothing changed.", s.run.id),
+            },
+            Ok(s) => Outcome::Done {
+                result_id: Some(s.run.id.to_string()),
+                message: format!(
+                    "{name} imported as run {}: {} line(s), {} fixed automatically, {} open exception(s).",
+                    s.run.id, s.run.rows_total, s.run.auto_fixed, s.run.open_exceptions
+                ),
+            },
+            Err(ImportError::Invalid(e)) => Outcome::Refused(format!("The settlement file was refused: {e}")),
+            Err(ImportError::Psp(e)) => Outcome::Internal(anyhow::anyhow!("{e}")),
+            Err(ImportError::Internal(e)) => Outcome::Internal(e),
         }
     })
     .await

@@ -66,6 +66,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AdminState>) {
             .route("/payouts", web::get().to(pages::payouts))
             .route("/payouts", web::post().to(actions::payout))
             .route("/reconciliation", web::get().to(pages::reconciliation))
+            .route("/reconciliation/files", web::post().to(actions::upload_settlement_file))
+            .route("/reconciliation/exceptions/{id}/resolve", web::post().to(actions::resolve_exception))
             .route("/alerts", web::get().to(pages::alerts))
             .route("/alerts/{id}/resolve", web::post().to(actions::resolve_alert))
             .route("/jobs", web::get().to(pages::jobs))

@@ -408,12 +408,20 @@ pub async fn jobs(ctx: web::Data<Ctx>, staff: Staff, q: web::Query<FlashQuery>) 
 
 #[derive(Template)]
 #[template(path = "admin/reconciliation.html")]
-struct ReconciliationPage {
+struct ReconciliationTemplate {
     layout: Layout,
+    r: views::reconciliation::ReconciliationPage,
+    max_file_mb: usize,
 }
 
-pub async fn reconciliation(staff: Staff) -> Result<HttpResponse, AdminError> {
-    html(&ReconciliationPage { layout: Layout::new(&staff, "reconciliation", None) })
+pub async fn reconciliation(
+    ctx: web::Data<Ctx>,
+    staff: Staff,
+    q: web::Query<FlashQuery>,
+) -> Result<HttpResponse, AdminError> {
+    let (flash, r) = load(&ctx, q.action, views::reconciliation::page).await?;
+    let max_file_mb = ctx.settings.reconciliation.max_file_bytes.div_ceil(1024 * 1024);
+    html(&ReconciliationTemplate { layout: Layout::new(&staff, "reconciliation", flash), r, max_file_mb })
 }
 
 #[derive(Template)]
