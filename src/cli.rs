@@ -40,6 +40,9 @@ pub enum Command {
     SandboxPsp,
     /// Copy the database to PATH with SQLite's online backup (safe while serving).
     Backup { path: PathBuf },
+    /// Import a PSP settlement file (CSV) and reconcile it; prints the count per class.
+    /// Exits 1, naming the line and column, if a line does not parse (nothing is booked).
+    Reconcile { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -81,7 +84,56 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             backup(&settings, &path)?;
             Ok(0)
         }
+        Command::Reconcile { file } => reconcile(settings, &file).await,
     }
+}
+
+/// `till reconcile FILE`. The PSP is asked about lost webhooks at
+/// `psp.api_base`, or at the sandbox's `sandbox.bind` when that is empty
+/// (the sandbox of a running `till serve`); if it does not answer, those
+/// lines stay open and the next run asks again.
+async fn reconcile(settings: Settings, file: &Path) -> anyhow::Result<i32> {
+    let size = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?.len();
+    let limit = settings.reconciliation.max_file_bytes;
+    anyhow::ensure!(
+        size <= limit as u64,
+        "{} has {size} bytes, over reconciliation.max_file_bytes ({limit})",
+        file.display()
+    );
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let name = file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let ctx = command_ctx(settings)?;
+    match crate::reconciliation::import_file(&ctx, bytes, name, crate::reconciliation::Source::Cli, None).await {
+        Ok(summary) => {
+            println!("{}", summary.to_text());
+            Ok(0)
+        }
+        Err(e @ crate::reconciliation::ImportError::Invalid(_)) => {
+            eprintln!("till: {e}");
+            Ok(1)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The context of a command that works on the database and may call the
+/// PSP, without serving (no queue workers, no HTTP server).
+fn command_ctx(settings: Settings) -> anyhow::Result<crate::context::Ctx> {
+    let db = startup::open_till_db(&settings)?;
+    let api_base = match settings.psp.api_base.as_str() {
+        "" => format!("http://{}", settings.sandbox.bind),
+        base => base.to_string(),
+    };
+    let psp =
+        crate::psp::PspClient::new(&api_base, &settings.psp.secret_key, settings.psp.request_timeout_ms, db.clone())?;
+    Ok(crate::context::Ctx {
+        db,
+        psp,
+        settings: std::sync::Arc::new(settings),
+        checkout_locks: Default::default(),
+        queue_wake: Default::default(),
+        webhook_http: reqwest::Client::new(),
+    })
 }
 
 fn check(settings: &Settings, json: bool) -> anyhow::Result<i32> {

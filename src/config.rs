@@ -19,6 +19,7 @@ pub struct Settings {
     pub psp: PspSettings,
     pub sandbox: SandboxSettings,
     pub payments: PaymentSettings,
+    pub reconciliation: ReconciliationSettings,
     pub fees: FeeSettings,
     pub queue: QueueSettings,
     pub webhooks: WebhookSettings,
@@ -142,6 +143,26 @@ pub struct PaymentSettings {
 impl Default for PaymentSettings {
     fn default() -> Self {
         Self { checkout_expires_minutes: 60 }
+    }
+}
+
+/// Reconciliation against the PSP's settlement files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconciliationSettings {
+    /// Cron (with seconds) of the nightly job that fetches yesterday's report; empty disables it.
+    pub schedule: String,
+    /// A till record the files do not mention is `missing_in_psp` only this many days after it.
+    pub grace_days: i64,
+    /// Largest settlement file accepted (CLI, upload, fetched report), in bytes.
+    pub max_file_bytes: usize,
+    /// Most lines in one settlement file.
+    pub max_rows: usize,
+}
+
+impl Default for ReconciliationSettings {
+    fn default() -> Self {
+        Self { schedule: "0 30 2 * * *".into(), grace_days: 2, max_file_bytes: 32 * 1024 * 1024, max_rows: 100_000 }
     }
 }
 
@@ -334,6 +355,7 @@ impl Settings {
             problems.push("psp.webhook_tolerance_seconds: must be between 1 and 3600".into());
         }
         self.validate_sandbox(&mut problems);
+        self.validate_reconciliation(&mut problems);
         if !(30..=1440).contains(&self.payments.checkout_expires_minutes) {
             problems.push("payments.checkout_expires_minutes: must be between 30 and 1440".into());
         }
@@ -412,6 +434,22 @@ impl Settings {
         // A lease shorter than a PSP call would hand a job to a second worker mid-call.
         if q.lease_ms < 2 * self.psp.request_timeout_ms {
             problems.push("queue.lease_ms: must be at least twice psp.request_timeout_ms".into());
+        }
+    }
+
+    fn validate_reconciliation(&self, problems: &mut Vec<String>) {
+        let r = &self.reconciliation;
+        if let Err(e) = crate::jobs::check_cron(&r.schedule) {
+            problems.push(format!("reconciliation.schedule: '{}' is not a cron string with seconds ({e})", r.schedule));
+        }
+        if !(0..=60).contains(&r.grace_days) {
+            problems.push("reconciliation.grace_days: must be between 0 and 60".into());
+        }
+        if !(1024..=1024 * 1024 * 1024).contains(&r.max_file_bytes) {
+            problems.push("reconciliation.max_file_bytes: must be between 1024 and 1073741824".into());
+        }
+        if !(1..=1_000_000).contains(&r.max_rows) {
+            problems.push("reconciliation.max_rows: must be between 1 and 1000000".into());
         }
     }
 

@@ -14,6 +14,7 @@ pub mod payments;
 pub mod payouts;
 pub mod psp;
 pub mod queue;
+pub mod reconciliation;
 pub mod refunds;
 pub mod sandbox;
 pub mod startup;

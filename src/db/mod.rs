@@ -26,6 +26,7 @@ pub fn till_migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/till/0003_idempotency.sql")),
         M::up(include_str!("../../migrations/till/0004_merchant_webhooks.sql")),
         M::up(include_str!("../../migrations/till/0005_refunds_payouts.sql")),
+        M::up(include_str!("../../migrations/till/0006_reconciliation.sql")),
     ])
 }
 

@@ -16,6 +16,10 @@ use crate::money::Currency;
 pub const PSP_BALANCE: &str = "assets:psp_balance";
 pub const COMMISSION: &str = "revenue:commission";
 pub const PAYOUTS_IN_TRANSIT: &str = "liabilities:payouts_in_transit";
+/// Our bank account: the PSP's payouts land here.
+pub const BANK: &str = "assets:bank";
+/// What the PSP charges (booked from its settlement files).
+pub const PSP_FEES: &str = "expenses:psp_fees";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountKind {

@@ -277,6 +277,44 @@ impl PspClient {
             tracing::warn!(error = format!("{e:#}"), "could not record a PSP call");
         }
     }
+
+    /// `GET /v1/sandbox/settlement_reports/{YYYY-MM-DD}`: the PSP's settlement
+    /// report of one UTC day, as CSV bytes (a sandbox extension; with Stripe,
+    /// download the itemized payout reconciliation report and import the file).
+    /// A report over `max_bytes` is refused rather than read.
+    pub async fn fetch_settlement_report(
+        &self,
+        date: chrono::NaiveDate,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, PspError> {
+        let path = format!("/v1/sandbox/settlement_reports/{}", date.format("%Y-%m-%d"));
+        let subject = format!("settlement_report:{date}");
+        let started = Instant::now();
+        let result = self.http.get(self.url(&path)).bearer_auth(&self.secret_key).send().await;
+        let (status, outcome) = match result {
+            Ok(resp) if resp.content_length().is_some_and(|n| n > max_bytes as u64) => (
+                Some(resp.status().as_u16()),
+                Err(PspError::Unknown(format!("the settlement report is larger than {max_bytes} bytes"))),
+            ),
+            Ok(resp) => {
+                let status = resp.status();
+                (Some(status.as_u16()), classify(status, resp.bytes().await))
+            }
+            Err(e) => (None, Err(PspError::Unknown(describe_reqwest(&e)))),
+        };
+        let outcome = outcome.and_then(|bytes| {
+            if bytes.len() > max_bytes {
+                return Err(PspError::Unknown(format!("the settlement report is larger than {max_bytes} bytes")));
+            }
+            Ok(bytes.to_vec())
+        });
+        let summary = match &outcome {
+            Ok(bytes) => format!("ok ({} bytes)", bytes.len()),
+            Err(e) => e.to_string(),
+        };
+        self.record_call(&subject, "GET", &path, None, status, summary, started).await;
+        outcome
+    }
 }
 
 fn classify(status: StatusCode, body: reqwest::Result<Bytes>) -> Result<Bytes, PspError> {

@@ -15,5 +15,6 @@ mod openapi;
 mod payouts;
 mod properties;
 mod psp_webhooks;
+mod reconciliation;
 mod refunds;
 mod token_payments;

@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod body;
 pub mod payments;
 pub mod payouts;
+pub mod reconciliation;
 pub mod refunds;
 pub mod sellers;
 pub mod wallets;
@@ -31,7 +32,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(payouts::create_payout)
         .service(payouts::list_payouts)
         .service(payouts::get_payout)
-        .service(alerts::list_alerts);
+        .service(alerts::list_alerts)
+        .service(reconciliation::upload_settlement_file)
+        .service(reconciliation::list_runs)
+        .service(reconciliation::list_exceptions)
+        .service(reconciliation::resolve_exception);
 }
 
 /// The description around the generated paths.

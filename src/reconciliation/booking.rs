@@ -1,0 +1,67 @@
+//! What the file books by itself. till books a charge's full gross to
+//! `assets:psp_balance` at pay-in; the PSP keeps its fee and later pays the
+//! rest out to the bank. Booking the fee (`expenses:psp_fees`) and the
+//! payout (`assets:bank`) against `assets:psp_balance` makes that account
+//! equal the PSP's balance. Each posting's source id is the balance
+//! transaction id, so a line is never booked twice.
+
+use rusqlite::Transaction;
+
+use super::model::{Decision, RecordKind};
+use super::parse::SettlementRow;
+use crate::ledger::{self, Posting, PostingError};
+
+/// What a line booked.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Booked {
+    pub fees: i64,
+    pub payouts: i64,
+}
+
+/// Books what a decided line calls for: the fee of a line tied to a till
+/// record, a fee line, or a payout to the bank. Lines nobody recognises
+/// (duplicates, unclassified, unknown to till) book nothing until a person looks.
+pub fn book_line(tx: &Transaction, row: &SettlementRow, decision: &Decision) -> anyhow::Result<Booked> {
+    let Some(record) = decision.record.as_ref().filter(|_| decision.class.claims_record()) else {
+        return Ok(Booked::default());
+    };
+    let (source_type, account, amount_minor, what) = match record.kind {
+        // A payout moves −net (positive) from the PSP to the bank.
+        RecordKind::BankPayout => ("settlement_payout", ledger::BANK, -row.net_minor, "payout to the bank"),
+        // A fee line: the whole movement is the PSP's charge.
+        RecordKind::PspFee => ("settlement_fee", ledger::PSP_FEES, -row.net_minor, "PSP fee"),
+        // The fee on a charge (or one returned on a refund: negative).
+        RecordKind::Checkout | RecordKind::PaymentOrder | RecordKind::Refund | RecordKind::Payout => {
+            ("settlement_fee", ledger::PSP_FEES, row.fee_minor, "PSP fee on")
+        }
+    };
+    if amount_minor == 0 {
+        return Ok(Booked::default());
+    }
+    let description = match record.kind {
+        RecordKind::BankPayout | RecordKind::PspFee => format!("{what} {}", row.balance_transaction_id),
+        RecordKind::Checkout | RecordKind::PaymentOrder | RecordKind::Refund | RecordKind::Payout => {
+            format!("{what} {} {} ({})", record.kind.as_str(), record.id, row.balance_transaction_id)
+        }
+    };
+    let posting = Posting {
+        source_type,
+        source_id: &row.balance_transaction_id,
+        currency: row.currency,
+        description,
+        entries: vec![(account.to_string(), amount_minor), (ledger::PSP_BALANCE.to_string(), -amount_minor)],
+    };
+    match ledger::post_transaction(tx, &posting) {
+        Ok(_) => {}
+        Err(PostingError::AlreadyBooked { .. }) => return Ok(Booked::default()),
+        Err(PostingError::Internal(e)) => return Err(e),
+    }
+    Ok(match record.kind {
+        RecordKind::BankPayout => Booked { fees: 0, payouts: 1 },
+        RecordKind::PspFee
+        | RecordKind::Checkout
+        | RecordKind::PaymentOrder
+        | RecordKind::Refund
+        | RecordKind::Payout => Booked { fees: 1, payouts: 0 },
+    })
+}

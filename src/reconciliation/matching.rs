@@ -1,0 +1,260 @@
+//! Classifying one settlement line against till's records, inside the
+//! caller's transaction. Exact keys only, strongest first: the PSP's ids
+//! (`payment_intent_id`, refund and transfer ids) and the metadata till put
+//! on the charge (`payment_order_id`, `checkout_id`). Nothing is matched on
+//! amounts or times alone: a line no key ties to a record needs a person.
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::model::{Class, Decision, RecordKind, TillRecord};
+use super::parse::SettlementRow;
+use super::store::{self, StoredRow};
+
+/// Decides what one stored line is. `item_id` is the line's own decision
+/// when it is re-matched after an automatic fix (its claim is its own).
+pub fn classify(tx: &Transaction, stored: &StoredRow, item_id: Option<i64>) -> anyhow::Result<Decision> {
+    if item_id.is_none()
+        && let Some(duplicate) = repeated_line(tx, stored)?
+    {
+        return Ok(duplicate);
+    }
+    let row = &stored.row;
+    let decision = match row.reporting_category.as_str() {
+        "charge" => match_charge(tx, row)?,
+        "refund" => match_refund(tx, row)?,
+        "transfer" => match_transfer(tx, row)?,
+        "payout" => booked_from_file(row, RecordKind::BankPayout, "payout.booked_to_bank"),
+        "fee" => booked_from_file(row, RecordKind::PspFee, "fee.booked_to_expenses"),
+        _ => Decision::new(Class::Unclassified, "category.unknown", None),
+    };
+    claim_or_duplicate(tx, decision, item_id)
+}
+
+/// A line seen before: the same balance transaction id earlier in this file,
+/// or in an earlier file with other values, or the same PSP object under
+/// another balance transaction id. An identical line from an earlier file is
+/// not a decision at all: the caller skips it (see [`already_imported`]).
+fn repeated_line(tx: &Transaction, stored: &StoredRow) -> anyhow::Result<Option<Decision>> {
+    let row = &stored.row;
+    if let Some(first) = store::first_classified_row(tx, &row.balance_transaction_id, stored.id)? {
+        let rule = if first.file_id == stored.file_id {
+            "balance_transaction_id.repeated_in_file"
+        } else {
+            "balance_transaction_id.seen_with_other_values"
+        };
+        return Ok(Some(Decision::duplicate(rule, first.item_id, None)));
+    }
+    let Some(source_id) = &row.source_id else { return Ok(None) };
+    let earlier: Option<i64> = tx
+        .prepare_cached(
+            "SELECT i.id FROM settlement_rows r JOIN reconciliation_items i ON i.row_id = r.id
+             WHERE r.reporting_category = ?1 AND r.source_id = ?2 AND r.id < ?3
+               AND r.balance_transaction_id <> ?4 AND i.class <> 'duplicate_in_file'
+             ORDER BY r.id LIMIT 1",
+        )?
+        .query_row(params![row.reporting_category, source_id, stored.id, row.balance_transaction_id], |r| r.get(0))
+        .optional()?;
+    Ok(earlier.map(|item| Decision::duplicate("source_id.repeated", item, None)))
+}
+
+/// Is this line, identical, already classified from an earlier file?
+pub fn already_imported(tx: &Transaction, stored: &StoredRow) -> anyhow::Result<bool> {
+    let Some(first) = store::first_classified_row(tx, &stored.row.balance_transaction_id, stored.id)? else {
+        return Ok(false);
+    };
+    Ok(first.file_id != stored.file_id && same_movement(&first.row, &stored.row))
+}
+
+fn same_movement(a: &SettlementRow, b: &SettlementRow) -> bool {
+    SettlementRow { line: 0, ..a.clone() } == SettlementRow { line: 0, ..b.clone() }
+}
+
+/// The record may be claimed by one line only; a second line for it is a duplicate.
+fn claim_or_duplicate(tx: &Transaction, decision: Decision, item_id: Option<i64>) -> anyhow::Result<Decision> {
+    let Some(record) = decision.record.as_ref().filter(|_| decision.class.claims_record()) else {
+        return Ok(decision);
+    };
+    match store::claimed_by(tx, record.kind, &record.id)? {
+        Some(other) if Some(other) != item_id => {
+            Ok(Decision::duplicate("record.already_matched", other, decision.record.clone()))
+        }
+        Some(_) | None => Ok(decision),
+    }
+}
+
+/// Payout and fee lines are the PSP's own movements: till books them from the file.
+fn booked_from_file(row: &SettlementRow, kind: RecordKind, rule: &str) -> Decision {
+    let id = row.source_id.clone().unwrap_or_else(|| row.balance_transaction_id.clone());
+    let record = TillRecord {
+        kind,
+        id,
+        amount_minor: -row.net_minor,
+        currency: row.currency.code().to_string(),
+        status: "booked".into(),
+    };
+    Decision::new(Class::Matched, rule, Some(record))
+}
+
+/// A charge: by the order id in its metadata (token payments), by the
+/// payment intent till stored, or by the checkout id in its metadata
+/// (hosted checkouts, whose intent till learns only when it hears of the payment).
+fn match_charge(tx: &Transaction, row: &SettlementRow) -> anyhow::Result<Decision> {
+    let mut keyed = false;
+    if let Some(order_id) = &row.payment_order_id {
+        keyed = true;
+        if let Some(record) = order_record(tx, "o.payment_order_id = ?1", order_id)? {
+            return Ok(compare(row, record, 1, "charge.metadata_payment_order_id"));
+        }
+    }
+    if let Some(intent) = &row.payment_intent_id {
+        keyed = true;
+        if let Some(record) = order_record(tx, "o.psp_payment_intent_id = ?1", intent)? {
+            return Ok(compare(row, record, 1, "charge.payment_intent_id"));
+        }
+    }
+    if let Some(checkout_id) = &row.checkout_id {
+        keyed = true;
+        if let Some(record) = checkout_record(tx, checkout_id)? {
+            return Ok(compare(row, record, 1, "charge.metadata_checkout_id"));
+        }
+    }
+    Ok(if keyed {
+        Decision::new(Class::MissingInTill, "charge.unknown_to_till", None)
+    } else {
+        Decision::new(Class::Unclassified, "charge.no_keys", None)
+    })
+}
+
+/// The record an order stands for: the order itself for a token payment,
+/// its whole checkout for a hosted page (one charge for all its orders).
+fn order_record(tx: &Transaction, condition: &str, key: &str) -> anyhow::Result<Option<TillRecord>> {
+    let sql = format!(
+        "SELECT o.payment_order_id, o.checkout_id, e.payment_method, o.amount_minor, o.currency,
+                o.payment_order_status
+         FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
+         WHERE {condition} LIMIT 1"
+    );
+    type Found = (String, String, String, i64, String, String);
+    let found: Option<Found> = tx
+        .prepare_cached(&sql)?
+        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .optional()?;
+    let Some((order_id, checkout_id, method, amount_minor, currency, status)) = found else { return Ok(None) };
+    if method == "hosted_page" {
+        return checkout_record(tx, &checkout_id);
+    }
+    Ok(Some(TillRecord { kind: RecordKind::PaymentOrder, id: order_id, amount_minor, currency, status }))
+}
+
+/// A checkout as one record: the sum of its orders, and its orders' common status.
+fn checkout_record(tx: &Transaction, checkout_id: &str) -> anyhow::Result<Option<TillRecord>> {
+    type Found = (String, i64, String, i64, i64, i64);
+    let found: Option<Found> = tx
+        .prepare_cached(
+            "SELECT e.payment_method, COALESCE(SUM(o.amount_minor), 0), COALESCE(MIN(o.currency), ''),
+                    COUNT(o.payment_order_id),
+                    COALESCE(SUM(o.payment_order_status = 'SUCCESS'), 0),
+                    COALESCE(SUM(o.payment_order_status = 'FAILED'), 0)
+             FROM payment_events e LEFT JOIN payment_orders o ON o.checkout_id = e.checkout_id
+             WHERE e.checkout_id = ?1 GROUP BY e.checkout_id",
+        )?
+        .query_row([checkout_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .optional()?;
+    let Some((method, amount_minor, currency, orders, succeeded, failed)) = found else { return Ok(None) };
+    // A token checkout is several charges: its checkout id alone names none of them.
+    if method != "hosted_page" {
+        return Ok(None);
+    }
+    let status = if orders > 0 && succeeded == orders {
+        "SUCCESS"
+    } else if failed > 0 {
+        "FAILED"
+    } else {
+        "EXECUTING"
+    };
+    Ok(Some(TillRecord {
+        kind: RecordKind::Checkout,
+        id: checkout_id.to_string(),
+        amount_minor,
+        currency,
+        status: status.into(),
+    }))
+}
+
+fn match_refund(tx: &Transaction, row: &SettlementRow) -> anyhow::Result<Decision> {
+    let Some(refund_id) = &row.source_id else {
+        return Ok(Decision::new(Class::Unclassified, "refund.no_keys", None));
+    };
+    let record = simple_record(
+        tx,
+        RecordKind::Refund,
+        "SELECT refund_id, amount_minor, currency, status FROM refunds WHERE psp_refund_id = ?1",
+        refund_id,
+    )?;
+    Ok(match record {
+        Some(record) => compare(row, record, -1, "refund.psp_refund_id"),
+        None => Decision::new(Class::MissingInTill, "refund.unknown_to_till", None),
+    })
+}
+
+fn match_transfer(tx: &Transaction, row: &SettlementRow) -> anyhow::Result<Decision> {
+    let Some(transfer_id) = &row.source_id else {
+        return Ok(Decision::new(Class::Unclassified, "transfer.no_keys", None));
+    };
+    let record = simple_record(
+        tx,
+        RecordKind::Payout,
+        "SELECT payout_id, amount_minor, currency, status FROM payouts WHERE psp_transfer_id = ?1",
+        transfer_id,
+    )?;
+    Ok(match record {
+        Some(record) => compare(row, record, -1, "transfer.psp_transfer_id"),
+        None => Decision::new(Class::MissingInTill, "transfer.unknown_to_till", None),
+    })
+}
+
+fn simple_record(tx: &Transaction, kind: RecordKind, sql: &str, key: &str) -> anyhow::Result<Option<TillRecord>> {
+    Ok(tx
+        .prepare_cached(sql)?
+        .query_row([key], |r| {
+            Ok(TillRecord { kind, id: r.get(0)?, amount_minor: r.get(1)?, currency: r.get(2)?, status: r.get(3)? })
+        })
+        .optional()?)
+}
+
+/// Currency first, then amount, then whether till has the movement as done.
+/// `direction` is the sign the record's (positive) amount has in the file:
+/// +1 for money in (a charge), −1 for money out (a refund, a transfer).
+fn compare(row: &SettlementRow, record: TillRecord, direction: i64, key: &str) -> Decision {
+    let expected_gross = record.amount_minor.checked_mul(direction);
+    let (class, check) = if !record.currency.eq_ignore_ascii_case(row.currency.code()) {
+        (Class::CurrencyMismatch, "currency_differs")
+    } else if expected_gross != Some(row.gross_minor) {
+        (Class::AmountMismatch, "amount_differs")
+    } else {
+        match done_in_till(record.kind, &record.status) {
+            Done::Yes => (Class::Matched, "same_amount"),
+            Done::NotYet => (Class::MissingInTill, "not_final_in_till"),
+            Done::Failed => (Class::MissingInTill, "failed_in_till"),
+        }
+    };
+    Decision::new(class, format!("{key}/{check}"), Some(record))
+}
+
+enum Done {
+    Yes,
+    NotYet,
+    Failed,
+}
+
+/// Has till booked the movement the PSP reports?
+fn done_in_till(kind: RecordKind, status: &str) -> Done {
+    match (kind, status) {
+        (RecordKind::Checkout | RecordKind::PaymentOrder, "SUCCESS")
+        | (RecordKind::Refund, "SUCCEEDED")
+        | (RecordKind::Payout, "PAID")
+        | (RecordKind::BankPayout | RecordKind::PspFee, _) => Done::Yes,
+        (_, "FAILED") => Done::Failed,
+        _ => Done::NotYet,
+    }
+}
