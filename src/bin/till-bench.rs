@@ -240,7 +240,7 @@ impl Bench {
                         .write(move |tx| -> anyhow::Result<()> {
                             let order = till::payments::store::load_order(tx, &id)?.context("order")?;
                             anyhow::ensure!(till::payments::complete::succeed_order(tx, &order, None, policy)?);
-                            Ok(())
+                            till::payments::notify::checkout_progress(tx, &order.checkout_id, policy)
                         })
                         .await?;
                 }
@@ -317,8 +317,11 @@ impl Bench {
     }
 
     fn done_count(&self) -> anyhow::Result<u64> {
-        let n: i64 =
-            self.ctx.db.conn()?.query_row("SELECT COUNT(*) FROM payment_events WHERE is_payment_done = 1", [], |r| r.get(0))?;
+        let n: i64 = self.ctx.db.conn()?.query_row(
+            "SELECT COUNT(*) FROM payment_events WHERE is_payment_done = 1",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(n as u64)
     }
 
@@ -326,8 +329,11 @@ impl Bench {
     async fn drain(&self, limit: Duration) -> anyhow::Result<()> {
         let started = Instant::now();
         loop {
-            let open: i64 =
-                self.ctx.db.conn()?.query_row("SELECT COUNT(*) FROM payment_events WHERE is_payment_done = 0", [], |r| r.get(0))?;
+            let open: i64 = self.ctx.db.conn()?.query_row(
+                "SELECT COUNT(*) FROM payment_events WHERE is_payment_done = 0",
+                [],
+                |r| r.get(0),
+            )?;
             if open == 0 {
                 return Ok(());
             }
