@@ -16,7 +16,10 @@ pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    writer: writer::Writer,
 }
+
+pub mod writer;
 
 /// The migrations of till's own database, in order, compiled into the binary.
 pub fn till_migrations() -> Migrations<'static> {
@@ -52,7 +55,8 @@ impl Db {
         let mut conn = Connection::open(path).with_context(|| format!("opening the database {}", path.display()))?;
         configure(&mut conn, busy_timeout_ms)?;
         migrations.to_latest(&mut conn).with_context(|| format!("migrating the database {}", path.display()))?;
-        drop(conn);
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("db").to_string();
+        let writer = writer::Writer::spawn(conn, &name)?;
 
         let manager = SqliteConnectionManager::file(path)
             .with_init(move |c| configure(c, busy_timeout_ms).map_err(to_sqlite_error));
@@ -61,7 +65,7 @@ impl Db {
             .connection_timeout(Duration::from_secs(30))
             .build(manager)
             .context("building the connection pool")?;
-        Ok(Db { pool })
+        Ok(Db { pool, writer })
     }
 
     /// Runs blocking database work on tokio's blocking pool, never on an
@@ -81,15 +85,18 @@ impl Db {
         .map_err(|e| E::from(anyhow::anyhow!("database task failed: {e}")))?
     }
 
-    /// One write transaction (`BEGIN IMMEDIATE`, so it takes the write lock
-    /// up front and never fails half-way on a lock upgrade), committed once.
+    /// One business step's writes, atomic and durable when this returns:
+    /// run by the database's writer thread inside a `BEGIN IMMEDIATE`
+    /// transaction and its own savepoint, committed together with the
+    /// writes that arrived at the same time (group commit, see `writer`).
+    /// An error from `f` rolls back exactly what `f` wrote.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&Transaction) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<anyhow::Error> + Send + 'static,
     {
-        self.run(move |conn| write_tx(conn, f)).await
+        self.writer.write(f).await
     }
 
     /// A connection for synchronous callers (CLI commands, tests).

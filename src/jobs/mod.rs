@@ -45,6 +45,12 @@ impl Scheduler {
             tasks::ledger_audit(&c).await.map(|ok| if ok { "ledger OK".into() } else { "ledger BROKEN".into() })
         })
         .await?;
+        add(&inner, &ctx, "reconciliation", &ctx.settings.reconciliation.schedule, |c| async move {
+            crate::reconciliation::reconcile_yesterday(&c)
+                .await
+                .map(|s| format!("run {}: {} open exception(s)", s.run.id, s.run.open_exceptions))
+        })
+        .await?;
         add(&inner, &ctx, "payouts", &ctx.settings.payouts.schedule, |c| async move {
             crate::payouts::pay_out_all(&c).await.map(|n| format!("{n} payout(s) created"))
         })

@@ -118,7 +118,7 @@ fn check_amount(session: &CheckoutSession, checkout_id: &str, orders: &[OrderVie
 
 /// EXECUTING → SUCCESS with the wallet credit and the pay-in posting.
 /// Returns false if another writer already moved the order.
-pub(crate) fn succeed_order(
+pub fn succeed_order(
     tx: &Transaction,
     order: &OrderView,
     payment_intent: Option<&str>,

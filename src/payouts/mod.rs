@@ -173,8 +173,9 @@ pub async fn send(ctx: &Ctx, payout_id: &str) -> Result<(), JobError> {
 pub async fn apply(ctx: &Ctx, payout_id: &str, transfer: &Transfer) -> Result<(), JobError> {
     let (id, transfer) = (payout_id.to_string(), transfer.clone());
     let attempts = ctx.settings.webhooks.max_attempts;
-    ctx.db
-        .write(move |tx| -> Result<(), JobError> {
+    let in_transit = ctx
+        .db
+        .write(move |tx| -> Result<bool, JobError> {
             let p = store::load_row(tx, &id)?.ok_or_else(|| JobError::Final(format!("payout {id} vanished")))?;
             if transfer.amount != p.amount_minor || !transfer.currency.eq_ignore_ascii_case(&p.currency) {
                 return Err(JobError::Final(format!("transfer {} does not match payout {id}", transfer.id)));
@@ -183,13 +184,16 @@ pub async fn apply(ctx: &Ctx, payout_id: &str, transfer: &Transfer) -> Result<()
             match transfer.outcome() {
                 TransferOutcome::Paid => finish(tx, &p, true, None, attempts)?,
                 TransferOutcome::Failed => finish(tx, &p, false, Some("transfer_failed"), attempts)?,
-                TransferOutcome::InTransit => {
-                    return Err(JobError::Retry(format!("transfer {} is in transit", transfer.id)));
-                }
+                // Committed as IN_TRANSIT with the transfer's id; asked again later.
+                TransferOutcome::InTransit => return Ok(true),
             }
-            Ok(())
+            Ok(false)
         })
-        .await
+        .await?;
+    if in_transit {
+        return Err(JobError::Retry(format!("transfer of payout {payout_id} is in transit")));
+    }
+    Ok(())
 }
 
 async fn finish_failed(ctx: &Ctx, payout_id: &str, code: &str) -> Result<(), JobError> {

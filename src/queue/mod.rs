@@ -104,8 +104,8 @@ pub fn enqueue_now(tx: &Transaction, kind: JobKind, subject_id: &str, max_attemp
 /// Claims up to `limit` due jobs (queued and due, or running with an expired
 /// lease) for `lease_ms`, counting the attempt now so that a job that
 /// crashes its worker still reaches the dead-letter queue.
-pub fn claim(conn: &mut Connection, limit: u32, lease_ms: u64) -> anyhow::Result<Vec<Job>> {
-    crate::db::write_tx(conn, |tx| {
+pub fn claim(tx: &Transaction, limit: u32, lease_ms: u64) -> anyhow::Result<Vec<Job>> {
+    {
         let now = now_ms();
         let token = uuid::Uuid::new_v4().simple().to_string();
         let mut st = tx.prepare_cached(
@@ -131,12 +131,12 @@ pub fn claim(conn: &mut Connection, limit: u32, lease_ms: u64) -> anyhow::Result
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(jobs)
-    })
+    }
 }
 
 /// Marks a job done, if this worker still holds its lease.
-pub fn complete(conn: &mut Connection, job: &Job) -> anyhow::Result<bool> {
-    crate::db::write_tx(conn, |tx| {
+pub fn complete(tx: &Transaction, job: &Job) -> anyhow::Result<bool> {
+    {
         let n = tx
             .prepare_cached(
                 "UPDATE jobs SET status = 'done', lease_token = NULL, lease_until_ms = NULL, last_error = NULL,
@@ -145,7 +145,7 @@ pub fn complete(conn: &mut Connection, job: &Job) -> anyhow::Result<bool> {
             )?
             .execute(params![job.id, job.lease_token, crate::db::now()])?;
         Ok(n == 1)
-    })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,14 +160,14 @@ pub enum Failed {
 /// attempts are spent or the error is final, to the dead-letter queue with
 /// an alert, in one transaction.
 pub fn fail(
-    conn: &mut Connection,
+    tx: &Transaction,
     job: &Job,
     error: &str,
     retryable: bool,
     settings: &QueueSettings,
 ) -> anyhow::Result<Failed> {
     let error: String = error.chars().take(2_000).collect();
-    crate::db::write_tx(conn, |tx| {
+    {
         let dead = !retryable || job.attempts >= job.max_attempts;
         let run_at = now_ms() + backoff_ms(job.attempts, settings) as i64;
         let n = tx
@@ -190,7 +190,7 @@ pub fn fail(
         crate::alerts::raise(tx, "dead_letter", &format!("job:{}", job.id), &message)?;
         tracing::error!(job = job.id, kind = %job.kind, subject = %job.subject_id, %error, "job dead-lettered");
         Ok(Failed::Dead)
-    })
+    }
 }
 
 /// Full jitter: a uniform wait in [0, min(cap, base × 2^(attempt-1))].
@@ -275,6 +275,18 @@ mod tests {
         (dir, db)
     }
 
+    fn claim_now(conn: &mut Connection, limit: u32, lease_ms: u64) -> anyhow::Result<Vec<Job>> {
+        crate::db::write_tx(conn, |tx| claim(tx, limit, lease_ms))
+    }
+
+    fn complete_now(conn: &mut Connection, job: &Job) -> anyhow::Result<bool> {
+        crate::db::write_tx(conn, |tx| complete(tx, job))
+    }
+
+    fn fail_now(conn: &mut Connection, job: &Job, e: &str, retry: bool, s: &QueueSettings) -> anyhow::Result<Failed> {
+        crate::db::write_tx(conn, |tx| fail(tx, job, e, retry, s))
+    }
+
     fn enqueue_one(conn: &mut Connection, subject: &str, max_attempts: u32) -> bool {
         crate::db::write_tx(conn, |tx| enqueue(tx, JobKind::ChargeOrder, subject, 0, max_attempts)).unwrap()
     }
@@ -285,10 +297,10 @@ mod tests {
         let mut conn = db.conn().unwrap();
         assert!(enqueue_one(&mut conn, "o1", 3));
         assert!(!enqueue_one(&mut conn, "o1", 3), "same kind and subject while live");
-        let jobs = claim(&mut conn, 10, 60_000).unwrap();
+        let jobs = claim_now(&mut conn, 10, 60_000).unwrap();
         assert_eq!(jobs.len(), 1);
-        assert!(claim(&mut conn, 10, 60_000).unwrap().is_empty(), "leased");
-        assert!(complete(&mut conn, &jobs[0]).unwrap());
+        assert!(claim_now(&mut conn, 10, 60_000).unwrap().is_empty(), "leased");
+        assert!(complete_now(&mut conn, &jobs[0]).unwrap());
         assert!(enqueue_one(&mut conn, "o1", 3), "a new job once the old one is done");
     }
 
@@ -297,13 +309,13 @@ mod tests {
         let (_dir, db) = db();
         let mut conn = db.conn().unwrap();
         enqueue_one(&mut conn, "o1", 3);
-        let first = claim(&mut conn, 10, 0).unwrap().remove(0);
+        let first = claim_now(&mut conn, 10, 0).unwrap().remove(0);
         std::thread::sleep(std::time::Duration::from_millis(2));
-        let second = claim(&mut conn, 10, 60_000).unwrap().remove(0);
+        let second = claim_now(&mut conn, 10, 60_000).unwrap().remove(0);
         assert_eq!((second.id, second.attempts), (first.id, 2));
-        assert!(!complete(&mut conn, &first).unwrap());
-        assert_eq!(fail(&mut conn, &first, "late", true, &settings()).unwrap(), Failed::LeaseLost);
-        assert!(complete(&mut conn, &second).unwrap());
+        assert!(!complete_now(&mut conn, &first).unwrap());
+        assert_eq!(fail_now(&mut conn, &first, "late", true, &settings()).unwrap(), Failed::LeaseLost);
+        assert!(complete_now(&mut conn, &second).unwrap());
     }
 
     #[test]
@@ -312,17 +324,17 @@ mod tests {
         let mut conn = db.conn().unwrap();
         let s = QueueSettings { backoff_base_ms: 1, backoff_cap_ms: 1, ..QueueSettings::default() };
         enqueue_one(&mut conn, "o1", 2);
-        let job = claim(&mut conn, 1, 60_000).unwrap().remove(0);
-        assert!(matches!(fail(&mut conn, &job, "boom", true, &s).unwrap(), Failed::RetryAt(_)));
+        let job = claim_now(&mut conn, 1, 60_000).unwrap().remove(0);
+        assert!(matches!(fail_now(&mut conn, &job, "boom", true, &s).unwrap(), Failed::RetryAt(_)));
         std::thread::sleep(std::time::Duration::from_millis(5));
-        let job = claim(&mut conn, 1, 60_000).unwrap().remove(0);
-        assert_eq!(fail(&mut conn, &job, "boom again", true, &s).unwrap(), Failed::Dead);
+        let job = claim_now(&mut conn, 1, 60_000).unwrap().remove(0);
+        assert_eq!(fail_now(&mut conn, &job, "boom again", true, &s).unwrap(), Failed::Dead);
         let (status, attempts, error) = status_of(&conn, job.id).unwrap().unwrap();
         assert_eq!((status.as_str(), attempts, error.as_deref()), ("dead", 2, Some("boom again")));
         assert_eq!(crate::alerts::open_count(&conn).unwrap(), 1);
         assert!(retry_dead(&mut conn, job.id, "staff@example.com").unwrap());
         assert_eq!(crate::alerts::open_count(&conn).unwrap(), 0);
-        assert_eq!(claim(&mut conn, 1, 60_000).unwrap().len(), 1);
+        assert_eq!(claim_now(&mut conn, 1, 60_000).unwrap().len(), 1);
     }
 
     #[test]
@@ -348,7 +360,7 @@ mod tests {
         let (_dir, db) = db();
         let mut conn = db.conn().unwrap();
         enqueue_one(&mut conn, "o1", 10);
-        let job = claim(&mut conn, 1, 60_000).unwrap().remove(0);
-        assert_eq!(fail(&mut conn, &job, "bad request", false, &settings()).unwrap(), Failed::Dead);
+        let job = claim_now(&mut conn, 1, 60_000).unwrap().remove(0);
+        assert_eq!(fail_now(&mut conn, &job, "bad request", false, &settings()).unwrap(), Failed::Dead);
     }
 }

@@ -62,7 +62,7 @@ async fn run(ctx: Ctx, mut stop: watch::Receiver<bool>) {
         }
         let limit = free.min(settings.batch_size);
         let lease = settings.lease_ms;
-        let claimed: anyhow::Result<Vec<Job>> = ctx.db.run(move |conn| queue::claim(conn, limit, lease)).await;
+        let claimed: anyhow::Result<Vec<Job>> = ctx.db.write(move |tx| queue::claim(tx, limit, lease)).await;
         let jobs = match claimed {
             Ok(jobs) => jobs,
             Err(e) => {
@@ -103,11 +103,11 @@ async fn run_one(ctx: &Ctx, job: Job) {
     }
     let recorded = ctx
         .db
-        .run(move |conn| -> anyhow::Result<Option<Failed>> {
+        .write(move |tx| -> anyhow::Result<Option<Failed>> {
             match result {
-                Ok(()) => queue::complete(conn, &job).map(|_| None),
-                Err(JobError::Retry(e)) => queue::fail(conn, &job, &e, true, &settings).map(Some),
-                Err(JobError::Final(e)) => queue::fail(conn, &job, &e, false, &settings).map(Some),
+                Ok(()) => queue::complete(tx, &job).map(|_| None),
+                Err(JobError::Retry(e)) => queue::fail(tx, &job, &e, true, &settings).map(Some),
+                Err(JobError::Final(e)) => queue::fail(tx, &job, &e, false, &settings).map(Some),
             }
         })
         .await;

@@ -211,19 +211,25 @@ pub async fn apply(
     let (id, psp_id, status) = (refund_id.to_string(), psp_refund_id.to_string(), psp_status.to_string());
     let failure = failure.unwrap_or("refund_failed").to_string();
     let policy = Policy::of(&ctx.settings);
-    ctx.db
-        .write(move |tx| -> Result<(), JobError> {
+    let pending = ctx
+        .db
+        .write(move |tx| -> anyhow::Result<Option<String>> {
             if !psp_id.is_empty() {
                 store::set_psp_id(tx, &id, &psp_id)?;
             }
             match status.as_str() {
                 "succeeded" => finish(tx, &id, true, None, policy)?,
                 "failed" | "canceled" => finish(tx, &id, false, Some(&failure), policy)?,
-                other => return Err(JobError::Retry(format!("refund {id} is {other} at the PSP"))),
+                // Committed with the PSP's id, so the next attempt reads rather than creates.
+                other => return Ok(Some(format!("refund {id} is {other} at the PSP"))),
             }
-            Ok(())
+            Ok(None)
         })
-        .await
+        .await?;
+    match pending {
+        Some(reason) => Err(JobError::Retry(reason)),
+        None => Ok(()),
+    }
 }
 
 fn finish(

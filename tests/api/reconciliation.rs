@@ -467,8 +467,8 @@ async fn a_refund_and_a_payout_whose_answers_were_lost_are_fixed_by_asking_the_p
     assert_eq!(
         decisions,
         [
-            "refund.unknown_to_till -> refund.psp_refund_id/same_amount",
-            "transfer.unknown_to_till -> transfer.psp_transfer_id/same_amount"
+            "refund.psp_refund_id/not_final_in_till -> refund.psp_refund_id/same_amount",
+            "transfer.psp_transfer_id/not_final_in_till -> transfer.psp_transfer_id/same_amount"
         ]
     );
     assert_eq!(app.get_json("/v1/reconciliation/exceptions").await["data"], json!([]));

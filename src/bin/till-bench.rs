@@ -1,0 +1,484 @@
+//! till-bench: the throughput benchmark (docs/PERFORMANCE.md).
+//!
+//! Starts till with its embedded sandbox PSP on fresh databases in a folder
+//! on the project's disk, measures in the same run what SQLite itself can
+//! commit there, then drives each scenario and reports completed payments
+//! per second, latencies, CPU and peak memory, and the ratios to SQLite's
+//! raw rates. `till check` must pass after every scenario.
+//!
+//!   cargo run --release --bin till-bench -- [--duration-s 60] [--scenario all]
+//!   cargo run --release --bin till-bench -- --smoke   (a few seconds, as CI runs it)
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use serde_json::json;
+use till::config::Settings;
+use till::context::Ctx;
+use till::startup::Application;
+
+#[derive(Parser)]
+#[command(about = "Throughput benchmark of till and its sandbox PSP")]
+struct Args {
+    #[arg(long, value_enum, default_value = "all")]
+    scenario: Scenario,
+    /// Length of each timed scenario.
+    #[arg(long, default_value_t = 60)]
+    duration_s: u64,
+    /// Concurrent clients of the closed-loop scenarios.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Requests per second of the open-loop latency scenario.
+    #[arg(long, default_value_t = 200)]
+    rate: u64,
+    /// Ledger postings in the ledger scenario.
+    #[arg(long, default_value_t = 100_000)]
+    postings: usize,
+    /// Where the databases go (default: target/bench-data, on the project's disk).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// A short run of every scenario (seconds), for CI.
+    #[arg(long)]
+    smoke: bool,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    All,
+    Raw,
+    Ledger,
+    Token,
+    Hosted,
+    Latency,
+}
+
+#[derive(Default, serde::Serialize)]
+struct Report {
+    raw_single_commits_per_s: f64,
+    raw_batched_rows_per_s: f64,
+    results: Vec<serde_json::Value>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if args.smoke {
+        args.duration_s = 2;
+        args.concurrency = args.concurrency.min(16);
+        args.rate = args.rate.min(50);
+        args.postings = args.postings.min(2_000);
+    }
+    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("target/bench-data"));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let report = rt.block_on(run(&args, &dir))?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+async fn run(args: &Args, dir: &Path) -> anyhow::Result<Report> {
+    let mut report = Report::default();
+    let want = |s: Scenario| args.scenario == Scenario::All || args.scenario == s;
+    let raw_secs = if args.smoke { 1 } else { 10 };
+    report.raw_single_commits_per_s = raw_single_commits(&dir.join("raw1.db"), raw_secs)?;
+    report.raw_batched_rows_per_s = raw_batched_rows(&dir.join("raw2.db"), raw_secs)?;
+    println!(
+        "SQLite on this disk (WAL, synchronous=FULL): {:.0} durable single-row commits/s, {:.0} rows/s in batches of {BATCH}",
+        report.raw_single_commits_per_s, report.raw_batched_rows_per_s
+    );
+    if args.scenario == Scenario::Raw {
+        return Ok(report);
+    }
+    let bench = Bench::start(dir).await?;
+    if want(Scenario::Ledger) {
+        let r = bench.ledger(args.postings).await?;
+        let ratio = r.rate / report.raw_batched_rows_per_s;
+        println!(
+            "ledger postings: {:.0}/s ({} postings in {:.2}s) = {:.1}% of SQLite's batched insert rate",
+            r.rate,
+            r.count,
+            r.secs,
+            ratio * 100.0
+        );
+        report.results.push(json!({"scenario": "ledger", "postings_per_s": r.rate, "ratio_to_raw_batched": ratio}));
+        bench.check()?;
+    }
+    for (scenario, name) in [(Scenario::Token, "token"), (Scenario::Hosted, "hosted")] {
+        if want(scenario) {
+            let r = bench.closed_loop(scenario, args.concurrency, Duration::from_secs(args.duration_s)).await?;
+            r.print(name, &report);
+            report.results.push(r.json(name, &report));
+            bench.check()?;
+        }
+    }
+    if want(Scenario::Latency) {
+        let r = bench.open_loop(args.rate, Duration::from_secs(args.duration_s)).await?;
+        r.print(&format!("token at {}/s", args.rate), &report);
+        report.results.push(r.json("latency", &report));
+        bench.check()?;
+    }
+    let (cpu, peak_mb) = process_usage();
+    println!("process: {cpu:.1} CPU-seconds in all, peak resident memory {peak_mb:.0} MiB");
+    Ok(report)
+}
+
+const BATCH: usize = 1_000;
+
+fn open_raw(path: &Path) -> anyhow::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+    conn.execute_batch("PRAGMA synchronous = FULL; CREATE TABLE t (id INTEGER PRIMARY KEY, a INTEGER, b TEXT);")?;
+    Ok(conn)
+}
+
+/// One row per transaction, each durable before the next.
+fn raw_single_commits(path: &Path, secs: u64) -> anyhow::Result<f64> {
+    let conn = open_raw(path)?;
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < Duration::from_secs(secs) {
+        conn.execute("INSERT INTO t (a, b) VALUES (?1, 'x')", [n as i64])?;
+        n += 1;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Rows inserted in transactions of BATCH rows.
+fn raw_batched_rows(path: &Path, secs: u64) -> anyhow::Result<f64> {
+    let mut conn = open_raw(path)?;
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < Duration::from_secs(secs) {
+        let tx = conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached("INSERT INTO t (a, b) VALUES (?1, 'x')")?;
+            for _ in 0..BATCH {
+                st.execute([n as i64])?;
+                n += 1;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+struct Bench {
+    base: String,
+    key: String,
+    ctx: Ctx,
+    client: reqwest::Client,
+}
+
+struct Outcome {
+    created: u64,
+    completed: u64,
+    secs: f64,
+    post_ms: Vec<f64>,
+    done_ms: Vec<f64>,
+}
+
+struct Rate {
+    rate: f64,
+    count: usize,
+    secs: f64,
+}
+
+impl Bench {
+    async fn start(dir: &Path) -> anyhow::Result<Bench> {
+        let mut settings = Settings::default();
+        settings.server.bind = "127.0.0.1:0".into();
+        settings.database.path = dir.join("till.db");
+        settings.sandbox.bind = "127.0.0.1:0".into();
+        settings.sandbox.database_path = dir.join("sandbox.db");
+        settings.log.level = "warn".into();
+        settings.validate()?;
+        till::telemetry::init(&settings.log);
+        let app = Application::build(settings)?;
+        let base = format!("http://{}", app.address());
+        let ctx = app.context().clone();
+        tokio::spawn(app.run_until_stopped());
+        let key = till::api_keys::create(&*ctx.db.conn()?, "bench")?.key;
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(512)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Bench { base, key, ctx, client })
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let report = till::ledger::check::run(&mut *self.ctx.db.conn()?)?;
+        anyhow::ensure!(report.ok, "{}", report.summary());
+        println!("  till check: {}", report.summary());
+        Ok(())
+    }
+
+    /// Books `n` prepared EXECUTING orders through the core function that
+    /// books a payment (order, wallet, ledger), from many tasks at once.
+    async fn ledger(&self, n: usize) -> anyhow::Result<Rate> {
+        let ids = prepare_executing_orders(&self.ctx, n).await?;
+        let policy = till::payments::Policy::of(&self.ctx.settings);
+        let queue = Arc::new(std::sync::Mutex::new(ids));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let (ctx, queue) = (self.ctx.clone(), queue.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let Some(id) = queue.lock().unwrap().pop() else { return anyhow::Ok(()) };
+                    ctx.db
+                        .write(move |tx| -> anyhow::Result<()> {
+                            let order = till::payments::store::load_order(tx, &id)?.context("order")?;
+                            anyhow::ensure!(till::payments::complete::succeed_order(tx, &order, None, policy)?);
+                            till::payments::notify::checkout_progress(tx, &order.checkout_id, policy)
+                        })
+                        .await?;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        Ok(Rate { rate: n as f64 / secs, count: n, secs })
+    }
+
+    async fn closed_loop(&self, scenario: Scenario, concurrency: usize, duration: Duration) -> anyhow::Result<Outcome> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let created = Arc::new(AtomicU64::new(0));
+        let done_before = self.done_count()?;
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let (client, base, key, stop, created) =
+                (self.client.clone(), self.base.clone(), self.key.clone(), stop.clone(), created.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut post_ms = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let t0 = Instant::now();
+                    let ok = match scenario {
+                        Scenario::Hosted => hosted_payment(&client, &base, &key).await,
+                        _ => token_payment(&client, &base, &key).await,
+                    };
+                    if ok? {
+                        post_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+                        created.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                anyhow::Ok(post_ms)
+            }));
+        }
+        tokio::time::sleep(duration).await;
+        stop.store(true, Ordering::Relaxed);
+        let completed_in_window = self.done_count()? - done_before;
+        let secs = started.elapsed().as_secs_f64();
+        let mut post_ms = Vec::new();
+        for t in tasks {
+            post_ms.extend(t.await??);
+        }
+        self.drain(Duration::from_secs(120)).await?;
+        let done_ms = self.completion_ms(started)?;
+        Ok(Outcome { created: created.load(Ordering::Relaxed), completed: completed_in_window, secs, post_ms, done_ms })
+    }
+
+    /// Token payments sent at a fixed rate, whatever the answers take.
+    async fn open_loop(&self, rate: u64, duration: Duration) -> anyhow::Result<Outcome> {
+        let done_before = self.done_count()?;
+        let started = Instant::now();
+        let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+        let mut tasks = Vec::new();
+        while started.elapsed() < duration {
+            interval.tick().await;
+            let (client, base, key) = (self.client.clone(), self.base.clone(), self.key.clone());
+            tasks.push(tokio::spawn(async move {
+                let t0 = Instant::now();
+                token_payment(&client, &base, &key).await.map(|ok| ok.then(|| t0.elapsed().as_secs_f64() * 1000.0))
+            }));
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let mut post_ms = Vec::new();
+        for t in tasks {
+            post_ms.extend(t.await??);
+        }
+        self.drain(Duration::from_secs(120)).await?;
+        let completed = self.done_count()? - done_before;
+        let done_ms = self.completion_ms(started)?;
+        Ok(Outcome { created: post_ms.len() as u64, completed, secs, post_ms, done_ms })
+    }
+
+    fn done_count(&self) -> anyhow::Result<u64> {
+        let n: i64 = self.ctx.db.conn()?.query_row(
+            "SELECT COUNT(*) FROM payment_events WHERE is_payment_done = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    /// Waits until every stored payment is final.
+    async fn drain(&self, limit: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            let open: i64 = self.ctx.db.conn()?.query_row(
+                "SELECT COUNT(*) FROM payment_events WHERE is_payment_done = 0",
+                [],
+                |r| r.get(0),
+            )?;
+            if open == 0 {
+                return Ok(());
+            }
+            anyhow::ensure!(started.elapsed() < limit, "{open} payments never finished");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Creation-to-final times of the payments created since `since`.
+    fn completion_ms(&self, since: Instant) -> anyhow::Result<Vec<f64>> {
+        let from = chrono::Utc::now() - chrono::Duration::from_std(since.elapsed())?;
+        let from = from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let conn = self.ctx.db.conn()?;
+        let mut st = conn.prepare(
+            "SELECT (julianday(updated_at) - julianday(created_at)) * 86400000.0 FROM payment_events
+             WHERE created_at >= ?1 AND is_payment_done = 1",
+        )?;
+        let rows = st.query_map([from], |r| r.get::<_, f64>(0))?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
+
+fn body(method: serde_json::Value) -> serde_json::Value {
+    let mut b = json!({
+        "checkout_id": uuid::Uuid::new_v4().to_string(),
+        "buyer": {"id": "buyer_bench"},
+        "orders": [{"payment_order_id": uuid::Uuid::new_v4().to_string(), "seller_id": "seller_bench",
+                    "amount": "12.34", "currency": "USD"}],
+        "payment_method": method,
+    });
+    if b["payment_method"]["type"] == "hosted_page" {
+        b["success_url"] = json!("https://shop.example/ok");
+        b["cancel_url"] = json!("https://shop.example/cancel");
+    }
+    b
+}
+
+async fn token_payment(client: &reqwest::Client, base: &str, key: &str) -> anyhow::Result<bool> {
+    let resp = client
+        .post(format!("{base}/v1/payments"))
+        .bearer_auth(key)
+        .json(&body(json!({"type": "token", "token": "pm_card_visa"})))
+        .send()
+        .await?;
+    Ok(resp.status() == reqwest::StatusCode::CREATED)
+}
+
+/// The shop creates the checkout; the buyer opens the page and pays.
+async fn hosted_payment(client: &reqwest::Client, base: &str, key: &str) -> anyhow::Result<bool> {
+    let resp = client
+        .post(format!("{base}/v1/payments"))
+        .bearer_auth(key)
+        .json(&body(json!({"type": "hosted_page"})))
+        .send()
+        .await?;
+    if resp.status() != reqwest::StatusCode::CREATED {
+        return Ok(false);
+    }
+    let created: serde_json::Value = resp.json().await?;
+    let url = created["redirect_url"].as_str().context("redirect_url")?.to_string();
+    client.get(&url).send().await?.bytes().await?;
+    let paid = client
+        .post(&url)
+        .form(&[("card_number", "4242424242424242"), ("exp_month", "12"), ("exp_year", "2034"), ("cvc", "123")])
+        .send()
+        .await?;
+    Ok(paid.status() == reqwest::StatusCode::SEE_OTHER)
+}
+
+async fn prepare_executing_orders(ctx: &Ctx, n: usize) -> anyhow::Result<Vec<String>> {
+    ctx.db
+        .write(move |tx| -> anyhow::Result<Vec<String>> {
+            let key: String = tx.query_row("SELECT id FROM api_keys LIMIT 1", [], |r| r.get(0))?;
+            let now = till::db::now();
+            let mut ids = Vec::with_capacity(n);
+            let mut event = tx.prepare(
+                "INSERT INTO payment_events (checkout_id, api_key_id, buyer_info, payment_method, request_hash, created_at, updated_at)
+                 VALUES (?1, ?2, '{}', 'hosted_page', 'bench', ?3, ?3)",
+            )?;
+            let mut order = tx.prepare(
+                "INSERT INTO payment_orders (payment_order_id, checkout_id, position, buyer_account, seller_id, amount_minor,
+                                             currency, payment_order_status, created_at, updated_at)
+                 VALUES (?1, ?2, 0, 'buyer', ?3, 1234, 'USD', 'EXECUTING', ?4, ?4)",
+            )?;
+            for i in 0..n {
+                let (checkout, id) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
+                event.execute(rusqlite::params![checkout, key, now])?;
+                order.execute(rusqlite::params![id, checkout, format!("ledger_seller_{}", i % 100), now])?;
+                ids.push(id);
+            }
+            Ok(ids)
+        })
+        .await
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+impl Outcome {
+    fn stats(v: &[f64]) -> (f64, f64, f64) {
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        (percentile(&s, 0.50), percentile(&s, 0.95), percentile(&s, 0.99))
+    }
+
+    fn print(&self, name: &str, report: &Report) {
+        let rate = self.completed as f64 / self.secs;
+        let (p50, p95, p99) = Self::stats(&self.post_ms);
+        let (d50, d95, d99) = Self::stats(&self.done_ms);
+        println!(
+            "{name}: {rate:.0} payments completed/s over {:.1}s ({} created); POST /v1/payments p50 {p50:.1} p95 {p95:.1} p99 {p99:.1} ms; \
+             creation to final p50 {d50:.0} p95 {d95:.0} p99 {d99:.0} ms; {:.2} payments per raw single commit",
+            self.secs,
+            self.created,
+            rate / report.raw_single_commits_per_s
+        );
+    }
+
+    fn json(&self, name: &str, report: &Report) -> serde_json::Value {
+        let rate = self.completed as f64 / self.secs;
+        let (p50, p95, p99) = Self::stats(&self.post_ms);
+        let (d50, d95, d99) = Self::stats(&self.done_ms);
+        json!({"scenario": name, "completed_per_s": rate, "created": self.created, "secs": self.secs,
+               "post_ms": {"p50": p50, "p95": p95, "p99": p99}, "completion_ms": {"p50": d50, "p95": d95, "p99": d99},
+               "ratio_to_raw_single_commits": rate / report.raw_single_commits_per_s})
+    }
+}
+
+/// CPU seconds used so far and peak resident memory, from /proc (Linux).
+fn process_usage() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line (11 and 12 after the name); 100 ticks/s.
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let peak_kb = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (cpu, peak_kb / 1024.0)
+}
