@@ -174,7 +174,8 @@ mod tests {
         let (_dir, db) = db().await;
         let panicked: anyhow::Result<()> = db.write(|_| panic!("boom")).await;
         assert!(panicked.is_err());
-        let ok: anyhow::Result<usize> = db.write(|tx| Ok(tx.execute("INSERT INTO t (k, v) VALUES (1, 'a')", [])?)).await;
+        let ok: anyhow::Result<usize> =
+            db.write(|tx| Ok(tx.execute("INSERT INTO t (k, v) VALUES (1, 'a')", [])?)).await;
         assert_eq!(ok.unwrap(), 1);
     }
 }

@@ -342,13 +342,13 @@ mod tests {
         let (_dir, db) = db();
         let mut conn = db.conn().unwrap();
         enqueue_one(&mut conn, "o1", 10);
-        let job = claim(&mut conn, 1, 60_000).unwrap().remove(0);
-        assert_eq!(fail(&mut conn, &job, "bad request", false, &settings()).unwrap(), Failed::Dead);
+        let job = claim_now(&mut conn, 1, 60_000).unwrap().remove(0);
+        assert_eq!(fail_now(&mut conn, &job, "bad request", false, &settings()).unwrap(), Failed::Dead);
         assert!(discard_dead(&mut conn, job.id, "staff@example.com", "the shop is gone").unwrap());
         assert!(!discard_dead(&mut conn, job.id, "staff@example.com", "twice").unwrap(), "once");
         assert_eq!(status_of(&conn, job.id).unwrap().unwrap().0, "dead");
         assert_eq!(crate::alerts::open_count(&conn).unwrap(), 0);
-        assert!(claim(&mut conn, 1, 60_000).unwrap().is_empty(), "a discarded job never runs");
+        assert!(claim_now(&mut conn, 1, 60_000).unwrap().is_empty(), "a discarded job never runs");
         assert!(retry_dead(&mut conn, job.id, "staff@example.com").unwrap(), "it can still be revived");
         let discarded: Option<String> =
             conn.query_row("SELECT discarded_at FROM jobs WHERE id = ?1", [job.id], |r| r.get(0)).unwrap();

@@ -69,7 +69,7 @@ where
         }
     };
     tracing::info!(action = new.action, subject = new.subject_id, staff = new.staff_email, ok, "admin action");
-    ctx.db.run(move |conn| actions::finish(conn, id, ok, result_id.as_deref(), &message)).await?;
+    ctx.db.write(move |tx| actions::finish(tx, id, ok, result_id.as_deref(), &message)).await?;
     Ok(back_to(back, id))
 }
 

@@ -232,7 +232,7 @@ pub async fn login(
     };
     state.limiter.clear(&email_key);
     let lifetime_ms = ctx.settings.admin.session_minutes * 60_000;
-    let (token, _) = ctx.db.run(move |conn| sessions::create(conn, staff.id, lifetime_ms)).await?;
+    let (token, _) = ctx.db.write(move |tx| sessions::create(tx, staff.id, lifetime_ms)).await?;
     tracing::info!(staff = %staff.email, "admin signed in");
     let lifetime = Duration::from_millis(lifetime_ms as u64);
     let secure = secure(&ctx, &req);
@@ -253,7 +253,7 @@ pub async fn logout(
     posted: Posted<NoFields>,
 ) -> Result<HttpResponse, AdminError> {
     if let Some(token) = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()) {
-        ctx.db.run(move |conn| sessions::delete(conn, &token)).await?;
+        ctx.db.write(move |tx| sessions::delete(tx, &token)).await?;
     }
     tracing::info!(staff = %posted.staff.email(), "admin signed out");
     Ok(HttpResponse::SeeOther()
