@@ -201,7 +201,7 @@ pub struct QueueSettings {
 impl Default for QueueSettings {
     fn default() -> Self {
         Self {
-            workers: 16,
+            workers: 64,
             batch_size: 64,
             poll_interval_ms: 250,
             backoff_base_ms: 500,

@@ -9,7 +9,9 @@ use crate::webhooks::psp_in::{self, IngestError, Ingested};
 pub async fn receive(ctx: web::Data<Ctx>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let signature = req.headers().get("Stripe-Signature").and_then(|v| v.to_str().ok());
     match psp_in::ingest(&ctx, signature, &body).await {
-        Ok(Ingested::Applied) => HttpResponse::Ok().json(serde_json::json!({"received": true})),
+        Ok(Ingested::Applied | Ingested::AlreadyFinal) => {
+            HttpResponse::Ok().json(serde_json::json!({"received": true}))
+        }
         Ok(Ingested::Duplicate) => HttpResponse::Ok().json(serde_json::json!({"received": true, "duplicate": true})),
         Ok(Ingested::Ignored(reason)) => {
             HttpResponse::Ok().json(serde_json::json!({"received": true, "ignored": reason}))

@@ -29,7 +29,7 @@ pub struct PspClient {
     http: reqwest::Client,
     api_base: String,
     secret_key: String,
-    db: Db,
+    calls: CallLog,
 }
 
 pub struct LineItem {
@@ -85,7 +85,7 @@ impl PspClient {
             http,
             api_base: api_base.trim_end_matches('/').to_string(),
             secret_key: secret_key.to_string(),
-            db,
+            calls: CallLog::spawn(db),
         })
     }
 
@@ -231,53 +231,6 @@ impl PspClient {
         format!("{}{}", self.api_base, path)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn record_call(
-        &self,
-        subject_id: &str,
-        method: &str,
-        path: &str,
-        idempotency_key: Option<&str>,
-        status: Option<u16>,
-        outcome: String,
-        started: Instant,
-    ) {
-        let row = (
-            subject_id.to_string(),
-            method.to_string(),
-            path.to_string(),
-            idempotency_key.map(str::to_string),
-            status,
-            outcome,
-            started.elapsed().as_millis() as i64,
-        );
-        let written: anyhow::Result<()> = self
-            .db
-            .run(move |conn| {
-                conn.prepare_cached(
-                    "INSERT INTO psp_calls (subject_id, method, path, idempotency_key, http_status,
-                                            outcome, duration_ms, at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )?
-                .execute(rusqlite::params![
-                    row.0,
-                    row.1,
-                    row.2,
-                    row.3,
-                    row.4,
-                    row.5,
-                    row.6,
-                    crate::db::now()
-                ])?;
-                Ok(())
-            })
-            .await;
-        // The audit row is secondary: losing it must not fail the payment step.
-        if let Err(e) = written {
-            tracing::warn!(error = format!("{e:#}"), "could not record a PSP call");
-        }
-    }
-
     /// `GET /v1/sandbox/settlement_reports/{YYYY-MM-DD}`: the PSP's settlement
     /// report of one UTC day, as CSV bytes (a sandbox extension; with Stripe,
     /// download the itemized payout reconciliation report and import the file).
@@ -314,6 +267,99 @@ impl PspClient {
         };
         self.record_call(&subject, "GET", &path, None, status, summary, started).await;
         outcome
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record_call(
+        &self,
+        subject_id: &str,
+        method: &str,
+        path: &str,
+        idempotency_key: Option<&str>,
+        status: Option<u16>,
+        outcome: String,
+        started: Instant,
+    ) {
+        self.calls.record(CallRow {
+            subject_id: subject_id.to_string(),
+            method: method.to_string(),
+            path: path.to_string(),
+            idempotency_key: idempotency_key.map(str::to_string),
+            status,
+            outcome,
+            duration_ms: started.elapsed().as_millis() as i64,
+            at: crate::db::now(),
+        });
+    }
+}
+
+/// One row of `psp_calls`.
+struct CallRow {
+    subject_id: String,
+    method: String,
+    path: String,
+    idempotency_key: Option<String>,
+    status: Option<u16>,
+    outcome: String,
+    duration_ms: i64,
+    at: String,
+}
+
+/// The audit log of PSP calls, written in batches by a background task so
+/// that it costs the payment path no write of its own. It is secondary: a
+/// full buffer drops rows (counted in the logs) rather than slow payments,
+/// and the last moments before a crash may be missing from it.
+#[derive(Clone)]
+struct CallLog {
+    rows: tokio::sync::mpsc::Sender<CallRow>,
+}
+
+impl CallLog {
+    const BUFFER: usize = 65_536;
+    const BATCH: usize = 2_048;
+
+    fn spawn(db: Db) -> CallLog {
+        let (rows, rx) = tokio::sync::mpsc::channel(Self::BUFFER);
+        tokio::spawn(Self::run(db, rx));
+        CallLog { rows }
+    }
+
+    fn record(&self, row: CallRow) {
+        if self.rows.try_send(row).is_err() {
+            tracing::warn!("the PSP call log is full; a call was not recorded");
+        }
+    }
+
+    async fn run(db: Db, mut rx: tokio::sync::mpsc::Receiver<CallRow>) {
+        let mut batch = Vec::with_capacity(Self::BATCH);
+        while rx.recv_many(&mut batch, Self::BATCH).await > 0 {
+            let rows = std::mem::take(&mut batch);
+            let written: anyhow::Result<()> = db
+                .write(move |tx| {
+                    let mut st = tx.prepare_cached(
+                        "INSERT INTO psp_calls (subject_id, method, path, idempotency_key, http_status,
+                                                outcome, duration_ms, at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )?;
+                    for r in &rows {
+                        st.execute(rusqlite::params![
+                            r.subject_id,
+                            r.method,
+                            r.path,
+                            r.idempotency_key,
+                            r.status,
+                            r.outcome,
+                            r.duration_ms,
+                            r.at
+                        ])?;
+                    }
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = written {
+                tracing::warn!(error = format!("{e:#}"), "could not record PSP calls");
+            }
+        }
     }
 }
 

@@ -16,8 +16,10 @@ use tokio::task::JoinSet;
 use super::Sandbox;
 use super::ids::{now_ms, now_s};
 
-/// Deliveries taken per pass; also the number of POSTs in flight at once.
-const BATCH_SIZE: i64 = 16;
+/// Deliveries taken from the queue at once.
+const BATCH_SIZE: i64 = 64;
+/// POSTs under way at once, at the most.
+const IN_FLIGHT: usize = 256;
 /// A taken delivery is not taken again before this (a crashed sender's lease lapses).
 const LEASE_MS: i64 = 60_000;
 /// Per-POST timeout; shorter than the lease.
@@ -66,52 +68,51 @@ enum Outcome {
     Failed { http_status: Option<u16>, error: String },
 }
 
-/// Runs until the runtime stops.
+/// Runs until the runtime stops: keeps up to [`IN_FLIGHT`] POSTs under way,
+/// taking more due deliveries as soon as slots free up (no waiting for a
+/// whole batch), each outcome recorded as its POST ends.
 pub async fn run(sb: Sandbox, client: reqwest::Client) {
+    let mut sends: JoinSet<()> = JoinSet::new();
     loop {
-        match pass(&sb, &client).await {
-            Ok(0) => {
-                let wake = sb.shared.wake_delivery.notified();
-                let _ = tokio::time::timeout(Duration::from_millis(POLL_INTERVAL_MS), wake).await;
-            }
+        let free = IN_FLIGHT.saturating_sub(sends.len());
+        let taken = if free > 0 { take(&sb, &client, &mut sends, free.min(BATCH_SIZE as usize)).await } else { Ok(0) };
+        match taken {
+            Ok(n) if n > 0 && sends.len() < IN_FLIGHT => continue,
             Ok(_) => {}
             Err(e) => {
-                tracing::error!(error = format!("{e:#}"), "sandbox webhook delivery pass failed");
+                tracing::error!(error = format!("{e:#}"), "sandbox webhook delivery failed");
                 tokio::time::sleep(Duration::from_millis(ERROR_PAUSE_MS)).await;
             }
+        }
+        let wake = sb.shared.wake_delivery.notified();
+        tokio::select! {
+            Some(_) = sends.join_next(), if !sends.is_empty() => {}
+            _ = tokio::time::timeout(Duration::from_millis(POLL_INTERVAL_MS), wake) => {}
         }
     }
 }
 
-/// One batch: take, send concurrently, record. Returns how many were sent.
-async fn pass(sb: &Sandbox, client: &reqwest::Client) -> anyhow::Result<usize> {
-    let batch = sb.db.write(|tx| take_due(tx, now_ms())).await?;
+/// Takes up to `limit` due deliveries and starts sending them.
+async fn take(sb: &Sandbox, client: &reqwest::Client, sends: &mut JoinSet<()>, limit: usize) -> anyhow::Result<usize> {
+    let batch = sb.db.write(move |tx| take_due(tx, now_ms(), limit as i64)).await?;
     let count = batch.len();
-    let mut sends = JoinSet::new();
     for due in batch {
-        let client = client.clone();
+        let (client, sb) = (client.clone(), sb.clone());
         sends.spawn(async move {
             let outcome = send(&client, &due).await;
-            (due, outcome)
+            let (base_ms, max_attempts) =
+                (sb.shared.settings.webhook_retry_base_ms, sb.shared.settings.webhook_max_attempts);
+            let recorded = sb.db.write(move |tx| record(tx, &due, &outcome, base_ms, max_attempts)).await;
+            if let Err(e) = recorded {
+                // The lease lapses and the delivery is sent again: at least once.
+                tracing::error!(error = format!("{e:#}"), "could not record a webhook delivery");
+            }
         });
-    }
-    let mut results = Vec::with_capacity(count);
-    while let Some(joined) = sends.join_next().await {
-        results.push(joined.context("a webhook send task failed")?);
-    }
-    if !results.is_empty() {
-        let (base_ms, max_attempts) =
-            (sb.shared.settings.webhook_retry_base_ms, sb.shared.settings.webhook_max_attempts);
-        sb.db
-            .write(move |tx| {
-                results.iter().try_for_each(|(due, outcome)| record(tx, due, outcome, base_ms, max_attempts))
-            })
-            .await?;
     }
     Ok(count)
 }
 
-fn take_due(conn: &Connection, now: i64) -> anyhow::Result<Vec<Due>> {
+fn take_due(conn: &Connection, now: i64, limit: i64) -> anyhow::Result<Vec<Due>> {
     let mut stmt = conn.prepare(
         "SELECT d.id, d.attempts, w.url, w.secret, e.body
          FROM webhook_deliveries d
@@ -123,7 +124,7 @@ fn take_due(conn: &Connection, now: i64) -> anyhow::Result<Vec<Due>> {
          LIMIT ?2",
     )?;
     let due = stmt
-        .query_map(params![now, BATCH_SIZE], |r| {
+        .query_map(params![now, limit], |r| {
             Ok(Due { id: r.get(0)?, attempts: r.get(1)?, url: r.get(2)?, secret: r.get(3)?, body: r.get(4)? })
         })?
         .collect::<Result<Vec<_>, _>>()?;

@@ -30,6 +30,8 @@ pub enum IngestError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ingested {
     Applied,
+    /// What it is about was already final in till's books.
+    AlreadyFinal,
     Duplicate,
     Ignored(String),
 }
@@ -44,10 +46,16 @@ pub async fn ingest(ctx: &Ctx, signature: Option<&str>, body: &[u8]) -> Result<I
         chrono::Utc::now().timestamp(),
     )?;
     let event: Event = serde_json::from_slice(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
-    if !record_event(ctx, &event, body).await? {
+    if already_processed(ctx, &event.id).await? {
+        count_delivery(ctx, &event.id).await?;
         return Ok(Ingested::Duplicate);
     }
-    let outcome = apply(ctx, &event).await;
+    // What the event is about is final in our books already (the usual case
+    // for token charges, whose answer came with the charge): nothing to ask.
+    let outcome = match settled_already(ctx, &event).await? {
+        true => Ok(Ingested::AlreadyFinal),
+        false => apply(ctx, &event).await,
+    };
     let (processed, note) = match &outcome {
         // Not ours, or not consistent with our books: retrying will not help;
         // the event is kept with the reason for a person to look at.
@@ -56,7 +64,7 @@ pub async fn ingest(ctx: &Ctx, signature: Option<&str>, body: &[u8]) -> Result<I
         // Left unprocessed: the PSP delivers it again.
         Err(e) => (false, Some(format!("{e:#}"))),
     };
-    mark_event(ctx, &event.id, processed, note).await?;
+    store_event(ctx, &event, body, processed, note).await?;
     outcome
 }
 
@@ -160,37 +168,77 @@ async fn apply_transfer_event(ctx: &Ctx, event: &Event) -> Result<Ingested, Inge
     }
 }
 
-/// Stores the event, or counts one more delivery of it. Returns false when
-/// it was already processed (a duplicate delivery).
-async fn record_event(ctx: &Ctx, event: &Event, body: &[u8]) -> anyhow::Result<bool> {
-    let (id, kind, object_id) = (event.id.clone(), event.kind.clone(), event.object_id().map(str::to_string));
-    let payload = String::from_utf8_lossy(body).into_owned();
+async fn already_processed(ctx: &Ctx, event_id: &str) -> anyhow::Result<bool> {
+    let id = event_id.to_string();
     ctx.db
-        .write(move |tx| -> anyhow::Result<bool> {
-            let processed: Option<Option<String>> = tx
-                .query_row(
-                    "INSERT INTO psp_events (event_id, event_type, object_id, payload, received_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (event_id) DO UPDATE SET deliveries = deliveries + 1
-                     RETURNING processed_at",
-                    params![id, kind, object_id, payload, crate::db::now()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .context("storing a PSP event")?;
-            Ok(!matches!(processed, Some(Some(_))))
+        .run(move |conn| -> anyhow::Result<bool> {
+            let processed: Option<Option<String>> = conn
+                .prepare_cached("SELECT processed_at FROM psp_events WHERE event_id = ?1")?
+                .query_row([id], |r| r.get(0))
+                .optional()?;
+            Ok(matches!(processed, Some(Some(_))))
         })
         .await
 }
 
-async fn mark_event(ctx: &Ctx, event_id: &str, processed: bool, error: Option<String>) -> anyhow::Result<()> {
+async fn count_delivery(ctx: &Ctx, event_id: &str) -> anyhow::Result<()> {
     let id = event_id.to_string();
     ctx.db
         .write(move |tx| -> anyhow::Result<()> {
-            tx.execute(
-                "UPDATE psp_events SET processed_at = CASE WHEN ?2 THEN ?3 END, last_error = ?4 WHERE event_id = ?1",
-                params![id, processed, crate::db::now(), error],
-            )?;
+            tx.execute("UPDATE psp_events SET deliveries = deliveries + 1 WHERE event_id = ?1", [id])?;
+            Ok(())
+        })
+        .await
+}
+
+/// Whether the object the event is about is final in till's books, so that
+/// the event can change nothing (one read, no call to the PSP).
+async fn settled_already(ctx: &Ctx, event: &Event) -> anyhow::Result<bool> {
+    let object = &event.data.object;
+    let meta = |k: &str| object.pointer(&format!("/metadata/{k}")).and_then(|v| v.as_str()).map(str::to_string);
+    let id = event.object_id().unwrap_or_default().to_string();
+    let (sql, key): (&str, Option<String>) = match event.kind.split('.').next().unwrap_or_default() {
+        "checkout" => ("SELECT is_payment_done = 1 FROM payment_events WHERE psp_session_id = ?1", Some(id)),
+        "payment_intent" => (
+            "SELECT payment_order_status IN ('SUCCESS', 'FAILED') FROM payment_orders WHERE payment_order_id = ?1",
+            meta("payment_order_id"),
+        ),
+        "refund" => ("SELECT status <> 'PENDING' FROM refunds WHERE refund_id = ?1", meta("refund_id")),
+        "transfer" => ("SELECT status IN ('PAID', 'FAILED') FROM payouts WHERE payout_id = ?1", meta("payout_id")),
+        _ => return Ok(false),
+    };
+    let Some(key) = key else { return Ok(false) };
+    ctx.db
+        .run(move |conn| -> anyhow::Result<bool> {
+            Ok(conn.prepare_cached(sql)?.query_row([key], |r| r.get(0)).optional()?.unwrap_or(false))
+        })
+        .await
+}
+
+/// Stores the event with how it was handled (one write). A crash before
+/// this leaves nothing stored: the PSP delivers the event again, and
+/// applying it again changes nothing.
+async fn store_event(
+    ctx: &Ctx,
+    event: &Event,
+    body: &[u8],
+    processed: bool,
+    note: Option<String>,
+) -> anyhow::Result<()> {
+    let (id, kind, object_id) = (event.id.clone(), event.kind.clone(), event.object_id().map(str::to_string));
+    let payload = String::from_utf8_lossy(body).into_owned();
+    ctx.db
+        .write(move |tx| -> anyhow::Result<()> {
+            let now = crate::db::now();
+            let processed_at = processed.then(|| now.clone());
+            tx.prepare_cached(
+                "INSERT INTO psp_events (event_id, event_type, object_id, payload, received_at, processed_at, last_error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (event_id) DO UPDATE SET deliveries = deliveries + 1,
+                     processed_at = COALESCE(processed_at, excluded.processed_at), last_error = excluded.last_error",
+            )?
+            .execute(params![id, kind, object_id, payload, now, processed_at, note])
+            .context("storing a PSP event")?;
             Ok(())
         })
         .await
