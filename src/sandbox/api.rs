@@ -107,50 +107,34 @@ where
     let body = read_body(payload).await?;
     let params = params::parse(&body)?;
     let key = idempotency_key(req)?;
-    if let Some(key) = &key {
-        let hash = idempotency::request_hash(req.method().as_str(), req.path(), &body);
-        let (k, now) = (key.clone(), now_ms());
-        let begin = sb.db.write(move |tx| idempotency::begin(tx, &k, &hash, now)).await?;
-        if let Begin::Replay(reply) = begin {
-            return Ok((reply, true, false));
-        }
-    }
-    let outcome = async {
-        let faults = before_work(sb, faulty).await?;
-        let shared = sb.shared.clone();
-        let k = key.clone();
-        let reply = sb
-            .db
-            .write(move |tx| {
-                let reply = op(tx, &shared, params)?;
-                if let Some(k) = &k {
-                    idempotency::finish(tx, k, &reply)?;
-                }
-                Ok::<_, StripeError>(reply)
-            })
-            .await?;
-        Ok::<_, StripeError>((reply, faults))
-    };
-    match outcome.await {
-        Ok((reply, faults)) => {
-            sb.shared.wake_delivery.notify_one();
-            Ok((reply, false, faults.timeout))
-        }
-        Err(e) => {
-            if let Some(key) = key {
-                release_key(sb, key).await;
+    let hash = key.as_ref().map(|_| idempotency::request_hash(req.method().as_str(), req.path(), &body));
+    // The lock of a key is this process's in-flight set: a second request
+    // with it while the first runs gets Stripe's 409.
+    let _running = key.as_ref().map(|k| sb.shared.in_flight.take(k)).transpose()?;
+    let faults = before_work(sb, faulty).await?;
+    let shared = sb.shared.clone();
+    // One transaction: the stored reply is replayed, or the work is done
+    // and its reply stored with it.
+    let (reply, replayed) = sb
+        .db
+        .write(move |tx| {
+            let now = now_ms();
+            if let (Some(k), Some(h)) = (&key, &hash)
+                && let Begin::Replay(reply) = idempotency::lookup(tx, k, h, now)?
+            {
+                return Ok::<_, StripeError>((reply, true));
             }
-            Err(e)
-        }
+            let reply = op(tx, &shared, params)?;
+            if let (Some(k), Some(h)) = (&key, &hash) {
+                idempotency::store(tx, k, h, &reply, now)?;
+            }
+            Ok((reply, false))
+        })
+        .await?;
+    if !replayed {
+        sb.shared.wake_delivery.notify_one();
     }
-}
-
-async fn release_key(sb: &Sandbox, key: IdempotencyKey) {
-    let result = sb.db.write(move |tx| idempotency::release(tx, &key)).await;
-    if let Err(e) = result {
-        // The lock then goes stale and is retaken after a few minutes.
-        tracing::warn!(error = format!("{e:#}"), "could not release an idempotency key");
-    }
+    Ok((reply, replayed, faults.timeout))
 }
 
 /// `Authorization: Bearer <secret key>`; anything else is Stripe's 401.

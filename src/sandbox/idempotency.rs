@@ -1,10 +1,11 @@
-//! `Idempotency-Key` as Stripe honours it, kept 24 h: the key's row is
-//! inserted first as a lock ('running'); the work and the stored reply are
-//! committed together in one transaction ('done'), so a reply is stored if
-//! and only if the work was. Same key + same request → the stored reply
-//! again; other parameters → 400 `idempotency_error`; while the first is
-//! still running → 409. Failures that did no work (validation, 404, injected
-//! 500s) release the key, as Stripe does not store them.
+//! `Idempotency-Key` as Stripe honours it, kept 24 h: while a request runs,
+//! its key is held in this process's in-flight set (a second request with
+//! it gets 409); the stored reply is looked up, or the work done and its
+//! reply stored, in one transaction ('done'), so a reply is stored if and
+//! only if the work was. Same key + same request → the stored reply again;
+//! other parameters → 400 `idempotency_error`. Failures that did no work
+//! (validation, 404, injected 500s) store nothing, as Stripe does not store
+//! them. Rows 'running' come from versions that locked in the database.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
@@ -14,9 +15,6 @@ use super::error::{StripeError, truncate};
 
 /// How long a key and its reply are kept.
 pub const KEY_TTL_MS: i64 = 24 * 60 * 60 * 1000;
-/// A 'running' lock older than this belongs to a request that died; its work
-/// was never committed (work and reply commit together), so it may be retaken.
-const STALE_LOCK_MS: i64 = 5 * 60 * 1000;
 pub const MAX_KEY_CHARS: usize = 255;
 /// Expired keys deleted per housekeeping pass.
 const PURGE_BATCH: i64 = 1_000;
@@ -58,85 +56,77 @@ pub enum Begin {
     Replay(Reply),
 }
 
-struct KeyRow {
-    request_hash: String,
-    state: String,
-    response_status: Option<u16>,
-    response_body: Option<String>,
-    created_ms: i64,
-    locked_ms: i64,
+/// The keys of requests still running, held by [`InFlight::take`]'s guard.
+#[derive(Default)]
+pub struct InFlight {
+    keys: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
-/// Takes the key's lock, or answers from what is stored.
-pub fn begin(conn: &Connection, key: &IdempotencyKey, hash: &str, now_ms: i64) -> Result<Begin, StripeError> {
-    let row = conn
-        .query_row(
-            "SELECT request_hash, state, response_status, response_body, created_ms, locked_ms
-             FROM idempotency_keys WHERE key = ?1",
-            [key.as_str()],
-            |r| {
-                Ok(KeyRow {
-                    request_hash: r.get(0)?,
-                    state: r.get(1)?,
-                    response_status: r.get(2)?,
-                    response_body: r.get(3)?,
-                    created_ms: r.get(4)?,
-                    locked_ms: r.get(5)?,
-                })
-            },
+/// Frees its key when the request ends, however it ends.
+pub struct InFlightGuard<'a> {
+    set: &'a InFlight,
+    key: String,
+}
+
+impl InFlight {
+    /// Marks `key` as running, or answers Stripe's 409 if it already is.
+    pub fn take(&self, key: &IdempotencyKey) -> Result<InFlightGuard<'_>, StripeError> {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if !keys.insert(key.as_str().to_string()) {
+            return Err(StripeError::IdempotencyInUse(format!(
+                "There is currently another in-progress request using this idempotency key ('{}'). \
+                 Please try again later.",
+                truncate(key.as_str(), 80)
+            )));
+        }
+        Ok(InFlightGuard { set: self, key: key.as_str().to_string() })
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.set.keys.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
+    }
+}
+
+/// Inside the transaction that would do the work: the stored reply of an
+/// earlier request with this key (replayed), a refusal if it had other
+/// parameters, or `Proceed`.
+pub fn lookup(conn: &Connection, key: &IdempotencyKey, hash: &str, now_ms: i64) -> Result<Begin, StripeError> {
+    let row: Option<(String, Option<u16>, Option<String>, i64)> = conn
+        .prepare_cached(
+            "SELECT request_hash, response_status, response_body, created_ms FROM idempotency_keys
+             WHERE key = ?1 AND state = 'done'",
         )
-        .optional()
+        .and_then(|mut st| {
+            st.query_row([key.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional()
+        })
         .map_err(anyhow::Error::from)?;
-    let Some(row) = row.filter(|r| r.created_ms + KEY_TTL_MS > now_ms) else {
-        conn.execute(
-            "INSERT INTO idempotency_keys (key, request_hash, state, created_ms, locked_ms)
-             VALUES (?1, ?2, 'running', ?3, ?3)
-             ON CONFLICT (key) DO UPDATE SET request_hash = ?2, state = 'running',
-                 response_status = NULL, response_body = NULL, created_ms = ?3, locked_ms = ?3",
-            params![key.as_str(), hash, now_ms],
-        )
-        .map_err(anyhow::Error::from)?;
+    let Some((stored_hash, status, body, _)) = row.filter(|r| r.3 + KEY_TTL_MS > now_ms) else {
         return Ok(Begin::Proceed);
     };
-    if row.request_hash != hash {
+    if stored_hash != hash {
         return Err(StripeError::IdempotencyMismatch(format!(
             "Keys for idempotent requests can only be used with the same parameters they were first used \
              with. Try using a key other than '{}' if you meant to execute a different request.",
             truncate(key.as_str(), 80)
         )));
     }
-    if let (Some(status), Some(body)) = (row.response_status, row.response_body) {
-        return Ok(Begin::Replay(Reply::raw_json(status, body)));
+    match (status, body) {
+        (Some(status), Some(body)) => Ok(Begin::Replay(Reply::raw_json(status, body))),
+        _ => Ok(Begin::Proceed),
     }
-    if row.state == "running" && row.locked_ms + STALE_LOCK_MS > now_ms {
-        return Err(StripeError::IdempotencyInUse(format!(
-            "There is currently another in-progress request using this idempotency key ('{}'). \
-             Please try again later.",
-            truncate(key.as_str(), 80)
-        )));
-    }
-    conn.execute(
-        "UPDATE idempotency_keys SET locked_ms = ?2 WHERE key = ?1 AND state = 'running'",
-        params![key.as_str(), now_ms],
-    )
-    .map_err(anyhow::Error::from)?;
-    Ok(Begin::Proceed)
 }
 
-/// Stores the reply, in the transaction that did the work.
-pub fn finish(conn: &Connection, key: &IdempotencyKey, reply: &Reply) -> anyhow::Result<()> {
-    let changed = conn.execute(
-        "UPDATE idempotency_keys SET state = 'done', response_status = ?2, response_body = ?3
-         WHERE key = ?1 AND state = 'running'",
-        params![key.as_str(), reply.status, reply.body],
-    )?;
-    anyhow::ensure!(changed == 1, "idempotency key lock lost before the reply was stored");
-    Ok(())
-}
-
-/// Lets the key be used again after a failure that did no work.
-pub fn release(conn: &Connection, key: &IdempotencyKey) -> anyhow::Result<()> {
-    conn.execute("DELETE FROM idempotency_keys WHERE key = ?1 AND state = 'running'", [key.as_str()])?;
+/// Stores the reply under its key, in the transaction that did the work.
+pub fn store(conn: &Connection, key: &IdempotencyKey, hash: &str, reply: &Reply, now_ms: i64) -> anyhow::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO idempotency_keys (key, request_hash, state, response_status, response_body, created_ms, locked_ms)
+         VALUES (?1, ?2, 'done', ?3, ?4, ?5, ?5)
+         ON CONFLICT (key) DO UPDATE SET request_hash = ?2, state = 'done', response_status = ?3,
+             response_body = ?4, created_ms = ?5, locked_ms = ?5",
+    )?
+    .execute(params![key.as_str(), hash, reply.status, reply.body, now_ms])?;
     Ok(())
 }
 

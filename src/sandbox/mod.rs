@@ -99,6 +99,10 @@ pub struct Shared {
     pub faults: Faults,
     /// Woken when a transaction has queued webhook deliveries.
     pub wake_delivery: Notify,
+    /// Idempotency keys of requests under way in this process (the sandbox
+    /// is one process, so this is the lock; the reply is stored durably
+    /// with the work it answers).
+    pub in_flight: idempotency::InFlight,
 }
 
 /// A cheap-to-clone handle on the running sandbox.
@@ -136,6 +140,7 @@ pub fn build(
             settings: settings.clone(),
             faults: Faults::new(&settings.faults),
             wake_delivery: Notify::new(),
+            in_flight: idempotency::InFlight::default(),
         }),
     };
     runtime.spawn(delivery::run(sandbox.clone(), delivery::client()?));
