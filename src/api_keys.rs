@@ -33,6 +33,32 @@ pub fn create(conn: &Connection, name: &str) -> anyhow::Result<CreatedKey> {
     Ok(CreatedKey { id, name: name.to_string(), key })
 }
 
+/// Keys recently found valid: hash → (key id, valid until). A key is looked
+/// up in the database at most every [`KeyCache::TTL`], so a revoked key
+/// (revoked_at set in the database) stops working within that time.
+#[derive(Default)]
+pub struct KeyCache {
+    known: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
+}
+
+impl KeyCache {
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(30);
+    const MAX_ENTRIES: usize = 4_096;
+
+    pub fn get(&self, key: &str) -> Option<String> {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.get(&hash(key)).filter(|(_, until)| *until > std::time::Instant::now()).map(|(id, _)| id.clone())
+    }
+
+    pub fn put(&self, key: &str, id: &str) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known.len() >= Self::MAX_ENTRIES {
+            known.clear();
+        }
+        known.insert(hash(key), (id.to_string(), std::time::Instant::now() + Self::TTL));
+    }
+}
+
 /// The id of the live key `key` is, if any.
 pub fn authenticate(conn: &Connection, key: &str) -> anyhow::Result<Option<String>> {
     if key.len() > MAX_KEY_LEN || !key.starts_with(PREFIX) {

@@ -148,6 +148,7 @@ fn command_ctx(settings: Settings) -> anyhow::Result<crate::context::Ctx> {
         checkout_locks: Default::default(),
         queue_wake: Default::default(),
         webhook_http: reqwest::Client::new(),
+        api_keys: Default::default(),
     })
 }
 

@@ -18,6 +18,8 @@ pub struct Ctx {
     pub queue_wake: Arc<tokio::sync::Notify>,
     /// The HTTP client of merchant webhook deliveries.
     pub webhook_http: reqwest::Client,
+    /// API keys recently seen valid, so a request costs no database read.
+    pub api_keys: Arc<crate::api_keys::KeyCache>,
 }
 
 /// One async mutex per key (a checkout id), so that concurrent identical

@@ -46,6 +46,7 @@ impl Application {
             settings: settings.clone(),
             checkout_locks: KeyedLocks::default(),
             queue_wake: Arc::new(tokio::sync::Notify::new()),
+            api_keys: Arc::default(),
             webhook_http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_millis(settings.webhooks.timeout_ms))
                 .redirect(reqwest::redirect::Policy::none())

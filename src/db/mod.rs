@@ -54,6 +54,11 @@ impl Db {
         }
         let mut conn = Connection::open(path).with_context(|| format!("opening the database {}", path.display()))?;
         configure(&mut conn, busy_timeout_ms)?;
+        // The writer's page cache is large enough that a group-committed
+        // batch never spills dirty pages (and syncs) to the WAL before its
+        // COMMIT; readers keep SQLite's default, since a reader drops its
+        // cache whenever another connection has written.
+        conn.execute_batch("PRAGMA cache_size = -65536;")?;
         migrations.to_latest(&mut conn).with_context(|| format!("migrating the database {}", path.display()))?;
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("db").to_string();
         let writer = writer::Writer::spawn(conn, &name)?;
@@ -121,11 +126,7 @@ fn configure(conn: &mut Connection, busy_timeout_ms: u64) -> anyhow::Result<()> 
     conn.busy_timeout(Duration::from_millis(busy_timeout_ms))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "SQLite refused WAL mode ({mode})");
-    // A page cache large enough that a group-committed batch never spills
-    // dirty pages (and syncs) to the WAL before its COMMIT.
-    conn.execute_batch(
-        "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY;",
-    )?;
+    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY;")?;
     conn.set_prepared_statement_cache_capacity(256);
     Ok(())
 }

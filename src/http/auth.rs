@@ -26,12 +26,18 @@ impl FromRequest for ApiKey {
                 .map(str::trim)
                 .ok_or_else(|| ApiError::unauthorized("send your API key as 'Authorization: Bearer <key>'"))?
                 .to_string();
+            if let Some(id) = ctx.api_keys.get(&key) {
+                return Ok(ApiKey(id));
+            }
+            let lookup = key.clone();
             let id = ctx
                 .db
-                .run(move |conn| crate::api_keys::authenticate(conn, &key))
+                .run(move |conn| crate::api_keys::authenticate(conn, &lookup))
                 .await
                 .map_err(|e| ApiError::internal(&e))?;
-            id.map(ApiKey).ok_or_else(|| ApiError::unauthorized("the API key is not valid"))
+            let id = id.ok_or_else(|| ApiError::unauthorized("the API key is not valid"))?;
+            ctx.api_keys.put(&key, &id);
+            Ok(ApiKey(id))
         })
     }
 }

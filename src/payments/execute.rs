@@ -11,10 +11,12 @@ use crate::payments::{Policy, notify};
 use crate::psp::types::{IntentOutcome, PaymentIntent, SessionOutcome, failure_code};
 use crate::psp::{PaymentIntentRequest, PspError};
 use crate::queue::runner::JobError;
+use crate::queue::{self, Job};
 
 /// Charges one token order: NOT_STARTED → EXECUTING, then the PSP, then the
 /// outcome. Safe to run any number of times.
-pub async fn charge_order(ctx: &Ctx, payment_order_id: &str) -> Result<(), JobError> {
+pub async fn charge_order(ctx: &Ctx, job: &Job) -> Result<bool, JobError> {
+    let payment_order_id = job.subject_id.as_str();
     let id = payment_order_id.to_string();
     let target = ctx
         .db
@@ -39,7 +41,7 @@ pub async fn charge_order(ctx: &Ctx, payment_order_id: &str) -> Result<(), JobEr
         return Err(JobError::Final(format!("payment order {payment_order_id} does not exist")));
     };
     if OrderStatus::parse(&target.order.status).is_some_and(OrderStatus::is_final) {
-        return Ok(());
+        return Ok(false);
     }
     let answer = match &target.order_intent_id {
         // We already know the intent: read it rather than create again.
@@ -57,13 +59,15 @@ pub async fn charge_order(ctx: &Ctx, payment_order_id: &str) -> Result<(), JobEr
         }
     };
     match answer {
-        Ok(intent) => apply_intent(ctx, payment_order_id, intent).await,
+        Ok(intent) => apply_intent_with(ctx, payment_order_id, intent, Some(job.clone())).await.map(|()| true),
         // Our own key is refused: no order failed, the operator must act.
         Err(PspError::Refused { status: 401 | 403, message, .. }) => {
             Err(JobError::Final(format!("the PSP refused till's credentials: {message}")))
         }
         Err(PspError::Refused { code, decline_code, .. }) => {
-            refuse_order(ctx, payment_order_id, failure_code(Some(&code), decline_code.as_deref())).await
+            refuse_order(ctx, payment_order_id, failure_code(Some(&code), decline_code.as_deref()))
+                .await
+                .map(|()| false)
         }
         Err(PspError::Unknown(reason)) => Err(JobError::Retry(reason)),
     }
@@ -71,6 +75,16 @@ pub async fn charge_order(ctx: &Ctx, payment_order_id: &str) -> Result<(), JobEr
 
 /// Applies what a payment intent (just read from the PSP) says about its order.
 pub async fn apply_intent(ctx: &Ctx, payment_order_id: &str, intent: PaymentIntent) -> Result<(), JobError> {
+    apply_intent_with(ctx, payment_order_id, intent, None).await
+}
+
+/// `apply_intent`, also marking the charge job done in the same transaction.
+async fn apply_intent_with(
+    ctx: &Ctx,
+    payment_order_id: &str,
+    intent: PaymentIntent,
+    job: Option<Job>,
+) -> Result<(), JobError> {
     let id = payment_order_id.to_string();
     let policy = Policy::of(&ctx.settings);
     let outcome = intent.outcome();
@@ -95,6 +109,9 @@ pub async fn apply_intent(ctx: &Ctx, payment_order_id: &str, intent: PaymentInte
                 IntentOutcome::Succeeded | IntentOutcome::Failed(_) => {}
             }
             notify::checkout_progress(tx, &order.checkout_id, policy)?;
+            if let Some(job) = &job {
+                queue::complete(tx, job)?;
+            }
             Ok(())
         })
         .await

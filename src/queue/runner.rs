@@ -96,6 +96,9 @@ async fn run(ctx: Ctx, mut stop: watch::Receiver<bool>) {
 
 async fn run_one(ctx: &Ctx, job: Job) {
     let result = dispatch(ctx, &job).await;
+    if let Ok(true) = result {
+        return;
+    }
     let mut settings = ctx.settings.queue.clone();
     if JobKind::parse(&job.kind) == Some(JobKind::DeliverWebhook) {
         settings.backoff_base_ms = ctx.settings.webhooks.backoff_base_ms;
@@ -105,7 +108,7 @@ async fn run_one(ctx: &Ctx, job: Job) {
         .db
         .write(move |tx| -> anyhow::Result<Option<Failed>> {
             match result {
-                Ok(()) => queue::complete(tx, &job).map(|_| None),
+                Ok(_) => queue::complete(tx, &job).map(|_| None),
                 Err(JobError::Retry(e)) => queue::fail(tx, &job, &e, true, &settings).map(Some),
                 Err(JobError::Final(e)) => queue::fail(tx, &job, &e, false, &settings).map(Some),
             }
@@ -118,13 +121,16 @@ async fn run_one(ctx: &Ctx, job: Job) {
     }
 }
 
-async fn dispatch(ctx: &Ctx, job: &Job) -> Result<(), JobError> {
+/// Runs the job's handler. `Ok(true)`: the handler already marked the job
+/// done in the transaction that applied its outcome (one write saved).
+async fn dispatch(ctx: &Ctx, job: &Job) -> Result<bool, JobError> {
+    let done = |r: Result<(), JobError>| r.map(|()| false);
     match JobKind::parse(&job.kind) {
-        Some(JobKind::ChargeOrder) => crate::payments::execute::charge_order(ctx, &job.subject_id).await,
-        Some(JobKind::SyncCheckout) => crate::payments::execute::sync_checkout(ctx, &job.subject_id).await,
-        Some(JobKind::DeliverWebhook) => crate::webhooks::out::deliver(ctx, &job.subject_id).await,
-        Some(JobKind::SubmitRefund) => crate::refunds::submit(ctx, &job.subject_id).await,
-        Some(JobKind::SendPayout) => crate::payouts::send(ctx, &job.subject_id).await,
+        Some(JobKind::ChargeOrder) => crate::payments::execute::charge_order(ctx, job).await,
+        Some(JobKind::SyncCheckout) => done(crate::payments::execute::sync_checkout(ctx, &job.subject_id).await),
+        Some(JobKind::DeliverWebhook) => done(crate::webhooks::out::deliver(ctx, &job.subject_id).await),
+        Some(JobKind::SubmitRefund) => done(crate::refunds::submit(ctx, &job.subject_id).await),
+        Some(JobKind::SendPayout) => done(crate::payouts::send(ctx, &job.subject_id).await),
         None => Err(JobError::Final(format!("unknown job kind '{}'", job.kind))),
     }
 }
