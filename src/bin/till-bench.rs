@@ -30,7 +30,7 @@ struct Args {
     #[arg(long, default_value_t = 60)]
     duration_s: u64,
     /// Concurrent clients of the closed-loop scenarios.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 128)]
     concurrency: usize,
     /// Requests per second of the open-loop latency scenario.
     #[arg(long, default_value_t = 200)]
@@ -253,42 +253,54 @@ impl Bench {
         Ok(Rate { rate: n as f64 / secs, count: n, secs })
     }
 
+    /// `concurrency` clients, each paying and waiting until its payment is
+    /// final before the next: completed payments per second, end to end.
     async fn closed_loop(&self, scenario: Scenario, concurrency: usize, duration: Duration) -> anyhow::Result<Outcome> {
         let stop = Arc::new(AtomicBool::new(false));
         let created = Arc::new(AtomicU64::new(0));
-        let done_before = self.done_count()?;
+        let completed = Arc::new(AtomicU64::new(0));
+        let watcher = Watcher::spawn(self.ctx.clone(), stop.clone());
         let started = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..concurrency {
-            let (client, base, key, stop, created) =
-                (self.client.clone(), self.base.clone(), self.key.clone(), stop.clone(), created.clone());
+            let (client, base, key) = (self.client.clone(), self.base.clone(), self.key.clone());
+            let (stop, created, completed, watcher) = (stop.clone(), created.clone(), completed.clone(), watcher.clone());
             tasks.push(tokio::spawn(async move {
-                let mut post_ms = Vec::new();
+                let (mut post_ms, mut done_ms) = (Vec::new(), Vec::new());
                 while !stop.load(Ordering::Relaxed) {
                     let t0 = Instant::now();
+                    let checkout_id = uuid::Uuid::new_v4().to_string();
+                    let finished = watcher.wait_for(&checkout_id);
                     let ok = match scenario {
-                        Scenario::Hosted => hosted_payment(&client, &base, &key).await,
-                        _ => token_payment(&client, &base, &key).await,
-                    };
-                    if ok? {
-                        post_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
-                        created.fetch_add(1, Ordering::Relaxed);
+                        Scenario::Hosted => hosted_payment(&client, &base, &key, &checkout_id).await,
+                        _ => token_payment(&client, &base, &key, &checkout_id).await,
+                    }?;
+                    if ok.is_none() {
+                        continue;
+                    }
+                    post_ms.extend(ok);
+                    created.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::timeout(Duration::from_secs(60), finished).await.context("a payment never finished")??;
+                    if !stop.load(Ordering::Relaxed) {
+                        completed.fetch_add(1, Ordering::Relaxed);
+                        done_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
                     }
                 }
-                anyhow::Ok(post_ms)
+                anyhow::Ok((post_ms, done_ms))
             }));
         }
         tokio::time::sleep(duration).await;
         stop.store(true, Ordering::Relaxed);
-        let completed_in_window = self.done_count()? - done_before;
         let secs = started.elapsed().as_secs_f64();
-        let mut post_ms = Vec::new();
+        let completed = completed.load(Ordering::Relaxed);
+        let (mut post_ms, mut done_ms) = (Vec::new(), Vec::new());
         for t in tasks {
-            post_ms.extend(t.await??);
+            let (p, d) = t.await??;
+            post_ms.extend(p);
+            done_ms.extend(d);
         }
         self.drain(Duration::from_secs(120)).await?;
-        let done_ms = self.completion_ms(started)?;
-        Ok(Outcome { created: created.load(Ordering::Relaxed), completed: completed_in_window, secs, post_ms, done_ms })
+        Ok(Outcome { created: created.load(Ordering::Relaxed), completed, secs, post_ms, done_ms })
     }
 
     /// Token payments sent at a fixed rate, whatever the answers take.
@@ -301,8 +313,7 @@ impl Bench {
             interval.tick().await;
             let (client, base, key) = (self.client.clone(), self.base.clone(), self.key.clone());
             tasks.push(tokio::spawn(async move {
-                let t0 = Instant::now();
-                token_payment(&client, &base, &key).await.map(|ok| ok.then(|| t0.elapsed().as_secs_f64() * 1000.0))
+                token_payment(&client, &base, &key, &uuid::Uuid::new_v4().to_string()).await
             }));
         }
         let secs = started.elapsed().as_secs_f64();
@@ -356,9 +367,9 @@ impl Bench {
     }
 }
 
-fn body(method: serde_json::Value) -> serde_json::Value {
+fn body(checkout_id: &str, method: serde_json::Value) -> serde_json::Value {
     let mut b = json!({
-        "checkout_id": uuid::Uuid::new_v4().to_string(),
+        "checkout_id": checkout_id,
         "buyer": {"id": "buyer_bench"},
         "orders": [{"payment_order_id": uuid::Uuid::new_v4().to_string(), "seller_id": "seller_bench",
                     "amount": "12.34", "currency": "USD"}],
@@ -371,27 +382,32 @@ fn body(method: serde_json::Value) -> serde_json::Value {
     b
 }
 
-async fn token_payment(client: &reqwest::Client, base: &str, key: &str) -> anyhow::Result<bool> {
+/// Creates a token payment; the POST's latency in ms if it was accepted.
+async fn token_payment(client: &reqwest::Client, base: &str, key: &str, checkout_id: &str) -> anyhow::Result<Option<f64>> {
+    let t0 = Instant::now();
     let resp = client
         .post(format!("{base}/v1/payments"))
         .bearer_auth(key)
-        .json(&body(json!({"type": "token", "token": "pm_card_visa"})))
+        .json(&body(checkout_id, json!({"type": "token", "token": "pm_card_visa"})))
         .send()
         .await?;
-    Ok(resp.status() == reqwest::StatusCode::CREATED)
+    Ok((resp.status() == reqwest::StatusCode::CREATED).then(|| t0.elapsed().as_secs_f64() * 1000.0))
 }
 
-/// The shop creates the checkout; the buyer opens the page and pays.
-async fn hosted_payment(client: &reqwest::Client, base: &str, key: &str) -> anyhow::Result<bool> {
+/// The shop creates the checkout; the buyer opens the page and pays. The
+/// create POST's latency in ms if the payment went through.
+async fn hosted_payment(client: &reqwest::Client, base: &str, key: &str, checkout_id: &str) -> anyhow::Result<Option<f64>> {
+    let t0 = Instant::now();
     let resp = client
         .post(format!("{base}/v1/payments"))
         .bearer_auth(key)
-        .json(&body(json!({"type": "hosted_page"})))
+        .json(&body(checkout_id, json!({"type": "hosted_page"})))
         .send()
         .await?;
     if resp.status() != reqwest::StatusCode::CREATED {
-        return Ok(false);
+        return Ok(None);
     }
+    let post_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let created: serde_json::Value = resp.json().await?;
     let url = created["redirect_url"].as_str().context("redirect_url")?.to_string();
     client.get(&url).send().await?.bytes().await?;
@@ -400,7 +416,62 @@ async fn hosted_payment(client: &reqwest::Client, base: &str, key: &str) -> anyh
         .form(&[("card_number", "4242424242424242"), ("exp_month", "12"), ("exp_year", "2034"), ("cvc", "123")])
         .send()
         .await?;
-    Ok(paid.status() == reqwest::StatusCode::SEE_OTHER)
+    Ok((paid.status() == reqwest::StatusCode::SEE_OTHER).then_some(post_ms))
+}
+
+/// Tells waiting clients when their checkout became final: one query every
+/// few milliseconds for all of them, rather than a poll per client.
+#[derive(Clone)]
+struct Watcher {
+    waiting: Arc<std::sync::Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Sender<()>>>>,
+}
+
+impl Watcher {
+    fn spawn(ctx: Ctx, stop: Arc<AtomicBool>) -> Watcher {
+        let watcher = Watcher { waiting: Arc::default() };
+        let w = watcher.clone();
+        tokio::spawn(async move {
+            let mut since = till::db::now();
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                // Timestamps are taken before commit: look back a little so a
+                // slower commit with an earlier time is not missed.
+                let from = chrono::DateTime::parse_from_rfc3339(&since)
+                    .map(|t| (t - chrono::Duration::milliseconds(500)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    .unwrap_or_else(|_| since.clone());
+                let done: anyhow::Result<Vec<(String, String)>> = ctx
+                    .db
+                    .run(move |conn| {
+                        let mut st = conn.prepare_cached(
+                            "SELECT checkout_id, updated_at FROM payment_events WHERE is_payment_done = 1 AND updated_at >= ?1",
+                        )?;
+                        let rows = st.query_map([from], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
+                        Ok(rows)
+                    })
+                    .await;
+                let Ok(done) = done else { continue };
+                let mut waiting = w.waiting.lock().unwrap();
+                for (id, at) in done {
+                    if let Some(tx) = waiting.remove(&id) {
+                        let _ = tx.send(());
+                    }
+                    if at > since {
+                        since = at;
+                    }
+                }
+                if stop.load(Ordering::Relaxed) && waiting.is_empty() {
+                    return;
+                }
+            }
+        });
+        watcher
+    }
+
+    fn wait_for(&self, checkout_id: &str) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.waiting.lock().unwrap().insert(checkout_id.to_string(), tx);
+        rx
+    }
 }
 
 async fn prepare_executing_orders(ctx: &Ctx, n: usize) -> anyhow::Result<Vec<String>> {
