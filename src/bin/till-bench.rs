@@ -264,7 +264,8 @@ impl Bench {
         let mut tasks = Vec::new();
         for _ in 0..concurrency {
             let (client, base, key) = (self.client.clone(), self.base.clone(), self.key.clone());
-            let (stop, created, completed, watcher) = (stop.clone(), created.clone(), completed.clone(), watcher.clone());
+            let (stop, created, completed, watcher) =
+                (stop.clone(), created.clone(), completed.clone(), watcher.clone());
             tasks.push(tokio::spawn(async move {
                 let (mut post_ms, mut done_ms) = (Vec::new(), Vec::new());
                 while !stop.load(Ordering::Relaxed) {
@@ -280,7 +281,9 @@ impl Bench {
                     }
                     post_ms.extend(ok);
                     created.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::timeout(Duration::from_secs(60), finished).await.context("a payment never finished")??;
+                    tokio::time::timeout(Duration::from_secs(60), finished)
+                        .await
+                        .context("a payment never finished")??;
                     if !stop.load(Ordering::Relaxed) {
                         completed.fetch_add(1, Ordering::Relaxed);
                         done_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
@@ -383,7 +386,12 @@ fn body(checkout_id: &str, method: serde_json::Value) -> serde_json::Value {
 }
 
 /// Creates a token payment; the POST's latency in ms if it was accepted.
-async fn token_payment(client: &reqwest::Client, base: &str, key: &str, checkout_id: &str) -> anyhow::Result<Option<f64>> {
+async fn token_payment(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    checkout_id: &str,
+) -> anyhow::Result<Option<f64>> {
     let t0 = Instant::now();
     let resp = client
         .post(format!("{base}/v1/payments"))
@@ -396,7 +404,12 @@ async fn token_payment(client: &reqwest::Client, base: &str, key: &str, checkout
 
 /// The shop creates the checkout; the buyer opens the page and pays. The
 /// create POST's latency in ms if the payment went through.
-async fn hosted_payment(client: &reqwest::Client, base: &str, key: &str, checkout_id: &str) -> anyhow::Result<Option<f64>> {
+async fn hosted_payment(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    checkout_id: &str,
+) -> anyhow::Result<Option<f64>> {
     let t0 = Instant::now();
     let resp = client
         .post(format!("{base}/v1/payments"))
@@ -437,7 +450,9 @@ impl Watcher {
                 // Timestamps are taken before commit: look back a little so a
                 // slower commit with an earlier time is not missed.
                 let from = chrono::DateTime::parse_from_rfc3339(&since)
-                    .map(|t| (t - chrono::Duration::milliseconds(500)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    .map(|t| {
+                        (t - chrono::Duration::milliseconds(500)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    })
                     .unwrap_or_else(|_| since.clone());
                 let done: anyhow::Result<Vec<(String, String)>> = ctx
                     .db

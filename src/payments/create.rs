@@ -70,7 +70,9 @@ pub async fn create_checkout(
     let _guard = ctx.checkout_locks.lock(&checkout_id).await;
     let hash = new.request_hash();
     let max_attempts = ctx.settings.queue.max_attempts;
-    let (created, needs_session) = {
+    // The view is read in the same transaction (on the writer's warm page
+    // cache, which is cheaper than a reader's cold one under load).
+    let (created, needs_session, view) = {
         let (key, new, hash) = (api_key_id.to_string(), new.clone(), hash.clone());
         ctx.db
             .write(move |tx| -> Result<_, CreateError> {
@@ -80,7 +82,7 @@ pub async fn create_checkout(
                     }
                     // A refused or finished checkout is not sent to the PSP again.
                     let needs_session = head.psp_session_id.is_none() && !head.is_payment_done;
-                    return Ok((Created::Replayed, needs_session));
+                    return Ok((Created::Replayed, needs_session, store::load_checkout(tx, new.checkout_id.as_str())?));
                 }
                 if let Some(i) = store::insert_checkout(tx, &key, &new, &hash)? {
                     return Err(CreateError::OrderIdTaken(i));
@@ -91,15 +93,17 @@ pub async fn create_checkout(
                         queue::enqueue(tx, JobKind::ChargeOrder, order.payment_order_id.as_str(), 0, max_attempts)?;
                     }
                 }
-                Ok((Created::New, true))
+                let needs_session = matches!(new.payment_method, PaymentMethod::HostedPage { .. });
+                Ok((Created::New, needs_session, store::load_checkout(tx, new.checkout_id.as_str())?))
             })
             .await?
     };
     ctx.queue_wake.notify_one();
     if needs_session && let PaymentMethod::HostedPage { success_url, cancel_url } = &new.payment_method {
         register_session(ctx, &new, success_url, cancel_url).await?;
+        return Ok((read_checkout(ctx, &checkout_id).await?, created));
     }
-    let view = read_checkout(ctx, &checkout_id).await?;
+    let view = view.ok_or_else(|| CreateError::Internal(anyhow::anyhow!("checkout {checkout_id} vanished")))?;
     Ok((view, created))
 }
 

@@ -46,15 +46,15 @@ pub async fn ingest(ctx: &Ctx, signature: Option<&str>, body: &[u8]) -> Result<I
         chrono::Utc::now().timestamp(),
     )?;
     let event: Event = serde_json::from_slice(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
-    if already_processed(ctx, &event.id).await? {
-        count_delivery(ctx, &event.id).await?;
-        return Ok(Ingested::Duplicate);
-    }
-    // What the event is about is final in our books already (the usual case
-    // for token charges, whose answer came with the charge): nothing to ask.
-    let outcome = match settled_already(ctx, &event).await? {
-        true => Ok(Ingested::AlreadyFinal),
-        false => apply(ctx, &event).await,
+    let outcome = match prior(ctx, &event).await? {
+        Prior::Processed => {
+            count_delivery(ctx, &event.id).await?;
+            return Ok(Ingested::Duplicate);
+        }
+        // What the event is about is final in our books already (the usual
+        // case for token charges, whose answer came with the charge).
+        Prior::Settled => Ok(Ingested::AlreadyFinal),
+        Prior::New => apply(ctx, &event).await,
     };
     let (processed, note) = match &outcome {
         // Not ours, or not consistent with our books: retrying will not help;
@@ -168,15 +168,32 @@ async fn apply_transfer_event(ctx: &Ctx, event: &Event) -> Result<Ingested, Inge
     }
 }
 
-async fn already_processed(ctx: &Ctx, event_id: &str) -> anyhow::Result<bool> {
-    let id = event_id.to_string();
+enum Prior {
+    /// This event was processed before: a duplicate delivery.
+    Processed,
+    /// What it is about is already final in till's books.
+    Settled,
+    New,
+}
+
+/// What till already knows of the event, in one read. It goes through the
+/// writer, whose page cache is warm, rather than a pooled reader that would
+/// reload its cache after every write.
+async fn prior(ctx: &Ctx, event: &Event) -> anyhow::Result<Prior> {
+    let id = event.id.clone();
+    let settled = settled_query(event);
     ctx.db
-        .run(move |conn| -> anyhow::Result<bool> {
-            let processed: Option<Option<String>> = conn
+        .write(move |tx| -> anyhow::Result<Prior> {
+            let processed: Option<Option<String>> = tx
                 .prepare_cached("SELECT processed_at FROM psp_events WHERE event_id = ?1")?
                 .query_row([id], |r| r.get(0))
                 .optional()?;
-            Ok(matches!(processed, Some(Some(_))))
+            if matches!(processed, Some(Some(_))) {
+                return Ok(Prior::Processed);
+            }
+            let Some((sql, key)) = settled else { return Ok(Prior::New) };
+            let settled: bool = tx.prepare_cached(sql)?.query_row([key], |r| r.get(0)).optional()?.unwrap_or(false);
+            Ok(if settled { Prior::Settled } else { Prior::New })
         })
         .await
 }
@@ -191,13 +208,13 @@ async fn count_delivery(ctx: &Ctx, event_id: &str) -> anyhow::Result<()> {
         .await
 }
 
-/// Whether the object the event is about is final in till's books, so that
-/// the event can change nothing (one read, no call to the PSP).
-async fn settled_already(ctx: &Ctx, event: &Event) -> anyhow::Result<bool> {
+/// The query telling whether the object the event is about is final in
+/// till's books, and its key (None: the event type has no such shortcut).
+fn settled_query(event: &Event) -> Option<(&'static str, String)> {
     let object = &event.data.object;
     let meta = |k: &str| object.pointer(&format!("/metadata/{k}")).and_then(|v| v.as_str()).map(str::to_string);
     let id = event.object_id().unwrap_or_default().to_string();
-    let (sql, key): (&str, Option<String>) = match event.kind.split('.').next().unwrap_or_default() {
+    let (sql, key): (&'static str, Option<String>) = match event.kind.split('.').next().unwrap_or_default() {
         "checkout" => ("SELECT is_payment_done = 1 FROM payment_events WHERE psp_session_id = ?1", Some(id)),
         "payment_intent" => (
             "SELECT payment_order_status IN ('SUCCESS', 'FAILED') FROM payment_orders WHERE payment_order_id = ?1",
@@ -205,14 +222,9 @@ async fn settled_already(ctx: &Ctx, event: &Event) -> anyhow::Result<bool> {
         ),
         "refund" => ("SELECT status <> 'PENDING' FROM refunds WHERE refund_id = ?1", meta("refund_id")),
         "transfer" => ("SELECT status IN ('PAID', 'FAILED') FROM payouts WHERE payout_id = ?1", meta("payout_id")),
-        _ => return Ok(false),
+        _ => return None,
     };
-    let Some(key) = key else { return Ok(false) };
-    ctx.db
-        .run(move |conn| -> anyhow::Result<bool> {
-            Ok(conn.prepare_cached(sql)?.query_row([key], |r| r.get(0)).optional()?.unwrap_or(false))
-        })
-        .await
+    key.map(|k| (sql, k))
 }
 
 /// Stores the event with how it was handled (one write). A crash before
