@@ -17,6 +17,8 @@ pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 pub struct Db {
     pool: Pool,
     writer: writer::Writer,
+    /// Dropped with the last handle, which stops the checkpointer.
+    _checkpointer: std::sync::Arc<std::sync::mpsc::SyncSender<()>>,
 }
 
 pub mod writer;
@@ -31,6 +33,7 @@ pub fn till_migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/till/0005_refunds_payouts.sql")),
         M::up(include_str!("../../migrations/till/0006_reconciliation.sql")),
         M::up(include_str!("../../migrations/till/0007_admin.sql")),
+        M::up(include_str!("../../migrations/till/0008_fewer_order_indexes.sql")),
     ])
 }
 
@@ -61,6 +64,7 @@ impl Db {
         conn.execute_batch("PRAGMA cache_size = -65536;")?;
         migrations.to_latest(&mut conn).with_context(|| format!("migrating the database {}", path.display()))?;
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("db").to_string();
+        let checkpointer = std::sync::Arc::new(spawn_checkpointer(path, busy_timeout_ms, &name)?);
         let writer = writer::Writer::spawn(conn, &name)?;
 
         let manager = SqliteConnectionManager::file(path)
@@ -70,7 +74,7 @@ impl Db {
             .connection_timeout(Duration::from_secs(30))
             .build(manager)
             .context("building the connection pool")?;
-        Ok(Db { pool, writer })
+        Ok(Db { pool, writer, _checkpointer: checkpointer })
     }
 
     /// Runs blocking database work on tokio's blocking pool, never on an
@@ -122,11 +126,59 @@ where
     Ok(value)
 }
 
+/// Copies the WAL back into the database file from a thread of its own, so
+/// that commits never pay for it (every connection has automatic
+/// checkpoints off). PASSIVE: it never blocks the writer or readers.
+fn spawn_checkpointer(
+    path: &Path,
+    busy_timeout_ms: u64,
+    name: &str,
+) -> anyhow::Result<std::sync::mpsc::SyncSender<()>> {
+    let mut conn = Connection::open(path)?;
+    configure(&mut conn, busy_timeout_ms)?;
+    let (alive, stopped) = std::sync::mpsc::sync_channel::<()>(1);
+    std::thread::Builder::new().name(format!("{name}-checkpoint")).spawn(move || {
+        use std::sync::mpsc::RecvTimeoutError;
+        loop {
+            let last = matches!(
+                stopped.recv_timeout(Duration::from_millis(CHECKPOINT_EVERY_MS)),
+                Err(RecvTimeoutError::Disconnected)
+            );
+            let mode = if last { "TRUNCATE" } else { "PASSIVE" };
+            let checkpoint =
+                |mode: &str| conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get::<_, i64>(1));
+            match checkpoint(mode) {
+                // Readers never all leave a busy WAL, so it would grow without
+                // end: past a bound, wait for them and start it over (this
+                // holds the writer for as long as that takes).
+                Ok(frames) if frames > MAX_WAL_FRAMES => {
+                    if let Err(e) = checkpoint("RESTART") {
+                        tracing::warn!(error = %e, "WAL restart failed");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+            }
+            if last {
+                return;
+            }
+        }
+    })?;
+    Ok(alive)
+}
+
+/// How often the WAL is checkpointed.
+const CHECKPOINT_EVERY_MS: u64 = 500;
+/// WAL frames (pages) past which it is restarted from the beginning.
+const MAX_WAL_FRAMES: i64 = 16_384;
+
 fn configure(conn: &mut Connection, busy_timeout_ms: u64) -> anyhow::Result<()> {
     conn.busy_timeout(Duration::from_millis(busy_timeout_ms))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "SQLite refused WAL mode ({mode})");
-    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY;")?;
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 0;",
+    )?;
     conn.set_prepared_statement_cache_capacity(256);
     Ok(())
 }

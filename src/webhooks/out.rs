@@ -99,6 +99,17 @@ pub fn list_endpoints(conn: &Connection) -> anyhow::Result<Vec<EndpointView>> {
     Ok(rows)
 }
 
+/// Whether any enabled endpoint wants `event_type`: events nobody will
+/// receive are not stored (callers skip building them too).
+pub fn wanted(tx: &Transaction, event_type: &str) -> anyhow::Result<bool> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.status = 'enabled'
+               AND EXISTS (SELECT 1 FROM json_each(e.enabled_events) j WHERE j.value IN ('*', ?1)))",
+        )?
+        .query_row([event_type], |r| r.get(0))?)
+}
+
 /// Stores one event and queues its delivery to every endpoint that wants
 /// it, inside the caller's transaction.
 pub fn emit(
@@ -109,6 +120,9 @@ pub fn emit(
     max_attempts: u32,
 ) -> anyhow::Result<()> {
     debug_assert!(EVENT_TYPES.contains(&event_type), "{event_type}");
+    if !wanted(tx, event_type)? {
+        return Ok(());
+    }
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
     let body = serde_json::json!({"type": event_type, "timestamp": crate::db::now(), "data": data});
     tx.prepare_cached(
