@@ -9,6 +9,7 @@ mod admin_perf;
 mod admin_reconciliation;
 
 mod alerts_and_jobs;
+mod bench_smoke;
 mod cli;
 mod crash_recovery;
 mod create_payment;

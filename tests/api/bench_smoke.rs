@@ -1,0 +1,30 @@
+//! The throughput benchmark's short run, as CI runs it, so it cannot rot:
+//! every scenario runs for seconds and `till check` passes after each.
+
+use std::process::Command;
+
+#[test]
+fn the_benchmark_runs_every_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_till-bench"))
+        .args(["--smoke", "--dir"])
+        .arg(dir.path().join("data"))
+        .arg("--json")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for line in ["durable single-row commits/s", "ledger postings:", "token:", "hosted:", "token at"] {
+        assert!(stdout.contains(line), "the report has '{line}':\n{stdout}");
+    }
+    assert_eq!(stdout.matches("till check: ledger OK").count(), 4, "{stdout}");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(json["raw_single_commits_per_s"].as_f64().unwrap() > 0.0);
+    let results = json["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    for r in results.iter().filter(|r| r["scenario"] != "ledger") {
+        assert!(r["completed_per_s"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}
