@@ -12,8 +12,13 @@ pub mod sellers;
 pub mod wallets;
 pub mod webhook_endpoints;
 
+use actix_web::HttpResponse;
+use rusqlite::Connection;
+use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+
+use crate::http::errors::ApiError;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -37,6 +42,23 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(reconciliation::list_runs)
         .service(reconciliation::list_exceptions)
         .service(reconciliation::resolve_exception);
+}
+
+/// Reads one object by its id off the executor: 200 with it, or the API's
+/// 404 naming `what`.
+pub async fn read_one<T, F>(
+    ctx: &crate::context::Ctx,
+    what: &str,
+    id: String,
+    read: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce(&Connection, &str) -> anyhow::Result<Option<T>> + Send + 'static,
+    T: Serialize + Send + 'static,
+{
+    let lookup = id.clone();
+    let found = ctx.db.run(move |conn| read(conn, &lookup)).await?;
+    found.map(|v| HttpResponse::Ok().json(v)).ok_or_else(|| ApiError::not_found(what, &id))
 }
 
 /// The description around the generated paths.

@@ -254,10 +254,7 @@ pub async fn get_payment_order(
     _key: ApiKey,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let lookup = id.clone();
-    let order = ctx.db.run(move |conn| store::load_order(conn, &lookup)).await?;
-    order.map(|o| HttpResponse::Ok().json(o)).ok_or_else(|| ApiError::not_found("payment order", &id))
+    crate::http::api::read_one(&ctx, "payment order", path.into_inner(), store::load_order).await
 }
 
 #[utoipa::path(
@@ -271,10 +268,7 @@ pub async fn get_checkout(
     _key: ApiKey,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let lookup = id.clone();
-    let checkout = ctx.db.run(move |conn| store::load_checkout(conn, &lookup)).await?;
-    checkout.map(|c| HttpResponse::Ok().json(c)).ok_or_else(|| ApiError::not_found("checkout", &id))
+    crate::http::api::read_one(&ctx, "checkout", path.into_inner(), store::load_checkout).await
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -57,10 +57,7 @@ pub async fn create_payout(
 )]
 #[get("/payouts/{payout_id}")]
 pub async fn get_payout(ctx: web::Data<Ctx>, _key: ApiKey, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let lookup = id.clone();
-    let payout = ctx.db.run(move |conn| store::load(conn, &lookup)).await?;
-    payout.map(|p| HttpResponse::Ok().json(p)).ok_or_else(|| ApiError::not_found("payout", &id))
+    crate::http::api::read_one(&ctx, "payout", path.into_inner(), store::load).await
 }
 
 #[derive(Deserialize, IntoParams)]

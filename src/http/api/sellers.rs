@@ -77,8 +77,5 @@ pub async fn put_seller(
 )]
 #[get("/sellers/{seller_id}")]
 pub async fn get_seller(ctx: web::Data<Ctx>, _key: ApiKey, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let lookup = id.clone();
-    let seller = ctx.db.run(move |conn| store::seller(conn, &lookup)).await?;
-    seller.map(|s| HttpResponse::Ok().json(s)).ok_or_else(|| ApiError::not_found("seller", &id))
+    crate::http::api::read_one(&ctx, "seller", path.into_inner(), store::seller).await
 }

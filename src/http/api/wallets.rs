@@ -14,9 +14,9 @@ use crate::wallet::WalletView;
 )]
 #[get("/wallets/{seller_id}")]
 pub async fn get_wallet(ctx: web::Data<Ctx>, _key: ApiKey, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let seller_id = path.into_inner();
-    let lookup = seller_id.clone();
     let hold_days = ctx.settings.payouts.hold_days;
-    let wallet = ctx.db.run(move |conn| crate::wallet::read_wallet(conn, &lookup, hold_days)).await?;
-    wallet.map(|w| HttpResponse::Ok().json(w)).ok_or_else(|| ApiError::not_found("wallet for seller", &seller_id))
+    crate::http::api::read_one(&ctx, "wallet for seller", path.into_inner(), move |conn, id| {
+        crate::wallet::read_wallet(conn, id, hold_days)
+    })
+    .await
 }
