@@ -158,7 +158,7 @@ pub fn succeed_order(
          WHERE payment_order_id = ?1",
     )?
     .execute(params![id, payment_intent, seller_share, crate::db::now()])?;
-    assert_wallet_matches_ledger(tx, &order.seller_id, currency)?;
+    wallet::assert_matches_ledger(tx, &order.seller_id, currency)?;
     notify::order_final(tx, id, policy)?;
     Ok(true)
 }
@@ -178,15 +178,4 @@ pub(crate) fn fail_order(
         notify::order_final(tx, payment_order_id, policy)?;
     }
     Ok(moved)
-}
-
-/// Invariant 2 for the wallet just moved, read back inside the same
-/// transaction: a mismatch rolls everything back.
-fn assert_wallet_matches_ledger(tx: &Transaction, seller_id: &str, currency: Currency) -> anyhow::Result<()> {
-    let wallet: i64 = tx
-        .prepare_cached("SELECT balance_minor FROM wallets WHERE seller_id = ?1 AND currency = ?2")?
-        .query_row(params![seller_id, currency.code()], |r| r.get(0))?;
-    let account = ledger::account_balance(tx, &ledger::seller_account(seller_id), currency)?;
-    anyhow::ensure!(wallet == -account, "wallet {seller_id} {currency} = {wallet} but its ledger account = {account}");
-    Ok(())
 }

@@ -113,6 +113,7 @@ fn create_in_tx(tx: &Transaction, new: &NewPayout, minimum: i64, rules: Rules) -
         amount,
     )?;
     wallet::credit_wallet(tx, &new.seller_id, currency, -amount)?;
+    wallet::assert_matches_ledger(tx, &new.seller_id, currency)?;
     queue::enqueue(tx, JobKind::SendPayout, &payout_id, 0, rules.max_attempts)?;
     Ok(store::load(tx, &payout_id)?.expect("just inserted"))
 }
@@ -238,6 +239,7 @@ fn finish(
         let seller = ledger::seller_account(&p.seller_id);
         post(tx, "payout_reversal", &p.payout_id, currency, ledger::PAYOUTS_IN_TRANSIT, &seller, p.amount_minor)?;
         wallet::credit_wallet(tx, &p.seller_id, currency, p.amount_minor)?;
+        wallet::assert_matches_ledger(tx, &p.seller_id, currency)?;
     }
     let view = store::load(tx, &p.payout_id)?.ok_or_else(|| anyhow::anyhow!("payout vanished"))?;
     out::emit(tx, if paid { "payout.paid" } else { "payout.failed" }, &p.payout_id, &view, attempts)

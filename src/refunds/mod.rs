@@ -164,7 +164,8 @@ fn book(
         &Posting { source_type, source_id: refund_id, currency, description: format!("{what} {refund_id}"), entries },
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    wallet::credit_wallet(tx, seller_id, currency, -sign * seller_part)
+    wallet::credit_wallet(tx, seller_id, currency, -sign * seller_part)?;
+    wallet::assert_matches_ledger(tx, seller_id, currency)
 }
 
 /// The queue job: send the refund to the PSP (or read it, once sent) and

@@ -25,6 +25,17 @@ pub fn credit_wallet(tx: &Transaction, seller_id: &str, currency: Currency, amou
     Ok(())
 }
 
+/// Invariant 2 for a wallet just moved, read back inside the same
+/// transaction: a mismatch fails the write, which rolls everything back.
+pub fn assert_matches_ledger(tx: &Connection, seller_id: &str, currency: Currency) -> anyhow::Result<()> {
+    let wallet: i64 = tx
+        .prepare_cached("SELECT balance_minor FROM wallets WHERE seller_id = ?1 AND currency = ?2")?
+        .query_row(params![seller_id, currency.code()], |r| r.get(0))?;
+    let account = crate::ledger::account_balance(tx, &crate::ledger::seller_account(seller_id), currency)?;
+    anyhow::ensure!(wallet == -account, "wallet {seller_id} {currency} = {wallet} but its ledger account = {account}");
+    Ok(())
+}
+
 /// One wallet's numbers, in minor units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Balances {
