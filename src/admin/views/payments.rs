@@ -255,6 +255,8 @@ pub fn detail(conn: &Connection, checkout_id: &str) -> anyhow::Result<Option<Pay
     let mut psp_objects: Vec<String> = checkout.psp_session_id.iter().cloned().collect();
     psp_objects.extend(orders.iter().map(|o| o.psp_payment_intent_id.clone()).filter(|s| !s.is_empty()));
     psp_objects.extend(psp_refund_ids(conn, &refund_ids)?);
+    // Calls made on a PSP event's behalf are recorded under the PSP's id.
+    subjects.extend(psp_objects.iter().cloned());
     let currency = checkout.orders.first().map(|o| o.currency.clone()).unwrap_or_default();
     let total: i64 = checkout.orders.iter().map(|o| o.amount_minor).sum();
     Ok(Some(PaymentDetail {
