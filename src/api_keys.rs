@@ -33,6 +33,40 @@ pub fn create(conn: &Connection, name: &str) -> anyhow::Result<CreatedKey> {
     Ok(CreatedKey { id, name: name.to_string(), key })
 }
 
+pub struct KeyRow {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+pub fn list(conn: &Connection) -> anyhow::Result<Vec<KeyRow>> {
+    let mut st =
+        conn.prepare("SELECT id, name, key_prefix, created_at, revoked_at FROM api_keys ORDER BY created_at")?;
+    let rows = st
+        .query_map([], |r| {
+            Ok(KeyRow {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                prefix: r.get(2)?,
+                created_at: r.get(3)?,
+                revoked_at: r.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Revokes a live key; returns false if there is none with this id.
+pub fn revoke(conn: &Connection, id: &str) -> anyhow::Result<bool> {
+    let n = conn.execute(
+        "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        params![id, crate::db::now()],
+    )?;
+    Ok(n == 1)
+}
+
 /// Keys recently found valid: hash → (key id, valid until). A key is looked
 /// up in the database at most every [`KeyCache::TTL`], so a revoked key
 /// (revoked_at set in the database) stops working within that time.

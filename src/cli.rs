@@ -57,6 +57,10 @@ pub enum ApiKeyCommand {
         #[arg(long)]
         name: String,
     },
+    /// List the keys (id, name, first characters, created, revoked).
+    List,
+    /// Revoke a key by its id (key_…); a running till refuses it within 30 s.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -89,6 +93,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("created API key {} ({}); it is shown only this once:", key.id, key.name);
             println!("{}", key.key);
             Ok(0)
+        }
+        Command::ApiKey { command: ApiKeyCommand::List } => {
+            let db = startup::open_till_db(&settings)?;
+            for k in crate::api_keys::list(&*db.conn()?)? {
+                let revoked = k.revoked_at.map_or_else(String::new, |t| format!("  revoked {t}"));
+                println!("{}  {}…  {}  created {}{revoked}", k.id, k.prefix, k.name, k.created_at);
+            }
+            Ok(0)
+        }
+        Command::ApiKey { command: ApiKeyCommand::Revoke { id } } => {
+            let db = startup::open_till_db(&settings)?;
+            if crate::api_keys::revoke(&*db.conn()?, &id)? {
+                println!("revoked API key {id}");
+                Ok(0)
+            } else {
+                eprintln!("till: no live API key {id}");
+                Ok(1)
+            }
         }
         Command::User { command: UserCommand::Create { email } } => create_user(&settings, &email),
         Command::SandboxPsp => {

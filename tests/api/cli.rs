@@ -121,3 +121,19 @@ fn a_bad_configuration_is_refused_with_the_key_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("sandbox.faults.error_rate") && err.contains("server.bind"), "{err}");
 }
+
+#[tokio::test]
+async fn a_revoked_key_is_refused_and_listed_as_revoked() {
+    let app = spawn_app().await;
+    let db = app.settings.database.path.clone();
+    let out = till(&db, &["api-key", "create", "--name", "old shop"]);
+    let key = stdout(&out).lines().last().unwrap().trim().to_string();
+    let id = stdout(&out).split_whitespace().find(|w| w.starts_with("key_")).unwrap().to_string();
+    let listed = stdout(&till(&db, &["api-key", "list"]));
+    assert!(listed.contains(&id) && listed.contains("old shop") && !listed.contains(&key), "{listed}");
+    assert!(till(&db, &["api-key", "revoke", &id]).status.success());
+    assert_eq!(till(&db, &["api-key", "revoke", &id]).status.code(), Some(1), "only once");
+    assert!(stdout(&till(&db, &["api-key", "list"])).contains("revoked"));
+    let resp = app.client.get(format!("{}/v1/alerts", app.address)).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
