@@ -385,6 +385,21 @@ fn body(checkout_id: &str, method: serde_json::Value) -> serde_json::Value {
     b
 }
 
+/// `POST /v1/payments`: the answer if it was 201 Created, and its latency in ms.
+async fn create_payment(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    checkout_id: &str,
+    method: serde_json::Value,
+) -> anyhow::Result<Option<(reqwest::Response, f64)>> {
+    let t0 = Instant::now();
+    let resp =
+        client.post(format!("{base}/v1/payments")).bearer_auth(key).json(&body(checkout_id, method)).send().await?;
+    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+    Ok((resp.status() == reqwest::StatusCode::CREATED).then_some((resp, ms)))
+}
+
 /// Creates a token payment; the POST's latency in ms if it was accepted.
 async fn token_payment(
     client: &reqwest::Client,
@@ -392,14 +407,9 @@ async fn token_payment(
     key: &str,
     checkout_id: &str,
 ) -> anyhow::Result<Option<f64>> {
-    let t0 = Instant::now();
-    let resp = client
-        .post(format!("{base}/v1/payments"))
-        .bearer_auth(key)
-        .json(&body(checkout_id, json!({"type": "token", "token": "pm_card_visa"})))
-        .send()
-        .await?;
-    Ok((resp.status() == reqwest::StatusCode::CREATED).then(|| t0.elapsed().as_secs_f64() * 1000.0))
+    let created =
+        create_payment(client, base, key, checkout_id, json!({"type": "token", "token": "pm_card_visa"})).await?;
+    Ok(created.map(|(_, ms)| ms))
 }
 
 /// The shop creates the checkout; the buyer opens the page and pays. The
@@ -410,17 +420,10 @@ async fn hosted_payment(
     key: &str,
     checkout_id: &str,
 ) -> anyhow::Result<Option<f64>> {
-    let t0 = Instant::now();
-    let resp = client
-        .post(format!("{base}/v1/payments"))
-        .bearer_auth(key)
-        .json(&body(checkout_id, json!({"type": "hosted_page"})))
-        .send()
-        .await?;
-    if resp.status() != reqwest::StatusCode::CREATED {
+    let Some((resp, post_ms)) = create_payment(client, base, key, checkout_id, json!({"type": "hosted_page"})).await?
+    else {
         return Ok(None);
-    }
-    let post_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    };
     let created: serde_json::Value = resp.json().await?;
     let url = created["redirect_url"].as_str().context("redirect_url")?.to_string();
     client.get(&url).send().await?.bytes().await?;

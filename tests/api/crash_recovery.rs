@@ -45,6 +45,13 @@ fn command(dir: &Path, ports: (u16, u16), args: &[&str]) -> Command {
     cmd
 }
 
+/// A merchant API key made with the CLI, as an operator would.
+fn api_key(dir: &Path, ports: (u16, u16)) -> String {
+    let out = command(dir, ports, &["api-key", "create", "--name", "crash"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().last().unwrap().to_string()
+}
+
 async fn start(dir: &Path, ports: (u16, u16)) -> Till {
     let child = command(dir, ports, &["serve"]).stdout(Stdio::null()).spawn().unwrap();
     let base = format!("http://127.0.0.1:{}", ports.0);
@@ -60,9 +67,7 @@ async fn start(dir: &Path, ports: (u16, u16)) -> Till {
 async fn a_killed_till_finishes_every_stored_payment_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let ports = (free_port(), free_port());
-    let out = command(dir.path(), ports, &["api-key", "create", "--name", "crash"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let key = String::from_utf8(out.stdout).unwrap().lines().last().unwrap().to_string();
+    let key = api_key(dir.path(), ports);
     let mut till = start(dir.path(), ports).await;
 
     // Eight shops send payments as fast as they can; till is killed mid-way.
@@ -144,9 +149,7 @@ async fn a_killed_till_finishes_every_stored_payment_exactly_once() {
 async fn a_payout_stored_before_a_crash_is_sent_exactly_once_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let ports = (free_port(), free_port());
-    let out = command(dir.path(), ports, &["api-key", "create", "--name", "crash"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let key = String::from_utf8(out.stdout).unwrap().lines().last().unwrap().to_string();
+    let key = api_key(dir.path(), ports);
     let till = start(dir.path(), ports).await;
     let client = reqwest::Client::new();
     let api = |path: &str| format!("{}{path}", till.base);
