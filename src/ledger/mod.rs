@@ -8,6 +8,9 @@
 
 pub mod check;
 
+use std::borrow::Borrow;
+use std::collections::HashMap;
+
 use anyhow::Context;
 use rusqlite::{OptionalExtension, Transaction, params};
 
@@ -78,6 +81,77 @@ pub enum PostingError {
 /// keeps every touched account's balance current. Refuses an unbalanced or
 /// empty posting before writing anything.
 pub fn post_transaction(tx: &Transaction, posting: &Posting) -> Result<i64, PostingError> {
+    match post_transactions(tx, std::slice::from_ref(posting))?.first().copied().flatten() {
+        Some(id) => Ok(id),
+        None => Err(PostingError::AlreadyBooked {
+            source_type: posting.source_type.to_string(),
+            source_id: posting.source_id.to_string(),
+        }),
+    }
+}
+
+/// Books many balanced transactions inside the caller's write transaction:
+/// one row per transaction and per entry, each account looked up once and
+/// its balance moved once for the whole call. Every posting is checked
+/// before anything is written; an unbalanced one refuses them all.
+///
+/// Returns each posting's transaction id, in order, or `None` for one whose
+/// source was booked before (by an earlier call or earlier in this one):
+/// nothing of that posting is written.
+pub fn post_transactions<'p, P: Borrow<Posting<'p>>>(
+    tx: &Transaction,
+    postings: &[P],
+) -> Result<Vec<Option<i64>>, PostingError> {
+    for posting in postings {
+        check_balanced(posting.borrow())?;
+    }
+    let now = crate::db::now();
+    let mut accounts: HashMap<(&str, Currency), i64> = HashMap::new();
+    let mut deltas: HashMap<i64, i64> = HashMap::new();
+    let mut ids = Vec::with_capacity(postings.len());
+    let mut insert_transaction = tx
+        .prepare_cached(
+            "INSERT INTO ledger_transactions (source_type, source_id, currency, description, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (source_type, source_id) DO NOTHING RETURNING id",
+        )
+        .context("preparing the ledger transaction insert")?;
+    let mut insert_entry = tx
+        .prepare_cached("INSERT INTO ledger_entries (transaction_id, account_id, amount_minor) VALUES (?1, ?2, ?3)")
+        .context("preparing the ledger entry insert")?;
+    for posting in postings.iter().map(Borrow::borrow) {
+        let inserted = insert_transaction
+            .query_row(
+                params![posting.source_type, posting.source_id, posting.currency.code(), posting.description, now],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .context("inserting a ledger transaction")?;
+        ids.push(inserted);
+        let Some(transaction_id) = inserted else { continue };
+        for (account, amount) in &posting.entries {
+            let account_id = match accounts.get(&(account.as_str(), posting.currency)) {
+                Some(id) => *id,
+                None => {
+                    let id = ensure_account(tx, account, posting.currency)?;
+                    accounts.insert((account.as_str(), posting.currency), id);
+                    id
+                }
+            };
+            insert_entry.execute(params![transaction_id, account_id, amount]).context("inserting a ledger entry")?;
+            *deltas.entry(account_id).or_default() += amount;
+        }
+    }
+    let mut move_balance = tx
+        .prepare_cached("UPDATE ledger_accounts SET balance_minor = balance_minor + ?2 WHERE id = ?1")
+        .context("preparing the account balance update")?;
+    for (account_id, delta) in deltas.into_iter().filter(|(_, d)| *d != 0) {
+        move_balance.execute(params![account_id, delta]).context("updating an account balance")?;
+    }
+    Ok(ids)
+}
+
+fn check_balanced(posting: &Posting) -> Result<(), PostingError> {
     let sum: i128 = posting.entries.iter().map(|(_, a)| i128::from(*a)).sum();
     if posting.entries.len() < 2 || sum != 0 || posting.entries.iter().any(|(_, a)| *a == 0) {
         return Err(anyhow::anyhow!(
@@ -88,42 +162,12 @@ pub fn post_transaction(tx: &Transaction, posting: &Posting) -> Result<i64, Post
         )
         .into());
     }
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO ledger_transactions (source_type, source_id, currency, description, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (source_type, source_id) DO NOTHING RETURNING id",
-        )
-        .and_then(|mut st| {
-            st.query_row(
-                params![
-                    posting.source_type,
-                    posting.source_id,
-                    posting.currency.code(),
-                    posting.description,
-                    crate::db::now()
-                ],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-        })
-        .context("inserting a ledger transaction")?;
-    let Some(transaction_id) = inserted else {
-        return Err(PostingError::AlreadyBooked {
-            source_type: posting.source_type.to_string(),
-            source_id: posting.source_id.to_string(),
-        });
-    };
-    for (account, amount) in &posting.entries {
-        let account_id = ensure_account(tx, account, posting.currency)?;
-        tx.prepare_cached("INSERT INTO ledger_entries (transaction_id, account_id, amount_minor) VALUES (?1, ?2, ?3)")
-            .and_then(|mut st| st.execute(params![transaction_id, account_id, amount]))
-            .context("inserting a ledger entry")?;
-        tx.prepare_cached("UPDATE ledger_accounts SET balance_minor = balance_minor + ?2 WHERE id = ?1")
-            .and_then(|mut st| st.execute(params![account_id, amount]))
-            .context("updating an account balance")?;
+    for (account, _) in &posting.entries {
+        if AccountKind::of(account).is_none() {
+            return Err(anyhow::anyhow!("'{account}' is not in the chart of accounts").into());
+        }
     }
-    Ok(transaction_id)
+    Ok(())
 }
 
 fn ensure_account(tx: &Transaction, name: &str, currency: Currency) -> anyhow::Result<i64> {
@@ -147,4 +191,103 @@ pub fn account_balance(conn: &rusqlite::Connection, name: &str, currency: Curren
         .query_row(params![name, currency.code()], |r| r.get(0))
         .optional()?
         .unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+
+    fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("l.db"), 2, 1000, &crate::db::till_migrations()).unwrap();
+        (dir, db)
+    }
+
+    fn payin<'a>(id: &'a str, seller: &str, amount: i64, commission: i64) -> Posting<'a> {
+        Posting {
+            source_type: "payment_order",
+            source_id: id,
+            currency: Currency::parse("EUR").unwrap(),
+            description: format!("pay-in {id}"),
+            entries: [(PSP_BALANCE.to_string(), amount), (seller_account(seller), commission - amount)]
+                .into_iter()
+                .chain((commission > 0).then(|| (COMMISSION.to_string(), -commission)))
+                .collect(),
+        }
+    }
+
+    fn balance(db: &Db, account: &str) -> i64 {
+        account_balance(&db.conn().unwrap(), account, Currency::parse("EUR").unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_batch_books_every_posting_once_and_moves_each_balance_by_the_sum() {
+        let (_dir, db) = db();
+        let ids: Vec<String> = (0..300).map(|i| format!("o{i}")).collect();
+        let booked = {
+            let ids = ids.clone();
+            db.write(move |tx| -> anyhow::Result<Vec<Option<i64>>> {
+                let postings: Vec<Posting> =
+                    ids.iter().enumerate().map(|(i, id)| payin(id, &format!("s{}", i % 3), 1000, 100)).collect();
+                Ok(post_transactions(tx, &postings)?)
+            })
+            .await
+            .unwrap()
+        };
+        assert_eq!(booked.iter().flatten().count(), 300);
+        assert_eq!(balance(&db, PSP_BALANCE), 300_000);
+        assert_eq!(balance(&db, COMMISSION), -30_000);
+        assert_eq!(balance(&db, &seller_account("s0")), -90_000);
+        // Each balance moved once for the batch must still equal its entries.
+        let (entries, off): (i64, i64) = db
+            .conn()
+            .unwrap()
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM ledger_entries),
+                        (SELECT COUNT(*) FROM ledger_accounts a WHERE a.balance_minor <>
+                           (SELECT COALESCE(SUM(e.amount_minor), 0) FROM ledger_entries e WHERE e.account_id = a.id))",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((entries, off), (900, 0));
+    }
+
+    #[tokio::test]
+    async fn a_source_booked_before_or_twice_in_a_batch_is_skipped_with_nothing_written() {
+        let (_dir, db) = db();
+        db.write(|tx| -> anyhow::Result<i64> { Ok(post_transaction(tx, &payin("a", "s", 500, 0))?) }).await.unwrap();
+        let booked = db
+            .write(|tx| -> anyhow::Result<Vec<Option<i64>>> {
+                Ok(post_transactions(tx, &[payin("a", "s", 500, 0), payin("b", "s", 700, 0), payin("b", "s", 900, 0)])?)
+            })
+            .await
+            .unwrap();
+        assert!(booked[0].is_none() && booked[1].is_some() && booked[2].is_none(), "{booked:?}");
+        assert_eq!(balance(&db, PSP_BALANCE), 1200);
+        assert_eq!(balance(&db, &seller_account("s")), -1200);
+        let again = db.write(|tx| -> Result<i64, PostingError> { post_transaction(tx, &payin("b", "s", 1, 0)) }).await;
+        assert!(matches!(again, Err(PostingError::AlreadyBooked { .. })));
+    }
+
+    #[tokio::test]
+    async fn one_unbalanced_posting_refuses_the_whole_batch_before_writing() {
+        let (_dir, db) = db();
+        let mut bad = payin("c", "s", 500, 0);
+        bad.entries[0].1 += 1;
+        let refused = db
+            .write(move |tx| -> Result<Vec<Option<i64>>, PostingError> {
+                let result = post_transactions(tx, &[payin("a", "s", 500, 0), bad]);
+                let rows: i64 = tx.query_row("SELECT COUNT(*) FROM ledger_entries", [], |r| r.get(0)).unwrap();
+                assert_eq!(rows, 0, "nothing may be written before the check");
+                result
+            })
+            .await;
+        assert!(refused.unwrap_err().to_string().contains("unbalanced"));
+        let mut unknown = payin("d", "s", 500, 0);
+        unknown.entries[1].0 = "equity:owner".into();
+        let refused = db.write(move |tx| post_transactions(tx, &[unknown])).await;
+        assert!(refused.unwrap_err().to_string().contains("chart of accounts"));
+    }
 }

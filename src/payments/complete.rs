@@ -4,6 +4,8 @@
 //! `ledger_updated` and `is_payment_done`. Applying the same session twice
 //! changes nothing the second time.
 
+use std::collections::HashMap;
+
 use rusqlite::{Transaction, params};
 
 use crate::context::Ctx;
@@ -48,11 +50,9 @@ fn apply_in_tx(tx: &Transaction, session: &CheckoutSession, policy: Policy) -> R
         SessionOutcome::Open => {}
         SessionOutcome::Paid => {
             check_amount(session, &checkout_id, &orders)?;
-            for order in orders.iter().filter(|o| o.status == OrderStatus::Executing.as_str()) {
-                if succeed_order(tx, order, session.payment_intent.as_deref(), policy)? {
-                    applied.succeeded += 1;
-                }
-            }
+            let executing: Vec<&OrderView> =
+                orders.iter().filter(|o| o.status == OrderStatus::Executing.as_str()).collect();
+            applied.succeeded += succeed_orders(tx, &executing, session.payment_intent.as_deref(), policy)?;
         }
         SessionOutcome::Expired => {
             for order in orders.iter().filter(|o| o.status == OrderStatus::Executing.as_str()) {
@@ -124,43 +124,80 @@ pub fn succeed_order(
     payment_intent: Option<&str>,
     policy: Policy,
 ) -> anyhow::Result<bool> {
-    let id = &order.payment_order_id;
-    let moved = store::transition_order(tx, id, OrderStatus::Executing, OrderStatus::Success, None, "paid at the PSP")?;
-    if !moved {
-        return Ok(false);
+    Ok(succeed_orders(tx, &[order], payment_intent, policy)? == 1)
+}
+
+/// EXECUTING → SUCCESS for orders paid together (one checkout's orders, or
+/// any batch of them): each order's transition and its shop's notice, and
+/// for all of them one ledger call, one wallet move per seller and the
+/// wallet-equals-ledger check per seller. Returns how many moved; an order
+/// another writer already moved is left alone.
+pub fn succeed_orders(
+    tx: &Transaction,
+    orders: &[&OrderView],
+    payment_intent: Option<&str>,
+    policy: Policy,
+) -> anyhow::Result<usize> {
+    let mut moved = Vec::with_capacity(orders.len());
+    for order in orders {
+        let id = &order.payment_order_id;
+        if store::transition_order(tx, id, OrderStatus::Executing, OrderStatus::Success, None, "paid at the PSP")? {
+            moved.push((*order, Currency::parse(&order.currency)?));
+        }
     }
-    let currency = Currency::parse(&order.currency)?;
+    let mut postings = Vec::with_capacity(moved.len());
+    let mut shares = Vec::with_capacity(moved.len());
+    for (order, currency) in &moved {
+        let (posting, seller_share) = payin_posting(order, *currency, policy);
+        postings.push(posting);
+        shares.push(seller_share);
+    }
+    let booked = ledger::post_transactions(tx, &postings).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(i) = booked.iter().position(Option::is_none) {
+        anyhow::bail!("order {} already has a pay-in posting", moved[i].0.payment_order_id);
+    }
+    let mut wallets: HashMap<(&str, Currency), i64> = HashMap::new();
+    let now = crate::db::now();
+    let mut flags = tx.prepare_cached(
+        "UPDATE payment_orders SET ledger_updated = 1, wallet_updated = 1, psp_payment_intent_id = ?2,
+                seller_amount_minor = ?3, succeeded_at = ?4
+         WHERE payment_order_id = ?1",
+    )?;
+    for ((order, currency), share) in moved.iter().zip(&shares) {
+        *wallets.entry((order.seller_id.as_str(), *currency)).or_default() += share;
+        flags.execute(params![order.payment_order_id, payment_intent, share, now])?;
+    }
+    for (&(seller_id, currency), &credit) in &wallets {
+        wallet::credit_wallet(tx, seller_id, currency, credit)?;
+        wallet::assert_matches_ledger(tx, seller_id, currency)?;
+    }
+    for (order, _) in &moved {
+        notify::order_final(tx, &order.payment_order_id, policy)?;
+    }
+    Ok(moved.len())
+}
+
+/// The pay-in posting of a paid order, and the seller's share of it: the
+/// PSP holds the whole amount, owed to the seller less the commission.
+pub fn payin_posting(order: &OrderView, currency: Currency, policy: Policy) -> (Posting<'_>, i64) {
+    let id = &order.payment_order_id;
     let commission = percentage_minor(order.amount_minor, policy.commission_percent);
     let seller_share = order.amount_minor - commission;
-    let seller_account = ledger::seller_account(&order.seller_id);
     let mut entries = vec![(ledger::PSP_BALANCE.to_string(), order.amount_minor)];
     if seller_share > 0 {
-        entries.push((seller_account.clone(), -seller_share));
+        entries.push((ledger::seller_account(&order.seller_id), -seller_share));
     }
     if commission > 0 {
         entries.push((ledger::COMMISSION.to_string(), -commission));
     }
-    ledger::post_transaction(
-        tx,
-        &Posting {
-            source_type: "payment_order",
-            source_id: id,
-            currency,
-            description: format!("pay-in of order {id} for seller {}", order.seller_id),
-            entries,
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    wallet::credit_wallet(tx, &order.seller_id, currency, seller_share)?;
-    tx.prepare_cached(
-        "UPDATE payment_orders SET ledger_updated = 1, wallet_updated = 1, psp_payment_intent_id = ?2,
-                seller_amount_minor = ?3, succeeded_at = ?4
-         WHERE payment_order_id = ?1",
-    )?
-    .execute(params![id, payment_intent, seller_share, crate::db::now()])?;
-    wallet::assert_matches_ledger(tx, &order.seller_id, currency)?;
-    notify::order_final(tx, id, policy)?;
-    Ok(true)
+    let posting = Posting {
+        source_type: "payment_order",
+        source_id: id,
+        currency,
+        description: format!("pay-in of order {id} for seller {}", order.seller_id),
+        entries,
+    };
+    (posting, seller_share)
 }
 
 /// `from` → FAILED with its reason, and the shop told. Returns false if

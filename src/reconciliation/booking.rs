@@ -9,7 +9,7 @@ use rusqlite::Transaction;
 
 use super::model::{Decision, RecordKind};
 use super::parse::SettlementRow;
-use crate::ledger::{self, Posting, PostingError};
+use crate::ledger::{self, Posting};
 
 /// What a line booked.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -18,13 +18,33 @@ pub struct Booked {
     pub payouts: i64,
 }
 
-/// Books what a decided line calls for: the fee of a line tied to a till
-/// record, a fee line, or a payout to the bank. Lines nobody recognises
-/// (duplicates, unclassified, unknown to till) book nothing until a person looks.
+/// Books what a decided line calls for (see [`line_posting`]).
 pub fn book_line(tx: &Transaction, row: &SettlementRow, decision: &Decision) -> anyhow::Result<Booked> {
-    let Some(record) = decision.record.as_ref().filter(|_| decision.class.claims_record()) else {
-        return Ok(Booked::default());
-    };
+    let postings: Vec<_> = line_posting(row, decision).into_iter().collect();
+    book(tx, &postings)
+}
+
+/// Books the postings of many lines in one ledger call; a line booked
+/// before books nothing again.
+pub fn book(tx: &Transaction, postings: &[(Posting<'_>, Booked)]) -> anyhow::Result<Booked> {
+    let ledger_postings: Vec<&Posting> = postings.iter().map(|(p, _)| p).collect();
+    let ids = ledger::post_transactions(tx, &ledger_postings).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut booked = Booked::default();
+    for ((_, what), id) in postings.iter().zip(ids) {
+        if id.is_some() {
+            booked.fees += what.fees;
+            booked.payouts += what.payouts;
+        }
+    }
+    Ok(booked)
+}
+
+/// What a decided line calls for: the fee of a line tied to a till record,
+/// a fee line, or a payout to the bank, with what it counts as. Lines nobody
+/// recognises (duplicates, unclassified, unknown to till) book nothing until
+/// a person looks.
+pub fn line_posting<'a>(row: &'a SettlementRow, decision: &Decision) -> Option<(Posting<'a>, Booked)> {
+    let record = decision.record.as_ref().filter(|_| decision.class.claims_record())?;
     let (source_type, account, amount_minor, what) = match record.kind {
         // A payout moves −net (positive) from the PSP to the bank.
         RecordKind::BankPayout => ("settlement_payout", ledger::BANK, -row.net_minor, "payout to the bank"),
@@ -36,7 +56,7 @@ pub fn book_line(tx: &Transaction, row: &SettlementRow, decision: &Decision) -> 
         }
     };
     if amount_minor == 0 {
-        return Ok(Booked::default());
+        return None;
     }
     let description = match record.kind {
         RecordKind::BankPayout | RecordKind::PspFee => format!("{what} {}", row.balance_transaction_id),
@@ -51,17 +71,13 @@ pub fn book_line(tx: &Transaction, row: &SettlementRow, decision: &Decision) -> 
         description,
         entries: vec![(account.to_string(), amount_minor), (ledger::PSP_BALANCE.to_string(), -amount_minor)],
     };
-    match ledger::post_transaction(tx, &posting) {
-        Ok(_) => {}
-        Err(PostingError::AlreadyBooked { .. }) => return Ok(Booked::default()),
-        Err(PostingError::Internal(e)) => return Err(e),
-    }
-    Ok(match record.kind {
+    let counts = match record.kind {
         RecordKind::BankPayout => Booked { fees: 0, payouts: 1 },
         RecordKind::PspFee
         | RecordKind::Checkout
         | RecordKind::PaymentOrder
         | RecordKind::Refund
         | RecordKind::Payout => Booked { fees: 1, payouts: 0 },
-    })
+    };
+    Some((posting, counts))
 }

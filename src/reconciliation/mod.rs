@@ -35,6 +35,7 @@ use sha2::{Digest, Sha256};
 
 use crate::context::Ctx;
 use crate::psp::PspError;
+use model::Decision;
 pub use model::{Class, Source};
 pub use parse::ParseError;
 use store::{NewFile, RunCounter, RunView, StoredRow};
@@ -176,16 +177,18 @@ async fn classify_rows(ctx: &Ctx, run_id: i64, file_id: i64) -> anyhow::Result<(
 fn classify_batch(tx: &rusqlite::Transaction, run_id: i64, file_id: i64) -> anyhow::Result<usize> {
     let rows = store::next_rows_to_classify(tx, run_id, file_id, BATCH_ROWS)?;
     let mut skipped = 0;
-    let mut booked = booking::Booked::default();
+    let mut decided = Vec::with_capacity(rows.len());
     for stored in &rows {
         if matching::already_imported(tx, stored)? {
             skipped += 1;
             continue;
         }
-        let line = decide(tx, run_id, stored)?;
-        booked.fees += line.fees;
-        booked.payouts += line.payouts;
+        decided.push((stored, decide(tx, run_id, stored)?));
     }
+    // The batch's postings go to the ledger together.
+    let postings: Vec<_> =
+        decided.iter().filter_map(|(stored, decision)| booking::line_posting(&stored.row, decision)).collect();
+    let booked = booking::book(tx, &postings)?;
     store::add_to_run(tx, run_id, RunCounter::Skipped, skipped)?;
     store::add_to_run(tx, run_id, RunCounter::FeesBooked, booked.fees)?;
     store::add_to_run(tx, run_id, RunCounter::PayoutsBooked, booked.payouts)?;
@@ -241,15 +244,15 @@ fn begin(
     Ok(Begun::Run { run_id, file_id })
 }
 
-/// Classifies one new line, stores the decision and books what it calls for.
-fn decide(tx: &rusqlite::Transaction, run_id: i64, stored: &StoredRow) -> anyhow::Result<booking::Booked> {
+/// Classifies one new line and stores the decision; the caller books what it calls for.
+fn decide(tx: &rusqlite::Transaction, run_id: i64, stored: &StoredRow) -> anyhow::Result<Decision> {
     let decision = matching::classify(tx, stored, None)?;
     store::insert_item(tx, Some(run_id), Some(stored.id), &decision, None)?;
     if let Some(record) = decision.record.as_ref().filter(|_| decision.class.claims_record()) {
         let found = format!("found at line {} ({})", stored.row.line, stored.row.balance_transaction_id);
         store::resolve_missing_in_psp(tx, record.kind, &record.id, &found)?;
     }
-    booking::book_line(tx, &stored.row, &decision)
+    Ok(decision)
 }
 
 async fn sweep_missing(ctx: &Ctx, run_id: Option<i64>, earliest_day: Option<String>) -> anyhow::Result<usize> {
