@@ -61,7 +61,12 @@ impl Db {
         // batch never spills dirty pages (and syncs) to the WAL before its
         // COMMIT; readers keep SQLite's default, since a reader drops its
         // cache whenever another connection has written.
-        conn.execute_batch("PRAGMA cache_size = -65536;")?;
+        //
+        // Its statement journal (what undoes one statement, or one write's
+        // savepoint) lives in a temporary file past 64 KiB: held in memory,
+        // SQLite walks the whole journal at the end of every statement, which
+        // makes a write that touches thousands of pages quadratic.
+        conn.execute_batch("PRAGMA cache_size = -65536; PRAGMA temp_store = FILE;")?;
         migrations.to_latest(&mut conn).with_context(|| format!("migrating the database {}", path.display()))?;
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("db").to_string();
         let checkpointer = std::sync::Arc::new(spawn_checkpointer(path, busy_timeout_ms, &name)?);
@@ -105,7 +110,18 @@ impl Db {
         T: Send + 'static,
         E: From<anyhow::Error> + Send + 'static,
     {
-        self.writer.write(f).await
+        self.writer.write(false, f).await
+    }
+
+    /// Like [`Db::write`], for a write of thousands of rows: it runs by
+    /// itself in its own transaction rather than in a shared group commit.
+    pub async fn write_alone<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Transaction) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<anyhow::Error> + Send + 'static,
+    {
+        self.writer.write(true, f).await
     }
 
     /// A connection for synchronous callers (CLI commands, tests).

@@ -4,6 +4,11 @@
 //! savepoint, so a failing closure rolls back only its own changes; one
 //! `COMMIT` (one fsync under `synchronous=FULL`) then makes the whole batch
 //! durable, and only then does each caller get its answer.
+//!
+//! A large write (thousands of rows: a batch of bookings, a settlement
+//! file's lines) asks to run alone, in a transaction of its own: it is a
+//! batch by itself, and inside a savepoint SQLite would re-copy every page
+//! it touches into the statement journal at each statement.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -17,6 +22,8 @@ pub const QUEUE_DEPTH: usize = 8_192;
 
 /// A closure and where its answer goes, with its type erased.
 trait WriteJob: Send {
+    /// Whether this write runs in a transaction of its own.
+    fn alone(&self) -> bool;
     /// Runs the closure; returns whether it succeeded (its changes are kept).
     fn run(&mut self, tx: &Transaction) -> bool;
     /// Sends the answer: the closure's own, once the batch is durable, or
@@ -25,6 +32,7 @@ trait WriteJob: Send {
 }
 
 struct Job<F, T, E> {
+    alone: bool,
     f: Option<F>,
     result: Option<Result<T, E>>,
     reply: oneshot::Sender<Result<T, E>>,
@@ -36,6 +44,10 @@ where
     T: Send,
     E: From<anyhow::Error> + Send,
 {
+    fn alone(&self) -> bool {
+        self.alone
+    }
+
     fn run(&mut self, tx: &Transaction) -> bool {
         let Some(f) = self.f.take() else { return false };
         let result = catch_unwind(AssertUnwindSafe(|| f(tx)))
@@ -72,30 +84,63 @@ impl Writer {
         Ok(Writer { jobs })
     }
 
-    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    /// Runs `f` in the next group commit, in a savepoint of its own; or, if
+    /// `alone`, in a transaction of its own.
+    pub async fn write<T, E, F>(&self, alone: bool, f: F) -> Result<T, E>
     where
         F: FnOnce(&Transaction) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<anyhow::Error> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job: Box<dyn WriteJob> = Box::new(Job { f: Some(f), result: None, reply });
+        let job: Box<dyn WriteJob> = Box::new(Job { alone, f: Some(f), result: None, reply });
         self.jobs.send(job).await.map_err(|_| E::from(anyhow::anyhow!("the database writer has stopped")))?;
         answer.await.map_err(|_| E::from(anyhow::anyhow!("the database writer dropped a write")))?
     }
 }
 
 fn run(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
-    while let Some(first) = rx.blocking_recv() {
+    let mut next = None;
+    loop {
+        let Some(first) = next.take().or_else(|| rx.blocking_recv()) else { return };
+        if first.alone() {
+            run_alone(&mut conn, first);
+            continue;
+        }
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
+                // It waits for this batch's commit, then runs by itself.
+                Ok(job) if job.alone() => {
+                    next = Some(job);
+                    break;
+                }
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
         }
         run_batch(&mut conn, batch);
     }
+}
+
+/// One write in its own `BEGIN IMMEDIATE … COMMIT`; a failing write is
+/// rolled back whole.
+fn run_alone(conn: &mut Connection, mut job: Box<dyn WriteJob>) {
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return job.finish(Err(format!("beginning a write transaction: {e}"))),
+    };
+    let commit = if job.run(&tx) {
+        tx.commit().map_err(|e| format!("committing: {e}"))
+    } else {
+        // Its own error is its answer; dropping the transaction rolls it back.
+        drop(tx);
+        Ok(())
+    };
+    if let Err(e) = &commit {
+        tracing::error!(error = %e, "a write failed to commit");
+    }
+    job.finish(commit);
 }
 
 fn run_batch(conn: &mut Connection, mut batch: Vec<Box<dyn WriteJob>>) {
@@ -167,6 +212,42 @@ mod tests {
         let (rows, tenths): (i64, i64) =
             conn.query_row("SELECT COUNT(*), SUM(k % 10 = 0) FROM t", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
         assert_eq!((rows, tenths), (180, 0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_alone_commits_or_rolls_back_whole_between_group_commits() {
+        let (_dir, db) = db().await;
+        let small = (0..100i64).map(|k| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.write(move |tx| -> anyhow::Result<usize> {
+                    Ok(tx.execute("INSERT INTO t (k, v) VALUES (?1, 's')", [k])?)
+                })
+                .await
+            })
+        });
+        let big_ok = db.write_alone(|tx| -> anyhow::Result<()> {
+            for k in 1000..3000i64 {
+                tx.execute("INSERT INTO t (k, v) VALUES (?1, 'big')", [k])?;
+            }
+            Ok(())
+        });
+        let big_failing = db.write_alone(|tx| -> anyhow::Result<()> {
+            for k in 5000..7000i64 {
+                tx.execute("INSERT INTO t (k, v) VALUES (?1, 'bad')", [k])?;
+            }
+            anyhow::bail!("the big write fails at its end")
+        });
+        let (ok, failed) = tokio::join!(big_ok, big_failing);
+        ok.unwrap();
+        assert!(failed.unwrap_err().to_string().contains("fails at its end"));
+        for r in futures_util::future::join_all(small).await {
+            r.unwrap().unwrap();
+        }
+        let conn = db.conn().unwrap();
+        let count =
+            |v: &str| -> i64 { conn.query_row("SELECT COUNT(*) FROM t WHERE v = ?1", [v], |r| r.get(0)).unwrap() };
+        assert_eq!((count("s"), count("big"), count("bad")), (100, 2000, 0));
     }
 
     #[tokio::test]

@@ -138,42 +138,32 @@ pub fn succeed_orders(
     payment_intent: Option<&str>,
     policy: Policy,
 ) -> anyhow::Result<usize> {
+    // Each order moves in one row write, flags included: they only hold
+    // because the rest of this function books, in the same transaction.
     let mut moved = Vec::with_capacity(orders.len());
+    let mut postings = Vec::with_capacity(orders.len());
     for order in orders {
-        let id = &order.payment_order_id;
-        if store::transition_order(tx, id, OrderStatus::Executing, OrderStatus::Success, None, "paid at the PSP")? {
-            moved.push((*order, Currency::parse(&order.currency)?));
+        let currency = Currency::parse(&order.currency)?;
+        let (posting, share) = payin_posting(order, currency, policy);
+        if store::mark_succeeded(tx, &order.payment_order_id, payment_intent, share, "paid at the PSP")? {
+            moved.push((*order, currency, share));
+            postings.push(posting);
         }
-    }
-    let mut postings = Vec::with_capacity(moved.len());
-    let mut shares = Vec::with_capacity(moved.len());
-    for (order, currency) in &moved {
-        let (posting, seller_share) = payin_posting(order, *currency, policy);
-        postings.push(posting);
-        shares.push(seller_share);
     }
     let booked = ledger::post_transactions(tx, &postings).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(i) = booked.iter().position(Option::is_none) {
         anyhow::bail!("order {} already has a pay-in posting", moved[i].0.payment_order_id);
     }
     let mut wallets: HashMap<(&str, Currency), i64> = HashMap::new();
-    let now = crate::db::now();
-    let mut flags = tx.prepare_cached(
-        "UPDATE payment_orders SET ledger_updated = 1, wallet_updated = 1, psp_payment_intent_id = ?2,
-                seller_amount_minor = ?3, succeeded_at = ?4
-         WHERE payment_order_id = ?1",
-    )?;
-    for ((order, currency), share) in moved.iter().zip(&shares) {
+    for (order, currency, share) in &moved {
         *wallets.entry((order.seller_id.as_str(), *currency)).or_default() += share;
-        flags.execute(params![order.payment_order_id, payment_intent, share, now])?;
     }
     for (&(seller_id, currency), &credit) in &wallets {
         wallet::credit_wallet(tx, seller_id, currency, credit)?;
         wallet::assert_matches_ledger(tx, seller_id, currency)?;
     }
-    for (order, _) in &moved {
-        notify::order_final(tx, &order.payment_order_id, policy)?;
-    }
+    let ids: Vec<&str> = moved.iter().map(|(o, _, _)| o.payment_order_id.as_str()).collect();
+    notify::orders_final(tx, &ids, OrderStatus::Success, policy)?;
     Ok(moved.len())
 }
 
@@ -212,7 +202,7 @@ pub(crate) fn fail_order(
 ) -> anyhow::Result<bool> {
     let moved = store::transition_order(tx, payment_order_id, from, OrderStatus::Failed, Some(failure_code), reason)?;
     if moved {
-        notify::order_final(tx, payment_order_id, policy)?;
+        notify::order_final(tx, payment_order_id, OrderStatus::Failed, policy)?;
     }
     Ok(moved)
 }

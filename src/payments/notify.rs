@@ -6,24 +6,40 @@ use anyhow::Context;
 use rusqlite::Transaction;
 
 use crate::payments::Policy;
+use crate::payments::model::OrderStatus;
 use crate::payments::store;
 use crate::webhooks::out;
 
 /// Call after an order became SUCCESS or FAILED in this transaction.
-pub fn order_final(tx: &Transaction, payment_order_id: &str, policy: Policy) -> anyhow::Result<()> {
-    let status: String = tx
-        .prepare_cached("SELECT payment_order_status FROM payment_orders WHERE payment_order_id = ?1")?
-        .query_row([payment_order_id], |r| r.get(0))?;
-    let event = match status.as_str() {
-        "SUCCESS" => "payment_order.succeeded",
-        "FAILED" => "payment_order.failed",
+pub fn order_final(
+    tx: &Transaction,
+    payment_order_id: &str,
+    status: OrderStatus,
+    policy: Policy,
+) -> anyhow::Result<()> {
+    orders_final(tx, &[payment_order_id], status, policy)
+}
+
+/// Call after orders became `status` (SUCCESS or FAILED) in this transaction.
+pub fn orders_final(
+    tx: &Transaction,
+    payment_order_ids: &[&str],
+    status: OrderStatus,
+    policy: Policy,
+) -> anyhow::Result<()> {
+    let event = match status {
+        OrderStatus::Success => "payment_order.succeeded",
+        OrderStatus::Failed => "payment_order.failed",
         _ => return Ok(()),
     };
-    if !out::wanted(tx, event)? {
+    if payment_order_ids.is_empty() || !out::wanted(tx, event)? {
         return Ok(());
     }
-    let order = store::load_order(tx, payment_order_id)?.with_context(|| format!("order {payment_order_id}"))?;
-    out::emit(tx, event, payment_order_id, &order, policy.webhook_attempts)
+    for id in payment_order_ids {
+        let order = store::load_order(tx, id)?.with_context(|| format!("order {id}"))?;
+        out::emit(tx, event, id, &order, policy.webhook_attempts)?;
+    }
+    Ok(())
 }
 
 /// Marks the checkout done once all its orders are final, and tells the shop once.

@@ -120,6 +120,31 @@ pub fn transition_order(
     Ok(changed == 1)
 }
 
+/// EXECUTING → SUCCESS in one row write, with what the booking set: the
+/// ledger and wallet flags, the PSP's payment intent and the seller's share.
+/// Returns false (and writes nothing) if the order was not EXECUTING.
+pub fn mark_succeeded(
+    tx: &Transaction,
+    payment_order_id: &str,
+    payment_intent: Option<&str>,
+    seller_amount_minor: i64,
+    reason: &str,
+) -> anyhow::Result<bool> {
+    let now = crate::db::now();
+    let changed = tx
+        .prepare_cached(
+            "UPDATE payment_orders SET payment_order_status = 'SUCCESS', ledger_updated = 1, wallet_updated = 1,
+                    psp_payment_intent_id = ?2, seller_amount_minor = ?3, succeeded_at = ?4, updated_at = ?4
+             WHERE payment_order_id = ?1 AND payment_order_status = 'EXECUTING'",
+        )?
+        .execute(params![payment_order_id, payment_intent, seller_amount_minor, now])
+        .context("marking a payment order paid")?;
+    if changed == 1 {
+        record_history(tx, payment_order_id, Some(OrderStatus::Executing), OrderStatus::Success, reason)?;
+    }
+    Ok(changed == 1)
+}
+
 fn record_history(
     tx: &Transaction,
     payment_order_id: &str,

@@ -156,7 +156,7 @@ async fn store_rows(ctx: &Ctx, file_id: i64, rows: Vec<parse::SettlementRow>) ->
     for start in (0..expected).step_by(BATCH_ROWS) {
         let rows = rows.clone();
         let end = (start + BATCH_ROWS).min(expected);
-        ctx.db.write(move |tx| store::insert_rows(tx, file_id, &rows[start..end])).await?;
+        ctx.db.write_alone(move |tx| store::insert_rows(tx, file_id, &rows[start..end])).await?;
         tokio::time::sleep(Duration::from_millis(BATCH_PAUSE_MS)).await;
     }
     Ok(())
@@ -166,7 +166,7 @@ async fn store_rows(ctx: &Ctx, file_id: i64, rows: Vec<parse::SettlementRow>) ->
 /// in one transaction; the run's cursor moves with them, so a crash resumes here.
 async fn classify_rows(ctx: &Ctx, run_id: i64, file_id: i64) -> anyhow::Result<()> {
     loop {
-        let classified = ctx.db.write(move |tx| classify_batch(tx, run_id, file_id)).await?;
+        let classified = ctx.db.write_alone(move |tx| classify_batch(tx, run_id, file_id)).await?;
         if classified == 0 {
             return Ok(());
         }

@@ -115,3 +115,21 @@ async fn commission_is_booked_to_revenue() {
     assert_eq!(ledger::account_balance(&conn, ledger::COMMISSION, usd).unwrap(), -101);
     assert_eq!(ledger::account_balance(&conn, ledger::PSP_BALANCE, usd).unwrap(), 1005);
 }
+
+#[tokio::test]
+async fn a_cart_with_one_seller_twice_books_each_order_and_credits_the_sum() {
+    let app = crate::helpers::spawn_app_with(|s| s.fees.commission_percent = "10".parse().unwrap()).await;
+    let orders = [("seller_a", "10.05", "USD"), ("seller_b", "3.00", "USD"), ("seller_a", "20.00", "USD")];
+    let checkout = app.create_hosted(&orders).await;
+    app.pay(checkout["redirect_url"].as_str().unwrap(), "4242424242424242").await;
+    let done = app.wait_until_done(checkout["checkout_id"].as_str().unwrap()).await;
+    assert!(done["orders"].as_array().unwrap().iter().all(|o| o["status"] == "SUCCESS"), "{done}");
+    // seller_a: 10.05 − 1.01 and 20.00 − 2.00; seller_b: 3.00 − 0.30.
+    assert_eq!(app.get_json("/v1/wallets/seller_a").await["balances"][0]["balance"], "27.04");
+    assert_eq!(app.get_json("/v1/wallets/seller_b").await["balances"][0]["balance"], "2.70");
+    assert_eq!(app.count("SELECT COUNT(*) FROM ledger_transactions WHERE source_type = 'payment_order'"), 3);
+    let usd = Currency::parse("USD").unwrap();
+    let conn = app.ctx.db.conn().unwrap();
+    assert_eq!(ledger::account_balance(&conn, ledger::COMMISSION, usd).unwrap(), -331);
+    assert_eq!(ledger::account_balance(&conn, ledger::PSP_BALANCE, usd).unwrap(), 3305);
+}
