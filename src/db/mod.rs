@@ -60,13 +60,18 @@ impl Db {
         // The writer's page cache is large enough that a group-committed
         // batch never spills dirty pages (and syncs) to the WAL before its
         // COMMIT; readers keep SQLite's default, since a reader drops its
-        // cache whenever another connection has written.
+        // cache whenever another connection has written. (Its statement
+        // journal stays in memory: see `writer` on why large writes run alone.)
         //
-        // Its statement journal (what undoes one statement, or one write's
-        // savepoint) lives in a temporary file past 64 KiB: held in memory,
-        // SQLite walks the whole journal at the end of every statement, which
-        // makes a write that touches thousands of pages quadratic.
-        conn.execute_batch("PRAGMA cache_size = -65536; PRAGMA temp_store = FILE;")?;
+        // The checkpointer thread copies the WAL into the database as it
+        // grows, but a WAL only starts over when a write begins with every
+        // frame copied, and under steady writes the next one begins at once:
+        // so the writer finishes the copy itself, between two transactions,
+        // once the WAL holds WRITER_CHECKPOINT_FRAMES (little is left to copy
+        // by then), and the WAL stays small instead of growing without end.
+        conn.execute_batch(&format!(
+            "PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_FRAMES};"
+        ))?;
         migrations.to_latest(&mut conn).with_context(|| format!("migrating the database {}", path.display()))?;
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("db").to_string();
         let checkpointer = std::sync::Arc::new(spawn_checkpointer(path, busy_timeout_ms, &name)?);
@@ -185,6 +190,8 @@ fn spawn_checkpointer(
 
 /// How often the WAL is checkpointed.
 const CHECKPOINT_EVERY_MS: u64 = 500;
+/// WAL frames (pages) past which the writer checkpoints after a commit.
+const WRITER_CHECKPOINT_FRAMES: i64 = 4_096;
 /// WAL frames (pages) past which it is restarted from the beginning.
 const MAX_WAL_FRAMES: i64 = 16_384;
 

@@ -113,22 +113,21 @@ pub fn post_transactions<'p, P: Borrow<Posting<'p>>>(
         .prepare_cached(
             "INSERT INTO ledger_transactions (source_type, source_id, currency, description, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (source_type, source_id) DO NOTHING RETURNING id",
+             ON CONFLICT (source_type, source_id) DO NOTHING",
         )
         .context("preparing the ledger transaction insert")?;
-    let mut insert_entry = tx
-        .prepare_cached("INSERT INTO ledger_entries (transaction_id, account_id, amount_minor) VALUES (?1, ?2, ?3)")
-        .context("preparing the ledger entry insert")?;
+    let mut entry_values: Vec<i64> = Vec::new();
     for posting in postings.iter().map(Borrow::borrow) {
         let inserted = insert_transaction
-            .query_row(
-                params![posting.source_type, posting.source_id, posting.currency.code(), posting.description, now],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
+            .execute(params![posting.source_type, posting.source_id, posting.currency.code(), posting.description, now])
             .context("inserting a ledger transaction")?;
-        ids.push(inserted);
-        let Some(transaction_id) = inserted else { continue };
+        // Nothing inserted: the source was booked before.
+        let Some(transaction_id) = (inserted == 1).then(|| tx.last_insert_rowid()) else {
+            ids.push(None);
+            continue;
+        };
+        ids.push(Some(transaction_id));
+        entry_values.clear();
         for (account, amount) in &posting.entries {
             let account_id = match accounts.get(&(account.as_str(), posting.currency)) {
                 Some(id) => *id,
@@ -138,9 +137,13 @@ pub fn post_transactions<'p, P: Borrow<Posting<'p>>>(
                     id
                 }
             };
-            insert_entry.execute(params![transaction_id, account_id, amount]).context("inserting a ledger entry")?;
+            entry_values.extend([transaction_id, account_id, *amount]);
             *deltas.entry(account_id).or_default() += amount;
         }
+        // A posting's entries in one statement.
+        tx.prepare_cached(&entries_insert(posting.entries.len()))
+            .and_then(|mut st| st.execute(rusqlite::params_from_iter(&entry_values)))
+            .context("inserting ledger entries")?;
     }
     let mut move_balance = tx
         .prepare_cached("UPDATE ledger_accounts SET balance_minor = balance_minor + ?2 WHERE id = ?1")
@@ -149,6 +152,12 @@ pub fn post_transactions<'p, P: Borrow<Posting<'p>>>(
         move_balance.execute(params![account_id, delta]).context("updating an account balance")?;
     }
     Ok(ids)
+}
+
+/// `INSERT INTO ledger_entries` of `rows` rows.
+fn entries_insert(rows: usize) -> String {
+    let values = vec!["(?, ?, ?)"; rows].join(", ");
+    format!("INSERT INTO ledger_entries (transaction_id, account_id, amount_minor) VALUES {values}")
 }
 
 fn check_balanced(posting: &Posting) -> Result<(), PostingError> {

@@ -16,15 +16,25 @@ fn the_benchmark_runs_every_scenario() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for line in ["durable single-row commits/s", "ledger postings:", "token:", "hosted:", "token at"] {
+    for line in [
+        "durable single-row commits/s",
+        "inserted raw into the ledger's tables",
+        "batched (",
+        "one per write (",
+        "token:",
+        "hosted:",
+        "token at",
+    ] {
         assert!(stdout.contains(line), "the report has '{line}':\n{stdout}");
     }
-    assert_eq!(stdout.matches("till check: ledger OK").count(), 4, "{stdout}");
+    assert_eq!(stdout.matches("till check: ledger OK").count(), 5, "{stdout}");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert!(json["raw_single_commits_per_s"].as_f64().unwrap() > 0.0);
+    assert!(json["raw_batched_postings_per_s"].as_f64().unwrap() > 0.0);
     let results = json["results"].as_array().unwrap();
-    assert_eq!(results.len(), 4);
-    for r in results.iter().filter(|r| r["scenario"] != "ledger") {
-        assert!(r["completed_per_s"].as_f64().unwrap() > 0.0, "{r}");
+    assert_eq!(results.len(), 5);
+    for r in results {
+        let rate = if r["scenario"] == "ledger" { &r["postings_per_s"] } else { &r["completed_per_s"] };
+        assert!(rate.as_f64().unwrap() > 0.0, "{r}");
     }
 }
