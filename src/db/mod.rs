@@ -69,8 +69,11 @@ impl Db {
         // so the writer finishes the copy itself, between two transactions,
         // once the WAL holds WRITER_CHECKPOINT_FRAMES (little is left to copy
         // by then), and the WAL stays small instead of growing without end.
+        // Nothing ever waits for readers to leave the WAL (a RESTART or FULL
+        // checkpoint would hold every write meanwhile).
         conn.execute_batch(&format!(
-            "PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_FRAMES};"
+            "PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_FRAMES};
+             PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES};"
         ))?;
         migrations.to_latest(&mut conn).with_context(|| format!("migrating the database {}", path.display()))?;
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("db").to_string();
@@ -166,19 +169,8 @@ fn spawn_checkpointer(
                 Err(RecvTimeoutError::Disconnected)
             );
             let mode = if last { "TRUNCATE" } else { "PASSIVE" };
-            let checkpoint =
-                |mode: &str| conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get::<_, i64>(1));
-            match checkpoint(mode) {
-                // Readers never all leave a busy WAL, so it would grow without
-                // end: past a bound, wait for them and start it over (this
-                // holds the writer for as long as that takes).
-                Ok(frames) if frames > MAX_WAL_FRAMES => {
-                    if let Err(e) = checkpoint("RESTART") {
-                        tracing::warn!(error = %e, "WAL restart failed");
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+            if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
             }
             if last {
                 return;
@@ -192,8 +184,8 @@ fn spawn_checkpointer(
 const CHECKPOINT_EVERY_MS: u64 = 500;
 /// WAL frames (pages) past which the writer checkpoints after a commit.
 const WRITER_CHECKPOINT_FRAMES: i64 = 4_096;
-/// WAL frames (pages) past which it is restarted from the beginning.
-const MAX_WAL_FRAMES: i64 = 16_384;
+/// What the WAL file is cut back to when it starts over after a spike.
+const WAL_SIZE_LIMIT_BYTES: i64 = 64 << 20;
 
 fn configure(conn: &mut Connection, busy_timeout_ms: u64) -> anyhow::Result<()> {
     conn.busy_timeout(Duration::from_millis(busy_timeout_ms))?;
