@@ -256,6 +256,15 @@ struct Outcome {
     secs: f64,
     post_ms: Vec<f64>,
     done_ms: Vec<f64>,
+    drained: Drained,
+}
+
+/// What was still owed when a window closed.
+struct Drained {
+    /// Webhooks the sandbox had yet to send.
+    webhooks_pending: i64,
+    /// Seconds until every payment was final and every webhook sent.
+    secs: f64,
 }
 
 struct Rate {
@@ -382,8 +391,8 @@ impl Bench {
             post_ms.extend(p);
             done_ms.extend(d);
         }
-        self.drain(Duration::from_secs(120)).await?;
-        Ok(Outcome { created: created.load(Ordering::Relaxed), completed, secs, post_ms, done_ms })
+        let drained = self.drain(Duration::from_secs(120)).await?;
+        Ok(Outcome { created: created.load(Ordering::Relaxed), completed, secs, post_ms, done_ms, drained })
     }
 
     /// Token payments sent at a fixed rate, whatever the answers take.
@@ -404,10 +413,10 @@ impl Bench {
         for t in tasks {
             post_ms.extend(t.await??);
         }
-        self.drain(Duration::from_secs(120)).await?;
+        let drained = self.drain(Duration::from_secs(120)).await?;
         let completed = self.done_count()? - done_before;
         let done_ms = self.completion_ms(started)?;
-        Ok(Outcome { created: post_ms.len() as u64, completed, secs, post_ms, done_ms })
+        Ok(Outcome { created: post_ms.len() as u64, completed, secs, post_ms, done_ms, drained })
     }
 
     fn done_count(&self) -> anyhow::Result<u64> {
@@ -422,7 +431,7 @@ impl Bench {
     /// Waits until every stored payment is final, then until the sandbox
     /// has sent every webhook it owes (the next scenario's webhooks would
     /// otherwise queue behind this one's), and says how far behind it was.
-    async fn drain(&self, limit: Duration) -> anyhow::Result<()> {
+    async fn drain(&self, limit: Duration) -> anyhow::Result<Drained> {
         let started = Instant::now();
         let sandbox = rusqlite::Connection::open(&self.sandbox_db)?;
         let pending = || -> anyhow::Result<i64> {
@@ -443,11 +452,12 @@ impl Bench {
             anyhow::ensure!(started.elapsed() < limit, "{open} payments never finished, {unsent} webhooks never sent");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let drained = Drained { webhooks_pending: behind, secs: started.elapsed().as_secs_f64() };
         println!(
             "  drained in {:.1}s: the sandbox still had {behind} webhooks to send when the window closed",
-            started.elapsed().as_secs_f64()
+            drained.secs
         );
-        Ok(())
+        Ok(drained)
     }
 
     /// Creation-to-final times of the payments created since `since`.
@@ -661,7 +671,9 @@ impl Outcome {
         let (d50, d95, d99) = Self::stats(&self.done_ms);
         json!({"scenario": name, "completed_per_s": rate, "created": self.created, "secs": self.secs,
                "post_ms": {"p50": p50, "p95": p95, "p99": p99}, "completion_ms": {"p50": d50, "p95": d95, "p99": d99},
-               "ratio_to_raw_single_commits": rate / report.raw_single_commits_per_s})
+               "ratio_to_raw_single_commits": rate / report.raw_single_commits_per_s,
+               "webhooks_pending_at_window_end": self.drained.webhooks_pending, "drain_s": self.drained.secs,
+               "completed_per_s_until_drained": self.completed as f64 / (self.secs + self.drained.secs)})
     }
 }
 

@@ -36,5 +36,9 @@ fn the_benchmark_runs_every_scenario() {
     for r in results {
         let rate = if r["scenario"] == "ledger" { &r["postings_per_s"] } else { &r["completed_per_s"] };
         assert!(rate.as_f64().unwrap() > 0.0, "{r}");
+        if r["scenario"] != "ledger" {
+            assert!(r["webhooks_pending_at_window_end"].as_i64().unwrap() >= 0, "{r}");
+            assert!(r["completed_per_s_until_drained"].as_f64().unwrap() <= rate.as_f64().unwrap(), "{r}");
+        }
     }
 }
