@@ -129,9 +129,8 @@ pub fn succeed_order(
 
 /// EXECUTING → SUCCESS for orders paid together (one checkout's orders, or
 /// any batch of them): each order's transition and its shop's notice, and
-/// for all of them one ledger call, one wallet move per seller and the
-/// wallet-equals-ledger check per seller. Returns how many moved; an order
-/// another writer already moved is left alone.
+/// their money booked together by [`book_payins`]. Returns how many moved;
+/// an order another writer already moved is left alone.
 pub fn succeed_orders(
     tx: &Transaction,
     orders: &[&OrderView],
@@ -139,40 +138,56 @@ pub fn succeed_orders(
     policy: Policy,
 ) -> anyhow::Result<usize> {
     // Each order moves in one row write, flags included: they only hold
-    // because the rest of this function books, in the same transaction.
+    // because book_payins books, in the same transaction.
     let mut moved = Vec::with_capacity(orders.len());
+    for &order in orders {
+        let (_, share) = split(order.amount_minor, policy);
+        if store::mark_succeeded(tx, &order.payment_order_id, payment_intent, share, "paid at the PSP")? {
+            moved.push(order);
+        }
+    }
+    book_payins(tx, &moved, policy)?;
+    let ids: Vec<&str> = moved.iter().map(|o| o.payment_order_id.as_str()).collect();
+    notify::orders_final(tx, &ids, OrderStatus::Success, policy)?;
+    Ok(moved.len())
+}
+
+/// The money side of paid orders, booked together: one ledger call with
+/// each order's pay-in posting, one wallet credit per seller and currency,
+/// and the wallet-equals-ledger check of each wallet moved. An order that
+/// already has its pay-in posting fails the whole call (the transaction
+/// rolls back): money is booked once per order.
+pub fn book_payins(tx: &Transaction, orders: &[&OrderView], policy: Policy) -> anyhow::Result<()> {
     let mut postings = Vec::with_capacity(orders.len());
-    for order in orders {
+    let mut wallets: HashMap<(&str, Currency), i64> = HashMap::new();
+    for &order in orders {
         let currency = Currency::parse(&order.currency)?;
         let (posting, share) = payin_posting(order, currency, policy);
-        if store::mark_succeeded(tx, &order.payment_order_id, payment_intent, share, "paid at the PSP")? {
-            moved.push((*order, currency, share));
-            postings.push(posting);
-        }
+        postings.push(posting);
+        *wallets.entry((order.seller_id.as_str(), currency)).or_default() += share;
     }
     let booked = ledger::post_transactions(tx, &postings).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(i) = booked.iter().position(Option::is_none) {
-        anyhow::bail!("order {} already has a pay-in posting", moved[i].0.payment_order_id);
-    }
-    let mut wallets: HashMap<(&str, Currency), i64> = HashMap::new();
-    for (order, currency, share) in &moved {
-        *wallets.entry((order.seller_id.as_str(), *currency)).or_default() += share;
+        anyhow::bail!("order {} already has a pay-in posting", orders[i].payment_order_id);
     }
     for (&(seller_id, currency), &credit) in &wallets {
         wallet::credit_wallet(tx, seller_id, currency, credit)?;
         wallet::assert_matches_ledger(tx, seller_id, currency)?;
     }
-    let ids: Vec<&str> = moved.iter().map(|(o, _, _)| o.payment_order_id.as_str()).collect();
-    notify::orders_final(tx, &ids, OrderStatus::Success, policy)?;
-    Ok(moved.len())
+    Ok(())
+}
+
+/// An order's amount split into the platform's commission and the seller's share.
+fn split(amount_minor: i64, policy: Policy) -> (i64, i64) {
+    let commission = percentage_minor(amount_minor, policy.commission_percent);
+    (commission, amount_minor - commission)
 }
 
 /// The pay-in posting of a paid order, and the seller's share of it: the
 /// PSP holds the whole amount, owed to the seller less the commission.
 pub fn payin_posting(order: &OrderView, currency: Currency, policy: Policy) -> (Posting<'_>, i64) {
     let id = &order.payment_order_id;
-    let commission = percentage_minor(order.amount_minor, policy.commission_percent);
-    let seller_share = order.amount_minor - commission;
+    let (commission, seller_share) = split(order.amount_minor, policy);
     let mut entries = vec![(ledger::PSP_BALANCE.to_string(), order.amount_minor)];
     if seller_share > 0 {
         entries.push((ledger::seller_account(&order.seller_id), -seller_share));
@@ -205,4 +220,57 @@ pub(crate) fn fail_order(
         notify::order_final(tx, payment_order_id, OrderStatus::Failed, policy)?;
     }
     Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+
+    fn order(id: &str, seller: &str, amount_minor: i64) -> OrderView {
+        OrderView {
+            payment_order_id: id.into(),
+            checkout_id: format!("c-{id}"),
+            seller_id: seller.into(),
+            amount: String::new(),
+            currency: "EUR".into(),
+            status: "SUCCESS".into(),
+            wallet_updated: true,
+            ledger_updated: true,
+            refunded_amount: String::new(),
+            failure_code: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+            amount_minor,
+        }
+    }
+
+    fn wallet(db: &Db, seller: &str) -> i64 {
+        db.conn()
+            .unwrap()
+            .query_row("SELECT balance_minor FROM wallets WHERE seller_id = ?1", [seller], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn payins_booked_together_credit_each_wallet_its_share_and_an_order_booked_before_refuses_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("c.db"), 2, 1000, &crate::db::till_migrations()).unwrap();
+        let policy = Policy { commission_percent: "10".parse().unwrap(), webhook_attempts: 1 };
+        let orders = [order("a", "s1", 1000), order("b", "s1", 2000), order("c", "s2", 505)];
+        db.write(move |tx| book_payins(tx, &orders.iter().collect::<Vec<_>>(), policy)).await.unwrap();
+        // 10 % of 505 is 50.5: the commission rounds half away from zero, the seller gets the rest.
+        assert_eq!((wallet(&db, "s1"), wallet(&db, "s2")), (2700, 454));
+        let commission =
+            ledger::account_balance(&db.conn().unwrap(), ledger::COMMISSION, Currency::parse("EUR").unwrap());
+        assert_eq!(commission.unwrap(), -351);
+
+        let again = [order("d", "s2", 100), order("b", "s1", 2000)];
+        let refused = db.write(move |tx| book_payins(tx, &again.iter().collect::<Vec<_>>(), policy)).await;
+        assert!(refused.unwrap_err().to_string().contains("order b already has a pay-in posting"));
+        assert_eq!((wallet(&db, "s1"), wallet(&db, "s2")), (2700, 454), "nothing of the refused batch stays");
+        let postings: i64 =
+            db.conn().unwrap().query_row("SELECT COUNT(*) FROM ledger_transactions", [], |r| r.get(0)).unwrap();
+        assert_eq!(postings, 3);
+    }
 }

@@ -19,6 +19,8 @@ fn the_benchmark_runs_every_scenario() {
     for line in [
         "durable single-row commits/s",
         "inserted raw into the ledger's tables",
+        "ledger postings (pay-in postings with their wallet credits): ",
+        "order bookings (order state and history, postings, wallets, checkout): ",
         "batched (",
         "one per write (",
         "token:",
@@ -27,16 +29,17 @@ fn the_benchmark_runs_every_scenario() {
     ] {
         assert!(stdout.contains(line), "the report has '{line}':\n{stdout}");
     }
-    assert_eq!(stdout.matches("till check: ledger OK").count(), 5, "{stdout}");
+    assert_eq!(stdout.matches("till check: ledger OK").count(), 7, "{stdout}");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert!(json["raw_single_commits_per_s"].as_f64().unwrap() > 0.0);
     assert!(json["raw_batched_postings_per_s"].as_f64().unwrap() > 0.0);
     let results = json["results"].as_array().unwrap();
-    assert_eq!(results.len(), 5);
+    assert_eq!(results.len(), 7);
     for r in results {
-        let rate = if r["scenario"] == "ledger" { &r["postings_per_s"] } else { &r["completed_per_s"] };
+        let booked = r["scenario"] == "ledger" || r["scenario"] == "bookings";
+        let rate = if booked { &r["postings_per_s"] } else { &r["completed_per_s"] };
         assert!(rate.as_f64().unwrap() > 0.0, "{r}");
-        if r["scenario"] != "ledger" {
+        if !booked {
             assert!(r["webhooks_pending_at_window_end"].as_i64().unwrap() >= 0, "{r}");
             assert!(r["completed_per_s_until_drained"].as_f64().unwrap() <= rate.as_f64().unwrap(), "{r}");
         }
