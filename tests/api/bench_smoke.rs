@@ -8,7 +8,7 @@ fn the_benchmark_runs_every_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
     let out = Command::new(env!("CARGO_BIN_EXE_till-bench"))
-        .args(["--smoke", "--dir"])
+        .args(["--smoke", "--prefill-orders", "2500", "--dir"])
         .arg(dir.path().join("data"))
         .arg("--json")
         .arg(&report)
@@ -23,13 +23,14 @@ fn the_benchmark_runs_every_scenario() {
         "order bookings (order state and history, postings, wallets, checkout): ",
         "batched (",
         "one per write (",
+        "prefilled 2500 paid orders",
         "token:",
         "hosted:",
         "token at",
     ] {
         assert!(stdout.contains(line), "the report has '{line}':\n{stdout}");
     }
-    assert_eq!(stdout.matches("till check: ledger OK").count(), 7, "{stdout}");
+    assert_eq!(stdout.matches("till check: ledger OK").count(), 8, "{stdout}");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert!(json["raw_single_commits_per_s"].as_f64().unwrap() > 0.0);
     assert!(json["raw_batched_postings_per_s"].as_f64().unwrap() > 0.0);
