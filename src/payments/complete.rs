@@ -185,7 +185,7 @@ fn split(amount_minor: i64, policy: Policy) -> (i64, i64) {
 
 /// The pay-in posting of a paid order, and the seller's share of it: the
 /// PSP holds the whole amount, owed to the seller less the commission.
-pub fn payin_posting(order: &OrderView, currency: Currency, policy: Policy) -> (Posting<'_>, i64) {
+fn payin_posting(order: &OrderView, currency: Currency, policy: Policy) -> (Posting<'_>, i64) {
     let id = &order.payment_order_id;
     let (commission, seller_share) = split(order.amount_minor, policy);
     let mut entries = vec![(ledger::PSP_BALANCE.to_string(), order.amount_minor)];
