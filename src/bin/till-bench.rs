@@ -736,8 +736,15 @@ async fn prepare_orders(
             let mut order = tx.prepare(
                 "INSERT INTO payment_orders (payment_order_id, checkout_id, position, buyer_account, seller_id, amount_minor,
                                              currency, payment_order_status, ledger_updated, wallet_updated,
-                                             seller_amount_minor, succeeded_at, created_at, updated_at)
-                 VALUES (?1, ?2, 0, 'buyer', ?3, 1234, 'USD', ?4, ?5, ?5, ?6, ?7, ?8, ?8)",
+                                             seller_amount_minor, succeeded_at, created_at, updated_at,
+                                             psp_payment_intent_id)
+                 VALUES (?1, ?2, 0, 'buyer', ?3, 1234, 'USD', ?4, ?5, ?5, ?6, ?7, ?8, ?8, 'pi_bench_' || ?1)",
+            )?;
+            // Each order's charge is recorded with it, as the PSP's word on
+            // it would have been: what is timed is the booking alone.
+            let mut charge = tx.prepare(
+                "INSERT INTO psp_charges (payment_intent_id, checkout_id, amount_minor, currency, backed_minor, recorded_at)
+                 VALUES ('pi_bench_' || ?1, ?2, 1234, 'USD', 1234, ?3)",
             )?;
             let mut orders = Vec::with_capacity(n);
             for i in 0..n {
@@ -754,6 +761,7 @@ async fn prepare_orders(
                     paid.then_some(&now),
                     now
                 ])?;
+                charge.execute(rusqlite::params![id, checkout, now])?;
                 orders.push(till::payments::store::load_order(tx, &id)?.context("order")?);
             }
             Ok(orders)

@@ -1,5 +1,6 @@
 //! `till check`: the ledger invariants of SPEC §5, each listing every
-//! violation it finds. The scheduled audit and the tests call the same
+//! violation it finds, and a sixth: each PSP charge pays only orders of its
+//! own checkout (a token charge: its own order), never more than its amount. The scheduled audit and the tests call the same
 //! function.
 
 use rusqlite::Connection;
@@ -167,6 +168,33 @@ const RULES: &[Rule] = &[
                      AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.refund_id = t.source_id))
                  OR (t.source_type IN ('payout', 'payout_paid', 'payout_reversal')
                      AND NOT EXISTS (SELECT 1 FROM payouts p WHERE p.payout_id = t.source_id))",
+    },
+    Rule {
+        invariant: 6,
+        sql: "SELECT 'order ' || o.payment_order_id || ' is SUCCESS but no PSP charge of its is recorded'
+              FROM payment_orders o
+              WHERE o.payment_order_status = 'SUCCESS'
+                AND NOT EXISTS (SELECT 1 FROM psp_charges c WHERE c.payment_intent_id = o.psp_payment_intent_id)",
+    },
+    Rule {
+        invariant: 6,
+        sql: "SELECT 'PSP charge ' || c.payment_intent_id || ' of checkout ' || c.checkout_id
+                     || COALESCE(' (order ' || c.payment_order_id || ')', '') || ' pays order ' || o.payment_order_id
+                     || ' of checkout ' || o.checkout_id || ' in ' || o.currency
+              FROM payment_orders o JOIN psp_charges c ON c.payment_intent_id = o.psp_payment_intent_id
+              WHERE o.payment_order_status = 'SUCCESS'
+                AND (o.checkout_id <> c.checkout_id OR o.currency <> c.currency
+                     OR (c.payment_order_id IS NOT NULL AND c.payment_order_id <> o.payment_order_id))",
+    },
+    Rule {
+        invariant: 6,
+        sql: "SELECT 'PSP charge ' || c.payment_intent_id || ' of ' || c.amount_minor || ' ' || c.currency
+                     || ' pays orders adding up to ' || COALESCE(s.paid, 0) || ' (recorded: ' || c.backed_minor || ')'
+              FROM psp_charges c LEFT JOIN (
+                  SELECT psp_payment_intent_id AS intent, SUM(amount_minor) AS paid FROM payment_orders
+                  WHERE payment_order_status = 'SUCCESS' AND psp_payment_intent_id IS NOT NULL
+                  GROUP BY psp_payment_intent_id) s ON s.intent = c.payment_intent_id
+              WHERE COALESCE(s.paid, 0) > c.amount_minor OR COALESCE(s.paid, 0) <> c.backed_minor",
     },
 ];
 

@@ -12,7 +12,7 @@ use crate::context::Ctx;
 use crate::ledger::{self, Posting};
 use crate::money::{Currency, percentage_minor};
 use crate::payments::model::OrderStatus;
-use crate::payments::store::{self, OrderView};
+use crate::payments::store::{self, Charge, OrderView};
 use crate::payments::{Policy, notify};
 use crate::psp::types::{CheckoutSession, SessionOutcome};
 use crate::wallet;
@@ -49,10 +49,10 @@ fn apply_in_tx(tx: &Transaction, session: &CheckoutSession, policy: Policy) -> R
     match session.outcome() {
         SessionOutcome::Open => {}
         SessionOutcome::Paid => {
-            check_amount(session, &checkout_id, &orders)?;
+            let charge = session_charge(session, &checkout_id, &orders)?;
             let executing: Vec<&OrderView> =
                 orders.iter().filter(|o| o.status == OrderStatus::Executing.as_str()).collect();
-            applied.succeeded += succeed_orders(tx, &executing, session.payment_intent.as_deref(), policy)?;
+            applied.succeeded += succeed_orders(tx, &executing, Some(&charge), policy)?;
         }
         SessionOutcome::Expired => {
             for order in orders.iter().filter(|o| o.status == OrderStatus::Executing.as_str()) {
@@ -100,49 +100,61 @@ fn adopt_session(tx: &Transaction, session: &CheckoutSession) -> Result<String, 
     Ok(checkout_id)
 }
 
-/// The PSP must have taken exactly what the orders add up to, in their currency.
-fn check_amount(session: &CheckoutSession, checkout_id: &str, orders: &[OrderView]) -> Result<(), ApplyError> {
+/// The charge a paid session made: the PSP must have taken exactly what the
+/// orders add up to, in their currency, through a payment intent.
+fn session_charge(session: &CheckoutSession, checkout_id: &str, orders: &[OrderView]) -> Result<Charge, ApplyError> {
     let ours: i64 = orders.iter().map(|o| o.amount_minor).sum();
     let currency = orders.first().map(|o| o.currency.to_ascii_lowercase()).unwrap_or_default();
     let theirs_currency = session.currency.clone().unwrap_or_default().to_ascii_lowercase();
+    let mismatch = |psp: String| ApplyError::Mismatch {
+        session: session.id.clone(),
+        checkout_id: checkout_id.to_string(),
+        psp,
+        ours: format!("{ours} {currency}"),
+    };
     if session.amount_total != Some(ours) || theirs_currency != currency {
-        return Err(ApplyError::Mismatch {
-            session: session.id.clone(),
-            checkout_id: checkout_id.to_string(),
-            psp: format!("{:?} {theirs_currency}", session.amount_total),
-            ours: format!("{ours} {currency}"),
-        });
+        return Err(mismatch(format!("{:?} {theirs_currency}", session.amount_total)));
     }
-    Ok(())
+    let intent = session.payment_intent.clone().ok_or_else(|| mismatch("paid with no payment intent".into()))?;
+    Ok(Charge {
+        payment_intent_id: intent,
+        checkout_id: checkout_id.to_string(),
+        payment_order_id: None,
+        amount_minor: ours,
+        currency: Currency::parse(&currency.to_ascii_uppercase()).map_err(anyhow::Error::from)?,
+    })
 }
 
 /// EXECUTING → SUCCESS with the wallet credit and the pay-in posting.
 /// Returns false if another writer already moved the order.
-pub fn succeed_order(
-    tx: &Transaction,
-    order: &OrderView,
-    payment_intent: Option<&str>,
-    policy: Policy,
-) -> anyhow::Result<bool> {
-    Ok(succeed_orders(tx, &[order], payment_intent, policy)? == 1)
+pub fn succeed_order(tx: &Transaction, order: &OrderView, charge: &Charge, policy: Policy) -> anyhow::Result<bool> {
+    Ok(succeed_orders(tx, &[order], Some(charge), policy)? == 1)
 }
 
 /// EXECUTING → SUCCESS for orders paid together (one checkout's orders, or
 /// any batch of them): each order's transition and its shop's notice, and
 /// their money booked together by [`book_payins`]. Returns how many moved;
 /// an order another writer already moved is left alone.
+///
+/// `charge` is the PSP's own word on what paid them, and each order moved
+/// must fit in it ([`store::back_with_charge`]); None only where the
+/// orders' charge is already recorded with them (the benchmark's fixtures).
 pub fn succeed_orders(
     tx: &Transaction,
     orders: &[&OrderView],
-    payment_intent: Option<&str>,
+    charge: Option<&Charge>,
     policy: Policy,
 ) -> anyhow::Result<usize> {
     // Each order moves in one row write, flags included: they only hold
     // because book_payins books, in the same transaction.
+    let intent = charge.map(|c| c.payment_intent_id.as_str());
     let mut moved = Vec::with_capacity(orders.len());
     for &order in orders {
         let (_, share) = split(order.amount_minor, policy);
-        if store::mark_succeeded(tx, &order.payment_order_id, payment_intent, share, "paid at the PSP")? {
+        if store::mark_succeeded(tx, &order.payment_order_id, intent, share, "paid at the PSP")? {
+            if let Some(charge) = charge {
+                store::back_with_charge(tx, charge, order)?;
+            }
             moved.push(order);
         }
     }
@@ -242,6 +254,7 @@ mod tests {
             created_at: String::new(),
             updated_at: String::new(),
             amount_minor,
+            psp_payment_intent_id: None,
         }
     }
 

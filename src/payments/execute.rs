@@ -4,9 +4,10 @@
 //! reads the status, until the PSP's answer is known.
 
 use crate::context::Ctx;
+use crate::money::Currency;
 use crate::payments::complete::{self, ApplyError, fail_order, succeed_order};
 use crate::payments::model::OrderStatus;
-use crate::payments::store::{self, OrderView};
+use crate::payments::store::{self, Charge, OrderView};
 use crate::payments::{Policy, notify};
 use crate::psp::types::{IntentOutcome, PaymentIntent, SessionOutcome, failure_code};
 use crate::psp::{PaymentIntentRequest, PspError};
@@ -91,12 +92,12 @@ async fn apply_intent_with(
     ctx.db
         .write(move |tx| -> Result<(), JobError> {
             let order = store::load_order(tx, &id)?.ok_or_else(|| JobError::Final(format!("order {id} vanished")))?;
-            check_intent_matches(&order, &intent)?;
+            let charge = intent_charge(&order, &intent)?;
             store::set_payment_intent(tx, &id, &intent.id)?;
             let executing = order.status == OrderStatus::Executing.as_str();
             match outcome {
                 IntentOutcome::Succeeded if executing => {
-                    succeed_order(tx, &order, Some(&intent.id), policy)?;
+                    succeed_order(tx, &order, &charge, policy)?;
                 }
                 IntentOutcome::Failed(code) if executing => {
                     let reason = format!("the PSP declined: {code}");
@@ -133,18 +134,36 @@ async fn refuse_order(ctx: &Ctx, payment_order_id: &str, code: String) -> Result
     Ok(())
 }
 
-/// The PSP must have charged this order, for exactly its amount.
-fn check_intent_matches(order: &OrderView, intent: &PaymentIntent) -> Result<(), JobError> {
-    let named = intent.metadata.get("payment_order_id");
-    let same_order = named.is_none_or(|n| *n == order.payment_order_id);
+/// The charge an intent (the PSP's own copy) made for this order: it must
+/// name this order and its checkout, be the order's one intent, and be for
+/// exactly its amount and currency. An intent that names no order (a hosted
+/// checkout's, which pays through its session) or another one pays nothing here.
+fn intent_charge(order: &OrderView, intent: &PaymentIntent) -> Result<Charge, JobError> {
+    let meta = |k: &str| intent.metadata.get(k).map(String::as_str);
+    let same_order = meta("payment_order_id") == Some(order.payment_order_id.as_str())
+        && meta("checkout_id").is_none_or(|c| c == order.checkout_id);
     let same_money = intent.amount == order.amount_minor && intent.currency.eq_ignore_ascii_case(&order.currency);
-    if same_order && same_money {
-        return Ok(());
+    let same_intent = order.psp_payment_intent_id.as_deref().is_none_or(|known| known == intent.id);
+    if !(same_order && same_money && same_intent) {
+        return Err(JobError::Final(format!(
+            "payment intent {} ({} {}, metadata {:?}) does not match order {} ({} {} of checkout {})",
+            intent.id,
+            intent.amount,
+            intent.currency,
+            intent.metadata,
+            order.payment_order_id,
+            order.amount_minor,
+            order.currency,
+            order.checkout_id
+        )));
     }
-    Err(JobError::Final(format!(
-        "payment intent {} ({} {}) does not match order {} ({} {})",
-        intent.id, intent.amount, intent.currency, order.payment_order_id, order.amount_minor, order.currency
-    )))
+    Ok(Charge {
+        payment_intent_id: intent.id.clone(),
+        checkout_id: order.checkout_id.clone(),
+        payment_order_id: Some(order.payment_order_id.clone()),
+        amount_minor: intent.amount,
+        currency: Currency::parse(&order.currency).map_err(anyhow::Error::from)?,
+    })
 }
 
 /// Asks the PSP how a hosted checkout ended and applies it. Scheduled for

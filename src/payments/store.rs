@@ -134,7 +134,7 @@ pub fn mark_succeeded(
     let changed = tx
         .prepare_cached(
             "UPDATE payment_orders SET payment_order_status = 'SUCCESS', ledger_updated = 1, wallet_updated = 1,
-                    psp_payment_intent_id = ?2, seller_amount_minor = ?3, succeeded_at = ?4, updated_at = ?4
+                    psp_payment_intent_id = COALESCE(?2, psp_payment_intent_id), seller_amount_minor = ?3, succeeded_at = ?4, updated_at = ?4
              WHERE payment_order_id = ?1 AND payment_order_status = 'EXECUTING'",
         )?
         .execute(params![payment_order_id, payment_intent, seller_amount_minor, now])
@@ -191,6 +191,9 @@ pub struct OrderView {
     pub updated_at: String,
     #[serde(skip)]
     pub amount_minor: i64,
+    /// The PSP's payment intent that charged (or tried to charge) the order.
+    #[serde(skip)]
+    pub psp_payment_intent_id: Option<String>,
 }
 
 /// A payment event (checkout) with all its orders, as the API shows it.
@@ -210,7 +213,7 @@ pub struct CheckoutView {
 }
 
 const ORDER_COLUMNS: &str = "payment_order_id, checkout_id, seller_id, amount_minor, currency, payment_order_status,
-     wallet_updated, ledger_updated, refunded_minor, failure_code, created_at, updated_at";
+     wallet_updated, ledger_updated, refunded_minor, failure_code, created_at, updated_at, psp_payment_intent_id";
 
 fn order_from_row(r: &Row) -> rusqlite::Result<OrderView> {
     let amount_minor: i64 = r.get(3)?;
@@ -232,6 +235,7 @@ fn order_from_row(r: &Row) -> rusqlite::Result<OrderView> {
         created_at: r.get(10)?,
         updated_at: r.get(11)?,
         amount_minor,
+        psp_payment_intent_id: r.get(12)?,
     })
 }
 
@@ -347,6 +351,70 @@ pub fn load_charge_target(conn: &Connection, payment_order_id: &str) -> anyhow::
         .query_row([payment_order_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let token = token.with_context(|| format!("order {payment_order_id} is not a token payment"))?;
     Ok(Some(ChargeTarget { order, token, order_intent_id: intent }))
+}
+
+/// What the PSP itself says it charged: read from its own copy of the
+/// payment intent or checkout session, never from a webhook's body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    pub payment_intent_id: String,
+    /// The checkout the PSP's object names as its own.
+    pub checkout_id: String,
+    /// A token charge's one order; None for a hosted checkout's charge,
+    /// which pays all of its orders.
+    pub payment_order_id: Option<String>,
+    pub amount_minor: i64,
+    pub currency: Currency,
+}
+
+/// Records that `charge` pays `order` (just moved to SUCCESS): the charge
+/// is stored the first time, and each order it backs must be of its
+/// checkout (and be its order, for a token charge), in its currency, and
+/// within what is left of its amount. Otherwise nothing is written and the
+/// caller's transaction must roll back: no charge pays for what it did not.
+pub fn back_with_charge(tx: &Transaction, charge: &Charge, order: &OrderView) -> anyhow::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO psp_charges (payment_intent_id, checkout_id, payment_order_id, amount_minor, currency, recorded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (payment_intent_id) DO NOTHING",
+    )?
+    .execute(params![
+        charge.payment_intent_id,
+        charge.checkout_id,
+        charge.payment_order_id,
+        charge.amount_minor,
+        charge.currency.code(),
+        crate::db::now()
+    ])
+    .context("recording a PSP charge")?;
+    let backed = tx
+        .prepare_cached(
+            "UPDATE psp_charges SET backed_minor = backed_minor + ?2
+             WHERE payment_intent_id = ?1 AND checkout_id = ?3 AND currency = ?4
+               AND (payment_order_id IS NULL OR payment_order_id = ?5)
+               AND backed_minor + ?2 <= amount_minor",
+        )?
+        .execute(params![
+            charge.payment_intent_id,
+            order.amount_minor,
+            order.checkout_id,
+            order.currency,
+            order.payment_order_id
+        ])
+        .context("backing an order with a PSP charge")?;
+    anyhow::ensure!(
+        backed == 1,
+        "PSP charge {} ({} {} for checkout {}) cannot pay order {} ({} {} of checkout {}): \
+         another checkout's or order's charge, or more than it charged",
+        charge.payment_intent_id,
+        charge.amount_minor,
+        charge.currency,
+        charge.checkout_id,
+        order.payment_order_id,
+        order.amount_minor,
+        order.currency,
+        order.checkout_id
+    );
+    Ok(())
 }
 
 pub fn set_payment_intent(tx: &Transaction, payment_order_id: &str, intent_id: &str) -> anyhow::Result<()> {

@@ -96,21 +96,24 @@ async fn apply(ctx: &Ctx, event: &Event) -> Result<Ingested, IngestError> {
     }
 }
 
-/// A token order's intent: re-read it and apply it as the executor would.
+/// A token order's intent: re-read it, and apply it to the order that the
+/// PSP's own copy names (the event's body is only a hint of which intent).
 async fn apply_intent_event(ctx: &Ctx, event: &Event) -> Result<Ingested, IngestError> {
-    let order_id = event.data.object.pointer("/metadata/payment_order_id").and_then(|v| v.as_str());
-    let (Some(intent_id), Some(order_id)) = (event.object_id(), order_id) else {
-        // A hosted checkout's intent: the checkout.session event carries it.
-        return Ok(Ingested::Ignored("payment intent of no token order".into()));
+    let Some(intent_id) = event.object_id() else {
+        return Err(IngestError::Malformed("payment intent event without data.object.id".into()));
     };
-    let intent = match ctx.psp.retrieve_payment_intent(intent_id, order_id).await {
+    let intent = match ctx.psp.retrieve_payment_intent(intent_id, intent_id).await {
         Ok(intent) => intent,
         Err(PspError::Unknown(reason)) => return Err(IngestError::PspUnavailable(reason)),
         Err(refused @ PspError::Refused { .. }) => {
             return Ok(Ingested::Ignored(refused.to_string()));
         }
     };
-    match execute::apply_intent(ctx, order_id, intent).await {
+    let Some(order_id) = intent.metadata.get("payment_order_id").cloned() else {
+        // A hosted checkout's intent: the checkout.session event carries it.
+        return Ok(Ingested::Ignored(format!("payment intent {intent_id} is of no token order")));
+    };
+    match execute::apply_intent(ctx, &order_id, intent).await {
         Ok(()) => Ok(Ingested::Applied),
         Err(JobError::Retry(reason)) => Ok(Ingested::Ignored(reason)),
         Err(JobError::Final(reason)) => {

@@ -99,3 +99,94 @@ async fn events_for_unknown_sessions_are_acknowledged_and_change_nothing() {
     assert_eq!(app.count("SELECT COUNT(*) FROM payment_orders"), 0);
     assert_eq!(app.count("SELECT COUNT(*) FROM psp_events WHERE last_error IS NOT NULL"), 1, "the reason is kept");
 }
+
+/// A `payment_intent.succeeded` event, with the body's metadata as given.
+fn intent_event(intent_id: &str, metadata: Value) -> String {
+    json!({
+        "id": format!("evt_test_{}", uuid::Uuid::new_v4().simple()),
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "created": now(),
+        "data": {"object": {"id": intent_id, "object": "payment_intent", "status": "succeeded",
+                            "amount": 5000, "currency": "usd", "metadata": metadata}}
+    })
+    .to_string()
+}
+
+/// The attack of issue 13: a signed event about a real, paid hosted
+/// checkout's intent, whose body names another, unpaid order. The PSP's
+/// own copy of the intent names only its checkout: it pays nothing else.
+#[tokio::test]
+async fn a_paid_intent_cannot_pay_an_order_its_body_names() {
+    let app = spawn_app().await;
+    let paid = app.paid_checkout(&[("seller_a", "50.00", "USD")]).await;
+    let paid_id = paid["checkout_id"].as_str().unwrap().to_string();
+    let intent_id: String = app
+        .ctx
+        .db
+        .conn()
+        .unwrap()
+        .query_row("SELECT psp_payment_intent_id FROM payment_orders WHERE checkout_id = ?1", [&paid_id], |r| r.get(0))
+        .unwrap();
+    let victim = app.create_hosted(&[("seller_b", "50.00", "USD")]).await;
+    let victim_order = victim["orders"][0]["payment_order_id"].as_str().unwrap();
+    let victim_checkout = victim["checkout_id"].as_str().unwrap();
+
+    let secret = app.settings.psp.webhook_secret.clone();
+    for metadata in [
+        json!({"payment_order_id": victim_order}),
+        json!({"payment_order_id": victim_order, "checkout_id": victim_checkout}),
+    ] {
+        let body = intent_event(&intent_id, metadata);
+        let resp = app.post_webhook(&body, Some(sign(&secret, now(), body.as_bytes()))).await;
+        assert_eq!(resp.status(), StatusCode::OK, "a signed event is acknowledged");
+    }
+
+    assert_eq!(orders_of(&app, victim_checkout).await[0]["status"], "EXECUTING", "nobody paid it");
+    assert_eq!(app.count("SELECT COUNT(*) FROM wallets WHERE seller_id = 'seller_b'"), 0, "no money credited");
+    assert_eq!(
+        app.count(&format!("SELECT COUNT(*) FROM payment_orders WHERE psp_payment_intent_id = '{intent_id}'")),
+        1,
+        "one intent, one order"
+    );
+    app.assert_ledger_ok();
+}
+
+/// The database and `till check` refuse an order paid by another
+/// checkout's charge, whichever code path would try.
+#[tokio::test]
+async fn one_charge_never_pays_another_checkouts_order_or_more_than_it_took() {
+    let app = spawn_app().await;
+    let paid = app.paid_checkout(&[("seller_a", "50.00", "USD")]).await;
+    let paid_id = paid["checkout_id"].as_str().unwrap().to_string();
+    let victim = app.create_hosted(&[("seller_b", "50.00", "USD")]).await;
+    let victim_order = victim["orders"][0]["payment_order_id"].as_str().unwrap().to_string();
+    let conn = app.ctx.db.conn().unwrap();
+    let intent: String = conn
+        .query_row("SELECT psp_payment_intent_id FROM payment_orders WHERE checkout_id = ?1", [&paid_id], |r| r.get(0))
+        .unwrap();
+
+    // A charge cannot be recorded as backing more than it took.
+    let over =
+        conn.execute("UPDATE psp_charges SET backed_minor = backed_minor + 1 WHERE payment_intent_id = ?1", [&intent]);
+    assert!(over.is_err(), "the database refuses a charge backing more than its amount");
+
+    // Forced past the code: the audit names the order paid by another checkout's charge.
+    conn.execute_batch("DROP TRIGGER payment_orders_final_stays_final").unwrap();
+    conn.execute(
+        "UPDATE payment_orders SET payment_order_status = 'SUCCESS', psp_payment_intent_id = ?2 WHERE payment_order_id = ?1",
+        [&victim_order, &intent],
+    )
+    .unwrap();
+    let report = till::ledger::check::run(&mut app.ctx.db.conn().unwrap()).unwrap();
+    let sixth: Vec<&str> = report.violations.iter().filter(|v| v.invariant == 6).map(|v| v.message.as_str()).collect();
+    assert!(sixth.iter().any(|m| m.contains(&victim_order) && m.contains(&paid_id)), "{sixth:?}");
+    assert!(sixth.iter().any(|m| m.contains("pays orders adding up to 10000")), "{sixth:?}");
+
+    // Undone, so the scenario's closing audit checks the rest of the books.
+    conn.execute(
+        "UPDATE payment_orders SET payment_order_status = 'EXECUTING', psp_payment_intent_id = NULL WHERE payment_order_id = ?1",
+        [&victim_order],
+    )
+    .unwrap();
+}
