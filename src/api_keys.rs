@@ -69,14 +69,16 @@ pub fn revoke(conn: &Connection, id: &str) -> anyhow::Result<bool> {
 
 /// Keys recently found valid: hash → (key id, valid until). A key is looked
 /// up in the database at most every [`KeyCache::TTL`], so a revoked key
-/// (revoked_at set in the database) stops working within that time.
+/// (revoked_at set in the database, by this process or `till api-key
+/// revoke` in another) stops working within that time: one indexed read
+/// per key and second is all a busy shop's API costs.
 #[derive(Default)]
 pub struct KeyCache {
     known: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
 }
 
 impl KeyCache {
-    pub const TTL: std::time::Duration = std::time::Duration::from_secs(30);
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(1);
     const MAX_ENTRIES: usize = 4_096;
 
     pub fn get(&self, key: &str) -> Option<String> {

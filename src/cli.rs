@@ -59,7 +59,7 @@ pub enum ApiKeyCommand {
     },
     /// List the keys (id, name, first characters, created, revoked).
     List,
-    /// Revoke a key by its id (key_…); a running till refuses it within 30 s.
+    /// Revoke a key by its id (key_…); a running till refuses it within a second.
     Revoke { id: String },
 }
 

@@ -39,11 +39,13 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Worker threads of the HTTP server (0 = one per core).
     pub workers: usize,
+    /// A request body must arrive whole within this; one that trickles in is cut off (408).
+    pub body_timeout_ms: u64,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self { bind: "127.0.0.1:8080".into(), max_body_bytes: 256 * 1024, workers: 0 }
+        Self { bind: "127.0.0.1:8080".into(), max_body_bytes: 256 * 1024, workers: 0, body_timeout_ms: 30_000 }
     }
 }
 
@@ -350,6 +352,9 @@ impl Settings {
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.server.max_body_bytes) {
             problems.push("server.max_body_bytes: must be between 1024 and 16777216".into());
+        }
+        if !(100..=600_000).contains(&self.server.body_timeout_ms) {
+            problems.push("server.body_timeout_ms: must be between 100 and 600000".into());
         }
         if !(1..=64).contains(&self.database.pool_size) {
             problems.push("database.pool_size: must be between 1 and 64".into());

@@ -24,6 +24,8 @@ pub enum MoneyError {
     NotPositive,
     #[error("is too large")]
     TooLarge,
+    #[error("is more than the PSP takes in one charge ({max} {currency})")]
+    AbovePspLimit { max: String, currency: Currency },
 }
 
 impl MoneyError {
@@ -34,7 +36,8 @@ impl MoneyError {
             MoneyError::NotADecimal(_)
             | MoneyError::TooManyDecimals { .. }
             | MoneyError::NotPositive
-            | MoneyError::TooLarge => "amount_invalid",
+            | MoneyError::TooLarge
+            | MoneyError::AbovePspLimit { .. } => "amount_invalid",
         }
     }
 }
@@ -62,6 +65,14 @@ impl Currency {
         u32::from(self.0.exponent().unwrap_or(0))
     }
 
+    /// The most one PSP charge may take, in minor units: Stripe's limit of
+    /// eight digits of the minor unit ($999,999.99, ¥99,999,999), which the
+    /// sandbox applies too. An amount above it is refused before anything
+    /// is stored, never sent to fail at the PSP.
+    pub fn max_charge_minor(&self) -> i64 {
+        MAX_CHARGE_MINOR
+    }
+
     /// Lower-case code, as Stripe's API writes currencies.
     pub fn stripe_code(&self) -> String {
         self.code().to_ascii_lowercase()
@@ -80,6 +91,9 @@ impl FromStr for Currency {
         Currency::parse(s)
     }
 }
+
+/// Stripe's largest charge in any currency's minor unit.
+pub const MAX_CHARGE_MINOR: i64 = 99_999_999;
 
 /// A strictly positive amount of one currency, in minor units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -105,6 +119,15 @@ impl Money {
 
     pub fn amount_minor(&self) -> i64 {
         self.amount_minor
+    }
+
+    /// This amount, if one PSP charge may take it.
+    pub fn chargeable(self) -> Result<Money, MoneyError> {
+        let max = self.currency.max_charge_minor();
+        if self.amount_minor > max {
+            return Err(MoneyError::AbovePspLimit { max: format_minor(max, self.currency), currency: self.currency });
+        }
+        Ok(self)
     }
 
     pub fn currency(&self) -> Currency {
@@ -134,6 +157,10 @@ pub fn parse_minor(amount: &str, currency: Currency) -> Result<i64, MoneyError> 
     };
     let digits_only = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if !digits_only(int_part) || !frac_part.is_none_or(digits_only) {
+        // "-5.00" is a decimal, just not one we take: say so.
+        if amount.strip_prefix('-').is_some_and(|rest| parse_minor(rest, currency).is_ok()) {
+            return Err(MoneyError::NotPositive);
+        }
         return Err(not_decimal());
     }
     // More than 28 significant digits cannot fit i64 minor units anyway.
@@ -183,16 +210,26 @@ mod tests {
     #[test]
     fn refuses_bad_amounts() {
         let usd = cur("USD");
-        for bad in ["", "-1.00", "+1", "1e3", " 1.00", "1.00 ", "1,00", "abc", ".5", "5.", "NaN"] {
+        for bad in ["", "--1.00", "+1", "1e3", " 1.00", "1.00 ", "1,00", "abc", ".5", "5.", "NaN"] {
             assert!(matches!(Money::parse(bad, usd), Err(MoneyError::NotADecimal(_))), "{bad:?}");
         }
         assert!(matches!(Money::parse("0", usd), Err(MoneyError::NotPositive)));
+        assert!(matches!(Money::parse("-5.00", usd), Err(MoneyError::NotPositive)));
         assert!(matches!(Money::parse("0.00", usd), Err(MoneyError::NotPositive)));
         assert!(matches!(Money::parse("1.001", usd), Err(MoneyError::TooManyDecimals { scale: 3, exponent: 2, .. })));
         assert!(matches!(Money::parse("1.5", cur("JPY")), Err(MoneyError::TooManyDecimals { .. })));
         assert_eq!(Money::parse("92233720368547758.08", usd), Err(MoneyError::TooLarge));
         assert_eq!(Money::parse(&"9".repeat(60), usd), Err(MoneyError::TooLarge));
         assert!(Money::parse("92233720368547758.07", usd).is_ok());
+    }
+
+    #[test]
+    fn one_charge_takes_at_most_eight_digits_of_the_minor_unit() {
+        assert!(Money::parse("999999.99", cur("USD")).unwrap().chargeable().is_ok());
+        let big = Money::parse("1000000.00", cur("USD")).unwrap().chargeable().unwrap_err();
+        assert_eq!(big.to_string(), "is more than the PSP takes in one charge (999999.99 USD)");
+        assert!(Money::parse("99999999", cur("JPY")).unwrap().chargeable().is_ok());
+        assert!(Money::parse("100000000", cur("JPY")).unwrap().chargeable().is_err());
     }
 
     #[test]

@@ -22,8 +22,7 @@ impl FromRequest for ApiKey {
             let ctx = ctx.ok_or_else(|| ApiError::internal(&anyhow::anyhow!("no app context")))?;
             let key = header
                 .as_deref()
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .map(str::trim)
+                .and_then(bearer_token)
                 .ok_or_else(|| ApiError::unauthorized("send your API key as 'Authorization: Bearer <key>'"))?
                 .to_string();
             if let Some(id) = ctx.api_keys.get(&key) {
@@ -39,5 +38,28 @@ impl FromRequest for ApiKey {
             ctx.api_keys.put(&key, &id);
             Ok(ApiKey(id))
         })
+    }
+}
+
+/// The credentials of `Authorization: Bearer <token>`; the scheme is
+/// case-insensitive (RFC 9110 §11.1).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        for h in ["Bearer k", "bearer k", "BEARER k", "Bearer   k  "] {
+            assert_eq!(bearer_token(h), Some("k"), "{h:?}");
+        }
+        for h in ["Basic k", "Bearer", "Bearer ", "Bearerk", "k"] {
+            assert_eq!(bearer_token(h), None, "{h:?}");
+        }
     }
 }

@@ -40,8 +40,8 @@ pub struct ErrorDetail {
     pub code: String,
     /// For people.
     pub message: String,
-    /// The request field at fault, e.g. `orders[0].amount`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The request field at fault, e.g. `orders[0].amount`; null when the
+    /// error is not about one field.
     pub param: Option<String>,
 }
 

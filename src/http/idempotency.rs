@@ -58,7 +58,11 @@ where
     hasher.update(b" ");
     hasher.update(req.path());
     hasher.update(b"\n");
-    hasher.update(body);
+    // The same JSON sent again, re-serialized (key order, spacing), is the same request.
+    match canonical_json(body) {
+        Some(canonical) => hasher.update(canonical),
+        None => hasher.update(body),
+    }
     let hash = hex::encode(hasher.finalize());
     let scope = (api_key_id.to_string(), key);
 
@@ -159,7 +163,42 @@ async fn finish(ctx: &Ctx, scope: (String, String), response: HttpResponse) -> R
     Ok(head.set_body(bytes).map_into_boxed_body())
 }
 
+/// A JSON body in one canonical form (object keys sorted, no spacing), so
+/// that what means the same hashes the same; None if it is not JSON.
+fn canonical_json(body: &[u8]) -> Option<Vec<u8>> {
+    fn sorted(value: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<_> = map.into_iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+            }
+            Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+            other => other,
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    serde_json::to_vec(&sorted(value)).ok()
+}
+
 /// Deletes keys older than 24 h; returns how many. Run by the cleanup job.
 pub fn cleanup(conn: &rusqlite::Connection) -> anyhow::Result<usize> {
     Ok(conn.execute("DELETE FROM idempotency_keys WHERE created_at_ms < ?1", [now_ms() - KEEP_MS])?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_json;
+
+    #[test]
+    fn the_same_json_reserialized_is_the_same_request() {
+        let a = canonical_json(br#"{"b": [1, {"y": 2, "x": 1}], "a": "s"}"#).unwrap();
+        let b = canonical_json(b"{\n  \"a\":\"s\",\"b\":[1,{\"x\":1,\"y\":2}]}").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, br#"{"a":"s","b":[1,{"x":1,"y":2}]}"#);
+        assert_ne!(canonical_json(br#"{"a": "s"}"#), canonical_json(br#"{"a": "t"}"#));
+        assert_ne!(canonical_json(br#"{"b": [1, 2]}"#), canonical_json(br#"{"b": [2, 1]}"#), "order in arrays counts");
+        assert!(canonical_json(b"not json").is_none());
+    }
 }

@@ -4,9 +4,14 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::context::Ctx;
+use crate::http::api::body;
 use crate::webhooks::psp_in::{self, IngestError, Ingested};
 
-pub async fn receive(ctx: web::Data<Ctx>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+pub async fn receive(ctx: web::Data<Ctx>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let body = match body::read(&req, payload, body::Limits::api(&ctx)).await {
+        Ok(body) => body,
+        Err(e) => return actix_web::ResponseError::error_response(&e),
+    };
     let signature = req.headers().get("Stripe-Signature").and_then(|v| v.to_str().ok());
     match psp_in::ingest(&ctx, signature, &body).await {
         Ok(Ingested::Applied | Ingested::AlreadyFinal) => {

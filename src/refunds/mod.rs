@@ -7,7 +7,6 @@
 
 pub mod store;
 
-use actix_web::http::StatusCode;
 use rusqlite::Transaction;
 
 use crate::context::Ctx;
@@ -263,21 +262,6 @@ pub async fn get(ctx: &Ctx, refund_id: &str) -> Result<RefundView, ApiError> {
 pub async fn list_for_order(ctx: &Ctx, payment_order_id: &str) -> Result<Vec<RefundView>, ApiError> {
     let id = payment_order_id.to_string();
     Ok(ctx.db.run(move |conn| store::for_order(conn, &id)).await?)
-}
-
-/// For the API's 400 on a reason that is too long.
-pub fn check_reason(reason: &Option<String>) -> Result<(), ApiError> {
-    match reason {
-        Some(r) if r.chars().count() > MAX_REASON_LEN => Err(ApiError {
-            status: StatusCode::BAD_REQUEST,
-            ..ApiError::invalid(
-                "parameter_invalid",
-                format!("reason is longer than {MAX_REASON_LEN} characters"),
-                "reason",
-            )
-        }),
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ pub struct Params {
 pub type Metadata = BTreeMap<String, String>;
 
 /// Stripe's largest amount (99,999,999 minor units, $999,999.99).
-pub const MAX_AMOUNT_MINOR: i64 = 99_999_999;
+pub const MAX_AMOUNT_MINOR: i64 = crate::money::MAX_CHARGE_MINOR;
 
 /// Parses a form-encoded body (or query string) into parameters.
 pub fn parse(body: &[u8]) -> Result<Params, StripeError> {

@@ -47,6 +47,18 @@ async fn bad_inputs_are_refused_naming_the_param_and_nothing_is_stored() {
         ),
         ("huge", with(base.clone(), "/orders/0/amount", json!("9".repeat(80))), "orders[0].amount", "amount_invalid"),
         (
+            "above what the PSP takes in one charge",
+            with(base.clone(), "/orders/0/amount", json!("1000000.00")),
+            "orders[0].amount",
+            "amount_invalid",
+        ),
+        (
+            "a hosted page's total above what the PSP takes",
+            with(with(base.clone(), "/orders/0/amount", json!("600000.00")), "/orders/1/amount", json!("400000.00")),
+            "orders",
+            "amount_invalid",
+        ),
+        (
             "unknown currency",
             with(base.clone(), "/orders/0/currency", json!("XYZ")),
             "orders[0].currency",
@@ -91,6 +103,14 @@ async fn bad_inputs_are_refused_naming_the_param_and_nothing_is_stored() {
         ),
         ("empty buyer id", with(base.clone(), "/buyer/id", json!("")), "buyer.id", "parameter_invalid"),
         ("bad buyer email", with(base.clone(), "/buyer/email", json!("kim")), "buyer.email", "parameter_invalid"),
+        ("NUL in buyer id", with(base.clone(), "/buyer/id", json!("b\u{0}x")), "buyer.id", "parameter_invalid"),
+        ("newline in buyer id", with(base.clone(), "/buyer/id", json!("b\r\nx")), "buyer.id", "parameter_invalid"),
+        (
+            "control character in buyer email",
+            with(base.clone(), "/buyer/email", json!("k\u{7}im@example.com")),
+            "buyer.email",
+            "parameter_invalid",
+        ),
         ("no success_url", without(base.clone(), "success_url"), "success_url", "parameter_missing"),
         (
             "bad cancel_url",

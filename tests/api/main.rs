@@ -15,6 +15,7 @@ mod crash_recovery;
 mod create_payment;
 mod fault_tolerance;
 mod hosted_flow;
+mod hostile_input;
 mod idempotency_header;
 mod merchant_webhooks;
 mod openapi;

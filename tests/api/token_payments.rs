@@ -86,6 +86,30 @@ async fn token_requests_are_validated() {
     assert_eq!(app.count("SELECT COUNT(*) FROM payment_events"), 0);
 }
 
+/// Issue 13.4: an amount the PSP would refuse is refused at once, twice
+/// alike, with nothing stored and nothing sent to the PSP.
+#[tokio::test]
+async fn an_amount_above_the_psps_limit_is_refused_before_anything_is_stored() {
+    let app = spawn_app().await;
+    let token = token_body("pm_card_visa", &[("seller_a", "1000000.00", "USD")]);
+    let hosted = crate::helpers::hosted_body(&[("seller_a", "1000000.00", "USD")]);
+    for body in [&token, &token, &hosted, &hosted] {
+        let resp = app.post_payment(body).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        let err: Value = resp.json().await.unwrap();
+        assert_eq!(err["error"]["code"], "amount_invalid", "{err}");
+        assert_eq!(err["error"]["param"], "orders[0].amount", "{err}");
+        assert!(err["error"]["message"].as_str().unwrap().contains("999999.99 USD"), "{err}");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM payment_events"), 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM psp_calls"), 0);
+    // The largest amount the PSP takes goes through.
+    let created: Value =
+        app.post_payment(&token_body("pm_card_visa", &[("seller_a", "999999.99", "USD")])).await.json().await.unwrap();
+    let done = app.wait_until_done(created["checkout_id"].as_str().unwrap()).await;
+    assert_eq!(done["orders"][0]["status"], "SUCCESS");
+}
+
 #[tokio::test]
 async fn an_unreachable_psp_dead_letters_the_job_and_leaves_the_order_unknown() {
     let app = spawn_app_with(|s| {

@@ -11,8 +11,7 @@ use crate::context::Ctx;
 use crate::http::api::body;
 use crate::http::auth::ApiKey;
 use crate::http::errors::{ApiError, ErrorBody};
-use crate::http::idempotency;
-use crate::money::{Currency, Money};
+use crate::money::{Currency, Money, MoneyError};
 use crate::payments::create::{self, Created};
 use crate::payments::model::{
     Buyer, CheckoutId, NewCheckout, NewOrder, OrderStatus, PaymentMethod, PaymentOrderId, SellerId,
@@ -89,10 +88,10 @@ pub async fn create_payment(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read(payload, ctx.settings.server.max_body_bytes).await?;
-    idempotency::run(&ctx, &key.0, &req, &bytes, || async {
-        let new = parse_create(body::parse_json(&bytes)?)?;
-        let (view, created) = create::create_checkout(&ctx, &key.0, new).await?;
+    let (ctx, key) = (&ctx, &key);
+    body::idempotent_json(ctx, &key.0, &req, payload, |b: CreateBody| async move {
+        let new = parse_create(b)?;
+        let (view, created) = create::create_checkout(ctx, &key.0, new).await?;
         Ok(match created {
             Created::New => HttpResponse::Created().json(view),
             Created::Replayed => HttpResponse::Ok().insert_header(("Idempotent-Replayed", "true")).json(view),
@@ -134,12 +133,13 @@ fn parse_buyer(b: BuyerBody) -> Result<Buyer, ApiError> {
     if id.is_empty() || id.len() > MAX_TEXT {
         return Err(ApiError::invalid("parameter_invalid", "buyer.id must be 1 to 255 characters", "buyer.id"));
     }
+    body::text(id, MAX_TEXT, "buyer.id")?;
     let email = match b.email {
         None => None,
         Some(e) => {
             let valid = e.len() <= 254
                 && e.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
-                && !e.chars().any(char::is_whitespace);
+                && !e.chars().any(|c| c.is_whitespace() || c.is_control());
             if !valid {
                 return Err(ApiError::invalid(
                     "parameter_invalid",
@@ -172,6 +172,7 @@ fn parse_order(i: usize, o: OrderBody) -> Result<NewOrder, ApiError> {
     let currency = Currency::parse(&o.currency)
         .map_err(|e| ApiError::invalid(e.code(), format!("{}: {e}", param("currency")), param("currency")))?;
     let amount = Money::parse(&o.amount, currency)
+        .and_then(Money::chargeable)
         .map_err(|e| ApiError::invalid(e.code(), format!("{} {e}", param("amount")), param("amount")))?;
     Ok(NewOrder { payment_order_id, seller_id, amount })
 }
@@ -194,6 +195,12 @@ fn parse_payment_method(
                     format!("orders[{i}].currency differs from orders[0]; a hosted page takes one currency"),
                     format!("orders[{i}].currency"),
                 ));
+            }
+            // The hosted page is one charge for all the orders.
+            let total = orders.iter().map(|o| o.amount.amount_minor()).try_fold(0i64, i64::checked_add);
+            let chargeable = total.ok_or(MoneyError::TooLarge).and_then(|t| Money::from_minor(t, first)?.chargeable());
+            if let Err(e) = chargeable {
+                return Err(ApiError::invalid(e.code(), format!("the orders' total {e}"), "orders"));
             }
             Ok(PaymentMethod::HostedPage { success_url, cancel_url })
         }

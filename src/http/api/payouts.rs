@@ -8,7 +8,6 @@ use crate::context::Ctx;
 use crate::http::api::body;
 use crate::http::auth::ApiKey;
 use crate::http::errors::{ApiError, ErrorBody};
-use crate::http::idempotency;
 use crate::money::Currency;
 use crate::payments::store::Page;
 use crate::payouts::{self, NewPayout, PayoutView, store};
@@ -39,13 +38,12 @@ pub async fn create_payout(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read(payload, ctx.settings.server.max_body_bytes).await?;
-    idempotency::run(&ctx, &key.0, &req, &bytes, || async {
-        let b: CreateBody = body::parse_json(&bytes)?;
+    let (ctx, key) = (&ctx, &key);
+    body::idempotent_json(ctx, &key.0, &req, payload, |b: CreateBody| async move {
         let currency = Currency::parse(&b.currency)
             .map_err(|e| ApiError::invalid(e.code(), format!("currency: {e}"), "currency"))?;
         let new = NewPayout { seller_id: b.seller_id, currency, amount: b.amount, created_by: key.0.clone() };
-        Ok(HttpResponse::Created().json(payouts::create(&ctx, new).await?))
+        Ok(HttpResponse::Created().json(payouts::create(ctx, new).await?))
     })
     .await
 }

@@ -45,7 +45,7 @@ pub async fn upload_settlement_file(
     query: web::Query<UploadQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read(payload, ctx.settings.reconciliation.max_file_bytes).await?;
+    let bytes = body::read(&req, payload, body::Limits::of(&ctx, ctx.settings.reconciliation.max_file_bytes)).await?;
     let name = query.into_inner().name.unwrap_or_else(|| "upload".into());
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
         return Err(ApiError::invalid("parameter_invalid", "name must be 1 to 255 printable characters", "name"));
@@ -178,9 +178,8 @@ pub async fn resolve_exception(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let bytes = body::read(payload, ctx.settings.server.max_body_bytes).await?;
-    idempotency::run(&ctx, &key.0, &req, &bytes, || async {
-        let b: ResolveBody = body::parse_json(&bytes)?;
+    let (ctx, key) = (&ctx, &key);
+    body::idempotent_json(ctx, &key.0, &req, payload, |b: ResolveBody| async move {
         let note = b.note.trim().to_string();
         if note.is_empty() || note.chars().count() > MAX_NOTE_CHARS {
             return Err(ApiError::invalid(
@@ -190,7 +189,7 @@ pub async fn resolve_exception(
             ));
         }
         let by = format!("api_key:{}", key.0);
-        let view = reconciliation::resolve_exception(&ctx, id, note, by).await.map_err(|e| match e {
+        let view = reconciliation::resolve_exception(ctx, id, note, by).await.map_err(|e| match e {
             ResolveError::NotFound(_) => ApiError::not_found("reconciliation exception", &id.to_string()),
             ResolveError::NotOpen(_) => ApiError::bad_request("exception_not_open", e.to_string()),
             ResolveError::Internal(e) => ApiError::internal(&e),

@@ -9,7 +9,6 @@ use crate::context::Ctx;
 use crate::http::api::body;
 use crate::http::auth::ApiKey;
 use crate::http::errors::{ApiError, ErrorBody};
-use crate::http::idempotency;
 use crate::payments::store::Page;
 use crate::refunds::{self, NewRefund, RefundView};
 
@@ -41,15 +40,15 @@ pub async fn create_refund(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read(payload, ctx.settings.server.max_body_bytes).await?;
     let order_id = path.into_inner();
-    idempotency::run(&ctx, &key.0, &req, &bytes, || async {
-        let b: CreateBody =
-            if bytes.is_empty() { CreateBody { amount: None, reason: None } } else { body::parse_json(&bytes)? };
-        refunds::check_reason(&b.reason)?;
+    let (ctx, key) = (&ctx, &key);
+    body::idempotent_json(ctx, &key.0, &req, payload, |b: CreateBody| async move {
+        if let Some(reason) = &b.reason {
+            body::text(reason, refunds::MAX_REASON_LEN, "reason")?;
+        }
         let new =
             NewRefund { payment_order_id: order_id, amount: b.amount, reason: b.reason, created_by: key.0.clone() };
-        let refund = refunds::create(&ctx, new).await?;
+        let refund = refunds::create(ctx, new).await?;
         Ok(HttpResponse::Created().json(refund))
     })
     .await

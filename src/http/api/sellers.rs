@@ -1,6 +1,6 @@
 //! `PUT /v1/sellers/{seller_id}`, `GET /v1/sellers/{seller_id}`.
 
-use actix_web::{HttpResponse, get, put, web};
+use actix_web::{HttpRequest, HttpResponse, get, put, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -43,16 +43,18 @@ fn parse_seller_id(raw: &str) -> Result<SellerId, ApiError> {
 pub async fn put_seller(
     ctx: web::Data<Ctx>,
     _key: ApiKey,
+    req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let seller_id = parse_seller_id(&path.into_inner())?;
-    let bytes = body::read(payload, ctx.settings.server.max_body_bytes).await?;
+    let bytes = body::read_json(&req, payload, body::Limits::api(&ctx)).await?;
     let b: PutBody = body::parse_json(&bytes)?;
     let name = b.name.trim().to_string();
     if name.is_empty() || name.chars().count() > MAX_NAME {
         return Err(ApiError::invalid("parameter_invalid", format!("name must be 1 to {MAX_NAME} characters"), "name"));
     }
+    body::text(&name, MAX_NAME, "name")?;
     if let Some(d) = &b.payout_destination {
         let valid =
             d.starts_with("acct_") && d.len() <= 255 && d.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');

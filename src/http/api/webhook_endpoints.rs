@@ -10,7 +10,6 @@ use crate::http::api::body;
 use crate::http::api::payments::parse_url;
 use crate::http::auth::ApiKey;
 use crate::http::errors::{ApiError, ErrorBody};
-use crate::http::idempotency;
 use crate::payments::store::Page;
 use crate::webhooks::out::{self, EVENT_TYPES, EndpointError, EndpointView};
 
@@ -35,9 +34,8 @@ pub async fn create_webhook_endpoint(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read(payload, ctx.settings.server.max_body_bytes).await?;
-    idempotency::run(&ctx, &key.0, &req, &bytes, || async {
-        let b: CreateBody = body::parse_json(&bytes)?;
+    let (ctx, key) = (&ctx, &key);
+    body::idempotent_json(ctx, &key.0, &req, payload, |b: CreateBody| async move {
         let url = parse_url(b.url, "url")?;
         let events = b.enabled_events.unwrap_or_else(|| vec!["*".into()]);
         if events.is_empty() || events.len() > EVENT_TYPES.len() {
