@@ -162,7 +162,8 @@ fn command_ctx(settings: Settings) -> anyhow::Result<crate::context::Ctx> {
         base => base.to_string(),
     };
     let psp =
-        crate::psp::PspClient::new(&api_base, &settings.psp.secret_key, settings.psp.request_timeout_ms, db.clone())?;
+        crate::psp::PspClient::new(&api_base, &settings.psp.secret_key, settings.psp.request_timeout_ms, db.clone())?
+            .with_files_base(&settings.psp.files_base);
     Ok(crate::context::Ctx {
         db,
         psp,

@@ -68,6 +68,9 @@ impl Default for DatabaseSettings {
 pub struct PspSettings {
     /// Empty: the embedded sandbox, wherever it is bound. Stripe: `https://api.stripe.com`.
     pub api_base: String,
+    /// Where files (report run results) are downloaded. Empty: `api_base`.
+    /// Stripe: `https://files.stripe.com`.
+    pub files_base: String,
     pub secret_key: String,
     pub webhook_secret: String,
     pub request_timeout_ms: u64,
@@ -79,6 +82,7 @@ impl Default for PspSettings {
     fn default() -> Self {
         Self {
             api_base: String::new(),
+            files_base: String::new(),
             secret_key: "sk_test_till_sandbox_0000000000000000".into(),
             webhook_secret: "whsec_till_sandbox_0000000000000000".into(),
             request_timeout_ms: 10_000,
@@ -367,6 +371,10 @@ impl Settings {
         if !api_base.is_empty() && !known_scheme {
             problems.push(format!("psp.api_base: '{api_base}' must start with http:// or https://"));
         }
+        let files_base = &self.psp.files_base;
+        if !files_base.is_empty() && !files_base.starts_with("http://") && !files_base.starts_with("https://") {
+            problems.push(format!("psp.files_base: '{files_base}' must be empty or start with http:// or https://"));
+        }
         if !self.psp.secret_key.starts_with("sk_") {
             problems.push("psp.secret_key: must be a secret key starting with sk_".into());
         }
@@ -550,8 +558,10 @@ mod tests {
         let mut s = Settings::default();
         s.server.bind = "nope".into();
         s.sandbox.faults.error_rate = 2.0;
+        s.psp.files_base = "files.stripe.com".into();
         let msg = s.validate().unwrap_err().to_string();
         assert!(msg.contains("server.bind"), "{msg}");
+        assert!(msg.contains("psp.files_base"), "{msg}");
         assert!(msg.contains("sandbox.faults.error_rate"), "{msg}");
     }
 

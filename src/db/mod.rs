@@ -40,7 +40,10 @@ pub fn till_migrations() -> Migrations<'static> {
 
 /// The sandbox PSP keeps its own database: it is an independent party.
 pub fn sandbox_migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("../../migrations/sandbox/0001_init.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("../../migrations/sandbox/0001_init.sql")),
+        M::up(include_str!("../../migrations/sandbox/0002_report_runs.sql")),
+    ])
 }
 
 impl Db {

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::db::Db;
-use crate::psp::types::{CheckoutSession, PaymentIntent, Refund, StripeErrorBody, Transfer};
+use crate::psp::types::{CheckoutSession, PaymentIntent, Refund, ReportRun, StripeErrorBody, Transfer};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PspError {
@@ -28,6 +28,8 @@ pub enum PspError {
 pub struct PspClient {
     http: reqwest::Client,
     api_base: String,
+    /// Stripe serves file contents from a host of their own (`files.stripe.com`).
+    files_base: String,
     secret_key: String,
     calls: CallLog,
 }
@@ -62,6 +64,16 @@ pub struct RefundRequest {
     pub amount_minor: i64,
 }
 
+/// A report run over [`interval_start`, `interval_end`) in unix seconds.
+pub struct ReportRunRequest {
+    pub report_type: String,
+    pub interval_start: i64,
+    pub interval_end: i64,
+    /// The columns wanted, in their order; Stripe's defaults leave some out
+    /// (the `payment_metadata[…]` ones), so ask for each one read.
+    pub columns: Vec<String>,
+}
+
 pub struct PaymentIntentRequest {
     pub payment_order_id: String,
     pub checkout_id: String,
@@ -81,12 +93,22 @@ impl PspClient {
             .user_agent(concat!("till/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("building the PSP HTTP client")?;
+        let api_base = api_base.trim_end_matches('/').to_string();
         Ok(PspClient {
             http,
-            api_base: api_base.trim_end_matches('/').to_string(),
+            files_base: api_base.clone(),
+            api_base,
             secret_key: secret_key.to_string(),
             calls: CallLog::spawn(db),
         })
+    }
+
+    /// Downloads files from `files_base` (`psp.files_base`); empty keeps the API's base.
+    pub fn with_files_base(mut self, files_base: &str) -> PspClient {
+        if !files_base.is_empty() {
+            self.files_base = files_base.trim_end_matches('/').to_string();
+        }
+        self
     }
 
     pub fn api_base(&self) -> &str {
@@ -231,41 +253,51 @@ impl PspClient {
         format!("{}{}", self.api_base, path)
     }
 
-    /// `GET /v1/sandbox/settlement_reports/{YYYY-MM-DD}`: the PSP's settlement
-    /// report of one UTC day, as CSV bytes (a sandbox extension; with Stripe,
-    /// download the itemized payout reconciliation report and import the file).
-    /// A report over `max_bytes` is refused rather than read.
-    pub async fn fetch_settlement_report(
-        &self,
-        date: chrono::NaiveDate,
-        max_bytes: usize,
-    ) -> Result<Vec<u8>, PspError> {
-        let path = format!("/v1/sandbox/settlement_reports/{}", date.format("%Y-%m-%d"));
-        let subject = format!("settlement_report:{date}");
+    /// `POST /v1/reporting/report_runs`: asks the PSP to run a report. No
+    /// idempotency key: a run changes nothing but itself, and asking again
+    /// for a day whose run failed must start a new run, not replay the old one.
+    pub async fn create_report_run(&self, req: &ReportRunRequest, subject_id: &str) -> Result<ReportRun, PspError> {
+        let mut form: Vec<(String, String)> = vec![
+            ("report_type".into(), req.report_type.clone()),
+            ("parameters[interval_start]".into(), req.interval_start.to_string()),
+            ("parameters[interval_end]".into(), req.interval_end.to_string()),
+        ];
+        for (i, column) in req.columns.iter().enumerate() {
+            form.push((format!("parameters[columns][{i}]"), column.clone()));
+        }
+        self.post("/v1/reporting/report_runs", &form, None, subject_id).await
+    }
+
+    /// `GET /v1/reporting/report_runs/{id}`.
+    pub async fn retrieve_report_run(&self, id: &str, subject_id: &str) -> Result<ReportRun, PspError> {
+        let path = format!("/v1/reporting/report_runs/{}", encode_path(id));
+        self.send(self.http.get(self.url(&path)), "GET", &path, None, subject_id).await
+    }
+
+    /// `GET /v1/files/{id}/contents` at `files_base`: a file's bytes, refused
+    /// rather than read past `max_bytes`. The URL is built from the file's id,
+    /// never taken from an answer, so the secret key only goes to the hosts
+    /// configured.
+    pub async fn download_file(&self, file_id: &str, max_bytes: usize, subject_id: &str) -> Result<Vec<u8>, PspError> {
+        let path = format!("/v1/files/{}/contents", encode_path(file_id));
+        let url = format!("{}{path}", self.files_base);
         let started = Instant::now();
-        let result = self.http.get(self.url(&path)).bearer_auth(&self.secret_key).send().await;
-        let (status, outcome) = match result {
-            Ok(resp) if resp.content_length().is_some_and(|n| n > max_bytes as u64) => (
-                Some(resp.status().as_u16()),
-                Err(PspError::Unknown(format!("the settlement report is larger than {max_bytes} bytes"))),
-            ),
+        let (status, outcome) = match self.http.get(url).bearer_auth(&self.secret_key).send().await {
+            Ok(resp) if resp.status().is_success() => {
+                (Some(resp.status().as_u16()), read_at_most(resp, max_bytes).await)
+            }
             Ok(resp) => {
                 let status = resp.status();
-                (Some(status.as_u16()), classify(status, resp.bytes().await))
+                let body = read_at_most(resp, MAX_ERROR_BODY_BYTES).await.map(Bytes::from);
+                (Some(status.as_u16()), body.and_then(|b| classify(status, Ok(b))).map(|b| b.to_vec()))
             }
             Err(e) => (None, Err(PspError::Unknown(describe_reqwest(&e)))),
         };
-        let outcome = outcome.and_then(|bytes| {
-            if bytes.len() > max_bytes {
-                return Err(PspError::Unknown(format!("the settlement report is larger than {max_bytes} bytes")));
-            }
-            Ok(bytes.to_vec())
-        });
         let summary = match &outcome {
             Ok(bytes) => format!("ok ({} bytes)", bytes.len()),
             Err(e) => e.to_string(),
         };
-        self.record_call(&subject, "GET", &path, None, status, summary, started).await;
+        self.record_call(subject_id, "GET", &path, None, status, summary, started).await;
         outcome
     }
 
@@ -386,6 +418,26 @@ fn classify(status: StatusCode, body: reqwest::Result<Bytes>) -> Result<Bytes, P
         decline_code: error.as_ref().and_then(|e| e.decline_code.clone()),
         message: error.and_then(|e| e.message).unwrap_or_else(|| format!("PSP answered {status}")),
     })
+}
+
+/// The most of an error's body read (Stripe's are a few hundred bytes).
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// A response's body, refused once it passes `max_bytes`, whatever its
+/// `Content-Length` says (a chunked answer has none).
+async fn read_at_most(mut resp: reqwest::Response, max_bytes: usize) -> Result<Vec<u8>, PspError> {
+    let too_large = || PspError::Unknown(format!("the PSP's answer is larger than {max_bytes} bytes"));
+    if resp.content_length().is_some_and(|n| n > max_bytes as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| PspError::Unknown(describe_reqwest(&e)))? {
+        if body.len() + chunk.len() > max_bytes {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn describe_reqwest(e: &reqwest::Error) -> String {

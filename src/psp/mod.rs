@@ -10,5 +10,6 @@ pub mod types;
 pub mod webhook_signature;
 
 pub use client::{
-    CheckoutSessionRequest, LineItem, PaymentIntentRequest, PspClient, PspError, RefundRequest, TransferRequest,
+    CheckoutSessionRequest, LineItem, PaymentIntentRequest, PspClient, PspError, RefundRequest, ReportRunRequest,
+    TransferRequest,
 };

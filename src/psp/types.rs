@@ -169,3 +169,47 @@ impl Transfer {
         }
     }
 }
+
+/// A run of one of Stripe's reports (`reporting.report_run`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReportRun {
+    pub id: String,
+    /// pending | succeeded | failed
+    pub status: String,
+    /// Why it failed, when `status` is `failed`.
+    pub error: Option<String>,
+    /// The report, once `status` is `succeeded`.
+    pub result: Option<File>,
+}
+
+/// A file at the PSP; its contents are downloaded by id.
+#[derive(Debug, Clone, Deserialize)]
+pub struct File {
+    pub id: String,
+    pub size: Option<i64>,
+}
+
+/// Where a report run stands, in till's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportRunOutcome {
+    /// Not finished yet: ask again later.
+    Pending,
+    /// Its file, and the file's size in bytes when the PSP gave it.
+    Succeeded { file_id: String, size: Option<i64> },
+    /// It will never finish: the PSP's reason.
+    Failed(String),
+}
+
+impl ReportRun {
+    pub fn outcome(&self) -> ReportRunOutcome {
+        match (self.status.as_str(), &self.result) {
+            ("succeeded", Some(file)) => ReportRunOutcome::Succeeded { file_id: file.id.clone(), size: file.size },
+            ("succeeded", None) => ReportRunOutcome::Failed("the run succeeded without a result file".into()),
+            ("failed", _) => {
+                ReportRunOutcome::Failed(self.error.clone().unwrap_or_else(|| "the PSP gave no reason".into()))
+            }
+            // `pending`, and any status Stripe may add: the run is not done.
+            _ => ReportRunOutcome::Pending,
+        }
+    }
+}

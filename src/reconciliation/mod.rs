@@ -1,8 +1,9 @@
 //! Reconciliation (SPEC §7): till's books against the PSP's settlement files.
 //!
 //! A run imports one file (`till reconcile FILE`, an upload, or the nightly
-//! [`reconcile_day`]) in steps, each in its own short transactions, with the
-//! PSP calls between them:
+//! [`reconcile_day`], which first fetches the day's report from the PSP
+//! through Stripe's Reporting API, see [`fetch`]) in steps, each in its own
+//! short transactions, with the PSP calls between them:
 //! 1. parse the whole file: a line that does not parse refuses it, naming
 //!    its line and column, before anything is stored;
 //! 2. store it verbatim, identified by its SHA-256 (importing it twice
@@ -17,6 +18,7 @@
 //! resolved with a note.
 
 pub mod booking;
+pub mod fetch;
 pub mod fix;
 pub mod matching;
 pub mod missing;
@@ -195,14 +197,14 @@ fn classify_batch(tx: &rusqlite::Transaction, run_id: i64, file_id: i64) -> anyh
     Ok(rows.len())
 }
 
-/// Fetches the PSP's settlement report of one UTC day and imports it. The
-/// nightly job calls it for yesterday (see [`reconcile_yesterday`]).
+/// Fetches the PSP's settlement report of one UTC day (a report run, see
+/// [`fetch`]) and imports it. The nightly job calls it for yesterday (see
+/// [`reconcile_yesterday`]); a run that fails or is not done in time fails
+/// the job.
 pub async fn reconcile_day(ctx: &Ctx, date: NaiveDate) -> anyhow::Result<RunSummary> {
-    let bytes = ctx
-        .psp
-        .fetch_settlement_report(date, ctx.settings.reconciliation.max_file_bytes)
+    let bytes = fetch::fetch_day(&ctx.psp, date, ctx.settings.reconciliation.max_file_bytes)
         .await
-        .map_err(ImportError::from)?;
+        .with_context(|| format!("fetching the PSP's report of {date}"))?;
     let name = format!("settlement report {date}");
     Ok(import_file(ctx, bytes, name, Source::Scheduled, Some(date)).await?)
 }

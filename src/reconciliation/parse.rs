@@ -81,6 +81,25 @@ const OPTIONAL: [&str; 6] = [
     "payment_metadata[payment_order_id]",
 ];
 
+/// Every column read, in the order of Stripe's itemized report (and the
+/// sandbox's): what a report run is asked for, so that its file carries
+/// them all, Stripe's `payment_metadata[…]` ones included.
+pub const REPORT_COLUMNS: [&str; 13] = [
+    "balance_transaction_id",
+    "created_utc",
+    "available_on_utc",
+    "currency",
+    "gross",
+    "fee",
+    "net",
+    "reporting_category",
+    "source_id",
+    "payment_intent_id",
+    "description",
+    "payment_metadata[checkout_id]",
+    "payment_metadata[payment_order_id]",
+];
+
 /// Parses a whole file, or refuses it at its first bad line.
 pub fn parse(bytes: &[u8], limits: Limits) -> Result<Vec<SettlementRow>, ParseError> {
     if bytes.len() > limits.max_bytes {
@@ -308,6 +327,16 @@ mod tests {
             s.push_str("\r\n");
         }
         s.into_bytes()
+    }
+
+    #[test]
+    fn a_report_run_asks_for_every_column_read() {
+        let mut read: Vec<&str> = REQUIRED.iter().chain(OPTIONAL.iter()).copied().collect();
+        let mut asked = REPORT_COLUMNS.to_vec();
+        read.sort_unstable();
+        asked.sort_unstable();
+        assert_eq!(asked, read);
+        assert_eq!(REPORT_COLUMNS.join(",") + "\r\n", HEADER);
     }
 
     #[test]

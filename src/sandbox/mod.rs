@@ -16,8 +16,13 @@
 //!   `GET /v1/transfers/{id}`.
 //! - `POST /v1/webhook_endpoints`, `GET /v1/webhook_endpoints/{id}`; events
 //!   signed as Stripe signs them, delivered with retries.
+//! - `POST /v1/reporting/report_runs`, `GET /v1/reporting/report_runs/{id}`
+//!   (report type `balance_change_from_activity.itemized.3`, the settlement
+//!   report's lines) and `GET /v1/files/{id}/contents`: the sandbox is its
+//!   own files host.
 //! - Sandbox extensions: `GET|POST /v1/sandbox/faults`,
-//!   `GET /v1/sandbox/settlement_reports/{YYYY-MM-DD}` (CSV).
+//!   `GET /v1/sandbox/settlement_reports/{YYYY-MM-DD}` (CSV; a shortcut
+//!   for the report runs).
 //!
 //! Deliberate differences from Stripe, for tests:
 //! - `expires_at` of a checkout session may be anything in the next 24 h
@@ -34,6 +39,8 @@
 //! - `/v1/sandbox/*` needs the secret key too; faults never apply there nor
 //!   to the hosted page. `faults.seed` 0 draws from entropy; any other value
 //!   makes the draws reproducible.
+//! - Report runs finish about 0.3 s after they are created, and may cover
+//!   any interval, the current moment included (see `reporting`).
 //! - Injected 500s (`faults.error_rate`) happen before the work and are not
 //!   stored under the idempotency key (they model a failure in front of the
 //!   API); a retry with the same key does the work.
@@ -46,7 +53,7 @@
 //! `faults`, `checkout` (sessions), `hosted` (the payment page), `cards`
 //! (test cards and payment methods), `payment_intents`, `refunds`,
 //! `transfers`, `balance` (balance transactions and fees), `settlement`
-//! (the report), `events` (events and endpoints), `delivery` (the webhook
+//! (the report), `reporting` (report runs and their files), `events` (events and endpoints), `delivery` (the webhook
 //! sender), `ticker` (expiry and asynchronous settlement), `routes`.
 
 mod api;
@@ -63,6 +70,7 @@ mod ids;
 mod params;
 mod payment_intents;
 mod refunds;
+mod reporting;
 mod routes;
 mod settlement;
 mod ticker;

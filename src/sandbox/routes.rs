@@ -10,7 +10,7 @@ use super::api::{self, Faulty, Reply};
 use super::error::StripeError;
 use super::faults::FaultPatch;
 use super::hosted::{self, PayForm, Shown};
-use super::{Sandbox, checkout, events, payment_intents, refunds, settlement, transfers};
+use super::{Sandbox, checkout, events, payment_intents, refunds, reporting, settlement, transfers};
 
 type Data = web::Data<Sandbox>;
 type Id = web::Path<String>;
@@ -30,6 +30,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/transfers/{id}").route(web::get().to(retrieve_transfer)))
             .service(resource("/webhook_endpoints").route(web::post().to(create_webhook_endpoint)))
             .service(resource("/webhook_endpoints/{id}").route(web::get().to(retrieve_webhook_endpoint)))
+            .service(resource("/reporting/report_runs").route(web::post().to(create_report_run)))
+            .service(resource("/reporting/report_runs/{id}").route(web::get().to(retrieve_report_run)))
+            .service(resource("/files/{id}/contents").route(web::get().to(file_contents)))
             .service(resource("/sandbox/faults").route(web::get().to(get_faults)).route(web::post().to(set_faults)))
             .service(resource("/sandbox/settlement_reports/{day}").route(web::get().to(settlement_report)))
             .default_service(web::to(unknown_url)),
@@ -102,6 +105,20 @@ async fn create_webhook_endpoint(sb: Data, req: HttpRequest, body: web::Payload)
 async fn retrieve_webhook_endpoint(sb: Data, req: HttpRequest, id: Id) -> HttpResponse {
     let id = id.into_inner();
     api::get(&sb, &req, Faulty::Yes, move |c, _| events::retrieve_endpoint(c, &id)).await
+}
+
+async fn create_report_run(sb: Data, req: HttpRequest, body: web::Payload) -> HttpResponse {
+    api::post(&sb, &req, body, Faulty::Yes, reporting::create).await
+}
+
+async fn retrieve_report_run(sb: Data, req: HttpRequest, id: Id) -> HttpResponse {
+    let id = id.into_inner();
+    api::get(&sb, &req, Faulty::Yes, move |c, s| reporting::retrieve(c, s, &id)).await
+}
+
+async fn file_contents(sb: Data, req: HttpRequest, id: Id) -> HttpResponse {
+    let id = id.into_inner();
+    api::get(&sb, &req, Faulty::Yes, move |c, _| reporting::file_contents(c, &id)).await
 }
 
 async fn settlement_report(sb: Data, req: HttpRequest, day: Id) -> HttpResponse {

@@ -6,6 +6,9 @@
 //! As in Stripe's report, a charge's processing fee is in the `fee` column of
 //! its `charge` row (gross − fee = net); no separate `fee` rows are written.
 //! `available_on_utc` equals `created_utc` (no hold at the sandbox).
+//! The same lines, for any interval and a choice of columns, are the files
+//! of Stripe's Reporting API (see `reporting`); the daily report here is
+//! its shortcut.
 
 use chrono::{NaiveDate, NaiveTime, TimeZone, Utc};
 use rusqlite::{Connection, params};
@@ -70,24 +73,42 @@ struct Row {
     metadata: Metadata,
 }
 
-/// `GET /v1/sandbox/settlement_reports/{YYYY-MM-DD}`.
+/// `GET /v1/sandbox/settlement_reports/{YYYY-MM-DD}`: every column, for one UTC day.
 pub fn report(conn: &Connection, day: &str) -> Result<Reply, StripeError> {
     let (_, start) = parse_day(day)?;
-    let rows = rows_between(conn, start, start + SECONDS_PER_DAY)?;
-    let mut csv = String::new();
-    push_line(&mut csv, COLUMNS.iter().map(|c| c.to_string()));
-    for row in &rows {
-        push_line(&mut csv, fields(row)?);
-    }
-    Ok(Reply::csv(csv))
+    Ok(Reply::csv(csv_between(conn, start, start + SECONDS_PER_DAY, &COLUMNS)?))
 }
 
-fn rows_between(conn: &Connection, start: i64, end: i64) -> anyhow::Result<Vec<Row>> {
-    let count: i64 = conn.query_row(
+/// The report of the balance transactions created in [`start`, `end`) (unix
+/// seconds) as CSV: a header line, then one line per transaction, with the
+/// `columns` named (each one of [`COLUMNS`]) in the order given. Both the
+/// settlement report and the Reporting API's report runs write it.
+pub fn csv_between(conn: &Connection, start: i64, end: i64, columns: &[&str]) -> anyhow::Result<String> {
+    let picked = columns
+        .iter()
+        .map(|c| COLUMNS.iter().position(|known| known == c).ok_or_else(|| anyhow::anyhow!("no report column {c}")))
+        .collect::<anyhow::Result<Vec<usize>>>()?;
+    let rows = rows_between(conn, start, end)?;
+    let mut csv = String::new();
+    push_line(&mut csv, columns.iter().map(|c| c.to_string()));
+    for row in &rows {
+        let all = fields(row)?;
+        push_line(&mut csv, picked.iter().map(|&i| all[i].clone()));
+    }
+    Ok(csv)
+}
+
+/// Balance transactions created in [`start`, `end`): the lines of their report.
+pub fn count_between(conn: &Connection, start: i64, end: i64) -> anyhow::Result<i64> {
+    Ok(conn.query_row(
         "SELECT COUNT(*) FROM balance_transactions WHERE created >= ?1 AND created < ?2",
         params![start, end],
         |r| r.get(0),
-    )?;
+    )?)
+}
+
+fn rows_between(conn: &Connection, start: i64, end: i64) -> anyhow::Result<Vec<Row>> {
+    let count = count_between(conn, start, end)?;
     anyhow::ensure!(count <= MAX_REPORT_ROWS, "the report has {count} rows, over {MAX_REPORT_ROWS}");
     let mut stmt = conn.prepare(
         "SELECT id, created, available_on, currency, amount, fee, net, reporting_category, source_id,

@@ -1,5 +1,6 @@
 //! Housekeeping on a fixed tick: expires open checkout sessions past
-//! `expires_at`, settles pending refunds and transfers, books the daily
+//! `expires_at`, settles pending refunds and transfers, finishes pending
+//! report runs, books the daily
 //! payouts once a day is over, and purges idempotency keys older than 24 h.
 //! Each object moves in its own short transaction, in bounded batches.
 
@@ -8,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::ids::{now_ms, now_s};
-use super::{Sandbox, checkout, idempotency, refunds, settlement, transfers};
+use super::{Sandbox, checkout, idempotency, refunds, reporting, settlement, transfers};
 
 const TICK_MS: u64 = 250;
 /// Objects of each kind moved per tick.
@@ -54,6 +55,10 @@ async fn tick(sb: &Sandbox, state: &mut State) -> anyhow::Result<()> {
     }
     if moved > 0 {
         sb.shared.wake_delivery.notify_one();
+    }
+    // Report runs send no events: nothing to wake.
+    for id in sb.db.run(|c| reporting::due(c, now_ms(), BATCH)).await? {
+        sb.db.write(move |tx| reporting::finish(tx, &id)).await?;
     }
     let today_start = Utc::now().date_naive().and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp());
     if let Some(today_start) = today_start.filter(|t| *t > state.payouts_booked_before) {

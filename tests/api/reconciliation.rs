@@ -654,3 +654,127 @@ async fn the_reconciliation_routes_are_described_and_need_a_key() {
         assert!(doc["components"]["schemas"][name].is_object(), "schema {name}");
     }
 }
+
+/// One query on the sandbox PSP's own database (an independent party: read
+/// directly, as it has no list API for these).
+fn at_psp<T: rusqlite::types::FromSql>(app: &TestApp, sql: &str) -> Vec<T> {
+    let psp = rusqlite::Connection::open(&app.settings.sandbox.database_path).unwrap();
+    let mut st = psp.prepare(sql).unwrap();
+    st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+/// till's calls to the PSP about one day's report, in order, as "METHOD path
+/// status", once the call log has the download, the last of them (the log
+/// is written in the background, in order).
+async fn report_calls(app: &TestApp, day: NaiveDate) -> Vec<String> {
+    let sql = format!(
+        "SELECT method || ' ' || path || ' ' || COALESCE(http_status, 'none') FROM psp_calls
+         WHERE subject_id = 'settlement_report:{day}' ORDER BY id"
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let calls: Vec<String> = {
+            let conn = app.ctx.db.conn().unwrap();
+            let mut st = conn.prepare(&sql).unwrap();
+            st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        };
+        if calls.iter().any(|c| c.contains("/v1/files/")) {
+            return calls;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "calls never logged: {calls:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+fn day_start(day: NaiveDate) -> i64 {
+    day.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp()
+}
+
+#[tokio::test]
+async fn the_nightly_job_fetches_the_day_through_a_report_run_and_matches() {
+    // Arrange: a hosted checkout and a token payment, paid today.
+    let app = spawn_app().await;
+    let day = today();
+    paid_hosted(&app, &[("seller_a", "25.00", "USD"), ("seller_b", "10.00", "USD")]).await;
+    paid_token(&app, &[("seller_c", "12.00", "USD")]).await;
+
+    // Act: the nightly job's work for the day.
+    let summary = reconciliation::reconcile_day(&app.ctx, day).await.unwrap();
+
+    // Assert: every charge matched, its fee booked, nothing for a person.
+    let run = &summary.run;
+    assert!(!summary.already_imported);
+    assert_eq!((run.counts["matched"], run.fees_booked, run.open_exceptions), (2, 2, 0), "{summary:?}");
+    assert_eq!((run.status.as_str(), run.source.as_str()), ("done", "scheduled"));
+    // The PSP ran the report the job asked for: Stripe's report type, the
+    // UTC day, every column till reads.
+    let start = day_start(day);
+    let runs: Vec<String> = at_psp(
+        &app,
+        "SELECT report_type || ' ' || interval_start || ' ' || interval_end || ' ' || status || ' ' || columns
+         FROM report_runs",
+    );
+    let columns = serde_json::to_string(&reconciliation::parse::REPORT_COLUMNS).unwrap();
+    assert_eq!(
+        runs,
+        [format!("balance_change_from_activity.itemized.3 {start} {} succeeded {columns}", start + 86_400)]
+    );
+    // till created the run, read it until it had succeeded, downloaded its
+    // file, and never used the sandbox's shortcut.
+    let calls = report_calls(&app, day).await;
+    let run_id: String = at_psp(&app, "SELECT id FROM report_runs").remove(0);
+    let file_id: String = at_psp(&app, "SELECT result_file FROM report_runs").remove(0);
+    assert_eq!(calls.first().unwrap(), "POST /v1/reporting/report_runs 200");
+    assert_eq!(calls.last().unwrap(), &format!("GET /v1/files/{file_id}/contents 200"));
+    let reads = &calls[1..calls.len() - 1];
+    assert!(!reads.is_empty(), "the run was created pending, so it was read again: {calls:?}");
+    assert!(reads.iter().all(|c| *c == format!("GET /v1/reporting/report_runs/{run_id} 200")), "{calls:?}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM psp_calls WHERE path LIKE '/v1/sandbox/%'"), 0);
+    // What was imported is the PSP's file, which is the day's settlement report.
+    let raw: Vec<u8> =
+        app.ctx.db.conn().unwrap().query_row("SELECT raw FROM settlement_files", [], |r| r.get(0)).unwrap();
+    let contents: String = at_psp(&app, "SELECT contents FROM files").remove(0);
+    assert_eq!(String::from_utf8(raw).unwrap(), contents);
+    assert_eq!(contents, report(&app, day).await);
+
+    // The next run of the job gets a new report run with the same file: nothing changes.
+    let ledger_before = app.count("SELECT COUNT(*) FROM ledger_transactions");
+    let again = reconciliation::reconcile_day(&app.ctx, day).await.unwrap();
+    assert!(again.already_imported, "{again:?}");
+    assert_eq!(again.run.id, run.id);
+    assert_eq!(at_psp::<String>(&app, "SELECT id FROM report_runs").len(), 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM ledger_transactions"), ledger_before);
+    app.assert_ledger_ok();
+}
+
+#[tokio::test]
+async fn the_scheduled_job_runs_the_report_of_yesterday() {
+    let app = spawn_app().await;
+    let before = today().pred_opt().unwrap();
+    let summary = reconciliation::reconcile_yesterday(&app.ctx).await.unwrap();
+    let after = today().pred_opt().unwrap();
+
+    let start: i64 = at_psp(&app, "SELECT interval_start FROM report_runs").remove(0);
+    let yesterday = if start == day_start(before) { before } else { after };
+    assert_eq!(start, day_start(yesterday), "the run covers yesterday (UTC)");
+    assert_eq!(summary.run.file_name, format!("settlement report {yesterday}"));
+    assert_eq!((summary.run.rows_total, summary.run.status.as_str()), (0, "done"), "nothing happened yesterday");
+}
+
+#[tokio::test]
+async fn the_report_file_is_downloaded_from_psp_files_base() {
+    // A port nothing listens on (bound, then freed): a download from there fails.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let app = spawn_app_with(|s| s.psp.files_base = format!("http://{closed}")).await;
+    let day = today();
+    paid_token(&app, &[("seller_a", "10.00", "USD")]).await;
+
+    let failed = reconciliation::reconcile_day(&app.ctx, day).await.unwrap_err();
+
+    assert!(format!("{failed:#}").contains("could not connect to the PSP"), "{failed:#}");
+    let calls = report_calls(&app, day).await;
+    assert!(calls.last().unwrap().starts_with("GET /v1/files/file_"), "{calls:?}");
+    assert!(calls.last().unwrap().ends_with(" none"), "no answer from files_base: {calls:?}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM settlement_files"), 0, "nothing imported");
+    assert_eq!(app.count("SELECT COUNT(*) FROM reconciliation_runs"), 0);
+}

@@ -11,5 +11,6 @@ mod hosted_page;
 mod idempotency;
 mod payment_intents;
 mod refunds_transfers;
+mod reporting;
 mod stripe_python;
 mod webhooks;

@@ -10,10 +10,12 @@ hand against a running sandbox:
 Exits 0 and prints "ALL OK" when every check passed.
 """
 
+import base64
 import os
 import signal
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import stripe
@@ -163,6 +165,50 @@ def check_refunds_and_transfers(pi):
     assert stripe.Transfer.retrieve(transfer.id).amount == 200
 
 
+def check_report_runs():
+    """Stripe's Reporting API: a run of today's itemized report, read until it
+    succeeds, then its file downloaded with the secret key as `curl -u` does."""
+    today = int(time.time()) // 86400 * 86400
+    interval = {"interval_start": today, "interval_end": today + 86400}
+    run = stripe.reporting.ReportRun.create(
+        report_type="balance_change_from_activity.itemized.3",
+        parameters=dict(interval, columns=["balance_transaction_id", "net", "payment_metadata[payment_order_id]"]),
+    )
+    assert run.id.startswith("frr_") and run.object == "reporting.report_run", run
+    assert run.status == "pending" and run.result is None, run
+    deadline = time.time() + 15
+    while run.status == "pending" and time.time() < deadline:
+        time.sleep(0.1)
+        run = stripe.reporting.ReportRun.retrieve(run.id)
+    assert run.status == "succeeded", run
+    assert run.result.object == "file" and run.result.purpose == "finance_report_run", run.result
+
+    token = base64.b64encode(f"{stripe.api_key}:".encode()).decode()
+    request = urllib.request.Request(run.result.url, headers={"Authorization": f"Basic {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        csv = response.read().decode("utf-8")
+    assert len(csv.encode("utf-8")) == run.result.size, (len(csv), run.result.size)
+    lines = csv.splitlines()
+    assert lines[0] == "balance_transaction_id,net,payment_metadata[payment_order_id]", lines[0]
+    assert any(line.endswith(",po-pi") for line in lines[1:]), csv
+
+    expect_error(
+        stripe.InvalidRequestError,
+        lambda: stripe.reporting.ReportRun.create(report_type="balance.summary.1", parameters=interval),
+        status=400,
+        code="parameter_invalid",
+    )
+    expect_error(
+        stripe.InvalidRequestError,
+        lambda: stripe.reporting.ReportRun.create(
+            report_type="balance_change_from_activity.itemized.3",
+            parameters={"interval_start": today, "interval_end": today},
+        ),
+        status=400,
+        code="parameter_invalid",
+    )
+
+
 def check_webhooks(endpoint, session_id):
     deadline = time.time() + 15
     while time.time() < deadline:
@@ -191,6 +237,7 @@ def main():
     check_authentication()
     pi = check_payment_intents()
     check_refunds_and_transfers(pi)
+    check_report_runs()
     check_webhooks(endpoint, session_id)
     print("ALL OK")
 
