@@ -89,7 +89,7 @@ fn not_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
     }
 }
 
-/// When an endpoint is created or its URL changed: refuses a URL whose
+/// When an endpoint is created: refuses a URL whose
 /// address, or any address its name resolves to now, is not public, and a
 /// `localhost` name (RFC 6761: the loopback, whatever DNS would say).
 pub async fn check_endpoint_url(url: &str, allow_private: bool) -> Result<(), NotPublic> {
@@ -129,7 +129,7 @@ fn parse(url: &str) -> Result<Url, NotPublic> {
 
 /// A URL's host: an address, or a name still to resolve.
 #[derive(Debug, PartialEq)]
-pub enum Host<'a> {
+enum Host<'a> {
     Ip(IpAddr),
     Name(&'a str),
 }
