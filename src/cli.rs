@@ -164,13 +164,15 @@ fn command_ctx(settings: Settings) -> anyhow::Result<crate::context::Ctx> {
     let psp =
         crate::psp::PspClient::new(&api_base, &settings.psp.secret_key, settings.psp.request_timeout_ms, db.clone())?
             .with_files_base(&settings.psp.files_base);
+    let webhook_http = crate::webhooks::out::http_client(&settings.webhooks)?;
     Ok(crate::context::Ctx {
         db,
         psp,
         settings: std::sync::Arc::new(settings),
         checkout_locks: Default::default(),
         queue_wake: Default::default(),
-        webhook_http: reqwest::Client::new(),
+        webhook_http,
+        alert_http: reqwest::Client::new(),
         api_keys: Default::default(),
     })
 }

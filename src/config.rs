@@ -291,11 +291,21 @@ pub struct WebhookSettings {
     pub max_attempts: u32,
     /// Timeout of one delivery.
     pub timeout_ms: u64,
+    /// May an endpoint's URL name, or resolve to, a loopback, private,
+    /// link-local or other non-public address? Off, an API key holder cannot
+    /// make till reach into the network it runs in (SSRF).
+    pub allow_private_urls: bool,
 }
 
 impl Default for WebhookSettings {
     fn default() -> Self {
-        Self { backoff_base_ms: 10_000, backoff_cap_ms: 12 * 3600 * 1000, max_attempts: 24, timeout_ms: 10_000 }
+        Self {
+            backoff_base_ms: 10_000,
+            backoff_cap_ms: 12 * 3600 * 1000,
+            max_attempts: 24,
+            timeout_ms: 10_000,
+            allow_private_urls: false,
+        }
     }
 }
 

@@ -16,8 +16,11 @@ pub struct Ctx {
     pub checkout_locks: KeyedLocks,
     /// Wakes the queue's workers when a job is enqueued in this process.
     pub queue_wake: Arc<tokio::sync::Notify>,
-    /// The HTTP client of merchant webhook deliveries.
+    /// The HTTP client of merchant webhook deliveries: it reaches public
+    /// addresses only, unless `webhooks.allow_private_urls`.
     pub webhook_http: reqwest::Client,
+    /// The HTTP client of `alerts.webhook_url`, which the operator sets.
+    pub alert_http: reqwest::Client,
     /// API keys recently seen valid, so a request costs no database read.
     pub api_keys: Arc<crate::api_keys::KeyCache>,
 }

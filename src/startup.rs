@@ -48,12 +48,11 @@ impl Application {
             checkout_locks: KeyedLocks::default(),
             queue_wake: Arc::new(tokio::sync::Notify::new()),
             api_keys: Arc::default(),
-            webhook_http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_millis(settings.webhooks.timeout_ms))
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("till-webhooks/", env!("CARGO_PKG_VERSION")))
+            webhook_http: crate::webhooks::out::http_client(&settings.webhooks)?,
+            // alerts.webhook_url is the operator's own: it may be private.
+            alert_http: crate::webhooks::out::client_builder(&settings.webhooks)
                 .build()
-                .context("building the webhook HTTP client")?,
+                .context("building the alerts HTTP client")?,
         };
         let mut servers = Vec::new();
         if let Some(sandbox_listener) = sandbox_listener {

@@ -72,7 +72,7 @@ async fn post_alerts(ctx: &Ctx, alerts: &[NewAlert]) {
         return;
     }
     for alert in alerts {
-        let sent = ctx.webhook_http.post(url).timeout(Duration::from_secs(10)).json(alert).send().await;
+        let sent = ctx.alert_http.post(url).timeout(Duration::from_secs(10)).json(alert).send().await;
         match sent {
             Ok(r) if r.status().is_success() => {}
             Ok(r) => tracing::warn!(status = %r.status(), "alerts.webhook_url refused an alert"),

@@ -2,10 +2,21 @@
 //! is typed. The number is reduced to brand and last four digits as soon as
 //! it is parsed (`cards`), never stored, never logged, never echoed back.
 //! Faults never apply here.
+//!
+//! The page holds no cookie or other ambient authority, so a form posted from
+//! another site can do nothing its author could not do with curl; still, a
+//! buyer's browser must not be made to pay from a page that is not this one.
+//! A POST whose `Origin` (or, without one, `Referer`) names another site is
+//! refused; one naming neither is served, as the Stripe libraries' tests and
+//! curl send none and browsers always send `Origin` on a cross-site POST.
+//! No per-session form token: one derived from the session id would be in
+//! the page, which anyone holding the session's link can fetch, so it would
+//! prove nothing the link does not.
 
 use std::fmt;
 
 use askama::Template;
+use reqwest::Url;
 use serde::Deserialize;
 
 use super::Sandbox;
@@ -69,6 +80,43 @@ struct PayPage {
 #[template(path = "sandbox/not_found.html")]
 struct NotFoundPage;
 
+#[derive(Template)]
+#[template(path = "sandbox/refused.html")]
+struct RefusedPage;
+
+/// Where a form POST says it comes from, and the host it was sent to.
+pub struct FormSender<'a> {
+    pub origin: Option<&'a str>,
+    pub referer: Option<&'a str>,
+    /// The `Host` the request was made to (or a proxy's `X-Forwarded-Host`,
+    /// which a cross-site form cannot set).
+    pub host: &'a str,
+}
+
+impl FormSender<'_> {
+    /// Whether the form comes from this site: from the host it was posted
+    /// to, or from the sandbox's bound address. `Origin` wins over `Referer`;
+    /// with neither, the request is not a browser's cross-site form.
+    fn is_this_site(&self, base_url: &str) -> bool {
+        let Some(claimed) = self.origin.or(self.referer) else {
+            return true;
+        };
+        // "null" (a sandboxed frame, a privacy redirect) and junk do not parse.
+        let Ok(claimed) = Url::parse(claimed) else {
+            return false;
+        };
+        if !matches!(claimed.scheme(), "http" | "https") {
+            return false;
+        }
+        // The Host header has no scheme: read it with the claimed one, so
+        // default ports compare equal ("shop.example" and ":443").
+        let same_host = Url::parse(&format!("{}://{}", claimed.scheme(), self.host)).is_ok_and(|host| {
+            host.host() == claimed.host() && host.port_or_known_default() == claimed.port_or_known_default()
+        });
+        same_host || Url::parse(base_url).is_ok_and(|base| base.origin() == claimed.origin())
+    }
+}
+
 /// `GET /pay/{id}`.
 pub async fn view(sb: &Sandbox, id: String) -> anyhow::Result<Shown> {
     let page = load_page(sb, id).await?;
@@ -79,7 +127,11 @@ pub async fn view(sb: &Sandbox, id: String) -> anyhow::Result<Shown> {
 }
 
 /// `POST /pay/{id}`: pay with a test card, or show why not.
-pub async fn submit(sb: &Sandbox, id: String, form: PayForm) -> anyhow::Result<Shown> {
+pub async fn submit(sb: &Sandbox, id: String, form: PayForm, sender: &FormSender<'_>) -> anyhow::Result<Shown> {
+    if !sender.is_this_site(&sb.shared.base_url) {
+        tracing::warn!(session = %id, origin = ?sender.origin, referer = ?sender.referer, "a cross-site payment form was refused");
+        return html(403, &RefusedPage);
+    }
     let Some(mut page) = load_page(sb, id.clone()).await? else {
         return html(404, &NotFoundPage);
     };
@@ -194,6 +246,38 @@ mod tests {
         assert_eq!(show_amount(1000, "krw"), "1000 KRW");
         assert_eq!(show_amount(1250, "bhd"), "1.250 BHD");
         assert_eq!(group_digits("4242424242424242"), "4242 4242 4242 4242");
+    }
+
+    #[test]
+    fn only_forms_from_this_site_may_pay() {
+        let base = "http://127.0.0.1:8081";
+        let from = |origin, referer, host| FormSender { origin, referer, host }.is_this_site(base);
+        let this_site = [
+            (None, None, "127.0.0.1:8081"),
+            (Some("http://127.0.0.1:8081"), None, "127.0.0.1:8081"),
+            (Some("http://127.0.0.1:8081"), None, "proxy.internal"),
+            (Some("https://pay.example"), None, "pay.example"),
+            (Some("https://pay.example"), None, "PAY.example:443"),
+            (Some("http://[::1]:8081"), None, "[::1]:8081"),
+            (None, Some("http://localhost:8081/pay/cs_1?x=1"), "localhost:8081"),
+        ];
+        for (origin, referer, host) in this_site {
+            assert!(from(origin, referer, host), "{origin:?} {referer:?} to {host}");
+        }
+        let another_site = [
+            (Some("https://evil.example"), None, "127.0.0.1:8081"),
+            (Some("https://evil.example"), Some("http://127.0.0.1:8081/pay/cs_1"), "127.0.0.1:8081"),
+            (Some("null"), None, "127.0.0.1:8081"),
+            (Some(""), None, "127.0.0.1:8081"),
+            (Some("http://127.0.0.1:9999"), None, "127.0.0.1:8081"),
+            (Some("https://127.0.0.1:8081"), None, "localhost:8081"),
+            (Some("https://pay.example.evil.example"), None, "pay.example"),
+            (Some("file:///tmp/x.html"), None, "127.0.0.1:8081"),
+            (None, Some("https://evil.example/shop"), "127.0.0.1:8081"),
+        ];
+        for (origin, referer, host) in another_site {
+            assert!(!from(origin, referer, host), "{origin:?} {referer:?} to {host}");
+        }
     }
 
     #[test]

@@ -155,12 +155,14 @@ pub fn build(
     runtime.spawn(ticker::run(sandbox.clone()));
 
     let data = web::Data::new(sandbox);
-    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes::configure))
-        .workers(HTTP_WORKERS)
-        .shutdown_timeout(SHUTDOWN_TIMEOUT_S)
-        .listen(listener)
-        .context("listening on the sandbox's socket")?
-        .run();
+    let server = HttpServer::new(move || {
+        App::new().wrap(routes::security_headers()).app_data(data.clone()).configure(routes::configure)
+    })
+    .workers(HTTP_WORKERS)
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_S)
+    .listen(listener)
+    .context("listening on the sandbox's socket")?
+    .run();
     tracing::info!(%address, "sandbox PSP listening");
     Ok(server)
 }

@@ -3,17 +3,38 @@
 //! and the reply.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::LOCATION;
+use actix_web::http::header::{LOCATION, ORIGIN, REFERER};
+use actix_web::middleware::DefaultHeaders;
 use actix_web::{HttpRequest, HttpResponse, Resource, web};
 
 use super::api::{self, Faulty, Reply};
 use super::error::StripeError;
 use super::faults::FaultPatch;
-use super::hosted::{self, PayForm, Shown};
+use super::hosted::{self, FormSender, PayForm, Shown};
 use super::{Sandbox, checkout, events, payment_intents, refunds, reporting, settlement, transfers};
 
 type Data = web::Data<Sandbox>;
 type Id = web::Path<String>;
+
+const CSS: &str = include_str!("../../static/sandbox.css");
+
+/// On every response, as the admin pages have them: the card form is never
+/// framed (clickjacking), sniffed, cached, or named in a Referer to another
+/// site, and loads nothing but the sandbox's stylesheet. No `form-action`:
+/// browsers apply it to the redirect after a POST too, and a paid form
+/// redirects to the shop's `success_url`. The JSON API gets them too, to no
+/// harm (Stripe's answers say `no-store` as well).
+pub fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add(("Cache-Control", "no-store"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("Referrer-Policy", "same-origin"))
+        .add((
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
+        ))
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -43,6 +64,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(pay_page))
             .route(web::post().to(pay_submit)),
     )
+    .service(web::resource("/static/sandbox.css").route(web::get().to(stylesheet)))
     .service(web::resource("/healthz").route(web::get().to(healthz)))
     .default_service(web::to(unknown_url));
 }
@@ -167,8 +189,19 @@ async fn pay_page(sb: Data, id: Id) -> HttpResponse {
     page_response(hosted::view(&sb, id.into_inner()).await)
 }
 
-async fn pay_submit(sb: Data, id: Id, form: web::Form<PayForm>) -> HttpResponse {
-    page_response(hosted::submit(&sb, id.into_inner(), form.into_inner()).await)
+async fn pay_submit(sb: Data, req: HttpRequest, id: Id, form: web::Form<PayForm>) -> HttpResponse {
+    // A header that is not text is kept as "": present, and from no site.
+    let header = |name| req.headers().get(name).map(|v| v.to_str().unwrap_or(""));
+    let host = req.connection_info().host().to_string();
+    let sender = FormSender { origin: header(ORIGIN), referer: header(REFERER), host: &host };
+    page_response(hosted::submit(&sb, id.into_inner(), form.into_inner(), &sender).await)
+}
+
+async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header(("Cache-Control", "public, max-age=3600"))
+        .body(CSS)
 }
 
 fn page_response(shown: anyhow::Result<Shown>) -> HttpResponse {

@@ -9,6 +9,8 @@ use rand::RngCore;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
+use super::url_policy::{self, NotPublic, PublicOnly};
+use crate::config::WebhookSettings;
 use crate::context::Ctx;
 use crate::queue::runner::JobError;
 use crate::queue::{self, JobKind};
@@ -43,7 +45,38 @@ pub enum EndpointError {
     #[error("at most {MAX_ENDPOINTS} webhook endpoints")]
     TooMany,
     #[error(transparent)]
+    NotPublic(#[from] NotPublic),
+    #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+/// The HTTP client settings of deliveries: bounded, no redirects (a
+/// redirect would go where no check looked).
+pub fn client_builder(settings: &WebhookSettings) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(settings.timeout_ms))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("till-webhooks/", env!("CARGO_PKG_VERSION")))
+}
+
+/// The client of merchant webhook deliveries: unless
+/// `webhooks.allow_private_urls`, it connects to public addresses only,
+/// whatever a name resolves to at the time (`url_policy`).
+pub fn http_client(settings: &WebhookSettings) -> anyhow::Result<reqwest::Client> {
+    let builder = client_builder(settings);
+    let builder = if settings.allow_private_urls { builder } else { builder.dns_resolver(PublicOnly) };
+    builder.build().context("building the webhook HTTP client")
+}
+
+/// `POST /v1/webhook_endpoints`: a new endpoint for a URL that leads to a
+/// public address (unless the operator allows private ones).
+pub async fn register_endpoint(
+    ctx: &Ctx,
+    url: String,
+    enabled_events: Vec<String>,
+) -> Result<EndpointView, EndpointError> {
+    url_policy::check_endpoint_url(&url, ctx.settings.webhooks.allow_private_urls).await?;
+    ctx.db.write(move |tx| create_endpoint(tx, &url, &enabled_events)).await
 }
 
 pub fn create_endpoint(tx: &Transaction, url: &str, enabled_events: &[String]) -> Result<EndpointView, EndpointError> {
@@ -151,6 +184,51 @@ struct Delivery {
     status: String,
 }
 
+/// Signs and POSTs one delivery: the endpoint's answer, or why there is none.
+async fn send(ctx: &Ctx, delivery: &Delivery) -> Result<(Option<u16>, Option<String>), JobError> {
+    // The resolver guards names; an address written in the URL is connected
+    // to without one, so it is checked here, at every attempt.
+    if !ctx.settings.webhooks.allow_private_urls
+        && let Err(refused) = url_policy::check_delivery_url(&delivery.url)
+    {
+        return Ok((None, Some(format!("refused to deliver: {refused}"))));
+    }
+    let timestamp = chrono::Utc::now().timestamp();
+    let signature = standardwebhooks::Webhook::new(&delivery.secret)
+        .and_then(|wh| wh.sign(&delivery.event_id, timestamp, delivery.payload.as_bytes()))
+        .map_err(|e| JobError::Final(format!("cannot sign with the endpoint's secret: {e}")))?;
+    let sent = ctx
+        .webhook_http
+        .post(&delivery.url)
+        .header("Content-Type", "application/json")
+        .header("webhook-id", &delivery.event_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(delivery.payload.clone())
+        .send()
+        .await;
+    Ok(match &sent {
+        Ok(resp) if resp.status().is_success() => (Some(resp.status().as_u16()), None),
+        Ok(resp) => (Some(resp.status().as_u16()), Some(format!("the endpoint answered {}", resp.status()))),
+        Err(e) => (None, Some(format!("could not reach the endpoint: {}", with_causes(e)))),
+    })
+}
+
+/// An error with its causes: reqwest's own message names only the URL, the
+/// reason (refused, timed out, no public address) is in its sources.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.contains(&next) {
+            text = format!("{text}: {next}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// One delivery attempt: 2xx delivers; anything else is retried by the queue.
 pub async fn deliver(ctx: &Ctx, delivery_id: &str) -> Result<(), JobError> {
     let id: i64 = delivery_id.parse().map_err(|_| JobError::Final(format!("bad delivery id {delivery_id}")))?;
@@ -179,25 +257,7 @@ pub async fn deliver(ctx: &Ctx, delivery_id: &str) -> Result<(), JobError> {
     if delivery.status == "delivered" {
         return Ok(());
     }
-    let timestamp = chrono::Utc::now().timestamp();
-    let signature = standardwebhooks::Webhook::new(&delivery.secret)
-        .and_then(|wh| wh.sign(&delivery.event_id, timestamp, delivery.payload.as_bytes()))
-        .map_err(|e| JobError::Final(format!("cannot sign with the endpoint's secret: {e}")))?;
-    let sent = ctx
-        .webhook_http
-        .post(&delivery.url)
-        .header("Content-Type", "application/json")
-        .header("webhook-id", &delivery.event_id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
-        .body(delivery.payload.clone())
-        .send()
-        .await;
-    let (status, error) = match &sent {
-        Ok(resp) if resp.status().is_success() => (Some(resp.status().as_u16()), None),
-        Ok(resp) => (Some(resp.status().as_u16()), Some(format!("the endpoint answered {}", resp.status()))),
-        Err(e) => (None, Some(format!("could not reach the endpoint: {e}"))),
-    };
+    let (status, error) = send(ctx, &delivery).await?;
     let delivered = error.is_none();
     let recorded = error.clone();
     ctx.db

@@ -36,6 +36,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.sandbox.webhook_retry_base_ms = 50;
     settings.psp.request_timeout_ms = 5_000;
     settings.log.level = "warn".into();
+    // The suite's webhook receivers listen on 127.0.0.1.
+    settings.webhooks.allow_private_urls = true;
     configure(&mut settings);
     settings.validate().unwrap();
     till::telemetry::init(&settings.log);

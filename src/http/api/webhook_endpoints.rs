@@ -1,5 +1,7 @@
 //! `POST /v1/webhook_endpoints` and `GET /v1/webhook_endpoints`: where till
-//! sends the shop its events, and the secret they are signed with.
+//! sends the shop its events, and the secret they are signed with. The URL
+//! must lead to a public address (400 `url_invalid`), unless
+//! `webhooks.allow_private_urls`.
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
@@ -52,8 +54,9 @@ pub async fn create_webhook_endpoint(
                 format!("enabled_events[{i}]"),
             ));
         }
-        let endpoint = ctx.db.write(move |tx| out::create_endpoint(tx, &url, &events)).await.map_err(|e| match e {
+        let endpoint = out::register_endpoint(ctx, url, events).await.map_err(|e| match e {
             EndpointError::TooMany => ApiError::bad_request("too_many_endpoints", e.to_string()),
+            EndpointError::NotPublic(e) => ApiError::invalid("url_invalid", e.to_string(), "url"),
             EndpointError::Internal(e) => ApiError::internal(&e),
         })?;
         Ok(HttpResponse::Created().json(endpoint))
