@@ -137,12 +137,34 @@ fn cookie(name: &str, value: String, path: &str, max_age: Duration, secure: bool
         .finish()
 }
 
-/// Only a dashboard path is a place to return to (no open redirect).
+/// Where to return after signing in: a dashboard path (no open redirect)
+/// that can go into a Location header as it is. So no control characters,
+/// raw or percent-encoded (a CR LF would start a header of its own), no
+/// spaces, nothing outside visible ASCII; anything else returns to /admin.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with("/admin") && !n.starts_with("/admin/login") && !n.contains("//") => n.to_string(),
+        Some(n) if is_dashboard_path(n) => n.to_string(),
         _ => "/admin".to_string(),
     }
+}
+
+fn is_dashboard_path(n: &str) -> bool {
+    let Some(rest) = n.strip_prefix("/admin") else { return false };
+    let ends_there = rest.is_empty() || rest.starts_with(['/', '?', '#']);
+    ends_there
+        && !n.starts_with("/admin/login")
+        && !n.contains("//")
+        && !n.contains('\\')
+        && n.bytes().all(|b| b.is_ascii_graphic())
+        && !encodes_a_control_character(n)
+}
+
+/// Whether a %XX in `s` stands for a control character.
+fn encodes_a_control_character(s: &str) -> bool {
+    s.as_bytes().windows(3).any(|w| {
+        let hex = std::str::from_utf8(&w[1..]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+        w[0] == b'%' && hex.is_some_and(|b| b.is_ascii_control())
+    })
 }
 
 #[derive(Template)]
@@ -268,10 +290,40 @@ mod tests {
 
     #[test]
     fn only_dashboard_paths_are_returned_to() {
-        assert_eq!(safe_next(Some("/admin/payments?q=x")), "/admin/payments?q=x");
-        for bad in ["https://evil.example", "//evil.example", "/admin//evil", "/v1/payments", "/admin/login"] {
-            assert_eq!(safe_next(Some(bad)), "/admin", "{bad}");
+        for good in ["/admin", "/admin/payments?q=x%20y&status=SUCCESS", "/admin?x=1", "/admin/payments/1#refund"] {
+            assert_eq!(safe_next(Some(good)), good);
+        }
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/admin//evil",
+            "/admin\\evil",
+            "/v1/payments",
+            "/administrator",
+            "/admin/login",
+            "/admin/login?next=/admin",
+            "/admin\r\nX-Injected: 1",
+            "/admin%0d%0aX-Injected:%201",
+            "/admin/%0A",
+            "/admin/%7f",
+            "/admin/\u{7f}",
+            "/admin/ x",
+            "/admin/é",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/admin", "{bad:?}");
         }
         assert_eq!(safe_next(None), "/admin");
+    }
+
+    proptest::proptest! {
+        /// Whatever comes in, what goes out is a dashboard path that is a
+        /// valid header value as it is.
+        #[test]
+        fn any_next_becomes_a_header_safe_dashboard_path(next in "\\PC*|/admin[\\x00-\\x7f%0-9a-fA-F]{0,12}") {
+            let safe = safe_next(Some(&next));
+            proptest::prop_assert!(header::HeaderValue::from_str(&safe).is_ok(), "{safe:?}");
+            proptest::prop_assert!(safe.starts_with("/admin") && !safe.contains("//"), "{safe:?}");
+            proptest::prop_assert!(!encodes_a_control_character(&safe), "{safe:?}");
+        }
     }
 }
