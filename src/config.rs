@@ -344,8 +344,9 @@ pub struct AdminSettings {
     /// HTTPS, as a TLS-terminating proxy says with X-Forwarded-Proto),
     /// "always" or "never".
     pub cookie_secure: String,
-    /// Failed sign-ins allowed per client address and per email within
-    /// `login_window_seconds`; past it, sign-in is refused until the window ends.
+    /// Failed sign-ins allowed per account from one client address within
+    /// `login_window_seconds` (and five times as many per client address
+    /// across all accounts); past it, sign-in is refused until the window ends.
     pub login_attempts: u32,
     pub login_window_seconds: u64,
 }

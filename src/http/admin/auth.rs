@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use actix_web::cookie::{Cookie, SameSite, time};
 use actix_web::dev::Payload;
-use actix_web::http::header;
+use actix_web::http::{StatusCode, header};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::admin::sessions::{self, Session};
-use crate::admin::users;
+use crate::admin::sessions::{self, Session, SignIn, SignInError};
 use crate::context::Ctx;
 use crate::http::admin::AdminState;
 use crate::http::admin::errors::AdminError;
@@ -181,12 +180,7 @@ pub struct LoginQuery {
     next: Option<String>,
 }
 
-fn login_page(
-    ctx: &Ctx,
-    req: &HttpRequest,
-    status: actix_web::http::StatusCode,
-    page: LoginPage,
-) -> Result<HttpResponse, AdminError> {
+fn login_page(ctx: &Ctx, req: &HttpRequest, status: StatusCode, page: LoginPage) -> Result<HttpResponse, AdminError> {
     let html = page.render().map_err(anyhow::Error::from)?;
     let csrf_cookie = cookie(LOGIN_COOKIE, page.csrf, "/admin/login", Duration::from_secs(3600), secure(ctx, req));
     Ok(HttpResponse::build(status).cookie(csrf_cookie).content_type("text/html; charset=utf-8").body(html))
@@ -203,7 +197,7 @@ pub async fn login_form(
         return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, next)).finish());
     }
     let page = LoginPage { csrf: sessions::random_token(), next, email: String::new(), error: None };
-    login_page(&ctx, &req, actix_web::http::StatusCode::OK, page)
+    login_page(&ctx, &req, StatusCode::OK, page)
 }
 
 #[derive(Deserialize)]
@@ -214,7 +208,8 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-/// `POST /admin/login`: rate limited per client address and per email.
+/// `POST /admin/login`: rate limited per account and client address, and
+/// per client address (see `admin::rate_limit`).
 pub async fn login(
     ctx: web::Data<Ctx>,
     state: web::Data<AdminState>,
@@ -227,36 +222,40 @@ pub async fn login(
         return Err(AdminError::Csrf);
     }
     let next = safe_next(form.next.as_deref());
-    let ip = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
-    let email_key = format!("email:{}", form.email.trim().to_lowercase());
-    let ip_key = format!("ip:{ip}");
-    let keys = [ip_key.as_str(), email_key.as_str()];
-    let again = |error: String, status| {
+    let address = state.proxies.client_ip(&req);
+    let attempt = SignIn { email: form.email.clone(), password: form.password, address };
+    let again = |error: &str, status, retry_after_s: Option<u64>| {
         let page = LoginPage {
             csrf: sessions::random_token(),
             next: next.clone(),
-            email: form.email.clone(),
-            error: Some(error),
+            email: form.email,
+            error: Some(error.into()),
         };
-        login_page(&ctx, &req, status, page)
+        let mut resp = login_page(&ctx, &req, status, page)?;
+        if let Some(seconds) = retry_after_s {
+            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        Ok(resp)
     };
-    if let Some(wait) = state.limiter.blocked_for(&keys) {
-        let minutes = wait.as_secs().div_ceil(60).max(1);
-        let message = format!("Too many failed sign-ins. Try again in {minutes} minute(s).");
-        return again(message, actix_web::http::StatusCode::TOO_MANY_REQUESTS);
-    }
-    let (email, password) = (form.email.clone(), form.password.clone());
-    let staff = ctx.db.run(move |conn| users::authenticate(conn, &email, &password)).await?;
-    let Some(staff) = staff else {
-        state.limiter.record_failure(&keys);
-        tracing::warn!(%ip, "admin sign-in refused");
-        return again("The email or the password is wrong.".into(), actix_web::http::StatusCode::UNAUTHORIZED);
+    let (token, session) = match sessions::sign_in(&ctx, &state.hashing, attempt).await {
+        Ok(signed_in) => signed_in,
+        Err(SignInError::Refused) => {
+            tracing::warn!(address = %address.map_or_else(|| "unknown".into(), |a| a.to_string()), "admin sign-in refused");
+            return again("The email or the password is wrong.", StatusCode::UNAUTHORIZED, None);
+        }
+        Err(SignInError::Limited { retry_after_ms }) => {
+            let seconds = u64::try_from(retry_after_ms).unwrap_or(0).div_ceil(1000).max(1);
+            let message = format!("Too many failed sign-ins. Try again in {} minute(s).", seconds.div_ceil(60));
+            return again(&message, StatusCode::TOO_MANY_REQUESTS, Some(seconds));
+        }
+        Err(SignInError::Busy) => {
+            let message = "Too many sign-ins are being checked right now. Try again in a moment.";
+            return again(message, StatusCode::SERVICE_UNAVAILABLE, Some(1));
+        }
+        Err(SignInError::Internal(e)) => return Err(e.into()),
     };
-    state.limiter.clear(&email_key);
-    let lifetime_ms = ctx.settings.admin.session_minutes * 60_000;
-    let (token, _) = ctx.db.write(move |tx| sessions::create(tx, staff.id, lifetime_ms)).await?;
-    tracing::info!(staff = %staff.email, "admin signed in");
-    let lifetime = Duration::from_millis(lifetime_ms as u64);
+    tracing::info!(staff = %session.email, "admin signed in");
+    let lifetime = Duration::from_secs(u64::try_from(ctx.settings.admin.session_minutes).unwrap_or(0) * 60);
     let secure = secure(&ctx, &req);
     Ok(HttpResponse::SeeOther()
         .cookie(cookie(SESSION_COOKIE, token, "/admin", lifetime, secure))
