@@ -41,11 +41,58 @@ pub struct ServerSettings {
     pub workers: usize,
     /// A request body must arrive whole within this; one that trickles in is cut off (408).
     pub body_timeout_ms: u64,
+    /// Addresses or CIDR blocks of the proxies in front of till. Only a
+    /// request from one of them has its X-Forwarded-For believed.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self { bind: "127.0.0.1:8080".into(), max_body_bytes: 256 * 1024, workers: 0, body_timeout_ms: 30_000 }
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            max_body_bytes: 256 * 1024,
+            workers: 0,
+            body_timeout_ms: 30_000,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// Most entries in `server.trusted_proxies`.
+pub const MAX_TRUSTED_PROXIES: usize = 256;
+
+/// An address or a block of them ("10.0.0.0/8", "::1"), as
+/// `server.trusted_proxies` lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    network: std::net::IpAddr,
+    prefix_len: u8,
+}
+
+impl IpRange {
+    /// Host bits past the prefix are ignored ("192.168.1.10/24" is 192.168.1.0/24).
+    pub fn parse(s: &str) -> Result<IpRange, String> {
+        use std::net::IpAddr;
+        let bad = || format!("'{s}' is not an address or a CIDR block like 10.0.0.0/8");
+        let (addr, prefix) = s.trim().split_once('/').map_or((s.trim(), None), |(a, p)| (a, Some(p)));
+        let network: IpAddr = addr.parse().map_err(|_| bad())?;
+        let bits = if network.is_ipv4() { 32 } else { 128 };
+        let prefix_len = match prefix {
+            None => bits,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= bits).ok_or_else(bad)?,
+        };
+        Ok(IpRange { network, prefix_len })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let (network, ip, bits) = match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => (u128::from(n.to_bits()), u128::from(i.to_bits()), 32),
+            (IpAddr::V6(n), IpAddr::V6(i)) => (n.to_bits(), i.to_bits(), 128),
+            _ => return false,
+        };
+        let host_bits = u32::from(bits - self.prefix_len);
+        network.checked_shr(host_bits).unwrap_or(0) == ip.checked_shr(host_bits).unwrap_or(0)
     }
 }
 
@@ -319,8 +366,9 @@ pub struct AdminSettings {
     /// HTTPS, as a TLS-terminating proxy says with X-Forwarded-Proto),
     /// "always" or "never".
     pub cookie_secure: String,
-    /// Failed sign-ins allowed per client address and per email within
-    /// `login_window_seconds`; past it, sign-in is refused until the window ends.
+    /// Failed sign-ins allowed per account from one client address within
+    /// `login_window_seconds` (and five times as many per client address
+    /// across all accounts); past it, sign-in is refused until the window ends.
     pub login_attempts: u32,
     pub login_window_seconds: u64,
 }
@@ -370,6 +418,13 @@ impl Settings {
         if !(100..=600_000).contains(&self.server.body_timeout_ms) {
             problems.push("server.body_timeout_ms: must be between 100 and 600000".into());
         }
+        let proxies = &self.server.trusted_proxies;
+        if proxies.len() > MAX_TRUSTED_PROXIES {
+            problems.push(format!("server.trusted_proxies: at most {MAX_TRUSTED_PROXIES} entries"));
+        }
+        problems.extend(
+            proxies.iter().filter_map(|p| IpRange::parse(p).err()).map(|e| format!("server.trusted_proxies: {e}")),
+        );
         if !(1..=64).contains(&self.database.pool_size) {
             problems.push("database.pool_size: must be between 1 and 64".into());
         }
@@ -573,6 +628,27 @@ mod tests {
         assert!(msg.contains("server.bind"), "{msg}");
         assert!(msg.contains("psp.files_base"), "{msg}");
         assert!(msg.contains("sandbox.faults.error_rate"), "{msg}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_blocks() {
+        let range = |s: &str| IpRange::parse(s).unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(range("10.0.0.0/8").contains(ip("10.200.3.4")));
+        assert!(!range("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(range("192.168.1.10/24").contains(ip("192.168.1.77")), "host bits are ignored");
+        assert!(range("127.0.0.1").contains(ip("::ffff:127.0.0.1")), "IPv4-mapped IPv6 is IPv4");
+        assert!(!range("127.0.0.1").contains(ip("127.0.0.2")));
+        assert!(range("0.0.0.0/0").contains(ip("203.0.113.7")) && !range("0.0.0.0/0").contains(ip("::1")));
+        assert!(range("fd00::/8").contains(ip("fd12::1")) && !range("fd00::/8").contains(ip("fe80::1")));
+        assert!(range("::/0").contains(ip("2001:db8::1")));
+        for bad in ["", "10.0.0.0/33", "::/129", "10.0.0/8", "localhost", "10.0.0.0/", "10.0.0.0/-1"] {
+            assert!(IpRange::parse(bad).is_err(), "{bad:?}");
+        }
+        let mut s = Settings::default();
+        s.server.trusted_proxies = vec!["10.0.0.0/8".into(), "proxy.internal".into()];
+        let msg = s.validate().unwrap_err().to_string();
+        assert!(msg.contains("server.trusted_proxies: 'proxy.internal'"), "{msg}");
     }
 
     #[test]

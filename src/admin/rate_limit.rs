@@ -1,122 +1,285 @@
-//! Login rate limiting: at most `attempts` failed sign-ins per key (a client
-//! address, an email) in a fixed window. Memory is bounded: at most
-//! `MAX_KEYS` keys are tracked; when full, expired windows go first, then
-//! the oldest window.
+//! The login rate limit, kept in the database (`login_attempts`) so that
+//! every till process on it enforces the same limits. An attempt counts in
+//! two buckets: its account from its client address (`acct_ip:`), which
+//! stops guessing one account's password without locking that account out
+//! for everyone else, and its client address across all accounts (`ip:`),
+//! which stops one address from spraying many accounts.
+//!
+//! An attempt is reserved before its password is verified, in one write
+//! that counts the buckets and inserts only if each is under its limit:
+//! the writer runs one write at a time, so concurrent attempts cannot all
+//! pass the check before any of them is counted. The reservation then
+//! becomes a failure (it keeps counting), or is removed (a success, or an
+//! attempt that was never verified). A reservation left pending by a crash
+//! counts until its window ends, like a failure.
+//!
+//! Rows older than the window count for nothing; each reservation deletes a
+//! batch of them. Rows are only added by reservations, which end in an
+//! argon2 verification (bounded per process), so the table stays bounded.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::net::IpAddr;
 
-pub const MAX_KEYS: usize = 10_000;
+use rusqlite::{Connection, params};
 
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    started: Instant,
-    failures: u32,
+use crate::admin::users::StaffEmail;
+use crate::config::AdminSettings;
+
+/// Expired rows deleted per reservation: more than a reservation adds.
+const PRUNE_BATCH: i64 = 100;
+/// How many times `admin.login_attempts` one address may fail across all
+/// accounts: room for an office behind one address, none for a spray.
+pub const ADDRESS_FACTOR: u32 = 5;
+
+/// How many attempts each bucket allows within the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub per_account_and_address: u32,
+    pub per_address: u32,
+    pub window_ms: i64,
 }
 
-pub struct LoginLimiter {
-    windows: Mutex<HashMap<String, Window>>,
-    attempts: u32,
-    window: Duration,
-    max_keys: usize,
+impl Limits {
+    pub fn from_settings(admin: &AdminSettings) -> Limits {
+        Limits {
+            per_account_and_address: admin.login_attempts,
+            per_address: admin.login_attempts.saturating_mul(ADDRESS_FACTOR),
+            window_ms: i64::try_from(admin.login_window_seconds).unwrap_or(i64::MAX / 1000).saturating_mul(1000),
+        }
+    }
 }
 
-impl LoginLimiter {
-    pub fn new(attempts: u32, window: Duration) -> LoginLimiter {
-        Self::with_capacity(attempts, window, MAX_KEYS)
-    }
+/// Where one attempt counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Buckets {
+    account_and_address: String,
+    address: String,
+}
 
-    pub fn with_capacity(attempts: u32, window: Duration, max_keys: usize) -> LoginLimiter {
-        LoginLimiter { windows: Mutex::new(HashMap::new()), attempts, window, max_keys: max_keys.max(1) }
+impl Buckets {
+    /// An email that does not parse shares one account bucket per address;
+    /// an unknown address (no peer) shares one address bucket.
+    pub fn new(email: Option<&StaffEmail>, address: Option<IpAddr>) -> Buckets {
+        let address = address.map_or_else(|| "unknown".to_string(), address_key);
+        let email = email.map_or("", StaffEmail::as_str);
+        Buckets { account_and_address: format!("acct_ip:{email}|{address}"), address: format!("ip:{address}") }
     }
+}
 
-    /// None if every key may try now; otherwise how long until the
-    /// longest-blocked one may.
-    pub fn blocked_for(&self, keys: &[&str]) -> Option<Duration> {
-        let now = Instant::now();
-        let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        keys.iter()
-            .filter_map(|k| windows.get(*k))
-            .filter(|w| now.duration_since(w.started) < self.window && w.failures >= self.attempts)
-            .map(|w| self.window - now.duration_since(w.started))
-            .max()
-    }
-
-    pub fn record_failure(&self, keys: &[&str]) {
-        let now = Instant::now();
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        for key in keys {
-            if !windows.contains_key(*key) && windows.len() >= self.max_keys {
-                self.make_room(&mut windows, now);
-            }
-            let w = windows.entry((*key).to_string()).or_insert(Window { started: now, failures: 0 });
-            if now.duration_since(w.started) >= self.window {
-                *w = Window { started: now, failures: 0 };
-            }
-            w.failures = w.failures.saturating_add(1);
+/// An IPv4 address as it is; an IPv6 address by its /64, the block one
+/// subscriber (or one attacker) gets.
+fn address_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
         }
     }
+}
 
-    /// A successful sign-in clears its email's failures (not its address's).
-    pub fn clear(&self, key: &str) {
-        self.windows.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
-    }
+/// An attempt counted in its buckets until it is settled.
+#[derive(Debug)]
+pub struct Reservation {
+    attempt_id: String,
+    account_and_address: String,
+}
 
-    pub fn tracked(&self) -> usize {
-        self.windows.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
+/// The answer to a reservation.
+#[derive(Debug)]
+pub enum Admission {
+    Reserved(Reservation),
+    /// A bucket is full; the oldest attempt in it leaves the window in this long.
+    Limited {
+        retry_after_ms: i64,
+    },
+}
 
-    fn make_room(&self, windows: &mut HashMap<String, Window>, now: Instant) {
-        windows.retain(|_, w| now.duration_since(w.started) < self.window);
-        if windows.len() >= self.max_keys {
-            let oldest = windows.iter().min_by_key(|(_, w)| w.started).map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                windows.remove(&k);
-            }
+/// Reserves an attempt in both buckets if each is under its limit. Run it
+/// inside one write transaction: the count and the insert must be atomic.
+pub fn reserve(conn: &Connection, buckets: &Buckets, limits: &Limits, now_ms: i64) -> anyhow::Result<Admission> {
+    let window_start_ms = now_ms.saturating_sub(limits.window_ms);
+    prune(conn, window_start_ms)?;
+    let checks =
+        [(&buckets.account_and_address, limits.per_account_and_address), (&buckets.address, limits.per_address)];
+    let mut retry_after_ms = None;
+    for (bucket, limit) in checks {
+        let (count, oldest_ms): (i64, Option<i64>) = conn
+            .prepare_cached("SELECT COUNT(*), MIN(at_ms) FROM login_attempts WHERE bucket = ?1 AND at_ms > ?2")?
+            .query_row(params![bucket, window_start_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if count >= i64::from(limit) {
+            let wait_ms = oldest_ms.unwrap_or(now_ms) + limits.window_ms - now_ms;
+            retry_after_ms = Some(retry_after_ms.unwrap_or(0).max(wait_ms.max(1)));
         }
     }
+    if let Some(retry_after_ms) = retry_after_ms {
+        return Ok(Admission::Limited { retry_after_ms });
+    }
+    let attempt_id = crate::admin::sessions::random_token();
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO login_attempts (attempt_id, bucket, state, at_ms) VALUES (?1, ?2, 'pending', ?3)",
+    )?;
+    for bucket in [&buckets.account_and_address, &buckets.address] {
+        insert.execute(params![attempt_id, bucket, now_ms])?;
+    }
+    Ok(Admission::Reserved(Reservation { attempt_id, account_and_address: buckets.account_and_address.clone() }))
+}
+
+fn prune(conn: &Connection, window_start_ms: i64) -> anyhow::Result<()> {
+    conn.prepare_cached(
+        "DELETE FROM login_attempts WHERE (attempt_id, bucket) IN
+             (SELECT attempt_id, bucket FROM login_attempts WHERE at_ms <= ?1 LIMIT ?2)",
+    )?
+    .execute(params![window_start_ms, PRUNE_BATCH])?;
+    Ok(())
+}
+
+/// A wrong password: the attempt keeps counting until its window ends.
+pub fn fail(conn: &Connection, reservation: &Reservation) -> anyhow::Result<()> {
+    conn.prepare_cached("UPDATE login_attempts SET state = 'failed' WHERE attempt_id = ?1")?
+        .execute([&reservation.attempt_id])?;
+    Ok(())
+}
+
+/// The right password: the attempt no longer counts, nor do the earlier
+/// failures of its account from its address (those of the address across
+/// other accounts still do).
+pub fn succeed(conn: &Connection, reservation: &Reservation) -> anyhow::Result<()> {
+    release(conn, reservation)?;
+    conn.prepare_cached("DELETE FROM login_attempts WHERE bucket = ?1 AND state = 'failed'")?
+        .execute([&reservation.account_and_address])?;
+    Ok(())
+}
+
+/// An attempt that was never verified (the server was busy, or failed):
+/// it counts for nothing.
+pub fn release(conn: &Connection, reservation: &Reservation) -> anyhow::Result<()> {
+    conn.prepare_cached("DELETE FROM login_attempts WHERE attempt_id = ?1")?.execute([&reservation.attempt_id])?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const WINDOW_MS: i64 = 60_000;
+    const LIMITS: Limits = Limits { per_account_and_address: 3, per_address: 6, window_ms: WINDOW_MS };
+
+    fn db() -> (tempfile::TempDir, crate::db::Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::Db::open(&dir.path().join("l.db"), 2, 1000, &crate::db::till_migrations()).unwrap();
+        (dir, db)
+    }
+
+    fn buckets(email: &str, ip: &str) -> Buckets {
+        Buckets::new(StaffEmail::parse(email).as_ref(), Some(ip.parse().unwrap()))
+    }
+
+    fn reserve_at(conn: &Connection, b: &Buckets, now_ms: i64) -> Option<Reservation> {
+        match reserve(conn, b, &LIMITS, now_ms).unwrap() {
+            Admission::Reserved(r) => Some(r),
+            Admission::Limited { retry_after_ms } => {
+                assert!((1..=WINDOW_MS).contains(&retry_after_ms), "{retry_after_ms}");
+                None
+            }
+        }
+    }
+
+    fn rows(conn: &Connection) -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM login_attempts", [], |r| r.get(0)).unwrap()
+    }
+
     #[test]
-    fn blocks_after_the_allowed_failures_and_only_that_key() {
-        let limiter = LoginLimiter::new(3, Duration::from_secs(60));
+    fn an_account_is_limited_from_one_address_only() {
+        let (_dir, db) = db();
+        let conn = db.conn().unwrap();
+        let here = buckets("kim@example.com", "203.0.113.7");
         for _ in 0..3 {
-            assert!(limiter.blocked_for(&["ip:1", "email:a"]).is_none());
-            limiter.record_failure(&["ip:1", "email:a"]);
+            fail(&conn, &reserve_at(&conn, &here, 1_000).unwrap()).unwrap();
         }
-        assert!(limiter.blocked_for(&["ip:1", "email:b"]).is_some(), "the address is blocked");
-        assert!(limiter.blocked_for(&["ip:2", "email:a"]).is_some(), "the email is blocked");
-        assert!(limiter.blocked_for(&["ip:2", "email:b"]).is_none());
-        limiter.clear("email:a");
-        assert!(limiter.blocked_for(&["ip:2", "email:a"]).is_none());
+        assert!(reserve_at(&conn, &here, 1_000).is_none(), "the fourth failure from here is refused");
+        assert!(reserve_at(&conn, &buckets("KIM@example.com", "203.0.113.7"), 1_000).is_none(), "emails are one");
+        assert!(reserve_at(&conn, &buckets("kim@example.com", "198.51.100.9"), 1_000).is_some(), "not elsewhere");
+        assert!(reserve_at(&conn, &buckets("lee@example.com", "203.0.113.7"), 1_000).is_some(), "nor other accounts");
     }
 
     #[test]
-    fn a_window_ends() {
-        let limiter = LoginLimiter::new(1, Duration::from_millis(20));
-        limiter.record_failure(&["k"]);
-        assert!(limiter.blocked_for(&["k"]).is_some());
-        std::thread::sleep(Duration::from_millis(25));
-        assert!(limiter.blocked_for(&["k"]).is_none());
-        limiter.record_failure(&["k"]);
-        assert!(limiter.blocked_for(&["k"]).is_some(), "a new window starts");
+    fn an_address_is_limited_across_accounts() {
+        let (_dir, db) = db();
+        let conn = db.conn().unwrap();
+        for i in 0..6 {
+            let r = reserve_at(&conn, &buckets(&format!("u{i}@example.com"), "203.0.113.7"), 1_000).unwrap();
+            fail(&conn, &r).unwrap();
+        }
+        assert!(reserve_at(&conn, &buckets("new@example.com", "203.0.113.7"), 1_000).is_none());
+        assert!(reserve_at(&conn, &buckets("new@example.com", "198.51.100.9"), 1_000).is_some());
     }
 
     #[test]
-    fn memory_stays_bounded() {
-        let limiter = LoginLimiter::with_capacity(5, Duration::from_secs(60), 100);
-        for i in 0..10_000 {
-            limiter.record_failure(&[&format!("email:{i}")]);
+    fn pending_reservations_count_and_released_ones_do_not() {
+        let (_dir, db) = db();
+        let conn = db.conn().unwrap();
+        let here = buckets("kim@example.com", "203.0.113.7");
+        let pending: Vec<_> = (0..3).map(|_| reserve_at(&conn, &here, 1_000).unwrap()).collect();
+        assert!(reserve_at(&conn, &here, 1_000).is_none(), "three in flight fill the bucket");
+        release(&conn, &pending[0]).unwrap();
+        assert!(reserve_at(&conn, &here, 1_000).is_some(), "a released attempt counts for nothing");
+    }
+
+    #[test]
+    fn a_success_clears_its_accounts_failures_from_its_address() {
+        let (_dir, db) = db();
+        let conn = db.conn().unwrap();
+        let here = buckets("kim@example.com", "203.0.113.7");
+        let other_account = buckets("lee@example.com", "203.0.113.7");
+        fail(&conn, &reserve_at(&conn, &other_account, 1_000).unwrap()).unwrap();
+        for _ in 0..2 {
+            fail(&conn, &reserve_at(&conn, &here, 1_000).unwrap()).unwrap();
         }
-        assert!(limiter.tracked() <= 100);
-        for _ in 0..5 {
-            limiter.record_failure(&["email:latest"]);
+        succeed(&conn, &reserve_at(&conn, &here, 1_000).unwrap()).unwrap();
+        // Three more, which the two before the success would have prevented.
+        for _ in 0..3 {
+            fail(&conn, &reserve_at(&conn, &here, 1_000).unwrap()).unwrap();
         }
-        assert!(limiter.blocked_for(&["email:latest"]).is_some(), "recent keys are still limited");
+        assert!(reserve_at(&conn, &here, 1_000).is_none());
+        // The address's bucket kept every failure, the other account's too:
+        // six, its limit.
+        assert!(reserve_at(&conn, &buckets("new@example.com", "203.0.113.7"), 1_000).is_none());
+    }
+
+    #[test]
+    fn a_window_ends_and_old_rows_are_pruned() {
+        let (_dir, db) = db();
+        let conn = db.conn().unwrap();
+        let here = buckets("kim@example.com", "203.0.113.7");
+        for _ in 0..3 {
+            fail(&conn, &reserve_at(&conn, &here, 1_000).unwrap()).unwrap();
+        }
+        let Admission::Limited { retry_after_ms } = reserve(&conn, &here, &LIMITS, 31_000).unwrap() else {
+            panic!("still limited")
+        };
+        assert_eq!(retry_after_ms, 30_000, "until the oldest failure leaves the window");
+        assert!(reserve_at(&conn, &here, 1_000 + WINDOW_MS).is_some(), "the window has ended");
+        assert_eq!(rows(&conn), 2, "the expired failures are gone; the new attempt's two rows remain");
+    }
+
+    #[test]
+    fn the_table_stays_bounded_under_a_spray_of_addresses() {
+        let (_dir, db) = db();
+        let conn = db.conn().unwrap();
+        for i in 0..1_000_i64 {
+            let ip = format!("10.0.{}.{}", i / 250, i % 250);
+            // Each attempt comes a window after the one 50 before it.
+            let now_ms = i * (WINDOW_MS / 50 + 1);
+            fail(&conn, &reserve_at(&conn, &buckets("kim@example.com", &ip), now_ms).unwrap()).unwrap();
+        }
+        assert!(rows(&conn) <= 2 * 51, "{} rows", rows(&conn));
+    }
+
+    #[test]
+    fn ipv6_addresses_share_their_64() {
+        assert_eq!(buckets("a@b.c", "2001:db8:1:2:aaaa::1"), buckets("a@b.c", "2001:db8:1:2:bbbb::9"));
+        assert_ne!(buckets("a@b.c", "2001:db8:1:2::1"), buckets("a@b.c", "2001:db8:1:3::1"));
+        assert_eq!(buckets("a@b.c", "::ffff:203.0.113.7"), buckets("a@b.c", "203.0.113.7"));
+        assert_eq!(Buckets::new(None, None).address, "ip:unknown");
     }
 }

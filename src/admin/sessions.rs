@@ -1,6 +1,7 @@
 //! Staff sessions in SQLite. The browser's cookie holds a random token;
 //! the table holds its SHA-256, the user, the session's CSRF token and when
-//! it expires. Signing out deletes the row.
+//! it expires. Signing out deletes the row. Signing in (`sign_in`) checks
+//! the rate limit, then the password, then starts a session.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -8,6 +9,9 @@ use rand::Rng;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
+use crate::admin::rate_limit::{self, Admission, Buckets, Limits, Reservation};
+use crate::admin::users::{self, HashingError, PasswordHashing, Staff, StaffEmail};
+use crate::context::Ctx;
 use crate::queue::now_ms;
 
 /// Longest cookie value looked at; anything longer is not one of our tokens.
@@ -52,6 +56,97 @@ pub fn create(conn: &Connection, user_id: i64, lifetime_ms: i64) -> anyhow::Resu
     .execute(params![hash(&token), user_id, csrf_token, crate::db::now(), expires_at_ms])?;
     let email = conn.query_row("SELECT email FROM staff_users WHERE id = ?1", [user_id], |r| r.get(0))?;
     Ok((token, Session { user_id, email, csrf_token, expires_at_ms }))
+}
+
+/// A sign-in as submitted: the email and password as typed, and the
+/// client's address as the HTTP layer resolved it.
+pub struct SignIn {
+    pub email: String,
+    pub password: String,
+    pub address: Option<std::net::IpAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    #[error("the email or the password is wrong")]
+    Refused,
+    #[error("too many failed sign-ins")]
+    Limited { retry_after_ms: i64 },
+    #[error("too many sign-ins are being checked")]
+    Busy,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<HashingError> for SignInError {
+    fn from(e: HashingError) -> SignInError {
+        match e {
+            HashingError::Busy => SignInError::Busy,
+            HashingError::Internal(e) => SignInError::Internal(e),
+        }
+    }
+}
+
+/// Signs a staff member in: reserves the attempt in the rate limit (so no
+/// more attempts are verified than it allows, however many arrive at once),
+/// verifies the password through `hashing`, then records the outcome and,
+/// for the right password, starts a session. Returns the cookie's token.
+pub async fn sign_in(ctx: &Ctx, hashing: &PasswordHashing, attempt: SignIn) -> Result<(String, Session), SignInError> {
+    let email = StaffEmail::parse(&attempt.email);
+    let buckets = Buckets::new(email.as_ref(), attempt.address);
+    let limits = Limits::from_settings(&ctx.settings.admin);
+    let now = now_ms();
+    let reservation = match ctx.db.write(move |tx| rate_limit::reserve(tx, &buckets, &limits, now)).await? {
+        Admission::Reserved(reservation) => reservation,
+        Admission::Limited { retry_after_ms } => return Err(SignInError::Limited { retry_after_ms }),
+    };
+    let checked = check_password(ctx, hashing, email, attempt.password).await;
+    settle(ctx, reservation, checked).await
+}
+
+async fn check_password(
+    ctx: &Ctx,
+    hashing: &PasswordHashing,
+    email: Option<StaffEmail>,
+    password: String,
+) -> Result<Option<Staff>, SignInError> {
+    let credentials = match email {
+        Some(email) => ctx.db.run(move |conn| users::find(conn, &email)).await?,
+        None => None,
+    };
+    Ok(hashing.run(move |workspace| users::verify(workspace, credentials.as_ref(), &password)).await?)
+}
+
+/// Records how the reserved attempt ended.
+async fn settle(
+    ctx: &Ctx,
+    reservation: Reservation,
+    checked: Result<Option<Staff>, SignInError>,
+) -> Result<(String, Session), SignInError> {
+    match checked {
+        Ok(Some(staff)) => {
+            let lifetime_ms = ctx.settings.admin.session_minutes * 60_000;
+            Ok(ctx
+                .db
+                .write(move |tx| {
+                    rate_limit::succeed(tx, &reservation)?;
+                    create(tx, staff.id, lifetime_ms)
+                })
+                .await?)
+        }
+        Ok(None) => {
+            ctx.db.write(move |tx| rate_limit::fail(tx, &reservation)).await?;
+            Err(SignInError::Refused)
+        }
+        // Never verified: it counts for nothing. Should the release fail,
+        // the reservation counts until its window ends, which is safe.
+        Err(e) => {
+            if let Err(release) = ctx.db.write(move |tx| rate_limit::release(tx, &reservation)).await {
+                tracing::warn!(error = format!("{release:#}"), "releasing a sign-in reservation failed");
+            }
+            Err(e)
+        }
+    }
 }
 
 /// The live session of this token: not expired, its user not disabled.

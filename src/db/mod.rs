@@ -34,6 +34,7 @@ pub fn till_migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/till/0006_reconciliation.sql")),
         M::up(include_str!("../../migrations/till/0007_admin.sql")),
         M::up(include_str!("../../migrations/till/0008_fewer_order_indexes.sql")),
+        M::up(include_str!("../../migrations/till/0009_login_attempts.sql")),
         M::up(include_str!("../../migrations/till/0010_psp_charges.sql")),
     ])
 }

@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use actix_web::cookie::{Cookie, SameSite, time};
 use actix_web::dev::Payload;
-use actix_web::http::header;
+use actix_web::http::{StatusCode, header};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::admin::sessions::{self, Session};
-use crate::admin::users;
+use crate::admin::sessions::{self, Session, SignIn, SignInError};
 use crate::context::Ctx;
 use crate::http::admin::AdminState;
 use crate::http::admin::errors::AdminError;
@@ -137,12 +136,34 @@ fn cookie(name: &str, value: String, path: &str, max_age: Duration, secure: bool
         .finish()
 }
 
-/// Only a dashboard path is a place to return to (no open redirect).
+/// Where to return after signing in: a dashboard path (no open redirect)
+/// that can go into a Location header as it is. So no control characters,
+/// raw or percent-encoded (a CR LF would start a header of its own), no
+/// spaces, nothing outside visible ASCII; anything else returns to /admin.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with("/admin") && !n.starts_with("/admin/login") && !n.contains("//") => n.to_string(),
+        Some(n) if is_dashboard_path(n) => n.to_string(),
         _ => "/admin".to_string(),
     }
+}
+
+fn is_dashboard_path(n: &str) -> bool {
+    let Some(rest) = n.strip_prefix("/admin") else { return false };
+    let ends_there = rest.is_empty() || rest.starts_with(['/', '?', '#']);
+    ends_there
+        && !n.starts_with("/admin/login")
+        && !n.contains("//")
+        && !n.contains('\\')
+        && n.bytes().all(|b| b.is_ascii_graphic())
+        && !encodes_a_control_character(n)
+}
+
+/// Whether a %XX in `s` stands for a control character.
+fn encodes_a_control_character(s: &str) -> bool {
+    s.as_bytes().windows(3).any(|w| {
+        let hex = std::str::from_utf8(&w[1..]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+        w[0] == b'%' && hex.is_some_and(|b| b.is_ascii_control())
+    })
 }
 
 #[derive(Template)]
@@ -159,12 +180,7 @@ pub struct LoginQuery {
     next: Option<String>,
 }
 
-fn login_page(
-    ctx: &Ctx,
-    req: &HttpRequest,
-    status: actix_web::http::StatusCode,
-    page: LoginPage,
-) -> Result<HttpResponse, AdminError> {
+fn login_page(ctx: &Ctx, req: &HttpRequest, status: StatusCode, page: LoginPage) -> Result<HttpResponse, AdminError> {
     let html = page.render().map_err(anyhow::Error::from)?;
     let csrf_cookie = cookie(LOGIN_COOKIE, page.csrf, "/admin/login", Duration::from_secs(3600), secure(ctx, req));
     Ok(HttpResponse::build(status).cookie(csrf_cookie).content_type("text/html; charset=utf-8").body(html))
@@ -181,7 +197,7 @@ pub async fn login_form(
         return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, next)).finish());
     }
     let page = LoginPage { csrf: sessions::random_token(), next, email: String::new(), error: None };
-    login_page(&ctx, &req, actix_web::http::StatusCode::OK, page)
+    login_page(&ctx, &req, StatusCode::OK, page)
 }
 
 #[derive(Deserialize)]
@@ -192,7 +208,8 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-/// `POST /admin/login`: rate limited per client address and per email.
+/// `POST /admin/login`: rate limited per account and client address, and
+/// per client address (see `admin::rate_limit`).
 pub async fn login(
     ctx: web::Data<Ctx>,
     state: web::Data<AdminState>,
@@ -205,36 +222,40 @@ pub async fn login(
         return Err(AdminError::Csrf);
     }
     let next = safe_next(form.next.as_deref());
-    let ip = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
-    let email_key = format!("email:{}", form.email.trim().to_lowercase());
-    let ip_key = format!("ip:{ip}");
-    let keys = [ip_key.as_str(), email_key.as_str()];
-    let again = |error: String, status| {
+    let address = state.proxies.client_ip(&req);
+    let attempt = SignIn { email: form.email.clone(), password: form.password, address };
+    let again = |error: &str, status, retry_after_s: Option<u64>| {
         let page = LoginPage {
             csrf: sessions::random_token(),
             next: next.clone(),
-            email: form.email.clone(),
-            error: Some(error),
+            email: form.email,
+            error: Some(error.into()),
         };
-        login_page(&ctx, &req, status, page)
+        let mut resp = login_page(&ctx, &req, status, page)?;
+        if let Some(seconds) = retry_after_s {
+            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        Ok(resp)
     };
-    if let Some(wait) = state.limiter.blocked_for(&keys) {
-        let minutes = wait.as_secs().div_ceil(60).max(1);
-        let message = format!("Too many failed sign-ins. Try again in {minutes} minute(s).");
-        return again(message, actix_web::http::StatusCode::TOO_MANY_REQUESTS);
-    }
-    let (email, password) = (form.email.clone(), form.password.clone());
-    let staff = ctx.db.run(move |conn| users::authenticate(conn, &email, &password)).await?;
-    let Some(staff) = staff else {
-        state.limiter.record_failure(&keys);
-        tracing::warn!(%ip, "admin sign-in refused");
-        return again("The email or the password is wrong.".into(), actix_web::http::StatusCode::UNAUTHORIZED);
+    let (token, session) = match sessions::sign_in(&ctx, &state.hashing, attempt).await {
+        Ok(signed_in) => signed_in,
+        Err(SignInError::Refused) => {
+            tracing::warn!(address = %address.map_or_else(|| "unknown".into(), |a| a.to_string()), "admin sign-in refused");
+            return again("The email or the password is wrong.", StatusCode::UNAUTHORIZED, None);
+        }
+        Err(SignInError::Limited { retry_after_ms }) => {
+            let seconds = u64::try_from(retry_after_ms).unwrap_or(0).div_ceil(1000).max(1);
+            let message = format!("Too many failed sign-ins. Try again in {} minute(s).", seconds.div_ceil(60));
+            return again(&message, StatusCode::TOO_MANY_REQUESTS, Some(seconds));
+        }
+        Err(SignInError::Busy) => {
+            let message = "Too many sign-ins are being checked right now. Try again in a moment.";
+            return again(message, StatusCode::SERVICE_UNAVAILABLE, Some(1));
+        }
+        Err(SignInError::Internal(e)) => return Err(e.into()),
     };
-    state.limiter.clear(&email_key);
-    let lifetime_ms = ctx.settings.admin.session_minutes * 60_000;
-    let (token, _) = ctx.db.write(move |tx| sessions::create(tx, staff.id, lifetime_ms)).await?;
-    tracing::info!(staff = %staff.email, "admin signed in");
-    let lifetime = Duration::from_millis(lifetime_ms as u64);
+    tracing::info!(staff = %session.email, "admin signed in");
+    let lifetime = Duration::from_secs(u64::try_from(ctx.settings.admin.session_minutes).unwrap_or(0) * 60);
     let secure = secure(&ctx, &req);
     Ok(HttpResponse::SeeOther()
         .cookie(cookie(SESSION_COOKIE, token, "/admin", lifetime, secure))
@@ -268,10 +289,40 @@ mod tests {
 
     #[test]
     fn only_dashboard_paths_are_returned_to() {
-        assert_eq!(safe_next(Some("/admin/payments?q=x")), "/admin/payments?q=x");
-        for bad in ["https://evil.example", "//evil.example", "/admin//evil", "/v1/payments", "/admin/login"] {
-            assert_eq!(safe_next(Some(bad)), "/admin", "{bad}");
+        for good in ["/admin", "/admin/payments?q=x%20y&status=SUCCESS", "/admin?x=1", "/admin/payments/1#refund"] {
+            assert_eq!(safe_next(Some(good)), good);
+        }
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/admin//evil",
+            "/admin\\evil",
+            "/v1/payments",
+            "/administrator",
+            "/admin/login",
+            "/admin/login?next=/admin",
+            "/admin\r\nX-Injected: 1",
+            "/admin%0d%0aX-Injected:%201",
+            "/admin/%0A",
+            "/admin/%7f",
+            "/admin/\u{7f}",
+            "/admin/ x",
+            "/admin/é",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/admin", "{bad:?}");
         }
         assert_eq!(safe_next(None), "/admin");
+    }
+
+    proptest::proptest! {
+        /// Whatever comes in, what goes out is a dashboard path that is a
+        /// valid header value as it is.
+        #[test]
+        fn any_next_becomes_a_header_safe_dashboard_path(next in "\\PC*|/admin[\\x00-\\x7f%0-9a-fA-F]{0,12}") {
+            let safe = safe_next(Some(&next));
+            proptest::prop_assert!(header::HeaderValue::from_str(&safe).is_ok(), "{safe:?}");
+            proptest::prop_assert!(safe.starts_with("/admin") && !safe.contains("//"), "{safe:?}");
+            proptest::prop_assert!(!encodes_a_control_character(&safe), "{safe:?}");
+        }
     }
 }

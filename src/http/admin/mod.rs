@@ -8,23 +8,28 @@ pub mod auth;
 pub mod errors;
 pub mod pages;
 
-use std::time::Duration;
-
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{HttpResponse, web};
 
-use crate::admin::rate_limit::LoginLimiter;
+use crate::admin::users::PasswordHashing;
 use crate::config::Settings;
+use crate::http::client_ip::TrustedProxies;
 
-/// State shared by every worker of the server: the login rate limiter.
+/// State shared by every worker of the server: the bound on password
+/// hashing (per process, like the memory it protects; the login rate
+/// limits are in the database) and the proxies whose client address is
+/// believed.
 pub struct AdminState {
-    pub limiter: LoginLimiter,
+    pub hashing: PasswordHashing,
+    pub proxies: TrustedProxies,
 }
 
 impl AdminState {
+    /// `settings` must have passed `Settings::validate`, which checks
+    /// `server.trusted_proxies`; this runs at start-up.
     pub fn new(settings: &Settings) -> AdminState {
-        let a = &settings.admin;
-        AdminState { limiter: LoginLimiter::new(a.login_attempts, Duration::from_secs(a.login_window_seconds)) }
+        let proxies = TrustedProxies::from_settings(&settings.server).expect("validated settings");
+        AdminState { hashing: PasswordHashing::sized_to_cores(), proxies }
     }
 }
 
