@@ -106,7 +106,7 @@ fn bind(addr: &str, key: &str) -> anyhow::Result<TcpListener> {
 
 fn till_server(listener: TcpListener, ctx: Ctx) -> anyhow::Result<Server> {
     let workers = ctx.settings.server.workers;
-    // Built once, outside the workers, so that every worker shares the login rate limits.
+    // Built once, outside the workers, so that every worker shares one bound on password hashing.
     let admin = web::Data::new(http::admin::AdminState::new(&ctx.settings));
     let data = web::Data::new(ctx);
     let openapi = web::Data::new(openapi());
@@ -155,7 +155,8 @@ fn till_app(
     );
     let (app, _) =
         app.into_utoipa_app().service(utoipa_actix_web::scope("/v1").configure(http::api::configure)).split_for_parts();
-    app.wrap(actix_web::middleware::Logger::new("%r %s %Dms").exclude("/healthz"))
+    app.wrap(actix_web::middleware::from_fn(http::body_deadline::limit))
+        .wrap(actix_web::middleware::Logger::new("%r %s %Dms").exclude("/healthz"))
         .app_data(data)
         .app_data(
             web::QueryConfig::default()

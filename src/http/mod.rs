@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod body_deadline;
 pub mod client_ip;
 pub mod errors;
 pub mod idempotency;

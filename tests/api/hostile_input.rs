@@ -78,9 +78,7 @@ async fn a_json_body_must_be_sent_as_json_and_be_one_value() {
 async fn trickle(address: &str, path: &str, headers: &str) -> String {
     let host = address.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{headers}Content-Length: 1000\r\n\r\n{{\"a\""
-    );
+    let head = format!("POST {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Content-Length: 1000\r\n\r\n{{\"a\"");
     stream.write_all(head.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     // The server must answer and close by itself; the test only bounds how long it waits for that.
@@ -92,9 +90,13 @@ async fn trickle(address: &str, path: &str, headers: &str) -> String {
 #[tokio::test]
 async fn a_body_that_never_finishes_is_cut_off() {
     let app = spawn_app_with(|s| s.server.body_timeout_ms = 300).await;
-    let auth = format!("Authorization: Bearer {}\r\n", app.api_key);
+    let json = "Content-Type: application/json\r\n";
+    let auth = format!("Authorization: Bearer {}\r\n{json}", app.api_key);
     assert!(trickle(&app.address, "/v1/payments", &auth).await.contains("408"));
-    assert!(trickle(&app.address, "/webhooks/psp", "").await.contains("408"));
+    assert!(trickle(&app.address, "/webhooks/psp", json).await.contains("408"));
+    // The dashboard's forms too: the sign-in form answers, it does not wait.
+    let form = "Content-Type: application/x-www-form-urlencoded\r\n";
+    assert!(trickle(&app.address, "/admin/login", form).await.starts_with("HTTP/1.1 4"));
 }
 
 #[tokio::test]

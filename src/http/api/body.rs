@@ -5,7 +5,6 @@
 //! (`param`).
 
 use std::future::Future;
-use std::time::Duration;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -13,25 +12,21 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use crate::context::Ctx;
+use crate::http::body_deadline;
 use crate::http::errors::ApiError;
 use crate::http::idempotency;
 
-/// What a body may be: at most `limit_bytes`, all of it within `timeout`.
+/// What a body may be: at most `limit_bytes` (and, for every request, whole
+/// within `server.body_timeout_ms`: see `http::body_deadline`).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub limit_bytes: usize,
-    pub timeout: Duration,
 }
 
 impl Limits {
-    /// The merchant API's limits for a JSON body.
+    /// The merchant API's limit for a JSON body.
     pub fn api(ctx: &Ctx) -> Limits {
-        Limits::of(ctx, ctx.settings.server.max_body_bytes)
-    }
-
-    /// The server's time limit with another size limit (a settlement file).
-    pub fn of(ctx: &Ctx, limit_bytes: usize) -> Limits {
-        Limits { limit_bytes, timeout: Duration::from_millis(ctx.settings.server.body_timeout_ms) }
+        Limits { limit_bytes: ctx.settings.server.max_body_bytes }
     }
 }
 
@@ -49,26 +44,21 @@ pub async fn read(req: &HttpRequest, mut payload: web::Payload, limits: Limits) 
     if declared.is_some_and(|n| n > limits.limit_bytes as u64) {
         return Err(too_large(limits.limit_bytes));
     }
-    let read_all = async {
-        let mut body = web::BytesMut::new();
-        while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|e| ApiError::bad_request("body_unreadable", format!("request body: {e}")))?;
-            if body.len() + chunk.len() > limits.limit_bytes {
-                return Err(too_large(limits.limit_bytes));
-            }
-            body.extend_from_slice(&chunk);
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| match body_deadline::is_deadline(&e) {
+            true => ApiError {
+                status: StatusCode::REQUEST_TIMEOUT,
+                ..ApiError::bad_request("body_timeout", "the request body did not arrive in time")
+            },
+            false => ApiError::bad_request("body_unreadable", format!("request body: {e}")),
+        })?;
+        if body.len() + chunk.len() > limits.limit_bytes {
+            return Err(too_large(limits.limit_bytes));
         }
-        Ok(body.freeze())
-    };
-    tokio::time::timeout(limits.timeout, read_all).await.unwrap_or_else(|_| {
-        Err(ApiError {
-            status: StatusCode::REQUEST_TIMEOUT,
-            ..ApiError::bad_request(
-                "body_timeout",
-                format!("the request body did not arrive within {} ms", limits.timeout.as_millis()),
-            )
-        })
-    })
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// Reads a JSON body: any body that is not empty must say it is

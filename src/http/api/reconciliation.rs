@@ -45,7 +45,8 @@ pub async fn upload_settlement_file(
     query: web::Query<UploadQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read(&req, payload, body::Limits::of(&ctx, ctx.settings.reconciliation.max_file_bytes)).await?;
+    let bytes =
+        body::read(&req, payload, body::Limits { limit_bytes: ctx.settings.reconciliation.max_file_bytes }).await?;
     let name = query.into_inner().name.unwrap_or_else(|| "upload".into());
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
         return Err(ApiError::invalid("parameter_invalid", "name must be 1 to 255 printable characters", "name"));
