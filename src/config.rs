@@ -192,11 +192,15 @@ pub struct PaymentSettings {
     /// A hosted checkout session expires this long after it is created
     /// (Stripe allows 30 to 1440).
     pub checkout_expires_minutes: i64,
+    /// An open hosted checkout is asked about at the PSP this often from its
+    /// creation (and once after it expires), so a lost webhook is noticed
+    /// within this time. At most 900 (15 minutes).
+    pub sync_every_seconds: i64,
 }
 
 impl Default for PaymentSettings {
     fn default() -> Self {
-        Self { checkout_expires_minutes: 60 }
+        Self { checkout_expires_minutes: 60, sync_every_seconds: 600 }
     }
 }
 
@@ -459,6 +463,9 @@ impl Settings {
         self.validate_reconciliation(&mut problems);
         if !(30..=1440).contains(&self.payments.checkout_expires_minutes) {
             problems.push("payments.checkout_expires_minutes: must be between 30 and 1440".into());
+        }
+        if !(1..=900).contains(&self.payments.sync_every_seconds) {
+            problems.push("payments.sync_every_seconds: must be between 1 and 900".into());
         }
         let pct = self.fees.commission_percent;
         if pct < Decimal::ZERO || pct > Decimal::ONE_HUNDRED {

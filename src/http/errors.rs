@@ -129,3 +129,24 @@ impl From<anyhow::Error> for ApiError {
         ApiError::internal(&e)
     }
 }
+
+impl From<crate::payments::sync::SyncError> for ApiError {
+    fn from(e: crate::payments::sync::SyncError) -> ApiError {
+        use crate::payments::sync::SyncError;
+        let message = e.to_string();
+        match e {
+            SyncError::NotFound(id) => ApiError::not_found("checkout", &id),
+            SyncError::NotCancelable(_) => ApiError {
+                status: StatusCode::CONFLICT,
+                ..ApiError::bad_request("checkout_not_cancelable", message)
+            },
+            SyncError::PspUnavailable(_) => ApiError::psp(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "psp_unavailable",
+                format!("{message}; send the same request again"),
+            ),
+            SyncError::Psp(_) => ApiError::psp(StatusCode::BAD_GATEWAY, "psp_error", message),
+            SyncError::Internal(e) => ApiError::internal(&e),
+        }
+    }
+}

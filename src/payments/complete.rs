@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Transaction, params};
+use rusqlite::Transaction;
 
 use crate::context::Ctx;
 use crate::ledger::{self, Posting};
@@ -44,6 +44,7 @@ fn apply_in_tx(tx: &Transaction, session: &CheckoutSession, policy: Policy) -> R
         Some(id) => id,
         None => adopt_session(tx, session)?,
     };
+    let canceled = store::find_event_head(tx, &checkout_id)?.is_some_and(|h| h.canceled);
     let orders = store::load_orders_of(tx, &checkout_id)?;
     let mut applied = Applied::default();
     match session.outcome() {
@@ -56,14 +57,11 @@ fn apply_in_tx(tx: &Transaction, session: &CheckoutSession, policy: Policy) -> R
         }
         SessionOutcome::Expired => {
             for order in orders.iter().filter(|o| o.status == OrderStatus::Executing.as_str()) {
-                let moved = fail_order(
-                    tx,
-                    &order.payment_order_id,
-                    OrderStatus::Executing,
-                    "expired",
-                    "hosted checkout session expired",
-                    policy,
-                )?;
+                let (code, reason) = match canceled {
+                    true => ("canceled", "hosted checkout canceled by the shop"),
+                    false => ("expired", "hosted checkout session expired"),
+                };
+                let moved = fail_order(tx, &order.payment_order_id, OrderStatus::Executing, code, reason, policy)?;
                 applied.failed += usize::from(moved);
             }
         }
@@ -82,11 +80,7 @@ fn adopt_session(tx: &Transaction, session: &CheckoutSession) -> Result<String, 
     if head.psp_session_id.is_some() || head.payment_method != "hosted_page" {
         return Err(unknown());
     }
-    tx.execute(
-        "UPDATE payment_events SET psp_session_id = ?2, redirect_url = ?3, updated_at = ?4 WHERE checkout_id = ?1",
-        params![checkout_id, session.id, session.url, crate::db::now()],
-    )
-    .map_err(anyhow::Error::from)?;
+    store::set_session(tx, &checkout_id, &session.id, session.url.as_deref().unwrap_or_default())?;
     for order in store::load_orders_of(tx, &checkout_id)? {
         store::transition_order(
             tx,

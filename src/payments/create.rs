@@ -6,10 +6,11 @@ use actix_web::http::StatusCode;
 
 use crate::context::Ctx;
 use crate::http::errors::ApiError;
-use crate::payments::complete::fail_order;
 use crate::payments::model::{NewCheckout, OrderStatus, PaymentMethod};
 use crate::payments::store::{self, CheckoutView};
-use crate::payments::{Policy, notify};
+use crate::alerts;
+use crate::payments::sync::SyncPlan;
+use crate::psp::requests::{self, PspRequest};
 use crate::psp::{CheckoutSessionRequest, LineItem, PspError};
 use crate::queue::{self, JobKind};
 
@@ -47,7 +48,7 @@ impl From<CreateError> for ApiError {
                 format!("orders[{i}].payment_order_id"),
             ),
             CreateError::PspRefused(msg) => {
-                ApiError::psp(StatusCode::BAD_GATEWAY, "psp_refused", format!("the PSP refused the checkout: {msg}"))
+                ApiError::psp(StatusCode::BAD_GATEWAY, "psp_refused", format!("{msg}; nothing was charged and the checkout stays open: send the same request again once the cause is fixed, or cancel it"))
             }
             CreateError::PspUnavailable(msg) => ApiError::psp(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -70,56 +71,63 @@ pub async fn create_checkout(
     let _guard = ctx.checkout_locks.lock(&checkout_id).await;
     let hash = new.request_hash();
     let max_attempts = ctx.settings.queue.max_attempts;
+    // A new session would expire then; a session already asked for keeps
+    // the request first stored, whatever the clock says now.
+    let expires_at = chrono::Utc::now().timestamp() + ctx.settings.payments.checkout_expires_minutes * 60;
     // The view is read in the same transaction (on the writer's warm page
     // cache, which is cheaper than a reader's cold one under load).
-    let (created, needs_session, view) = {
+    let (created, session, view) = {
         let (key, new, hash) = (api_key_id.to_string(), new.clone(), hash.clone());
         ctx.db
             .write(move |tx| -> Result<_, CreateError> {
-                if let Some(head) = store::find_event_head(tx, new.checkout_id.as_str())? {
-                    if head.request_hash != hash || head.api_key_id != key {
+                let created = match store::find_event_head(tx, new.checkout_id.as_str())? {
+                    Some(head) if head.request_hash != hash || head.api_key_id != key => {
                         return Err(CreateError::DifferentRequest(new.checkout_id.to_string()));
                     }
-                    // A refused or finished checkout is not sent to the PSP again.
-                    let needs_session = head.psp_session_id.is_none() && !head.is_payment_done;
-                    return Ok((Created::Replayed, needs_session, store::load_checkout(tx, new.checkout_id.as_str())?));
-                }
-                if let Some(i) = store::insert_checkout(tx, &key, &new, &hash)? {
-                    return Err(CreateError::OrderIdTaken(i));
-                }
-                // Token orders are charged by the executor; its jobs commit with the orders.
-                if let PaymentMethod::Token { .. } = new.payment_method {
-                    for order in &new.orders {
-                        queue::enqueue(tx, JobKind::ChargeOrder, order.payment_order_id.as_str(), 0, max_attempts)?;
+                    // A finished checkout, or one whose session is known, is not sent again.
+                    Some(head) if head.psp_session_id.is_some() || head.is_payment_done => {
+                        return Ok((Created::Replayed, None, store::load_checkout(tx, new.checkout_id.as_str())?));
                     }
-                }
-                let needs_session = matches!(new.payment_method, PaymentMethod::HostedPage { .. });
-                Ok((Created::New, needs_session, store::load_checkout(tx, new.checkout_id.as_str())?))
+                    Some(_) => Created::Replayed,
+                    None => {
+                        if let Some(i) = store::insert_checkout(tx, &key, &new, &hash)? {
+                            return Err(CreateError::OrderIdTaken(i));
+                        }
+                        // Token orders are charged by the executor; its jobs commit with the orders.
+                        if let PaymentMethod::Token { .. } = new.payment_method {
+                            for order in &new.orders {
+                                let id = order.payment_order_id.as_str();
+                                queue::enqueue(tx, JobKind::ChargeOrder, id, 0, max_attempts)?;
+                            }
+                        }
+                        Created::New
+                    }
+                };
+                let session = match session_request(&new, expires_at) {
+                    Some(request) => Some(requests::fix(tx, request.build())?),
+                    None => None,
+                };
+                Ok((created, session, store::load_checkout(tx, new.checkout_id.as_str())?))
             })
             .await?
     };
     ctx.queue_wake.notify_one();
-    if needs_session && let PaymentMethod::HostedPage { success_url, cancel_url } = &new.payment_method {
-        register_session(ctx, &new, success_url, cancel_url).await?;
+    if let Some(session) = session {
+        let order_ids: Vec<String> = new.orders.iter().map(|o| o.payment_order_id.to_string()).collect();
+        register_session(ctx, &checkout_id, &order_ids, &session).await?;
         return Ok((read_checkout(ctx, &checkout_id).await?, created));
     }
     let view = view.ok_or_else(|| CreateError::Internal(anyhow::anyhow!("checkout {checkout_id} vanished")))?;
     Ok((view, created))
 }
 
-/// Asks the PSP for a hosted session (idempotent on the checkout id, so a
-/// retry after a crash gets the same session) and records it.
-async fn register_session(
-    ctx: &Ctx,
-    new: &NewCheckout,
-    success_url: &str,
-    cancel_url: &str,
-) -> Result<(), CreateError> {
-    let expires_at = chrono::Utc::now().timestamp() + ctx.settings.payments.checkout_expires_minutes * 60;
-    let request = CheckoutSessionRequest {
+/// The hosted session a checkout asks the PSP for (None for token payments).
+fn session_request(new: &NewCheckout, expires_at: i64) -> Option<CheckoutSessionRequest> {
+    let PaymentMethod::HostedPage { success_url, cancel_url } = &new.payment_method else { return None };
+    Some(CheckoutSessionRequest {
         checkout_id: new.checkout_id.to_string(),
-        success_url: success_url.to_string(),
-        cancel_url: cancel_url.to_string(),
+        success_url: success_url.clone(),
+        cancel_url: cancel_url.clone(),
         expires_at,
         line_items: new
             .orders
@@ -130,23 +138,32 @@ async fn register_session(
                 unit_amount: o.amount.amount_minor(),
             })
             .collect(),
-    };
-    let checkout_id = new.checkout_id.to_string();
-    let order_ids: Vec<String> = new.orders.iter().map(|o| o.payment_order_id.to_string()).collect();
-    // When the session must have ended, ask the PSP in case its webhook is lost.
-    let sync_delay_ms = (expires_at - chrono::Utc::now().timestamp() + 60) * 1000;
+    })
+}
+
+/// Sends the checkout's stored session request to the PSP (idempotent on
+/// the checkout id, so a retry after a timeout or a crash gets the same
+/// session) and records the session. Nothing the PSP answers here fails an
+/// order: no buyer has tried to pay yet.
+pub(crate) async fn register_session(
+    ctx: &Ctx,
+    checkout_id: &str,
+    order_ids: &[String],
+    request: &PspRequest,
+) -> Result<(), CreateError> {
+    let (checkout_id, order_ids) = (checkout_id.to_string(), order_ids.to_vec());
+    let expires_at: i64 = request
+        .param("expires_at")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("the stored session request of {checkout_id} has no expires_at"))?;
+    let syncs = SyncPlan::of(&ctx.settings, expires_at);
     let max_attempts = ctx.settings.queue.max_attempts;
-    match ctx.psp.create_checkout_session(&request).await {
+    match ctx.psp.create_checkout_session(request).await {
         Ok(session) => {
             let url = session.url.clone().unwrap_or_default();
             ctx.db
                 .write(move |tx| -> Result<(), CreateError> {
-                    tx.execute(
-                        "UPDATE payment_events SET psp_session_id = ?2, redirect_url = ?3, updated_at = ?4
-                         WHERE checkout_id = ?1 AND psp_session_id IS NULL",
-                        rusqlite::params![checkout_id, session.id, url, crate::db::now()],
-                    )
-                    .map_err(anyhow::Error::from)?;
+                    store::set_session(tx, &checkout_id, &session.id, &url)?;
                     for id in &order_ids {
                         store::transition_order(
                             tx,
@@ -157,23 +174,21 @@ async fn register_session(
                             "hosted checkout session registered at the PSP",
                         )?;
                     }
-                    queue::enqueue(tx, JobKind::SyncCheckout, &checkout_id, sync_delay_ms, max_attempts)?;
+                    queue::enqueue(tx, JobKind::SyncCheckout, &checkout_id, syncs.first_delay_ms(), max_attempts)?;
                     Ok(())
                 })
                 .await
         }
-        Err(PspError::Refused { code, message, .. }) => {
-            let policy = Policy::of(&ctx.settings);
-            ctx.db
-                .write(move |tx| -> Result<(), CreateError> {
-                    let reason = format!("PSP refused the session: {code}");
-                    for id in &order_ids {
-                        fail_order(tx, id, OrderStatus::NotStarted, "psp_refused", &reason, policy)?;
-                    }
-                    notify::checkout_progress(tx, &checkout_id, policy)?;
-                    Ok(())
-                })
-                .await?;
+        // The PSP refused the request, not a payment: the orders stay
+        // NOT_STARTED (the same request resumes them once the cause is
+        // fixed, or the shop cancels the checkout), and a person is told.
+        Err(e @ (PspError::Refused { .. } | PspError::Rejected { .. })) => {
+            let message = e.to_string();
+            let alert = format!(
+                "the PSP refused to create the hosted session of checkout {checkout_id}: {message}; \
+                 nothing was charged, its orders stay NOT_STARTED"
+            );
+            ctx.db.write(move |tx| alerts::raise(tx, "psp_request_refused", &checkout_id, &alert)).await?;
             Err(CreateError::PspRefused(message))
         }
         // Never guessed FAILED: the orders stay NOT_STARTED and the same

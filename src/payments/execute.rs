@@ -5,11 +5,12 @@
 
 use crate::context::Ctx;
 use crate::money::Currency;
-use crate::payments::complete::{self, ApplyError, fail_order, succeed_order};
+use crate::payments::complete::{fail_order, succeed_order};
 use crate::payments::model::OrderStatus;
 use crate::payments::store::{self, Charge, OrderView};
 use crate::payments::{Policy, notify};
-use crate::psp::types::{IntentOutcome, PaymentIntent, SessionOutcome, failure_code};
+use crate::psp::types::{IntentOutcome, PaymentIntent, failure_code};
+use crate::psp::requests::{self, PspRequest};
 use crate::psp::{PaymentIntentRequest, PspError};
 use crate::queue::runner::JobError;
 use crate::queue::{self, Job};
@@ -19,13 +20,13 @@ use crate::queue::{self, Job};
 pub async fn charge_order(ctx: &Ctx, job: &Job) -> Result<bool, JobError> {
     let payment_order_id = job.subject_id.as_str();
     let id = payment_order_id.to_string();
+    // The charge's request is fixed in the write that sends the order, so
+    // every attempt sends the same one.
     let target = ctx
         .db
-        .write(move |tx| -> anyhow::Result<Option<store::ChargeTarget>> {
-            let target = store::load_charge_target(tx, &id)?;
-            if let Some(t) = &target
-                && t.order.status == OrderStatus::NotStarted.as_str()
-            {
+        .write(move |tx| -> anyhow::Result<Option<(store::ChargeTarget, PspRequest)>> {
+            let Some(target) = store::load_charge_target(tx, &id)? else { return Ok(None) };
+            if target.order.status == OrderStatus::NotStarted.as_str() {
                 store::transition_order(
                     tx,
                     &id,
@@ -35,10 +36,11 @@ pub async fn charge_order(ctx: &Ctx, job: &Job) -> Result<bool, JobError> {
                     "sent to the PSP",
                 )?;
             }
-            Ok(target)
+            let request = requests::fix(tx, charge_request(&target).build())?;
+            Ok(Some((target, request)))
         })
         .await?;
-    let Some(target) = target else {
+    let Some((target, request)) = target else {
         return Err(JobError::Final(format!("payment order {payment_order_id} does not exist")));
     };
     if OrderStatus::parse(&target.order.status).is_some_and(OrderStatus::is_final) {
@@ -47,30 +49,34 @@ pub async fn charge_order(ctx: &Ctx, job: &Job) -> Result<bool, JobError> {
     let answer = match &target.order_intent_id {
         // We already know the intent: read it rather than create again.
         Some(pi) => ctx.psp.retrieve_payment_intent(pi, payment_order_id).await,
-        None => {
-            let req = PaymentIntentRequest {
-                payment_order_id: payment_order_id.to_string(),
-                checkout_id: target.order.checkout_id.clone(),
-                seller_id: target.order.seller_id.clone(),
-                amount_minor: target.order.amount_minor,
-                currency: target.order.currency.to_ascii_lowercase(),
-                payment_method: target.token.clone(),
-            };
-            ctx.psp.create_payment_intent(&req).await
-        }
+        None => ctx.psp.create_payment_intent(&request).await,
     };
     match answer {
         Ok(intent) => apply_intent_with(ctx, payment_order_id, intent, Some(job.clone())).await.map(|()| true),
-        // Our own key is refused: no order failed, the operator must act.
-        Err(PspError::Refused { status: 401 | 403, message, .. }) => {
-            Err(JobError::Final(format!("the PSP refused till's credentials: {message}")))
-        }
+        // Till's request itself was refused (its credentials, a conflicting
+        // idempotency key): nothing is known of the charge, so the order
+        // stays EXECUTING and the job dead-letters for a person.
+        Err(rejected @ PspError::Rejected { .. }) => Err(JobError::Final(format!(
+            "{rejected}; order {payment_order_id} stays EXECUTING until the PSP's answer is known"
+        ))),
         Err(PspError::Refused { code, decline_code, .. }) => {
             refuse_order(ctx, payment_order_id, failure_code(Some(&code), decline_code.as_deref()))
                 .await
                 .map(|()| false)
         }
         Err(PspError::Unknown(reason)) => Err(JobError::Retry(reason)),
+    }
+}
+
+/// What charges a token order at the PSP.
+fn charge_request(target: &store::ChargeTarget) -> PaymentIntentRequest {
+    PaymentIntentRequest {
+        payment_order_id: target.order.payment_order_id.clone(),
+        checkout_id: target.order.checkout_id.clone(),
+        seller_id: target.order.seller_id.clone(),
+        amount_minor: target.order.amount_minor,
+        currency: target.order.currency.to_ascii_lowercase(),
+        payment_method: target.token.clone(),
     }
 }
 
@@ -166,28 +172,10 @@ fn intent_charge(order: &OrderView, intent: &PaymentIntent) -> Result<Charge, Jo
     })
 }
 
-/// Asks the PSP how a hosted checkout ended and applies it. Scheduled for
-/// when the session must have ended, so a lost webhook never leaves a
-/// checkout unfinished.
-pub async fn sync_checkout(ctx: &Ctx, checkout_id: &str) -> Result<(), JobError> {
-    let id = checkout_id.to_string();
-    let head = ctx.db.run(move |conn| store::find_event_head(conn, &id)).await?;
-    let Some(head) = head else {
-        return Err(JobError::Final(format!("checkout {checkout_id} does not exist")));
-    };
-    let Some(session_id) = head.psp_session_id.filter(|_| !head.is_payment_done) else {
-        return Ok(());
-    };
-    let session = match ctx.psp.retrieve_checkout_session(&session_id, checkout_id).await {
-        Ok(s) => s,
-        Err(PspError::Unknown(reason)) => return Err(JobError::Retry(reason)),
-        Err(refused) => return Err(JobError::Final(refused.to_string())),
-    };
-    let still_open = session.outcome() == SessionOutcome::Open;
-    match complete::apply_checkout_session(ctx, session).await {
-        Ok(_) if still_open => Err(JobError::Retry(format!("session {session_id} is still open"))),
-        Ok(_) => Ok(()),
-        Err(ApplyError::Internal(e)) => Err(e.into()),
-        Err(other) => Err(JobError::Final(other.to_string())),
-    }
+/// Brings a token order's charge job forward (or enqueues one).
+pub async fn charge_soon(ctx: &Ctx, payment_order_id: &str) -> anyhow::Result<()> {
+    let (id, attempts) = (payment_order_id.to_string(), ctx.settings.queue.max_attempts);
+    ctx.db.write(move |tx| queue::enqueue_now(tx, queue::JobKind::ChargeOrder, &id, attempts)).await?;
+    ctx.queue_wake.notify_one();
+    Ok(())
 }

@@ -8,6 +8,7 @@ pub mod execute;
 pub mod model;
 pub mod notify;
 pub mod store;
+pub mod sync;
 
 use rust_decimal::Decimal;
 

@@ -16,11 +16,13 @@ pub struct EventHead {
     pub psp_session_id: Option<String>,
     pub payment_method: String,
     pub is_payment_done: bool,
+    /// The shop asked to cancel it.
+    pub canceled: bool,
 }
 
 pub fn find_event_head(conn: &Connection, checkout_id: &str) -> anyhow::Result<Option<EventHead>> {
     conn.prepare_cached(
-        "SELECT api_key_id, request_hash, psp_session_id, payment_method, is_payment_done
+        "SELECT api_key_id, request_hash, psp_session_id, payment_method, is_payment_done, canceled_at IS NOT NULL
          FROM payment_events WHERE checkout_id = ?1",
     )?
     .query_row([checkout_id], |r| {
@@ -30,6 +32,7 @@ pub fn find_event_head(conn: &Connection, checkout_id: &str) -> anyhow::Result<O
             psp_session_id: r.get(2)?,
             payment_method: r.get(3)?,
             is_payment_done: r.get(4)?,
+            canceled: r.get(5)?,
         })
     })
     .optional()
@@ -157,6 +160,27 @@ fn record_history(
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![payment_order_id, from.map(OrderStatus::as_str), to.as_str(), reason, crate::db::now()])?;
+    Ok(())
+}
+
+/// Marks the checkout canceled by the shop (once).
+pub fn mark_canceled(tx: &Transaction, checkout_id: &str) -> anyhow::Result<()> {
+    tx.prepare_cached(
+        "UPDATE payment_events SET canceled_at = ?2, updated_at = ?2 WHERE checkout_id = ?1 AND canceled_at IS NULL",
+    )?
+    .execute(params![checkout_id, crate::db::now()])?;
+    Ok(())
+}
+
+/// Records the PSP session a checkout's buyer pays on (once: a session
+/// already recorded is never replaced).
+pub fn set_session(tx: &Transaction, checkout_id: &str, session_id: &str, redirect_url: &str) -> anyhow::Result<()> {
+    tx.prepare_cached(
+        "UPDATE payment_events SET psp_session_id = ?2, redirect_url = ?3, updated_at = ?4
+         WHERE checkout_id = ?1 AND psp_session_id IS NULL",
+    )?
+    .execute(params![checkout_id, session_id, redirect_url, crate::db::now()])
+    .context("recording a checkout's PSP session")?;
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use crate::http::errors::ApiError;
 use crate::ledger::{self, Posting};
 use crate::money::{Currency, Money, format_minor};
 use crate::psp::types::{Transfer, TransferOutcome};
+use crate::psp::requests::{self, PspRequest};
 use crate::psp::{PspError, TransferRequest};
 use crate::queue::runner::JobError;
 use crate::queue::{self, JobKind};
@@ -142,31 +143,48 @@ fn post(
 /// The queue job: send the transfer (or read it, once sent) and apply it.
 pub async fn send(ctx: &Ctx, payout_id: &str) -> Result<(), JobError> {
     let id = payout_id.to_string();
-    let payout = ctx.db.run(move |conn| store::load_row(conn, &id)).await?;
-    let Some(p) = payout else { return Err(JobError::Final(format!("payout {payout_id} does not exist"))) };
+    // The transfer's request is fixed at the first attempt; every retry sends it again.
+    let payout = ctx
+        .db
+        .write(move |tx| -> anyhow::Result<Option<(store::PayoutRow, Option<PspRequest>)>> {
+            let Some(p) = store::load_row(tx, &id)? else { return Ok(None) };
+            let request = match p.psp_transfer_id {
+                None => Some(requests::fix(tx, transfer_request(&p).build())?),
+                Some(_) => None,
+            };
+            Ok(Some((p, request)))
+        })
+        .await?;
+    let Some((p, request)) = payout else {
+        return Err(JobError::Final(format!("payout {payout_id} does not exist")));
+    };
     if p.status == "PAID" || p.status == "FAILED" {
         return Ok(());
     }
-    let answer = match &p.psp_transfer_id {
-        Some(tr) => ctx.psp.retrieve_transfer(tr, payout_id).await,
-        None => {
-            let req = TransferRequest {
-                payout_id: payout_id.to_string(),
-                seller_id: p.seller_id.clone(),
-                amount_minor: p.amount_minor,
-                currency: p.currency.to_ascii_lowercase(),
-                destination: p.destination.clone(),
-            };
-            ctx.psp.create_transfer(&req).await
-        }
+    let answer = match (&p.psp_transfer_id, &request) {
+        (Some(tr), _) => ctx.psp.retrieve_transfer(tr, payout_id).await,
+        (None, Some(request)) => ctx.psp.create_transfer(request).await,
+        (None, None) => return Err(JobError::Final(format!("payout {payout_id} has no transfer to send"))),
     };
     match answer {
         Ok(transfer) => apply(ctx, payout_id, &transfer).await,
-        Err(PspError::Refused { status: 401 | 403, message, .. }) => {
-            Err(JobError::Final(format!("the PSP refused till's credentials: {message}")))
-        }
+        // Till's request was refused, not the transfer: the payout stays for a person.
+        Err(rejected @ PspError::Rejected { .. }) => Err(JobError::Final(format!(
+            "{rejected}; payout {payout_id} stays {} until the PSP's answer is known",
+            p.status
+        ))),
         Err(PspError::Refused { code, .. }) => finish_failed(ctx, payout_id, &code).await,
         Err(PspError::Unknown(reason)) => Err(JobError::Retry(reason)),
+    }
+}
+
+fn transfer_request(p: &store::PayoutRow) -> TransferRequest {
+    TransferRequest {
+        payout_id: p.payout_id.clone(),
+        seller_id: p.seller_id.clone(),
+        amount_minor: p.amount_minor,
+        currency: p.currency.to_ascii_lowercase(),
+        destination: p.destination.clone(),
     }
 }
 

@@ -11,15 +11,24 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::db::Db;
-use crate::psp::types::{CheckoutSession, PaymentIntent, Refund, ReportRun, StripeErrorBody, Transfer};
+use crate::psp::requests::PspRequest;
+use crate::psp::types::{CheckoutSession, PaymentIntent, Refund, ReportRun, StripeError, StripeErrorBody, Transfer};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PspError {
-    /// The PSP answered and refused: asking again will not change it.
+    /// The PSP answered and refused the payment, refund or transfer itself
+    /// (a decline, a payment method it does not take, an object in a state
+    /// that forbids it): asking again will not change it.
     #[error("PSP refused ({status}): {code}: {message}")]
     Refused { status: u16, code: String, decline_code: Option<String>, message: String },
-    /// No answer we can trust (timeout, 429, 5xx, connection): the request
-    /// may or may not have taken effect.
+    /// The PSP refused till's *request*, not the payment: its parameters
+    /// conflict with an earlier use of the idempotency key, are malformed,
+    /// or till's credentials are wrong. Nothing is known of the object; an
+    /// order, refund or payout is never failed for it. A person must look.
+    #[error("PSP rejected the request ({status}): {code}: {message}")]
+    Rejected { status: u16, code: String, message: String },
+    /// No answer we can trust (timeout, 409, 429, 5xx, connection): the
+    /// request may or may not have taken effect.
     #[error("PSP outcome unknown: {0}")]
     Unknown(String),
 }
@@ -84,6 +93,99 @@ pub struct PaymentIntentRequest {
     pub payment_method: String,
 }
 
+impl CheckoutSessionRequest {
+    /// The session's parameters, idempotent on the checkout id.
+    pub fn build(&self) -> PspRequest {
+        let mut form: Vec<(String, String)> = vec![
+            ("mode".into(), "payment".into()),
+            ("success_url".into(), self.success_url.clone()),
+            ("cancel_url".into(), self.cancel_url.clone()),
+            ("client_reference_id".into(), self.checkout_id.clone()),
+            ("expires_at".into(), self.expires_at.to_string()),
+            ("metadata[checkout_id]".into(), self.checkout_id.clone()),
+            ("payment_intent_data[metadata][checkout_id]".into(), self.checkout_id.clone()),
+        ];
+        for (i, item) in self.line_items.iter().enumerate() {
+            let p = format!("line_items[{i}]");
+            form.push((format!("{p}[price_data][currency]"), item.currency.clone()));
+            form.push((format!("{p}[price_data][unit_amount]"), item.unit_amount.to_string()));
+            form.push((format!("{p}[price_data][product_data][name]"), item.name.clone()));
+            form.push((format!("{p}[quantity]"), "1".into()));
+        }
+        PspRequest {
+            path: "/v1/checkout/sessions".into(),
+            idempotency_key: session_key(&self.checkout_id),
+            subject_id: self.checkout_id.clone(),
+            form,
+        }
+    }
+}
+
+/// The idempotency key of a checkout's session.
+pub fn session_key(checkout_id: &str) -> String {
+    format!("checkout-{checkout_id}")
+}
+
+impl PaymentIntentRequest {
+    /// The charge's parameters, idempotent on the order id.
+    pub fn build(&self) -> PspRequest {
+        let form: Vec<(String, String)> = vec![
+            ("amount".into(), self.amount_minor.to_string()),
+            ("currency".into(), self.currency.clone()),
+            ("payment_method".into(), self.payment_method.clone()),
+            ("confirm".into(), "true".into()),
+            ("description".into(), format!("order {}", self.payment_order_id)),
+            ("metadata[payment_order_id]".into(), self.payment_order_id.clone()),
+            ("metadata[checkout_id]".into(), self.checkout_id.clone()),
+            ("metadata[seller_id]".into(), self.seller_id.clone()),
+        ];
+        PspRequest {
+            path: "/v1/payment_intents".into(),
+            idempotency_key: self.payment_order_id.clone(),
+            subject_id: self.payment_order_id.clone(),
+            form,
+        }
+    }
+}
+
+impl RefundRequest {
+    /// The refund's parameters, idempotent on till's refund id.
+    pub fn build(&self) -> PspRequest {
+        let form: Vec<(String, String)> = vec![
+            ("payment_intent".into(), self.payment_intent.clone()),
+            ("amount".into(), self.amount_minor.to_string()),
+            ("metadata[refund_id]".into(), self.refund_id.clone()),
+            ("metadata[payment_order_id]".into(), self.payment_order_id.clone()),
+        ];
+        PspRequest {
+            path: "/v1/refunds".into(),
+            idempotency_key: self.refund_id.clone(),
+            subject_id: self.refund_id.clone(),
+            form,
+        }
+    }
+}
+
+impl TransferRequest {
+    /// The transfer's parameters, idempotent on the payout id.
+    pub fn build(&self) -> PspRequest {
+        let form: Vec<(String, String)> = vec![
+            ("amount".into(), self.amount_minor.to_string()),
+            ("currency".into(), self.currency.clone()),
+            ("destination".into(), self.destination.clone()),
+            ("description".into(), format!("payout {}", self.payout_id)),
+            ("metadata[payout_id]".into(), self.payout_id.clone()),
+            ("metadata[seller_id]".into(), self.seller_id.clone()),
+        ];
+        PspRequest {
+            path: "/v1/transfers".into(),
+            idempotency_key: self.payout_id.clone(),
+            subject_id: self.payout_id.clone(),
+            form,
+        }
+    }
+}
+
 impl PspClient {
     pub fn new(api_base: &str, secret_key: &str, timeout_ms: u64, db: Db) -> anyhow::Result<PspClient> {
         let http = reqwest::Client::builder()
@@ -115,26 +217,16 @@ impl PspClient {
         &self.api_base
     }
 
-    /// `POST /v1/checkout/sessions`, idempotent on the checkout id.
-    pub async fn create_checkout_session(&self, req: &CheckoutSessionRequest) -> Result<CheckoutSession, PspError> {
-        let mut form: Vec<(String, String)> = vec![
-            ("mode".into(), "payment".into()),
-            ("success_url".into(), req.success_url.clone()),
-            ("cancel_url".into(), req.cancel_url.clone()),
-            ("client_reference_id".into(), req.checkout_id.clone()),
-            ("expires_at".into(), req.expires_at.to_string()),
-            ("metadata[checkout_id]".into(), req.checkout_id.clone()),
-            ("payment_intent_data[metadata][checkout_id]".into(), req.checkout_id.clone()),
-        ];
-        for (i, item) in req.line_items.iter().enumerate() {
-            let p = format!("line_items[{i}]");
-            form.push((format!("{p}[price_data][currency]"), item.currency.clone()));
-            form.push((format!("{p}[price_data][unit_amount]"), item.unit_amount.to_string()));
-            form.push((format!("{p}[price_data][product_data][name]"), item.name.clone()));
-            form.push((format!("{p}[quantity]"), "1".into()));
-        }
-        let key = format!("checkout-{}", req.checkout_id);
-        self.post("/v1/checkout/sessions", &form, Some(&key), &req.checkout_id).await
+    /// `POST /v1/checkout/sessions`, as fixed by [`CheckoutSessionRequest::build`].
+    pub async fn create_checkout_session(&self, req: &PspRequest) -> Result<CheckoutSession, PspError> {
+        self.post_fixed(req).await
+    }
+
+    /// `POST /v1/checkout/sessions/{id}/expire`: no buyer can pay it after this.
+    pub async fn expire_checkout_session(&self, session_id: &str, checkout_id: &str) -> Result<CheckoutSession, PspError> {
+        let path = format!("/v1/checkout/sessions/{}/expire", encode_path(session_id));
+        let key = format!("expire-{checkout_id}");
+        self.post(&path, &[], Some(&key), checkout_id).await
     }
 
     /// `GET /v1/checkout/sessions/{id}`: the PSP's word on a session.
@@ -147,22 +239,12 @@ impl PspClient {
         self.send(self.http.get(self.url(&path)), "GET", &path, None, subject_id).await
     }
 
-    /// `POST /v1/payment_intents` with `confirm=true`: charges one order.
-    /// The order id is the idempotency key, so asking again after a timeout
-    /// returns the first answer instead of charging twice.
-    pub async fn create_payment_intent(&self, req: &PaymentIntentRequest) -> Result<PaymentIntent, PspError> {
-        let form: Vec<(String, String)> = vec![
-            ("amount".into(), req.amount_minor.to_string()),
-            ("currency".into(), req.currency.clone()),
-            ("payment_method".into(), req.payment_method.clone()),
-            ("confirm".into(), "true".into()),
-            ("description".into(), format!("order {}", req.payment_order_id)),
-            ("metadata[payment_order_id]".into(), req.payment_order_id.clone()),
-            ("metadata[checkout_id]".into(), req.checkout_id.clone()),
-            ("metadata[seller_id]".into(), req.seller_id.clone()),
-        ];
-        let key = req.payment_order_id.clone();
-        self.post("/v1/payment_intents", &form, Some(&key), &req.payment_order_id).await
+    /// `POST /v1/payment_intents` with `confirm=true`, as fixed by
+    /// [`PaymentIntentRequest::build`]: charges one order. The order id is the
+    /// idempotency key, so asking again after a timeout returns the first
+    /// answer instead of charging twice.
+    pub async fn create_payment_intent(&self, req: &PspRequest) -> Result<PaymentIntent, PspError> {
+        self.post_fixed(req).await
     }
 
     /// `GET /v1/payment_intents/{id}`.
@@ -171,15 +253,9 @@ impl PspClient {
         self.send(self.http.get(self.url(&path)), "GET", &path, None, subject_id).await
     }
 
-    /// `POST /v1/refunds`, idempotent on till's refund id.
-    pub async fn create_refund(&self, req: &RefundRequest) -> Result<Refund, PspError> {
-        let form: Vec<(String, String)> = vec![
-            ("payment_intent".into(), req.payment_intent.clone()),
-            ("amount".into(), req.amount_minor.to_string()),
-            ("metadata[refund_id]".into(), req.refund_id.clone()),
-            ("metadata[payment_order_id]".into(), req.payment_order_id.clone()),
-        ];
-        self.post("/v1/refunds", &form, Some(&req.refund_id), &req.refund_id).await
+    /// `POST /v1/refunds`, as fixed by [`RefundRequest::build`].
+    pub async fn create_refund(&self, req: &PspRequest) -> Result<Refund, PspError> {
+        self.post_fixed(req).await
     }
 
     /// `GET /v1/refunds/{id}`.
@@ -188,23 +264,20 @@ impl PspClient {
         self.send(self.http.get(self.url(&path)), "GET", &path, None, subject_id).await
     }
 
-    /// `POST /v1/transfers`: pays a seller out, idempotent on the payout id.
-    pub async fn create_transfer(&self, req: &TransferRequest) -> Result<Transfer, PspError> {
-        let form: Vec<(String, String)> = vec![
-            ("amount".into(), req.amount_minor.to_string()),
-            ("currency".into(), req.currency.clone()),
-            ("destination".into(), req.destination.clone()),
-            ("description".into(), format!("payout {}", req.payout_id)),
-            ("metadata[payout_id]".into(), req.payout_id.clone()),
-            ("metadata[seller_id]".into(), req.seller_id.clone()),
-        ];
-        self.post("/v1/transfers", &form, Some(&req.payout_id), &req.payout_id).await
+    /// `POST /v1/transfers`, as fixed by [`TransferRequest::build`]: pays a seller out.
+    pub async fn create_transfer(&self, req: &PspRequest) -> Result<Transfer, PspError> {
+        self.post_fixed(req).await
     }
 
     /// `GET /v1/transfers/{id}`.
     pub async fn retrieve_transfer(&self, id: &str, subject_id: &str) -> Result<Transfer, PspError> {
         let path = format!("/v1/transfers/{}", encode_path(id));
         self.send(self.http.get(self.url(&path)), "GET", &path, None, subject_id).await
+    }
+
+    /// Sends a stored request: its parameters exactly, under its idempotency key.
+    async fn post_fixed<T: DeserializeOwned>(&self, req: &PspRequest) -> Result<T, PspError> {
+        self.post(&req.path, &req.form, Some(&req.idempotency_key), &req.subject_id).await
     }
 
     async fn post<T: DeserializeOwned>(
@@ -409,15 +482,41 @@ fn classify(status: StatusCode, body: reqwest::Result<Bytes>) -> Result<Bytes, P
     if status == StatusCode::CONFLICT {
         return Err(PspError::Unknown("PSP is still processing the same idempotency key".into()));
     }
+    let code = error
+        .as_ref()
+        .and_then(|e| e.code.clone().or(e.kind.clone()))
+        .unwrap_or_else(|| format!("http_{}", status.as_u16()));
+    let message = error.as_ref().and_then(|e| e.message.clone()).unwrap_or_else(|| format!("PSP answered {status}"));
+    if is_about_the_request(status, error.as_ref()) {
+        return Err(PspError::Rejected { status: status.as_u16(), code, message });
+    }
     Err(PspError::Refused {
         status: status.as_u16(),
-        code: error
-            .as_ref()
-            .and_then(|e| e.code.clone().or(e.kind.clone()))
-            .unwrap_or_else(|| format!("http_{}", status.as_u16())),
-        decline_code: error.as_ref().and_then(|e| e.decline_code.clone()),
-        message: error.and_then(|e| e.message).unwrap_or_else(|| format!("PSP answered {status}")),
+        code,
+        decline_code: error.and_then(|e| e.decline_code),
+        message,
     })
+}
+
+/// Whether a 4xx refuses till's request rather than the payment, refund or
+/// transfer: wrong credentials, an idempotency key reused with other
+/// parameters, or a malformed request. A card error, an error about the
+/// payment method, and an error with a code about the object (an unknown
+/// charge, an amount above what is left, …) are the PSP's word on it.
+fn is_about_the_request(status: StatusCode, error: Option<&StripeError>) -> bool {
+    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+        return true;
+    }
+    let Some(e) = error else { return status != StatusCode::PAYMENT_REQUIRED };
+    match e.kind.as_deref() {
+        Some("card_error") => false,
+        Some("idempotency_error" | "authentication_error") => true,
+        _ if e.param.as_deref().is_some_and(|p| p.starts_with("payment_method")) => false,
+        _ => match e.code.as_deref() {
+            None => true,
+            Some(code) => code.starts_with("parameter_") || code == "url_invalid" || code == "secret_key_required",
+        },
+    }
 }
 
 /// The most of an error's body read (Stripe's are a few hundred bytes).

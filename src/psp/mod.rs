@@ -6,10 +6,12 @@
 //! reached over HTTP exactly as Stripe is, so tests exercise the real client.
 
 pub mod client;
+pub mod requests;
 pub mod types;
 pub mod webhook_signature;
 
 pub use client::{
     CheckoutSessionRequest, LineItem, PaymentIntentRequest, PspClient, PspError, RefundRequest, ReportRunRequest,
-    TransferRequest,
+    TransferRequest, session_key,
 };
+pub use requests::PspRequest;

@@ -17,6 +17,8 @@ pub struct CheckoutSession {
     pub amount_total: Option<i64>,
     pub currency: Option<String>,
     pub client_reference_id: Option<String>,
+    /// Unix seconds; an open session expires then.
+    pub expires_at: Option<i64>,
     #[serde(default)]
     pub metadata: HashMap<String, String>,
 }
@@ -56,6 +58,8 @@ pub struct StripeError {
     pub code: Option<String>,
     pub decline_code: Option<String>,
     pub message: Option<String>,
+    /// The parameter at fault, if one is.
+    pub param: Option<String>,
 }
 
 /// An event as the PSP signs and sends it to `/webhooks/psp`.

@@ -148,6 +148,20 @@ pub fn complete(tx: &Transaction, job: &Job) -> anyhow::Result<bool> {
     }
 }
 
+/// Puts a job that is not over back in the queue for `at_ms`, giving back
+/// the attempt its claim counted: waiting is not failing. Returns false if
+/// another worker holds it now.
+pub fn later(tx: &Transaction, job: &Job, at_ms: i64, note: &str) -> anyhow::Result<bool> {
+    let n = tx
+        .prepare_cached(
+            "UPDATE jobs SET status = 'queued', run_at_ms = ?3, attempts = MAX(attempts - 1, 0), lease_token = NULL,
+                             lease_until_ms = NULL, last_error = ?4, updated_at = ?5
+             WHERE id = ?1 AND lease_token = ?2 AND status = 'running'",
+        )?
+        .execute(params![job.id, job.lease_token, at_ms, note, crate::db::now()])?;
+    Ok(n == 1)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failed {
     RetryAt(i64),

@@ -20,6 +20,10 @@ pub enum JobError {
     /// Retrying cannot help: dead-letter it now for a person.
     #[error("{0}")]
     Final(String),
+    /// Nothing failed, it is just not over: run again at `at_ms` (unix ms),
+    /// without spending an attempt.
+    #[error("{why}")]
+    Later { at_ms: i64, why: String },
 }
 
 impl From<anyhow::Error> for JobError {
@@ -111,6 +115,7 @@ async fn run_one(ctx: &Ctx, job: Job) {
                 Ok(_) => queue::complete(tx, &job).map(|_| None),
                 Err(JobError::Retry(e)) => queue::fail(tx, &job, &e, true, &settings).map(Some),
                 Err(JobError::Final(e)) => queue::fail(tx, &job, &e, false, &settings).map(Some),
+                Err(JobError::Later { at_ms, why }) => queue::later(tx, &job, at_ms, &why).map(|_| None),
             }
         })
         .await;
@@ -127,7 +132,7 @@ async fn dispatch(ctx: &Ctx, job: &Job) -> Result<bool, JobError> {
     let done = |r: Result<(), JobError>| r.map(|()| false);
     match JobKind::parse(&job.kind) {
         Some(JobKind::ChargeOrder) => crate::payments::execute::charge_order(ctx, job).await,
-        Some(JobKind::SyncCheckout) => done(crate::payments::execute::sync_checkout(ctx, &job.subject_id).await),
+        Some(JobKind::SyncCheckout) => done(crate::payments::sync::sync_checkout(ctx, &job.subject_id).await),
         Some(JobKind::DeliverWebhook) => done(crate::webhooks::out::deliver(ctx, &job.subject_id).await),
         Some(JobKind::SubmitRefund) => done(crate::refunds::submit(ctx, &job.subject_id).await),
         Some(JobKind::SendPayout) => done(crate::payouts::send(ctx, &job.subject_id).await),

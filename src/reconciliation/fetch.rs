@@ -102,7 +102,7 @@ where
             Err(PspError::Unknown(why)) => {
                 tracing::warn!(run_id = %created.id, error = %why, "reconciliation: no answer about the report run");
             }
-            Err(refused @ PspError::Refused { .. }) => return Err(refused.into()),
+            Err(refused @ (PspError::Refused { .. } | PspError::Rejected { .. })) => return Err(refused.into()),
         }
         tokio::time::sleep(Duration::from_millis(pause_ms)).await;
         pause_ms = pause_ms.saturating_mul(2).min(polling.max_ms);

@@ -13,7 +13,6 @@ use crate::payments::complete::{self, ApplyError};
 use crate::payments::execute;
 use crate::payments::store as payments_store;
 use crate::psp::PspError;
-use crate::queue::runner::JobError;
 use crate::{payouts, refunds};
 
 /// Open `missing_in_till` lines worked on per run; the rest wait for the next run.
@@ -174,7 +173,7 @@ async fn apply_refund(ctx: &Ctx, refund_id: &str, psp_refund_id: &str) -> String
     };
     match refunds::apply(ctx, refund_id, &psp.id, &psp.status, psp.failure_reason.as_deref()).await {
         Ok(()) => format!("asked the PSP: refund {psp_refund_id} is {}; applied to refund {refund_id}", psp.status),
-        Err(JobError::Retry(why) | JobError::Final(why)) => {
+        Err(why) => {
             format!("refund {psp_refund_id} ({}) could not be applied: {why}", psp.status)
         }
     }
@@ -188,7 +187,7 @@ async fn apply_payout(ctx: &Ctx, payout_id: &str, transfer_id: &str) -> String {
     let status = transfer.status.clone().unwrap_or_else(|| "created".into());
     match payouts::apply(ctx, payout_id, &transfer).await {
         Ok(()) => format!("asked the PSP: transfer {transfer_id} is {status}; applied to payout {payout_id}"),
-        Err(JobError::Retry(why) | JobError::Final(why)) => {
+        Err(why) => {
             format!("transfer {transfer_id} ({status}) could not be applied: {why}")
         }
     }
@@ -218,7 +217,7 @@ async fn apply_order(ctx: &Ctx, payment_order_id: &str, intent_id: &str) -> Stri
     let status = intent.status.clone();
     match execute::apply_intent(ctx, payment_order_id, intent).await {
         Ok(()) => format!("asked the PSP: payment intent {intent_id} is {status}; applied to order {payment_order_id}"),
-        Err(JobError::Retry(why) | JobError::Final(why)) => {
+        Err(why) => {
             format!("payment intent {intent_id} ({status}) could not be applied: {why}")
         }
     }
@@ -255,7 +254,7 @@ async fn look_up_intent(ctx: &Ctx, intent_id: &str) -> String {
             let status = intent.status.clone();
             match execute::apply_intent(ctx, &order_id, intent).await {
                 Ok(()) => format!("the PSP's intent {intent_id} ({status}) names order {order_id}; applied"),
-                Err(JobError::Retry(why) | JobError::Final(why)) => {
+                Err(why) => {
                     format!("intent {intent_id} names order {order_id} but could not be applied: {why}")
                 }
             }
@@ -268,7 +267,7 @@ async fn look_up_intent(ctx: &Ctx, intent_id: &str) -> String {
 fn psp_failed(e: &PspError) -> String {
     match e {
         PspError::Unknown(why) => format!("the PSP did not answer ({why}); the next run asks again"),
-        PspError::Refused { .. } => format!("the PSP refused: {e}"),
+        PspError::Refused { .. } | PspError::Rejected { .. } => format!("the PSP refused: {e}"),
     }
 }
 

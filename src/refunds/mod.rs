@@ -15,6 +15,7 @@ use crate::ledger::{self, Posting};
 use crate::money::{Currency, Money, format_minor};
 use crate::payments::Policy;
 use crate::payments::model::OrderStatus;
+use crate::psp::requests::{self, PspRequest};
 use crate::psp::{PspError, RefundRequest};
 use crate::queue::runner::JobError;
 use crate::queue::{self, JobKind};
@@ -171,31 +172,46 @@ fn book(
 /// apply the answer. An unknown outcome is asked again, never guessed.
 pub async fn submit(ctx: &Ctx, refund_id: &str) -> Result<(), JobError> {
     let id = refund_id.to_string();
-    let target = ctx.db.run(move |conn| store::submission(conn, &id)).await?;
-    let Some(target) = target else { return Err(JobError::Final(format!("refund {refund_id} does not exist"))) };
+    // The PSP request is fixed at the first attempt; every retry sends it again.
+    let target = ctx
+        .db
+        .write(move |tx| -> anyhow::Result<Option<(store::Submission, Option<PspRequest>)>> {
+            let Some(target) = store::submission(tx, &id)? else { return Ok(None) };
+            let request = match (&target.psp_refund_id, &target.payment_intent) {
+                (None, Some(intent)) => Some(requests::fix(tx, refund_request(&id, &target, intent).build())?),
+                _ => None,
+            };
+            Ok(Some((target, request)))
+        })
+        .await?;
+    let Some((target, request)) = target else {
+        return Err(JobError::Final(format!("refund {refund_id} does not exist")));
+    };
     if target.status != "PENDING" {
         return Ok(());
     }
-    let answer = match (&target.psp_refund_id, &target.payment_intent) {
+    let answer = match (&target.psp_refund_id, &request) {
         (Some(psp_id), _) => ctx.psp.retrieve_refund(psp_id, refund_id).await,
-        (None, Some(intent)) => {
-            let req = RefundRequest {
-                refund_id: refund_id.to_string(),
-                payment_order_id: target.payment_order_id.clone(),
-                payment_intent: intent.clone(),
-                amount_minor: target.amount_minor,
-            };
-            ctx.psp.create_refund(&req).await
-        }
+        (None, Some(request)) => ctx.psp.create_refund(request).await,
         (None, None) => return Err(JobError::Final(format!("order of refund {refund_id} has no PSP payment"))),
     };
     match answer {
         Ok(psp) => apply(ctx, refund_id, &psp.id, &psp.status, psp.failure_reason.as_deref()).await,
-        Err(PspError::Refused { status: 401 | 403, message, .. }) => {
-            Err(JobError::Final(format!("the PSP refused till's credentials: {message}")))
-        }
+        // Till's request was refused, not the refund: it stays PENDING for a person.
+        Err(rejected @ PspError::Rejected { .. }) => Err(JobError::Final(format!(
+            "{rejected}; refund {refund_id} stays PENDING until the PSP's answer is known"
+        ))),
         Err(PspError::Refused { code, .. }) => apply(ctx, refund_id, "", "failed", Some(&code)).await,
         Err(PspError::Unknown(reason)) => Err(JobError::Retry(reason)),
+    }
+}
+
+fn refund_request(refund_id: &str, target: &store::Submission, payment_intent: &str) -> RefundRequest {
+    RefundRequest {
+        refund_id: refund_id.to_string(),
+        payment_order_id: target.payment_order_id.clone(),
+        payment_intent: payment_intent.to_string(),
+        amount_minor: target.amount_minor,
     }
 }
 

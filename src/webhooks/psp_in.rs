@@ -75,7 +75,9 @@ async fn apply(ctx: &Ctx, event: &Event) -> Result<Ingested, IngestError> {
                 event.object_id().ok_or_else(|| IngestError::Malformed("event without data.object.id".into()))?;
             let session = match ctx.psp.retrieve_checkout_session(session_id, session_id).await {
                 Ok(session) => session,
-                Err(PspError::Unknown(reason)) => return Err(IngestError::PspUnavailable(reason)),
+                Err(e @ (PspError::Unknown(_) | PspError::Rejected { .. })) => {
+                    return Err(IngestError::PspUnavailable(e.to_string()));
+                }
                 Err(refused @ PspError::Refused { .. }) => {
                     return Ok(Ingested::Ignored(refused.to_string()));
                 }
@@ -104,7 +106,7 @@ async fn apply_intent_event(ctx: &Ctx, event: &Event) -> Result<Ingested, Ingest
     };
     let intent = match ctx.psp.retrieve_payment_intent(intent_id, intent_id).await {
         Ok(intent) => intent,
-        Err(PspError::Unknown(reason)) => return Err(IngestError::PspUnavailable(reason)),
+        Err(e @ (PspError::Unknown(_) | PspError::Rejected { .. })) => return Err(IngestError::PspUnavailable(e.to_string())),
         Err(refused @ PspError::Refused { .. }) => {
             return Ok(Ingested::Ignored(refused.to_string()));
         }
@@ -115,7 +117,7 @@ async fn apply_intent_event(ctx: &Ctx, event: &Event) -> Result<Ingested, Ingest
     };
     match execute::apply_intent(ctx, &order_id, intent).await {
         Ok(()) => Ok(Ingested::Applied),
-        Err(JobError::Retry(reason)) => Ok(Ingested::Ignored(reason)),
+        Err(JobError::Retry(reason) | JobError::Later { why: reason, .. }) => Ok(Ingested::Ignored(reason)),
         Err(JobError::Final(reason)) => {
             tracing::error!(event = %event.id, %reason, "PSP event not applied");
             Ok(Ingested::Ignored(reason))
@@ -130,7 +132,7 @@ async fn apply_refund_event(ctx: &Ctx, event: &Event) -> Result<Ingested, Ingest
     };
     let refund = match ctx.psp.retrieve_refund(psp_id, psp_id).await {
         Ok(refund) => refund,
-        Err(PspError::Unknown(reason)) => return Err(IngestError::PspUnavailable(reason)),
+        Err(e @ (PspError::Unknown(_) | PspError::Rejected { .. })) => return Err(IngestError::PspUnavailable(e.to_string())),
         Err(refused @ PspError::Refused { .. }) => return Ok(Ingested::Ignored(refused.to_string())),
     };
     let ours = match refund.metadata.get("refund_id") {
@@ -143,7 +145,7 @@ async fn apply_refund_event(ctx: &Ctx, event: &Event) -> Result<Ingested, Ingest
     let Some(refund_id) = ours else { return Ok(Ingested::Ignored(format!("refund {psp_id} is not one of ours"))) };
     match crate::refunds::apply(ctx, &refund_id, &refund.id, &refund.status, refund.failure_reason.as_deref()).await {
         Ok(()) => Ok(Ingested::Applied),
-        Err(JobError::Retry(reason) | JobError::Final(reason)) => Ok(Ingested::Ignored(reason)),
+        Err(e) => Ok(Ingested::Ignored(e.to_string())),
     }
 }
 
@@ -154,7 +156,7 @@ async fn apply_transfer_event(ctx: &Ctx, event: &Event) -> Result<Ingested, Inge
     };
     let transfer = match ctx.psp.retrieve_transfer(psp_id, psp_id).await {
         Ok(t) => t,
-        Err(PspError::Unknown(reason)) => return Err(IngestError::PspUnavailable(reason)),
+        Err(e @ (PspError::Unknown(_) | PspError::Rejected { .. })) => return Err(IngestError::PspUnavailable(e.to_string())),
         Err(refused @ PspError::Refused { .. }) => return Ok(Ingested::Ignored(refused.to_string())),
     };
     let ours = match transfer.metadata.get("payout_id") {
@@ -167,7 +169,7 @@ async fn apply_transfer_event(ctx: &Ctx, event: &Event) -> Result<Ingested, Inge
     let Some(payout_id) = ours else { return Ok(Ingested::Ignored(format!("transfer {psp_id} is not one of ours"))) };
     match crate::payouts::apply(ctx, &payout_id, &transfer).await {
         Ok(()) => Ok(Ingested::Applied),
-        Err(JobError::Retry(reason) | JobError::Final(reason)) => Ok(Ingested::Ignored(reason)),
+        Err(e) => Ok(Ingested::Ignored(e.to_string())),
     }
 }
 

@@ -26,6 +26,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(payments::list_payment_orders)
         .service(payments::get_payment_order)
         .service(payments::get_checkout)
+        .service(payments::sync_checkout)
+        .service(payments::cancel_checkout)
         .service(wallets::get_wallet)
         .service(webhook_endpoints::create_webhook_endpoint)
         .service(webhook_endpoints::list_webhook_endpoints)

@@ -13,6 +13,7 @@ use crate::http::auth::ApiKey;
 use crate::http::errors::{ApiError, ErrorBody};
 use crate::money::{Currency, Money, MoneyError};
 use crate::payments::create::{self, Created};
+use crate::payments::sync;
 use crate::payments::model::{
     Buyer, CheckoutId, NewCheckout, NewOrder, OrderStatus, PaymentMethod, PaymentOrderId, SellerId,
 };
@@ -276,6 +277,70 @@ pub async fn get_checkout(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     crate::http::api::read_one(&ctx, "checkout", path.into_inner(), store::load_checkout).await
+}
+
+/// The body of a POST that takes no fields: empty, or `{}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoFields {}
+
+#[utoipa::path(
+    params(("checkout_id" = String, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored answer for 24 h")),
+    responses(
+        (status = 200, description = "The checkout after the PSP's answer was applied", body = CheckoutView),
+        (status = 404, body = ErrorBody),
+        (status = 502, description = "The PSP's answer could not be applied", body = ErrorBody),
+        (status = 503, description = "The PSP did not answer; send the same request again", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+/// Asks the PSP now about every order of the checkout that is not final
+/// and applies its answer (call it from your success page: a lost webhook
+/// then costs nothing). A no-op on a final checkout.
+#[post("/checkouts/{checkout_id}/sync")]
+pub async fn sync_checkout(
+    ctx: web::Data<Ctx>,
+    key: ApiKey,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let (ctx, key) = (&ctx, &key);
+    body::idempotent_json(ctx, &key.0, &req, payload, |_: NoFields| async move {
+        Ok(HttpResponse::Ok().json(sync::sync_now(ctx, &id).await?))
+    })
+    .await
+}
+
+#[utoipa::path(
+    params(("checkout_id" = String, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored answer for 24 h")),
+    responses(
+        (status = 200, description = "Canceled: its orders are FAILED with failure_code canceled", body = CheckoutView),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "An order succeeded, or a token charge is under way", body = ErrorBody),
+        (status = 503, description = "The PSP did not answer; send the same request again", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+/// Cancels a checkout: its hosted session is expired at the PSP, and its
+/// orders end FAILED with `canceled`. Refused once any order succeeded.
+#[post("/checkouts/{checkout_id}/cancel")]
+pub async fn cancel_checkout(
+    ctx: web::Data<Ctx>,
+    key: ApiKey,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let (ctx, key) = (&ctx, &key);
+    body::idempotent_json(ctx, &key.0, &req, payload, |_: NoFields| async move {
+        Ok(HttpResponse::Ok().json(sync::cancel(ctx, &id).await?))
+    })
+    .await
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -1,0 +1,295 @@
+//! Asking the PSP about a checkout instead of waiting for its webhook, and
+//! canceling a checkout. A lost webhook must be noticed in minutes: the
+//! sync job asks about each open hosted checkout soon after it is created,
+//! again at a steady pace, and once more just after its session must have
+//! ended; the shop can ask at once (`POST /v1/checkouts/{id}/sync`, from
+//! its success page, as Stripe advises). Everything applied is the PSP's
+//! own copy of the object, through the same state machine as its webhooks.
+
+use crate::config::Settings;
+use crate::context::Ctx;
+use crate::payments::complete::{self, ApplyError, fail_order};
+use crate::payments::create::{self, CreateError};
+use crate::payments::execute;
+use crate::payments::model::OrderStatus;
+use crate::payments::store::{self, CheckoutView, EventHead};
+use crate::payments::{Policy, notify};
+use crate::psp::types::SessionOutcome;
+use crate::psp::{PspError, requests, session_key};
+use crate::queue::runner::JobError;
+
+/// When an open hosted checkout's session is asked about: every
+/// `payments.sync_every_seconds` from its creation (at most 15 minutes, so
+/// a lost webhook is found within them), and once just after it expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncPlan {
+    every_ms: i64,
+    /// A minute after the session's expiry: by then the PSP has closed it.
+    last_ms: i64,
+}
+
+impl SyncPlan {
+    pub fn of(settings: &Settings, expires_at_s: i64) -> SyncPlan {
+        SyncPlan { every_ms: settings.payments.sync_every_seconds * 1000, last_ms: (expires_at_s + 60) * 1000 }
+    }
+
+    /// The first sync's delay from now.
+    pub fn first_delay_ms(&self) -> i64 {
+        self.next_at_ms(crate::queue::now_ms()).map_or(0, |at| at - crate::queue::now_ms())
+    }
+
+    /// When to ask next about a session still open at `now_ms`; None once
+    /// its expiry is past (an open session then is the PSP's delay, and
+    /// the queue's backoff takes over).
+    pub fn next_at_ms(&self, now_ms: i64) -> Option<i64> {
+        (now_ms < self.last_ms).then(|| (now_ms + self.every_ms).min(self.last_ms))
+    }
+}
+
+/// The sync job of a hosted checkout.
+pub async fn sync_checkout(ctx: &Ctx, checkout_id: &str) -> Result<(), JobError> {
+    let Some(head) = head(ctx, checkout_id).await? else {
+        return Err(JobError::Final(format!("checkout {checkout_id} does not exist")));
+    };
+    let Some(session_id) = head.psp_session_id.filter(|_| !head.is_payment_done) else { return Ok(()) };
+    let session = match ctx.psp.retrieve_checkout_session(&session_id, checkout_id).await {
+        Ok(s) => s,
+        Err(PspError::Unknown(reason)) => return Err(JobError::Retry(reason)),
+        Err(refused) => return Err(JobError::Final(refused.to_string())),
+    };
+    let plan = session.expires_at.map(|at| SyncPlan::of(&ctx.settings, at));
+    let still_open = session.outcome() == SessionOutcome::Open;
+    match complete::apply_checkout_session(ctx, session).await {
+        Ok(_) if still_open => match plan.and_then(|p| p.next_at_ms(crate::queue::now_ms())) {
+            Some(at_ms) => Err(JobError::Later { at_ms, why: format!("session {session_id} is open") }),
+            None => Err(JobError::Retry(format!("session {session_id} is still open after its expiry"))),
+        },
+        Ok(_) => Ok(()),
+        Err(ApplyError::Internal(e)) => Err(e.into()),
+        Err(other) => Err(JobError::Final(other.to_string())),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("no checkout {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    NotCancelable(String),
+    #[error("the PSP did not answer: {0}")]
+    PspUnavailable(String),
+    #[error("the PSP's answer could not be applied: {0}")]
+    Psp(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<CreateError> for SyncError {
+    fn from(e: CreateError) -> SyncError {
+        match e {
+            CreateError::PspUnavailable(why) => SyncError::PspUnavailable(why),
+            CreateError::Internal(e) => SyncError::Internal(e),
+            other => SyncError::Psp(other.to_string()),
+        }
+    }
+}
+
+impl From<JobError> for SyncError {
+    fn from(e: JobError) -> SyncError {
+        match e {
+            JobError::Retry(why) => SyncError::PspUnavailable(why),
+            JobError::Final(why) => SyncError::Psp(why),
+            // Open at the PSP: nothing more to apply now.
+            JobError::Later { .. } => SyncError::Internal(anyhow::anyhow!("unreachable: no plan when syncing now")),
+        }
+    }
+}
+
+/// `POST /v1/checkouts/{id}/sync`: asks the PSP now about every order of
+/// the checkout that is not final and applies its answer; a no-op on a
+/// final checkout. A hosted checkout whose session was never registered
+/// (the PSP did not answer) is registered now, with its stored request.
+pub async fn sync_now(ctx: &Ctx, checkout_id: &str) -> Result<CheckoutView, SyncError> {
+    let head = head(ctx, checkout_id).await?.ok_or_else(|| SyncError::NotFound(checkout_id.to_string()))?;
+    if !head.is_payment_done {
+        match (head.payment_method.as_str(), &head.psp_session_id) {
+            ("hosted_page", Some(session_id)) => apply_session(ctx, checkout_id, session_id).await?,
+            ("hosted_page", None) if !head.canceled => register(ctx, checkout_id).await?,
+            ("token", _) => sync_token_orders(ctx, checkout_id).await?,
+            _ => {}
+        }
+    }
+    view(ctx, checkout_id).await
+}
+
+async fn apply_session(ctx: &Ctx, checkout_id: &str, session_id: &str) -> Result<(), SyncError> {
+    let session = match ctx.psp.retrieve_checkout_session(session_id, checkout_id).await {
+        Ok(s) => s,
+        Err(PspError::Unknown(why)) => return Err(SyncError::PspUnavailable(why)),
+        Err(refused) => return Err(SyncError::Psp(refused.to_string())),
+    };
+    match complete::apply_checkout_session(ctx, session).await {
+        Ok(_) => Ok(()),
+        Err(ApplyError::Internal(e)) => Err(SyncError::Internal(e)),
+        Err(other) => Err(SyncError::Psp(other.to_string())),
+    }
+}
+
+/// Sends the checkout's stored session request again (same idempotency
+/// key: the PSP answers with the session if it made one).
+async fn register(ctx: &Ctx, checkout_id: &str) -> Result<(), SyncError> {
+    let key = session_key(checkout_id);
+    let request = ctx.db.run(move |conn| requests::load(conn, &key)).await?;
+    let Some(request) = request else { return Ok(()) };
+    let orders = order_ids(ctx, checkout_id).await?;
+    create::register_session(ctx, checkout_id, &orders, &request).await?;
+    Ok(())
+}
+
+/// Each token order that is not final: its intent read again if it has one,
+/// or its charge job brought forward.
+async fn sync_token_orders(ctx: &Ctx, checkout_id: &str) -> Result<(), SyncError> {
+    let id = checkout_id.to_string();
+    let orders = ctx.db.run(move |conn| store::load_orders_of(conn, &id)).await?;
+    for order in orders.iter().filter(|o| !OrderStatus::parse(&o.status).is_some_and(OrderStatus::is_final)) {
+        let Some(intent_id) = &order.psp_payment_intent_id else {
+            execute::charge_soon(ctx, &order.payment_order_id).await?;
+            continue;
+        };
+        let intent = match ctx.psp.retrieve_payment_intent(intent_id, &order.payment_order_id).await {
+            Ok(intent) => intent,
+            Err(PspError::Unknown(why)) => return Err(SyncError::PspUnavailable(why)),
+            Err(refused) => return Err(SyncError::Psp(refused.to_string())),
+        };
+        match execute::apply_intent(ctx, &order.payment_order_id, intent).await {
+            Ok(()) | Err(JobError::Retry(_) | JobError::Later { .. }) => {}
+            Err(JobError::Final(why)) => return Err(SyncError::Psp(why)),
+        }
+    }
+    Ok(())
+}
+
+/// `POST /v1/checkouts/{id}/cancel`: no order of it will be paid. The
+/// cancel is recorded first, then the hosted session is expired at the PSP
+/// (a session made by a request whose answer was lost is fetched first, so
+/// it is expired too), then its orders fail as `canceled`. Refused (409)
+/// once an order succeeded, also when the buyer paid while it was being
+/// canceled; a token order whose charge is under way cannot be canceled.
+pub async fn cancel(ctx: &Ctx, checkout_id: &str) -> Result<CheckoutView, SyncError> {
+    let id = checkout_id.to_string();
+    let policy = Policy::of(&ctx.settings);
+    let head = ctx
+        .db
+        .write(move |tx| -> Result<EventHead, SyncError> {
+            let head = store::find_event_head(tx, &id)?.ok_or_else(|| SyncError::NotFound(id.clone()))?;
+            let orders = store::load_orders_of(tx, &id)?;
+            refuse_if_paid(&orders)?;
+            if head.payment_method == "token"
+                && let Some(o) = orders.iter().find(|o| o.status == OrderStatus::Executing.as_str())
+            {
+                let why = format!("order {} is being charged at the PSP; it cannot be canceled", o.payment_order_id);
+                return Err(SyncError::NotCancelable(why));
+            }
+            store::mark_canceled(tx, &id)?;
+            if head.payment_method == "token" {
+                fail_not_started(tx, &id, &orders, policy)?;
+            }
+            Ok(head)
+        })
+        .await?;
+    if head.payment_method == "hosted_page" && !head.is_payment_done {
+        expire_session(ctx, checkout_id, head.psp_session_id).await?;
+    }
+    let view = view(ctx, checkout_id).await?;
+    refuse_if_paid(&view.orders)?;
+    Ok(view)
+}
+
+fn refuse_if_paid(orders: &[store::OrderView]) -> Result<(), SyncError> {
+    match orders.iter().find(|o| o.status == OrderStatus::Success.as_str()) {
+        Some(o) => Err(SyncError::NotCancelable(format!(
+            "order {} succeeded; a paid checkout is not canceled (refund it instead)",
+            o.payment_order_id
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn fail_not_started(
+    tx: &rusqlite::Transaction,
+    checkout_id: &str,
+    orders: &[store::OrderView],
+    policy: Policy,
+) -> anyhow::Result<()> {
+    for order in orders.iter().filter(|o| o.status == OrderStatus::NotStarted.as_str()) {
+        let reason = "checkout canceled by the shop";
+        fail_order(tx, &order.payment_order_id, OrderStatus::NotStarted, "canceled", reason, policy)?;
+    }
+    notify::checkout_progress(tx, checkout_id, policy)
+}
+
+async fn expire_session(ctx: &Ctx, checkout_id: &str, known: Option<String>) -> Result<(), SyncError> {
+    let session_id = match known {
+        Some(id) => Some(id),
+        // Its creation's answer may have been lost: ask again (same key).
+        None => {
+            register(ctx, checkout_id).await.or_else(|e| match e {
+                SyncError::Psp(_) => Ok(()),
+                other => Err(other),
+            })?;
+            head(ctx, checkout_id).await?.and_then(|h| h.psp_session_id)
+        }
+    };
+    let Some(session_id) = session_id else {
+        // No session exists: nobody can pay, the orders fail here.
+        let (id, policy) = (checkout_id.to_string(), Policy::of(&ctx.settings));
+        return Ok(ctx
+            .db
+            .write(move |tx| -> anyhow::Result<()> { fail_not_started(tx, &id, &store::load_orders_of(tx, &id)?, policy) })
+            .await?);
+    };
+    let session = match ctx.psp.expire_checkout_session(&session_id, checkout_id).await {
+        Ok(session) => session,
+        Err(PspError::Unknown(why)) => return Err(SyncError::PspUnavailable(why)),
+        // Not open any more (paid, or expired already): its own state decides.
+        Err(_) => return apply_session(ctx, checkout_id, &session_id).await,
+    };
+    match complete::apply_checkout_session(ctx, session).await {
+        Ok(_) => Ok(()),
+        Err(ApplyError::Internal(e)) => Err(SyncError::Internal(e)),
+        Err(other) => Err(SyncError::Psp(other.to_string())),
+    }
+}
+
+async fn head(ctx: &Ctx, checkout_id: &str) -> anyhow::Result<Option<EventHead>> {
+    let id = checkout_id.to_string();
+    ctx.db.run(move |conn| store::find_event_head(conn, &id)).await
+}
+
+async fn order_ids(ctx: &Ctx, checkout_id: &str) -> anyhow::Result<Vec<String>> {
+    let id = checkout_id.to_string();
+    let orders = ctx.db.run(move |conn| store::load_orders_of(conn, &id)).await?;
+    Ok(orders.into_iter().map(|o| o.payment_order_id).collect())
+}
+
+async fn view(ctx: &Ctx, checkout_id: &str) -> Result<CheckoutView, SyncError> {
+    let id = checkout_id.to_string();
+    ctx.db
+        .run(move |conn| store::load_checkout(conn, &id))
+        .await?
+        .ok_or_else(|| SyncError::NotFound(checkout_id.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_session_is_asked_about_at_a_steady_pace_then_once_after_its_expiry() {
+        let plan = SyncPlan { every_ms: 600_000, last_ms: 3_660_000 };
+        assert_eq!(plan.next_at_ms(0), Some(600_000), "within the first minutes");
+        assert_eq!(plan.next_at_ms(3_000_000), Some(3_600_000));
+        assert_eq!(plan.next_at_ms(3_500_000), Some(3_660_000), "never past a minute after its expiry");
+        assert_eq!(plan.next_at_ms(3_660_000), None);
+    }
+}
