@@ -194,7 +194,8 @@ async fn sandbox_alone(settings: &Settings) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(&settings.sandbox.bind)
         .with_context(|| format!("sandbox.bind: cannot listen on {}", settings.sandbox.bind))?;
     let url = if settings.sandbox.webhook_url.is_empty() {
-        format!("http://{}/webhooks/psp", settings.server.bind)
+        let bound = settings.server.bind.parse().context("server.bind")?;
+        format!("{}/webhooks/psp", crate::config::public_base(&settings.server.public_url, bound))
     } else {
         settings.sandbox.webhook_url.clone()
     };

@@ -41,6 +41,9 @@ pub struct ServerSettings {
     pub workers: usize,
     /// A request body must arrive whole within this; one that trickles in is cut off (408).
     pub body_timeout_ms: u64,
+    /// Where people and programs reach till (behind a proxy: its public
+    /// address); empty = `http://{bind}`, 0.0.0.0 and [::] written as 127.0.0.1.
+    pub public_url: String,
     /// Addresses or CIDR blocks of the proxies in front of till. Only a
     /// request from one of them has its X-Forwarded-For believed.
     pub trusted_proxies: Vec<String>,
@@ -53,6 +56,7 @@ impl Default for ServerSettings {
             max_body_bytes: 256 * 1024,
             workers: 0,
             body_timeout_ms: 30_000,
+            public_url: String::new(),
             trusted_proxies: Vec::new(),
         }
     }
@@ -143,6 +147,9 @@ impl Default for PspSettings {
 pub struct SandboxSettings {
     pub enabled: bool,
     pub bind: String,
+    /// The base of the hosted page's URL (`redirect_url`) and of report
+    /// files; empty = `http://{bind}`, 0.0.0.0 and [::] written as 127.0.0.1.
+    pub public_url: String,
     pub database_path: PathBuf,
     /// Where the sandbox sends till's events when it runs alone
     /// (`till sandbox-psp`). Empty: till's `/webhooks/psp` at `server.bind`.
@@ -163,6 +170,7 @@ impl Default for SandboxSettings {
         Self {
             enabled: true,
             bind: "127.0.0.1:8081".into(),
+            public_url: String::new(),
             database_path: "data/sandbox.db".into(),
             webhook_url: String::new(),
             fee_percent: Decimal::new(29, 1),
@@ -398,6 +406,20 @@ impl Default for LogSettings {
     }
 }
 
+/// A base URL for links to a server: `configured` (without a trailing
+/// slash) if set, else `http://{bound}` with an unspecified address (0.0.0.0,
+/// [::]) written as 127.0.0.1, which a browser on the same machine reaches.
+pub fn public_base(configured: &str, bound: SocketAddr) -> String {
+    if !configured.is_empty() {
+        return configured.trim_end_matches('/').to_string();
+    }
+    let mut addr = bound;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    format!("http://{addr}")
+}
+
 impl Settings {
     /// Reads the file (missing is fine: defaults), then the environment, then validates.
     pub fn load(path: &Path) -> anyhow::Result<Settings> {
@@ -418,6 +440,17 @@ impl Settings {
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.server.max_body_bytes) {
             problems.push("server.max_body_bytes: must be between 1024 and 16777216".into());
+        }
+        for (key, url) in
+            [("server.public_url", &self.server.public_url), ("sandbox.public_url", &self.sandbox.public_url)]
+        {
+            let valid = url.is_empty()
+                || ((url.starts_with("http://") || url.starts_with("https://"))
+                    && url.len() <= 2048
+                    && !url.chars().any(|c| c.is_whitespace() || c.is_control()));
+            if !valid {
+                problems.push(format!("{key}: '{url}' must be empty or an http(s) URL like https://pay.shop.example"));
+            }
         }
         if !(100..=600_000).contains(&self.server.body_timeout_ms) {
             problems.push("server.body_timeout_ms: must be between 100 and 600000".into());
@@ -609,6 +642,15 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_urls_never_point_at_an_unspecified_address() {
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(public_base("", at("0.0.0.0:8081")), "http://127.0.0.1:8081");
+        assert_eq!(public_base("", at("[::]:8081")), "http://127.0.0.1:8081");
+        assert_eq!(public_base("", at("10.1.2.3:80")), "http://10.1.2.3:80");
+        assert_eq!(public_base("https://pay.shop.example/", at("0.0.0.0:1")), "https://pay.shop.example");
+    }
 
     #[test]
     fn defaults_are_valid() {

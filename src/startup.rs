@@ -56,11 +56,19 @@ impl Application {
         };
         let mut servers = Vec::new();
         if let Some(sandbox_listener) = sandbox_listener {
-            let till_webhook_url = format!("http://{address}/webhooks/psp");
+            let till_webhook_url = format!("{}/webhooks/psp", crate::config::public_base("", address));
             servers.push(crate::sandbox::build(sandbox_listener, &settings.sandbox, &settings.psp, till_webhook_url)?);
         }
         servers.push(till_server(listener, ctx.clone())?);
-        tracing::info!(%address, sandbox = ?sandbox_address, psp = %api_base, "till is listening");
+        let public = crate::config::public_base(&settings.server.public_url, address);
+        let hosted_pages = sandbox_address.map(|a| crate::config::public_base(&settings.sandbox.public_url, a));
+        tracing::info!(
+            api = %format!("{public}/v1"),
+            dashboard = %format!("{public}/admin"),
+            hosted_pages = hosted_pages.as_deref().unwrap_or("at the PSP"),
+            psp = %api_base,
+            "till is listening"
+        );
         Ok(Application { address, sandbox_address, ctx, servers })
     }
 

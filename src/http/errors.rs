@@ -136,10 +136,9 @@ impl From<crate::payments::sync::SyncError> for ApiError {
         let message = e.to_string();
         match e {
             SyncError::NotFound(id) => ApiError::not_found("checkout", &id),
-            SyncError::NotCancelable(_) => ApiError {
-                status: StatusCode::CONFLICT,
-                ..ApiError::bad_request("checkout_not_cancelable", message)
-            },
+            SyncError::NotCancelable(_) => {
+                ApiError { status: StatusCode::CONFLICT, ..ApiError::bad_request("checkout_not_cancelable", message) }
+            }
             SyncError::PspUnavailable(_) => ApiError::psp(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "psp_unavailable",

@@ -4,11 +4,11 @@
 
 use actix_web::http::StatusCode;
 
+use crate::alerts;
 use crate::context::Ctx;
 use crate::http::errors::ApiError;
 use crate::payments::model::{NewCheckout, OrderStatus, PaymentMethod};
 use crate::payments::store::{self, CheckoutView};
-use crate::alerts;
 use crate::payments::sync::SyncPlan;
 use crate::psp::requests::{self, PspRequest};
 use crate::psp::{CheckoutSessionRequest, LineItem, PspError};
@@ -47,9 +47,13 @@ impl From<CreateError> for ApiError {
                 format!("orders[{i}].payment_order_id is already used by another checkout"),
                 format!("orders[{i}].payment_order_id"),
             ),
-            CreateError::PspRefused(msg) => {
-                ApiError::psp(StatusCode::BAD_GATEWAY, "psp_refused", format!("{msg}; nothing was charged and the checkout stays open: send the same request again once the cause is fixed, or cancel it"))
-            }
+            CreateError::PspRefused(msg) => ApiError::psp(
+                StatusCode::BAD_GATEWAY,
+                "psp_refused",
+                format!(
+                    "{msg}; nothing was charged and the checkout stays open: send the same request again once the cause is fixed, or cancel it"
+                ),
+            ),
             CreateError::PspUnavailable(msg) => ApiError::psp(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "psp_unavailable",

@@ -245,7 +245,9 @@ async fn expire_session(ctx: &Ctx, checkout_id: &str, known: Option<String>) -> 
         let (id, policy) = (checkout_id.to_string(), Policy::of(&ctx.settings));
         return Ok(ctx
             .db
-            .write(move |tx| -> anyhow::Result<()> { fail_not_started(tx, &id, &store::load_orders_of(tx, &id)?, policy) })
+            .write(move |tx| -> anyhow::Result<()> {
+                fail_not_started(tx, &id, &store::load_orders_of(tx, &id)?, policy)
+            })
             .await?);
     };
     let session = match ctx.psp.expire_checkout_session(&session_id, checkout_id).await {

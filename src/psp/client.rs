@@ -223,7 +223,11 @@ impl PspClient {
     }
 
     /// `POST /v1/checkout/sessions/{id}/expire`: no buyer can pay it after this.
-    pub async fn expire_checkout_session(&self, session_id: &str, checkout_id: &str) -> Result<CheckoutSession, PspError> {
+    pub async fn expire_checkout_session(
+        &self,
+        session_id: &str,
+        checkout_id: &str,
+    ) -> Result<CheckoutSession, PspError> {
         let path = format!("/v1/checkout/sessions/{}/expire", encode_path(session_id));
         let key = format!("expire-{checkout_id}");
         self.post(&path, &[], Some(&key), checkout_id).await
@@ -490,12 +494,7 @@ fn classify(status: StatusCode, body: reqwest::Result<Bytes>) -> Result<Bytes, P
     if is_about_the_request(status, error.as_ref()) {
         return Err(PspError::Rejected { status: status.as_u16(), code, message });
     }
-    Err(PspError::Refused {
-        status: status.as_u16(),
-        code,
-        decline_code: error.and_then(|e| e.decline_code),
-        message,
-    })
+    Err(PspError::Refused { status: status.as_u16(), code, decline_code: error.and_then(|e| e.decline_code), message })
 }
 
 /// Whether a 4xx refuses till's request rather than the payment, refund or

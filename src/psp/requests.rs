@@ -40,7 +40,13 @@ pub fn fix(tx: &Transaction, req: PspRequest) -> anyhow::Result<PspRequest> {
     tx.prepare_cached(
         "INSERT INTO psp_requests (idempotency_key, path, subject_id, form, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![req.idempotency_key, req.path, req.subject_id, serde_json::to_string(&req.form)?, crate::queue::now_ms()])
+    .execute(params![
+        req.idempotency_key,
+        req.path,
+        req.subject_id,
+        serde_json::to_string(&req.form)?,
+        crate::queue::now_ms()
+    ])
     .context("storing a PSP request")?;
     Ok(req)
 }

@@ -143,7 +143,7 @@ pub fn build(
     let sandbox = Sandbox {
         db,
         shared: Arc::new(Shared {
-            base_url: format!("http://{address}"),
+            base_url: crate::config::public_base(&settings.public_url, address),
             secret_key: psp.secret_key.clone(),
             settings: settings.clone(),
             faults: Faults::new(&settings.faults),

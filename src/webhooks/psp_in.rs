@@ -106,7 +106,9 @@ async fn apply_intent_event(ctx: &Ctx, event: &Event) -> Result<Ingested, Ingest
     };
     let intent = match ctx.psp.retrieve_payment_intent(intent_id, intent_id).await {
         Ok(intent) => intent,
-        Err(e @ (PspError::Unknown(_) | PspError::Rejected { .. })) => return Err(IngestError::PspUnavailable(e.to_string())),
+        Err(e @ (PspError::Unknown(_) | PspError::Rejected { .. })) => {
+            return Err(IngestError::PspUnavailable(e.to_string()));
+        }
         Err(refused @ PspError::Refused { .. }) => {
             return Ok(Ingested::Ignored(refused.to_string()));
         }
@@ -132,7 +134,9 @@ async fn apply_refund_event(ctx: &Ctx, event: &Event) -> Result<Ingested, Ingest
     };
     let refund = match ctx.psp.retrieve_refund(psp_id, psp_id).await {
         Ok(refund) => refund,
-        Err(e @ (PspError::Unknown(_) | PspError::Rejected { .. })) => return Err(IngestError::PspUnavailable(e.to_string())),
+        Err(e @ (PspError::Unknown(_) | PspError::Rejected { .. })) => {
+            return Err(IngestError::PspUnavailable(e.to_string()));
+        }
         Err(refused @ PspError::Refused { .. }) => return Ok(Ingested::Ignored(refused.to_string())),
     };
     let ours = match refund.metadata.get("refund_id") {
@@ -156,7 +160,9 @@ async fn apply_transfer_event(ctx: &Ctx, event: &Event) -> Result<Ingested, Inge
     };
     let transfer = match ctx.psp.retrieve_transfer(psp_id, psp_id).await {
         Ok(t) => t,
-        Err(e @ (PspError::Unknown(_) | PspError::Rejected { .. })) => return Err(IngestError::PspUnavailable(e.to_string())),
+        Err(e @ (PspError::Unknown(_) | PspError::Rejected { .. })) => {
+            return Err(IngestError::PspUnavailable(e.to_string()));
+        }
         Err(refused @ PspError::Refused { .. }) => return Ok(Ingested::Ignored(refused.to_string())),
     };
     let ours = match transfer.metadata.get("payout_id") {

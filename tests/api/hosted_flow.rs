@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use till::ledger;
 use till::money::Currency;
 
-use crate::helpers::{session_id_of, spawn_app};
+use crate::helpers::{session_id_of, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn two_sellers_are_paid_through_the_hosted_page() {
@@ -132,4 +132,19 @@ async fn a_cart_with_one_seller_twice_books_each_order_and_credits_the_sum() {
     let conn = app.ctx.db.conn().unwrap();
     assert_eq!(ledger::account_balance(&conn, ledger::COMMISSION, usd).unwrap(), -331);
     assert_eq!(ledger::account_balance(&conn, ledger::PSP_BALANCE, usd).unwrap(), 3305);
+}
+
+#[tokio::test]
+async fn the_hosted_page_is_linked_at_the_sandboxs_public_url() {
+    let app = spawn_app_with(|s| s.sandbox.public_url = "https://pay.shop.example/".into()).await;
+    let checkout = app.create_hosted(&[("seller_a", "5.00", "USD")]).await;
+    let url = checkout["redirect_url"].as_str().unwrap();
+    assert!(url.starts_with("https://pay.shop.example/pay/cs_"), "{url}");
+
+    // Bound to every interface: the link is one a browser on this machine opens.
+    let app = spawn_app_with(|s| s.sandbox.bind = "0.0.0.0:0".into()).await;
+    let checkout = app.create_hosted(&[("seller_a", "5.00", "USD")]).await;
+    let url = checkout["redirect_url"].as_str().unwrap();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert_eq!(app.pay(url, "4242424242424242").await.status(), StatusCode::SEE_OTHER);
 }

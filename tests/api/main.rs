@@ -22,6 +22,7 @@ mod merchant_webhooks;
 mod openapi;
 mod payouts;
 mod properties;
+mod psp_retries;
 mod psp_webhooks;
 mod reconciliation;
 mod refunds;

@@ -13,11 +13,11 @@ use crate::http::auth::ApiKey;
 use crate::http::errors::{ApiError, ErrorBody};
 use crate::money::{Currency, Money, MoneyError};
 use crate::payments::create::{self, Created};
-use crate::payments::sync;
 use crate::payments::model::{
     Buyer, CheckoutId, NewCheckout, NewOrder, OrderStatus, PaymentMethod, PaymentOrderId, SellerId,
 };
 use crate::payments::store::{self, CheckoutView, OrderView, Page};
+use crate::payments::sync;
 
 pub const MAX_ORDERS: usize = 50;
 const MAX_TEXT: usize = 255;
