@@ -96,7 +96,7 @@ pub async fn sign_in(ctx: &Ctx, hashing: &PasswordHashing, attempt: SignIn) -> R
     let buckets = Buckets::new(email.as_ref(), attempt.address);
     let limits = Limits::from_settings(&ctx.settings.admin);
     let now = now_ms();
-    let reservation = match ctx.db.write(move |tx| rate_limit::reserve(tx, &buckets, &limits, now)).await? {
+    let reservation = match ctx.db.write_raw(move |tx| rate_limit::reserve(tx, &buckets, &limits, now)).await? {
         Admission::Reserved(reservation) => reservation,
         Admission::Limited { retry_after_ms } => return Err(SignInError::Limited { retry_after_ms }),
     };
@@ -111,7 +111,7 @@ async fn check_password(
     password: String,
 ) -> Result<Option<Staff>, SignInError> {
     let credentials = match email {
-        Some(email) => ctx.db.run(move |conn| users::find(conn, &email)).await?,
+        Some(email) => ctx.db.run_raw(move |conn| users::find(conn, &email)).await?,
         None => None,
     };
     Ok(hashing.run(move |workspace| users::verify(workspace, credentials.as_ref(), &password)).await?)
@@ -128,20 +128,20 @@ async fn settle(
             let lifetime_ms = ctx.settings.admin.session_minutes * 60_000;
             Ok(ctx
                 .db
-                .write(move |tx| {
+                .write_raw(move |tx| {
                     rate_limit::succeed(tx, &reservation)?;
                     create(tx, staff.id, lifetime_ms)
                 })
                 .await?)
         }
         Ok(None) => {
-            ctx.db.write(move |tx| rate_limit::fail(tx, &reservation)).await?;
+            ctx.db.write_raw(move |tx| rate_limit::fail(tx, &reservation)).await?;
             Err(SignInError::Refused)
         }
         // Never verified: it counts for nothing. Should the release fail,
         // the reservation counts until its window ends, which is safe.
         Err(e) => {
-            if let Err(release) = ctx.db.write(move |tx| rate_limit::release(tx, &reservation)).await {
+            if let Err(release) = ctx.db.write_raw(move |tx| rate_limit::release(tx, &reservation)).await {
                 tracing::warn!(error = format!("{release:#}"), "releasing a sign-in reservation failed");
             }
             Err(e)

@@ -368,7 +368,7 @@ impl Bench {
                         return anyhow::Ok(());
                     }
                     let job = move |tx: &rusqlite::Transaction| booking.run(tx, &orders, policy);
-                    if batch > 1 { ctx.db.write_alone(job).await? } else { ctx.db.write(job).await? }
+                    if batch > 1 { ctx.db.write_alone_raw(job).await? } else { ctx.db.write_raw(job).await? }
                 }
             }));
         }
@@ -389,7 +389,7 @@ impl Bench {
             let mut orders = prepare_orders(&self.ctx, chunk, Booking::Orders).await?;
             while !orders.is_empty() {
                 let batch = orders.split_off(orders.len().saturating_sub(BATCH));
-                self.ctx.db.write_alone(move |tx| Booking::Orders.run(tx, &batch, policy)).await?;
+                self.ctx.db.write_alone_raw(move |tx| Booking::Orders.run(tx, &batch, policy)).await?;
             }
             done += chunk;
         }
@@ -618,7 +618,7 @@ impl Watcher {
                     .unwrap_or_else(|_| since.clone());
                 let done: anyhow::Result<Vec<(String, String)>> = ctx
                     .db
-                    .run(move |conn| {
+                    .run_raw(move |conn| {
                         // Through the orders' indexes of recent outcomes: payment_events
                         // has no index on updated_at, and a scan of it every 10 ms would
                         // take a core from till as the table grows. Each benchmark
@@ -726,7 +726,7 @@ async fn prepare_orders(
     let paid = matches!(booking, Booking::Ledger);
     let share = 1234 - till::money::percentage_minor(1234, ctx.settings.fees.commission_percent);
     ctx.db
-        .write_alone(move |tx| -> anyhow::Result<Vec<_>> {
+        .write_alone_raw(move |tx| -> anyhow::Result<Vec<_>> {
             let key: String = tx.query_row("SELECT id FROM api_keys LIMIT 1", [], |r| r.get(0))?;
             let now = till::db::now();
             let mut event = tx.prepare(

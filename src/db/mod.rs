@@ -21,7 +21,11 @@ pub struct Db {
     _checkpointer: std::sync::Arc<std::sync::mpsc::SyncSender<()>>,
 }
 
+pub mod sql;
 pub mod writer;
+
+pub use crate::params;
+pub use sql::{FromSql, Row, ToSql, Tx, ValueRef};
 
 /// The migrations of till's own database, in order, compiled into the binary.
 pub fn till_migrations() -> Migrations<'static> {
@@ -96,9 +100,20 @@ impl Db {
         Ok(Db { pool, writer, _checkpointer: checkpointer })
     }
 
-    /// Runs blocking database work on tokio's blocking pool, never on an
-    /// executor thread.
+    /// Reads (and writes outside the group commit, for work that is not
+    /// a business step) on tokio's blocking pool, never on an executor thread.
     pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Tx) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<anyhow::Error> + Send + 'static,
+    {
+        self.run_raw(move |conn| f(&Tx::sqlite(conn))).await
+    }
+
+    /// [`Db::run`] on the engine's own connection. Transitional: only
+    /// code not yet on the seam calls it.
+    pub async fn run_raw<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
@@ -120,6 +135,16 @@ impl Db {
     /// An error from `f` rolls back exactly what `f` wrote.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
+        F: FnOnce(&Tx) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<anyhow::Error> + Send + 'static,
+    {
+        self.writer.write(false, move |tx: &Transaction| f(&Tx::sqlite(tx))).await
+    }
+
+    /// [`Db::write`] on the engine's own transaction. Transitional.
+    pub async fn write_raw<T, E, F>(&self, f: F) -> Result<T, E>
+    where
         F: FnOnce(&Transaction) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<anyhow::Error> + Send + 'static,
@@ -131,11 +156,42 @@ impl Db {
     /// itself in its own transaction rather than in a shared group commit.
     pub async fn write_alone<T, E, F>(&self, f: F) -> Result<T, E>
     where
+        F: FnOnce(&Tx) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<anyhow::Error> + Send + 'static,
+    {
+        self.writer.write(true, move |tx: &Transaction| f(&Tx::sqlite(tx))).await
+    }
+
+    /// [`Db::write_alone`] on the engine's own transaction. Transitional.
+    pub async fn write_alone_raw<T, E, F>(&self, f: F) -> Result<T, E>
+    where
         F: FnOnce(&Transaction) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<anyhow::Error> + Send + 'static,
     {
         self.writer.write(true, f).await
+    }
+
+    /// A read for synchronous callers (CLI commands, tests), on the calling thread.
+    pub fn read_now<T>(&self, f: impl FnOnce(&Tx) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let conn = self.conn()?;
+        f(&Tx::sqlite(&conn))
+    }
+
+    /// A read of several statements that see one consistent snapshot.
+    pub fn read_snapshot<T>(&self, f: impl FnOnce(&Tx) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction().context("beginning a read transaction")?;
+        f(&Tx::sqlite(&tx))
+    }
+
+    /// A write for synchronous callers (CLI commands, tests): its own
+    /// `BEGIN IMMEDIATE` transaction on the calling thread, outside the
+    /// group commit.
+    pub fn write_now<T>(&self, f: impl FnOnce(&Tx) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let mut conn = self.conn()?;
+        write_tx(&mut conn, |tx| f(&Tx::sqlite(tx)))
     }
 
     /// A connection for synchronous callers (CLI commands, tests).

@@ -67,7 +67,7 @@ where
     let scope = (api_key_id.to_string(), key);
 
     let (api_key_id, key) = scope.clone();
-    let begin = ctx.db.write(move |tx| begin(tx, &api_key_id, &key, &hash)).await?;
+    let begin = ctx.db.write_raw(move |tx| begin(tx, &api_key_id, &key, &hash)).await?;
     if let Begin::Replay(status, body) = begin {
         return Ok(HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::OK))
             .insert_header(("Idempotent-Replayed", "true"))
@@ -143,7 +143,7 @@ async fn finish(ctx: &Ctx, scope: (String, String), response: HttpResponse) -> R
     let store = !(status == StatusCode::BAD_REQUEST || status.is_server_error());
     let stored = bytes.to_vec();
     ctx.db
-        .write(move |tx| -> anyhow::Result<()> {
+        .write_raw(move |tx| -> anyhow::Result<()> {
             let (api_key_id, key) = scope;
             if store {
                 tx.execute(

@@ -30,7 +30,7 @@ pub async fn unfinished_alert(ctx: &Ctx) -> anyhow::Result<usize> {
     let cutoff = minutes_ago(ctx.settings.alerts.unfinished_after_minutes);
     let raised = ctx
         .db
-        .write(move |tx| -> anyhow::Result<Vec<NewAlert>> {
+        .write_raw(move |tx| -> anyhow::Result<Vec<NewAlert>> {
             tx.execute(
                 "UPDATE alerts SET status = 'resolved', resolved_at = ?1, resolution = 'the order became final'
                  WHERE kind = 'unfinished_order' AND status = 'open'
@@ -89,7 +89,7 @@ pub async fn psp_sync(ctx: &Ctx) -> anyhow::Result<usize> {
     let attempts = ctx.settings.queue.max_attempts;
     let queued = ctx
         .db
-        .write(move |tx| -> anyhow::Result<usize> {
+        .write_raw(move |tx| -> anyhow::Result<usize> {
             let mut work: Vec<(JobKind, String)> = Vec::new();
             let mut collect = |sql: &str, arg: &str, kind: JobKind| -> anyhow::Result<()> {
                 let mut st = tx.prepare(sql)?;
@@ -136,18 +136,18 @@ pub async fn psp_sync(ctx: &Ctx) -> anyhow::Result<usize> {
 }
 
 pub async fn idempotency_cleanup(ctx: &Ctx) -> anyhow::Result<usize> {
-    ctx.db.run(|conn| crate::http::idempotency::cleanup(conn)).await
+    ctx.db.run_raw(|conn| crate::http::idempotency::cleanup(conn)).await
 }
 
 /// Runs `till check`; a violation raises (and keeps open) one alert, a clean
 /// ledger resolves it. Returns whether the ledger is sound.
 pub async fn ledger_audit(ctx: &Ctx) -> anyhow::Result<bool> {
     let options = crate::ledger::check::Options::of(&ctx.settings);
-    let report = ctx.db.run(move |conn| crate::ledger::check::run_with(conn, &options)).await?;
+    let report = ctx.db.run_raw(move |conn| crate::ledger::check::run_with(conn, &options)).await?;
     let summary = report.summary();
     let ok = report.ok;
     ctx.db
-        .write(move |tx| -> anyhow::Result<()> {
+        .write_raw(move |tx| -> anyhow::Result<()> {
             if ok {
                 crate::alerts::resolve(tx, "ledger_audit", "ledger", "the ledger audit passed again")?;
             } else {

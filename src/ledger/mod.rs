@@ -236,7 +236,7 @@ mod tests {
         let ids: Vec<String> = (0..300).map(|i| format!("o{i}")).collect();
         let booked = {
             let ids = ids.clone();
-            db.write(move |tx| -> anyhow::Result<Vec<Option<i64>>> {
+            db.write_raw(move |tx| -> anyhow::Result<Vec<Option<i64>>> {
                 let postings: Vec<Posting> =
                     ids.iter().enumerate().map(|(i, id)| payin(id, &format!("s{}", i % 3), 1000, 100)).collect();
                 Ok(post_transactions(tx, &postings)?)
@@ -266,9 +266,9 @@ mod tests {
     #[tokio::test]
     async fn a_source_booked_before_or_twice_in_a_batch_is_skipped_with_nothing_written() {
         let (_dir, db) = db();
-        db.write(|tx| -> anyhow::Result<i64> { Ok(post_transaction(tx, &payin("a", "s", 500, 0))?) }).await.unwrap();
+        db.write_raw(|tx| -> anyhow::Result<i64> { Ok(post_transaction(tx, &payin("a", "s", 500, 0))?) }).await.unwrap();
         let booked = db
-            .write(|tx| -> anyhow::Result<Vec<Option<i64>>> {
+            .write_raw(|tx| -> anyhow::Result<Vec<Option<i64>>> {
                 Ok(post_transactions(tx, &[payin("a", "s", 500, 0), payin("b", "s", 700, 0), payin("b", "s", 900, 0)])?)
             })
             .await
@@ -276,7 +276,7 @@ mod tests {
         assert!(booked[0].is_none() && booked[1].is_some() && booked[2].is_none(), "{booked:?}");
         assert_eq!(balance(&db, PSP_BALANCE), 1200);
         assert_eq!(balance(&db, &seller_account("s")), -1200);
-        let again = db.write(|tx| -> Result<i64, PostingError> { post_transaction(tx, &payin("b", "s", 1, 0)) }).await;
+        let again = db.write_raw(|tx| -> Result<i64, PostingError> { post_transaction(tx, &payin("b", "s", 1, 0)) }).await;
         assert!(matches!(again, Err(PostingError::AlreadyBooked { .. })));
     }
 
@@ -286,7 +286,7 @@ mod tests {
         let mut bad = payin("c", "s", 500, 0);
         bad.entries[0].1 += 1;
         let refused = db
-            .write(move |tx| -> Result<Vec<Option<i64>>, PostingError> {
+            .write_raw(move |tx| -> Result<Vec<Option<i64>>, PostingError> {
                 let result = post_transactions(tx, &[payin("a", "s", 500, 0), bad]);
                 let rows: i64 = tx.query_row("SELECT COUNT(*) FROM ledger_entries", [], |r| r.get(0)).unwrap();
                 assert_eq!(rows, 0, "nothing may be written before the check");
@@ -296,7 +296,7 @@ mod tests {
         assert!(refused.unwrap_err().to_string().contains("unbalanced"));
         let mut unknown = payin("d", "s", 500, 0);
         unknown.entries[1].0 = "equity:owner".into();
-        let refused = db.write(move |tx| post_transactions(tx, &[unknown])).await;
+        let refused = db.write_raw(move |tx| post_transactions(tx, &[unknown])).await;
         assert!(refused.unwrap_err().to_string().contains("chart of accounts"));
     }
 }

@@ -36,7 +36,7 @@ pub enum ApplyError {
 /// Applies a session just read from the PSP (never a webhook's copy of it).
 pub async fn apply_checkout_session(ctx: &Ctx, session: CheckoutSession) -> Result<Applied, ApplyError> {
     let policy = Policy::of(&ctx.settings);
-    ctx.db.write(move |tx| apply_in_tx(tx, &session, policy)).await
+    ctx.db.write_raw(move |tx| apply_in_tx(tx, &session, policy)).await
 }
 
 fn apply_in_tx(tx: &Transaction, session: &CheckoutSession, policy: Policy) -> Result<Applied, ApplyError> {
@@ -265,7 +265,7 @@ mod tests {
         let db = Db::open(&dir.path().join("c.db"), 2, 1000, &crate::db::till_migrations()).unwrap();
         let policy = Policy { commission_percent: "10".parse().unwrap(), webhook_attempts: 1 };
         let orders = [order("a", "s1", 1000), order("b", "s1", 2000), order("c", "s2", 505)];
-        db.write(move |tx| book_payins(tx, &orders.iter().collect::<Vec<_>>(), policy)).await.unwrap();
+        db.write_raw(move |tx| book_payins(tx, &orders.iter().collect::<Vec<_>>(), policy)).await.unwrap();
         // 10 % of 505 is 50.5: the commission rounds half away from zero, the seller gets the rest.
         assert_eq!((wallet(&db, "s1"), wallet(&db, "s2")), (2700, 454));
         let commission =
@@ -273,7 +273,7 @@ mod tests {
         assert_eq!(commission.unwrap(), -351);
 
         let again = [order("d", "s2", 100), order("b", "s1", 2000)];
-        let refused = db.write(move |tx| book_payins(tx, &again.iter().collect::<Vec<_>>(), policy)).await;
+        let refused = db.write_raw(move |tx| book_payins(tx, &again.iter().collect::<Vec<_>>(), policy)).await;
         assert!(refused.unwrap_err().to_string().contains("order b already has a pay-in posting"));
         assert_eq!((wallet(&db, "s1"), wallet(&db, "s2")), (2700, 454), "nothing of the refused batch stays");
         let postings: i64 =

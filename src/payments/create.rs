@@ -83,7 +83,7 @@ pub async fn create_checkout(
     let (created, session, view) = {
         let (key, new, hash) = (api_key_id.to_string(), new.clone(), hash.clone());
         ctx.db
-            .write(move |tx| -> Result<_, CreateError> {
+            .write_raw(move |tx| -> Result<_, CreateError> {
                 let created = match store::find_event_head(tx, new.checkout_id.as_str())? {
                     Some(head) if head.request_hash != hash || head.api_key_id != key => {
                         return Err(CreateError::DifferentRequest(new.checkout_id.to_string()));
@@ -166,7 +166,7 @@ pub(crate) async fn register_session(
         Ok(session) => {
             let url = session.url.clone().unwrap_or_default();
             ctx.db
-                .write(move |tx| -> Result<(), CreateError> {
+                .write_raw(move |tx| -> Result<(), CreateError> {
                     store::set_session(tx, &checkout_id, &session.id, &url)?;
                     for id in &order_ids {
                         store::transition_order(
@@ -192,7 +192,7 @@ pub(crate) async fn register_session(
                 "the PSP refused to create the hosted session of checkout {checkout_id}: {message}; \
                  nothing was charged, its orders stay NOT_STARTED"
             );
-            ctx.db.write(move |tx| alerts::raise(tx, "psp_request_refused", &checkout_id, &alert)).await?;
+            ctx.db.write_raw(move |tx| alerts::raise(tx, "psp_request_refused", &checkout_id, &alert)).await?;
             Err(CreateError::PspRefused(message))
         }
         // Never guessed FAILED: the orders stay NOT_STARTED and the same
@@ -204,7 +204,7 @@ pub(crate) async fn register_session(
 pub async fn read_checkout(ctx: &Ctx, checkout_id: &str) -> Result<CheckoutView, CreateError> {
     let id = checkout_id.to_string();
     ctx.db
-        .run(move |conn| store::load_checkout(conn, &id))
+        .run_raw(move |conn| store::load_checkout(conn, &id))
         .await?
         .ok_or_else(|| CreateError::Internal(anyhow::anyhow!("checkout {checkout_id} vanished")))
 }

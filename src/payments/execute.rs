@@ -24,7 +24,7 @@ pub async fn charge_order(ctx: &Ctx, job: &Job) -> Result<bool, JobError> {
     // every attempt sends the same one.
     let target = ctx
         .db
-        .write(move |tx| -> anyhow::Result<Option<(store::ChargeTarget, PspRequest)>> {
+        .write_raw(move |tx| -> anyhow::Result<Option<(store::ChargeTarget, PspRequest)>> {
             let Some(target) = store::load_charge_target(tx, &id)? else { return Ok(None) };
             if target.order.status == OrderStatus::NotStarted.as_str() {
                 store::transition_order(
@@ -96,7 +96,7 @@ async fn apply_intent_with(
     let policy = Policy::of(&ctx.settings);
     let outcome = intent.outcome();
     ctx.db
-        .write(move |tx| -> Result<(), JobError> {
+        .write_raw(move |tx| -> Result<(), JobError> {
             let order = store::load_order(tx, &id)?.ok_or_else(|| JobError::Final(format!("order {id} vanished")))?;
             let charge = intent_charge(&order, &intent)?;
             store::set_payment_intent(tx, &id, &intent.id)?;
@@ -130,7 +130,7 @@ async fn refuse_order(ctx: &Ctx, payment_order_id: &str, code: String) -> Result
     let id = payment_order_id.to_string();
     let policy = Policy::of(&ctx.settings);
     ctx.db
-        .write(move |tx| -> anyhow::Result<()> {
+        .write_raw(move |tx| -> anyhow::Result<()> {
             let Some(order) = store::load_order(tx, &id)? else { return Ok(()) };
             let reason = format!("the PSP refused the charge: {code}");
             fail_order(tx, &id, OrderStatus::Executing, &code, &reason, policy)?;
@@ -175,7 +175,7 @@ fn intent_charge(order: &OrderView, intent: &PaymentIntent) -> Result<Charge, Jo
 /// Brings a token order's charge job forward (or enqueues one).
 pub async fn charge_soon(ctx: &Ctx, payment_order_id: &str) -> anyhow::Result<()> {
     let (id, attempts) = (payment_order_id.to_string(), ctx.settings.queue.max_attempts);
-    ctx.db.write(move |tx| queue::enqueue_now(tx, queue::JobKind::ChargeOrder, &id, attempts)).await?;
+    ctx.db.write_raw(move |tx| queue::enqueue_now(tx, queue::JobKind::ChargeOrder, &id, attempts)).await?;
     ctx.queue_wake.notify_one();
     Ok(())
 }

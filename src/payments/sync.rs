@@ -139,7 +139,7 @@ async fn apply_session(ctx: &Ctx, checkout_id: &str, session_id: &str) -> Result
 /// key: the PSP answers with the session if it made one).
 async fn register(ctx: &Ctx, checkout_id: &str) -> Result<(), SyncError> {
     let key = session_key(checkout_id);
-    let request = ctx.db.run(move |conn| requests::load(conn, &key)).await?;
+    let request = ctx.db.run_raw(move |conn| requests::load(conn, &key)).await?;
     let Some(request) = request else { return Ok(()) };
     let orders = order_ids(ctx, checkout_id).await?;
     create::register_session(ctx, checkout_id, &orders, &request).await?;
@@ -150,7 +150,7 @@ async fn register(ctx: &Ctx, checkout_id: &str) -> Result<(), SyncError> {
 /// or its charge job brought forward.
 async fn sync_token_orders(ctx: &Ctx, checkout_id: &str) -> Result<(), SyncError> {
     let id = checkout_id.to_string();
-    let orders = ctx.db.run(move |conn| store::load_orders_of(conn, &id)).await?;
+    let orders = ctx.db.run_raw(move |conn| store::load_orders_of(conn, &id)).await?;
     for order in orders.iter().filter(|o| !OrderStatus::parse(&o.status).is_some_and(OrderStatus::is_final)) {
         let Some(intent_id) = &order.psp_payment_intent_id else {
             execute::charge_soon(ctx, &order.payment_order_id).await?;
@@ -180,7 +180,7 @@ pub async fn cancel(ctx: &Ctx, checkout_id: &str) -> Result<CheckoutView, SyncEr
     let policy = Policy::of(&ctx.settings);
     let head = ctx
         .db
-        .write(move |tx| -> Result<EventHead, SyncError> {
+        .write_raw(move |tx| -> Result<EventHead, SyncError> {
             let head = store::find_event_head(tx, &id)?.ok_or_else(|| SyncError::NotFound(id.clone()))?;
             let orders = store::load_orders_of(tx, &id)?;
             refuse_if_paid(&orders)?;
@@ -245,7 +245,7 @@ async fn expire_session(ctx: &Ctx, checkout_id: &str, known: Option<String>) -> 
         let (id, policy) = (checkout_id.to_string(), Policy::of(&ctx.settings));
         return Ok(ctx
             .db
-            .write(move |tx| -> anyhow::Result<()> {
+            .write_raw(move |tx| -> anyhow::Result<()> {
                 fail_not_started(tx, &id, &store::load_orders_of(tx, &id)?, policy)
             })
             .await?);
@@ -265,19 +265,19 @@ async fn expire_session(ctx: &Ctx, checkout_id: &str, known: Option<String>) -> 
 
 async fn head(ctx: &Ctx, checkout_id: &str) -> anyhow::Result<Option<EventHead>> {
     let id = checkout_id.to_string();
-    ctx.db.run(move |conn| store::find_event_head(conn, &id)).await
+    ctx.db.run_raw(move |conn| store::find_event_head(conn, &id)).await
 }
 
 async fn order_ids(ctx: &Ctx, checkout_id: &str) -> anyhow::Result<Vec<String>> {
     let id = checkout_id.to_string();
-    let orders = ctx.db.run(move |conn| store::load_orders_of(conn, &id)).await?;
+    let orders = ctx.db.run_raw(move |conn| store::load_orders_of(conn, &id)).await?;
     Ok(orders.into_iter().map(|o| o.payment_order_id).collect())
 }
 
 async fn view(ctx: &Ctx, checkout_id: &str) -> Result<CheckoutView, SyncError> {
     let id = checkout_id.to_string();
     ctx.db
-        .run(move |conn| store::load_checkout(conn, &id))
+        .run_raw(move |conn| store::load_checkout(conn, &id))
         .await?
         .ok_or_else(|| SyncError::NotFound(checkout_id.to_string()))
 }

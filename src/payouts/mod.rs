@@ -72,7 +72,7 @@ struct Rules {
 pub async fn create(ctx: &Ctx, new: NewPayout) -> Result<PayoutView, PayoutError> {
     let rules = Rules { hold_days: ctx.settings.payouts.hold_days, max_attempts: ctx.settings.queue.max_attempts };
     let minimum = minimum_of(ctx, new.currency);
-    let payout = ctx.db.write(move |tx| create_in_tx(tx, &new, minimum, rules)).await?;
+    let payout = ctx.db.write_raw(move |tx| create_in_tx(tx, &new, minimum, rules)).await?;
     ctx.queue_wake.notify_one();
     Ok(payout)
 }
@@ -146,7 +146,7 @@ pub async fn send(ctx: &Ctx, payout_id: &str) -> Result<(), JobError> {
     // The transfer's request is fixed at the first attempt; every retry sends it again.
     let payout = ctx
         .db
-        .write(move |tx| -> anyhow::Result<Option<(store::PayoutRow, Option<PspRequest>)>> {
+        .write_raw(move |tx| -> anyhow::Result<Option<(store::PayoutRow, Option<PspRequest>)>> {
             let Some(p) = store::load_row(tx, &id)? else { return Ok(None) };
             let request = match p.psp_transfer_id {
                 None => Some(requests::fix(tx, transfer_request(&p).build())?),
@@ -194,7 +194,7 @@ pub async fn apply(ctx: &Ctx, payout_id: &str, transfer: &Transfer) -> Result<()
     let attempts = ctx.settings.webhooks.max_attempts;
     let in_transit = ctx
         .db
-        .write(move |tx| -> Result<bool, JobError> {
+        .write_raw(move |tx| -> Result<bool, JobError> {
             let p = store::load_row(tx, &id)?.ok_or_else(|| JobError::Final(format!("payout {id} vanished")))?;
             if transfer.amount != p.amount_minor || !transfer.currency.eq_ignore_ascii_case(&p.currency) {
                 return Err(JobError::Final(format!("transfer {} does not match payout {id}", transfer.id)));
@@ -219,7 +219,7 @@ async fn finish_failed(ctx: &Ctx, payout_id: &str, code: &str) -> Result<(), Job
     let (id, code) = (payout_id.to_string(), code.to_string());
     let attempts = ctx.settings.webhooks.max_attempts;
     ctx.db
-        .write(move |tx| -> anyhow::Result<()> {
+        .write_raw(move |tx| -> anyhow::Result<()> {
             if let Some(p) = store::load_row(tx, &id)? {
                 finish(tx, &p, false, Some(&code), attempts)?;
             }
@@ -268,7 +268,7 @@ fn finish(
 /// Returns how many payouts were created.
 pub async fn pay_out_all(ctx: &Ctx) -> anyhow::Result<usize> {
     let hold_days = ctx.settings.payouts.hold_days;
-    let candidates = ctx.db.run(move |conn| store::payable_wallets(conn, hold_days)).await?;
+    let candidates = ctx.db.run_raw(move |conn| store::payable_wallets(conn, hold_days)).await?;
     let mut created = 0;
     for (seller_id, code, available) in candidates {
         let currency = Currency::parse(&code)?;

@@ -444,7 +444,7 @@ impl CallLog {
         while rx.recv_many(&mut batch, Self::BATCH).await > 0 {
             let rows = std::mem::take(&mut batch);
             let written: anyhow::Result<()> = db
-                .write(move |tx| {
+                .write_raw(move |tx| {
                     let mut st = tx.prepare_cached(
                         "INSERT INTO psp_calls (subject_id, method, path, idempotency_key, http_status,
                                                 outcome, duration_ms, at)

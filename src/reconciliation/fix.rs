@@ -58,12 +58,12 @@ enum Plan {
 
 /// Tries every open `missing_in_till` line; returns how many became matched.
 pub async fn fix_open(ctx: &Ctx, run_id: i64) -> anyhow::Result<i64> {
-    let open = ctx.db.run(|conn| store::open_missing_in_till(conn, MAX_FIXES_PER_RUN)).await?;
+    let open = ctx.db.run_raw(|conn| store::open_missing_in_till(conn, MAX_FIXES_PER_RUN)).await?;
     let mut fixed = 0;
     for (item_id, stored, decision) in open {
         let plan = ctx
             .db
-            .run({
+            .run_raw({
                 let (stored, decision) = (stored.clone(), decision.clone());
                 move |conn| plan(conn, &stored, &decision)
             })
@@ -161,7 +161,7 @@ async fn exists(ctx: &Ctx, table: &'static str, column: &'static str, id: &str) 
     let id = id.to_string();
     let sql = format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE {column} = ?1)");
     ctx.db
-        .run(move |conn| -> anyhow::Result<bool> { Ok(conn.query_row(&sql, [id], |r| r.get(0))?) })
+        .run_raw(move |conn| -> anyhow::Result<bool> { Ok(conn.query_row(&sql, [id], |r| r.get(0))?) })
         .await
         .unwrap_or(false)
 }
@@ -235,7 +235,7 @@ async fn look_up_intent(ctx: &Ctx, intent_id: &str) -> String {
     let known = {
         let (order_id, checkout_id) = (order_id.clone(), checkout_id.clone());
         ctx.db
-            .run(move |conn| -> anyhow::Result<(bool, Option<String>)> {
+            .run_raw(move |conn| -> anyhow::Result<(bool, Option<String>)> {
                 let order = match &order_id {
                     Some(id) => payments_store::load_order(conn, id)?.is_some(),
                     None => false,
@@ -275,7 +275,7 @@ fn psp_failed(e: &PspError) -> String {
 /// booking what it now calls for. Returns whether it is now matched.
 async fn rematch(ctx: &Ctx, run_id: i64, item_id: i64, stored: StoredRow, fix: String) -> anyhow::Result<bool> {
     ctx.db
-        .write(move |tx| -> anyhow::Result<bool> {
+        .write_raw(move |tx| -> anyhow::Result<bool> {
             let decision = matching::classify(tx, &stored, Some(item_id))?;
             // Another run (the CLI beside the server) may have decided it meanwhile.
             if !store::update_item(tx, item_id, &decision, &fix)? {

@@ -115,7 +115,7 @@ pub async fn import_file(
     let _running = ctx.checkout_locks.lock("reconciliation:run").await;
 
     let row_count = rows.len();
-    let begun = ctx.db.write(move |tx| begin(tx, &sha256, &name, source, &bytes, row_count, day.as_deref())).await?;
+    let begun = ctx.db.write_raw(move |tx| begin(tx, &sha256, &name, source, &bytes, row_count, day.as_deref())).await?;
     let (run_id, file_id) = match begun {
         Begun::Finished(run_id) => {
             // A fetched day whose report equals one seen before (an empty day)
@@ -123,7 +123,7 @@ pub async fn import_file(
             if fetched_day.is_some() {
                 sweep_missing(ctx, None, fetched_day).await?;
             }
-            let run = ctx.db.run(move |conn| store::load_run(conn, run_id)).await?;
+            let run = ctx.db.run_raw(move |conn| store::load_run(conn, run_id)).await?;
             return Ok(RunSummary { already_imported: true, run });
         }
         Begun::Run { run_id, file_id } => (run_id, file_id),
@@ -132,14 +132,14 @@ pub async fn import_file(
     classify_rows(ctx, run_id, file_id).await?;
     let earliest_day = days.first().cloned();
     ctx.db
-        .write(move |tx| -> anyhow::Result<()> { days.iter().try_for_each(|day| store::record_day(tx, day, file_id)) })
+        .write_raw(move |tx| -> anyhow::Result<()> { days.iter().try_for_each(|day| store::record_day(tx, day, file_id)) })
         .await?;
     let fixed = fix::fix_open(ctx, run_id).await?;
     tracing::info!(run_id, fixed, "reconciliation: automatic fixes done");
     sweep_missing(ctx, Some(run_id), earliest_day).await?;
     let run = ctx
         .db
-        .write(move |tx| -> anyhow::Result<RunView> {
+        .write_raw(move |tx| -> anyhow::Result<RunView> {
             store::finish_run(tx, run_id)?;
             store::load_run(tx, run_id)
         })
@@ -151,14 +151,14 @@ pub async fn import_file(
 /// Stores the lines in batches (all of them unless a crashed run stored them already).
 async fn store_rows(ctx: &Ctx, file_id: i64, rows: Vec<parse::SettlementRow>) -> anyhow::Result<()> {
     let expected = rows.len();
-    if ctx.db.run(move |conn| store::count_rows(conn, file_id)).await? == expected {
+    if ctx.db.run_raw(move |conn| store::count_rows(conn, file_id)).await? == expected {
         return Ok(());
     }
     let rows = Arc::new(rows);
     for start in (0..expected).step_by(BATCH_ROWS) {
         let rows = rows.clone();
         let end = (start + BATCH_ROWS).min(expected);
-        ctx.db.write_alone(move |tx| store::insert_rows(tx, file_id, &rows[start..end])).await?;
+        ctx.db.write_alone_raw(move |tx| store::insert_rows(tx, file_id, &rows[start..end])).await?;
         tokio::time::sleep(Duration::from_millis(BATCH_PAUSE_MS)).await;
     }
     Ok(())
@@ -168,7 +168,7 @@ async fn store_rows(ctx: &Ctx, file_id: i64, rows: Vec<parse::SettlementRow>) ->
 /// in one transaction; the run's cursor moves with them, so a crash resumes here.
 async fn classify_rows(ctx: &Ctx, run_id: i64, file_id: i64) -> anyhow::Result<()> {
     loop {
-        let classified = ctx.db.write_alone(move |tx| classify_batch(tx, run_id, file_id)).await?;
+        let classified = ctx.db.write_alone_raw(move |tx| classify_batch(tx, run_id, file_id)).await?;
         if classified == 0 {
             return Ok(());
         }
@@ -259,7 +259,7 @@ fn decide(tx: &rusqlite::Transaction, run_id: i64, stored: &StoredRow) -> anyhow
 
 async fn sweep_missing(ctx: &Ctx, run_id: Option<i64>, earliest_day: Option<String>) -> anyhow::Result<usize> {
     let grace_days = ctx.settings.reconciliation.grace_days;
-    ctx.db.write(move |tx| missing::sweep(tx, run_id, chrono::Utc::now(), grace_days, earliest_day.as_deref())).await
+    ctx.db.write_raw(move |tx| missing::sweep(tx, run_id, chrono::Utc::now(), grace_days, earliest_day.as_deref())).await
 }
 
 /// Step 4 of the exception queue: a person closes an exception with a note.
@@ -281,7 +281,7 @@ pub async fn resolve_exception(
     by: String,
 ) -> Result<store::ExceptionView, ResolveError> {
     ctx.db
-        .write(move |tx| -> Result<store::ExceptionView, ResolveError> {
+        .write_raw(move |tx| -> Result<store::ExceptionView, ResolveError> {
             if !store::resolve(tx, item_id, &note, &by)? {
                 return Err(match store::load_exception(tx, item_id)? {
                     Some(_) => ResolveError::NotOpen(item_id),

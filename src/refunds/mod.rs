@@ -80,7 +80,7 @@ pub async fn create(ctx: &Ctx, new: NewRefund) -> Result<RefundView, RefundError
     let attempts = ctx.settings.queue.max_attempts;
     let refund = ctx
         .db
-        .write(move |tx| -> Result<RefundView, RefundError> {
+        .write_raw(move |tx| -> Result<RefundView, RefundError> {
             let order = store::order_for_refund(tx, &new.payment_order_id)?
                 .ok_or_else(|| RefundError::OrderMissing(new.payment_order_id.clone()))?;
             if order.status != OrderStatus::Success.as_str() {
@@ -175,7 +175,7 @@ pub async fn submit(ctx: &Ctx, refund_id: &str) -> Result<(), JobError> {
     // The PSP request is fixed at the first attempt; every retry sends it again.
     let target = ctx
         .db
-        .write(move |tx| -> anyhow::Result<Option<(store::Submission, Option<PspRequest>)>> {
+        .write_raw(move |tx| -> anyhow::Result<Option<(store::Submission, Option<PspRequest>)>> {
             let Some(target) = store::submission(tx, &id)? else { return Ok(None) };
             let request = match (&target.psp_refund_id, &target.payment_intent) {
                 (None, Some(intent)) => Some(requests::fix(tx, refund_request(&id, &target, intent).build())?),
@@ -229,7 +229,7 @@ pub async fn apply(
     let policy = Policy::of(&ctx.settings);
     let pending = ctx
         .db
-        .write(move |tx| -> anyhow::Result<Option<String>> {
+        .write_raw(move |tx| -> anyhow::Result<Option<String>> {
             if !psp_id.is_empty() {
                 store::set_psp_id(tx, &id, &psp_id)?;
             }
@@ -272,12 +272,12 @@ fn finish(
 
 pub async fn get(ctx: &Ctx, refund_id: &str) -> Result<RefundView, ApiError> {
     let id = refund_id.to_string();
-    ctx.db.run(move |conn| store::load(conn, &id)).await?.ok_or_else(|| ApiError::not_found("refund", refund_id))
+    ctx.db.run_raw(move |conn| store::load(conn, &id)).await?.ok_or_else(|| ApiError::not_found("refund", refund_id))
 }
 
 pub async fn list_for_order(ctx: &Ctx, payment_order_id: &str) -> Result<Vec<RefundView>, ApiError> {
     let id = payment_order_id.to_string();
-    Ok(ctx.db.run(move |conn| store::for_order(conn, &id)).await?)
+    Ok(ctx.db.run_raw(move |conn| store::for_order(conn, &id)).await?)
 }
 
 #[cfg(test)]

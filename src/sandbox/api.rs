@@ -84,7 +84,7 @@ where
         authorize(sb, req)?;
         let faults = before_work(sb, faulty).await?;
         let shared = sb.shared.clone();
-        let reply = sb.db.run(move |conn| op(conn, &shared)).await?;
+        let reply = sb.db.run_raw(move |conn| op(conn, &shared)).await?;
         Ok::<_, StripeError>((reply, faults.timeout))
     };
     match outcome.await {
@@ -117,7 +117,7 @@ where
     // and its reply stored with it.
     let (reply, replayed) = sb
         .db
-        .write(move |tx| {
+        .write_raw(move |tx| {
             let now = now_ms();
             if let (Some(k), Some(h)) = (&key, &hash)
                 && let Begin::Replay(reply) = idempotency::lookup(tx, k, h, now)?

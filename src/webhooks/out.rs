@@ -76,7 +76,7 @@ pub async fn register_endpoint(
     enabled_events: Vec<String>,
 ) -> Result<EndpointView, EndpointError> {
     url_policy::check_endpoint_url(&url, ctx.settings.webhooks.allow_private_urls).await?;
-    ctx.db.write(move |tx| create_endpoint(tx, &url, &enabled_events)).await
+    ctx.db.write_raw(move |tx| create_endpoint(tx, &url, &enabled_events)).await
 }
 
 pub fn create_endpoint(tx: &Transaction, url: &str, enabled_events: &[String]) -> Result<EndpointView, EndpointError> {
@@ -234,7 +234,7 @@ pub async fn deliver(ctx: &Ctx, delivery_id: &str) -> Result<(), JobError> {
     let id: i64 = delivery_id.parse().map_err(|_| JobError::Final(format!("bad delivery id {delivery_id}")))?;
     let delivery = ctx
         .db
-        .run(move |conn| -> anyhow::Result<Option<Delivery>> {
+        .run_raw(move |conn| -> anyhow::Result<Option<Delivery>> {
             Ok(conn
                 .prepare_cached(
                     "SELECT e.url, e.secret, m.id, m.payload, d.status
@@ -261,7 +261,7 @@ pub async fn deliver(ctx: &Ctx, delivery_id: &str) -> Result<(), JobError> {
     let delivered = error.is_none();
     let recorded = error.clone();
     ctx.db
-        .write(move |tx| -> anyhow::Result<()> {
+        .write_raw(move |tx| -> anyhow::Result<()> {
             tx.execute(
                 "UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = ?2, last_error = ?3,
                         status = CASE WHEN ?4 THEN 'delivered' ELSE status END,

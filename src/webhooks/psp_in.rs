@@ -143,7 +143,7 @@ async fn apply_refund_event(ctx: &Ctx, event: &Event) -> Result<Ingested, Ingest
         Some(id) => Some(id.clone()),
         None => {
             let psp_id = psp_id.to_string();
-            ctx.db.run(move |conn| crate::refunds::store::by_psp_id(conn, &psp_id)).await?
+            ctx.db.run_raw(move |conn| crate::refunds::store::by_psp_id(conn, &psp_id)).await?
         }
     };
     let Some(refund_id) = ours else { return Ok(Ingested::Ignored(format!("refund {psp_id} is not one of ours"))) };
@@ -169,7 +169,7 @@ async fn apply_transfer_event(ctx: &Ctx, event: &Event) -> Result<Ingested, Inge
         Some(id) => Some(id.clone()),
         None => {
             let psp_id = psp_id.to_string();
-            ctx.db.run(move |conn| crate::payouts::store::by_transfer(conn, &psp_id)).await?
+            ctx.db.run_raw(move |conn| crate::payouts::store::by_transfer(conn, &psp_id)).await?
         }
     };
     let Some(payout_id) = ours else { return Ok(Ingested::Ignored(format!("transfer {psp_id} is not one of ours"))) };
@@ -194,7 +194,7 @@ async fn prior(ctx: &Ctx, event: &Event) -> anyhow::Result<Prior> {
     let id = event.id.clone();
     let settled = settled_query(event);
     ctx.db
-        .write(move |tx| -> anyhow::Result<Prior> {
+        .write_raw(move |tx| -> anyhow::Result<Prior> {
             let processed: Option<Option<String>> = tx
                 .prepare_cached("SELECT processed_at FROM psp_events WHERE event_id = ?1")?
                 .query_row([id], |r| r.get(0))
@@ -212,7 +212,7 @@ async fn prior(ctx: &Ctx, event: &Event) -> anyhow::Result<Prior> {
 async fn count_delivery(ctx: &Ctx, event_id: &str) -> anyhow::Result<()> {
     let id = event_id.to_string();
     ctx.db
-        .write(move |tx| -> anyhow::Result<()> {
+        .write_raw(move |tx| -> anyhow::Result<()> {
             tx.execute("UPDATE psp_events SET deliveries = deliveries + 1 WHERE event_id = ?1", [id])?;
             Ok(())
         })
@@ -251,7 +251,7 @@ async fn store_event(
     let (id, kind, object_id) = (event.id.clone(), event.kind.clone(), event.object_id().map(str::to_string));
     let payload = String::from_utf8_lossy(body).into_owned();
     ctx.db
-        .write(move |tx| -> anyhow::Result<()> {
+        .write_raw(move |tx| -> anyhow::Result<()> {
             let now = crate::db::now();
             let processed_at = processed.then(|| now.clone());
             tx.prepare_cached(

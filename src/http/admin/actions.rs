@@ -46,7 +46,7 @@ where
         (new.key.to_string(), new.staff_email.to_string(), new.action.to_string(), new.subject_id.to_string());
     let begin = ctx
         .db
-        .write(move |tx| {
+        .write_raw(move |tx| {
             let fields: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let new =
                 NewAction { key: &key, staff_email: &email, action: &action, subject_id: &subject, fields: &fields };
@@ -69,7 +69,7 @@ where
         }
     };
     tracing::info!(action = new.action, subject = new.subject_id, staff = new.staff_email, ok, "admin action");
-    ctx.db.write(move |tx| actions::finish(tx, id, ok, result_id.as_deref(), &message)).await?;
+    ctx.db.write_raw(move |tx| actions::finish(tx, id, ok, result_id.as_deref(), &message)).await?;
     Ok(back_to(back, id))
 }
 
@@ -107,7 +107,7 @@ pub async fn refund(ctx: web::Data<Ctx>, posted: Posted<RefundForm>) -> Result<H
     let (staff, f) = (posted.staff, posted.form);
     let order_id = f.payment_order_id.trim().to_string();
     let lookup = order_id.clone();
-    let checkout = ctx.db.run(move |conn| crate::admin::views::payments::checkout_of(conn, &lookup)).await?;
+    let checkout = ctx.db.run_raw(move |conn| crate::admin::views::payments::checkout_of(conn, &lookup)).await?;
     let checkout = checkout.ok_or_else(|| AdminError::NotFound(format!("No payment order '{order_id}'.")))?;
     let back = format!("/admin/payments/{checkout}");
     let fields = [("amount", f.amount.as_str()), ("reason", f.reason.as_str())];
@@ -201,7 +201,7 @@ pub async fn retry_job(
         NewAction { key: &f.key, staff_email: staff.email(), action: "retry_job", subject_id: &subject, fields: &[] };
     let by = staff.email().to_string();
     perform(&ctx, new, "/admin/jobs", || async {
-        match ctx.db.run(move |conn| crate::queue::retry_dead(conn, job_id, &by)).await {
+        match ctx.db.run_raw(move |conn| crate::queue::retry_dead(conn, job_id, &by)).await {
             Ok(true) => {
                 ctx.queue_wake.notify_one();
                 Outcome::Done { result_id: None, message: format!("Job {job_id} is queued again with fresh attempts.") }
@@ -235,7 +235,7 @@ pub async fn discard_job(
             Ok(n) => n,
             Err(m) => return Outcome::Refused(m),
         };
-        match ctx.db.run(move |conn| crate::queue::discard_dead(conn, job_id, &by, &note)).await {
+        match ctx.db.run_raw(move |conn| crate::queue::discard_dead(conn, job_id, &by, &note)).await {
             Ok(true) => {
                 Outcome::Done { result_id: None, message: format!("Job {job_id} is discarded; it will not run.") }
             }
@@ -277,7 +277,7 @@ pub async fn resolve_alert(
         };
         let resolved = ctx
             .db
-            .write(move |tx| -> anyhow::Result<Option<bool>> {
+            .write_raw(move |tx| -> anyhow::Result<Option<bool>> {
                 let Some((kind, subject, status)) = ops::alert_key(tx, alert_id)? else { return Ok(None) };
                 if status != "open" {
                     return Ok(Some(false));

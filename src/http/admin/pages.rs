@@ -102,7 +102,7 @@ where
 {
     let loaded = ctx
         .db
-        .run(move |conn| -> anyhow::Result<_> {
+        .run_raw(move |conn| -> anyhow::Result<_> {
             let flash = match action {
                 Some(id) => actions::load(conn, id)?.map(Flash::from),
                 None => None,

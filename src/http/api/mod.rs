@@ -59,7 +59,7 @@ where
     T: Serialize + Send + 'static,
 {
     let lookup = id.clone();
-    let found = ctx.db.run(move |conn| read(conn, &lookup)).await?;
+    let found = ctx.db.run_raw(move |conn| read(conn, &lookup)).await?;
     found.map(|v| HttpResponse::Ok().json(v)).ok_or_else(|| ApiError::not_found(what, &id))
 }
 

@@ -376,6 +376,6 @@ pub async fn list_payment_orders(
         return Err(ApiError::invalid("parameter_invalid", "limit must be between 1 and 100", "limit"));
     }
     let filter = store::OrderFilter { status, seller_id: q.seller_id, starting_after: q.starting_after, limit };
-    let page = ctx.db.run(move |conn| store::list_orders(conn, &filter)).await?;
+    let page = ctx.db.run_raw(move |conn| store::list_orders(conn, &filter)).await?;
     Ok(HttpResponse::Ok().json(page))
 }

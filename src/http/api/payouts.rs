@@ -86,6 +86,6 @@ pub async fn list_payouts(
     }
     let filter =
         store::PayoutFilter { seller_id: q.seller_id, status: q.status, starting_after: q.starting_after, limit };
-    let (data, has_more) = ctx.db.run(move |conn| store::list(conn, &filter)).await?;
+    let (data, has_more) = ctx.db.run_raw(move |conn| store::list(conn, &filter)).await?;
     Ok(HttpResponse::Ok().json(Page { object: "list", data, has_more }))
 }

@@ -68,7 +68,7 @@ pub async fn put_seller(
     }
     let seller = SellerView { seller_id: seller_id.to_string(), name, payout_destination: b.payout_destination };
     let stored = seller.clone();
-    let created = ctx.db.write(move |tx| store::upsert_seller(tx, &stored)).await?;
+    let created = ctx.db.write_raw(move |tx| store::upsert_seller(tx, &stored)).await?;
     Ok(if created { HttpResponse::Created().json(seller) } else { HttpResponse::Ok().json(seller) })
 }
 

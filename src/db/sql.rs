@@ -1,0 +1,427 @@
+//! The storage seam: the one handle through which till's code speaks SQL.
+//!
+//! Core code and stores never name the engine. They take a [`Tx`] (an open
+//! write transaction, or a read connection), write SQL in the dialect
+//! SQLite and PostgreSQL share with `$1…$n` placeholders, bind values
+//! through [`ToSql`] and read columns through [`FromSql`]. Only this module
+//! knows how a value crosses into the engine: SQLite reads `$1` as `?1`;
+//! PostgreSQL reads it natively.
+//!
+//! The calls mirror rusqlite's shape (`execute`, `query_row`, `query_opt`,
+//! `query_map` with a row-mapping closure), so a store reads like plain SQL.
+
+use std::fmt;
+
+use anyhow::Context;
+
+/// One column's value as it crosses the seam, borrowed where it can be.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(&'a str),
+    Blob(&'a [u8]),
+}
+
+impl ValueRef<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            ValueRef::Null => "NULL",
+            ValueRef::Int(_) => "an integer",
+            ValueRef::Real(_) => "a real",
+            ValueRef::Text(_) => "text",
+            ValueRef::Blob(_) => "a blob",
+        }
+    }
+}
+
+/// A value till binds to a statement's parameter.
+pub trait ToSql {
+    fn to_sql(&self) -> ValueRef<'_>;
+}
+
+/// A value till reads from a column.
+pub trait FromSql: Sized {
+    fn from_sql(value: ValueRef<'_>) -> anyhow::Result<Self>;
+}
+
+/// `params![a, b, c]`: the parameters `$1, $2, $3` of a statement.
+#[macro_export]
+macro_rules! params {
+    () => { &[] as &[&dyn $crate::db::ToSql] };
+    ($($p:expr),+ $(,)?) => { &[$(&$p as &dyn $crate::db::ToSql),+] as &[&dyn $crate::db::ToSql] };
+}
+
+/// An open transaction or a read connection of till's database.
+pub struct Tx<'a> {
+    conn: &'a rusqlite::Connection,
+}
+
+/// One row of a result, read by column index (from 0).
+pub struct Row<'a, 'r> {
+    row: &'r rusqlite::Row<'a>,
+}
+
+impl Row<'_, '_> {
+    pub fn get<T: FromSql>(&self, index: usize) -> anyhow::Result<T> {
+        let value = self.row.get_ref(index).with_context(|| format!("reading column {index}"))?;
+        T::from_sql(from_sqlite(value)).with_context(|| format!("column {index}"))
+    }
+}
+
+impl<'a> Tx<'a> {
+    /// The seam over one SQLite connection (or transaction, which derefs to one).
+    pub fn sqlite(conn: &'a rusqlite::Connection) -> Tx<'a> {
+        Tx { conn }
+    }
+
+    /// The engine's own connection. Transitional, while code moves onto the seam.
+    pub fn raw(&self) -> &'a rusqlite::Connection {
+        self.conn
+    }
+
+    /// Runs a statement; returns the number of rows it changed.
+    pub fn execute(&self, sql: &str, params: &[&dyn ToSql]) -> anyhow::Result<usize> {
+        let mut st = self.prepare(sql)?;
+        bind(&mut st, params)?;
+        st.raw_execute().with_context(|| format!("running {}", head(sql)))
+    }
+
+    /// The first row, mapped by `f`; an error if there is none.
+    pub fn query_row<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn ToSql],
+        f: impl FnOnce(&Row) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.query_opt(sql, params, f)?.with_context(|| format!("no row from {}", head(sql)))
+    }
+
+    /// The first row, mapped by `f`, if there is one.
+    pub fn query_opt<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn ToSql],
+        f: impl FnOnce(&Row) -> anyhow::Result<T>,
+    ) -> anyhow::Result<Option<T>> {
+        let mut st = self.prepare(sql)?;
+        bind(&mut st, params)?;
+        let mut rows = st.raw_query();
+        match rows.next().with_context(|| format!("querying {}", head(sql)))? {
+            Some(row) => f(&Row { row }).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every row, each mapped by `f`.
+    pub fn query_map<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn ToSql],
+        mut f: impl FnMut(&Row) -> anyhow::Result<T>,
+    ) -> anyhow::Result<Vec<T>> {
+        let mut st = self.prepare(sql)?;
+        bind(&mut st, params)?;
+        let mut rows = st.raw_query();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().with_context(|| format!("querying {}", head(sql)))? {
+            out.push(f(&Row { row })?);
+        }
+        Ok(out)
+    }
+
+    /// One value of the first row: `SELECT COUNT(*) …`.
+    pub fn query_value<T: FromSql>(&self, sql: &str, params: &[&dyn ToSql]) -> anyhow::Result<T> {
+        self.query_row(sql, params, |r| r.get(0))
+    }
+
+    fn prepare(&self, sql: &str) -> anyhow::Result<rusqlite::CachedStatement<'a>> {
+        let sql = sqlite_placeholders(sql);
+        self.conn.prepare_cached(&sql).with_context(|| format!("preparing {}", head(&sql)))
+    }
+}
+
+impl fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Tx")
+    }
+}
+
+fn bind(st: &mut rusqlite::Statement<'_>, params: &[&dyn ToSql]) -> anyhow::Result<()> {
+    let expected = st.parameter_count();
+    anyhow::ensure!(params.len() == expected, "the statement takes {expected} parameters, not {}", params.len());
+    for (i, p) in params.iter().enumerate() {
+        st.raw_bind_parameter(i + 1, SqliteValue(p.to_sql()))?;
+    }
+    Ok(())
+}
+
+struct SqliteValue<'a>(ValueRef<'a>);
+
+impl rusqlite::ToSql for SqliteValue<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef as R};
+        Ok(ToSqlOutput::Borrowed(match self.0 {
+            ValueRef::Null => R::Null,
+            ValueRef::Int(i) => R::Integer(i),
+            ValueRef::Real(f) => R::Real(f),
+            ValueRef::Text(s) => R::Text(s.as_bytes()),
+            ValueRef::Blob(b) => R::Blob(b),
+        }))
+    }
+}
+
+fn from_sqlite(value: rusqlite::types::ValueRef<'_>) -> ValueRef<'_> {
+    use rusqlite::types::ValueRef as R;
+    match value {
+        R::Null => ValueRef::Null,
+        R::Integer(i) => ValueRef::Int(i),
+        R::Real(f) => ValueRef::Real(f),
+        // SQLite text is UTF-8 whenever till wrote it; anything else is read as bytes.
+        R::Text(t) => std::str::from_utf8(t).map_or(ValueRef::Blob(t), ValueRef::Text),
+        R::Blob(b) => ValueRef::Blob(b),
+    }
+}
+
+/// `$1…$n` as SQLite's numbered `?1…?n` (outside quoted text), so that a
+/// parameter may appear in any order and more than once, as in PostgreSQL.
+fn sqlite_placeholders(sql: &str) -> std::borrow::Cow<'_, str> {
+    if !sql.contains('$') {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '$') if chars.peek().is_some_and(char::is_ascii_digit) => {
+                out.push('?');
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// The start of a statement, for error messages.
+fn head(sql: &str) -> String {
+    let flat: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    flat.chars().take(80).collect()
+}
+
+fn wrong(value: ValueRef<'_>, wanted: &str) -> anyhow::Error {
+    anyhow::anyhow!("expected {wanted}, found {}", value.kind())
+}
+
+impl ToSql for i64 {
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::Int(*self)
+    }
+}
+
+macro_rules! small_ints {
+    ($($t:ty),*) => {$(
+        impl ToSql for $t {
+            fn to_sql(&self) -> ValueRef<'_> {
+                ValueRef::Int(i64::from(*self))
+            }
+        }
+        impl FromSql for $t {
+            fn from_sql(value: ValueRef<'_>) -> anyhow::Result<Self> {
+                let i = i64::from_sql(value)?;
+                <$t>::try_from(i).map_err(|_| anyhow::anyhow!("{i} does not fit {}", stringify!($t)))
+            }
+        }
+    )*};
+}
+small_ints!(i32, u32, u16, u8);
+
+impl ToSql for usize {
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::Int(i64::try_from(*self).unwrap_or(i64::MAX))
+    }
+}
+
+impl FromSql for usize {
+    fn from_sql(value: ValueRef<'_>) -> anyhow::Result<Self> {
+        let i = i64::from_sql(value)?;
+        usize::try_from(i).map_err(|_| anyhow::anyhow!("{i} is not a count"))
+    }
+}
+
+impl FromSql for i64 {
+    fn from_sql(value: ValueRef<'_>) -> anyhow::Result<Self> {
+        match value {
+            ValueRef::Int(i) => Ok(i),
+            other => Err(wrong(other, "an integer")),
+        }
+    }
+}
+
+/// Booleans are stored as 0 and 1 on every engine (`flag = 1` in SQL).
+impl ToSql for bool {
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::Int(i64::from(*self))
+    }
+}
+
+impl FromSql for bool {
+    fn from_sql(value: ValueRef<'_>) -> anyhow::Result<Self> {
+        match value {
+            ValueRef::Int(0) => Ok(false),
+            ValueRef::Int(1) => Ok(true),
+            other => Err(wrong(other, "0 or 1")),
+        }
+    }
+}
+
+impl ToSql for f64 {
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::Real(*self)
+    }
+}
+
+impl FromSql for f64 {
+    fn from_sql(value: ValueRef<'_>) -> anyhow::Result<Self> {
+        match value {
+            ValueRef::Real(f) => Ok(f),
+            ValueRef::Int(i) => Ok(i as f64),
+            other => Err(wrong(other, "a number")),
+        }
+    }
+}
+
+impl ToSql for str {
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::Text(self)
+    }
+}
+
+impl ToSql for String {
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::Text(self)
+    }
+}
+
+impl FromSql for String {
+    fn from_sql(value: ValueRef<'_>) -> anyhow::Result<Self> {
+        match value {
+            ValueRef::Text(s) => Ok(s.to_string()),
+            other => Err(wrong(other, "text")),
+        }
+    }
+}
+
+impl ToSql for [u8] {
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::Blob(self)
+    }
+}
+
+impl ToSql for Vec<u8> {
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::Blob(self)
+    }
+}
+
+impl FromSql for Vec<u8> {
+    fn from_sql(value: ValueRef<'_>) -> anyhow::Result<Self> {
+        match value {
+            ValueRef::Blob(b) => Ok(b.to_vec()),
+            ValueRef::Text(s) => Ok(s.as_bytes().to_vec()),
+            other => Err(wrong(other, "a blob")),
+        }
+    }
+}
+
+impl<T: ToSql> ToSql for Option<T> {
+    fn to_sql(&self) -> ValueRef<'_> {
+        self.as_ref().map_or(ValueRef::Null, ToSql::to_sql)
+    }
+}
+
+impl<T: FromSql> FromSql for Option<T> {
+    fn from_sql(value: ValueRef<'_>) -> anyhow::Result<Self> {
+        match value {
+            ValueRef::Null => Ok(None),
+            other => T::from_sql(other).map(Some),
+        }
+    }
+}
+
+impl<T: ToSql + ?Sized> ToSql for &T {
+    fn to_sql(&self) -> ValueRef<'_> {
+        (**self).to_sql()
+    }
+}
+
+/// Types that are stored as their text form and read back by parsing it:
+/// currencies, statuses, ids.
+#[macro_export]
+macro_rules! sql_as_text {
+    ($t:ty, $as_str:expr, $parse:expr) => {
+        impl $crate::db::ToSql for $t {
+            fn to_sql(&self) -> $crate::db::ValueRef<'_> {
+                $crate::db::ValueRef::Text($as_str(self))
+            }
+        }
+        impl $crate::db::FromSql for $t {
+            fn from_sql(value: $crate::db::ValueRef<'_>) -> anyhow::Result<Self> {
+                let text = <String as $crate::db::FromSql>::from_sql(value)?;
+                $parse(&text).ok_or_else(|| anyhow::anyhow!("'{text}' is not a {}", stringify!($t)))
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, name TEXT, flag INTEGER NOT NULL, data BLOB)")
+            .unwrap();
+        conn
+    }
+
+    #[test]
+    fn dollar_placeholders_bind_by_number_in_any_order_and_repeated() {
+        let conn = db();
+        let tx = Tx::sqlite(&conn);
+        let n = tx.execute("INSERT INTO t (k, name, flag) VALUES ($2, $1, $3)", params!["a", 7i64, true]).unwrap();
+        assert_eq!(n, 1);
+        let (k, name, flag): (i64, String, bool) = tx
+            .query_row("SELECT k, name, flag FROM t WHERE name = $1 OR k = $1", params!["a"], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!((k, name.as_str(), flag), (7, "a", true));
+        let quoted: String = tx.query_value("SELECT '$1 stays' || $1", params!["!"]).unwrap();
+        assert_eq!(quoted, "$1 stays!");
+    }
+
+    #[test]
+    fn options_blobs_and_missing_rows() {
+        let conn = db();
+        let tx = Tx::sqlite(&conn);
+        let none: Option<String> = None;
+        tx.execute("INSERT INTO t (k, name, flag, data) VALUES ($1, $2, $3, $4)", params![1i64, none, false, vec![0u8, 255]])
+            .unwrap();
+        let (name, data): (Option<String>, Vec<u8>) =
+            tx.query_row("SELECT name, data FROM t WHERE k = $1", params![1i64], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        assert_eq!((name, data), (None, vec![0, 255]));
+        assert!(tx.query_opt("SELECT k FROM t WHERE k = $1", params![2i64], |r| r.get::<i64>(0)).unwrap().is_none());
+        assert!(tx.query_row("SELECT k FROM t WHERE k = $1", params![2i64], |r| r.get::<i64>(0)).is_err());
+        let all = tx.query_map("SELECT k FROM t", params![], |r| r.get::<i64>(0)).unwrap();
+        assert_eq!(all, vec![1]);
+        assert!(tx.execute("INSERT INTO t (k, flag) VALUES ($1)", params![1i64, 2i64]).is_err(), "wrong count");
+        let flag: anyhow::Result<bool> = tx.query_value("SELECT 2", params![]);
+        assert!(flag.is_err(), "a boolean is 0 or 1");
+    }
+}
