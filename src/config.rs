@@ -420,6 +420,14 @@ pub fn public_base(configured: &str, bound: SocketAddr) -> String {
     format!("http://{addr}")
 }
 
+/// Checks a cron string the way the scheduler will read it ("" = disabled).
+pub fn check_cron(cron: &str) -> Result<(), String> {
+    if cron.is_empty() {
+        return Ok(());
+    }
+    tokio_cron_scheduler::Job::new_async(cron, |_, _| Box::pin(async {})).map(|_| ()).map_err(|e| e.to_string())
+}
+
 impl Settings {
     /// Reads the file (missing is fine: defaults), then the environment, then validates.
     pub fn load(path: &Path) -> anyhow::Result<Settings> {
@@ -539,7 +547,7 @@ impl Settings {
             ("jobs.ledger_audit", &j.ledger_audit),
             ("payouts.schedule", &self.payouts.schedule),
         ] {
-            if let Err(e) = crate::jobs::check_cron(cron) {
+            if let Err(e) = check_cron(cron) {
                 problems.push(format!("{key}: '{cron}' is not a cron string with seconds ({e})"));
             }
         }
@@ -594,7 +602,7 @@ impl Settings {
 
     fn validate_reconciliation(&self, problems: &mut Vec<String>) {
         let r = &self.reconciliation;
-        if let Err(e) = crate::jobs::check_cron(&r.schedule) {
+        if let Err(e) = check_cron(&r.schedule) {
             problems.push(format!("reconciliation.schedule: '{}' is not a cron string with seconds ({e})", r.schedule));
         }
         if !(0..=60).contains(&r.grace_days) {

@@ -14,8 +14,8 @@ use crate::context::{Ctx, KeyedLocks};
 use crate::db::{self, Db};
 use crate::http::{self, api::ApiDoc, errors::ApiError};
 use crate::jobs::Scheduler;
+use crate::jobs::worker::Runner;
 use crate::psp::PspClient;
-use crate::queue::runner::Runner;
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::admin::rate_limit::{self, Admission, Buckets, Limits, Reservation};
 use crate::admin::users::{self, HashingError, PasswordHashing, Staff, StaffEmail};
 use crate::context::Ctx;
-use crate::queue::now_ms;
+use crate::db::now_ms;
 
 /// Longest cookie value looked at; anything longer is not one of our tokens.
 const MAX_TOKEN_LEN: usize = 64;

@@ -264,6 +264,11 @@ fn to_sqlite_error(e: anyhow::Error) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(e.into())
 }
 
+/// Now, as stored in `*_ms` columns: Unix milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// Now, in UTC, as stored: RFC 3339 with milliseconds, so text order is time order.
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)

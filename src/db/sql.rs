@@ -411,10 +411,14 @@ mod tests {
         let conn = db();
         let tx = Tx::sqlite(&conn);
         let none: Option<String> = None;
-        tx.execute("INSERT INTO t (k, name, flag, data) VALUES ($1, $2, $3, $4)", params![1i64, none, false, vec![0u8, 255]])
+        tx.execute(
+            "INSERT INTO t (k, name, flag, data) VALUES ($1, $2, $3, $4)",
+            params![1i64, none, false, vec![0u8, 255]],
+        )
+        .unwrap();
+        let (name, data): (Option<String>, Vec<u8>) = tx
+            .query_row("SELECT name, data FROM t WHERE k = $1", params![1i64], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap();
-        let (name, data): (Option<String>, Vec<u8>) =
-            tx.query_row("SELECT name, data FROM t WHERE k = $1", params![1i64], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
         assert_eq!((name, data), (None, vec![0, 255]));
         assert!(tx.query_opt("SELECT k FROM t WHERE k = $1", params![2i64], |r| r.get::<i64>(0)).unwrap().is_none());
         assert!(tx.query_row("SELECT k FROM t WHERE k = $1", params![2i64], |r| r.get::<i64>(0)).is_err());

@@ -149,3 +149,73 @@ impl From<crate::payments::sync::SyncError> for ApiError {
         }
     }
 }
+
+/// The core's errors, as the API shows them.
+
+impl From<crate::payments::create::CreateError> for ApiError {
+    fn from(e: crate::payments::create::CreateError) -> ApiError {
+        match e {
+            crate::payments::create::CreateError::DifferentRequest(id) => ApiError::idempotency(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "checkout_id_reused",
+                format!("checkout_id {id} was already used with a different request body"),
+            ),
+            crate::payments::create::CreateError::OrderIdTaken(i) => ApiError::invalid(
+                "payment_order_id_taken",
+                format!("orders[{i}].payment_order_id is already used by another checkout"),
+                format!("orders[{i}].payment_order_id"),
+            ),
+            crate::payments::create::CreateError::PspRefused(msg) => ApiError::psp(
+                StatusCode::BAD_GATEWAY,
+                "psp_refused",
+                format!(
+                    "{msg}; nothing was charged and the checkout stays open: send the same request again once the cause is fixed, or cancel it"
+                ),
+            ),
+            crate::payments::create::CreateError::PspUnavailable(msg) => ApiError::psp(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "psp_unavailable",
+                format!("the PSP could not be reached ({msg}); send the same request again to resume"),
+            ),
+            crate::payments::create::CreateError::Internal(e) => ApiError::internal(&e),
+        }
+    }
+}
+
+impl From<crate::refunds::RefundError> for ApiError {
+    fn from(e: crate::refunds::RefundError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            crate::refunds::RefundError::OrderMissing(id) => ApiError::not_found("payment order", &id),
+            crate::refunds::RefundError::NotRefundable(..) => {
+                ApiError::invalid("order_not_refundable", message, "payment_order_id")
+            }
+            crate::refunds::RefundError::BadAmount(_) => ApiError::invalid("amount_invalid", message, "amount"),
+            crate::refunds::RefundError::TooMuch { .. } => ApiError::invalid("refund_exceeds_order", message, "amount"),
+            crate::refunds::RefundError::SellerBalance { .. } => {
+                ApiError::invalid("insufficient_seller_balance", message, "amount")
+            }
+            crate::refunds::RefundError::Internal(e) => ApiError::internal(&e),
+        }
+    }
+}
+
+impl From<crate::payouts::PayoutError> for ApiError {
+    fn from(e: crate::payouts::PayoutError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            crate::payouts::PayoutError::SellerMissing(_) => ApiError::invalid("seller_missing", message, "seller_id"),
+            crate::payouts::PayoutError::NoDestination(_) => {
+                ApiError::invalid("payout_destination_missing", message, "seller_id")
+            }
+            crate::payouts::PayoutError::BadAmount(_) => ApiError::invalid("amount_invalid", message, "amount"),
+            crate::payouts::PayoutError::TooMuch { .. } => {
+                ApiError::invalid("amount_exceeds_available", message, "amount")
+            }
+            crate::payouts::PayoutError::BelowMinimum { .. } => {
+                ApiError::invalid("amount_below_minimum", message, "amount")
+            }
+            crate::payouts::PayoutError::Internal(e) => ApiError::internal(&e),
+        }
+    }
+}

@@ -14,8 +14,8 @@ use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use crate::context::Ctx;
+use crate::db::now_ms;
 use crate::http::errors::ApiError;
-use crate::queue::now_ms;
 
 pub const MAX_KEY_LEN: usize = 255;
 pub const KEEP_MS: i64 = 24 * 3600 * 1000;

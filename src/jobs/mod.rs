@@ -5,20 +5,13 @@
 //! run it directly.
 
 pub mod tasks;
+pub mod worker;
 
 use std::future::Future;
 
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::context::Ctx;
-
-/// Checks a cron string the way the scheduler will read it ("" = disabled).
-pub fn check_cron(cron: &str) -> Result<(), String> {
-    if cron.is_empty() {
-        return Ok(());
-    }
-    Job::new_async(cron, |_, _| Box::pin(async {})).map(|_| ()).map_err(|e| e.to_string())
-}
 
 pub struct Scheduler {
     inner: JobScheduler,

@@ -266,7 +266,9 @@ mod tests {
     #[tokio::test]
     async fn a_source_booked_before_or_twice_in_a_batch_is_skipped_with_nothing_written() {
         let (_dir, db) = db();
-        db.write_raw(|tx| -> anyhow::Result<i64> { Ok(post_transaction(tx, &payin("a", "s", 500, 0))?) }).await.unwrap();
+        db.write_raw(|tx| -> anyhow::Result<i64> { Ok(post_transaction(tx, &payin("a", "s", 500, 0))?) })
+            .await
+            .unwrap();
         let booked = db
             .write_raw(|tx| -> anyhow::Result<Vec<Option<i64>>> {
                 Ok(post_transactions(tx, &[payin("a", "s", 500, 0), payin("b", "s", 700, 0), payin("b", "s", 900, 0)])?)
@@ -276,7 +278,8 @@ mod tests {
         assert!(booked[0].is_none() && booked[1].is_some() && booked[2].is_none(), "{booked:?}");
         assert_eq!(balance(&db, PSP_BALANCE), 1200);
         assert_eq!(balance(&db, &seller_account("s")), -1200);
-        let again = db.write_raw(|tx| -> Result<i64, PostingError> { post_transaction(tx, &payin("b", "s", 1, 0)) }).await;
+        let again =
+            db.write_raw(|tx| -> Result<i64, PostingError> { post_transaction(tx, &payin("b", "s", 1, 0)) }).await;
         assert!(matches!(again, Err(PostingError::AlreadyBooked { .. })));
     }
 

@@ -2,11 +2,8 @@
 //! session at the PSP, then record what the PSP said. The checkout id makes
 //! the whole call idempotent, across concurrent requests and crashes.
 
-use actix_web::http::StatusCode;
-
 use crate::alerts;
 use crate::context::Ctx;
-use crate::http::errors::ApiError;
 use crate::payments::model::{NewCheckout, OrderStatus, PaymentMethod};
 use crate::payments::store::{self, CheckoutView};
 use crate::payments::sync::SyncPlan;
@@ -32,36 +29,6 @@ pub enum CreateError {
     PspUnavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
-}
-
-impl From<CreateError> for ApiError {
-    fn from(e: CreateError) -> ApiError {
-        match e {
-            CreateError::DifferentRequest(id) => ApiError::idempotency(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "checkout_id_reused",
-                format!("checkout_id {id} was already used with a different request body"),
-            ),
-            CreateError::OrderIdTaken(i) => ApiError::invalid(
-                "payment_order_id_taken",
-                format!("orders[{i}].payment_order_id is already used by another checkout"),
-                format!("orders[{i}].payment_order_id"),
-            ),
-            CreateError::PspRefused(msg) => ApiError::psp(
-                StatusCode::BAD_GATEWAY,
-                "psp_refused",
-                format!(
-                    "{msg}; nothing was charged and the checkout stays open: send the same request again once the cause is fixed, or cancel it"
-                ),
-            ),
-            CreateError::PspUnavailable(msg) => ApiError::psp(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "psp_unavailable",
-                format!("the PSP could not be reached ({msg}); send the same request again to resume"),
-            ),
-            CreateError::Internal(e) => ApiError::internal(&e),
-        }
-    }
 }
 
 /// Creates the checkout, or returns the one already made by an identical request.

@@ -12,7 +12,7 @@ use crate::payments::{Policy, notify};
 use crate::psp::requests::{self, PspRequest};
 use crate::psp::types::{IntentOutcome, PaymentIntent, failure_code};
 use crate::psp::{PaymentIntentRequest, PspError};
-use crate::queue::runner::JobError;
+use crate::queue::JobError;
 use crate::queue::{self, Job};
 
 /// Charges one token order: NOT_STARTED → EXECUTING, then the PSP, then the

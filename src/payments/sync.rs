@@ -16,7 +16,7 @@ use crate::payments::store::{self, CheckoutView, EventHead};
 use crate::payments::{Policy, notify};
 use crate::psp::types::SessionOutcome;
 use crate::psp::{PspError, requests, session_key};
-use crate::queue::runner::JobError;
+use crate::queue::JobError;
 
 /// When an open hosted checkout's session is asked about: every
 /// `payments.sync_every_seconds` from its creation (at most 15 minutes, so
@@ -35,7 +35,7 @@ impl SyncPlan {
 
     /// The first sync's delay from now.
     pub fn first_delay_ms(&self) -> i64 {
-        self.next_at_ms(crate::queue::now_ms()).map_or(0, |at| at - crate::queue::now_ms())
+        self.next_at_ms(crate::db::now_ms()).map_or(0, |at| at - crate::db::now_ms())
     }
 
     /// When to ask next about a session still open at `now_ms`; None once
@@ -60,7 +60,7 @@ pub async fn sync_checkout(ctx: &Ctx, checkout_id: &str) -> Result<(), JobError>
     let plan = session.expires_at.map(|at| SyncPlan::of(&ctx.settings, at));
     let still_open = session.outcome() == SessionOutcome::Open;
     match complete::apply_checkout_session(ctx, session).await {
-        Ok(_) if still_open => match plan.and_then(|p| p.next_at_ms(crate::queue::now_ms())) {
+        Ok(_) if still_open => match plan.and_then(|p| p.next_at_ms(crate::db::now_ms())) {
             Some(at_ms) => Err(JobError::Later { at_ms, why: format!("session {session_id} is open") }),
             None => Err(JobError::Retry(format!("session {session_id} is still open after its expiry"))),
         },

@@ -10,13 +10,12 @@ pub mod store;
 use rusqlite::Transaction;
 
 use crate::context::Ctx;
-use crate::http::errors::ApiError;
 use crate::ledger::{self, Posting};
 use crate::money::{Currency, Money, format_minor};
 use crate::psp::requests::{self, PspRequest};
 use crate::psp::types::{Transfer, TransferOutcome};
 use crate::psp::{PspError, TransferRequest};
-use crate::queue::runner::JobError;
+use crate::queue::JobError;
 use crate::queue::{self, JobKind};
 use crate::wallet;
 use crate::webhooks::out;
@@ -37,20 +36,6 @@ pub enum PayoutError {
     BelowMinimum { asked: String, minimum: String },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
-}
-
-impl From<PayoutError> for ApiError {
-    fn from(e: PayoutError) -> ApiError {
-        let message = e.to_string();
-        match e {
-            PayoutError::SellerMissing(_) => ApiError::invalid("seller_missing", message, "seller_id"),
-            PayoutError::NoDestination(_) => ApiError::invalid("payout_destination_missing", message, "seller_id"),
-            PayoutError::BadAmount(_) => ApiError::invalid("amount_invalid", message, "amount"),
-            PayoutError::TooMuch { .. } => ApiError::invalid("amount_exceeds_available", message, "amount"),
-            PayoutError::BelowMinimum { .. } => ApiError::invalid("amount_below_minimum", message, "amount"),
-            PayoutError::Internal(e) => ApiError::internal(&e),
-        }
-    }
 }
 
 pub struct NewPayout {

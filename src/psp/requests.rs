@@ -45,7 +45,7 @@ pub fn fix(tx: &Transaction, req: PspRequest) -> anyhow::Result<PspRequest> {
         req.path,
         req.subject_id,
         serde_json::to_string(&req.form)?,
-        crate::queue::now_ms()
+        crate::db::now_ms()
     ])
     .context("storing a PSP request")?;
     Ok(req)
@@ -65,7 +65,7 @@ pub fn load(conn: &Connection, idempotency_key: &str) -> anyhow::Result<Option<P
 
 /// Deletes requests older than [`KEEP_MS`]; returns how many. Run by the cleanup job.
 pub fn cleanup(conn: &Connection) -> anyhow::Result<usize> {
-    Ok(conn.execute("DELETE FROM psp_requests WHERE created_at_ms < ?1", [crate::queue::now_ms() - KEEP_MS])?)
+    Ok(conn.execute("DELETE FROM psp_requests WHERE created_at_ms < ?1", [crate::db::now_ms() - KEEP_MS])?)
 }
 
 #[cfg(test)]

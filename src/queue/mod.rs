@@ -4,13 +4,12 @@
 //! is idempotent), retried with exponential backoff and full jitter, and
 //! dead-lettered with an alert after `max_attempts`.
 
-pub mod runner;
-
 use anyhow::Context;
 use rand::Rng;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::config::QueueSettings;
+use crate::db::now_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobKind {
@@ -61,8 +60,25 @@ pub struct Job {
     pub lease_token: String,
 }
 
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+/// Why a job did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Try again later (timeouts, 5xx, 429, connection errors, unknown outcomes).
+    #[error("{0}")]
+    Retry(String),
+    /// Retrying cannot help: dead-letter it now for a person.
+    #[error("{0}")]
+    Final(String),
+    /// Nothing failed, it is just not over: run again at `at_ms` (unix ms),
+    /// without spending an attempt.
+    #[error("{why}")]
+    Later { at_ms: i64, why: String },
+}
+
+impl From<anyhow::Error> for JobError {
+    fn from(e: anyhow::Error) -> Self {
+        JobError::Retry(format!("{e:#}"))
+    }
 }
 
 /// Enqueues a job unless one for the same kind and subject is already live.

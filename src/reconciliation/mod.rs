@@ -115,7 +115,8 @@ pub async fn import_file(
     let _running = ctx.checkout_locks.lock("reconciliation:run").await;
 
     let row_count = rows.len();
-    let begun = ctx.db.write_raw(move |tx| begin(tx, &sha256, &name, source, &bytes, row_count, day.as_deref())).await?;
+    let begun =
+        ctx.db.write_raw(move |tx| begin(tx, &sha256, &name, source, &bytes, row_count, day.as_deref())).await?;
     let (run_id, file_id) = match begun {
         Begun::Finished(run_id) => {
             // A fetched day whose report equals one seen before (an empty day)
@@ -132,7 +133,9 @@ pub async fn import_file(
     classify_rows(ctx, run_id, file_id).await?;
     let earliest_day = days.first().cloned();
     ctx.db
-        .write_raw(move |tx| -> anyhow::Result<()> { days.iter().try_for_each(|day| store::record_day(tx, day, file_id)) })
+        .write_raw(move |tx| -> anyhow::Result<()> {
+            days.iter().try_for_each(|day| store::record_day(tx, day, file_id))
+        })
         .await?;
     let fixed = fix::fix_open(ctx, run_id).await?;
     tracing::info!(run_id, fixed, "reconciliation: automatic fixes done");
@@ -259,7 +262,9 @@ fn decide(tx: &rusqlite::Transaction, run_id: i64, stored: &StoredRow) -> anyhow
 
 async fn sweep_missing(ctx: &Ctx, run_id: Option<i64>, earliest_day: Option<String>) -> anyhow::Result<usize> {
     let grace_days = ctx.settings.reconciliation.grace_days;
-    ctx.db.write_raw(move |tx| missing::sweep(tx, run_id, chrono::Utc::now(), grace_days, earliest_day.as_deref())).await
+    ctx.db
+        .write_raw(move |tx| missing::sweep(tx, run_id, chrono::Utc::now(), grace_days, earliest_day.as_deref()))
+        .await
 }
 
 /// Step 4 of the exception queue: a person closes an exception with a note.

@@ -10,14 +10,13 @@ pub mod store;
 use rusqlite::Transaction;
 
 use crate::context::Ctx;
-use crate::http::errors::ApiError;
 use crate::ledger::{self, Posting};
 use crate::money::{Currency, Money, format_minor};
 use crate::payments::Policy;
 use crate::payments::model::OrderStatus;
 use crate::psp::requests::{self, PspRequest};
 use crate::psp::{PspError, RefundRequest};
-use crate::queue::runner::JobError;
+use crate::queue::JobError;
 use crate::queue::{self, JobKind};
 use crate::wallet;
 use crate::webhooks::out;
@@ -51,20 +50,6 @@ pub enum RefundError {
     SellerBalance { available: String, needed: String },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
-}
-
-impl From<RefundError> for ApiError {
-    fn from(e: RefundError) -> ApiError {
-        let message = e.to_string();
-        match e {
-            RefundError::OrderMissing(id) => ApiError::not_found("payment order", &id),
-            RefundError::NotRefundable(..) => ApiError::invalid("order_not_refundable", message, "payment_order_id"),
-            RefundError::BadAmount(_) => ApiError::invalid("amount_invalid", message, "amount"),
-            RefundError::TooMuch { .. } => ApiError::invalid("refund_exceeds_order", message, "amount"),
-            RefundError::SellerBalance { .. } => ApiError::invalid("insufficient_seller_balance", message, "amount"),
-            RefundError::Internal(e) => ApiError::internal(&e),
-        }
-    }
 }
 
 impl From<RefundError> for JobError {
@@ -270,14 +255,14 @@ fn finish(
     out::emit(tx, event, refund_id, &refund, policy.webhook_attempts)
 }
 
-pub async fn get(ctx: &Ctx, refund_id: &str) -> Result<RefundView, ApiError> {
+pub async fn get(ctx: &Ctx, refund_id: &str) -> anyhow::Result<Option<RefundView>> {
     let id = refund_id.to_string();
-    ctx.db.run_raw(move |conn| store::load(conn, &id)).await?.ok_or_else(|| ApiError::not_found("refund", refund_id))
+    ctx.db.run_raw(move |conn| store::load(conn, &id)).await
 }
 
-pub async fn list_for_order(ctx: &Ctx, payment_order_id: &str) -> Result<Vec<RefundView>, ApiError> {
+pub async fn list_for_order(ctx: &Ctx, payment_order_id: &str) -> anyhow::Result<Vec<RefundView>> {
     let id = payment_order_id.to_string();
-    Ok(ctx.db.run_raw(move |conn| store::for_order(conn, &id)).await?)
+    ctx.db.run_raw(move |conn| store::for_order(conn, &id)).await
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::url_policy::{self, NotPublic, PublicOnly};
 use crate::config::WebhookSettings;
 use crate::context::Ctx;
-use crate::queue::runner::JobError;
+use crate::queue::JobError;
 use crate::queue::{self, JobKind};
 
 pub const EVENT_TYPES: &[&str] = &[

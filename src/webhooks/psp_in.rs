@@ -11,7 +11,7 @@ use crate::payments::execute;
 use crate::psp::PspError;
 use crate::psp::types::Event;
 use crate::psp::webhook_signature::{self, SignatureError};
-use crate::queue::runner::JobError;
+use crate::queue::JobError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {

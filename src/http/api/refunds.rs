@@ -61,7 +61,9 @@ pub async fn create_refund(
 )]
 #[get("/refunds/{refund_id}")]
 pub async fn get_refund(ctx: web::Data<Ctx>, _key: ApiKey, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(refunds::get(&ctx, &path.into_inner()).await?))
+    let id = path.into_inner();
+    let refund = refunds::get(&ctx, &id).await?.ok_or_else(|| ApiError::not_found("refund", &id))?;
+    Ok(HttpResponse::Ok().json(refund))
 }
 
 #[utoipa::path(

@@ -1,4 +1,4 @@
-//! The worker loop: claims due jobs in batches, runs at most
+//! The queue's workers, where the jobs are known: the loop claims due jobs in batches, runs at most
 //! `queue.workers` at once, records each outcome, and on shutdown stops
 //! claiming and lets running jobs finish (an unfinished one is picked up
 //! again after its lease, on the next start).
@@ -9,28 +9,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
 use crate::context::Ctx;
-use crate::queue::{self, Failed, Job, JobKind};
-
-/// Why a job did not finish.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    /// Try again later (timeouts, 5xx, 429, connection errors, unknown outcomes).
-    #[error("{0}")]
-    Retry(String),
-    /// Retrying cannot help: dead-letter it now for a person.
-    #[error("{0}")]
-    Final(String),
-    /// Nothing failed, it is just not over: run again at `at_ms` (unix ms),
-    /// without spending an attempt.
-    #[error("{why}")]
-    Later { at_ms: i64, why: String },
-}
-
-impl From<anyhow::Error> for JobError {
-    fn from(e: anyhow::Error) -> Self {
-        JobError::Retry(format!("{e:#}"))
-    }
-}
+use crate::queue::{self, Failed, Job, JobError, JobKind};
 
 pub struct Runner {
     shutdown: watch::Sender<bool>,
