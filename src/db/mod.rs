@@ -36,6 +36,7 @@ pub fn till_migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/till/0008_fewer_order_indexes.sql")),
         M::up(include_str!("../../migrations/till/0009_login_attempts.sql")),
         M::up(include_str!("../../migrations/till/0010_psp_charges.sql")),
+        M::up(include_str!("../../migrations/till/0011_psp_call_version.sql")),
     ])
 }
 
