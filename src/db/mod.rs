@@ -45,6 +45,8 @@ pub fn sandbox_migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("../../migrations/sandbox/0001_init.sql")),
         M::up(include_str!("../../migrations/sandbox/0002_report_runs.sql")),
+        M::up(include_str!("../../migrations/sandbox/0003_request_log.sql")),
+        M::up(include_str!("../../migrations/sandbox/0004_payment_intent_options.sql")),
     ])
 }
 

@@ -25,4 +25,5 @@ mod properties;
 mod psp_webhooks;
 mod reconciliation;
 mod refunds;
+mod stripe_wire;
 mod token_payments;
