@@ -161,9 +161,7 @@ fn command_ctx(settings: Settings) -> anyhow::Result<crate::context::Ctx> {
         "" => format!("http://{}", settings.sandbox.bind),
         base => base.to_string(),
     };
-    let psp =
-        crate::psp::PspClient::new(&api_base, &settings.psp.secret_key, settings.psp.request_timeout_ms, db.clone())?
-            .with_files_base(&settings.psp.files_base);
+    let psp = crate::psp::PspClient::new(&api_base, &settings.psp, db.clone())?;
     let webhook_http = crate::webhooks::out::http_client(&settings.webhooks)?;
     Ok(crate::context::Ctx {
         db,

@@ -127,7 +127,25 @@ pub struct PspSettings {
     pub request_timeout_ms: u64,
     /// How old a signed webhook may be before it is refused as a replay.
     pub webhook_tolerance_seconds: i64,
+    /// The `Stripe-Version` sent with every call: the API version the
+    /// connector is written against, whatever the account's default is.
+    pub api_version: String,
+    /// Added to the account's statement descriptor prefix on the buyer's
+    /// card statement (`statement_descriptor_suffix`); empty: not sent.
+    pub statement_descriptor_suffix: String,
 }
+
+/// The Stripe API version the connector is written against: the first of
+/// the Dahlia release (later Dahlia versions only add). What it reads and
+/// sends is as this version has it: a Checkout Session makes its
+/// PaymentIntent when paid (2022-08-01), a PaymentIntent has `latest_charge`
+/// and no `charges` (2022-11-15), and one given no payment method types
+/// accepts the Dashboard's, redirects included, unless told
+/// `automatic_payment_methods[allow_redirects]=never` (2023-08-16).
+pub const STRIPE_API_VERSION: &str = "2026-03-25.dahlia";
+
+/// Stripe's rules for a statement descriptor suffix.
+pub const MAX_STATEMENT_DESCRIPTOR_SUFFIX_CHARS: usize = 22;
 
 impl Default for PspSettings {
     fn default() -> Self {
@@ -138,6 +156,8 @@ impl Default for PspSettings {
             webhook_secret: "whsec_till_sandbox_0000000000000000".into(),
             request_timeout_ms: 10_000,
             webhook_tolerance_seconds: 300,
+            api_version: STRIPE_API_VERSION.into(),
+            statement_descriptor_suffix: String::new(),
         }
     }
 }
@@ -500,6 +520,12 @@ impl Settings {
         if !(1..=3600).contains(&self.psp.webhook_tolerance_seconds) {
             problems.push("psp.webhook_tolerance_seconds: must be between 1 and 3600".into());
         }
+        if let Err(why) = check_api_version(&self.psp.api_version) {
+            problems.push(format!("psp.api_version: {why}"));
+        }
+        if let Err(why) = check_statement_descriptor_suffix(&self.psp.statement_descriptor_suffix) {
+            problems.push(format!("psp.statement_descriptor_suffix: {why}"));
+        }
         self.validate_sandbox(&mut problems);
         self.validate_reconciliation(&mut problems);
         if !(30..=1440).contains(&self.payments.checkout_expires_minutes) {
@@ -647,6 +673,37 @@ impl Settings {
     }
 }
 
+/// A Stripe API version: `YYYY-MM-DD` (a real day), optionally followed by
+/// `.name` in lower-case letters (`2026-03-25.dahlia`).
+pub fn check_api_version(version: &str) -> Result<(), String> {
+    let (date, name) = version.split_once('.').map_or((version, None), |(d, n)| (d, Some(n)));
+    let real_day = date.len() == 10 && chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok();
+    let name_ok = name.is_none_or(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_lowercase()));
+    if real_day && name_ok {
+        Ok(())
+    } else {
+        Err(format!("'{version}' is not a Stripe API version like {STRIPE_API_VERSION}"))
+    }
+}
+
+/// Stripe's rules: at most 22 characters, at least one letter, none of
+/// `<>\'"*`. Stripe checks them too; checking at start names the key.
+pub fn check_statement_descriptor_suffix(suffix: &str) -> Result<(), String> {
+    if suffix.is_empty() {
+        return Ok(());
+    }
+    if suffix.chars().count() > MAX_STATEMENT_DESCRIPTOR_SUFFIX_CHARS {
+        return Err(format!("at most {MAX_STATEMENT_DESCRIPTOR_SUFFIX_CHARS} characters"));
+    }
+    if !suffix.chars().any(char::is_alphabetic) {
+        return Err("must contain at least one letter".into());
+    }
+    if suffix.contains(['<', '>', '\\', '\'', '"', '*']) {
+        return Err("must not contain any of < > \\ ' \" *".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -658,6 +715,33 @@ mod tests {
         assert_eq!(public_base("", at("[::]:8081")), "http://127.0.0.1:8081");
         assert_eq!(public_base("", at("10.1.2.3:80")), "http://10.1.2.3:80");
         assert_eq!(public_base("https://pay.shop.example/", at("0.0.0.0:1")), "https://pay.shop.example");
+    }
+
+    #[test]
+    fn api_versions_are_dated() {
+        for good in [STRIPE_API_VERSION, "2024-06-20", "2025-03-31.basil"] {
+            assert_eq!(check_api_version(good), Ok(()), "{good}");
+        }
+        for bad in ["", "latest", "2019-2-19", "2026-02-30.dahlia", "2026-03-25.", "2026-03-25.Dahlia", "2026-03-25 "] {
+            assert!(check_api_version(bad).is_err(), "{bad:?}");
+        }
+        let mut s = Settings::default();
+        s.psp.api_version = "2026-13-01".into();
+        let msg = s.validate().unwrap_err().to_string();
+        assert!(msg.contains("psp.api_version: '2026-13-01'"), "{msg}");
+    }
+
+    #[test]
+    fn statement_descriptor_suffixes_follow_stripes_rules() {
+        for good in ["", "TILL", "Order 42", "Épicerie-7", "abcdefghijklmnopqrstuv"] {
+            assert_eq!(check_statement_descriptor_suffix(good), Ok(()), "{good}");
+        }
+        for bad in ["abcdefghijklmnopqrstuvw", "12345", "  ", "a<b", "a>b", "a\\b", "it's", "a\"b", "a*b"] {
+            assert!(check_statement_descriptor_suffix(bad).is_err(), "{bad:?}");
+        }
+        let mut s = Settings::default();
+        s.psp.statement_descriptor_suffix = "***".into();
+        assert!(s.validate().unwrap_err().to_string().contains("psp.statement_descriptor_suffix"));
     }
 
     #[test]

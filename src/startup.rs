@@ -39,8 +39,7 @@ impl Application {
             ("", Some(sandbox)) => format!("http://{sandbox}"),
             (base, _) => base.to_string(),
         };
-        let psp = PspClient::new(&api_base, &settings.psp.secret_key, settings.psp.request_timeout_ms, db.clone())?
-            .with_files_base(&settings.psp.files_base);
+        let psp = PspClient::new(&api_base, &settings.psp, db.clone())?;
         let ctx = Ctx {
             db,
             psp,

@@ -40,6 +40,7 @@ pub fn till_migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/till/0008_fewer_order_indexes.sql")),
         M::up(include_str!("../../migrations/till/0009_login_attempts.sql")),
         M::up(include_str!("../../migrations/till/0010_psp_charges.sql")),
+        M::up(include_str!("../../migrations/till/0011_psp_call_version.sql")),
         M::up(include_str!("../../migrations/till/0012_psp_requests.sql")),
     ])
 }
@@ -49,6 +50,8 @@ pub fn sandbox_migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("../../migrations/sandbox/0001_init.sql")),
         M::up(include_str!("../../migrations/sandbox/0002_report_runs.sql")),
+        M::up(include_str!("../../migrations/sandbox/0003_request_log.sql")),
+        M::up(include_str!("../../migrations/sandbox/0004_payment_intent_options.sql")),
     ])
 }
 

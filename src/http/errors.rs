@@ -150,7 +150,7 @@ impl From<crate::payments::sync::SyncError> for ApiError {
     }
 }
 
-/// The core's errors, as the API shows them.
+// The core's errors, as the API shows them.
 
 impl From<crate::payments::create::CreateError> for ApiError {
     fn from(e: crate::payments::create::CreateError) -> ApiError {

@@ -45,6 +45,7 @@ pub async fn create_checkout(
     // A new session would expire then; a session already asked for keeps
     // the request first stored, whatever the clock says now.
     let expires_at = chrono::Utc::now().timestamp() + ctx.settings.payments.checkout_expires_minutes * 60;
+    let suffix = ctx.psp.statement_descriptor_suffix();
     // The view is read in the same transaction (on the writer's warm page
     // cache, which is cheaper than a reader's cold one under load).
     let (created, session, view) = {
@@ -74,7 +75,7 @@ pub async fn create_checkout(
                         Created::New
                     }
                 };
-                let session = match session_request(&new, expires_at) {
+                let session = match session_request(&new, expires_at, suffix) {
                     Some(request) => Some(requests::fix(tx, request.build())?),
                     None => None,
                 };
@@ -93,7 +94,11 @@ pub async fn create_checkout(
 }
 
 /// The hosted session a checkout asks the PSP for (None for token payments).
-fn session_request(new: &NewCheckout, expires_at: i64) -> Option<CheckoutSessionRequest> {
+fn session_request(
+    new: &NewCheckout,
+    expires_at: i64,
+    statement_descriptor_suffix: Option<String>,
+) -> Option<CheckoutSessionRequest> {
     let PaymentMethod::HostedPage { success_url, cancel_url } = &new.payment_method else { return None };
     Some(CheckoutSessionRequest {
         checkout_id: new.checkout_id.to_string(),
@@ -109,6 +114,7 @@ fn session_request(new: &NewCheckout, expires_at: i64) -> Option<CheckoutSession
                 unit_amount: o.amount.amount_minor(),
             })
             .collect(),
+        statement_descriptor_suffix,
     })
 }
 

@@ -20,6 +20,7 @@ use crate::queue::{self, Job};
 pub async fn charge_order(ctx: &Ctx, job: &Job) -> Result<bool, JobError> {
     let payment_order_id = job.subject_id.as_str();
     let id = payment_order_id.to_string();
+    let suffix = ctx.psp.statement_descriptor_suffix();
     // The charge's request is fixed in the write that sends the order, so
     // every attempt sends the same one.
     let target = ctx
@@ -36,7 +37,7 @@ pub async fn charge_order(ctx: &Ctx, job: &Job) -> Result<bool, JobError> {
                     "sent to the PSP",
                 )?;
             }
-            let request = requests::fix(tx, charge_request(&target).build())?;
+            let request = requests::fix(tx, charge_request(&target, suffix).build())?;
             Ok(Some((target, request)))
         })
         .await?;
@@ -69,7 +70,7 @@ pub async fn charge_order(ctx: &Ctx, job: &Job) -> Result<bool, JobError> {
 }
 
 /// What charges a token order at the PSP.
-fn charge_request(target: &store::ChargeTarget) -> PaymentIntentRequest {
+fn charge_request(target: &store::ChargeTarget, statement_descriptor_suffix: Option<String>) -> PaymentIntentRequest {
     PaymentIntentRequest {
         payment_order_id: target.order.payment_order_id.clone(),
         checkout_id: target.order.checkout_id.clone(),
@@ -77,6 +78,7 @@ fn charge_request(target: &store::ChargeTarget) -> PaymentIntentRequest {
         amount_minor: target.order.amount_minor,
         currency: target.order.currency.to_ascii_lowercase(),
         payment_method: target.token.clone(),
+        statement_descriptor_suffix,
     }
 }
 

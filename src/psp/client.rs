@@ -1,5 +1,6 @@
-//! The HTTP client for Stripe's API. Every call is recorded in `psp_calls`
-//! (after it returns, never inside a business transaction). Errors are
+//! The HTTP client for Stripe's API. Every call carries the pinned
+//! `Stripe-Version` (`psp.api_version`) and is recorded in `psp_calls` with
+//! it (after it returns, never inside a business transaction). Errors are
 //! classified: a decline or a 4xx is final; a timeout, 429, 5xx or broken
 //! connection leaves the outcome unknown, and the caller must ask again.
 
@@ -10,6 +11,7 @@ use anyhow::Context;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
+use crate::config::PspSettings;
 use crate::db::Db;
 use crate::psp::requests::PspRequest;
 use crate::psp::types::{CheckoutSession, PaymentIntent, Refund, ReportRun, StripeError, StripeErrorBody, Transfer};
@@ -40,6 +42,10 @@ pub struct PspClient {
     /// Stripe serves file contents from a host of their own (`files.stripe.com`).
     files_base: String,
     secret_key: String,
+    /// Sent as `Stripe-Version` with every request (a default header of `http`).
+    api_version: String,
+    /// `statement_descriptor_suffix` of every charge; `None`: not sent.
+    statement_descriptor_suffix: Option<String>,
     calls: CallLog,
 }
 
@@ -55,6 +61,8 @@ pub struct CheckoutSessionRequest {
     pub cancel_url: String,
     pub expires_at: i64,
     pub line_items: Vec<LineItem>,
+    /// `psp.statement_descriptor_suffix`, if set.
+    pub statement_descriptor_suffix: Option<String>,
 }
 
 pub struct TransferRequest {
@@ -91,6 +99,8 @@ pub struct PaymentIntentRequest {
     /// Lower case, as Stripe writes it.
     pub currency: String,
     pub payment_method: String,
+    /// `psp.statement_descriptor_suffix`, if set.
+    pub statement_descriptor_suffix: Option<String>,
 }
 
 impl CheckoutSessionRequest {
@@ -105,6 +115,9 @@ impl CheckoutSessionRequest {
             ("metadata[checkout_id]".into(), self.checkout_id.clone()),
             ("payment_intent_data[metadata][checkout_id]".into(), self.checkout_id.clone()),
         ];
+        if let Some(suffix) = &self.statement_descriptor_suffix {
+            form.push(("payment_intent_data[statement_descriptor_suffix]".into(), suffix.clone()));
+        }
         for (i, item) in self.line_items.iter().enumerate() {
             let p = format!("line_items[{i}]");
             form.push((format!("{p}[price_data][currency]"), item.currency.clone()));
@@ -127,18 +140,26 @@ pub fn session_key(checkout_id: &str) -> String {
 }
 
 impl PaymentIntentRequest {
-    /// The charge's parameters, idempotent on the order id.
+    /// The charge's parameters, idempotent on the order id. Confirmed on
+    /// the server with no buyer to send anywhere, so it takes no payment
+    /// method that redirects: without `allow_redirects=never` a current
+    /// Stripe account refuses the confirmation for want of a `return_url`.
     pub fn build(&self) -> PspRequest {
-        let form: Vec<(String, String)> = vec![
+        let mut form: Vec<(String, String)> = vec![
             ("amount".into(), self.amount_minor.to_string()),
             ("currency".into(), self.currency.clone()),
             ("payment_method".into(), self.payment_method.clone()),
             ("confirm".into(), "true".into()),
+            ("automatic_payment_methods[enabled]".into(), "true".into()),
+            ("automatic_payment_methods[allow_redirects]".into(), "never".into()),
             ("description".into(), format!("order {}", self.payment_order_id)),
             ("metadata[payment_order_id]".into(), self.payment_order_id.clone()),
             ("metadata[checkout_id]".into(), self.checkout_id.clone()),
             ("metadata[seller_id]".into(), self.seller_id.clone()),
         ];
+        if let Some(suffix) = &self.statement_descriptor_suffix {
+            form.push(("statement_descriptor_suffix".into(), suffix.clone()));
+        }
         PspRequest {
             path: "/v1/payment_intents".into(),
             idempotency_key: self.payment_order_id.clone(),
@@ -187,34 +208,44 @@ impl TransferRequest {
 }
 
 impl PspClient {
-    pub fn new(api_base: &str, secret_key: &str, timeout_ms: u64, db: Db) -> anyhow::Result<PspClient> {
+    /// A client of the PSP at `api_base` (the embedded sandbox's address when
+    /// `psp.api_base` is empty), with the keys, version and options of `psp`.
+    pub fn new(api_base: &str, psp: &PspSettings, db: Db) -> anyhow::Result<PspClient> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let version = reqwest::header::HeaderValue::from_str(&psp.api_version)
+            .with_context(|| format!("psp.api_version '{}' is not a header value", psp.api_version))?;
+        headers.insert("Stripe-Version", version);
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(timeout_ms))
-            .connect_timeout(Duration::from_millis(timeout_ms.min(5_000)))
+            .timeout(Duration::from_millis(psp.request_timeout_ms))
+            .connect_timeout(Duration::from_millis(psp.request_timeout_ms.min(5_000)))
             .pool_max_idle_per_host(64)
             .user_agent(concat!("till/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers)
             .build()
             .context("building the PSP HTTP client")?;
         let api_base = api_base.trim_end_matches('/').to_string();
+        let files_base = match psp.files_base.trim_end_matches('/') {
+            "" => api_base.clone(),
+            base => base.to_string(),
+        };
         Ok(PspClient {
             http,
-            files_base: api_base.clone(),
+            files_base,
             api_base,
-            secret_key: secret_key.to_string(),
+            secret_key: psp.secret_key.clone(),
+            api_version: psp.api_version.clone(),
+            statement_descriptor_suffix: Some(psp.statement_descriptor_suffix.clone()).filter(|s| !s.is_empty()),
             calls: CallLog::spawn(db),
         })
     }
 
-    /// Downloads files from `files_base` (`psp.files_base`); empty keeps the API's base.
-    pub fn with_files_base(mut self, files_base: &str) -> PspClient {
-        if !files_base.is_empty() {
-            self.files_base = files_base.trim_end_matches('/').to_string();
-        }
-        self
-    }
-
     pub fn api_base(&self) -> &str {
         &self.api_base
+    }
+
+    /// What every charge's statement descriptor ends with (`psp.statement_descriptor_suffix`).
+    pub fn statement_descriptor_suffix(&self) -> Option<String> {
+        self.statement_descriptor_suffix.clone()
     }
 
     /// `POST /v1/checkout/sessions`, as fixed by [`CheckoutSessionRequest::build`].
@@ -394,6 +425,7 @@ impl PspClient {
             method: method.to_string(),
             path: path.to_string(),
             idempotency_key: idempotency_key.map(str::to_string),
+            api_version: self.api_version.clone(),
             status,
             outcome,
             duration_ms: started.elapsed().as_millis() as i64,
@@ -408,6 +440,8 @@ struct CallRow {
     method: String,
     path: String,
     idempotency_key: Option<String>,
+    /// The `Stripe-Version` the call carried.
+    api_version: String,
     status: Option<u16>,
     outcome: String,
     duration_ms: i64,
@@ -447,8 +481,8 @@ impl CallLog {
                 .write_raw(move |tx| {
                     let mut st = tx.prepare_cached(
                         "INSERT INTO psp_calls (subject_id, method, path, idempotency_key, http_status,
-                                                outcome, duration_ms, at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                                                outcome, duration_ms, at, api_version)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     )?;
                     for r in &rows {
                         st.execute(rusqlite::params![
@@ -459,7 +493,8 @@ impl CallLog {
                             r.status,
                             r.outcome,
                             r.duration_ms,
-                            r.at
+                            r.at,
+                            r.api_version
                         ])?;
                     }
                     Ok(())

@@ -1,7 +1,8 @@
 //! The request pipeline every API route goes through, so routes stay thin:
-//! the secret key, the injected faults, the size-limited body, its bracket
-//! parameters, the idempotency key, one write transaction for the work and
-//! its stored reply, then the reply (or Stripe's error).
+//! the secret key, the `Stripe-Version`, the injected faults, the
+//! size-limited body, its bracket parameters, the idempotency key, one write
+//! transaction for the work and its stored reply, the request log, then the
+//! reply (or Stripe's error).
 
 use std::time::Duration;
 
@@ -12,15 +13,19 @@ use base64::Engine;
 use rusqlite::Connection;
 use serde::Serialize;
 
-use super::error::StripeError;
+use super::error::{StripeError, truncate};
 use super::faults::RequestFaults;
 use super::idempotency::{self, Begin, IdempotencyKey};
 use super::ids::{self, now_ms};
 use super::params::{self, Params};
+use super::request_log;
+use super::versions::{self, Version};
 use super::{Sandbox, Shared};
 
 /// Largest request body the API reads.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Most characters of a logged path (ids come from clients).
+const MAX_LOGGED_PATH_CHARS: usize = 200;
 /// The "timeout" fault holds the reply this long: longer than any sane
 /// client timeout, short enough that a test run never waits on it.
 const TIMEOUT_FAULT_HANG_MS: u64 = 120_000;
@@ -69,10 +74,21 @@ pub async fn post<F>(sb: &Sandbox, req: &HttpRequest, payload: web::Payload, fau
 where
     F: FnOnce(&Connection, &Shared, Params) -> Result<Reply, StripeError> + Send + 'static,
 {
-    match run_post(sb, req, payload, faulty, op).await {
-        Ok((reply, replayed, hang)) => respond(reply, replayed, hang).await,
-        Err(e) => error_reply(e),
-    }
+    post_versioned(sb, req, payload, faulty, move |tx, shared, params, _| op(tx, shared, params)).await
+}
+
+/// A POST whose work depends on the API version it is served with.
+pub async fn post_versioned<F>(
+    sb: &Sandbox,
+    req: &HttpRequest,
+    payload: web::Payload,
+    faulty: Faulty,
+    op: F,
+) -> HttpResponse
+where
+    F: FnOnce(&Connection, &Shared, Params, &Version) -> Result<Reply, StripeError> + Send + 'static,
+{
+    serve(sb, req, |version| run_post(sb, req, payload, faulty, version, op)).await
 }
 
 /// A GET: `op` reads through one pooled connection.
@@ -80,16 +96,57 @@ pub async fn get<F>(sb: &Sandbox, req: &HttpRequest, faulty: Faulty, op: F) -> H
 where
     F: FnOnce(&Connection, &Shared) -> Result<Reply, StripeError> + Send + 'static,
 {
-    let outcome = async {
-        authorize(sb, req)?;
+    let work = |_version| async move {
         let faults = before_work(sb, faulty).await?;
         let shared = sb.shared.clone();
         let reply = sb.db.run_raw(move |conn| op(conn, &shared)).await?;
-        Ok::<_, StripeError>((reply, faults.timeout))
+        Ok::<_, StripeError>((reply, false, faults.timeout))
     };
-    match outcome.await {
-        Ok((reply, hang)) => respond(reply, false, hang).await,
-        Err(e) => error_reply(e),
+    serve(sb, req, work).await
+}
+
+/// What every API request goes through: the secret key, then the
+/// `Stripe-Version` (none: the account's default; an unknown one: 400), then
+/// `work` with the version served; the request is logged (with the version
+/// it carried) before the reply, which carries the logged `Request-Id`.
+/// `work` answers the reply, whether it is a replay, and whether to hang it.
+async fn serve<W, Fut>(sb: &Sandbox, req: &HttpRequest, work: W) -> HttpResponse
+where
+    W: FnOnce(Version) -> Fut,
+    Fut: Future<Output = Result<(Reply, bool, bool), StripeError>>,
+{
+    let request_id = ids::new_id("req_");
+    if let Err(e) = authorize(sb, req) {
+        return error_reply_with_id(e, &request_id);
+    }
+    let sent = versions::sent(req.headers());
+    let served = versions::serve(sent.as_deref());
+    let served_version = served.as_ref().ok().map(|v| v.as_str().to_string());
+    let outcome = match served {
+        Ok(version) => work(version).await,
+        Err(e) => Err(e),
+    };
+    let entry = request_log::Entry {
+        id: request_id.clone(),
+        object: request_log::Entry::OBJECT,
+        created_ms: now_ms(),
+        method: req.method().to_string(),
+        path: truncate(req.path(), MAX_LOGGED_PATH_CHARS),
+        stripe_version: sent,
+        served_version,
+        idempotency_key: req
+            .headers()
+            .get("Idempotency-Key")
+            .map(|v| truncate(&String::from_utf8_lossy(v.as_bytes()), idempotency::MAX_KEY_CHARS)),
+        status: match &outcome {
+            Ok((reply, _, _)) => reply.status,
+            Err(e) => e.status_code().as_u16(),
+        },
+    };
+    sb.shared.requests.record(entry);
+    match outcome {
+        Ok((reply, replayed, hang)) => respond(reply, replayed, hang, &request_id).await,
+        Err(e) => error_reply_with_id(e, &request_id),
     }
 }
 
@@ -98,12 +155,12 @@ async fn run_post<F>(
     req: &HttpRequest,
     payload: web::Payload,
     faulty: Faulty,
+    version: Version,
     op: F,
 ) -> Result<(Reply, bool, bool), StripeError>
 where
-    F: FnOnce(&Connection, &Shared, Params) -> Result<Reply, StripeError> + Send + 'static,
+    F: FnOnce(&Connection, &Shared, Params, &Version) -> Result<Reply, StripeError> + Send + 'static,
 {
-    authorize(sb, req)?;
     let body = read_body(payload).await?;
     let params = params::parse(&body)?;
     let key = idempotency_key(req)?;
@@ -124,7 +181,7 @@ where
             {
                 return Ok::<_, StripeError>((reply, true));
             }
-            let reply = op(tx, &shared, params)?;
+            let reply = op(tx, &shared, params, &version)?;
             if let (Some(k), Some(h)) = (&key, &hash) {
                 idempotency::store(tx, k, h, &reply, now)?;
             }
@@ -226,24 +283,24 @@ async fn before_work(sb: &Sandbox, faulty: Faulty) -> Result<RequestFaults, Stri
     Ok(faults)
 }
 
-async fn respond(reply: Reply, replayed: bool, hang: bool) -> HttpResponse {
+async fn respond(reply: Reply, replayed: bool, hang: bool, request_id: &str) -> HttpResponse {
     if hang {
         // The work is committed; the client never hears about it.
         tracing::info!("sandbox fault: holding a reply (timeout_rate)");
         tokio::time::sleep(Duration::from_millis(TIMEOUT_FAULT_HANG_MS)).await;
     }
-    build_response(reply, replayed)
+    build_response(reply, replayed, request_id)
 }
 
 /// The reply as it is, without faults.
 pub fn respond_now(reply: Reply) -> HttpResponse {
-    build_response(reply, false)
+    build_response(reply, false, &ids::new_id("req_"))
 }
 
-fn build_response(reply: Reply, replayed: bool) -> HttpResponse {
+fn build_response(reply: Reply, replayed: bool, request_id: &str) -> HttpResponse {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = HttpResponse::build(status);
-    response.content_type(reply.content_type).insert_header(("Request-Id", ids::new_id("req_")));
+    response.content_type(reply.content_type).insert_header(("Request-Id", request_id));
     if replayed {
         response.insert_header(("Idempotent-Replayed", HeaderValue::from_static("true")));
     }
@@ -251,8 +308,12 @@ fn build_response(reply: Reply, replayed: bool) -> HttpResponse {
 }
 
 pub fn error_reply(e: StripeError) -> HttpResponse {
+    error_reply_with_id(e, &ids::new_id("req_"))
+}
+
+fn error_reply_with_id(e: StripeError, request_id: &str) -> HttpResponse {
     let mut response = e.error_response();
-    if let Ok(id) = HeaderValue::from_str(&ids::new_id("req_")) {
+    if let Ok(id) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert(HeaderName::from_static("request-id"), id);
     }
     response

@@ -61,6 +61,8 @@ struct NewSession {
     client_reference_id: Option<String>,
     metadata: Metadata,
     payment_intent_metadata: Metadata,
+    /// `payment_intent_data[statement_descriptor_suffix]`, for the PaymentIntent.
+    statement_descriptor_suffix: Option<String>,
     expires_at: i64,
 }
 
@@ -71,8 +73,9 @@ pub fn create(conn: &Connection, shared: &Shared, params: Params) -> Result<Repl
     let id = with_random("cs_test_", 58);
     conn.execute(
         "INSERT INTO checkout_sessions (id, status, payment_status, mode, currency, amount_total, success_url,
-             cancel_url, client_reference_id, metadata, payment_intent_metadata, expires_at, created)
-         VALUES (?1, 'open', 'unpaid', 'payment', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             cancel_url, client_reference_id, metadata, payment_intent_metadata, statement_descriptor_suffix,
+             expires_at, created)
+         VALUES (?1, 'open', 'unpaid', 'payment', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             id,
             new.currency,
@@ -82,6 +85,7 @@ pub fn create(conn: &Connection, shared: &Shared, params: Params) -> Result<Repl
             new.client_reference_id,
             to_json(&new.metadata)?,
             to_json(&new.payment_intent_metadata)?,
+            new.statement_descriptor_suffix,
             new.expires_at,
             now
         ],
@@ -131,9 +135,11 @@ fn parse_new(params: &Params, now: i64) -> Result<NewSession, StripeError> {
         .filter(|total| *total <= MAX_AMOUNT_MINOR)
         .ok_or_else(|| too_large("line_items"))?;
     check_amount(amount_total, "line_items")?;
-    let payment_intent_metadata = match params.child("payment_intent_data")? {
-        Some(data) => data.metadata("metadata")?,
-        None => Metadata::new(),
+    let (payment_intent_metadata, statement_descriptor_suffix) = match params.child("payment_intent_data")? {
+        Some(data) => {
+            (data.metadata("metadata")?, payment_intents::parse_suffix(&data, "statement_descriptor_suffix")?)
+        }
+        None => (Metadata::new(), None),
     };
     Ok(NewSession {
         currency,
@@ -144,6 +150,7 @@ fn parse_new(params: &Params, now: i64) -> Result<NewSession, StripeError> {
         client_reference_id,
         metadata: params.metadata("metadata")?,
         payment_intent_metadata,
+        statement_descriptor_suffix,
         expires_at: parse_expires_at(params, now)?,
     })
 }
@@ -288,7 +295,8 @@ pub enum PayResult {
 }
 
 /// Pays an open session with an approved card: a succeeded PaymentIntent
-/// carrying `payment_intent_data[metadata]`, the session `complete`/`paid`,
+/// carrying `payment_intent_data[metadata]` and
+/// `[statement_descriptor_suffix]`, the session `complete`/`paid`,
 /// and their events, all in the caller's transaction.
 pub fn pay(conn: &Connection, shared: &Shared, id: &str, card: &Card) -> anyhow::Result<PayResult> {
     let Some(session) = load(conn, shared, id)? else {
@@ -301,8 +309,11 @@ pub fn pay(conn: &Connection, shared: &Shared, id: &str, card: &Card) -> anyhow:
         expire_open(conn, shared, id)?;
         return Ok(PayResult::Closed("expired".into()));
     }
-    let pi_metadata: String =
-        conn.query_row("SELECT payment_intent_metadata FROM checkout_sessions WHERE id = ?1", [id], |r| r.get(0))?;
+    let (pi_metadata, suffix): (String, Option<String>) = conn.query_row(
+        "SELECT payment_intent_metadata, statement_descriptor_suffix FROM checkout_sessions WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let pm = new_id("pm_");
     let intent_id = payment_intents::insert(
         conn,
@@ -313,6 +324,9 @@ pub fn pay(conn: &Connection, shared: &Shared, id: &str, card: &Card) -> anyhow:
             metadata: serde_json::from_str(&pi_metadata)?,
             payment_method: Some(pm.clone()),
             checkout_session: Some(id.to_string()),
+            // Checkout picks the payment method on its page: no automatic ones.
+            automatic_payment_methods: None,
+            statement_descriptor_suffix: suffix,
         },
     )?;
     payment_intents::succeed(conn, shared, &intent_id, &pm, card)?;

@@ -22,7 +22,18 @@
 //!   own files host.
 //! - Sandbox extensions: `GET|POST /v1/sandbox/faults`,
 //!   `GET /v1/sandbox/settlement_reports/{YYYY-MM-DD}` (CSV; a shortcut
-//!   for the report runs).
+//!   for the report runs), `GET /v1/sandbox/requests?limit=` (the request
+//!   log, newest first: each API request with the `Stripe-Version` it
+//!   carried, or none, and the version it was served with).
+//!
+//! `Stripe-Version` as on Stripe: a request without it is served with the
+//! account's default version (the newest) and logged as having none; a
+//! version Stripe never released is refused (400 `invalid_request_error`).
+//! As on Stripe since 2023-08-16, a PaymentIntent given neither
+//! `automatic_payment_methods` nor `payment_method_types` accepts the
+//! Dashboard's payment methods, redirects included, so confirming it needs a
+//! `return_url` (or `off_session=true`); `automatic_payment_methods[enabled]=true`
+//! with `[allow_redirects]=never`, or `payment_method_types[]=card`, lifts that.
 //!
 //! Deliberate differences from Stripe, for tests:
 //! - `expires_at` of a checkout session may be anything in the next 24 h
@@ -44,11 +55,19 @@
 //! - Injected 500s (`faults.error_rate`) happen before the work and are not
 //!   stored under the idempotency key (they model a failure in front of the
 //!   API); a retry with the same key does the work.
+//! - Objects have the shape of API versions from 2022-08-01 on whatever the
+//!   version; the one behaviour that follows it is the default of
+//!   `automatic_payment_methods` above. A version dated after the newest the
+//!   sandbox knows is taken if it is well formed and not in the future
+//!   (Stripe releases one a month; see `versions`).
+//! - The account has only cards enabled: `payment_method_types` other than
+//!   `card` are refused as not activated.
 //!
 //! The secret key is taken as `Authorization: Bearer sk_…` or, as Stripe
 //! also does, as the HTTP Basic user (`curl -u sk_…:`).
 //!
-//! Files: `api` (the request pipeline: auth, faults, idempotency, replies),
+//! Files: `api` (the request pipeline: auth, version, faults, idempotency,
+//! replies), `versions` (`Stripe-Version`), `request_log`,
 //! `params` (bracket parsing), `error` (error shapes), `idempotency`,
 //! `faults`, `checkout` (sessions), `hosted` (the payment page), `cards`
 //! (test cards and payment methods), `payment_intents`, `refunds`,
@@ -71,10 +90,12 @@ mod params;
 mod payment_intents;
 mod refunds;
 mod reporting;
+mod request_log;
 mod routes;
 mod settlement;
 mod ticker;
 mod transfers;
+mod versions;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -87,6 +108,8 @@ use crate::config::{PspSettings, SandboxSettings};
 use crate::db::{Db, sandbox_migrations};
 
 pub use faults::Faults;
+/// The version a request without `Stripe-Version` is served with.
+pub use versions::ACCOUNT_DEFAULT as ACCOUNT_DEFAULT_VERSION;
 
 /// Connections in the sandbox's pool.
 const POOL_SIZE: u32 = 4;
@@ -111,6 +134,8 @@ pub struct Shared {
     /// is one process, so this is the lock; the reply is stored durably
     /// with the work it answers).
     pub in_flight: idempotency::InFlight,
+    /// The request log's writer.
+    pub requests: request_log::RequestLog,
 }
 
 /// A cheap-to-clone handle on the running sandbox.
@@ -140,6 +165,7 @@ pub fn build(
         .context("registering till's webhook endpoint")?;
     idempotency::release_orphans(&conn).context("releasing idempotency keys of a stopped process")?;
     drop(conn);
+    let requests = request_log::RequestLog::spawn(db.clone(), &runtime);
     let sandbox = Sandbox {
         db,
         shared: Arc::new(Shared {
@@ -149,6 +175,7 @@ pub fn build(
             faults: Faults::new(&settings.faults),
             wake_delivery: Notify::new(),
             in_flight: idempotency::InFlight::default(),
+            requests,
         }),
     };
     runtime.spawn(delivery::run(sandbox.clone(), delivery::client()?));

@@ -413,6 +413,7 @@ mod tests {
             faults: crate::sandbox::Faults::new(&Default::default()),
             wake_delivery: Default::default(),
             in_flight: Default::default(),
+            requests: Default::default(),
         };
         let body =
             format!("{TYPE}&parameters[interval_start]={day}&parameters[interval_end]={}{columns}", day + 86_400);

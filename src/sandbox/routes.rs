@@ -11,7 +11,9 @@ use super::api::{self, Faulty, Reply};
 use super::error::StripeError;
 use super::faults::FaultPatch;
 use super::hosted::{self, FormSender, PayForm, Shown};
-use super::{Sandbox, checkout, events, payment_intents, refunds, reporting, settlement, transfers};
+use super::{
+    Sandbox, checkout, events, params, payment_intents, refunds, reporting, request_log, settlement, transfers,
+};
 
 type Data = web::Data<Sandbox>;
 type Id = web::Path<String>;
@@ -56,6 +58,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/files/{id}/contents").route(web::get().to(file_contents)))
             .service(resource("/sandbox/faults").route(web::get().to(get_faults)).route(web::post().to(set_faults)))
             .service(resource("/sandbox/settlement_reports/{day}").route(web::get().to(settlement_report)))
+            .service(resource("/sandbox/requests").route(web::get().to(request_log)))
             .default_service(web::to(unknown_url)),
     )
     .service(
@@ -89,7 +92,7 @@ async fn expire_checkout_session(sb: Data, req: HttpRequest, id: Id, body: web::
 }
 
 async fn create_payment_intent(sb: Data, req: HttpRequest, body: web::Payload) -> HttpResponse {
-    api::post(&sb, &req, body, Faulty::Yes, payment_intents::create).await
+    api::post_versioned(&sb, &req, body, Faulty::Yes, payment_intents::create).await
 }
 
 async fn retrieve_payment_intent(sb: Data, req: HttpRequest, id: Id) -> HttpResponse {
@@ -146,6 +149,14 @@ async fn file_contents(sb: Data, req: HttpRequest, id: Id) -> HttpResponse {
 async fn settlement_report(sb: Data, req: HttpRequest, day: Id) -> HttpResponse {
     let day = day.into_inner();
     api::get(&sb, &req, Faulty::No, move |c, _| settlement::report(c, &day)).await
+}
+
+/// `GET /v1/sandbox/requests?limit=`: the request log, newest first, with
+/// every request answered before this one in it.
+async fn request_log(sb: Data, req: HttpRequest) -> HttpResponse {
+    sb.shared.requests.flushed().await;
+    let query = params::parse(req.query_string().as_bytes());
+    api::get(&sb, &req, Faulty::No, move |c, _| request_log::list(c, &query?)).await
 }
 
 async fn get_faults(sb: Data, req: HttpRequest) -> HttpResponse {

@@ -26,4 +26,5 @@ mod psp_retries;
 mod psp_webhooks;
 mod reconciliation;
 mod refunds;
+mod stripe_wire;
 mod token_payments;

@@ -7,8 +7,14 @@ use serde_json::json;
 
 use crate::helpers::{SECRET_KEY, json_with_status, spawn_sandbox, spawn_with};
 
-const INTENT: &[(&str, &str)] =
-    &[("amount", "1000"), ("currency", "usd"), ("payment_method", "pm_card_visa"), ("confirm", "true")];
+const INTENT: &[(&str, &str)] = &[
+    ("amount", "1000"),
+    ("currency", "usd"),
+    ("payment_method", "pm_card_visa"),
+    ("confirm", "true"),
+    ("automatic_payment_methods[enabled]", "true"),
+    ("automatic_payment_methods[allow_redirects]", "never"),
+];
 
 #[tokio::test]
 async fn faults_can_be_read_and_changed_at_run_time() {

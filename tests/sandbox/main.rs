@@ -13,4 +13,5 @@ mod payment_intents;
 mod refunds_transfers;
 mod reporting;
 mod stripe_python;
+mod versions;
 mod webhooks;

@@ -8,6 +8,8 @@ async fn paid_intent(sb: &TestSandbox, amount: &str) -> String {
         ("currency", "usd"),
         ("payment_method", "pm_card_visa"),
         ("confirm", "true"),
+        ("automatic_payment_methods[enabled]", "true"),
+        ("automatic_payment_methods[allow_redirects]", "never"),
         ("metadata[checkout_id]", "chk_7"),
         ("metadata[payment_order_id]", "po_7"),
     ];

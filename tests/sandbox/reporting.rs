@@ -22,6 +22,8 @@ async fn paid_intent(sb: &TestSandbox) {
         ("currency", "usd"),
         ("payment_method", "pm_card_visa"),
         ("confirm", "true"),
+        ("automatic_payment_methods[enabled]", "true"),
+        ("automatic_payment_methods[allow_redirects]", "never"),
         ("metadata[checkout_id]", "chk_r"),
         ("metadata[payment_order_id]", "po_r"),
     ];

@@ -11,6 +11,7 @@ Exits 0 and prints "ALL OK" when every check passed.
 """
 
 import base64
+import json
 import os
 import signal
 import threading
@@ -28,6 +29,8 @@ stripe.api_key = os.environ.get("SANDBOX_SECRET_KEY", "sk_test_till_sandbox_0000
 stripe.max_network_retries = 0
 
 RECEIVED = []
+# The id of the report file downloaded without the library (no Stripe-Version).
+FILE_ID = []
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -120,18 +123,27 @@ def check_authentication():
     )
 
 
+# What confirming on the server needs on a current Stripe account: no
+# payment method that redirects (or else a return_url).
+NO_REDIRECTS = {"enabled": True, "allow_redirects": "never"}
+
+
 def check_payment_intents():
     pi = stripe.PaymentIntent.create(
         amount=1000, currency="usd", payment_method="pm_card_visa", confirm=True,
+        automatic_payment_methods=NO_REDIRECTS, statement_descriptor_suffix="PY TEST",
         metadata={"payment_order_id": "po-pi"}, description="order po-pi",
     )
     assert pi.id.startswith("pi_") and pi.status == "succeeded", pi
+    assert pi.automatic_payment_methods.allow_redirects == "never", pi
+    assert pi.statement_descriptor_suffix == "PY TEST", pi
     assert stripe.PaymentIntent.retrieve(pi.id).metadata["payment_order_id"] == "po-pi"
 
     declined = expect_error(
         stripe.CardError,
         lambda: stripe.PaymentIntent.create(
-            amount=1000, currency="usd", payment_method="pm_card_chargeDeclinedInsufficientFunds", confirm=True
+            amount=1000, currency="usd", payment_method="pm_card_chargeDeclinedInsufficientFunds", confirm=True,
+            payment_method_types=["card"],
         ),
         status=402,
         code="card_declined",
@@ -143,11 +155,71 @@ def check_payment_intents():
     assert confirmed.status == "succeeded"
     expect_error(
         stripe.InvalidRequestError,
-        lambda: stripe.PaymentIntent.create(amount=1000, currency="usd", payment_method="pm_nope", confirm=True),
+        lambda: stripe.PaymentIntent.create(
+            amount=1000, currency="usd", payment_method="pm_nope", confirm=True, automatic_payment_methods=NO_REDIRECTS
+        ),
         status=400,
         code="resource_missing",
     )
     return pi
+
+
+def check_confirmation_needs():
+    """Without automatic_payment_methods[allow_redirects]=never, payment_method_types
+    or a return_url, the library's (current) version refuses a server-side
+    confirmation, as Stripe does."""
+    refused = expect_error(
+        stripe.InvalidRequestError,
+        lambda: stripe.PaymentIntent.create(amount=700, currency="usd", payment_method="pm_card_visa", confirm=True),
+        status=400,
+    )
+    assert "A `return_url` must be specified" in refused.user_message, refused.user_message
+    with_return = stripe.PaymentIntent.create(
+        amount=700, currency="usd", payment_method="pm_card_visa", confirm=True,
+        return_url="https://shop.example/back",
+    )
+    assert with_return.status == "succeeded", with_return
+    # Pinned before 2023-08-16, an intent takes cards only: no return_url needed.
+    old = stripe.PaymentIntent.create(
+        amount=700, currency="usd", payment_method="pm_card_visa", confirm=True, stripe_version="2022-11-15"
+    )
+    assert old.status == "succeeded" and old.automatic_payment_methods is None, old
+
+
+def sandbox_requests():
+    """The sandbox's request log (a sandbox extension), newest first."""
+    request = urllib.request.Request(
+        stripe.api_base + "/v1/sandbox/requests?limit=100",
+        headers={"Authorization": f"Bearer {stripe.api_key}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read().decode("utf-8"))["data"]
+
+
+def check_versions():
+    """The library pins its own Stripe-Version on every call; the sandbox
+    takes it and logs it. A version Stripe never released is refused."""
+    pinned = stripe.api_version
+    assert pinned, "the library pins a version"
+    stripe.Transfer.create(amount=100, currency="usd", destination="acct_seller_py", idempotency_key="py-versioned")
+    bad = expect_error(
+        stripe.InvalidRequestError,
+        lambda: stripe.Transfer.create(
+            amount=100, currency="usd", destination="acct_seller_py", stripe_version="2023-01-01",
+            idempotency_key="py-bad-version",
+        ),
+        status=400,
+    )
+    assert bad.user_message == "Invalid Stripe API version: 2023-01-01", bad.user_message
+    by_key = {entry["idempotency_key"]: entry for entry in sandbox_requests()}
+    assert by_key["py-versioned"]["stripe_version"] == pinned, by_key["py-versioned"]
+    assert by_key["py-versioned"]["served_version"] == pinned, by_key["py-versioned"]
+    assert by_key["py-bad-version"]["served_version"] is None, by_key["py-bad-version"]
+    # Every call the library made carried a version; the one request without
+    # it is the file download made with urllib (check_report_runs).
+    log = sandbox_requests()
+    assert {e["stripe_version"] for e in log if e["stripe_version"]} == {pinned, "2022-11-15", "2023-01-01"}, log
+    assert [e["path"] for e in log if e["stripe_version"] is None] == [f"/v1/files/{FILE_ID[0]}/contents"], log
 
 
 def check_refunds_and_transfers(pi):
@@ -183,6 +255,7 @@ def check_report_runs():
     assert run.status == "succeeded", run
     assert run.result.object == "file" and run.result.purpose == "finance_report_run", run.result
 
+    FILE_ID.append(run.result.id)
     token = base64.b64encode(f"{stripe.api_key}:".encode()).decode()
     request = urllib.request.Request(run.result.url, headers={"Authorization": f"Basic {token}"})
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -236,9 +309,11 @@ def main():
     session_id = check_checkout_sessions()
     check_authentication()
     pi = check_payment_intents()
+    check_confirmation_needs()
     check_refunds_and_transfers(pi)
     check_report_runs()
     check_webhooks(endpoint, session_id)
+    check_versions()
     print("ALL OK")
 
 

@@ -196,6 +196,8 @@ pub struct PspCallRow {
     pub at: String,
     pub subject_id: String,
     pub call: String,
+    /// The `Stripe-Version` it carried ("" for calls logged before it was recorded).
+    pub api_version: String,
     pub http_status: String,
     pub outcome: String,
     pub duration_ms: i64,
@@ -352,7 +354,7 @@ fn psp_calls(conn: &Connection, subjects: &[String]) -> anyhow::Result<Vec<PspCa
     let mut rows = Vec::new();
     for subject in subjects {
         let mut st = conn.prepare_cached(
-            "SELECT id, at, subject_id, method, path, http_status, outcome, duration_ms FROM psp_calls
+            "SELECT id, at, subject_id, method, path, http_status, outcome, duration_ms, api_version FROM psp_calls
              WHERE subject_id = ?1 ORDER BY id LIMIT 200",
         )?;
         let found = st.query_map([subject], |r| {
@@ -365,6 +367,7 @@ fn psp_calls(conn: &Connection, subjects: &[String]) -> anyhow::Result<Vec<PspCa
                     http_status: r.get::<_, Option<i64>>(5)?.map_or("no answer".into(), |s| s.to_string()),
                     outcome: r.get(6)?,
                     duration_ms: r.get(7)?,
+                    api_version: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
                 },
             ))
         })?;
