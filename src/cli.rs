@@ -162,7 +162,7 @@ fn command_ctx(settings: Settings) -> anyhow::Result<crate::context::Ctx> {
         base => base.to_string(),
     };
     let psp = crate::psp::PspClient::new(&api_base, &settings.psp, db.clone())?;
-    let webhook_http = crate::webhooks::out::http_client(&settings.webhooks)?;
+    let webhook_http = crate::events::http_client(&settings.webhooks)?;
     Ok(crate::context::Ctx {
         db,
         psp,

@@ -47,9 +47,9 @@ impl Application {
             checkout_locks: KeyedLocks::default(),
             queue_wake: Arc::new(tokio::sync::Notify::new()),
             api_keys: Arc::default(),
-            webhook_http: crate::webhooks::out::http_client(&settings.webhooks)?,
+            webhook_http: crate::events::http_client(&settings.webhooks)?,
             // alerts.webhook_url is the operator's own: it may be private.
-            alert_http: crate::webhooks::out::client_builder(&settings.webhooks)
+            alert_http: crate::events::client_builder(&settings.webhooks)
                 .build()
                 .context("building the alerts HTTP client")?,
         };

@@ -114,7 +114,7 @@ pub fn reserve(conn: &Connection, buckets: &Buckets, limits: &Limits, now_ms: i6
     if let Some(retry_after_ms) = retry_after_ms {
         return Ok(Admission::Limited { retry_after_ms });
     }
-    let attempt_id = crate::admin::sessions::random_token();
+    let attempt_id = uuid::Uuid::new_v4().simple().to_string();
     let mut insert = conn.prepare_cached(
         "INSERT INTO login_attempts (attempt_id, bucket, state, at_ms) VALUES (?1, ?2, 'pending', ?3)",
     )?;

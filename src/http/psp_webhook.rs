@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::context::Ctx;
 use crate::http::api::body;
-use crate::webhooks::psp_in::{self, IngestError, Ingested};
+use crate::webhooks::{self as psp_in, IngestError, Ingested};
 
 pub async fn receive(ctx: web::Data<Ctx>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let body = match body::read(&req, payload, body::Limits::api(&ctx)).await {

@@ -136,7 +136,7 @@ pub async fn psp_sync(ctx: &Ctx) -> anyhow::Result<usize> {
 }
 
 pub async fn idempotency_cleanup(ctx: &Ctx) -> anyhow::Result<usize> {
-    ctx.db.run_raw(|conn| crate::http::idempotency::cleanup(conn)).await
+    ctx.db.run(crate::idempotency::cleanup).await
 }
 
 /// Runs `till check`; a violation raises (and keeps open) one alert, a clean

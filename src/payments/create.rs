@@ -2,13 +2,12 @@
 //! session at the PSP, then record what the PSP said. The checkout id makes
 //! the whole call idempotent, across concurrent requests and crashes.
 
-use crate::alerts;
 use crate::context::Ctx;
-use crate::payments::model::{NewCheckout, OrderStatus, PaymentMethod};
+use crate::payments::model::{NewCheckout, PaymentMethod};
+use crate::payments::session;
 use crate::payments::store::{self, CheckoutView};
-use crate::payments::sync::SyncPlan;
-use crate::psp::requests::{self, PspRequest};
-use crate::psp::{CheckoutSessionRequest, LineItem, PspError};
+use crate::psp::requests::{self};
+use crate::psp::{CheckoutSessionRequest, LineItem};
 use crate::queue::{self, JobKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +28,16 @@ pub enum CreateError {
     PspUnavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<session::SessionError> for CreateError {
+    fn from(e: session::SessionError) -> CreateError {
+        match e {
+            session::SessionError::Refused(why) => CreateError::PspRefused(why),
+            session::SessionError::Unavailable(why) => CreateError::PspUnavailable(why),
+            session::SessionError::Internal(e) => CreateError::Internal(e),
+        }
+    }
 }
 
 /// Creates the checkout, or returns the one already made by an identical request.
@@ -86,7 +95,7 @@ pub async fn create_checkout(
     ctx.queue_wake.notify_one();
     if let Some(session) = session {
         let order_ids: Vec<String> = new.orders.iter().map(|o| o.payment_order_id.to_string()).collect();
-        register_session(ctx, &checkout_id, &order_ids, &session).await?;
+        session::register(ctx, &checkout_id, &order_ids, &session).await?;
         return Ok((read_checkout(ctx, &checkout_id).await?, created));
     }
     let view = view.ok_or_else(|| CreateError::Internal(anyhow::anyhow!("checkout {checkout_id} vanished")))?;
@@ -116,62 +125,6 @@ fn session_request(
             .collect(),
         statement_descriptor_suffix,
     })
-}
-
-/// Sends the checkout's stored session request to the PSP (idempotent on
-/// the checkout id, so a retry after a timeout or a crash gets the same
-/// session) and records the session. Nothing the PSP answers here fails an
-/// order: no buyer has tried to pay yet.
-pub(crate) async fn register_session(
-    ctx: &Ctx,
-    checkout_id: &str,
-    order_ids: &[String],
-    request: &PspRequest,
-) -> Result<(), CreateError> {
-    let (checkout_id, order_ids) = (checkout_id.to_string(), order_ids.to_vec());
-    let expires_at: i64 = request
-        .param("expires_at")
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("the stored session request of {checkout_id} has no expires_at"))?;
-    let syncs = SyncPlan::of(&ctx.settings, expires_at);
-    let max_attempts = ctx.settings.queue.max_attempts;
-    match ctx.psp.create_checkout_session(request).await {
-        Ok(session) => {
-            let url = session.url.clone().unwrap_or_default();
-            ctx.db
-                .write_raw(move |tx| -> Result<(), CreateError> {
-                    store::set_session(tx, &checkout_id, &session.id, &url)?;
-                    for id in &order_ids {
-                        store::transition_order(
-                            tx,
-                            id,
-                            OrderStatus::NotStarted,
-                            OrderStatus::Executing,
-                            None,
-                            "hosted checkout session registered at the PSP",
-                        )?;
-                    }
-                    queue::enqueue(tx, JobKind::SyncCheckout, &checkout_id, syncs.first_delay_ms(), max_attempts)?;
-                    Ok(())
-                })
-                .await
-        }
-        // The PSP refused the request, not a payment: the orders stay
-        // NOT_STARTED (the same request resumes them once the cause is
-        // fixed, or the shop cancels the checkout), and a person is told.
-        Err(e @ (PspError::Refused { .. } | PspError::Rejected { .. })) => {
-            let message = e.to_string();
-            let alert = format!(
-                "the PSP refused to create the hosted session of checkout {checkout_id}: {message}; \
-                 nothing was charged, its orders stay NOT_STARTED"
-            );
-            ctx.db.write_raw(move |tx| alerts::raise(tx, "psp_request_refused", &checkout_id, &alert)).await?;
-            Err(CreateError::PspRefused(message))
-        }
-        // Never guessed FAILED: the orders stay NOT_STARTED and the same
-        // request (same idempotency key at the PSP) resumes it.
-        Err(PspError::Unknown(reason)) => Err(CreateError::PspUnavailable(reason)),
-    }
 }
 
 pub async fn read_checkout(ctx: &Ctx, checkout_id: &str) -> Result<CheckoutView, CreateError> {

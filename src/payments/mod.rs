@@ -7,6 +7,7 @@ pub mod create;
 pub mod execute;
 pub mod model;
 pub mod notify;
+pub mod session;
 pub mod store;
 pub mod sync;
 

@@ -5,10 +5,10 @@
 use anyhow::Context;
 use rusqlite::Transaction;
 
+use crate::events;
 use crate::payments::Policy;
 use crate::payments::model::OrderStatus;
 use crate::payments::store;
-use crate::webhooks::out;
 
 /// Call after an order became SUCCESS or FAILED in this transaction.
 pub fn order_final(
@@ -32,21 +32,21 @@ pub fn orders_final(
         OrderStatus::Failed => "payment_order.failed",
         _ => return Ok(()),
     };
-    if payment_order_ids.is_empty() || !out::wanted(tx, event)? {
+    if payment_order_ids.is_empty() || !events::wanted(tx, event)? {
         return Ok(());
     }
     for id in payment_order_ids {
         let order = store::load_order(tx, id)?.with_context(|| format!("order {id}"))?;
-        out::emit(tx, event, id, &order, policy.webhook_attempts)?;
+        events::emit(tx, event, id, &order, policy.webhook_attempts)?;
     }
     Ok(())
 }
 
 /// Marks the checkout done once all its orders are final, and tells the shop once.
 pub fn checkout_progress(tx: &Transaction, checkout_id: &str, policy: Policy) -> anyhow::Result<()> {
-    if !store::refresh_payment_done(tx, checkout_id)? || !out::wanted(tx, "checkout.completed")? {
+    if !store::refresh_payment_done(tx, checkout_id)? || !events::wanted(tx, "checkout.completed")? {
         return Ok(());
     }
     let checkout = store::load_checkout(tx, checkout_id)?.with_context(|| format!("checkout {checkout_id}"))?;
-    out::emit(tx, "checkout.completed", checkout_id, &checkout, policy.webhook_attempts)
+    events::emit(tx, "checkout.completed", checkout_id, &checkout, policy.webhook_attempts)
 }

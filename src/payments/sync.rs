@@ -6,45 +6,16 @@
 //! its success page, as Stripe advises). Everything applied is the PSP's
 //! own copy of the object, through the same state machine as its webhooks.
 
-use crate::config::Settings;
 use crate::context::Ctx;
 use crate::payments::complete::{self, ApplyError, fail_order};
-use crate::payments::create::{self, CreateError};
 use crate::payments::execute;
 use crate::payments::model::OrderStatus;
+use crate::payments::session::{self, SyncPlan};
 use crate::payments::store::{self, CheckoutView, EventHead};
 use crate::payments::{Policy, notify};
 use crate::psp::types::SessionOutcome;
 use crate::psp::{PspError, requests, session_key};
 use crate::queue::JobError;
-
-/// When an open hosted checkout's session is asked about: every
-/// `payments.sync_every_seconds` from its creation (at most 15 minutes, so
-/// a lost webhook is found within them), and once just after it expires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyncPlan {
-    every_ms: i64,
-    /// A minute after the session's expiry: by then the PSP has closed it.
-    last_ms: i64,
-}
-
-impl SyncPlan {
-    pub fn of(settings: &Settings, expires_at_s: i64) -> SyncPlan {
-        SyncPlan { every_ms: settings.payments.sync_every_seconds * 1000, last_ms: (expires_at_s + 60) * 1000 }
-    }
-
-    /// The first sync's delay from now.
-    pub fn first_delay_ms(&self) -> i64 {
-        self.next_at_ms(crate::db::now_ms()).map_or(0, |at| at - crate::db::now_ms())
-    }
-
-    /// When to ask next about a session still open at `now_ms`; None once
-    /// its expiry is past (an open session then is the PSP's delay, and
-    /// the queue's backoff takes over).
-    pub fn next_at_ms(&self, now_ms: i64) -> Option<i64> {
-        (now_ms < self.last_ms).then(|| (now_ms + self.every_ms).min(self.last_ms))
-    }
-}
 
 /// The sync job of a hosted checkout.
 pub async fn sync_checkout(ctx: &Ctx, checkout_id: &str) -> Result<(), JobError> {
@@ -84,12 +55,12 @@ pub enum SyncError {
     Internal(#[from] anyhow::Error),
 }
 
-impl From<CreateError> for SyncError {
-    fn from(e: CreateError) -> SyncError {
+impl From<session::SessionError> for SyncError {
+    fn from(e: session::SessionError) -> SyncError {
         match e {
-            CreateError::PspUnavailable(why) => SyncError::PspUnavailable(why),
-            CreateError::Internal(e) => SyncError::Internal(e),
-            other => SyncError::Psp(other.to_string()),
+            session::SessionError::Unavailable(why) => SyncError::PspUnavailable(why),
+            session::SessionError::Internal(e) => SyncError::Internal(e),
+            session::SessionError::Refused(why) => SyncError::Psp(why),
         }
     }
 }
@@ -142,7 +113,7 @@ async fn register(ctx: &Ctx, checkout_id: &str) -> Result<(), SyncError> {
     let request = ctx.db.run_raw(move |conn| requests::load(conn, &key)).await?;
     let Some(request) = request else { return Ok(()) };
     let orders = order_ids(ctx, checkout_id).await?;
-    create::register_session(ctx, checkout_id, &orders, &request).await?;
+    session::register(ctx, checkout_id, &orders, &request).await?;
     Ok(())
 }
 
@@ -280,18 +251,4 @@ async fn view(ctx: &Ctx, checkout_id: &str) -> Result<CheckoutView, SyncError> {
         .run_raw(move |conn| store::load_checkout(conn, &id))
         .await?
         .ok_or_else(|| SyncError::NotFound(checkout_id.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_open_session_is_asked_about_at_a_steady_pace_then_once_after_its_expiry() {
-        let plan = SyncPlan { every_ms: 600_000, last_ms: 3_660_000 };
-        assert_eq!(plan.next_at_ms(0), Some(600_000), "within the first minutes");
-        assert_eq!(plan.next_at_ms(3_000_000), Some(3_600_000));
-        assert_eq!(plan.next_at_ms(3_500_000), Some(3_660_000), "never past a minute after its expiry");
-        assert_eq!(plan.next_at_ms(3_660_000), None);
-    }
 }

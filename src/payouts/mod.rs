@@ -10,6 +10,7 @@ pub mod store;
 use rusqlite::Transaction;
 
 use crate::context::Ctx;
+use crate::events;
 use crate::ledger::{self, Posting};
 use crate::money::{Currency, Money, format_minor};
 use crate::psp::requests::{self, PspRequest};
@@ -18,7 +19,6 @@ use crate::psp::{PspError, TransferRequest};
 use crate::queue::JobError;
 use crate::queue::{self, JobKind};
 use crate::wallet;
-use crate::webhooks::out;
 
 pub use store::{PayoutView, SellerView};
 
@@ -245,7 +245,7 @@ fn finish(
         wallet::assert_matches_ledger(tx, &p.seller_id, currency)?;
     }
     let view = store::load(tx, &p.payout_id)?.ok_or_else(|| anyhow::anyhow!("payout vanished"))?;
-    out::emit(tx, if paid { "payout.paid" } else { "payout.failed" }, &p.payout_id, &view, attempts)
+    events::emit(tx, if paid { "payout.paid" } else { "payout.failed" }, &p.payout_id, &view, attempts)
 }
 
 /// The scheduled payouts: every seller with a destination is paid all that

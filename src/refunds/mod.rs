@@ -10,6 +10,7 @@ pub mod store;
 use rusqlite::Transaction;
 
 use crate::context::Ctx;
+use crate::events;
 use crate::ledger::{self, Posting};
 use crate::money::{Currency, Money, format_minor};
 use crate::payments::Policy;
@@ -19,7 +20,6 @@ use crate::psp::{PspError, RefundRequest};
 use crate::queue::JobError;
 use crate::queue::{self, JobKind};
 use crate::wallet;
-use crate::webhooks::out;
 
 pub use store::RefundView;
 
@@ -252,7 +252,7 @@ fn finish(
         store::release(tx, &refund.payment_order_id, parts.seller_part + parts.commission_part)?;
     }
     let event = if succeeded { "refund.succeeded" } else { "refund.failed" };
-    out::emit(tx, event, refund_id, &refund, policy.webhook_attempts)
+    events::emit(tx, event, refund_id, &refund, policy.webhook_attempts)
 }
 
 pub async fn get(ctx: &Ctx, refund_id: &str) -> anyhow::Result<Option<RefundView>> {

@@ -11,13 +11,13 @@ use actix_web::http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use base64::Engine;
 use rusqlite::Connection;
-use serde::Serialize;
 
 use super::error::{StripeError, truncate};
 use super::faults::RequestFaults;
 use super::idempotency::{self, Begin, IdempotencyKey};
 use super::ids::{self, now_ms};
 use super::params::{self, Params};
+use super::reply::Reply;
 use super::request_log;
 use super::versions::{self, Version};
 use super::{Sandbox, Shared};
@@ -29,37 +29,6 @@ const MAX_LOGGED_PATH_CHARS: usize = 200;
 /// The "timeout" fault holds the reply this long: longer than any sane
 /// client timeout, short enough that a test run never waits on it.
 const TIMEOUT_FAULT_HANG_MS: u64 = 120_000;
-
-/// A reply as stored for idempotent replays: status and exact JSON body.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reply {
-    pub status: u16,
-    pub body: String,
-    pub content_type: &'static str,
-}
-
-pub const JSON: &str = "application/json";
-
-impl Reply {
-    /// A JSON body as it is (stored replies, error envelopes).
-    pub fn raw_json(status: u16, body: String) -> Reply {
-        Reply { status, body, content_type: JSON }
-    }
-
-    pub fn csv(body: String) -> Reply {
-        Reply { status: 200, body, content_type: "text/csv; charset=utf-8" }
-    }
-
-    /// 200 with `object` as JSON.
-    pub fn ok<T: Serialize>(object: &T) -> Result<Reply, StripeError> {
-        Self::json(200, object)
-    }
-
-    pub fn json<T: Serialize>(status: u16, object: &T) -> Result<Reply, StripeError> {
-        let body = serde_json::to_string(object).map_err(anyhow::Error::from)?;
-        Ok(Reply::raw_json(status, body))
-    }
-}
 
 /// Whether a route suffers the injected faults (never `/v1/sandbox/*`).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -7,13 +7,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::Shared;
-use super::api::Reply;
 use super::cards::Card;
 use super::error::StripeError;
 use super::events::{self, parse_url};
 use super::ids::{new_id, now_s, with_random};
 use super::params::{MAX_AMOUNT_MINOR, Metadata, Params, check_amount};
 use super::payment_intents::{self, NewIntent};
+use super::reply::Reply;
 
 /// Stripe's default and longest lifetime of a session.
 pub const MAX_LIFETIME_S: i64 = 24 * 60 * 60;

@@ -7,10 +7,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::Shared;
-use super::api::Reply;
 use super::error::StripeError;
 use super::ids::{new_id, now_ms, now_s, with_random};
 use super::params::{Metadata, Params};
+use super::reply::Reply;
 
 /// The API version written on events.
 pub const API_VERSION: &str = "2024-06-20";

@@ -10,8 +10,8 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use super::api::Reply;
 use super::error::{StripeError, truncate};
+use super::reply::Reply;
 
 /// How long a key and its reply are kept.
 pub const KEY_TTL_MS: i64 = 24 * 60 * 60 * 1000;

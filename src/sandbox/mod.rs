@@ -89,6 +89,7 @@ mod ids;
 mod params;
 mod payment_intents;
 mod refunds;
+mod reply;
 mod reporting;
 mod request_log;
 mod routes;

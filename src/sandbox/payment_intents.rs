@@ -18,13 +18,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::Shared;
-use super::api::Reply;
 use super::balance::{self, Category, Entry};
 use super::cards::{self, Card, Decline, Outcome};
 use super::error::{ErrorBody, StripeError, envelope_json};
 use super::events::{self, parse_url};
 use super::ids::{new_id, now_s};
 use super::params::{Metadata, Params};
+use super::reply::Reply;
 use super::versions::Version;
 
 pub const MAX_DESCRIPTION_CHARS: usize = 1_000;

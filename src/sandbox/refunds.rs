@@ -10,13 +10,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::Shared;
-use super::api::Reply;
 use super::balance::{self, Category, Entry};
 use super::error::StripeError;
 use super::events;
 use super::ids::{new_id, now_ms, now_s};
 use super::params::{Metadata, Params, check_amount};
 use super::payment_intents;
+use super::reply::Reply;
 
 /// A refund is settled this long after it is created.
 pub const SETTLE_DELAY_MS: i64 = 500;

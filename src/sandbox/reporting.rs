@@ -24,10 +24,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::Shared;
-use super::api::Reply;
 use super::error::{StripeError, truncate};
 use super::ids::{new_id, now_ms, now_s};
 use super::params::Params;
+use super::reply::Reply;
 use super::settlement::{self, COLUMNS, MAX_REPORT_ROWS};
 
 /// The one report type the sandbox runs: Stripe's itemized balance change

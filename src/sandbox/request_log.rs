@@ -15,9 +15,9 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use super::api::Reply;
 use super::error::StripeError;
 use super::params::Params;
+use super::reply::Reply;
 use crate::db::Db;
 
 /// Rows kept; each insert deletes the ones that fall past it.

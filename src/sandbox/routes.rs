@@ -7,10 +7,11 @@ use actix_web::http::header::{LOCATION, ORIGIN, REFERER};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{HttpRequest, HttpResponse, Resource, web};
 
-use super::api::{self, Faulty, Reply};
+use super::api::{self, Faulty};
 use super::error::StripeError;
 use super::faults::FaultPatch;
 use super::hosted::{self, FormSender, PayForm, Shown};
+use super::reply::Reply;
 use super::{
     Sandbox, checkout, events, params, payment_intents, refunds, reporting, request_log, settlement, transfers,
 };

@@ -13,11 +13,11 @@
 use chrono::{NaiveDate, NaiveTime, TimeZone, Utc};
 use rusqlite::{Connection, params};
 
-use super::api::Reply;
 use super::balance::{self, Category, Entry};
 use super::error::StripeError;
 use super::ids::new_id;
 use super::params::Metadata;
+use super::reply::Reply;
 use crate::money::{Currency, format_minor};
 
 /// A report longer than this is refused rather than cut short.

@@ -10,13 +10,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::Shared;
-use super::api::Reply;
 use super::balance::{self, Category, Entry};
 use super::error::StripeError;
 use super::events;
 use super::ids::{new_id, now_ms, now_s};
 use super::params::{Metadata, Params};
 use super::payment_intents::MAX_DESCRIPTION_CHARS;
+use super::reply::Reply;
 
 /// A transfer is settled this long after it is created.
 pub const SETTLE_DELAY_MS: i64 = 500;

@@ -8,12 +8,12 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::context::Ctx;
+use crate::events::{self, EVENT_TYPES, EndpointError, EndpointView};
 use crate::http::api::body;
 use crate::http::api::payments::parse_url;
 use crate::http::auth::ApiKey;
 use crate::http::errors::{ApiError, ErrorBody};
 use crate::payments::store::Page;
-use crate::webhooks::out::{self, EVENT_TYPES, EndpointError, EndpointView};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -54,7 +54,7 @@ pub async fn create_webhook_endpoint(
                 format!("enabled_events[{i}]"),
             ));
         }
-        let endpoint = out::register_endpoint(ctx, url, events).await.map_err(|e| match e {
+        let endpoint = events::register_endpoint(ctx, url, events).await.map_err(|e| match e {
             EndpointError::TooMany => ApiError::bad_request("too_many_endpoints", e.to_string()),
             EndpointError::NotPublic(e) => ApiError::invalid("url_invalid", e.to_string(), "url"),
             EndpointError::Internal(e) => ApiError::internal(&e),
@@ -70,6 +70,6 @@ pub async fn create_webhook_endpoint(
 )]
 #[get("/webhook_endpoints")]
 pub async fn list_webhook_endpoints(ctx: web::Data<Ctx>, _key: ApiKey) -> Result<HttpResponse, ApiError> {
-    let endpoints = ctx.db.run_raw(|conn| out::list_endpoints(conn)).await?;
+    let endpoints = ctx.db.run_raw(|conn| events::list_endpoints(conn)).await?;
     Ok(HttpResponse::Ok().json(Page { object: "list", data: endpoints, has_more: false }))
 }

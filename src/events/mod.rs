@@ -1,5 +1,6 @@
-//! Webhooks to the shop: endpoints, events stored in the transaction that
-//! caused them (outbox), and deliveries through the durable queue, signed
+//! Merchant events and their webhooks to the shop: endpoints, events stored
+//! in the transaction that caused them (outbox), and deliveries through the
+//! durable queue, which reach only public addresses (`url_policy`), signed
 //! per the Standard Webhooks spec (`webhook-id`, `webhook-timestamp`,
 //! `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`).
 
@@ -9,11 +10,13 @@ use rand::RngCore;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
-use super::url_policy::{self, NotPublic, PublicOnly};
+pub mod url_policy;
+
 use crate::config::WebhookSettings;
 use crate::context::Ctx;
 use crate::queue::JobError;
 use crate::queue::{self, JobKind};
+use url_policy::{NotPublic, PublicOnly};
 
 pub const EVENT_TYPES: &[&str] = &[
     "payment_order.succeeded",
