@@ -103,6 +103,10 @@ impl IpRange {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
+    /// Empty: SQLite at `path`. `postgres://user:pass@host:port/db?…`:
+    /// PostgreSQL (libpq style; several hosts with
+    /// `target_session_attrs=read-write` find the primary after a failover).
+    pub url: String,
     pub path: PathBuf,
     pub pool_size: u32,
     pub busy_timeout_ms: u64,
@@ -110,7 +114,7 @@ pub struct DatabaseSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { path: "data/till.db".into(), pool_size: 8, busy_timeout_ms: 5_000 }
+        Self { url: String::new(), path: "data/till.db".into(), pool_size: 8, busy_timeout_ms: 5_000 }
     }
 }
 
@@ -495,6 +499,10 @@ impl Settings {
         }
         if self.database.path.as_os_str().is_empty() {
             problems.push("database.path: must not be empty".into());
+        }
+        let url = &self.database.url;
+        if !url.is_empty() && !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            problems.push("database.url: must be empty (SQLite at database.path) or a postgres:// URL".into());
         }
         let api_base = &self.psp.api_base;
         let known_scheme = api_base.starts_with("http://") || api_base.starts_with("https://");

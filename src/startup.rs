@@ -98,13 +98,13 @@ impl Application {
     }
 }
 
+/// till's own database: SQLite at `database.path`, or PostgreSQL at `database.url`.
 pub fn open_till_db(settings: &Settings) -> anyhow::Result<Db> {
-    Db::open(
-        &settings.database.path,
-        settings.database.pool_size,
-        settings.database.busy_timeout_ms,
-        &db::till_migrations(),
-    )
+    let d = &settings.database;
+    if !d.url.is_empty() {
+        return Db::open_postgres(&d.url, d.pool_size, std::time::Duration::from_millis(d.busy_timeout_ms));
+    }
+    Db::open(&d.path, d.pool_size, d.busy_timeout_ms, &db::till_migrations())
 }
 
 fn bind(addr: &str, key: &str) -> anyhow::Result<TcpListener> {

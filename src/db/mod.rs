@@ -1,6 +1,12 @@
-//! SQLite access: pooled connections with the PRAGMAs set on every one,
-//! embedded migrations applied at start, `BEGIN IMMEDIATE` write
-//! transactions, and blocking work kept off the async executor.
+//! The database: SQLite (embedded, the default) or PostgreSQL, behind one
+//! handle. Code outside `db` speaks only [`Tx`] (see `sql`); which engine
+//! runs is decided once, at start, from `database.url`.
+//!
+//! SQLite: pooled readers with the PRAGMAs set on every one, one writer
+//! thread that group-commits `BEGIN IMMEDIATE` transactions, embedded
+//! migrations. PostgreSQL (`pg`): pooled connections, every write a
+//! `SERIALIZABLE` transaction run again on a serialization failure or a
+//! deadlock. On both, blocking work stays off the async executor.
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,15 +18,32 @@ use rusqlite_migration::{M, Migrations};
 
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 
-/// A cheap-to-clone handle on one SQLite database.
+/// A cheap-to-clone handle on one database.
 #[derive(Clone)]
 pub struct Db {
-    pool: Pool,
-    writer: writer::Writer,
-    /// Dropped with the last handle, which stops the checkpointer.
-    _checkpointer: std::sync::Arc<std::sync::mpsc::SyncSender<()>>,
+    engine: Engine,
 }
 
+#[derive(Clone)]
+enum Engine {
+    Sqlite {
+        pool: Pool,
+        writer: writer::Writer,
+        /// Dropped with the last handle, which stops the checkpointer.
+        _checkpointer: std::sync::Arc<std::sync::mpsc::SyncSender<()>>,
+    },
+    Postgres {
+        pool: pg::Pool,
+    },
+}
+
+/// How often a PostgreSQL write is run when it keeps meeting serialization
+/// failures or deadlocks, and the first pause between two runs (doubled
+/// each time, with jitter).
+const PG_WRITE_RUNS: u32 = 8;
+const PG_RETRY_PAUSE_MS: u64 = 2;
+
+pub mod pg;
 pub mod sql;
 pub mod writer;
 
@@ -100,7 +123,29 @@ impl Db {
             .connection_timeout(Duration::from_secs(30))
             .build(manager)
             .context("building the connection pool")?;
-        Ok(Db { pool, writer, _checkpointer: checkpointer })
+        Ok(Db { engine: Engine::Sqlite { pool, writer, _checkpointer: checkpointer } })
+    }
+
+    /// Connects to PostgreSQL at `url` (libpq style: several hosts and
+    /// `target_session_attrs=read-write` for failover) and applies its migrations.
+    pub fn open_postgres(url: &str, pool_size: u32, connect_timeout: Duration) -> anyhow::Result<Db> {
+        let pool = pg::connect(url, pool_size, connect_timeout)?;
+        let mut conn =
+            pool.get().map_err(|e| anyhow::anyhow!("cannot reach the PostgreSQL server of database.url: {e}"))?;
+        pg::migrate(&mut conn.client).context("migrating the PostgreSQL database")?;
+        Ok(Db { engine: Engine::Postgres { pool } })
+    }
+
+    /// Whether this is a PostgreSQL database.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.engine, Engine::Postgres { .. })
+    }
+
+    fn sqlite_pool(&self) -> anyhow::Result<&Pool> {
+        match &self.engine {
+            Engine::Sqlite { pool, .. } => Ok(pool),
+            Engine::Postgres { .. } => anyhow::bail!("this needs SQLite, and the database is PostgreSQL"),
+        }
     }
 
     /// Reads (and writes outside the group commit, for work that is not
@@ -111,7 +156,31 @@ impl Db {
         T: Send + 'static,
         E: From<anyhow::Error> + Send + 'static,
     {
-        self.run_raw(move |conn| f(&Tx::sqlite(conn))).await
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.run_here(f))
+            .await
+            .map_err(|e| E::from(anyhow::anyhow!("database task failed: {e}")))?
+    }
+
+    /// [`Db::run`] on the calling thread.
+    fn run_here<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Tx) -> Result<T, E>,
+        E: From<anyhow::Error>,
+    {
+        match &self.engine {
+            Engine::Sqlite { pool, .. } => {
+                let conn = pool.get().context("taking a database connection")?;
+                f(&Tx::sqlite(&conn))
+            }
+            Engine::Postgres { pool } => {
+                let mut conn = pool.get().context("taking a database connection")?;
+                let mut pt = conn.begin(false).context("beginning a read")?;
+                let value = f(&Tx::postgres(&mut pt))?;
+                pt.tx.commit().context("ending a read")?;
+                Ok(value)
+            }
+        }
     }
 
     /// [`Db::run`] on the engine's own connection. Transitional: only
@@ -122,7 +191,7 @@ impl Db {
         T: Send + 'static,
         E: From<anyhow::Error> + Send + 'static,
     {
-        let pool = self.pool.clone();
+        let pool = self.sqlite_pool()?.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get().context("taking a database connection")?;
             f(&mut conn)
@@ -136,13 +205,35 @@ impl Db {
     /// transaction and its own savepoint, committed together with the
     /// writes that arrived at the same time (group commit, see `writer`).
     /// An error from `f` rolls back exactly what `f` wrote.
+    ///
+    /// On PostgreSQL the write is a `SERIALIZABLE` transaction of its own,
+    /// run again (a few times, after a short pause) when PostgreSQL reports
+    /// a serialization failure or a deadlock: `f` may run more than once,
+    /// so it touches nothing outside its transaction.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&Tx) -> Result<T, E> + Send + 'static,
+        F: Fn(&Tx) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<anyhow::Error> + Send + 'static,
     {
-        self.writer.write(false, move |tx: &Transaction| f(&Tx::sqlite(tx))).await
+        self.write_as(false, f).await
+    }
+
+    async fn write_as<T, E, F>(&self, alone: bool, f: F) -> Result<T, E>
+    where
+        F: Fn(&Tx) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<anyhow::Error> + Send + 'static,
+    {
+        match &self.engine {
+            Engine::Sqlite { writer, .. } => writer.write(alone, move |tx: &Transaction| f(&Tx::sqlite(tx))).await,
+            Engine::Postgres { pool } => {
+                let pool = pool.clone();
+                tokio::task::spawn_blocking(move || pg_write(&pool, &f))
+                    .await
+                    .map_err(|e| E::from(anyhow::anyhow!("database task failed: {e}")))?
+            }
+        }
     }
 
     /// [`Db::write`] on the engine's own transaction. Transitional.
@@ -152,18 +243,21 @@ impl Db {
         T: Send + 'static,
         E: From<anyhow::Error> + Send + 'static,
     {
-        self.writer.write(false, f).await
+        match &self.engine {
+            Engine::Sqlite { writer, .. } => writer.write(false, f).await,
+            Engine::Postgres { .. } => Err(E::from(anyhow::anyhow!("this code is not on the storage seam yet"))),
+        }
     }
 
     /// Like [`Db::write`], for a write of thousands of rows: it runs by
     /// itself in its own transaction rather than in a shared group commit.
     pub async fn write_alone<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&Tx) -> Result<T, E> + Send + 'static,
+        F: Fn(&Tx) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<anyhow::Error> + Send + 'static,
     {
-        self.writer.write(true, move |tx: &Transaction| f(&Tx::sqlite(tx))).await
+        self.write_as(true, f).await
     }
 
     /// [`Db::write_alone`] on the engine's own transaction. Transitional.
@@ -173,33 +267,82 @@ impl Db {
         T: Send + 'static,
         E: From<anyhow::Error> + Send + 'static,
     {
-        self.writer.write(true, f).await
+        match &self.engine {
+            Engine::Sqlite { writer, .. } => writer.write(true, f).await,
+            Engine::Postgres { .. } => Err(E::from(anyhow::anyhow!("this code is not on the storage seam yet"))),
+        }
     }
 
     /// A read for synchronous callers (CLI commands, tests), on the calling thread.
     pub fn read_now<T>(&self, f: impl FnOnce(&Tx) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let conn = self.conn()?;
-        f(&Tx::sqlite(&conn))
+        self.run_here(f)
     }
 
     /// A read of several statements that see one consistent snapshot.
     pub fn read_snapshot<T>(&self, f: impl FnOnce(&Tx) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction().context("beginning a read transaction")?;
-        f(&Tx::sqlite(&tx))
+        match &self.engine {
+            Engine::Sqlite { pool, .. } => {
+                let mut conn = pool.get().context("taking a database connection")?;
+                let tx = conn.transaction().context("beginning a read transaction")?;
+                f(&Tx::sqlite(&tx))
+            }
+            // A PostgreSQL read is one REPEATABLE READ snapshot already.
+            Engine::Postgres { .. } => self.run_here(f),
+        }
     }
 
-    /// A write for synchronous callers (CLI commands, tests): its own
-    /// `BEGIN IMMEDIATE` transaction on the calling thread, outside the
-    /// group commit.
-    pub fn write_now<T>(&self, f: impl FnOnce(&Tx) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let mut conn = self.conn()?;
-        write_tx(&mut conn, |tx| f(&Tx::sqlite(tx)))
+    /// A write for synchronous callers (CLI commands, tests), on the
+    /// calling thread: on SQLite its own `BEGIN IMMEDIATE` transaction
+    /// outside the group commit; on PostgreSQL as [`Db::write`].
+    pub fn write_now<T>(&self, f: impl Fn(&Tx) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        match &self.engine {
+            Engine::Sqlite { pool, .. } => {
+                let mut conn = pool.get().context("taking a database connection")?;
+                write_tx(&mut conn, |tx| f(&Tx::sqlite(tx)))
+            }
+            Engine::Postgres { pool } => pg_write(pool, &f),
+        }
     }
 
-    /// A connection for synchronous callers (CLI commands, tests).
+    /// A SQLite connection for synchronous callers (the backup, tests).
     pub fn conn(&self) -> anyhow::Result<r2d2::PooledConnection<SqliteConnectionManager>> {
-        self.pool.get().context("taking a database connection")
+        self.sqlite_pool()?.get().context("taking a database connection")
+    }
+}
+
+/// One PostgreSQL write: `f` in a `SERIALIZABLE` transaction, committed;
+/// run again after a short, growing, jittered pause when a statement or
+/// the commit fails as PostgreSQL asks to retry, at most [`PG_WRITE_RUNS`] times.
+fn pg_write<T, E, F>(pool: &pg::Pool, f: &F) -> Result<T, E>
+where
+    F: Fn(&Tx) -> Result<T, E>,
+    E: From<anyhow::Error>,
+{
+    use rand::Rng;
+    let mut pause_ms = PG_RETRY_PAUSE_MS;
+    let mut run = 1;
+    loop {
+        let mut conn = pool.get().context("taking a database connection")?;
+        let mut pt = conn.begin(true).context("beginning a write transaction")?;
+        let (value, retry) = {
+            let tx = Tx::postgres(&mut pt);
+            let value = f(&tx);
+            let retry = tx.must_retry();
+            (value, retry)
+        };
+        let last = run == PG_WRITE_RUNS;
+        match value {
+            Err(e) if retry && !last => drop(e),
+            Err(e) => return Err(e),
+            Ok(value) => match pt.tx.commit() {
+                Ok(()) => return Ok(value),
+                Err(e) if pg::is_retryable(&e) && !last => {}
+                Err(e) => return Err(E::from(anyhow::Error::new(e).context("committing"))),
+            },
+        }
+        std::thread::sleep(Duration::from_millis(rand::rng().random_range(pause_ms / 2..=pause_ms)));
+        pause_ms = pause_ms.saturating_mul(2);
+        run += 1;
     }
 }
 

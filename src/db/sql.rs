@@ -10,9 +10,12 @@
 //! The calls mirror rusqlite's shape (`execute`, `query_row`, `query_opt`,
 //! `query_map` with a row-mapping closure), so a store reads like plain SQL.
 
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use anyhow::Context;
+
+use crate::db::pg;
 
 /// One column's value as it crosses the seam, borrowed where it can be.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,37 +58,79 @@ macro_rules! params {
 
 /// An open transaction or a read connection of till's database.
 pub struct Tx<'a> {
-    conn: &'a rusqlite::Connection,
+    inner: Inner<'a>,
+}
+
+enum Inner<'a> {
+    Sqlite(&'a rusqlite::Connection),
+    Postgres {
+        tx: RefCell<&'a mut dyn pg::Exec>,
+        /// A statement failed as PostgreSQL asks to retry (a serialization
+        /// failure, a deadlock): the whole write is run again.
+        retry: Cell<bool>,
+    },
 }
 
 /// One row of a result, read by column index (from 0).
 pub struct Row<'a, 'r> {
-    row: &'r rusqlite::Row<'a>,
+    inner: RowInner<'a, 'r>,
+}
+
+enum RowInner<'a, 'r> {
+    Sqlite(&'r rusqlite::Row<'a>),
+    Postgres(&'r postgres::Row),
 }
 
 impl Row<'_, '_> {
     pub fn get<T: FromSql>(&self, index: usize) -> anyhow::Result<T> {
-        let value = self.row.get_ref(index).with_context(|| format!("reading column {index}"))?;
-        T::from_sql(from_sqlite(value)).with_context(|| format!("column {index}"))
+        let value = match &self.inner {
+            RowInner::Sqlite(row) => {
+                from_sqlite(row.get_ref(index).with_context(|| format!("reading column {index}"))?)
+            }
+            RowInner::Postgres(row) => pg::value(row, index).with_context(|| format!("reading column {index}"))?,
+        };
+        T::from_sql(value).with_context(|| format!("column {index}"))
     }
 }
 
 impl<'a> Tx<'a> {
     /// The seam over one SQLite connection (or transaction, which derefs to one).
     pub fn sqlite(conn: &'a rusqlite::Connection) -> Tx<'a> {
-        Tx { conn }
+        Tx { inner: Inner::Sqlite(conn) }
+    }
+
+    /// The seam over an open PostgreSQL transaction.
+    pub(crate) fn postgres(tx: &'a mut dyn pg::Exec) -> Tx<'a> {
+        Tx { inner: Inner::Postgres { tx: RefCell::new(tx), retry: Cell::new(false) } }
     }
 
     /// The engine's own connection. Transitional, while code moves onto the seam.
     pub fn raw(&self) -> &'a rusqlite::Connection {
-        self.conn
+        match self.inner {
+            Inner::Sqlite(conn) => conn,
+            Inner::Postgres { .. } => panic!("Tx::raw on PostgreSQL: this code is not on the seam yet"),
+        }
+    }
+
+    /// Whether a statement failed in a way PostgreSQL asks to retry.
+    pub(crate) fn must_retry(&self) -> bool {
+        matches!(&self.inner, Inner::Postgres { retry, .. } if retry.get())
     }
 
     /// Runs a statement; returns the number of rows it changed.
     pub fn execute(&self, sql: &str, params: &[&dyn ToSql]) -> anyhow::Result<usize> {
-        let mut st = self.prepare(sql)?;
-        bind(&mut st, params)?;
-        st.raw_execute().with_context(|| format!("running {}", head(sql)))
+        match &self.inner {
+            Inner::Sqlite(conn) => {
+                let mut st = prepare_sqlite(conn, sql)?;
+                bind(&mut st, params)?;
+                st.raw_execute().with_context(|| format!("running {}", head(sql)))
+            }
+            Inner::Postgres { tx, retry } => {
+                let values: Vec<pg::PgValue> = params.iter().map(|p| pg::PgValue(p.to_sql())).collect();
+                let n = tx.borrow_mut().execute(sql, &values).map_err(|e| pg_error(e, retry, sql))?;
+                Ok(usize::try_from(n).unwrap_or(usize::MAX))
+            }
+        }
     }
 
     /// The first row, mapped by `f`; an error if there is none.
@@ -105,13 +150,15 @@ impl<'a> Tx<'a> {
         params: &[&dyn ToSql],
         f: impl FnOnce(&Row) -> anyhow::Result<T>,
     ) -> anyhow::Result<Option<T>> {
-        let mut st = self.prepare(sql)?;
-        bind(&mut st, params)?;
-        let mut rows = st.raw_query();
-        match rows.next().with_context(|| format!("querying {}", head(sql)))? {
-            Some(row) => f(&Row { row }).map(Some),
-            None => Ok(None),
-        }
+        let mut f = Some(f);
+        let mut first = None;
+        self.each(sql, params, true, &mut |row| {
+            if let Some(f) = f.take() {
+                first = Some(f(row)?);
+            }
+            Ok(())
+        })?;
+        Ok(first)
     }
 
     /// Every row, each mapped by `f`.
@@ -121,13 +168,11 @@ impl<'a> Tx<'a> {
         params: &[&dyn ToSql],
         mut f: impl FnMut(&Row) -> anyhow::Result<T>,
     ) -> anyhow::Result<Vec<T>> {
-        let mut st = self.prepare(sql)?;
-        bind(&mut st, params)?;
-        let mut rows = st.raw_query();
         let mut out = Vec::new();
-        while let Some(row) = rows.next().with_context(|| format!("querying {}", head(sql)))? {
-            out.push(f(&Row { row })?);
-        }
+        self.each(sql, params, false, &mut |row| {
+            out.push(f(row)?);
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -136,10 +181,49 @@ impl<'a> Tx<'a> {
         self.query_row(sql, params, |r| r.get(0))
     }
 
-    fn prepare(&self, sql: &str) -> anyhow::Result<rusqlite::CachedStatement<'a>> {
-        let sql = sqlite_placeholders(sql);
-        self.conn.prepare_cached(&sql).with_context(|| format!("preparing {}", head(&sql)))
+    /// Calls `f` with each row (only the first if `first_only`).
+    fn each(
+        &self,
+        sql: &str,
+        params: &[&dyn ToSql],
+        first_only: bool,
+        f: &mut dyn FnMut(&Row) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        match &self.inner {
+            Inner::Sqlite(conn) => {
+                let mut st = prepare_sqlite(conn, sql)?;
+                bind(&mut st, params)?;
+                let mut rows = st.raw_query();
+                while let Some(row) = rows.next().with_context(|| format!("querying {}", head(sql)))? {
+                    f(&Row { inner: RowInner::Sqlite(row) })?;
+                    if first_only {
+                        break;
+                    }
+                }
+            }
+            Inner::Postgres { tx, retry } => {
+                let values: Vec<pg::PgValue> = params.iter().map(|p| pg::PgValue(p.to_sql())).collect();
+                let rows = tx.borrow_mut().query(sql, &values).map_err(|e| pg_error(e, retry, sql))?;
+                for row in rows.iter().take(if first_only { 1 } else { usize::MAX }) {
+                    f(&Row { inner: RowInner::Postgres(row) })?;
+                }
+            }
+        }
+        Ok(())
     }
+}
+
+fn prepare_sqlite<'c>(conn: &'c rusqlite::Connection, sql: &str) -> anyhow::Result<rusqlite::CachedStatement<'c>> {
+    let sql = sqlite_placeholders(sql);
+    conn.prepare_cached(&sql).with_context(|| format!("preparing {}", head(&sql)))
+}
+
+/// A PostgreSQL error, remembering whether the write must be run again.
+fn pg_error(e: postgres::Error, retry: &Cell<bool>, sql: &str) -> anyhow::Error {
+    if pg::is_retryable(&e) {
+        retry.set(true);
+    }
+    anyhow::Error::new(e).context(format!("running {}", head(sql)))
 }
 
 impl fmt::Debug for Tx<'_> {

@@ -1,0 +1,243 @@
+//! PostgreSQL, the second engine: pooled connections (r2d2) each with its
+//! own cache of prepared statements, the embedded migrations in
+//! `migrations/postgres` applied at start, and the translation of the
+//! seam's values to PostgreSQL's types and back. Only `db` uses it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use postgres::types::{IsNull, ToSql as PgToSql, Type};
+use postgres::{Client, NoTls, Statement};
+
+use crate::db::sql::ValueRef;
+
+/// A pooled connection and the statements prepared on it.
+pub struct PgConn {
+    pub client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+/// Connects with `config`, as r2d2 asks.
+pub struct Manager {
+    config: postgres::Config,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PgConn, postgres::Error> {
+        Ok(PgConn { client: self.config.connect(NoTls)?, statements: HashMap::new() })
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
+        conn.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+
+/// Most statements kept prepared per connection; past it the cache starts over.
+const MAX_STATEMENTS: usize = 512;
+
+/// Parses a libpq-style URL (`postgres://user:pass@host:port/db?…`, several
+/// hosts and `target_session_attrs=read-write` included) and builds the pool.
+pub fn connect(url: &str, pool_size: u32, connect_timeout: Duration) -> anyhow::Result<Pool> {
+    let mut config: postgres::Config =
+        url.parse().map_err(|e| anyhow::anyhow!("database.url is not a PostgreSQL URL: {e}"))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(connect_timeout);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("till");
+    }
+    r2d2::Pool::builder()
+        .max_size(pool_size)
+        .connection_timeout(connect_timeout.max(Duration::from_secs(1)))
+        .build(Manager { config })
+        .map_err(|e| anyhow::anyhow!("cannot reach the PostgreSQL server of database.url: {e}"))
+}
+
+/// What the seam needs of an open PostgreSQL transaction, object-safe so
+/// that [`crate::db::Tx`] need not carry its lifetimes.
+pub trait Exec {
+    fn execute(&mut self, sql: &str, params: &[PgValue<'_>]) -> Result<u64, postgres::Error>;
+    fn query(&mut self, sql: &str, params: &[PgValue<'_>]) -> Result<Vec<postgres::Row>, postgres::Error>;
+}
+
+/// A transaction and its connection's statement cache.
+pub struct PgTx<'t, 'c> {
+    pub tx: postgres::Transaction<'t>,
+    pub statements: &'c mut HashMap<String, Statement>,
+}
+
+impl PgTx<'_, '_> {
+    fn statement(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        if let Some(st) = self.statements.get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self.tx.prepare(sql)?;
+        if self.statements.len() >= MAX_STATEMENTS {
+            self.statements.clear();
+        }
+        self.statements.insert(sql.to_string(), st.clone());
+        Ok(st)
+    }
+}
+
+fn refs<'v>(params: &'v [PgValue<'_>]) -> Vec<&'v (dyn PgToSql + Sync)> {
+    params.iter().map(|p| p as &(dyn PgToSql + Sync)).collect()
+}
+
+impl Exec for PgTx<'_, '_> {
+    fn execute(&mut self, sql: &str, params: &[PgValue<'_>]) -> Result<u64, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.tx.execute(&st, &refs(params))
+    }
+
+    fn query(&mut self, sql: &str, params: &[PgValue<'_>]) -> Result<Vec<postgres::Row>, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.tx.query(&st, &refs(params))
+    }
+}
+
+impl PgConn {
+    /// A transaction on this connection, with its statement cache.
+    pub fn begin(&mut self, serializable: bool) -> Result<PgTx<'_, '_>, postgres::Error> {
+        let PgConn { client, statements } = self;
+        let mut builder = client.build_transaction();
+        if serializable {
+            builder = builder.isolation_level(postgres::IsolationLevel::Serializable);
+        } else {
+            builder = builder.read_only(true).isolation_level(postgres::IsolationLevel::RepeatableRead);
+        }
+        Ok(PgTx { tx: builder.start()?, statements })
+    }
+}
+
+/// A value of the seam bound to a PostgreSQL parameter of whatever type the
+/// statement declares (an integer to BIGINT, INTEGER or BOOLEAN, text to
+/// TEXT, …), checked, never silently truncated.
+#[derive(Debug)]
+pub struct PgValue<'a>(pub ValueRef<'a>);
+
+impl PgToSql for PgValue<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self.0 {
+            ValueRef::Null => Ok(IsNull::Yes),
+            ValueRef::Int(i) => match *ty {
+                Type::INT8 => i.to_sql(ty, out),
+                Type::INT4 => i32::try_from(i)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(i)?.to_sql(ty, out),
+                Type::BOOL => (i != 0).to_sql(ty, out),
+                Type::NUMERIC => rust_decimal::Decimal::from(i).to_sql(ty, out),
+                Type::FLOAT8 => (i as f64).to_sql(ty, out),
+                Type::TEXT | Type::VARCHAR => i.to_string().to_sql(ty, out),
+                _ => Err(format!("an integer cannot be bound to a {ty} parameter").into()),
+            },
+            ValueRef::Real(f) => match *ty {
+                Type::FLOAT8 => f.to_sql(ty, out),
+                Type::FLOAT4 => (f as f32).to_sql(ty, out),
+                _ => Err(format!("a real cannot be bound to a {ty} parameter").into()),
+            },
+            ValueRef::Text(s) => s.to_sql(ty, out),
+            ValueRef::Blob(b) => b.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+/// Column `index` of a PostgreSQL row as the seam's value.
+pub fn value(row: &postgres::Row, index: usize) -> anyhow::Result<ValueRef<'_>> {
+    let column = row.columns().get(index).with_context(|| format!("no column {index}"))?;
+    let ty = column.type_().clone();
+    let value = match ty {
+        Type::INT8 => row.try_get::<_, Option<i64>>(index)?.map(ValueRef::Int),
+        Type::INT4 => row.try_get::<_, Option<i32>>(index)?.map(|i| ValueRef::Int(i64::from(i))),
+        Type::INT2 => row.try_get::<_, Option<i16>>(index)?.map(|i| ValueRef::Int(i64::from(i))),
+        Type::BOOL => row.try_get::<_, Option<bool>>(index)?.map(|b| ValueRef::Int(i64::from(b))),
+        Type::FLOAT8 => row.try_get::<_, Option<f64>>(index)?.map(ValueRef::Real),
+        Type::FLOAT4 => row.try_get::<_, Option<f32>>(index)?.map(|f| ValueRef::Real(f64::from(f))),
+        Type::NUMERIC => row.try_get::<_, Option<rust_decimal::Decimal>>(index)?.map(numeric),
+        Type::BYTEA => row.try_get::<_, Option<&[u8]>>(index)?.map(ValueRef::Blob),
+        _ => row.try_get::<_, Option<&str>>(index)?.map(ValueRef::Text),
+    };
+    Ok(value.unwrap_or(ValueRef::Null))
+}
+
+/// A NUMERIC (PostgreSQL's `SUM` of BIGINTs) as an integer when it is one.
+fn numeric(d: rust_decimal::Decimal) -> ValueRef<'static> {
+    use rust_decimal::prelude::ToPrimitive;
+    match (d.fract().is_zero(), d.to_i64()) {
+        (true, Some(i)) => ValueRef::Int(i),
+        _ => ValueRef::Real(d.to_f64().unwrap_or(f64::NAN)),
+    }
+}
+
+/// Whether a failed statement or commit is one PostgreSQL asks to retry:
+/// a serialization failure or a deadlock (SQLSTATE 40001, 40P01).
+pub fn is_retryable(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    e.code().is_some_and(|c| *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
+}
+
+/// The migrations of till's database on PostgreSQL, in step with SQLite's.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../../migrations/postgres/0002_queue.sql")),
+    (3, include_str!("../../migrations/postgres/0003_idempotency.sql")),
+    (4, include_str!("../../migrations/postgres/0004_merchant_webhooks.sql")),
+    (5, include_str!("../../migrations/postgres/0005_refunds_payouts.sql")),
+    (6, include_str!("../../migrations/postgres/0006_reconciliation.sql")),
+    (7, include_str!("../../migrations/postgres/0007_admin.sql")),
+    (8, include_str!("../../migrations/postgres/0008_fewer_order_indexes.sql")),
+    (9, include_str!("../../migrations/postgres/0009_login_attempts.sql")),
+    (10, include_str!("../../migrations/postgres/0010_psp_charges.sql")),
+    (11, include_str!("../../migrations/postgres/0011_psp_call_version.sql")),
+    (12, include_str!("../../migrations/postgres/0012_psp_requests.sql")),
+];
+
+/// The version the embedded migrations reach.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |(v, _)| *v)
+}
+
+/// Applies the migrations not applied yet, in one transaction (DDL is
+/// transactional on PostgreSQL), under an advisory lock so that tills
+/// starting together migrate once.
+/// Returns the version reached.
+pub fn migrate(client: &mut Client) -> anyhow::Result<i64> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS till_schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )
+        .context("creating the migrations table")?;
+    let mut tx = client.transaction()?;
+    // One till migrates at a time (the lock ends with the transaction).
+    tx.execute("SELECT pg_advisory_xact_lock(7311001)", &[])?;
+    let current: i64 = tx.query_one("SELECT COALESCE(MAX(version), 0) FROM till_schema_migrations", &[])?.get(0);
+    anyhow::ensure!(
+        current <= latest_version(),
+        "the database is at version {current}, newer than this till knows ({}): run a newer till",
+        latest_version()
+    );
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        tx.batch_execute(sql).with_context(|| format!("applying PostgreSQL migration {version}"))?;
+        tx.execute(
+            "INSERT INTO till_schema_migrations (version, applied_at) VALUES ($1, $2)",
+            &[version, &crate::db::now()],
+        )?;
+    }
+    tx.commit()?;
+    Ok(latest_version())
+}
