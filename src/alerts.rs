@@ -1,32 +1,32 @@
 //! Alerts: what a person must look at (dead letters, unfinished payments,
 //! failed audits). One open alert per kind and subject; raising it again
-//! while open changes nothing.
+//! while open changes nothing. This module owns `alerts`.
 
-use rusqlite::{Connection, Transaction, params};
 use serde::Serialize;
+
+use crate::db::{Tx, params};
 
 /// Opens an alert unless one is open for the same kind and subject.
 /// Returns whether it is new.
-pub fn raise(tx: &Transaction, kind: &str, subject_id: &str, message: &str) -> anyhow::Result<bool> {
-    let n = tx
-        .prepare_cached(
-            "INSERT INTO alerts (kind, subject_id, message, status, created_at)
-             VALUES (?1, ?2, ?3, 'open', ?4) ON CONFLICT DO NOTHING",
-        )?
-        .execute(params![kind, subject_id, message, crate::db::now()])?;
+pub fn raise(tx: &Tx, kind: &str, subject_id: &str, message: &str) -> anyhow::Result<bool> {
+    let n = tx.execute(
+        "INSERT INTO alerts (kind, subject_id, message, status, created_at)
+         VALUES ($1, $2, $3, 'open', $4) ON CONFLICT DO NOTHING",
+        params![kind, subject_id, message, crate::db::now()],
+    )?;
     if n == 1 {
         tracing::warn!(kind, subject = subject_id, message, "alert raised");
     }
     Ok(n == 1)
 }
 
-pub fn resolve(tx: &Transaction, kind: &str, subject_id: &str, resolution: &str) -> anyhow::Result<bool> {
-    let n = tx
-        .prepare_cached(
-            "UPDATE alerts SET status = 'resolved', resolved_at = ?3, resolution = ?4
-             WHERE kind = ?1 AND subject_id = ?2 AND status = 'open'",
-        )?
-        .execute(params![kind, subject_id, crate::db::now(), resolution])?;
+/// Resolves the open alert of this kind and subject; false if none is open.
+pub fn resolve(tx: &Tx, kind: &str, subject_id: &str, resolution: &str) -> anyhow::Result<bool> {
+    let n = tx.execute(
+        "UPDATE alerts SET status = 'resolved', resolved_at = $3, resolution = $4
+         WHERE kind = $1 AND subject_id = $2 AND status = 'open'",
+        params![kind, subject_id, crate::db::now(), resolution],
+    )?;
     Ok(n == 1)
 }
 
@@ -42,13 +42,12 @@ pub struct AlertView {
 }
 
 /// Open alerts, newest first.
-pub fn list_open(conn: &Connection, limit: u32) -> anyhow::Result<Vec<AlertView>> {
-    let mut st = conn.prepare_cached(
+pub fn list_open(tx: &Tx, limit: u32) -> anyhow::Result<Vec<AlertView>> {
+    tx.query_map(
         "SELECT id, kind, subject_id, message, status, created_at, resolved_at
-         FROM alerts WHERE status = 'open' ORDER BY id DESC LIMIT ?1",
-    )?;
-    let rows = st
-        .query_map([limit], |r| {
+         FROM alerts WHERE status = 'open' ORDER BY id DESC LIMIT $1",
+        params![limit],
+        |r| {
             Ok(AlertView {
                 id: r.get(0)?,
                 kind: r.get(1)?,
@@ -58,11 +57,10 @@ pub fn list_open(conn: &Connection, limit: u32) -> anyhow::Result<Vec<AlertView>
                 created_at: r.get(5)?,
                 resolved_at: r.get(6)?,
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+        },
+    )
 }
 
-pub fn open_count(conn: &Connection) -> anyhow::Result<i64> {
-    Ok(conn.query_row("SELECT COUNT(*) FROM alerts WHERE status = 'open'", [], |r| r.get(0))?)
+pub fn open_count(tx: &Tx) -> anyhow::Result<i64> {
+    tx.query_value("SELECT COUNT(*) FROM alerts WHERE status = 'open'", params![])
 }

@@ -1,11 +1,13 @@
 //! Merchant API keys: random, shown once, stored only as a SHA-256 hash
-//! (a 190-bit random key needs no slow hash: it cannot be guessed).
+//! (a 190-bit random key needs no slow hash: it cannot be guessed). This
+//! module owns `api_keys`.
 
 use anyhow::Context;
 use rand::Rng;
 use rand::distr::Alphanumeric;
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
+
+use crate::db::{Tx, params};
 
 pub const PREFIX: &str = "till_sk_";
 const RANDOM_LEN: usize = 32;
@@ -19,14 +21,14 @@ pub struct CreatedKey {
     pub key: String,
 }
 
-pub fn create(conn: &Connection, name: &str) -> anyhow::Result<CreatedKey> {
+pub fn create(tx: &Tx, name: &str) -> anyhow::Result<CreatedKey> {
     let name = name.trim();
     anyhow::ensure!(!name.is_empty() && name.len() <= 100, "the key's name must be 1 to 100 characters");
     let random: String = rand::rng().sample_iter(&Alphanumeric).take(RANDOM_LEN).map(char::from).collect();
     let key = format!("{PREFIX}{random}");
     let id = format!("key_{}", uuid::Uuid::new_v4().simple());
-    conn.execute(
-        "INSERT INTO api_keys (id, name, key_hash, key_prefix, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    tx.execute(
+        "INSERT INTO api_keys (id, name, key_hash, key_prefix, created_at) VALUES ($1, $2, $3, $4, $5)",
         params![id, name, hash(&key), &key[..PREFIX.len() + 4], crate::db::now()],
     )
     .context("storing the API key")?;
@@ -41,11 +43,11 @@ pub struct KeyRow {
     pub revoked_at: Option<String>,
 }
 
-pub fn list(conn: &Connection) -> anyhow::Result<Vec<KeyRow>> {
-    let mut st =
-        conn.prepare("SELECT id, name, key_prefix, created_at, revoked_at FROM api_keys ORDER BY created_at")?;
-    let rows = st
-        .query_map([], |r| {
+pub fn list(tx: &Tx) -> anyhow::Result<Vec<KeyRow>> {
+    tx.query_map(
+        "SELECT id, name, key_prefix, created_at, revoked_at FROM api_keys ORDER BY created_at",
+        params![],
+        |r| {
             Ok(KeyRow {
                 id: r.get(0)?,
                 name: r.get(1)?,
@@ -53,15 +55,14 @@ pub fn list(conn: &Connection) -> anyhow::Result<Vec<KeyRow>> {
                 created_at: r.get(3)?,
                 revoked_at: r.get(4)?,
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+        },
+    )
 }
 
 /// Revokes a live key; returns false if there is none with this id.
-pub fn revoke(conn: &Connection, id: &str) -> anyhow::Result<bool> {
-    let n = conn.execute(
-        "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+pub fn revoke(tx: &Tx, id: &str) -> anyhow::Result<bool> {
+    let n = tx.execute(
+        "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
         params![id, crate::db::now()],
     )?;
     Ok(n == 1)
@@ -96,14 +97,11 @@ impl KeyCache {
 }
 
 /// The id of the live key `key` is, if any.
-pub fn authenticate(conn: &Connection, key: &str) -> anyhow::Result<Option<String>> {
+pub fn authenticate(tx: &Tx, key: &str) -> anyhow::Result<Option<String>> {
     if key.len() > MAX_KEY_LEN || !key.starts_with(PREFIX) {
         return Ok(None);
     }
-    Ok(conn
-        .prepare_cached("SELECT id FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL")?
-        .query_row([hash(key)], |r| r.get(0))
-        .optional()?)
+    tx.query_opt("SELECT id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL", params![hash(key)], |r| r.get(0))
 }
 
 fn hash(key: &str) -> String {

@@ -89,14 +89,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Check { json } => check(&settings, json),
         Command::ApiKey { command: ApiKeyCommand::Create { name } } => {
             let db = startup::open_till_db(&settings)?;
-            let key = crate::api_keys::create(&*db.conn()?, &name)?;
+            let key = db.write_now(|tx| crate::api_keys::create(tx, &name))?; // seam: transitional
             println!("created API key {} ({}); it is shown only this once:", key.id, key.name);
             println!("{}", key.key);
             Ok(0)
         }
         Command::ApiKey { command: ApiKeyCommand::List } => {
             let db = startup::open_till_db(&settings)?;
-            for k in crate::api_keys::list(&*db.conn()?)? {
+            // seam: transitional
+            for k in db.read_now(crate::api_keys::list)? {
                 let revoked = k.revoked_at.map_or_else(String::new, |t| format!("  revoked {t}"));
                 println!("{}  {}…  {}  created {}{revoked}", k.id, k.prefix, k.name, k.created_at);
             }
@@ -104,7 +105,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::ApiKey { command: ApiKeyCommand::Revoke { id } } => {
             let db = startup::open_till_db(&settings)?;
-            if crate::api_keys::revoke(&*db.conn()?, &id)? {
+            // seam: transitional
+            if db.write_now(|tx| crate::api_keys::revoke(tx, &id))? {
                 println!("revoked API key {id}");
                 Ok(0)
             } else {

@@ -332,7 +332,7 @@ impl Bench {
         let base = format!("http://{}", app.address());
         let ctx = app.context().clone();
         tokio::spawn(app.run_until_stopped());
-        let key = till::api_keys::create(&*ctx.db.conn()?, "bench")?.key;
+        let key = ctx.db.write_now(|tx| till::api_keys::create(tx, "bench"))?.key; // seam: transitional
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(512)
             .redirect(reqwest::redirect::Policy::none())

@@ -3,17 +3,18 @@
 //! durable queue, which reach only public addresses (`url_policy`), signed
 //! per the Standard Webhooks spec (`webhook-id`, `webhook-timestamp`,
 //! `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`).
+//! This module owns `webhook_endpoints`, `merchant_events` and `webhook_deliveries`.
 
 use anyhow::Context;
 use base64::Engine;
 use rand::RngCore;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 pub mod url_policy;
 
 use crate::config::WebhookSettings;
 use crate::context::Ctx;
+use crate::db::{Tx, params};
 use crate::queue::JobError;
 use crate::queue::{self, JobKind};
 use url_policy::{NotPublic, PublicOnly};
@@ -79,12 +80,12 @@ pub async fn register_endpoint(
     enabled_events: Vec<String>,
 ) -> Result<EndpointView, EndpointError> {
     url_policy::check_endpoint_url(&url, ctx.settings.webhooks.allow_private_urls).await?;
-    ctx.db.write_raw(move |tx| create_endpoint(tx, &url, &enabled_events)).await
+    ctx.db.write(move |tx| create_endpoint(tx, &url, &enabled_events)).await
 }
 
-pub fn create_endpoint(tx: &Transaction, url: &str, enabled_events: &[String]) -> Result<EndpointView, EndpointError> {
+pub fn create_endpoint(tx: &Tx, url: &str, enabled_events: &[String]) -> Result<EndpointView, EndpointError> {
     let count: i64 =
-        tx.query_row("SELECT COUNT(*) FROM webhook_endpoints", [], |r| r.get(0)).context("counting endpoints")?;
+        tx.query_value("SELECT COUNT(*) FROM webhook_endpoints", params![]).context("counting endpoints")?;
     if count >= MAX_ENDPOINTS {
         return Err(EndpointError::TooMany);
     }
@@ -102,7 +103,7 @@ pub fn create_endpoint(tx: &Transaction, url: &str, enabled_events: &[String]) -
     };
     tx.execute(
         "INSERT INTO webhook_endpoints (id, url, secret, enabled_events, status, created_at)
-         VALUES (?1, ?2, ?3, ?4, 'enabled', ?5)",
+         VALUES ($1, $2, $3, $4, 'enabled', $5)",
         params![
             view.id,
             view.url,
@@ -115,65 +116,75 @@ pub fn create_endpoint(tx: &Transaction, url: &str, enabled_events: &[String]) -
     Ok(view)
 }
 
-pub fn list_endpoints(conn: &Connection) -> anyhow::Result<Vec<EndpointView>> {
-    let mut st = conn.prepare_cached(
+pub fn list_endpoints(tx: &Tx) -> anyhow::Result<Vec<EndpointView>> {
+    tx.query_map(
         "SELECT id, url, enabled_events, status, created_at FROM webhook_endpoints ORDER BY created_at",
-    )?;
-    let rows = st
-        .query_map([], |r| {
+        params![],
+        |r| {
             Ok(EndpointView {
                 id: r.get(0)?,
                 object: "webhook_endpoint",
                 url: r.get(1)?,
-                enabled_events: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
+                enabled_events: serde_json::from_str(&r.get::<String>(2)?).unwrap_or_default(),
                 status: r.get(3)?,
                 created_at: r.get(4)?,
                 secret: None,
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+        },
+    )
+}
+
+/// The enabled endpoints that want `event_type` (listed it, or `*`), in
+/// the order they were created. At most [`MAX_ENDPOINTS`] rows are read;
+/// the event lists are matched here rather than in SQL, where every
+/// engine spells JSON arrays its own way.
+fn subscribers(tx: &Tx, event_type: &str) -> anyhow::Result<Vec<String>> {
+    let enabled: Vec<(String, String)> = tx.query_map(
+        "SELECT id, enabled_events FROM webhook_endpoints WHERE status = 'enabled' ORDER BY created_at, id",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(enabled
+        .into_iter()
+        .filter(|(_, events)| {
+            serde_json::from_str::<Vec<String>>(events)
+                .is_ok_and(|events| events.iter().any(|e| e == "*" || e == event_type))
+        })
+        .map(|(id, _)| id)
+        .collect())
 }
 
 /// Whether any enabled endpoint wants `event_type`: events nobody will
 /// receive are not stored (callers skip building them too).
-pub fn wanted(tx: &Transaction, event_type: &str) -> anyhow::Result<bool> {
-    Ok(tx
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.status = 'enabled'
-               AND EXISTS (SELECT 1 FROM json_each(e.enabled_events) j WHERE j.value IN ('*', ?1)))",
-        )?
-        .query_row([event_type], |r| r.get(0))?)
+pub fn wanted(tx: &Tx, event_type: &str) -> anyhow::Result<bool> {
+    Ok(!subscribers(tx, event_type)?.is_empty())
 }
 
 /// Stores one event and queues its delivery to every endpoint that wants
 /// it, inside the caller's transaction.
 pub fn emit(
-    tx: &Transaction,
+    tx: &Tx,
     event_type: &str,
     subject_id: &str,
     data: &impl Serialize,
     max_attempts: u32,
 ) -> anyhow::Result<()> {
     debug_assert!(EVENT_TYPES.contains(&event_type), "{event_type}");
-    if !wanted(tx, event_type)? {
+    let endpoints = subscribers(tx, event_type)?;
+    if endpoints.is_empty() {
         return Ok(());
     }
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
     let body = serde_json::json!({"type": event_type, "timestamp": crate::db::now(), "data": data});
-    tx.prepare_cached(
-        "INSERT INTO merchant_events (id, event_type, subject_id, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![id, event_type, subject_id, body.to_string(), crate::db::now()])?;
-    let mut st = tx.prepare_cached(
-        "INSERT INTO webhook_deliveries (event_id, endpoint_id, status)
-         SELECT ?1, e.id, 'pending' FROM webhook_endpoints e
-         WHERE e.status = 'enabled'
-           AND EXISTS (SELECT 1 FROM json_each(e.enabled_events) j WHERE j.value IN ('*', ?2))
-         RETURNING id",
+    tx.execute(
+        "INSERT INTO merchant_events (id, event_type, subject_id, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
+        params![id, event_type, subject_id, body.to_string(), crate::db::now()],
     )?;
-    let deliveries = st.query_map(params![id, event_type], |r| r.get::<_, i64>(0))?.collect::<Result<Vec<_>, _>>()?;
-    for delivery in deliveries {
+    for endpoint in endpoints {
+        let delivery: i64 = tx.query_value(
+            "INSERT INTO webhook_deliveries (event_id, endpoint_id, status) VALUES ($1, $2, 'pending') RETURNING id",
+            params![id, endpoint],
+        )?;
         queue::enqueue(tx, JobKind::DeliverWebhook, &delivery.to_string(), 0, max_attempts)?;
     }
     Ok(())
@@ -237,46 +248,48 @@ pub async fn deliver(ctx: &Ctx, delivery_id: &str) -> Result<(), JobError> {
     let id: i64 = delivery_id.parse().map_err(|_| JobError::Final(format!("bad delivery id {delivery_id}")))?;
     let delivery = ctx
         .db
-        .run_raw(move |conn| -> anyhow::Result<Option<Delivery>> {
-            Ok(conn
-                .prepare_cached(
-                    "SELECT e.url, e.secret, m.id, m.payload, d.status
-                     FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
-                     JOIN merchant_events m ON m.id = d.event_id WHERE d.id = ?1",
-                )?
-                .query_row([id], |r| {
-                    Ok(Delivery {
-                        url: r.get(0)?,
-                        secret: r.get(1)?,
-                        event_id: r.get(2)?,
-                        payload: r.get(3)?,
-                        status: r.get(4)?,
-                    })
-                })
-                .optional()?)
-        })
+        .run(move |tx| load_delivery(tx, id))
         .await?
         .ok_or_else(|| JobError::Final(format!("delivery {id} does not exist")))?;
     if delivery.status == "delivered" {
         return Ok(());
     }
     let (status, error) = send(ctx, &delivery).await?;
-    let delivered = error.is_none();
     let recorded = error.clone();
-    ctx.db
-        .write_raw(move |tx| -> anyhow::Result<()> {
-            tx.execute(
-                "UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = ?2, last_error = ?3,
-                        status = CASE WHEN ?4 THEN 'delivered' ELSE status END,
-                        delivered_at = CASE WHEN ?4 THEN ?5 ELSE delivered_at END
-                 WHERE id = ?1",
-                params![id, status, recorded, delivered, crate::db::now()],
-            )?;
-            Ok(())
-        })
-        .await?;
+    ctx.db.write(move |tx| record_attempt(tx, id, status, recorded.as_deref())).await?;
     match error {
         None => Ok(()),
         Some(e) => Err(JobError::Retry(e)),
     }
+}
+
+fn load_delivery(tx: &Tx, delivery_id: i64) -> anyhow::Result<Option<Delivery>> {
+    tx.query_opt(
+        "SELECT e.url, e.secret, m.id, m.payload, d.status
+         FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+         JOIN merchant_events m ON m.id = d.event_id WHERE d.id = $1",
+        params![delivery_id],
+        |r| {
+            Ok(Delivery {
+                url: r.get(0)?,
+                secret: r.get(1)?,
+                event_id: r.get(2)?,
+                payload: r.get(3)?,
+                status: r.get(4)?,
+            })
+        },
+    )
+}
+
+/// Counts one attempt of a delivery with the endpoint's answer; without an
+/// error, the delivery is delivered.
+fn record_attempt(tx: &Tx, delivery_id: i64, status: Option<u16>, error: Option<&str>) -> anyhow::Result<()> {
+    tx.execute(
+        "UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = $2, last_error = $3,
+                status = CASE WHEN $4 = 1 THEN 'delivered' ELSE status END,
+                delivered_at = CASE WHEN $4 = 1 THEN $5 ELSE delivered_at END
+         WHERE id = $1",
+        params![delivery_id, status, error, error.is_none(), crate::db::now()],
+    )?;
+    Ok(())
 }

@@ -31,7 +31,7 @@ impl FromRequest for ApiKey {
             let lookup = key.clone();
             let id = ctx
                 .db
-                .run_raw(move |conn| crate::api_keys::authenticate(conn, &lookup))
+                .run(move |tx| crate::api_keys::authenticate(tx, &lookup))
                 .await
                 .map_err(|e| ApiError::internal(&e))?;
             let id = id.ok_or_else(|| ApiError::unauthorized("the API key is not valid"))?;

@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use chrono::SecondsFormat;
-use rusqlite::params;
 
 use crate::context::Ctx;
+use crate::db::{Tx, params};
+use crate::payments::model::OrderStatus;
 use crate::queue::{self, JobKind};
 
 /// Work looked at per run, so one run stays short however much is stuck.
@@ -24,37 +25,24 @@ struct NewAlert {
     message: String,
 }
 
+/// The kind of alert an unfinished order raises.
+const UNFINISHED_ORDER: &str = "unfinished_order";
+
 /// One alert per order not final after `alerts.unfinished_after_minutes`;
 /// alerts of orders that became final are resolved. Returns new alerts.
 pub async fn unfinished_alert(ctx: &Ctx) -> anyhow::Result<usize> {
     let cutoff = minutes_ago(ctx.settings.alerts.unfinished_after_minutes);
     let raised = ctx
         .db
-        .write_raw(move |tx| -> anyhow::Result<Vec<NewAlert>> {
-            tx.execute(
-                "UPDATE alerts SET status = 'resolved', resolved_at = ?1, resolution = 'the order became final'
-                 WHERE kind = 'unfinished_order' AND status = 'open'
-                   AND subject_id IN (SELECT payment_order_id FROM payment_orders
-                                      WHERE payment_order_status IN ('SUCCESS', 'FAILED'))",
-                [crate::db::now()],
-            )?;
-            let mut st = tx.prepare(
-                "SELECT payment_order_id, payment_order_status, created_at FROM payment_orders
-                 WHERE payment_order_status IN ('NOT_STARTED', 'EXECUTING') AND created_at < ?1
-                   AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.kind = 'unfinished_order'
-                                   AND a.subject_id = payment_order_id AND a.status = 'open')
-                 ORDER BY created_at LIMIT ?2",
-            )?;
-            let stuck = st
-                .query_map(params![cutoff, BATCH], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+        .write(move |tx| -> anyhow::Result<Vec<NewAlert>> {
+            for order_id in alerted_orders_now_final(tx)? {
+                crate::alerts::resolve(tx, UNFINISHED_ORDER, &order_id, "the order became final")?;
+            }
             let mut raised = Vec::new();
-            for (id, status, created_at) in stuck {
+            for (id, status, created_at) in unfinished_orders_not_alerted(tx, &cutoff)? {
                 let message = format!("payment order {id} is still {status} since {created_at}");
-                if crate::alerts::raise(tx, "unfinished_order", &id, &message)? {
-                    raised.push(NewAlert { kind: "unfinished_order", subject_id: id, message });
+                if crate::alerts::raise(tx, UNFINISHED_ORDER, &id, &message)? {
+                    raised.push(NewAlert { kind: UNFINISHED_ORDER, subject_id: id, message });
                 }
             }
             Ok(raised)
@@ -62,6 +50,33 @@ pub async fn unfinished_alert(ctx: &Ctx) -> anyhow::Result<usize> {
         .await?;
     post_alerts(ctx, &raised).await;
     Ok(raised.len())
+}
+
+// The two scans below read the payments module's orders beside the open
+// alerts, in one statement each; they write nothing.
+
+/// Orders with an open "unfinished" alert that are final now.
+fn alerted_orders_now_final(tx: &Tx) -> anyhow::Result<Vec<String>> {
+    tx.query_map(
+        "SELECT a.subject_id FROM alerts a JOIN payment_orders o ON o.payment_order_id = a.subject_id
+         WHERE a.kind = $1 AND a.status = 'open' AND o.payment_order_status IN ($2, $3)",
+        params![UNFINISHED_ORDER, OrderStatus::Success.as_str(), OrderStatus::Failed.as_str()],
+        |r| r.get(0),
+    )
+}
+
+/// (order, status, created_at) of up to [`BATCH`] orders not final since
+/// before `cutoff` and not alerted yet, oldest first.
+fn unfinished_orders_not_alerted(tx: &Tx, cutoff: &str) -> anyhow::Result<Vec<(String, String, String)>> {
+    tx.query_map(
+        "SELECT o.payment_order_id, o.payment_order_status, o.created_at FROM payment_orders o
+         WHERE o.payment_order_status IN ($1, $2) AND o.created_at < $3
+           AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.kind = $4
+                           AND a.subject_id = o.payment_order_id AND a.status = 'open')
+         ORDER BY o.created_at LIMIT $5",
+        params![OrderStatus::NotStarted.as_str(), OrderStatus::Executing.as_str(), cutoff, UNFINISHED_ORDER, BATCH],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
 }
 
 /// Sends new alerts to `alerts.webhook_url`, if set. Best effort: the alert
@@ -89,39 +104,16 @@ pub async fn psp_sync(ctx: &Ctx) -> anyhow::Result<usize> {
     let attempts = ctx.settings.queue.max_attempts;
     let queued = ctx
         .db
-        .write_raw(move |tx| -> anyhow::Result<usize> {
+        .write(move |tx| -> anyhow::Result<usize> {
             let mut work: Vec<(JobKind, String)> = Vec::new();
-            let mut collect = |sql: &str, arg: &str, kind: JobKind| -> anyhow::Result<()> {
-                let mut st = tx.prepare(sql)?;
-                for id in st.query_map(params![arg, BATCH], |r| r.get::<_, String>(0))? {
-                    work.push((kind, id?));
-                }
-                Ok(())
-            };
-            collect(
-                "SELECT o.payment_order_id FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
-                 WHERE o.payment_order_status IN ('NOT_STARTED', 'EXECUTING') AND e.payment_method = 'token'
-                   AND o.updated_at < ?1 LIMIT ?2",
-                &stuck,
-                JobKind::ChargeOrder,
-            )?;
-            collect(
-                "SELECT checkout_id FROM payment_events
-                 WHERE is_payment_done = 0 AND payment_method = 'hosted_page' AND psp_session_id IS NOT NULL
-                   AND created_at < ?1 LIMIT ?2",
-                &expired,
-                JobKind::SyncCheckout,
-            )?;
-            collect(
-                "SELECT refund_id FROM refunds WHERE status = 'PENDING' AND updated_at < ?1 LIMIT ?2",
-                &stuck,
-                JobKind::SubmitRefund,
-            )?;
-            collect(
-                "SELECT payout_id FROM payouts WHERE status IN ('PENDING', 'IN_TRANSIT') AND updated_at < ?1 LIMIT ?2",
-                &stuck,
-                JobKind::SendPayout,
-            )?;
+            let token_orders = stuck_token_orders(tx, &stuck)?;
+            work.extend(token_orders.into_iter().map(|id| (JobKind::ChargeOrder, id)));
+            let checkouts = ended_hosted_checkouts(tx, &expired)?;
+            work.extend(checkouts.into_iter().map(|id| (JobKind::SyncCheckout, id)));
+            let refunds = crate::refunds::store::pending_since(tx, &stuck, BATCH)?;
+            work.extend(refunds.into_iter().map(|id| (JobKind::SubmitRefund, id)));
+            let payouts = crate::payouts::store::unfinished_since(tx, &stuck, BATCH)?;
+            work.extend(payouts.into_iter().map(|id| (JobKind::SendPayout, id)));
             let mut n = 0;
             for (kind, id) in work {
                 n += usize::from(queue::enqueue_now(tx, kind, &id, attempts)?);
@@ -135,6 +127,30 @@ pub async fn psp_sync(ctx: &Ctx) -> anyhow::Result<usize> {
     Ok(queued)
 }
 
+// Reads of the payments module's tables, which have no query function
+// for these scans.
+
+/// Up to [`BATCH`] token orders not final and unchanged since `before`.
+fn stuck_token_orders(tx: &Tx, before: &str) -> anyhow::Result<Vec<String>> {
+    tx.query_map(
+        "SELECT o.payment_order_id FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
+         WHERE o.payment_order_status IN ($1, $2) AND e.payment_method = 'token' AND o.updated_at < $3 LIMIT $4",
+        params![OrderStatus::NotStarted.as_str(), OrderStatus::Executing.as_str(), before, BATCH],
+        |r| r.get(0),
+    )
+}
+
+/// Up to [`BATCH`] hosted checkouts not done, with a session, created before `before`.
+fn ended_hosted_checkouts(tx: &Tx, before: &str) -> anyhow::Result<Vec<String>> {
+    tx.query_map(
+        "SELECT checkout_id FROM payment_events
+         WHERE is_payment_done = 0 AND payment_method = 'hosted_page' AND psp_session_id IS NOT NULL
+           AND created_at < $1 LIMIT $2",
+        params![before, BATCH],
+        |r| r.get(0),
+    )
+}
+
 pub async fn idempotency_cleanup(ctx: &Ctx) -> anyhow::Result<usize> {
     ctx.db.run(crate::idempotency::cleanup).await
 }
@@ -143,11 +159,12 @@ pub async fn idempotency_cleanup(ctx: &Ctx) -> anyhow::Result<usize> {
 /// ledger resolves it. Returns whether the ledger is sound.
 pub async fn ledger_audit(ctx: &Ctx) -> anyhow::Result<bool> {
     let options = crate::ledger::check::Options::of(&ctx.settings);
+    // seam: transitional: the ledger audit takes the engine's connection until it is on the seam.
     let report = ctx.db.run_raw(move |conn| crate::ledger::check::run_with(conn, &options)).await?;
     let summary = report.summary();
     let ok = report.ok;
     ctx.db
-        .write_raw(move |tx| -> anyhow::Result<()> {
+        .write(move |tx| -> anyhow::Result<()> {
             if ok {
                 crate::alerts::resolve(tx, "ledger_audit", "ledger", "the ledger audit passed again")?;
             } else {

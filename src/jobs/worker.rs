@@ -45,7 +45,7 @@ async fn run(ctx: Ctx, mut stop: watch::Receiver<bool>) {
         }
         let limit = free.min(settings.batch_size);
         let lease = settings.lease_ms;
-        let claimed: anyhow::Result<Vec<Job>> = ctx.db.write_raw(move |tx| queue::claim(tx, limit, lease)).await;
+        let claimed: anyhow::Result<Vec<Job>> = ctx.db.write(move |tx| queue::claim(tx, limit, lease)).await;
         let jobs = match claimed {
             Ok(jobs) => jobs,
             Err(e) => {
@@ -89,7 +89,7 @@ async fn run_one(ctx: &Ctx, job: Job) {
     }
     let recorded = ctx
         .db
-        .write_raw(move |tx| -> anyhow::Result<Option<Failed>> {
+        .write(move |tx| -> anyhow::Result<Option<Failed>> {
             match result {
                 Ok(_) => queue::complete(tx, &job).map(|_| None),
                 Err(JobError::Retry(e)) => queue::fail(tx, &job, &e, true, &settings).map(Some),

@@ -78,14 +78,16 @@ pub async fn create_checkout(
                         if let PaymentMethod::Token { .. } = new.payment_method {
                             for order in &new.orders {
                                 let id = order.payment_order_id.as_str();
-                                queue::enqueue(tx, JobKind::ChargeOrder, id, 0, max_attempts)?;
+                                // seam: transitional
+                                queue::enqueue(&crate::db::Tx::sqlite(tx), JobKind::ChargeOrder, id, 0, max_attempts)?;
                             }
                         }
                         Created::New
                     }
                 };
                 let session = match session_request(&new, expires_at, suffix) {
-                    Some(request) => Some(requests::fix(tx, request.build())?),
+                    // seam: transitional
+                    Some(request) => Some(requests::fix(&crate::db::Tx::sqlite(tx), request.build())?),
                     None => None,
                 };
                 Ok((created, session, store::load_checkout(tx, new.checkout_id.as_str())?))

@@ -37,7 +37,8 @@ pub async fn charge_order(ctx: &Ctx, job: &Job) -> Result<bool, JobError> {
                     "sent to the PSP",
                 )?;
             }
-            let request = requests::fix(tx, charge_request(&target, suffix).build())?;
+            // seam: transitional
+            let request = requests::fix(&crate::db::Tx::sqlite(tx), charge_request(&target, suffix).build())?;
             Ok(Some((target, request)))
         })
         .await?;
@@ -119,7 +120,7 @@ async fn apply_intent_with(
             }
             notify::checkout_progress(tx, &order.checkout_id, policy)?;
             if let Some(job) = &job {
-                queue::complete(tx, job)?;
+                queue::complete(&crate::db::Tx::sqlite(tx), job)?; // seam: transitional
             }
             Ok(())
         })
@@ -177,7 +178,8 @@ fn intent_charge(order: &OrderView, intent: &PaymentIntent) -> Result<Charge, Jo
 /// Brings a token order's charge job forward (or enqueues one).
 pub async fn charge_soon(ctx: &Ctx, payment_order_id: &str) -> anyhow::Result<()> {
     let (id, attempts) = (payment_order_id.to_string(), ctx.settings.queue.max_attempts);
-    ctx.db.write_raw(move |tx| queue::enqueue_now(tx, queue::JobKind::ChargeOrder, &id, attempts)).await?;
+    // seam: transitional
+    ctx.db.write(move |tx| queue::enqueue_now(tx, queue::JobKind::ChargeOrder, &id, attempts)).await?;
     ctx.queue_wake.notify_one();
     Ok(())
 }

@@ -32,21 +32,27 @@ pub fn orders_final(
         OrderStatus::Failed => "payment_order.failed",
         _ => return Ok(()),
     };
-    if payment_order_ids.is_empty() || !events::wanted(tx, event)? {
+    // seam: transitional
+    if payment_order_ids.is_empty() || !events::wanted(&crate::db::Tx::sqlite(tx), event)? {
         return Ok(());
     }
     for id in payment_order_ids {
         let order = store::load_order(tx, id)?.with_context(|| format!("order {id}"))?;
-        events::emit(tx, event, id, &order, policy.webhook_attempts)?;
+        // seam: transitional
+        events::emit(&crate::db::Tx::sqlite(tx), event, id, &order, policy.webhook_attempts)?;
     }
     Ok(())
 }
 
 /// Marks the checkout done once all its orders are final, and tells the shop once.
 pub fn checkout_progress(tx: &Transaction, checkout_id: &str, policy: Policy) -> anyhow::Result<()> {
-    if !store::refresh_payment_done(tx, checkout_id)? || !events::wanted(tx, "checkout.completed")? {
+    // seam: transitional
+    if !store::refresh_payment_done(tx, checkout_id)?
+        || !events::wanted(&crate::db::Tx::sqlite(tx), "checkout.completed")?
+    {
         return Ok(());
     }
     let checkout = store::load_checkout(tx, checkout_id)?.with_context(|| format!("checkout {checkout_id}"))?;
-    events::emit(tx, "checkout.completed", checkout_id, &checkout, policy.webhook_attempts)
+    // seam: transitional
+    events::emit(&crate::db::Tx::sqlite(tx), "checkout.completed", checkout_id, &checkout, policy.webhook_attempts)
 }

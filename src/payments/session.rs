@@ -84,7 +84,9 @@ pub async fn register(
                             "hosted checkout session registered at the PSP",
                         )?;
                     }
-                    queue::enqueue(tx, JobKind::SyncCheckout, &checkout_id, syncs.first_delay_ms(), max_attempts)?;
+                    // seam: transitional
+                    let seam = &crate::db::Tx::sqlite(tx);
+                    queue::enqueue(seam, JobKind::SyncCheckout, &checkout_id, syncs.first_delay_ms(), max_attempts)?;
                     Ok(())
                 })
                 .await
@@ -98,7 +100,8 @@ pub async fn register(
                 "the PSP refused to create the hosted session of checkout {checkout_id}: {message}; \
                  nothing was charged, its orders stay NOT_STARTED"
             );
-            ctx.db.write_raw(move |tx| alerts::raise(tx, "psp_request_refused", &checkout_id, &alert)).await?;
+            // seam: transitional
+            ctx.db.write(move |tx| alerts::raise(tx, "psp_request_refused", &checkout_id, &alert)).await?;
             Err(SessionError::Refused(message))
         }
         // Never guessed FAILED: the orders stay NOT_STARTED and the same

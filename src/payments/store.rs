@@ -449,3 +449,26 @@ pub fn set_payment_intent(tx: &Transaction, payment_order_id: &str, intent_id: &
     .execute(params![payment_order_id, intent_id])?;
     Ok(())
 }
+
+/// Adds a refund's amount to the order's refunded total, never past the
+/// order's amount (the guard that holds under concurrent refunds).
+/// Returns false, and changes nothing, if it would.
+pub fn add_refunded(tx: &crate::db::Tx, payment_order_id: &str, amount_minor: i64) -> anyhow::Result<bool> {
+    let n = tx.execute(
+        "UPDATE payment_orders SET refunded_minor = refunded_minor + $2, updated_at = $3
+         WHERE payment_order_id = $1 AND refunded_minor + $2 <= amount_minor",
+        crate::params![payment_order_id, amount_minor, crate::db::now()],
+    )?;
+    Ok(n == 1)
+}
+
+/// Gives a failed refund's amount back to the order's refundable rest.
+pub fn release_refunded(tx: &crate::db::Tx, payment_order_id: &str, amount_minor: i64) -> anyhow::Result<()> {
+    let n = tx.execute(
+        "UPDATE payment_orders SET refunded_minor = refunded_minor - $2, updated_at = $3
+         WHERE payment_order_id = $1 AND refunded_minor >= $2",
+        crate::params![payment_order_id, amount_minor, crate::db::now()],
+    )?;
+    anyhow::ensure!(n == 1, "order {payment_order_id} has less refunded than the failed refund's {amount_minor}");
+    Ok(())
+}

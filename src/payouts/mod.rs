@@ -3,13 +3,17 @@
 //! seller's wallet to `liabilities:payouts_in_transit` in the transaction
 //! that stores it; the queue sends it to the PSP as a transfer (idempotent
 //! on the payout id); PAID books it out of `assets:psp_balance`; FAILED
-//! reverses it exactly once and the wallet has the money again.
+//! reverses it exactly once and the wallet has the money again. This
+//! module owns `sellers` and `payouts`.
 
 pub mod store;
 
-use rusqlite::Transaction;
+use std::fmt;
+
+use serde::Serialize;
 
 use crate::context::Ctx;
+use crate::db::Tx;
 use crate::events;
 use crate::ledger::{self, Posting};
 use crate::money::{Currency, Money, format_minor};
@@ -21,6 +25,63 @@ use crate::queue::{self, JobKind};
 use crate::wallet;
 
 pub use store::{PayoutView, SellerView};
+
+/// Where a payout is: `PENDING → IN_TRANSIT → PAID | FAILED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PayoutStatus {
+    Pending,
+    InTransit,
+    Paid,
+    Failed,
+}
+
+impl PayoutStatus {
+    pub const ALL: [PayoutStatus; 4] =
+        [PayoutStatus::Pending, PayoutStatus::InTransit, PayoutStatus::Paid, PayoutStatus::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayoutStatus::Pending => "PENDING",
+            PayoutStatus::InTransit => "IN_TRANSIT",
+            PayoutStatus::Paid => "PAID",
+            PayoutStatus::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PayoutStatus> {
+        PayoutStatus::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    // Written without a `_` arm so a new state must be placed on purpose.
+    pub fn is_final(self) -> bool {
+        match self {
+            PayoutStatus::Paid | PayoutStatus::Failed => true,
+            PayoutStatus::Pending | PayoutStatus::InTransit => false,
+        }
+    }
+
+    /// The one transition function of a payout: the PSP's transfer puts a
+    /// pending payout in transit; the transfer's end (or the PSP's refusal
+    /// of it) makes it PAID or FAILED, once; a final payout never moves.
+    pub fn can_move_to(self, to: PayoutStatus) -> bool {
+        match (self, to) {
+            (PayoutStatus::Pending, PayoutStatus::InTransit) => true,
+            (PayoutStatus::Pending | PayoutStatus::InTransit, PayoutStatus::Paid | PayoutStatus::Failed) => true,
+            (PayoutStatus::Pending, PayoutStatus::Pending)
+            | (PayoutStatus::InTransit, PayoutStatus::Pending | PayoutStatus::InTransit)
+            | (PayoutStatus::Paid | PayoutStatus::Failed, _) => false,
+        }
+    }
+}
+
+impl fmt::Display for PayoutStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+crate::sql_as_text!(PayoutStatus, |s: &PayoutStatus| s.as_str(), PayoutStatus::parse);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PayoutError {
@@ -41,9 +102,15 @@ pub enum PayoutError {
 pub struct NewPayout {
     pub seller_id: String,
     pub currency: Currency,
-    /// None: all that is available.
-    pub amount: Option<String>,
+    /// None: all that is available. Some: in `currency`.
+    pub amount: Option<Money>,
     pub created_by: String,
+}
+
+/// The optional `amount` of a payout request in its currency, parsed; the
+/// error is the one the API and the dashboard show.
+pub fn parse_amount(amount: Option<&str>, currency: Currency) -> Result<Option<Money>, PayoutError> {
+    amount.map(|a| Money::parse(a, currency)).transpose().map_err(|e| PayoutError::BadAmount(format!("amount {e}")))
 }
 
 /// What the payout rules need from the settings.
@@ -57,7 +124,8 @@ struct Rules {
 pub async fn create(ctx: &Ctx, new: NewPayout) -> Result<PayoutView, PayoutError> {
     let rules = Rules { hold_days: ctx.settings.payouts.hold_days, max_attempts: ctx.settings.queue.max_attempts };
     let minimum = minimum_of(ctx, new.currency);
-    let payout = ctx.db.write_raw(move |tx| create_in_tx(tx, &new, minimum, rules)).await?;
+    // seam: transitional: the ledger and wallet verbs take the engine's transaction until they are on the seam.
+    let payout = ctx.db.write_raw(move |raw| create_in_tx(&Tx::sqlite(raw), raw, &new, minimum, rules)).await?;
     ctx.queue_wake.notify_one();
     Ok(payout)
 }
@@ -71,14 +139,22 @@ fn minimum_of(ctx: &Ctx, currency: Currency) -> i64 {
         .map_or(1, |m| m.amount_minor())
 }
 
-fn create_in_tx(tx: &Transaction, new: &NewPayout, minimum: i64, rules: Rules) -> Result<PayoutView, PayoutError> {
+fn create_in_tx(
+    tx: &Tx,
+    raw: &rusqlite::Transaction, // seam: transitional
+    new: &NewPayout,
+    minimum: i64,
+    rules: Rules,
+) -> Result<PayoutView, PayoutError> {
     let seller = store::seller(tx, &new.seller_id)?.ok_or_else(|| PayoutError::SellerMissing(new.seller_id.clone()))?;
     let destination = seller.payout_destination.ok_or_else(|| PayoutError::NoDestination(new.seller_id.clone()))?;
     let currency = new.currency;
-    let available = wallet::balances(tx, &new.seller_id, currency, rules.hold_days)?.available;
-    let amount = match &new.amount {
+    // seam: transitional: wallet's reads take the engine's connection until they are on the seam.
+    let available = wallet::balances(tx.raw(), &new.seller_id, currency, rules.hold_days)?.available;
+    let amount = match new.amount {
         None => available,
-        Some(a) => Money::parse(a, currency).map_err(|e| PayoutError::BadAmount(format!("amount {e}")))?.amount_minor(),
+        Some(m) if m.currency() == currency => m.amount_minor(),
+        Some(m) => return Err(anyhow::anyhow!("a payout in {currency} of {m}").into()),
     };
     let show = |m: i64| format_minor(m, currency);
     if amount > available || amount <= 0 {
@@ -90,7 +166,7 @@ fn create_in_tx(tx: &Transaction, new: &NewPayout, minimum: i64, rules: Rules) -
     let payout_id = uuid::Uuid::new_v4().to_string();
     store::insert(tx, &payout_id, &new.seller_id, amount, currency, &destination, &new.created_by)?;
     post(
-        tx,
+        raw,
         "payout",
         &payout_id,
         currency,
@@ -98,15 +174,15 @@ fn create_in_tx(tx: &Transaction, new: &NewPayout, minimum: i64, rules: Rules) -
         ledger::PAYOUTS_IN_TRANSIT,
         amount,
     )?;
-    wallet::credit_wallet(tx, &new.seller_id, currency, -amount)?;
-    wallet::assert_matches_ledger(tx, &new.seller_id, currency)?;
+    wallet::credit_wallet(raw, &new.seller_id, currency, -amount)?;
+    wallet::assert_matches_ledger(raw, &new.seller_id, currency)?;
     queue::enqueue(tx, JobKind::SendPayout, &payout_id, 0, rules.max_attempts)?;
     Ok(store::load(tx, &payout_id)?.expect("just inserted"))
 }
 
 /// A two-entry posting: `debit` receives `amount`, `credit` gives it.
 fn post(
-    tx: &Transaction,
+    tx: &rusqlite::Transaction, // seam: transitional: the ledger is not on the seam yet
     source_type: &str,
     payout_id: &str,
     currency: Currency,
@@ -131,7 +207,7 @@ pub async fn send(ctx: &Ctx, payout_id: &str) -> Result<(), JobError> {
     // The transfer's request is fixed at the first attempt; every retry sends it again.
     let payout = ctx
         .db
-        .write_raw(move |tx| -> anyhow::Result<Option<(store::PayoutRow, Option<PspRequest>)>> {
+        .write(move |tx| -> anyhow::Result<Option<(store::PayoutRow, Option<PspRequest>)>> {
             let Some(p) = store::load_row(tx, &id)? else { return Ok(None) };
             let request = match p.psp_transfer_id {
                 None => Some(requests::fix(tx, transfer_request(&p).build())?),
@@ -143,7 +219,7 @@ pub async fn send(ctx: &Ctx, payout_id: &str) -> Result<(), JobError> {
     let Some((p, request)) = payout else {
         return Err(JobError::Final(format!("payout {payout_id} does not exist")));
     };
-    if p.status == "PAID" || p.status == "FAILED" {
+    if p.status.is_final() {
         return Ok(());
     }
     let answer = match (&p.psp_transfer_id, &request) {
@@ -177,17 +253,21 @@ fn transfer_request(p: &store::PayoutRow) -> TransferRequest {
 pub async fn apply(ctx: &Ctx, payout_id: &str, transfer: &Transfer) -> Result<(), JobError> {
     let (id, transfer) = (payout_id.to_string(), transfer.clone());
     let attempts = ctx.settings.webhooks.max_attempts;
+    // seam: transitional: the ledger and wallet verbs take the engine's transaction until they are on the seam.
     let in_transit = ctx
         .db
-        .write_raw(move |tx| -> Result<bool, JobError> {
-            let p = store::load_row(tx, &id)?.ok_or_else(|| JobError::Final(format!("payout {id} vanished")))?;
+        .write_raw(move |raw| -> Result<bool, JobError> {
+            let tx = &Tx::sqlite(raw);
+            let mut p = store::load_row(tx, &id)?.ok_or_else(|| JobError::Final(format!("payout {id} vanished")))?;
             if transfer.amount != p.amount_minor || !transfer.currency.eq_ignore_ascii_case(&p.currency) {
                 return Err(JobError::Final(format!("transfer {} does not match payout {id}", transfer.id)));
             }
-            store::set_transfer(tx, &id, &transfer.id)?;
+            store::set_transfer(tx, &mut p, &transfer.id)?;
             match transfer.outcome() {
-                TransferOutcome::Paid => finish(tx, &p, true, None, attempts)?,
-                TransferOutcome::Failed => finish(tx, &p, false, Some("transfer_failed"), attempts)?,
+                TransferOutcome::Paid => finish(tx, raw, &p, PayoutStatus::Paid, None, attempts)?,
+                TransferOutcome::Failed => {
+                    finish(tx, raw, &p, PayoutStatus::Failed, Some("transfer_failed"), attempts)?
+                }
                 // Committed as IN_TRANSIT with the transfer's id; asked again later.
                 TransferOutcome::InTransit => return Ok(true),
             }
@@ -203,10 +283,12 @@ pub async fn apply(ctx: &Ctx, payout_id: &str, transfer: &Transfer) -> Result<()
 async fn finish_failed(ctx: &Ctx, payout_id: &str, code: &str) -> Result<(), JobError> {
     let (id, code) = (payout_id.to_string(), code.to_string());
     let attempts = ctx.settings.webhooks.max_attempts;
+    // seam: transitional: the ledger and wallet verbs take the engine's transaction until they are on the seam.
     ctx.db
-        .write_raw(move |tx| -> anyhow::Result<()> {
+        .write_raw(move |raw| -> anyhow::Result<()> {
+            let tx = &Tx::sqlite(raw);
             if let Some(p) = store::load_row(tx, &id)? {
-                finish(tx, &p, false, Some(&code), attempts)?;
+                finish(tx, raw, &p, PayoutStatus::Failed, Some(&code), attempts)?;
             }
             Ok(())
         })
@@ -215,22 +297,24 @@ async fn finish_failed(ctx: &Ctx, payout_id: &str, code: &str) -> Result<(), Job
 }
 
 /// PENDING | IN_TRANSIT → PAID (out of the PSP balance) or FAILED (back to
-/// the wallet), each booked once and told to the shop.
+/// the wallet), each booked once and told to the shop. A payout already
+/// final is left as it is: a replayed answer changes nothing.
 fn finish(
-    tx: &Transaction,
+    tx: &Tx,
+    raw: &rusqlite::Transaction, // seam: transitional
     p: &store::PayoutRow,
-    paid: bool,
+    to: PayoutStatus,
     failure: Option<&str>,
     attempts: u32,
 ) -> anyhow::Result<()> {
-    let to = if paid { "PAID" } else { "FAILED" };
-    if !store::transition(tx, &p.payout_id, to, failure)? {
+    if !p.status.can_move_to(to) || !store::transition(tx, &p.payout_id, p.status, to, failure)? {
         return Ok(());
     }
     let currency = Currency::parse(&p.currency)?;
+    let paid = to == PayoutStatus::Paid;
     if paid {
         post(
-            tx,
+            raw,
             "payout_paid",
             &p.payout_id,
             currency,
@@ -240,9 +324,9 @@ fn finish(
         )?;
     } else {
         let seller = ledger::seller_account(&p.seller_id);
-        post(tx, "payout_reversal", &p.payout_id, currency, ledger::PAYOUTS_IN_TRANSIT, &seller, p.amount_minor)?;
-        wallet::credit_wallet(tx, &p.seller_id, currency, p.amount_minor)?;
-        wallet::assert_matches_ledger(tx, &p.seller_id, currency)?;
+        post(raw, "payout_reversal", &p.payout_id, currency, ledger::PAYOUTS_IN_TRANSIT, &seller, p.amount_minor)?;
+        wallet::credit_wallet(raw, &p.seller_id, currency, p.amount_minor)?;
+        wallet::assert_matches_ledger(raw, &p.seller_id, currency)?;
     }
     let view = store::load(tx, &p.payout_id)?.ok_or_else(|| anyhow::anyhow!("payout vanished"))?;
     events::emit(tx, if paid { "payout.paid" } else { "payout.failed" }, &p.payout_id, &view, attempts)
@@ -253,7 +337,7 @@ fn finish(
 /// Returns how many payouts were created.
 pub async fn pay_out_all(ctx: &Ctx) -> anyhow::Result<usize> {
     let hold_days = ctx.settings.payouts.hold_days;
-    let candidates = ctx.db.run_raw(move |conn| store::payable_wallets(conn, hold_days)).await?;
+    let candidates = ctx.db.run(move |tx| store::payable_wallets(tx, hold_days)).await?;
     let mut created = 0;
     for (seller_id, code, available) in candidates {
         let currency = Currency::parse(&code)?;
@@ -271,4 +355,25 @@ pub async fn pay_out_all(ctx: &Ctx) -> anyhow::Result<usize> {
         }
     }
     Ok(created)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payout_moves_forward_only_and_a_final_one_never_moves() {
+        use PayoutStatus::*;
+        let legal = [(Pending, InTransit), (Pending, Paid), (Pending, Failed), (InTransit, Paid), (InTransit, Failed)];
+        for from in PayoutStatus::ALL {
+            assert_eq!(PayoutStatus::parse(from.as_str()), Some(from));
+            for to in PayoutStatus::ALL {
+                assert_eq!(from.can_move_to(to), legal.contains(&(from, to)), "{from} -> {to}");
+                if from.is_final() {
+                    assert!(!from.can_move_to(to));
+                }
+            }
+        }
+        assert_eq!(PayoutStatus::parse("paid"), None);
+    }
 }

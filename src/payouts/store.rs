@@ -1,9 +1,10 @@
-//! SQL of sellers and payouts.
+//! SQL of sellers and payouts: the only code that writes `sellers` and `payouts`.
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 
+use crate::db::{Row, Tx, params};
 use crate::money::{Currency, format_minor};
+use crate::payouts::PayoutStatus;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SellerView {
@@ -12,10 +13,11 @@ pub struct SellerView {
     pub payout_destination: Option<String>,
 }
 
-pub fn upsert_seller(tx: &Transaction, seller: &SellerView) -> anyhow::Result<bool> {
+/// Creates or updates a seller; returns whether it is new.
+pub fn upsert_seller(tx: &Tx, seller: &SellerView) -> anyhow::Result<bool> {
     let existed = seller_exists(tx, &seller.seller_id)?;
     tx.execute(
-        "INSERT INTO sellers (seller_id, name, payout_destination, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
+        "INSERT INTO sellers (seller_id, name, payout_destination, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
          ON CONFLICT (seller_id) DO UPDATE SET name = excluded.name,
              payout_destination = excluded.payout_destination, updated_at = excluded.updated_at",
         params![seller.seller_id, seller.name, seller.payout_destination, crate::db::now()],
@@ -23,21 +25,22 @@ pub fn upsert_seller(tx: &Transaction, seller: &SellerView) -> anyhow::Result<bo
     Ok(!existed)
 }
 
-fn seller_exists(conn: &Connection, seller_id: &str) -> anyhow::Result<bool> {
-    Ok(conn.query_row("SELECT EXISTS (SELECT 1 FROM sellers WHERE seller_id = ?1)", [seller_id], |r| r.get(0))?)
+fn seller_exists(tx: &Tx, seller_id: &str) -> anyhow::Result<bool> {
+    let n: i64 = tx.query_value("SELECT COUNT(*) FROM sellers WHERE seller_id = $1", params![seller_id])?;
+    Ok(n > 0)
 }
 
-pub fn seller(conn: &Connection, seller_id: &str) -> anyhow::Result<Option<SellerView>> {
-    Ok(conn
-        .prepare_cached("SELECT seller_id, name, payout_destination FROM sellers WHERE seller_id = ?1")?
-        .query_row([seller_id], |r| {
-            Ok(SellerView { seller_id: r.get(0)?, name: r.get(1)?, payout_destination: r.get(2)? })
-        })
-        .optional()?)
+pub fn seller(tx: &Tx, seller_id: &str) -> anyhow::Result<Option<SellerView>> {
+    tx.query_opt(
+        "SELECT seller_id, name, payout_destination FROM sellers WHERE seller_id = $1",
+        params![seller_id],
+        |r| Ok(SellerView { seller_id: r.get(0)?, name: r.get(1)?, payout_destination: r.get(2)? }),
+    )
 }
 
+/// Stores a new payout, PENDING.
 pub fn insert(
-    tx: &Transaction,
+    tx: &Tx,
     payout_id: &str,
     seller_id: &str,
     amount_minor: i64,
@@ -45,62 +48,78 @@ pub fn insert(
     destination: &str,
     created_by: &str,
 ) -> anyhow::Result<()> {
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO payouts (payout_id, seller_id, amount_minor, currency, status, destination, created_by,
                               created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, 'PENDING', ?5, ?6, ?7, ?7)",
-    )?
-    .execute(params![
-        payout_id,
-        seller_id,
-        amount_minor,
-        currency.code(),
-        destination,
-        created_by,
-        crate::db::now()
-    ])?;
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        params![
+            payout_id,
+            seller_id,
+            amount_minor,
+            currency.code(),
+            PayoutStatus::Pending,
+            destination,
+            created_by,
+            crate::db::now()
+        ],
+    )?;
     Ok(())
 }
 
-/// Moves a payout forward, guarded: only from a state that may lead there.
-pub fn transition(tx: &Transaction, payout_id: &str, to: &str, failure_code: Option<&str>) -> anyhow::Result<bool> {
-    let n = tx
-        .prepare_cached(
-            "UPDATE payouts SET status = ?2, failure_code = ?3, updated_at = ?4
-             WHERE payout_id = ?1 AND status IN ('PENDING', 'IN_TRANSIT') AND status <> ?2",
-        )?
-        .execute(params![payout_id, to, failure_code, crate::db::now()])?;
+/// `from` → `to`, guarded in SQL so that two racing answers cannot both
+/// move it. Returns false if the payout was not in `from`.
+pub fn transition(
+    tx: &Tx,
+    payout_id: &str,
+    from: PayoutStatus,
+    to: PayoutStatus,
+    failure_code: Option<&str>,
+) -> anyhow::Result<bool> {
+    anyhow::ensure!(from.can_move_to(to), "illegal payout transition {from} -> {to}");
+    let n = tx.execute(
+        "UPDATE payouts SET status = $3, failure_code = $4, updated_at = $5 WHERE payout_id = $1 AND status = $2",
+        params![payout_id, from, to, failure_code, crate::db::now()],
+    )?;
     Ok(n == 1)
 }
 
-/// Records the PSP's transfer; the payout is then IN_TRANSIT.
-pub fn set_transfer(tx: &Transaction, payout_id: &str, transfer_id: &str) -> anyhow::Result<()> {
-    tx.prepare_cached(
-        "UPDATE payouts SET psp_transfer_id = ?2,
-                status = CASE status WHEN 'PENDING' THEN 'IN_TRANSIT' ELSE status END, updated_at = ?3
-         WHERE payout_id = ?1 AND (psp_transfer_id IS NOT ?2 OR status = 'PENDING')",
-    )?
-    .execute(params![payout_id, transfer_id, crate::db::now()])?;
+/// Records the PSP's transfer of a payout; a PENDING payout is then
+/// IN_TRANSIT. `p` is kept as the database now has it.
+pub fn set_transfer(tx: &Tx, p: &mut PayoutRow, transfer_id: &str) -> anyhow::Result<()> {
+    let (from, to) = (PayoutStatus::Pending, PayoutStatus::InTransit);
+    debug_assert!(from.can_move_to(to));
+    let now: Option<PayoutStatus> = tx.query_opt(
+        "UPDATE payouts SET psp_transfer_id = $2,
+                status = CASE WHEN status = $3 THEN $4 ELSE status END, updated_at = $5
+         WHERE payout_id = $1 AND (psp_transfer_id IS DISTINCT FROM $2 OR status = $3)
+         RETURNING status",
+        params![p.payout_id, transfer_id, from, to, crate::db::now()],
+        |r| r.get(0),
+    )?;
+    if let Some(status) = now {
+        p.status = status;
+        p.psp_transfer_id = Some(transfer_id.to_string());
+    }
     Ok(())
 }
 
+/// A payout as the core works with it.
 pub struct PayoutRow {
     pub payout_id: String,
     pub seller_id: String,
     pub amount_minor: i64,
     pub currency: String,
-    pub status: String,
+    pub status: PayoutStatus,
     pub destination: String,
     pub psp_transfer_id: Option<String>,
 }
 
-pub fn load_row(conn: &Connection, payout_id: &str) -> anyhow::Result<Option<PayoutRow>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT payout_id, seller_id, amount_minor, currency, status, destination, psp_transfer_id
-             FROM payouts WHERE payout_id = ?1",
-        )?
-        .query_row([payout_id], |r| {
+pub fn load_row(tx: &Tx, payout_id: &str) -> anyhow::Result<Option<PayoutRow>> {
+    tx.query_opt(
+        "SELECT payout_id, seller_id, amount_minor, currency, status, destination, psp_transfer_id
+         FROM payouts WHERE payout_id = $1",
+        params![payout_id],
+        |r| {
             Ok(PayoutRow {
                 payout_id: r.get(0)?,
                 seller_id: r.get(1)?,
@@ -110,15 +129,27 @@ pub fn load_row(conn: &Connection, payout_id: &str) -> anyhow::Result<Option<Pay
                 destination: r.get(5)?,
                 psp_transfer_id: r.get(6)?,
             })
-        })
-        .optional()?)
+        },
+    )
 }
 
-pub fn by_transfer(conn: &Connection, transfer_id: &str) -> anyhow::Result<Option<String>> {
-    Ok(conn
-        .prepare_cached("SELECT payout_id FROM payouts WHERE psp_transfer_id = ?1")?
-        .query_row([transfer_id], |r| r.get(0))
-        .optional()?)
+pub fn by_transfer(tx: &Tx, transfer_id: &str) -> anyhow::Result<Option<String>> {
+    tx.query_opt("SELECT payout_id FROM payouts WHERE psp_transfer_id = $1", params![transfer_id], |r| r.get(0))
+}
+
+/// The status of a payout; None if there is no such payout.
+pub fn status(tx: &Tx, payout_id: &str) -> anyhow::Result<Option<PayoutStatus>> {
+    tx.query_opt("SELECT status FROM payouts WHERE payout_id = $1", params![payout_id], |r| r.get(0))
+}
+
+/// Up to `limit` payouts not final and unchanged since `before`: their
+/// transfers are asked about again.
+pub fn unfinished_since(tx: &Tx, before: &str, limit: i64) -> anyhow::Result<Vec<String>> {
+    tx.query_map(
+        "SELECT payout_id FROM payouts WHERE status IN ($1, $2) AND updated_at < $3 LIMIT $4",
+        params![PayoutStatus::Pending, PayoutStatus::InTransit, before, limit],
+        |r| r.get(0),
+    )
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -127,20 +158,16 @@ pub struct PayoutView {
     pub seller_id: String,
     pub amount: String,
     pub currency: String,
-    pub status: String,
+    pub status: PayoutStatus,
     pub destination: String,
     pub failure_code: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
 
-const COLUMNS: &str =
-    "payout_id, seller_id, amount_minor, currency, status, destination, failure_code, created_at, updated_at";
-
-fn from_row(r: &Row) -> rusqlite::Result<PayoutView> {
+fn from_row(r: &Row) -> anyhow::Result<PayoutView> {
     let code: String = r.get(3)?;
-    let currency = Currency::parse(&code)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, e.into()))?;
+    let currency = Currency::parse(&code)?;
     Ok(PayoutView {
         payout_id: r.get(0)?,
         seller_id: r.get(1)?,
@@ -154,55 +181,68 @@ fn from_row(r: &Row) -> rusqlite::Result<PayoutView> {
     })
 }
 
-pub fn load(conn: &Connection, payout_id: &str) -> anyhow::Result<Option<PayoutView>> {
-    let sql = format!("SELECT {COLUMNS} FROM payouts WHERE payout_id = ?1");
-    Ok(conn.prepare_cached(&sql)?.query_row([payout_id], from_row).optional()?)
+pub fn load(tx: &Tx, payout_id: &str) -> anyhow::Result<Option<PayoutView>> {
+    tx.query_opt(
+        "SELECT payout_id, seller_id, amount_minor, currency, status, destination, failure_code, created_at,
+                updated_at
+         FROM payouts WHERE payout_id = $1",
+        params![payout_id],
+        from_row,
+    )
 }
 
 pub struct PayoutFilter {
     pub seller_id: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<PayoutStatus>,
     pub starting_after: Option<String>,
     pub limit: u32,
 }
 
-/// Newest first, in insertion order (rowid) so the cursor is stable.
-pub fn list(conn: &Connection, f: &PayoutFilter) -> anyhow::Result<(Vec<PayoutView>, bool)> {
-    let cursor: Option<i64> = match &f.starting_after {
+/// Newest first, by (created_at, payout_id), so the cursor is stable. A
+/// cursor that names no payout gives an empty page.
+pub fn list(tx: &Tx, f: &PayoutFilter) -> anyhow::Result<(Vec<PayoutView>, bool)> {
+    let cursor: Option<(String, String)> = match &f.starting_after {
         None => None,
-        Some(id) => Some(
-            conn.prepare_cached("SELECT rowid FROM payouts WHERE payout_id = ?1")?
-                .query_row([id], |r| r.get(0))
-                .optional()?
-                .unwrap_or(0),
-        ),
+        Some(id) => {
+            let at =
+                tx.query_opt("SELECT created_at, payout_id FROM payouts WHERE payout_id = $1", params![id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            let Some(at) = at else { return Ok((Vec::new(), false)) };
+            Some(at)
+        }
     };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM payouts WHERE (?1 IS NULL OR seller_id = ?1) AND (?2 IS NULL OR status = ?2)
-         AND (?3 IS NULL OR rowid < ?3) ORDER BY rowid DESC LIMIT ?4"
-    );
-    let mut st = conn.prepare_cached(&sql)?;
-    let mut data = st
-        .query_map(params![f.seller_id, f.status, cursor, i64::from(f.limit) + 1], from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let (after_at, after_id) = cursor.unzip();
+    let mut data = tx.query_map(
+        "SELECT payout_id, seller_id, amount_minor, currency, status, destination, failure_code, created_at,
+                updated_at
+         FROM payouts
+         WHERE ($1 IS NULL OR seller_id = $1) AND ($2 IS NULL OR status = $2)
+           AND ($3 IS NULL OR created_at < $3 OR (created_at = $3 AND payout_id < $4))
+         ORDER BY created_at DESC, payout_id DESC LIMIT $5",
+        params![f.seller_id, f.status, after_at, after_id, i64::from(f.limit) + 1],
+        from_row,
+    )?;
     let has_more = data.len() > f.limit as usize;
     data.truncate(f.limit as usize);
     Ok((data, has_more))
 }
 
 /// (seller, currency, available) of every seller with a destination and a
-/// positive balance.
-pub fn payable_wallets(conn: &Connection, hold_days: i64) -> anyhow::Result<Vec<(String, String, i64)>> {
-    let mut st = conn.prepare(
+/// positive balance. A read of `wallets` (the wallet module's table) with
+/// the sellers this module owns.
+pub fn payable_wallets(tx: &Tx, hold_days: i64) -> anyhow::Result<Vec<(String, String, i64)>> {
+    let rows: Vec<(String, String)> = tx.query_map(
         "SELECT w.seller_id, w.currency FROM wallets w JOIN sellers s ON s.seller_id = w.seller_id
          WHERE s.payout_destination IS NOT NULL AND w.balance_minor > 0 ORDER BY w.seller_id, w.currency",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let rows =
-        st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?.collect::<Result<Vec<_>, _>>()?;
     let mut out = Vec::new();
     for (seller, code) in rows {
         let currency = Currency::parse(&code)?;
-        let available = crate::wallet::balances(conn, &seller, currency, hold_days)?.available;
+        // seam: transitional: wallet's reads take the engine's connection until they are on the seam.
+        let available = crate::wallet::balances(tx.raw(), &seller, currency, hold_days)?.available;
         if available > 0 {
             out.push((seller, code, available));
         }

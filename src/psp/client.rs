@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::config::PspSettings;
-use crate::db::Db;
+use crate::db::{Db, params};
 use crate::psp::requests::PspRequest;
 use crate::psp::types::{CheckoutSession, PaymentIntent, Refund, ReportRun, StripeError, StripeErrorBody, Transfer};
 
@@ -478,24 +478,24 @@ impl CallLog {
         while rx.recv_many(&mut batch, Self::BATCH).await > 0 {
             let rows = std::mem::take(&mut batch);
             let written: anyhow::Result<()> = db
-                .write_raw(move |tx| {
-                    let mut st = tx.prepare_cached(
-                        "INSERT INTO psp_calls (subject_id, method, path, idempotency_key, http_status,
-                                                outcome, duration_ms, at, api_version)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    )?;
+                .write(move |tx| {
                     for r in &rows {
-                        st.execute(rusqlite::params![
-                            r.subject_id,
-                            r.method,
-                            r.path,
-                            r.idempotency_key,
-                            r.status,
-                            r.outcome,
-                            r.duration_ms,
-                            r.at,
-                            r.api_version
-                        ])?;
+                        tx.execute(
+                            "INSERT INTO psp_calls (subject_id, method, path, idempotency_key, http_status,
+                                                    outcome, duration_ms, at, api_version)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                            params![
+                                r.subject_id,
+                                r.method,
+                                r.path,
+                                r.idempotency_key,
+                                r.status,
+                                r.outcome,
+                                r.duration_ms,
+                                r.at,
+                                r.api_version
+                            ],
+                        )?;
                     }
                     Ok(())
                 })

@@ -7,7 +7,8 @@
 //! till) would turn till's own retry into a failure.
 
 use anyhow::Context;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::db::{Tx, params};
 
 /// How long a stored request is kept: a PSP forgets an idempotency key
 /// after 24 h (Stripe), so a retry after that starts over anyway.
@@ -33,29 +34,24 @@ impl PspRequest {
 /// The request stored under `req`'s idempotency key; `req` itself if none
 /// was stored yet (it is stored now, and commits with the caller's
 /// transaction, before the request is sent).
-pub fn fix(tx: &Transaction, req: PspRequest) -> anyhow::Result<PspRequest> {
+pub fn fix(tx: &Tx, req: PspRequest) -> anyhow::Result<PspRequest> {
     if let Some(stored) = load(tx, &req.idempotency_key)? {
         return Ok(stored);
     }
-    tx.prepare_cached(
-        "INSERT INTO psp_requests (idempotency_key, path, subject_id, form, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        req.idempotency_key,
-        req.path,
-        req.subject_id,
-        serde_json::to_string(&req.form)?,
-        crate::db::now_ms()
-    ])
+    tx.execute(
+        "INSERT INTO psp_requests (idempotency_key, path, subject_id, form, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
+        params![req.idempotency_key, req.path, req.subject_id, serde_json::to_string(&req.form)?, crate::db::now_ms()],
+    )
     .context("storing a PSP request")?;
     Ok(req)
 }
 
-pub fn load(conn: &Connection, idempotency_key: &str) -> anyhow::Result<Option<PspRequest>> {
-    let row: Option<(String, String, String)> = conn
-        .prepare_cached("SELECT path, subject_id, form FROM psp_requests WHERE idempotency_key = ?1")?
-        .query_row([idempotency_key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
+pub fn load(tx: &Tx, idempotency_key: &str) -> anyhow::Result<Option<PspRequest>> {
+    let row: Option<(String, String, String)> = tx.query_opt(
+        "SELECT path, subject_id, form FROM psp_requests WHERE idempotency_key = $1",
+        params![idempotency_key],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     row.map(|(path, subject_id, form)| {
         let form = serde_json::from_str(&form).with_context(|| format!("stored PSP request {idempotency_key}"))?;
         Ok(PspRequest { path, idempotency_key: idempotency_key.to_string(), subject_id, form })
@@ -64,8 +60,8 @@ pub fn load(conn: &Connection, idempotency_key: &str) -> anyhow::Result<Option<P
 }
 
 /// Deletes requests older than [`KEEP_MS`]; returns how many. Run by the cleanup job.
-pub fn cleanup(conn: &Connection) -> anyhow::Result<usize> {
-    Ok(conn.execute("DELETE FROM psp_requests WHERE created_at_ms < ?1", [crate::db::now_ms() - KEEP_MS])?)
+pub fn cleanup(tx: &Tx) -> anyhow::Result<usize> {
+    tx.execute("DELETE FROM psp_requests WHERE created_at_ms < $1", params![crate::db::now_ms() - KEEP_MS])
 }
 
 #[cfg(test)]
@@ -82,12 +78,11 @@ mod tests {
             subject_id: "1".into(),
             form: vec![("mode".into(), "payment".into()), ("expires_at".into(), expires.into())],
         };
-        let mut conn = db.conn().unwrap();
-        let first = crate::db::write_tx(&mut conn, |tx| fix(tx, req("100"))).unwrap();
-        let retry = crate::db::write_tx(&mut conn, |tx| fix(tx, req("160"))).unwrap();
+        let first = db.write_now(|tx| fix(tx, req("100"))).unwrap();
+        let retry = db.write_now(|tx| fix(tx, req("160"))).unwrap();
         assert_eq!(retry, first, "the retry sends what the first attempt sent");
         assert_eq!(retry.param("expires_at"), Some("100"));
-        assert_eq!(load(&conn, "checkout-1").unwrap(), Some(first));
-        assert_eq!(load(&conn, "other").unwrap(), None);
+        assert_eq!(db.read_now(|tx| load(tx, "checkout-1")).unwrap(), Some(first));
+        assert_eq!(db.read_now(|tx| load(tx, "other")).unwrap(), None);
     }
 }

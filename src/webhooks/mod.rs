@@ -1,13 +1,14 @@
 //! Events the PSP sends to `POST /webhooks/psp`: verify the signature, store the event once, re-read
 //! the object from the PSP (a webhook body is a hint, never the truth), then
-//! apply it through the payment state machine.
+//! apply it through the payment state machine. This module owns `psp_events`.
 
 use anyhow::Context;
-use rusqlite::{OptionalExtension, params};
 
 use crate::context::Ctx;
+use crate::db::{Tx, params};
 use crate::payments::complete::{self, ApplyError};
 use crate::payments::execute;
+use crate::payments::model::OrderStatus;
 use crate::psp::PspError;
 use crate::psp::types::Event;
 use crate::psp::webhook_signature::{self, SignatureError};
@@ -143,7 +144,7 @@ async fn apply_refund_event(ctx: &Ctx, event: &Event) -> Result<Ingested, Ingest
         Some(id) => Some(id.clone()),
         None => {
             let psp_id = psp_id.to_string();
-            ctx.db.run_raw(move |conn| crate::refunds::store::by_psp_id(conn, &psp_id)).await?
+            ctx.db.run(move |tx| crate::refunds::store::by_psp_id(tx, &psp_id)).await?
         }
     };
     let Some(refund_id) = ours else { return Ok(Ingested::Ignored(format!("refund {psp_id} is not one of ours"))) };
@@ -169,7 +170,7 @@ async fn apply_transfer_event(ctx: &Ctx, event: &Event) -> Result<Ingested, Inge
         Some(id) => Some(id.clone()),
         None => {
             let psp_id = psp_id.to_string();
-            ctx.db.run_raw(move |conn| crate::payouts::store::by_transfer(conn, &psp_id)).await?
+            ctx.db.run(move |tx| crate::payouts::store::by_transfer(tx, &psp_id)).await?
         }
     };
     let Some(payout_id) = ours else { return Ok(Ingested::Ignored(format!("transfer {psp_id} is not one of ours"))) };
@@ -192,18 +193,18 @@ enum Prior {
 /// reload its cache after every write.
 async fn prior(ctx: &Ctx, event: &Event) -> anyhow::Result<Prior> {
     let id = event.id.clone();
-    let settled = settled_query(event);
+    let subject = subject_of(event);
     ctx.db
-        .write_raw(move |tx| -> anyhow::Result<Prior> {
-            let processed: Option<Option<String>> = tx
-                .prepare_cached("SELECT processed_at FROM psp_events WHERE event_id = ?1")?
-                .query_row([id], |r| r.get(0))
-                .optional()?;
+        .write(move |tx| -> anyhow::Result<Prior> {
+            let processed: Option<Option<String>> =
+                tx.query_opt("SELECT processed_at FROM psp_events WHERE event_id = $1", params![id], |r| r.get(0))?;
             if matches!(processed, Some(Some(_))) {
                 return Ok(Prior::Processed);
             }
-            let Some((sql, key)) = settled else { return Ok(Prior::New) };
-            let settled: bool = tx.prepare_cached(sql)?.query_row([key], |r| r.get(0)).optional()?.unwrap_or(false);
+            let settled = match subject {
+                Some(subject) => settled(tx, &subject)?,
+                None => false,
+            };
             Ok(if settled { Prior::Settled } else { Prior::New })
         })
         .await
@@ -212,30 +213,56 @@ async fn prior(ctx: &Ctx, event: &Event) -> anyhow::Result<Prior> {
 async fn count_delivery(ctx: &Ctx, event_id: &str) -> anyhow::Result<()> {
     let id = event_id.to_string();
     ctx.db
-        .write_raw(move |tx| -> anyhow::Result<()> {
-            tx.execute("UPDATE psp_events SET deliveries = deliveries + 1 WHERE event_id = ?1", [id])?;
+        .write(move |tx| -> anyhow::Result<()> {
+            tx.execute("UPDATE psp_events SET deliveries = deliveries + 1 WHERE event_id = $1", params![id])?;
             Ok(())
         })
         .await
 }
 
-/// The query telling whether the object the event is about is final in
-/// till's books, and its key (None: the event type has no such shortcut).
-fn settled_query(event: &Event) -> Option<(&'static str, String)> {
+/// What in till's books an event is about, by till's own id.
+enum Subject {
+    /// A hosted checkout, by its PSP session.
+    Session(String),
+    Order(String),
+    Refund(String),
+    Payout(String),
+}
+
+/// The subject of an event whose type has a "final already?" shortcut.
+fn subject_of(event: &Event) -> Option<Subject> {
     let object = &event.data.object;
     let meta = |k: &str| object.pointer(&format!("/metadata/{k}")).and_then(|v| v.as_str()).map(str::to_string);
     let id = event.object_id().unwrap_or_default().to_string();
-    let (sql, key): (&'static str, Option<String>) = match event.kind.split('.').next().unwrap_or_default() {
-        "checkout" => ("SELECT is_payment_done = 1 FROM payment_events WHERE psp_session_id = ?1", Some(id)),
-        "payment_intent" => (
-            "SELECT payment_order_status IN ('SUCCESS', 'FAILED') FROM payment_orders WHERE payment_order_id = ?1",
-            meta("payment_order_id"),
-        ),
-        "refund" => ("SELECT status <> 'PENDING' FROM refunds WHERE refund_id = ?1", meta("refund_id")),
-        "transfer" => ("SELECT status IN ('PAID', 'FAILED') FROM payouts WHERE payout_id = ?1", meta("payout_id")),
-        _ => return None,
-    };
-    key.map(|k| (sql, k))
+    match event.kind.split('.').next().unwrap_or_default() {
+        "checkout" => Some(Subject::Session(id)),
+        "payment_intent" => meta("payment_order_id").map(Subject::Order),
+        "refund" => meta("refund_id").map(Subject::Refund),
+        "transfer" => meta("payout_id").map(Subject::Payout),
+        _ => None,
+    }
+}
+
+/// Whether the subject is final in till's books, asked of its owner.
+fn settled(tx: &Tx, subject: &Subject) -> anyhow::Result<bool> {
+    Ok(match subject {
+        // A read of the payments module's table (no query function of its
+        // own answers it in one indexed read).
+        Subject::Session(session_id) => tx
+            .query_opt(
+                "SELECT is_payment_done FROM payment_events WHERE psp_session_id = $1",
+                params![session_id],
+                |r| r.get::<bool>(0),
+            )?
+            .unwrap_or(false),
+        Subject::Order(order_id) => {
+            // seam: transitional: payments' reads take the engine's connection until they are on the seam.
+            let order = crate::payments::store::load_order(tx.raw(), order_id)?;
+            order.and_then(|o| OrderStatus::parse(&o.status)).is_some_and(OrderStatus::is_final)
+        }
+        Subject::Refund(refund_id) => crate::refunds::store::status(tx, refund_id)?.is_some_and(|s| s.is_final()),
+        Subject::Payout(payout_id) => crate::payouts::store::status(tx, payout_id)?.is_some_and(|s| s.is_final()),
+    })
 }
 
 /// Stores the event with how it was handled (one write). A crash before
@@ -251,16 +278,16 @@ async fn store_event(
     let (id, kind, object_id) = (event.id.clone(), event.kind.clone(), event.object_id().map(str::to_string));
     let payload = String::from_utf8_lossy(body).into_owned();
     ctx.db
-        .write_raw(move |tx| -> anyhow::Result<()> {
+        .write(move |tx| -> anyhow::Result<()> {
             let now = crate::db::now();
             let processed_at = processed.then(|| now.clone());
-            tx.prepare_cached(
+            tx.execute(
                 "INSERT INTO psp_events (event_id, event_type, object_id, payload, received_at, processed_at, last_error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (event_id) DO UPDATE SET deliveries = deliveries + 1,
                      processed_at = COALESCE(processed_at, excluded.processed_at), last_error = excluded.last_error",
-            )?
-            .execute(params![id, kind, object_id, payload, now, processed_at, note])
+                params![id, kind, object_id, payload, now, processed_at, note],
+            )
             .context("storing a PSP event")?;
             Ok(())
         })

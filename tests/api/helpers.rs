@@ -46,7 +46,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let sandbox = format!("http://{}", app.sandbox_address().unwrap());
     let ctx = app.context().clone();
     tokio::spawn(app.run_until_stopped());
-    let api_key = till::api_keys::create(&ctx.db.conn().unwrap(), "tests").unwrap().key;
+    let api_key = ctx.db.write_now(|tx| till::api_keys::create(tx, "tests")).unwrap().key;
     TestApp {
         address,
         sandbox,

@@ -142,7 +142,7 @@ async fn the_bearer_scheme_is_read_in_any_case() {
 #[tokio::test]
 async fn a_key_revoked_by_the_cli_stops_working_in_the_running_server_within_a_second() {
     let app = spawn_app().await;
-    let key = till::api_keys::create(&app.ctx.db.conn().unwrap(), "to revoke").unwrap();
+    let key = app.ctx.db.write_now(|tx| till::api_keys::create(tx, "to revoke")).unwrap();
     let get = || app.client.get(format!("{}/v1/payments", app.address)).bearer_auth(&key.key).send();
     assert_eq!(get().await.unwrap().status(), StatusCode::OK, "the key works and is cached");
     let revoke = Command::new(env!("CARGO_BIN_EXE_till"))

@@ -30,7 +30,7 @@ async fn the_four_cases_of_the_idempotency_key() {
     let fixed = app.post_json("/v1/webhook_endpoints", &json!({"url": "https://ok.example"}), Some("key-2")).await;
     assert_eq!(fixed.status(), StatusCode::CREATED);
     // Keys belong to one API key: another merchant key does not see them.
-    let other_key = till::api_keys::create(&app.ctx.db.conn().unwrap(), "other").unwrap().key;
+    let other_key = app.ctx.db.write_now(|tx| till::api_keys::create(tx, "other")).unwrap().key;
     let resp = app
         .client
         .post(format!("{}/v1/webhook_endpoints", app.address))

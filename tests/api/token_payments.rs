@@ -136,7 +136,7 @@ async fn an_unreachable_psp_dead_letters_the_job_and_leaves_the_order_unknown() 
     // The PSP recovers; staff retry the dead letter; the order completes.
     app.set_faults(json!({"error_rate": 0.0})).await;
     let job_id = app.count("SELECT id FROM jobs WHERE status = 'dead'");
-    assert!(till::queue::retry_dead(&mut app.ctx.db.conn().unwrap(), job_id, "test").unwrap());
+    assert!(app.ctx.db.write_now(|tx| till::queue::retry_dead(tx, job_id, "test")).unwrap());
     app.ctx.queue_wake.notify_one();
     let done = app.wait_until_done(created["checkout_id"].as_str().unwrap()).await;
     assert_eq!(done["orders"][0]["status"], "SUCCESS");

@@ -70,8 +70,13 @@ pub struct PayoutList {
 
 /// Through the core list of payouts (`payouts::store::list`).
 pub fn payouts(conn: &Connection, status: Option<&str>, after: Option<String>) -> anyhow::Result<PayoutList> {
-    let filter =
-        PayoutFilter { seller_id: None, status: status.map(str::to_string), starting_after: after, limit: PAGE_SIZE };
+    // seam: transitional
+    let filter = PayoutFilter {
+        seller_id: None,
+        status: status.and_then(crate::payouts::PayoutStatus::parse),
+        starting_after: after,
+        limit: PAGE_SIZE,
+    };
     let (rows, more) = sellers::payout_rows(conn, &filter)?;
     let next_after = if more { rows.last().map(|r| r.payout_id.clone()) } else { None };
     Ok(PayoutList { rows, next_after })

@@ -78,9 +78,9 @@ pub fn load(conn: &Connection, stuck_after_minutes: i64) -> anyhow::Result<Overv
         (Utc::now() - Duration::minutes(stuck_after_minutes)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let (stuck_count, stuck) = stuck_orders(conn, &cutoff)?;
     let (dead_count, dead) = (ops::dead_letter_count(conn)?, ops::dead_letters(conn, LISTED)?);
-    let alert_count = crate::alerts::open_count(conn)?;
+    let alert_count = crate::alerts::open_count(&crate::db::Tx::sqlite(conn))?; // seam: transitional
     let (exception_count, exceptions) = reconciliation::open_exceptions(conn, LISTED)?;
-    let alerts = crate::alerts::list_open(conn, LISTED)?
+    let alerts = crate::alerts::list_open(&crate::db::Tx::sqlite(conn), LISTED)? // seam: transitional
         .into_iter()
         .map(|a| AlertRow { id: a.id, kind: a.kind, message: a.message, created_at: format::time(&a.created_at) })
         .collect();

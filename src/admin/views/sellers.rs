@@ -76,7 +76,7 @@ pub fn wallets(conn: &Connection, seller_id: &str, hold_days: i64) -> anyhow::Re
 }
 
 fn seller_row(conn: &Connection, seller_id: &str, hold_days: i64) -> anyhow::Result<(SellerRow, bool)> {
-    let registered = payouts::seller(conn, seller_id)?;
+    let registered = payouts::seller(&crate::db::Tx::sqlite(conn), seller_id)?; // seam: transitional
     let row = SellerRow {
         seller_id: seller_id.to_string(),
         name: registered.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
@@ -103,7 +103,7 @@ pub fn list(conn: &Connection, after: Option<&str>, hold_days: i64) -> anyhow::R
 }
 
 pub fn payout_rows(conn: &Connection, filter: &payouts::PayoutFilter) -> anyhow::Result<(Vec<PayoutRow>, bool)> {
-    let (views, more) = payouts::list(conn, filter)?;
+    let (views, more) = payouts::list(&crate::db::Tx::sqlite(conn), filter)?; // seam: transitional
     let rows = views
         .into_iter()
         .map(|p| {
@@ -115,7 +115,7 @@ pub fn payout_rows(conn: &Connection, filter: &payouts::PayoutFilter) -> anyhow:
                 amount: format::money(minor, &p.currency),
                 payout_id: p.payout_id,
                 seller_id: p.seller_id,
-                status: p.status,
+                status: p.status.to_string(), // seam: transitional
                 destination: p.destination,
                 failure_code: p.failure_code.unwrap_or_default(),
                 created_at: format::time(&p.created_at),

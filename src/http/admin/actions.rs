@@ -120,7 +120,11 @@ pub async fn refund(ctx: web::Data<Ctx>, posted: Posted<RefundForm>) -> Result<H
         }
         let new = NewRefund {
             payment_order_id: order_id.clone(),
-            amount: non_empty(&f.amount),
+            // seam: transitional
+            amount: match refunds::parse_amount(non_empty(&f.amount).as_deref()) {
+                Ok(a) => a,
+                Err(e) => return Outcome::Refused(format!("Refund refused: {e}.")),
+            },
             reason,
             created_by: staff.email().to_string(),
         };
@@ -167,7 +171,11 @@ pub async fn payout(ctx: web::Data<Ctx>, posted: Posted<PayoutForm>) -> Result<H
         let new = NewPayout {
             seller_id: seller.as_str().to_string(),
             currency,
-            amount: non_empty(&f.amount),
+            // seam: transitional
+            amount: match payouts::parse_amount(non_empty(&f.amount).as_deref(), currency) {
+                Ok(a) => a,
+                Err(e) => return Outcome::Refused(format!("Payout refused: {e}.")),
+            },
             created_by: staff.email().to_string(),
         };
         match payouts::create(&ctx, new).await {
@@ -201,7 +209,8 @@ pub async fn retry_job(
         NewAction { key: &f.key, staff_email: staff.email(), action: "retry_job", subject_id: &subject, fields: &[] };
     let by = staff.email().to_string();
     perform(&ctx, new, "/admin/jobs", || async {
-        match ctx.db.run_raw(move |conn| crate::queue::retry_dead(conn, job_id, &by)).await {
+        // seam: transitional
+        match ctx.db.write(move |tx| crate::queue::retry_dead(tx, job_id, &by)).await {
             Ok(true) => {
                 ctx.queue_wake.notify_one();
                 Outcome::Done { result_id: None, message: format!("Job {job_id} is queued again with fresh attempts.") }
@@ -235,7 +244,8 @@ pub async fn discard_job(
             Ok(n) => n,
             Err(m) => return Outcome::Refused(m),
         };
-        match ctx.db.run_raw(move |conn| crate::queue::discard_dead(conn, job_id, &by, &note)).await {
+        // seam: transitional
+        match ctx.db.write(move |tx| crate::queue::discard_dead(tx, job_id, &by, &note)).await {
             Ok(true) => {
                 Outcome::Done { result_id: None, message: format!("Job {job_id} is discarded; it will not run.") }
             }
@@ -282,6 +292,8 @@ pub async fn resolve_alert(
                 if status != "open" {
                     return Ok(Some(false));
                 }
+                // seam: transitional
+                let tx = &crate::db::Tx::sqlite(tx);
                 Ok(Some(crate::alerts::resolve(tx, &kind, &subject, &format!("{note} — {by}"))?))
             })
             .await;

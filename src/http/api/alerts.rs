@@ -17,6 +17,6 @@ const MAX_LISTED: u32 = 500;
 )]
 #[get("/alerts")]
 pub async fn list_alerts(ctx: web::Data<Ctx>, _key: ApiKey) -> Result<HttpResponse, ApiError> {
-    let alerts = ctx.db.run_raw(|conn| crate::alerts::list_open(conn, MAX_LISTED)).await?;
+    let alerts = ctx.db.run(|tx| crate::alerts::list_open(tx, MAX_LISTED)).await?;
     Ok(HttpResponse::Ok().json(Page { object: "list", data: alerts, has_more: false }))
 }

@@ -5,12 +5,13 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::context::Ctx;
+use crate::db::Tx;
 use crate::http::api::body;
 use crate::http::auth::ApiKey;
 use crate::http::errors::{ApiError, ErrorBody};
 use crate::money::Currency;
 use crate::payments::store::Page;
-use crate::payouts::{self, NewPayout, PayoutView, store};
+use crate::payouts::{self, NewPayout, PayoutStatus, PayoutView, store};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -42,7 +43,8 @@ pub async fn create_payout(
     body::idempotent_json(ctx, &key.0, &req, payload, |b: CreateBody| async move {
         let currency = Currency::parse(&b.currency)
             .map_err(|e| ApiError::invalid(e.code(), format!("currency: {e}"), "currency"))?;
-        let new = NewPayout { seller_id: b.seller_id, currency, amount: b.amount, created_by: key.0.clone() };
+        let amount = payouts::parse_amount(b.amount.as_deref(), currency)?;
+        let new = NewPayout { seller_id: b.seller_id, currency, amount, created_by: key.0.clone() };
         Ok(HttpResponse::Created().json(payouts::create(ctx, new).await?))
     })
     .await
@@ -55,7 +57,8 @@ pub async fn create_payout(
 )]
 #[get("/payouts/{payout_id}")]
 pub async fn get_payout(ctx: web::Data<Ctx>, _key: ApiKey, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    crate::http::api::read_one(&ctx, "payout", path.into_inner(), store::load).await
+    // seam: transitional: read_one hands the engine's connection until it is on the seam.
+    crate::http::api::read_one(&ctx, "payout", path.into_inner(), |conn, id| store::load(&Tx::sqlite(conn), id)).await
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -77,15 +80,18 @@ pub async fn list_payouts(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
-    if q.status.as_deref().is_some_and(|s| !["PENDING", "IN_TRANSIT", "PAID", "FAILED"].contains(&s)) {
-        return Err(ApiError::invalid("parameter_invalid", "status is not a payout status", "status"));
-    }
+    let status = q
+        .status
+        .map(|s| {
+            PayoutStatus::parse(&s)
+                .ok_or_else(|| ApiError::invalid("parameter_invalid", "status is not a payout status", "status"))
+        })
+        .transpose()?;
     let limit = q.limit.unwrap_or(10);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid("parameter_invalid", "limit must be between 1 and 100", "limit"));
     }
-    let filter =
-        store::PayoutFilter { seller_id: q.seller_id, status: q.status, starting_after: q.starting_after, limit };
-    let (data, has_more) = ctx.db.run_raw(move |conn| store::list(conn, &filter)).await?;
+    let filter = store::PayoutFilter { seller_id: q.seller_id, status, starting_after: q.starting_after, limit };
+    let (data, has_more) = ctx.db.run(move |tx| store::list(tx, &filter)).await?;
     Ok(HttpResponse::Ok().json(Page { object: "list", data, has_more }))
 }

@@ -46,8 +46,8 @@ pub async fn create_refund(
         if let Some(reason) = &b.reason {
             body::text(reason, refunds::MAX_REASON_LEN, "reason")?;
         }
-        let new =
-            NewRefund { payment_order_id: order_id, amount: b.amount, reason: b.reason, created_by: key.0.clone() };
+        let amount = refunds::parse_amount(b.amount.as_deref())?;
+        let new = NewRefund { payment_order_id: order_id, amount, reason: b.reason, created_by: key.0.clone() };
         let refund = refunds::create(ctx, new).await?;
         Ok(HttpResponse::Created().json(refund))
     })

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::context::Ctx;
+use crate::db::Tx;
 use crate::http::api::body;
 use crate::http::auth::ApiKey;
 use crate::http::errors::{ApiError, ErrorBody};
@@ -68,7 +69,7 @@ pub async fn put_seller(
     }
     let seller = SellerView { seller_id: seller_id.to_string(), name, payout_destination: b.payout_destination };
     let stored = seller.clone();
-    let created = ctx.db.write_raw(move |tx| store::upsert_seller(tx, &stored)).await?;
+    let created = ctx.db.write(move |tx| store::upsert_seller(tx, &stored)).await?;
     Ok(if created { HttpResponse::Created().json(seller) } else { HttpResponse::Ok().json(seller) })
 }
 
@@ -79,5 +80,6 @@ pub async fn put_seller(
 )]
 #[get("/sellers/{seller_id}")]
 pub async fn get_seller(ctx: web::Data<Ctx>, _key: ApiKey, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    crate::http::api::read_one(&ctx, "seller", path.into_inner(), store::seller).await
+    // seam: transitional: read_one hands the engine's connection until it is on the seam.
+    crate::http::api::read_one(&ctx, "seller", path.into_inner(), |conn, id| store::seller(&Tx::sqlite(conn), id)).await
 }

@@ -70,6 +70,6 @@ pub async fn create_webhook_endpoint(
 )]
 #[get("/webhook_endpoints")]
 pub async fn list_webhook_endpoints(ctx: web::Data<Ctx>, _key: ApiKey) -> Result<HttpResponse, ApiError> {
-    let endpoints = ctx.db.run_raw(|conn| events::list_endpoints(conn)).await?;
+    let endpoints = ctx.db.run(events::list_endpoints).await?;
     Ok(HttpResponse::Ok().json(Page { object: "list", data: endpoints, has_more: false }))
 }
