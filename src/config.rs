@@ -501,7 +501,7 @@ impl Settings {
             problems.push("database.path: must not be empty".into());
         }
         let url = &self.database.url;
-        if !url.is_empty() && !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !(url.is_empty() || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             problems.push("database.url: must be empty (SQLite at database.path) or a postgres:// URL".into());
         }
         let api_base = &self.psp.api_base;

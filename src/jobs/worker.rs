@@ -90,11 +90,11 @@ async fn run_one(ctx: &Ctx, job: Job) {
     let recorded = ctx
         .db
         .write(move |tx| -> anyhow::Result<Option<Failed>> {
-            match result {
+            match &result {
                 Ok(_) => queue::complete(tx, &job).map(|_| None),
-                Err(JobError::Retry(e)) => queue::fail(tx, &job, &e, true, &settings).map(Some),
-                Err(JobError::Final(e)) => queue::fail(tx, &job, &e, false, &settings).map(Some),
-                Err(JobError::Later { at_ms, why }) => queue::later(tx, &job, at_ms, &why).map(|_| None),
+                Err(JobError::Retry(e)) => queue::fail(tx, &job, e, true, &settings).map(Some),
+                Err(JobError::Final(e)) => queue::fail(tx, &job, e, false, &settings).map(Some),
+                Err(JobError::Later { at_ms, why }) => queue::later(tx, &job, *at_ms, why).map(|_| None),
             }
         })
         .await;

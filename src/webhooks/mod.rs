@@ -201,8 +201,8 @@ async fn prior(ctx: &Ctx, event: &Event) -> anyhow::Result<Prior> {
             if matches!(processed, Some(Some(_))) {
                 return Ok(Prior::Processed);
             }
-            let settled = match subject {
-                Some(subject) => settled(tx, &subject)?,
+            let settled = match &subject {
+                Some(subject) => settled(tx, subject)?,
                 None => false,
             };
             Ok(if settled { Prior::Settled } else { Prior::New })
