@@ -21,6 +21,8 @@ pub struct Db {
     _checkpointer: std::sync::Arc<std::sync::mpsc::SyncSender<()>>,
 }
 
+pub mod errors;
+pub use errors::is_unique_violation;
 pub mod sql;
 pub mod writer;
 
