@@ -89,14 +89,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Check { json } => check(&settings, json),
         Command::ApiKey { command: ApiKeyCommand::Create { name } } => {
             let db = startup::open_till_db(&settings)?;
-            let key = crate::api_keys::create(&*db.conn()?, &name)?;
+            // seam: transitional (api_keys takes rusqlite's connection until conv-core moves it onto Tx)
+            let key = db.write_now(|tx| crate::api_keys::create(tx.raw(), &name))?;
             println!("created API key {} ({}); it is shown only this once:", key.id, key.name);
             println!("{}", key.key);
             Ok(0)
         }
         Command::ApiKey { command: ApiKeyCommand::List } => {
             let db = startup::open_till_db(&settings)?;
-            for k in crate::api_keys::list(&*db.conn()?)? {
+            // seam: transitional (as above)
+            for k in db.read_now(|tx| crate::api_keys::list(tx.raw()))? {
                 let revoked = k.revoked_at.map_or_else(String::new, |t| format!("  revoked {t}"));
                 println!("{}  {}…  {}  created {}{revoked}", k.id, k.prefix, k.name, k.created_at);
             }
@@ -104,7 +106,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::ApiKey { command: ApiKeyCommand::Revoke { id } } => {
             let db = startup::open_till_db(&settings)?;
-            if crate::api_keys::revoke(&*db.conn()?, &id)? {
+            // seam: transitional (as above)
+            if db.write_now(|tx| crate::api_keys::revoke(tx.raw(), &id))? {
                 println!("revoked API key {id}");
                 Ok(0)
             } else {
@@ -214,8 +217,13 @@ fn create_user(settings: &Settings, email: &str) -> anyhow::Result<i32> {
     stdin.read_line(&mut line).context("reading the password from stdin")?;
     let password = line.strip_suffix('\n').unwrap_or(&line);
     let password = password.strip_suffix('\r').unwrap_or(password);
-    let db = startup::open_till_db(settings)?;
-    match crate::admin::users::create(&*db.conn()?, email, password) {
+    // The password is hashed before the write begins: the write lock is held
+    // for the insert alone.
+    let created = crate::admin::users::NewStaff::new(email, password).and_then(|new| {
+        let db = startup::open_till_db(settings)?;
+        db.write_now(|tx| Ok(crate::admin::users::create(tx, &new)))?
+    });
+    match created {
         Ok(_) => {
             println!("created staff user {}; sign in at /admin", email.trim().to_lowercase());
             Ok(0)
@@ -231,6 +239,8 @@ fn create_user(settings: &Settings, email: &str) -> anyhow::Result<i32> {
 fn backup(settings: &Settings, path: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(!path.exists(), "{} exists already; choose a new file", path.display());
     let db = startup::open_till_db(settings)?;
+    // seam: transitional. A backup is the engine's own (SQLite's online
+    // backup here, pg_dump there): it belongs in `db` as `Db::backup`.
     db.conn()?.backup(rusqlite::MAIN_DB, path, None).with_context(|| format!("backing up to {}", path.display()))?;
     println!("backed up {} to {}", settings.database.path.display(), path.display());
     Ok(())

@@ -14,6 +14,7 @@ use crate::admin::actions::{self, Begin, BeginError, NewAction};
 use crate::admin::sessions;
 use crate::admin::views::ops;
 use crate::context::Ctx;
+use crate::db::Tx;
 use crate::http::admin::auth::{Posted, Staff};
 use crate::http::admin::errors::AdminError;
 use crate::money::Currency;
@@ -35,26 +36,25 @@ pub enum Outcome {
     Internal(anyhow::Error),
 }
 
+/// The audit row of one form (its fields those that define the request).
+fn new_action(staff: &Staff, key: &str, action: &str, subject: &str, fields: &[(&str, &str)]) -> NewAction {
+    NewAction {
+        key: key.to_string(),
+        staff_email: staff.email().to_string(),
+        action: action.to_string(),
+        subject_id: subject.to_string(),
+        fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    }
+}
+
 /// Runs `act` once per form key and redirects to `back` showing the outcome.
-async fn perform<F, Fut>(ctx: &Ctx, new: NewAction<'_>, back: &str, act: F) -> Result<HttpResponse, AdminError>
+async fn perform<F, Fut>(ctx: &Ctx, new: NewAction, back: &str, act: F) -> Result<HttpResponse, AdminError>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Outcome>,
 {
-    let owned: Vec<(String, String)> = new.fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let (key, email, action, subject) =
-        (new.key.to_string(), new.staff_email.to_string(), new.action.to_string(), new.subject_id.to_string());
-    let begin = ctx
-        .db
-        .write_raw(move |tx| {
-            let fields: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let new =
-                NewAction { key: &key, staff_email: &email, action: &action, subject_id: &subject, fields: &fields };
-            Ok::<_, BeginError>(actions::begin(tx, &new))
-        })
-        .await
-        .map_err(|e: BeginError| AdminError::Internal(anyhow::anyhow!("{e}")))?;
-    let id = match begin {
+    let (action, subject, staff) = (new.action.clone(), new.subject_id.clone(), new.staff_email.clone());
+    let id = match ctx.db.write(move |tx| actions::begin(tx, &new)).await {
         Ok(Begin::Seen(id)) => return Ok(back_to(back, id)),
         Ok(Begin::Run(id)) => id,
         Err(BeginError::Internal(e)) => return Err(e.into()),
@@ -64,12 +64,12 @@ where
         Outcome::Done { result_id, message } => (true, result_id, message),
         Outcome::Refused(message) => (false, None, message),
         Outcome::Internal(e) => {
-            tracing::error!(error = format!("{e:#}"), action = new.action, "admin action failed");
+            tracing::error!(error = format!("{e:#}"), action, "admin action failed");
             (false, None, "An internal error occurred; it has been logged. Nothing was changed by this form.".into())
         }
     };
-    tracing::info!(action = new.action, subject = new.subject_id, staff = new.staff_email, ok, "admin action");
-    ctx.db.write_raw(move |tx| actions::finish(tx, id, ok, result_id.as_deref(), &message)).await?;
+    tracing::info!(action, subject, staff, ok, "admin action");
+    ctx.db.write(move |tx| actions::finish(tx, id, ok, result_id.as_deref(), &message)).await?;
     Ok(back_to(back, id))
 }
 
@@ -107,12 +107,11 @@ pub async fn refund(ctx: web::Data<Ctx>, posted: Posted<RefundForm>) -> Result<H
     let (staff, f) = (posted.staff, posted.form);
     let order_id = f.payment_order_id.trim().to_string();
     let lookup = order_id.clone();
-    let checkout = ctx.db.run_raw(move |conn| crate::admin::views::payments::checkout_of(conn, &lookup)).await?;
+    let checkout = ctx.db.run(move |tx| crate::admin::views::payments::checkout_of(tx, &lookup)).await?;
     let checkout = checkout.ok_or_else(|| AdminError::NotFound(format!("No payment order '{order_id}'.")))?;
     let back = format!("/admin/payments/{checkout}");
     let fields = [("amount", f.amount.as_str()), ("reason", f.reason.as_str())];
-    let new =
-        NewAction { key: &f.key, staff_email: staff.email(), action: "refund", subject_id: &order_id, fields: &fields };
+    let new = new_action(&staff, &f.key, "refund", &order_id, &fields);
     perform(&ctx, new, &back, || async {
         let reason = non_empty(&f.reason);
         if reason.as_ref().is_some_and(|r| r.chars().count() > refunds::MAX_REASON_LEN) {
@@ -156,13 +155,7 @@ pub async fn payout(ctx: web::Data<Ctx>, posted: Posted<PayoutForm>) -> Result<H
     let currency = Currency::parse(f.currency.trim()).map_err(|e| AdminError::BadRequest(e.to_string()))?;
     let back = format!("/admin/sellers/{seller}");
     let fields = [("currency", currency.code()), ("amount", f.amount.as_str())];
-    let new = NewAction {
-        key: &f.key,
-        staff_email: staff.email(),
-        action: "payout",
-        subject_id: seller.as_str(),
-        fields: &fields,
-    };
+    let new = new_action(&staff, &f.key, "payout", seller.as_str(), &fields);
     perform(&ctx, new, &back, || async {
         let new = NewPayout {
             seller_id: seller.as_str().to_string(),
@@ -197,10 +190,10 @@ pub async fn retry_job(
 ) -> Result<HttpResponse, AdminError> {
     let (staff, f, job_id) = (posted.staff, posted.form, path.into_inner());
     let subject = format!("job:{job_id}");
-    let new =
-        NewAction { key: &f.key, staff_email: staff.email(), action: "retry_job", subject_id: &subject, fields: &[] };
+    let new = new_action(&staff, &f.key, "retry_job", &subject, &[]);
     let by = staff.email().to_string();
     perform(&ctx, new, "/admin/jobs", || async {
+        // seam: transitional (queue::retry_dead takes rusqlite's connection until conv-core moves it onto Tx)
         match ctx.db.run_raw(move |conn| crate::queue::retry_dead(conn, job_id, &by)).await {
             Ok(true) => {
                 ctx.queue_wake.notify_one();
@@ -222,19 +215,14 @@ pub async fn discard_job(
     let (staff, f, job_id) = (posted.staff, posted.form, path.into_inner());
     let subject = format!("job:{job_id}");
     let fields = [("note", f.note.as_str())];
-    let new = NewAction {
-        key: &f.key,
-        staff_email: staff.email(),
-        action: "discard_job",
-        subject_id: &subject,
-        fields: &fields,
-    };
+    let new = new_action(&staff, &f.key, "discard_job", &subject, &fields);
     let by = staff.email().to_string();
     perform(&ctx, new, "/admin/jobs", || async {
         let note = match note(&f.note) {
             Ok(n) => n,
             Err(m) => return Outcome::Refused(m),
         };
+        // seam: transitional (queue::discard_dead takes rusqlite's connection until conv-core moves it onto Tx)
         match ctx.db.run_raw(move |conn| crate::queue::discard_dead(conn, job_id, &by, &note)).await {
             Ok(true) => {
                 Outcome::Done { result_id: None, message: format!("Job {job_id} is discarded; it will not run.") }
@@ -262,27 +250,24 @@ pub async fn resolve_alert(
     let (staff, f, alert_id) = (posted.staff, posted.form, path.into_inner());
     let subject = format!("alert:{alert_id}");
     let fields = [("note", f.note.as_str())];
-    let new = NewAction {
-        key: &f.key,
-        staff_email: staff.email(),
-        action: "resolve_alert",
-        subject_id: &subject,
-        fields: &fields,
-    };
+    let new = new_action(&staff, &f.key, "resolve_alert", &subject, &fields);
     let by = staff.email().to_string();
     perform(&ctx, new, "/admin/alerts", || async {
         let note = match note(&f.note) {
             Ok(n) => n,
             Err(m) => return Outcome::Refused(m),
         };
+        // seam: transitional (alerts::resolve takes rusqlite's Transaction until conv-core moves it onto Tx)
         let resolved = ctx
             .db
-            .write_raw(move |tx| -> anyhow::Result<Option<bool>> {
-                let Some((kind, subject, status)) = ops::alert_key(tx, alert_id)? else { return Ok(None) };
+            .write_raw(move |raw| -> anyhow::Result<Option<bool>> {
+                let Some((kind, subject, status)) = ops::alert_key(&Tx::sqlite(raw), alert_id)? else {
+                    return Ok(None);
+                };
                 if status != "open" {
                     return Ok(Some(false));
                 }
-                Ok(Some(crate::alerts::resolve(tx, &kind, &subject, &format!("{note} — {by}"))?))
+                Ok(Some(crate::alerts::resolve(raw, &kind, &subject, &format!("{note} — {by}"))?))
             })
             .await;
         match resolved {
@@ -305,13 +290,7 @@ pub async fn resolve_exception(
     let (staff, f, item_id) = (posted.staff, posted.form, path.into_inner());
     let subject = format!("exception:{item_id}");
     let fields = [("note", f.note.as_str())];
-    let new = NewAction {
-        key: &f.key,
-        staff_email: staff.email(),
-        action: "resolve_exception",
-        subject_id: &subject,
-        fields: &fields,
-    };
+    let new = new_action(&staff, &f.key, "resolve_exception", &subject, &fields);
     perform(&ctx, new, "/admin/reconciliation", || async {
         let note = match note(&f.note) {
             Ok(n) => n,
@@ -408,13 +387,7 @@ pub async fn upload_settlement_file(
     let upload = read_upload(&staff, &mut form, ctx.settings.reconciliation.max_file_bytes).await?;
     let sha256 = hex::encode(Sha256::digest(&upload.bytes));
     let fields = [("file_sha256", sha256.as_str())];
-    let new = NewAction {
-        key: &upload.key,
-        staff_email: staff.email(),
-        action: "upload_settlement_file",
-        subject_id: &upload.name,
-        fields: &fields,
-    };
+    let new = new_action(&staff, &upload.key, "upload_settlement_file", &upload.name, &fields);
     let (name, bytes) = (upload.name.clone(), upload.bytes);
     perform(&ctx, new, "/admin/reconciliation", || async {
         match reconciliation::import_file(&ctx, bytes, name.clone(), Source::Upload, None).await {
