@@ -343,6 +343,7 @@ impl Bench {
     }
 
     fn check(&self) -> anyhow::Result<()> {
+        // seam: transitional (read_snapshot once ledger::check takes &Tx)
         let report = till::ledger::check::run(&mut *self.ctx.db.conn()?)?;
         anyhow::ensure!(report.ok, "{}", report.summary());
         println!("  till check: {}", report.summary());
