@@ -89,15 +89,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Check { json } => check(&settings, json),
         Command::ApiKey { command: ApiKeyCommand::Create { name } } => {
             let db = startup::open_till_db(&settings)?;
-            let key = db.write_now(|tx| crate::api_keys::create(tx, &name))?; // seam: transitional
+            // seam: transitional (api_keys takes rusqlite's connection until conv-core moves it onto Tx)
+            let key = db.write_now(|tx| crate::api_keys::create(tx, &name))?;
             println!("created API key {} ({}); it is shown only this once:", key.id, key.name);
             println!("{}", key.key);
             Ok(0)
         }
         Command::ApiKey { command: ApiKeyCommand::List } => {
             let db = startup::open_till_db(&settings)?;
-            // seam: transitional
-            for k in db.read_now(crate::api_keys::list)? {
+            // seam: transitional (as above)
+            for k in db.read_now(|tx| crate::api_keys::list(tx))? {
                 let revoked = k.revoked_at.map_or_else(String::new, |t| format!("  revoked {t}"));
                 println!("{}  {}…  {}  created {}{revoked}", k.id, k.prefix, k.name, k.created_at);
             }
@@ -105,7 +106,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::ApiKey { command: ApiKeyCommand::Revoke { id } } => {
             let db = startup::open_till_db(&settings)?;
-            // seam: transitional
+            // seam: transitional (as above)
             if db.write_now(|tx| crate::api_keys::revoke(tx, &id))? {
                 println!("revoked API key {id}");
                 Ok(0)
@@ -179,6 +180,8 @@ fn command_ctx(settings: Settings) -> anyhow::Result<crate::context::Ctx> {
 
 fn check(settings: &Settings, json: bool) -> anyhow::Result<i32> {
     let db = startup::open_till_db(settings)?;
+    // seam: transitional: db.read_snapshot(|tx| ledger::check::run_with(tx, &options)) once
+    // check::run_with takes &Tx.
     let report = crate::ledger::check::run_with(&mut *db.conn()?, &crate::ledger::check::Options::of(settings))?;
     let mut out = std::io::stdout().lock();
     if json {
@@ -216,8 +219,13 @@ fn create_user(settings: &Settings, email: &str) -> anyhow::Result<i32> {
     stdin.read_line(&mut line).context("reading the password from stdin")?;
     let password = line.strip_suffix('\n').unwrap_or(&line);
     let password = password.strip_suffix('\r').unwrap_or(password);
-    let db = startup::open_till_db(settings)?;
-    match crate::admin::users::create(&*db.conn()?, email, password) {
+    // The password is hashed before the write begins: the write lock is held
+    // for the insert alone.
+    let created = crate::admin::users::NewStaff::new(email, password).and_then(|new| {
+        let db = startup::open_till_db(settings)?;
+        db.write_now(|tx| Ok(crate::admin::users::create(tx, &new)))?
+    });
+    match created {
         Ok(_) => {
             println!("created staff user {}; sign in at /admin", email.trim().to_lowercase());
             Ok(0)
@@ -233,6 +241,8 @@ fn create_user(settings: &Settings, email: &str) -> anyhow::Result<i32> {
 fn backup(settings: &Settings, path: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(!path.exists(), "{} exists already; choose a new file", path.display());
     let db = startup::open_till_db(settings)?;
+    // seam: transitional. A backup is the engine's own (SQLite's online
+    // backup here, pg_dump there): it belongs in `db` as `Db::backup`.
     db.conn()?.backup(rusqlite::MAIN_DB, path, None).with_context(|| format!("backing up to {}", path.display()))?;
     println!("backed up {} to {}", settings.database.path.display(), path.display());
     Ok(())

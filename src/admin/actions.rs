@@ -6,19 +6,22 @@
 //! action interrupted by a crash stays `running` and is never re-run
 //! blindly: the staff member looks at what happened and starts a new one.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use sha2::{Digest, Sha256};
+
+use crate::db::{Row, Tx, params};
 
 pub const MAX_KEY_LEN: usize = 64;
 
-/// What a dashboard action is about to do.
-pub struct NewAction<'a> {
-    pub key: &'a str,
-    pub staff_email: &'a str,
-    pub action: &'a str,
-    pub subject_id: &'a str,
+/// What a dashboard action is about to do. Owned, so that it can move into
+/// the write that records it.
+#[derive(Debug, Clone)]
+pub struct NewAction {
+    pub key: String,
+    pub staff_email: String,
+    pub action: String,
+    pub subject_id: String,
     /// The form's fields that define the request (not the CSRF token).
-    pub fields: &'a [(&'a str, &'a str)],
+    pub fields: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,19 +42,13 @@ pub enum BeginError {
     Internal(#[from] anyhow::Error),
 }
 
-impl From<rusqlite::Error> for BeginError {
-    fn from(e: rusqlite::Error) -> BeginError {
-        BeginError::Internal(e.into())
-    }
-}
-
 fn request_hash(new: &NewAction) -> String {
     let mut h = Sha256::new();
-    for part in [new.action, new.subject_id, new.staff_email] {
+    for part in [&new.action, &new.subject_id, &new.staff_email] {
         h.update(part.as_bytes());
         h.update([0]);
     }
-    for (k, v) in new.fields {
+    for (k, v) in &new.fields {
         h.update(k.as_bytes());
         h.update([1]);
         h.update(v.as_bytes());
@@ -60,7 +57,7 @@ fn request_hash(new: &NewAction) -> String {
     hex::encode(h.finalize())
 }
 
-pub fn begin(tx: &Transaction, new: &NewAction) -> Result<Begin, BeginError> {
+pub fn begin(tx: &Tx, new: &NewAction) -> Result<Begin, BeginError> {
     let key_ok = !new.key.is_empty()
         && new.key.len() <= MAX_KEY_LEN
         && new.key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
@@ -68,43 +65,40 @@ pub fn begin(tx: &Transaction, new: &NewAction) -> Result<Begin, BeginError> {
         return Err(BeginError::BadKey);
     }
     let hash = request_hash(new);
-    let existing: Option<(i64, String, String)> = tx
-        .prepare_cached("SELECT id, request_hash, status FROM admin_actions WHERE idempotency_key = ?1")?
-        .query_row([new.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
+    let existing: Option<(i64, String, String)> = tx.query_opt(
+        "SELECT id, request_hash, status FROM admin_actions WHERE idempotency_key = $1",
+        params![new.key],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     match existing {
         Some((_, stored, _)) if stored != hash => Err(BeginError::KeyReused),
         Some((id, _, status)) if status == "failed" => {
             tx.execute(
-                "UPDATE admin_actions SET status = 'running', message = NULL, finished_at = NULL WHERE id = ?1",
-                [id],
+                "UPDATE admin_actions SET status = 'running', message = NULL, finished_at = NULL WHERE id = $1",
+                params![id],
             )?;
             Ok(Begin::Run(id))
         }
         Some((id, _, _)) => Ok(Begin::Seen(id)),
         None => {
-            let id = tx
-                .prepare_cached(
-                    "INSERT INTO admin_actions (idempotency_key, staff_email, action, subject_id, request_hash,
-                                                status, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6) RETURNING id",
-                )?
-                .query_row(
-                    params![new.key, new.staff_email, new.action, new.subject_id, hash, crate::db::now()],
-                    |r| r.get(0),
-                )?;
+            let id = tx.query_value(
+                "INSERT INTO admin_actions (idempotency_key, staff_email, action, subject_id, request_hash,
+                                            status, created_at)
+                 VALUES ($1, $2, $3, $4, $5, 'running', $6) RETURNING id",
+                params![new.key, new.staff_email, new.action, new.subject_id, hash, crate::db::now()],
+            )?;
             Ok(Begin::Run(id))
         }
     }
 }
 
 /// Records how the action ended and what the staff member is told.
-pub fn finish(conn: &Connection, id: i64, ok: bool, result_id: Option<&str>, message: &str) -> anyhow::Result<()> {
-    conn.prepare_cached(
-        "UPDATE admin_actions SET status = ?2, result_id = ?3, message = ?4, finished_at = ?5
-         WHERE id = ?1 AND status = 'running'",
-    )?
-    .execute(params![id, if ok { "done" } else { "failed" }, result_id, message, crate::db::now()])?;
+pub fn finish(tx: &Tx, id: i64, ok: bool, result_id: Option<&str>, message: &str) -> anyhow::Result<()> {
+    tx.execute(
+        "UPDATE admin_actions SET status = $2, result_id = $3, message = $4, finished_at = $5
+         WHERE id = $1 AND status = 'running'",
+        params![id, if ok { "done" } else { "failed" }, result_id, message, crate::db::now()],
+    )?;
     Ok(())
 }
 
@@ -130,7 +124,7 @@ impl ActionView {
 
 const COLUMNS: &str = "id, staff_email, action, subject_id, status, result_id, message, created_at";
 
-fn from_row(r: &rusqlite::Row) -> rusqlite::Result<ActionView> {
+fn from_row(r: &Row) -> anyhow::Result<ActionView> {
     Ok(ActionView {
         id: r.get(0)?,
         staff_email: r.get(1)?,
@@ -143,18 +137,16 @@ fn from_row(r: &rusqlite::Row) -> rusqlite::Result<ActionView> {
     })
 }
 
-pub fn load(conn: &Connection, id: i64) -> anyhow::Result<Option<ActionView>> {
-    let sql = format!("SELECT {COLUMNS} FROM admin_actions WHERE id = ?1");
-    Ok(conn.prepare_cached(&sql)?.query_row([id], from_row).optional()?)
+pub fn load(tx: &Tx, id: i64) -> anyhow::Result<Option<ActionView>> {
+    tx.query_opt(&format!("SELECT {COLUMNS} FROM admin_actions WHERE id = $1"), params![id], from_row)
 }
 
 /// The latest actions on a subject (an order, a seller, a job), newest first.
-pub fn for_subjects(conn: &Connection, subjects: &[String], limit: u32) -> anyhow::Result<Vec<ActionView>> {
+pub fn for_subjects(tx: &Tx, subjects: &[String], limit: u32) -> anyhow::Result<Vec<ActionView>> {
     let mut out = Vec::new();
-    let sql = format!("SELECT {COLUMNS} FROM admin_actions WHERE subject_id = ?1 ORDER BY id DESC LIMIT ?2");
+    let sql = format!("SELECT {COLUMNS} FROM admin_actions WHERE subject_id = $1 ORDER BY id DESC LIMIT $2");
     for subject in subjects {
-        let mut st = conn.prepare_cached(&sql)?;
-        out.extend(st.query_map(params![subject, limit], from_row)?.collect::<Result<Vec<_>, _>>()?);
+        out.extend(tx.query_map(&sql, params![subject, limit], from_row)?);
     }
     out.sort_by_key(|a| std::cmp::Reverse(a.id));
     out.truncate(limit as usize);
@@ -162,11 +154,8 @@ pub fn for_subjects(conn: &Connection, subjects: &[String], limit: u32) -> anyho
 }
 
 /// The latest actions of all staff, newest first.
-pub fn recent(conn: &Connection, limit: u32) -> anyhow::Result<Vec<ActionView>> {
-    let sql = format!("SELECT {COLUMNS} FROM admin_actions ORDER BY id DESC LIMIT ?1");
-    let mut st = conn.prepare_cached(&sql)?;
-    let rows = st.query_map([limit], from_row)?.collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+pub fn recent(tx: &Tx, limit: u32) -> anyhow::Result<Vec<ActionView>> {
+    tx.query_map(&format!("SELECT {COLUMNS} FROM admin_actions ORDER BY id DESC LIMIT $1"), params![limit], from_row)
 }
 
 #[cfg(test)]
@@ -177,21 +166,28 @@ mod tests {
     fn the_same_form_acts_once_and_a_failed_one_may_be_tried_again() {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::db::Db::open(&dir.path().join("a.db"), 2, 1000, &crate::db::till_migrations()).unwrap();
-        let mut conn = db.conn().unwrap();
-        fn new<'a>(key: &'a str, fields: &'a [(&'a str, &'a str)]) -> NewAction<'a> {
-            NewAction { key, staff_email: "a@example.com", action: "refund", subject_id: "order", fields }
+        fn new(key: &str, fields: &[(&str, &str)]) -> NewAction {
+            NewAction {
+                key: key.into(),
+                staff_email: "a@example.com".into(),
+                action: "refund".into(),
+                subject_id: "order".into(),
+                fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            }
         }
         let (one, two) = (&[("amount", "1.00")][..], &[("amount", "2.00")][..]);
-        let mut begin_tx = |n: NewAction| crate::db::write_tx(&mut conn, |tx| begin(tx, &n));
+        let begin_tx = |n: NewAction| db.write_now(|tx| Ok(begin(tx, &n))).unwrap();
+        let finish_now =
+            |id, ok, result_id, message| db.write_now(|tx| finish(tx, id, ok, result_id, message)).unwrap();
         let Begin::Run(id) = begin_tx(new("k1", one)).unwrap() else { panic!("the first submit runs") };
         assert_eq!(begin_tx(new("k1", one)).unwrap(), Begin::Seen(id), "running: not again");
         assert!(matches!(begin_tx(new("k1", two)), Err(BeginError::KeyReused)));
         assert!(matches!(begin_tx(new("no spaces", one)), Err(BeginError::BadKey)));
-        finish(&db.conn().unwrap(), id, false, None, "refused").unwrap();
+        finish_now(id, false, None, "refused");
         assert_eq!(begin_tx(new("k1", one)).unwrap(), Begin::Run(id), "a failed action may be tried again");
-        finish(&db.conn().unwrap(), id, true, Some("r1"), "done").unwrap();
+        finish_now(id, true, Some("r1"), "done");
         assert_eq!(begin_tx(new("k1", one)).unwrap(), Begin::Seen(id), "done: shown, not done again");
-        let view = load(&db.conn().unwrap(), id).unwrap().unwrap();
+        let view = db.read_now(|tx| load(tx, id)).unwrap().unwrap();
         assert_eq!((view.status.as_str(), view.result_id.as_deref()), ("done", Some("r1")));
     }
 }

@@ -6,13 +6,12 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::Rng;
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use crate::admin::rate_limit::{self, Admission, Buckets, Limits, Reservation};
 use crate::admin::users::{self, HashingError, PasswordHashing, Staff, StaffEmail};
 use crate::context::Ctx;
-use crate::db::now_ms;
+use crate::db::{Tx, now_ms, params};
 
 /// Longest cookie value looked at; anything longer is not one of our tokens.
 const MAX_TOKEN_LEN: usize = 64;
@@ -40,21 +39,21 @@ fn hash(token: &str) -> String {
 
 /// Starts a session for `user_id`; returns the cookie's token (shown to the
 /// browser only) and the session. Deletes a batch of expired sessions.
-pub fn create(conn: &Connection, user_id: i64, lifetime_ms: i64) -> anyhow::Result<(String, Session)> {
+pub fn create(tx: &Tx, user_id: i64, lifetime_ms: i64) -> anyhow::Result<(String, Session)> {
     let token = random_token();
     let csrf_token = random_token();
     let expires_at_ms = now_ms() + lifetime_ms;
-    conn.prepare_cached(
+    tx.execute(
         "DELETE FROM staff_sessions WHERE token_hash IN
-             (SELECT token_hash FROM staff_sessions WHERE expires_at_ms <= ?1 LIMIT ?2)",
-    )?
-    .execute(params![now_ms(), PURGE_BATCH])?;
-    conn.prepare_cached(
+             (SELECT token_hash FROM staff_sessions WHERE expires_at_ms <= $1 LIMIT $2)",
+        params![now_ms(), PURGE_BATCH],
+    )?;
+    tx.execute(
         "INSERT INTO staff_sessions (token_hash, user_id, csrf_token, created_at, expires_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![hash(&token), user_id, csrf_token, crate::db::now(), expires_at_ms])?;
-    let email = conn.query_row("SELECT email FROM staff_users WHERE id = ?1", [user_id], |r| r.get(0))?;
+         VALUES ($1, $2, $3, $4, $5)",
+        params![hash(&token), user_id, csrf_token, crate::db::now(), expires_at_ms],
+    )?;
+    let email = tx.query_value("SELECT email FROM staff_users WHERE id = $1", params![user_id])?;
     Ok((token, Session { user_id, email, csrf_token, expires_at_ms }))
 }
 
@@ -96,7 +95,7 @@ pub async fn sign_in(ctx: &Ctx, hashing: &PasswordHashing, attempt: SignIn) -> R
     let buckets = Buckets::new(email.as_ref(), attempt.address);
     let limits = Limits::from_settings(&ctx.settings.admin);
     let now = now_ms();
-    let reservation = match ctx.db.write_raw(move |tx| rate_limit::reserve(tx, &buckets, &limits, now)).await? {
+    let reservation = match ctx.db.write(move |tx| rate_limit::reserve(tx, &buckets, &limits, now)).await? {
         Admission::Reserved(reservation) => reservation,
         Admission::Limited { retry_after_ms } => return Err(SignInError::Limited { retry_after_ms }),
     };
@@ -111,7 +110,7 @@ async fn check_password(
     password: String,
 ) -> Result<Option<Staff>, SignInError> {
     let credentials = match email {
-        Some(email) => ctx.db.run_raw(move |conn| users::find(conn, &email)).await?,
+        Some(email) => ctx.db.run(move |tx| users::find(tx, &email)).await?,
         None => None,
     };
     Ok(hashing.run(move |workspace| users::verify(workspace, credentials.as_ref(), &password)).await?)
@@ -128,20 +127,20 @@ async fn settle(
             let lifetime_ms = ctx.settings.admin.session_minutes * 60_000;
             Ok(ctx
                 .db
-                .write_raw(move |tx| {
+                .write(move |tx| {
                     rate_limit::succeed(tx, &reservation)?;
                     create(tx, staff.id, lifetime_ms)
                 })
                 .await?)
         }
         Ok(None) => {
-            ctx.db.write_raw(move |tx| rate_limit::fail(tx, &reservation)).await?;
+            ctx.db.write(move |tx| rate_limit::fail(tx, &reservation)).await?;
             Err(SignInError::Refused)
         }
         // Never verified: it counts for nothing. Should the release fail,
         // the reservation counts until its window ends, which is safe.
         Err(e) => {
-            if let Err(release) = ctx.db.write_raw(move |tx| rate_limit::release(tx, &reservation)).await {
+            if let Err(release) = ctx.db.write(move |tx| rate_limit::release(tx, &reservation)).await {
                 tracing::warn!(error = format!("{release:#}"), "releasing a sign-in reservation failed");
             }
             Err(e)
@@ -150,25 +149,22 @@ async fn settle(
 }
 
 /// The live session of this token: not expired, its user not disabled.
-pub fn load(conn: &Connection, token: &str) -> anyhow::Result<Option<Session>> {
+pub fn load(tx: &Tx, token: &str) -> anyhow::Result<Option<Session>> {
     if token.is_empty() || token.len() > MAX_TOKEN_LEN {
         return Ok(None);
     }
-    Ok(conn
-        .prepare_cached(
-            "SELECT s.user_id, u.email, s.csrf_token, s.expires_at_ms
-             FROM staff_sessions s JOIN staff_users u ON u.id = s.user_id
-             WHERE s.token_hash = ?1 AND s.expires_at_ms > ?2 AND u.disabled_at IS NULL",
-        )?
-        .query_row(params![hash(token), now_ms()], |r| {
-            Ok(Session { user_id: r.get(0)?, email: r.get(1)?, csrf_token: r.get(2)?, expires_at_ms: r.get(3)? })
-        })
-        .optional()?)
+    tx.query_opt(
+        "SELECT s.user_id, u.email, s.csrf_token, s.expires_at_ms
+         FROM staff_sessions s JOIN staff_users u ON u.id = s.user_id
+         WHERE s.token_hash = $1 AND s.expires_at_ms > $2 AND u.disabled_at IS NULL",
+        params![hash(token), now_ms()],
+        |r| Ok(Session { user_id: r.get(0)?, email: r.get(1)?, csrf_token: r.get(2)?, expires_at_ms: r.get(3)? }),
+    )
 }
 
 /// Signs a session out. Returns whether it existed.
-pub fn delete(conn: &Connection, token: &str) -> anyhow::Result<bool> {
-    Ok(conn.prepare_cached("DELETE FROM staff_sessions WHERE token_hash = ?1")?.execute([hash(token)])? == 1)
+pub fn delete(tx: &Tx, token: &str) -> anyhow::Result<bool> {
+    Ok(tx.execute("DELETE FROM staff_sessions WHERE token_hash = $1", params![hash(token)])? == 1)
 }
 
 /// Compares a submitted CSRF token with the session's in constant time.
@@ -189,25 +185,29 @@ mod tests {
     fn sessions_are_stored_hashed_expire_and_sign_out() {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::db::Db::open(&dir.path().join("s.db"), 2, 1000, &crate::db::till_migrations()).unwrap();
-        let conn = db.conn().unwrap();
-        let user = crate::admin::users::create(&conn, "a@example.com", "a long password!").unwrap();
-        let (token, session) = create(&conn, user, 60_000).unwrap();
-        let stored: i64 = conn
-            .query_row("SELECT COUNT(*) FROM staff_sessions WHERE token_hash = ?1 OR csrf_token = ?1", [&token], |r| {
-                r.get(0)
+        let new = crate::admin::users::NewStaff::new("a@example.com", "a long password!").unwrap();
+        let user = db.write_now(|tx| Ok(crate::admin::users::create(tx, &new)?)).unwrap();
+        let (token, session) = db.write_now(|tx| create(tx, user, 60_000)).unwrap();
+        let stored: i64 = db
+            .read_now(|tx| {
+                tx.query_value(
+                    "SELECT COUNT(*) FROM staff_sessions WHERE token_hash = $1 OR csrf_token = $1",
+                    params![token],
+                )
             })
             .unwrap();
         assert_eq!(stored, 0, "the token itself is not stored");
-        let loaded = load(&conn, &token).unwrap().unwrap();
+        let load_now = |token: &str| db.read_now(|tx| load(tx, token)).unwrap();
+        let loaded = load_now(&token).unwrap();
         assert_eq!((loaded.email.as_str(), loaded.csrf_token.as_str()), ("a@example.com", session.csrf_token.as_str()));
         assert!(csrf_matches(&loaded, &session.csrf_token));
         assert!(!csrf_matches(&loaded, "nope"));
         assert!(!csrf_matches(&loaded, ""));
-        assert!(load(&conn, "not-a-token").unwrap().is_none());
+        assert!(load_now("not-a-token").is_none());
 
-        let (expired, _) = create(&conn, user, -1).unwrap();
-        assert!(load(&conn, &expired).unwrap().is_none(), "expired");
-        assert!(delete(&conn, &token).unwrap());
-        assert!(load(&conn, &token).unwrap().is_none(), "signed out");
+        let (expired, _) = db.write_now(|tx| create(tx, user, -1)).unwrap();
+        assert!(load_now(&expired).is_none(), "expired");
+        assert!(db.write_now(|tx| delete(tx, &token)).unwrap());
+        assert!(load_now(&token).is_none(), "signed out");
     }
 }

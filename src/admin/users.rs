@@ -8,8 +8,9 @@ use anyhow::Context;
 use argon2::password_hash::PasswordHasher;
 use argon2::password_hash::phc::{Output, PasswordHash};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::Semaphore;
+
+use crate::db::{Tx, params};
 
 pub const MIN_PASSWORD_CHARS: usize = 12;
 /// Argon2 hashes whatever it is given; a cap keeps a huge "password" from
@@ -55,12 +56,6 @@ pub enum UserError {
 pub struct Staff {
     pub id: i64,
     pub email: String,
-}
-
-impl From<rusqlite::Error> for UserError {
-    fn from(e: rusqlite::Error) -> UserError {
-        UserError::Internal(e.into())
-    }
 }
 
 fn password_ok(password: &str) -> bool {
@@ -110,22 +105,36 @@ fn verify_hash(workspace: &mut Workspace, password: &str, stored: &str) -> bool 
         && Output::new(computed).is_ok_and(|computed| computed == *expected)
 }
 
-/// Creates a staff user. Returns its id.
-pub fn create(conn: &Connection, email: &str, password: &str) -> Result<i64, UserError> {
-    let email = StaffEmail::parse(email).ok_or_else(|| UserError::BadEmail(email.to_string()))?;
-    if !password_ok(password) {
-        return Err(UserError::BadPassword);
+/// A staff user about to be created: the email parsed, the password checked
+/// and hashed. Hashing takes tens of milliseconds, so it happens here,
+/// before any transaction is open.
+#[derive(Debug, Clone)]
+pub struct NewStaff {
+    email: StaffEmail,
+    password_hash: String,
+}
+
+impl NewStaff {
+    pub fn new(email: &str, password: &str) -> Result<NewStaff, UserError> {
+        let email = StaffEmail::parse(email).ok_or_else(|| UserError::BadEmail(email.to_string()))?;
+        if !password_ok(password) {
+            return Err(UserError::BadPassword);
+        }
+        Ok(NewStaff { email, password_hash: hash_password(password)? })
     }
-    let hash = hash_password(password)?;
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO staff_users (email, password_hash, created_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (email) DO NOTHING RETURNING id",
-        )?
-        .query_row(params![email.as_str(), hash, crate::db::now()], |r| r.get(0))
-        .optional()
-        .context("storing the staff user")?;
-    inserted.ok_or_else(|| UserError::Exists(email.as_str().to_string()))
+}
+
+/// Creates a staff user. Returns its id.
+pub fn create(tx: &Tx, new: &NewStaff) -> Result<i64, UserError> {
+    let inserted = tx.query_value(
+        "INSERT INTO staff_users (email, password_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
+        params![new.email.as_str(), new.password_hash, crate::db::now()],
+    );
+    match inserted {
+        Ok(id) => Ok(id),
+        Err(e) if crate::db::is_unique_violation(&e) => Err(UserError::Exists(new.email.as_str().to_string())),
+        Err(e) => Err(UserError::Internal(e.context("storing the staff user"))),
+    }
 }
 
 /// A hash to verify against when the email is unknown, so that an unknown
@@ -146,13 +155,19 @@ pub struct Credentials {
 }
 
 /// The stored credentials of this email, if it is a staff user's.
-pub fn find(conn: &Connection, email: &StaffEmail) -> anyhow::Result<Option<Credentials>> {
-    Ok(conn
-        .prepare_cached("SELECT id, email, password_hash, disabled_at IS NOT NULL FROM staff_users WHERE email = ?1")?
-        .query_row([email.as_str()], |r| {
-            Ok(Credentials { id: r.get(0)?, email: r.get(1)?, password_hash: r.get(2)?, disabled: r.get(3)? })
-        })
-        .optional()?)
+pub fn find(tx: &Tx, email: &StaffEmail) -> anyhow::Result<Option<Credentials>> {
+    tx.query_opt(
+        "SELECT id, email, password_hash, disabled_at FROM staff_users WHERE email = $1",
+        params![email.as_str()],
+        |r| {
+            Ok(Credentials {
+                id: r.get(0)?,
+                email: r.get(1)?,
+                password_hash: r.get(2)?,
+                disabled: r.get::<Option<String>>(3)?.is_some(),
+            })
+        },
+    )
 }
 
 /// The staff member whose credentials these are, if the password is right
@@ -247,34 +262,38 @@ mod tests {
         }
     }
 
+    fn create_now(db: &crate::db::Db, email: &str, password: &str) -> Result<i64, UserError> {
+        let new = NewStaff::new(email, password)?;
+        db.write_now(|tx| Ok(create(tx, &new))).map_err(UserError::Internal)?
+    }
+
     #[test]
     fn a_user_signs_in_with_the_right_password_only() {
         let (_dir, db) = db();
-        let conn = db.conn().unwrap();
-        let id = create(&conn, "Staff@Example.com", "correct horse battery").unwrap();
-        let stored: String =
-            conn.query_row("SELECT password_hash FROM staff_users WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+        let id = create_now(&db, "Staff@Example.com", "correct horse battery").unwrap();
+        let stored: String = db
+            .read_now(|tx| tx.query_value("SELECT password_hash FROM staff_users WHERE id = $1", params![id]))
+            .unwrap();
         assert!(stored.starts_with("$argon2id$"), "{stored}");
         let authenticate = |email: &str, password: &str| {
-            let credentials = find(&conn, &StaffEmail::parse(email).unwrap()).unwrap();
+            let credentials = db.read_now(|tx| find(tx, &StaffEmail::parse(email).unwrap())).unwrap();
             verify(&mut Workspace::default(), credentials.as_ref(), password)
         };
         let staff = authenticate("staff@example.com", "correct horse battery").unwrap();
         assert_eq!(staff, Staff { id, email: "staff@example.com".into() });
         assert!(authenticate("staff@example.com", "wrong horse battery").is_none());
         assert!(authenticate("nobody@example.com", "correct horse battery").is_none());
-        assert!(matches!(create(&conn, "staff@example.com", "another long one"), Err(UserError::Exists(_))));
-        conn.execute("UPDATE staff_users SET disabled_at = 'x'", []).unwrap();
+        assert!(matches!(create_now(&db, "staff@example.com", "another long one"), Err(UserError::Exists(_))));
+        db.write_now(|tx| tx.execute("UPDATE staff_users SET disabled_at = 'x'", params![])).unwrap();
         assert!(authenticate("staff@example.com", "correct horse battery").is_none());
     }
 
     #[test]
     fn short_passwords_and_bad_emails_are_refused() {
         let (_dir, db) = db();
-        let conn = db.conn().unwrap();
-        assert!(matches!(create(&conn, "a@b.c", "short"), Err(UserError::BadPassword)));
-        assert!(matches!(create(&conn, "a@b.c", &"x".repeat(2000)), Err(UserError::BadPassword)));
-        assert!(matches!(create(&conn, "not-an-email", "long enough password"), Err(UserError::BadEmail(_))));
+        assert!(matches!(create_now(&db, "a@b.c", "short"), Err(UserError::BadPassword)));
+        assert!(matches!(create_now(&db, "a@b.c", &"x".repeat(2000)), Err(UserError::BadPassword)));
+        assert!(matches!(create_now(&db, "not-an-email", "long enough password"), Err(UserError::BadEmail(_))));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

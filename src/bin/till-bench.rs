@@ -22,6 +22,7 @@ use clap::{Parser, ValueEnum};
 use serde_json::json;
 use till::config::Settings;
 use till::context::Ctx;
+use till::db::params;
 use till::startup::Application;
 
 #[derive(Parser)]
@@ -332,7 +333,8 @@ impl Bench {
         let base = format!("http://{}", app.address());
         let ctx = app.context().clone();
         tokio::spawn(app.run_until_stopped());
-        let key = ctx.db.write_now(|tx| till::api_keys::create(tx, "bench"))?.key; // seam: transitional
+        // seam: transitional (api_keys takes rusqlite's connection until it moves onto Tx)
+        let key = ctx.db.write_now(|tx| till::api_keys::create(tx, "bench"))?.key;
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(512)
             .redirect(reqwest::redirect::Policy::none())
@@ -341,6 +343,7 @@ impl Bench {
     }
 
     fn check(&self) -> anyhow::Result<()> {
+        // seam: transitional (read_snapshot once ledger::check takes &Tx)
         let report = till::ledger::check::run(&mut *self.ctx.db.conn()?)?;
         anyhow::ensure!(report.ok, "{}", report.summary());
         println!("  till check: {}", report.summary());
@@ -367,6 +370,7 @@ impl Bench {
                     if orders.is_empty() {
                         return anyhow::Ok(());
                     }
+                    // seam: transitional (the core functions take rusqlite's Transaction until they move onto Tx)
                     let job = move |tx: &rusqlite::Transaction| booking.run(tx, &orders, policy);
                     if batch > 1 { ctx.db.write_alone_raw(job).await? } else { ctx.db.write_raw(job).await? }
                 }
@@ -389,6 +393,7 @@ impl Bench {
             let mut orders = prepare_orders(&self.ctx, chunk, Booking::Orders).await?;
             while !orders.is_empty() {
                 let batch = orders.split_off(orders.len().saturating_sub(BATCH));
+                // seam: transitional (as in `book`)
                 self.ctx.db.write_alone_raw(move |tx| Booking::Orders.run(tx, &batch, policy)).await?;
             }
             done += chunk;
@@ -475,11 +480,9 @@ impl Bench {
     }
 
     fn done_count(&self) -> anyhow::Result<u64> {
-        let n: i64 = self.ctx.db.conn()?.query_row(
-            "SELECT COUNT(*) FROM payment_events WHERE is_payment_done = 1",
-            [],
-            |r| r.get(0),
-        )?;
+        let n: usize = self.ctx.db.read_now(|tx| {
+            tx.query_value("SELECT COUNT(*) FROM payment_events WHERE is_payment_done = 1", params![])
+        })?;
         Ok(n as u64)
     }
 
@@ -488,6 +491,7 @@ impl Bench {
     /// otherwise queue behind this one's), and says how far behind it was.
     async fn drain(&self, limit: Duration) -> anyhow::Result<Drained> {
         let started = Instant::now();
+        // The sandbox PSP's own database, another party's: read as it is.
         let sandbox = rusqlite::Connection::open(&self.sandbox_db)?;
         let pending = || -> anyhow::Result<i64> {
             Ok(sandbox
@@ -495,11 +499,12 @@ impl Bench {
         };
         let behind = pending()?;
         loop {
-            let open: i64 = self.ctx.db.conn()?.query_row(
-                "SELECT COUNT(*) FROM payment_orders WHERE payment_order_status IN ('NOT_STARTED', 'EXECUTING')",
-                [],
-                |r| r.get(0),
-            )?;
+            let open: i64 = self.ctx.db.read_now(|tx| {
+                tx.query_value(
+                    "SELECT COUNT(*) FROM payment_orders WHERE payment_order_status IN ('NOT_STARTED', 'EXECUTING')",
+                    params![],
+                )
+            })?;
             let unsent = pending()?;
             if open == 0 && unsent == 0 {
                 break;
@@ -519,13 +524,15 @@ impl Bench {
     fn completion_ms(&self, since: Instant) -> anyhow::Result<Vec<f64>> {
         let from = chrono::Utc::now() - chrono::Duration::from_std(since.elapsed())?;
         let from = from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let conn = self.ctx.db.conn()?;
-        let mut st = conn.prepare(
-            "SELECT (julianday(updated_at) - julianday(created_at)) * 86400000.0 FROM payment_events
-             WHERE created_at >= ?1 AND is_payment_done = 1",
-        )?;
-        let rows = st.query_map([from], |r| r.get::<_, f64>(0))?.collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        let times: Vec<(String, String)> = self.ctx.db.read_now(|tx| {
+            tx.query_map(
+                "SELECT created_at, updated_at FROM payment_events WHERE created_at >= $1 AND is_payment_done = 1",
+                params![from],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })?;
+        let ms = |at: &str| chrono::DateTime::parse_from_rfc3339(at).map(|t| t.timestamp_millis());
+        times.iter().map(|(created, updated)| Ok((ms(updated)? - ms(created)?) as f64)).collect()
     }
 }
 
@@ -618,21 +625,22 @@ impl Watcher {
                     .unwrap_or_else(|_| since.clone());
                 let done: anyhow::Result<Vec<(String, String)>> = ctx
                     .db
-                    .run_raw(move |conn| {
+                    .run(move |tx| {
                         // Through the orders' indexes of recent outcomes: payment_events
                         // has no index on updated_at, and a scan of it every 10 ms would
                         // take a core from till as the table grows. Each benchmark
                         // checkout has one order, final in the write that completes it.
-                        let mut st = conn.prepare_cached(
+                        // (INDEXED BY is SQLite's: this benchmark measures till on SQLite,
+                        // and without statistics its planner would scan every SUCCESS.)
+                        tx.query_map(
                             "SELECT checkout_id, succeeded_at FROM payment_orders INDEXED BY payment_orders_succeeded
-                              WHERE payment_order_status = 'SUCCESS' AND succeeded_at >= ?1
+                              WHERE payment_order_status = 'SUCCESS' AND succeeded_at >= $1
                              UNION ALL
                              SELECT checkout_id, updated_at FROM payment_orders INDEXED BY payment_orders_by_status
-                              WHERE payment_order_status = 'FAILED' AND updated_at >= ?1",
-                        )?;
-                        let rows =
-                            st.query_map([from], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
-                        Ok(rows)
+                              WHERE payment_order_status = 'FAILED' AND updated_at >= $1",
+                            params![from],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
                     })
                     .await;
                 let Ok(done) = done else { continue };
@@ -726,43 +734,46 @@ async fn prepare_orders(
     let paid = matches!(booking, Booking::Ledger);
     let share = 1234 - till::money::percentage_minor(1234, ctx.settings.fees.commission_percent);
     ctx.db
-        .write_alone_raw(move |tx| -> anyhow::Result<Vec<_>> {
-            let key: String = tx.query_row("SELECT id FROM api_keys LIMIT 1", [], |r| r.get(0))?;
+        .write_alone(move |tx| -> anyhow::Result<Vec<_>> {
+            let key: String = tx.query_value("SELECT id FROM api_keys LIMIT 1", params![])?;
             let now = till::db::now();
-            let mut event = tx.prepare(
-                "INSERT INTO payment_events (checkout_id, api_key_id, buyer_info, payment_method, request_hash, created_at, updated_at)
-                 VALUES (?1, ?2, '{}', 'hosted_page', 'bench', ?3, ?3)",
-            )?;
-            let mut order = tx.prepare(
-                "INSERT INTO payment_orders (payment_order_id, checkout_id, position, buyer_account, seller_id, amount_minor,
-                                             currency, payment_order_status, ledger_updated, wallet_updated,
-                                             seller_amount_minor, succeeded_at, created_at, updated_at,
-                                             psp_payment_intent_id)
-                 VALUES (?1, ?2, 0, 'buyer', ?3, 1234, 'USD', ?4, ?5, ?5, ?6, ?7, ?8, ?8, 'pi_bench_' || ?1)",
-            )?;
-            // Each order's charge is recorded with it, as the PSP's word on
-            // it would have been: what is timed is the booking alone.
-            let mut charge = tx.prepare(
-                "INSERT INTO psp_charges (payment_intent_id, checkout_id, amount_minor, currency, backed_minor, recorded_at)
-                 VALUES ('pi_bench_' || ?1, ?2, 1234, 'USD', 1234, ?3)",
-            )?;
+            let status = if paid { "SUCCESS" } else { "EXECUTING" };
             let mut orders = Vec::with_capacity(n);
             for i in 0..n {
                 let (checkout, id) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
-                event.execute(rusqlite::params![checkout, key, now])?;
-                let status = if paid { "SUCCESS" } else { "EXECUTING" };
-                order.execute(rusqlite::params![
-                    id,
-                    checkout,
-                    format!("ledger_seller_{}", i % 100),
-                    status,
-                    paid,
-                    paid.then_some(share),
-                    paid.then_some(&now),
-                    now
-                ])?;
-                charge.execute(rusqlite::params![id, checkout, now])?;
-                orders.push(till::payments::store::load_order(tx, &id)?.context("order")?);
+                tx.execute(
+                    "INSERT INTO payment_events (checkout_id, api_key_id, buyer_info, payment_method, request_hash,
+                                                 created_at, updated_at)
+                     VALUES ($1, $2, '{}', 'hosted_page', 'bench', $3, $3)",
+                    params![checkout, key, now],
+                )?;
+                tx.execute(
+                    "INSERT INTO payment_orders (payment_order_id, checkout_id, position, buyer_account, seller_id,
+                                                 amount_minor, currency, payment_order_status, ledger_updated,
+                                                 wallet_updated, seller_amount_minor, succeeded_at, created_at,
+                                                 updated_at, psp_payment_intent_id)
+                     VALUES ($1, $2, 0, 'buyer', $3, 1234, 'USD', $4, $5, $5, $6, $7, $8, $8, 'pi_bench_' || $1)",
+                    params![
+                        id,
+                        checkout,
+                        format!("ledger_seller_{}", i % 100),
+                        status,
+                        paid,
+                        paid.then_some(share),
+                        paid.then_some(&now),
+                        now
+                    ],
+                )?;
+                // Each order's charge is recorded with it, as the PSP's word on
+                // it would have been: what is timed is the booking alone.
+                tx.execute(
+                    "INSERT INTO psp_charges (payment_intent_id, checkout_id, amount_minor, currency, backed_minor,
+                                              recorded_at)
+                     VALUES ('pi_bench_' || $1, $2, 1234, 'USD', 1234, $3)",
+                    params![id, checkout, now],
+                )?;
+                // seam: transitional (payments' store takes rusqlite's connection until it moves onto Tx)
+                orders.push(till::payments::store::load_order(tx.raw(), &id)?.context("order")?);
             }
             Ok(orders)
         })

@@ -43,11 +43,13 @@ enum Engine {
 const PG_WRITE_RUNS: u32 = 8;
 const PG_RETRY_PAUSE_MS: u64 = 2;
 
+pub mod errors;
 pub mod pg;
 pub mod sql;
 pub mod writer;
 
 pub use crate::params;
+pub use errors::is_unique_violation;
 pub use sql::{FromSql, Row, ToSql, Tx, ValueRef};
 
 /// The migrations of till's own database, in order, compiled into the binary.

@@ -9,6 +9,7 @@ use super::model::{Class, Decision, RecordKind, TillRecord};
 use super::store::{self, StoredRow};
 use super::{booking, matching};
 use crate::context::Ctx;
+use crate::db::Tx;
 use crate::payments::complete::{self, ApplyError};
 use crate::payments::execute;
 use crate::payments::store as payments_store;
@@ -58,14 +59,14 @@ enum Plan {
 
 /// Tries every open `missing_in_till` line; returns how many became matched.
 pub async fn fix_open(ctx: &Ctx, run_id: i64) -> anyhow::Result<i64> {
-    let open = ctx.db.run_raw(|conn| store::open_missing_in_till(conn, MAX_FIXES_PER_RUN)).await?;
+    let open = ctx.db.run(|tx| store::open_missing_in_till(tx, MAX_FIXES_PER_RUN)).await?;
     let mut fixed = 0;
     for (item_id, stored, decision) in open {
         let plan = ctx
             .db
-            .run_raw({
+            .run({
                 let (stored, decision) = (stored.clone(), decision.clone());
-                move |conn| plan(conn, &stored, &decision)
+                move |tx| plan(tx, &stored, &decision)
             })
             .await?;
         let outcome = apply(ctx, plan).await;
@@ -76,7 +77,7 @@ pub async fn fix_open(ctx: &Ctx, run_id: i64) -> anyhow::Result<i64> {
     Ok(fixed)
 }
 
-fn plan(conn: &rusqlite::Connection, stored: &StoredRow, decision: &Decision) -> anyhow::Result<Plan> {
+fn plan(tx: &Tx, stored: &StoredRow, decision: &Decision) -> anyhow::Result<Plan> {
     let row = &stored.row;
     if decision.rule.ends_with("/failed_in_till") {
         return Ok(Plan::Nothing(
@@ -87,7 +88,8 @@ fn plan(conn: &rusqlite::Connection, stored: &StoredRow, decision: &Decision) ->
     }
     Ok(match decision.record.as_ref() {
         Some(TillRecord { kind: RecordKind::Checkout, id, .. }) => {
-            match payments_store::find_event_head(conn, id)?.and_then(|h| h.psp_session_id) {
+            // seam: transitional (payments' store takes rusqlite's connection until conv-pay moves it onto Tx)
+            match payments_store::find_event_head(tx.raw(), id)?.and_then(|h| h.psp_session_id) {
                 Some(session_id) => Plan::Checkout { checkout_id: id.clone(), session_id },
                 None => Plan::Nothing(format!("checkout {id} has no PSP session id to ask about")),
             }
@@ -136,7 +138,7 @@ async fn look_up_refund(ctx: &Ctx, psp_refund_id: &str) -> String {
         Err(e) => return psp_failed(&e),
     };
     match psp.metadata.get("refund_id") {
-        Some(refund_id) if exists(ctx, "refunds", "refund_id", refund_id).await => {
+        Some(refund_id) if matches!(refunds::get(ctx, refund_id).await, Ok(Some(_))) => {
             apply_refund(ctx, refund_id, psp_refund_id).await
         }
         _ => format!("the PSP's refund {psp_refund_id} names no refund till knows"),
@@ -149,21 +151,16 @@ async fn look_up_transfer(ctx: &Ctx, transfer_id: &str) -> String {
         Err(e) => return psp_failed(&e),
     };
     match transfer.metadata.get("payout_id") {
-        Some(payout_id) if exists(ctx, "payouts", "payout_id", payout_id).await => {
-            apply_payout(ctx, payout_id, transfer_id).await
-        }
+        Some(payout_id) if payout_exists(ctx, payout_id).await => apply_payout(ctx, payout_id, transfer_id).await,
         _ => format!("the PSP's transfer {transfer_id} names no payout till knows"),
     }
 }
 
-/// Does till hold this row? (`table` and `column` are constants of this module.)
-async fn exists(ctx: &Ctx, table: &'static str, column: &'static str, id: &str) -> bool {
-    let id = id.to_string();
-    let sql = format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE {column} = ?1)");
-    ctx.db
-        .run_raw(move |conn| -> anyhow::Result<bool> { Ok(conn.query_row(&sql, [id], |r| r.get(0))?) })
-        .await
-        .unwrap_or(false)
+/// Does till hold this payout? (Through the payouts' own query.)
+async fn payout_exists(ctx: &Ctx, payout_id: &str) -> bool {
+    let id = payout_id.to_string();
+    // seam: transitional (payouts' store takes rusqlite's connection until conv-core moves it onto Tx)
+    matches!(ctx.db.run(move |tx| payouts::store::load(tx, &id)).await, Ok(Some(_)))
 }
 
 async fn apply_refund(ctx: &Ctx, refund_id: &str, psp_refund_id: &str) -> String {
@@ -235,7 +232,9 @@ async fn look_up_intent(ctx: &Ctx, intent_id: &str) -> String {
     let known = {
         let (order_id, checkout_id) = (order_id.clone(), checkout_id.clone());
         ctx.db
-            .run_raw(move |conn| -> anyhow::Result<(bool, Option<String>)> {
+            .run(move |tx| -> anyhow::Result<(bool, Option<String>)> {
+                // seam: transitional (payments' store takes rusqlite's connection until conv-pay moves it onto Tx)
+                let conn = tx.raw();
                 let order = match &order_id {
                     Some(id) => payments_store::load_order(conn, id)?.is_some(),
                     None => false,
@@ -274,14 +273,16 @@ fn psp_failed(e: &PspError) -> String {
 /// Classifies the line again after the fix and stores the new decision,
 /// booking what it now calls for. Returns whether it is now matched.
 async fn rematch(ctx: &Ctx, run_id: i64, item_id: i64, stored: StoredRow, fix: String) -> anyhow::Result<bool> {
+    // seam: transitional (write_raw while the ledger takes rusqlite's Transaction, see `booking`)
     ctx.db
-        .write_raw(move |tx| -> anyhow::Result<bool> {
+        .write_raw(move |raw| -> anyhow::Result<bool> {
+            let tx = &Tx::sqlite(raw);
             let decision = matching::classify(tx, &stored, Some(item_id))?;
             // Another run (the CLI beside the server) may have decided it meanwhile.
             if !store::update_item(tx, item_id, &decision, &fix)? {
                 return Ok(false);
             }
-            let booked = booking::book_line(tx, &stored.row, &decision)?;
+            let booked = booking::book_line(raw, &stored.row, &decision)?;
             if let Some(record) = decision.record.as_ref().filter(|_| decision.class.claims_record()) {
                 let found = format!("found at line {} ({})", stored.row.line, stored.row.balance_transaction_id);
                 store::resolve_missing_in_psp(tx, record.kind, &record.id, &found)?;

@@ -4,15 +4,14 @@
 //! on the charge (`payment_order_id`, `checkout_id`). Nothing is matched on
 //! amounts or times alone: a line no key ties to a record needs a person.
 
-use rusqlite::{OptionalExtension, Transaction, params};
-
 use super::model::{Class, Decision, RecordKind, TillRecord};
 use super::parse::SettlementRow;
 use super::store::{self, StoredRow};
+use crate::db::{Tx, params};
 
 /// Decides what one stored line is. `item_id` is the line's own decision
 /// when it is re-matched after an automatic fix (its claim is its own).
-pub fn classify(tx: &Transaction, stored: &StoredRow, item_id: Option<i64>) -> anyhow::Result<Decision> {
+pub fn classify(tx: &Tx, stored: &StoredRow, item_id: Option<i64>) -> anyhow::Result<Decision> {
     if item_id.is_none()
         && let Some(duplicate) = repeated_line(tx, stored)?
     {
@@ -34,7 +33,7 @@ pub fn classify(tx: &Transaction, stored: &StoredRow, item_id: Option<i64>) -> a
 /// or in an earlier file with other values, or the same PSP object under
 /// another balance transaction id. An identical line from an earlier file is
 /// not a decision at all: the caller skips it (see [`already_imported`]).
-fn repeated_line(tx: &Transaction, stored: &StoredRow) -> anyhow::Result<Option<Decision>> {
+fn repeated_line(tx: &Tx, stored: &StoredRow) -> anyhow::Result<Option<Decision>> {
     let row = &stored.row;
     if let Some(first) = store::first_classified_row(tx, &row.balance_transaction_id, stored.id)? {
         let rule = if first.file_id == stored.file_id {
@@ -45,20 +44,19 @@ fn repeated_line(tx: &Transaction, stored: &StoredRow) -> anyhow::Result<Option<
         return Ok(Some(Decision::duplicate(rule, first.item_id, None)));
     }
     let Some(source_id) = &row.source_id else { return Ok(None) };
-    let earlier: Option<i64> = tx
-        .prepare_cached(
-            "SELECT i.id FROM settlement_rows r JOIN reconciliation_items i ON i.row_id = r.id
-             WHERE r.reporting_category = ?1 AND r.source_id = ?2 AND r.id < ?3
-               AND r.balance_transaction_id <> ?4 AND i.class <> 'duplicate_in_file'
-             ORDER BY r.id LIMIT 1",
-        )?
-        .query_row(params![row.reporting_category, source_id, stored.id, row.balance_transaction_id], |r| r.get(0))
-        .optional()?;
+    let earlier: Option<i64> = tx.query_opt(
+        "SELECT i.id FROM settlement_rows r JOIN reconciliation_items i ON i.row_id = r.id
+         WHERE r.reporting_category = $1 AND r.source_id = $2 AND r.id < $3
+           AND r.balance_transaction_id <> $4 AND i.class <> 'duplicate_in_file'
+         ORDER BY r.id LIMIT 1",
+        params![row.reporting_category, source_id, stored.id, row.balance_transaction_id],
+        |r| r.get(0),
+    )?;
     Ok(earlier.map(|item| Decision::duplicate("source_id.repeated", item, None)))
 }
 
 /// Is this line, identical, already classified from an earlier file?
-pub fn already_imported(tx: &Transaction, stored: &StoredRow) -> anyhow::Result<bool> {
+pub fn already_imported(tx: &Tx, stored: &StoredRow) -> anyhow::Result<bool> {
     let Some(first) = store::first_classified_row(tx, &stored.row.balance_transaction_id, stored.id)? else {
         return Ok(false);
     };
@@ -70,7 +68,7 @@ fn same_movement(a: &SettlementRow, b: &SettlementRow) -> bool {
 }
 
 /// The record may be claimed by one line only; a second line for it is a duplicate.
-fn claim_or_duplicate(tx: &Transaction, decision: Decision, item_id: Option<i64>) -> anyhow::Result<Decision> {
+fn claim_or_duplicate(tx: &Tx, decision: Decision, item_id: Option<i64>) -> anyhow::Result<Decision> {
     let Some(record) = decision.record.as_ref().filter(|_| decision.class.claims_record()) else {
         return Ok(decision);
     };
@@ -98,17 +96,17 @@ fn booked_from_file(row: &SettlementRow, kind: RecordKind, rule: &str) -> Decisi
 /// A charge: by the order id in its metadata (token payments), by the
 /// payment intent till stored, or by the checkout id in its metadata
 /// (hosted checkouts, whose intent till learns only when it hears of the payment).
-fn match_charge(tx: &Transaction, row: &SettlementRow) -> anyhow::Result<Decision> {
+fn match_charge(tx: &Tx, row: &SettlementRow) -> anyhow::Result<Decision> {
     let mut keyed = false;
     if let Some(order_id) = &row.payment_order_id {
         keyed = true;
-        if let Some(record) = order_record(tx, "o.payment_order_id = ?1", order_id)? {
+        if let Some(record) = order_record(tx, OrderKey::Id, order_id)? {
             return Ok(compare(row, record, 1, "charge.metadata_payment_order_id"));
         }
     }
     if let Some(intent) = &row.payment_intent_id {
         keyed = true;
-        if let Some(record) = order_record(tx, "o.psp_payment_intent_id = ?1", intent)? {
+        if let Some(record) = order_record(tx, OrderKey::PaymentIntent, intent)? {
             return Ok(compare(row, record, 1, "charge.payment_intent_id"));
         }
     }
@@ -125,20 +123,33 @@ fn match_charge(tx: &Transaction, row: &SettlementRow) -> anyhow::Result<Decisio
     })
 }
 
+/// How a charge line names an order.
+#[derive(Clone, Copy)]
+enum OrderKey {
+    Id,
+    PaymentIntent,
+}
+
 /// The record an order stands for: the order itself for a token payment,
 /// its whole checkout for a hosted page (one charge for all its orders).
-fn order_record(tx: &Transaction, condition: &str, key: &str) -> anyhow::Result<Option<TillRecord>> {
-    let sql = format!(
-        "SELECT o.payment_order_id, o.checkout_id, e.payment_method, o.amount_minor, o.currency,
-                o.payment_order_status
-         FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
-         WHERE {condition} LIMIT 1"
-    );
+fn order_record(tx: &Tx, by: OrderKey, key: &str) -> anyhow::Result<Option<TillRecord>> {
+    let sql = match by {
+        OrderKey::Id => {
+            "SELECT o.payment_order_id, o.checkout_id, e.payment_method, o.amount_minor, o.currency,
+                    o.payment_order_status
+             FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
+             WHERE o.payment_order_id = $1 LIMIT 1"
+        }
+        OrderKey::PaymentIntent => {
+            "SELECT o.payment_order_id, o.checkout_id, e.payment_method, o.amount_minor, o.currency,
+                    o.payment_order_status
+             FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
+             WHERE o.psp_payment_intent_id = $1 LIMIT 1"
+        }
+    };
     type Found = (String, String, String, i64, String, String);
-    let found: Option<Found> = tx
-        .prepare_cached(&sql)?
-        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
-        .optional()?;
+    let found: Option<Found> =
+        tx.query_opt(sql, params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
     let Some((order_id, checkout_id, method, amount_minor, currency, status)) = found else { return Ok(None) };
     if method == "hosted_page" {
         return checkout_record(tx, &checkout_id);
@@ -147,19 +158,18 @@ fn order_record(tx: &Transaction, condition: &str, key: &str) -> anyhow::Result<
 }
 
 /// A checkout as one record: the sum of its orders, and its orders' common status.
-fn checkout_record(tx: &Transaction, checkout_id: &str) -> anyhow::Result<Option<TillRecord>> {
+fn checkout_record(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<TillRecord>> {
     type Found = (String, i64, String, i64, i64, i64);
-    let found: Option<Found> = tx
-        .prepare_cached(
-            "SELECT e.payment_method, COALESCE(SUM(o.amount_minor), 0), COALESCE(MIN(o.currency), ''),
-                    COUNT(o.payment_order_id),
-                    COALESCE(SUM(o.payment_order_status = 'SUCCESS'), 0),
-                    COALESCE(SUM(o.payment_order_status = 'FAILED'), 0)
-             FROM payment_events e LEFT JOIN payment_orders o ON o.checkout_id = e.checkout_id
-             WHERE e.checkout_id = ?1 GROUP BY e.checkout_id",
-        )?
-        .query_row([checkout_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
-        .optional()?;
+    let found: Option<Found> = tx.query_opt(
+        "SELECT MIN(e.payment_method), COALESCE(SUM(o.amount_minor), 0), COALESCE(MIN(o.currency), ''),
+                COUNT(o.payment_order_id),
+                COALESCE(SUM(CASE WHEN o.payment_order_status = 'SUCCESS' THEN 1 ELSE 0 END), 0),
+                COALESCE(SUM(CASE WHEN o.payment_order_status = 'FAILED' THEN 1 ELSE 0 END), 0)
+         FROM payment_events e LEFT JOIN payment_orders o ON o.checkout_id = e.checkout_id
+         WHERE e.checkout_id = $1 GROUP BY e.checkout_id",
+        params![checkout_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+    )?;
     let Some((method, amount_minor, currency, orders, succeeded, failed)) = found else { return Ok(None) };
     // A token checkout is several charges: its checkout id alone names none of them.
     if method != "hosted_page" {
@@ -181,14 +191,14 @@ fn checkout_record(tx: &Transaction, checkout_id: &str) -> anyhow::Result<Option
     }))
 }
 
-fn match_refund(tx: &Transaction, row: &SettlementRow) -> anyhow::Result<Decision> {
+fn match_refund(tx: &Tx, row: &SettlementRow) -> anyhow::Result<Decision> {
     let Some(refund_id) = &row.source_id else {
         return Ok(Decision::new(Class::Unclassified, "refund.no_keys", None));
     };
     let record = simple_record(
         tx,
         RecordKind::Refund,
-        "SELECT refund_id, amount_minor, currency, status FROM refunds WHERE psp_refund_id = ?1",
+        "SELECT refund_id, amount_minor, currency, status FROM refunds WHERE psp_refund_id = $1",
         refund_id,
     )?;
     Ok(match record {
@@ -197,14 +207,14 @@ fn match_refund(tx: &Transaction, row: &SettlementRow) -> anyhow::Result<Decisio
     })
 }
 
-fn match_transfer(tx: &Transaction, row: &SettlementRow) -> anyhow::Result<Decision> {
+fn match_transfer(tx: &Tx, row: &SettlementRow) -> anyhow::Result<Decision> {
     let Some(transfer_id) = &row.source_id else {
         return Ok(Decision::new(Class::Unclassified, "transfer.no_keys", None));
     };
     let record = simple_record(
         tx,
         RecordKind::Payout,
-        "SELECT payout_id, amount_minor, currency, status FROM payouts WHERE psp_transfer_id = ?1",
+        "SELECT payout_id, amount_minor, currency, status FROM payouts WHERE psp_transfer_id = $1",
         transfer_id,
     )?;
     Ok(match record {
@@ -213,13 +223,10 @@ fn match_transfer(tx: &Transaction, row: &SettlementRow) -> anyhow::Result<Decis
     })
 }
 
-fn simple_record(tx: &Transaction, kind: RecordKind, sql: &str, key: &str) -> anyhow::Result<Option<TillRecord>> {
-    Ok(tx
-        .prepare_cached(sql)?
-        .query_row([key], |r| {
-            Ok(TillRecord { kind, id: r.get(0)?, amount_minor: r.get(1)?, currency: r.get(2)?, status: r.get(3)? })
-        })
-        .optional()?)
+fn simple_record(tx: &Tx, kind: RecordKind, sql: &str, key: &str) -> anyhow::Result<Option<TillRecord>> {
+    tx.query_opt(sql, params![key], |r| {
+        Ok(TillRecord { kind, id: r.get(0)?, amount_minor: r.get(1)?, currency: r.get(2)?, status: r.get(3)? })
+    })
 }
 
 /// Currency first, then amount, then whether till has the movement as done.

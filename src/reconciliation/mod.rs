@@ -36,6 +36,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::context::Ctx;
+use crate::db::Tx;
 use crate::psp::PspError;
 use model::Decision;
 pub use model::{Class, Source};
@@ -115,8 +116,7 @@ pub async fn import_file(
     let _running = ctx.checkout_locks.lock("reconciliation:run").await;
 
     let row_count = rows.len();
-    let begun =
-        ctx.db.write_raw(move |tx| begin(tx, &sha256, &name, source, &bytes, row_count, day.as_deref())).await?;
+    let begun = ctx.db.write(move |tx| begin(tx, &sha256, &name, source, &bytes, row_count, day.as_deref())).await?;
     let (run_id, file_id) = match begun {
         Begun::Finished(run_id) => {
             // A fetched day whose report equals one seen before (an empty day)
@@ -124,7 +124,7 @@ pub async fn import_file(
             if fetched_day.is_some() {
                 sweep_missing(ctx, None, fetched_day).await?;
             }
-            let run = ctx.db.run_raw(move |conn| store::load_run(conn, run_id)).await?;
+            let run = ctx.db.run(move |tx| store::load_run(tx, run_id)).await?;
             return Ok(RunSummary { already_imported: true, run });
         }
         Begun::Run { run_id, file_id } => (run_id, file_id),
@@ -133,16 +133,14 @@ pub async fn import_file(
     classify_rows(ctx, run_id, file_id).await?;
     let earliest_day = days.first().cloned();
     ctx.db
-        .write_raw(move |tx| -> anyhow::Result<()> {
-            days.iter().try_for_each(|day| store::record_day(tx, day, file_id))
-        })
+        .write(move |tx| -> anyhow::Result<()> { days.iter().try_for_each(|day| store::record_day(tx, day, file_id)) })
         .await?;
     let fixed = fix::fix_open(ctx, run_id).await?;
     tracing::info!(run_id, fixed, "reconciliation: automatic fixes done");
     sweep_missing(ctx, Some(run_id), earliest_day).await?;
     let run = ctx
         .db
-        .write_raw(move |tx| -> anyhow::Result<RunView> {
+        .write(move |tx| -> anyhow::Result<RunView> {
             store::finish_run(tx, run_id)?;
             store::load_run(tx, run_id)
         })
@@ -154,14 +152,14 @@ pub async fn import_file(
 /// Stores the lines in batches (all of them unless a crashed run stored them already).
 async fn store_rows(ctx: &Ctx, file_id: i64, rows: Vec<parse::SettlementRow>) -> anyhow::Result<()> {
     let expected = rows.len();
-    if ctx.db.run_raw(move |conn| store::count_rows(conn, file_id)).await? == expected {
+    if ctx.db.run(move |tx| store::count_rows(tx, file_id)).await? == expected {
         return Ok(());
     }
     let rows = Arc::new(rows);
     for start in (0..expected).step_by(BATCH_ROWS) {
         let rows = rows.clone();
         let end = (start + BATCH_ROWS).min(expected);
-        ctx.db.write_alone_raw(move |tx| store::insert_rows(tx, file_id, &rows[start..end])).await?;
+        ctx.db.write_alone(move |tx| store::insert_rows(tx, file_id, &rows[start..end])).await?;
         tokio::time::sleep(Duration::from_millis(BATCH_PAUSE_MS)).await;
     }
     Ok(())
@@ -171,7 +169,8 @@ async fn store_rows(ctx: &Ctx, file_id: i64, rows: Vec<parse::SettlementRow>) ->
 /// in one transaction; the run's cursor moves with them, so a crash resumes here.
 async fn classify_rows(ctx: &Ctx, run_id: i64, file_id: i64) -> anyhow::Result<()> {
     loop {
-        let classified = ctx.db.write_alone_raw(move |tx| classify_batch(tx, run_id, file_id)).await?;
+        // seam: transitional (write_alone_raw while the ledger takes rusqlite's Transaction, see `booking`)
+        let classified = ctx.db.write_alone_raw(move |raw| classify_batch(raw, run_id, file_id)).await?;
         if classified == 0 {
             return Ok(());
         }
@@ -179,7 +178,8 @@ async fn classify_rows(ctx: &Ctx, run_id: i64, file_id: i64) -> anyhow::Result<(
     }
 }
 
-fn classify_batch(tx: &rusqlite::Transaction, run_id: i64, file_id: i64) -> anyhow::Result<usize> {
+fn classify_batch(raw: &rusqlite::Transaction, run_id: i64, file_id: i64) -> anyhow::Result<usize> {
+    let tx = &Tx::sqlite(raw); // seam: transitional
     let rows = store::next_rows_to_classify(tx, run_id, file_id, BATCH_ROWS)?;
     let mut skipped = 0;
     let mut decided = Vec::with_capacity(rows.len());
@@ -193,7 +193,7 @@ fn classify_batch(tx: &rusqlite::Transaction, run_id: i64, file_id: i64) -> anyh
     // The batch's postings go to the ledger together.
     let postings: Vec<_> =
         decided.iter().filter_map(|(stored, decision)| booking::line_posting(&stored.row, decision)).collect();
-    let booked = booking::book(tx, &postings)?;
+    let booked = booking::book(raw, &postings)?;
     store::add_to_run(tx, run_id, RunCounter::Skipped, skipped)?;
     store::add_to_run(tx, run_id, RunCounter::FeesBooked, booked.fees)?;
     store::add_to_run(tx, run_id, RunCounter::PayoutsBooked, booked.payouts)?;
@@ -227,7 +227,7 @@ enum Begun {
 
 /// Stores the file and opens its run, unless the same content was imported before.
 fn begin(
-    tx: &rusqlite::Transaction,
+    tx: &Tx,
     sha256: &str,
     name: &str,
     source: Source,
@@ -250,7 +250,7 @@ fn begin(
 }
 
 /// Classifies one new line and stores the decision; the caller books what it calls for.
-fn decide(tx: &rusqlite::Transaction, run_id: i64, stored: &StoredRow) -> anyhow::Result<Decision> {
+fn decide(tx: &Tx, run_id: i64, stored: &StoredRow) -> anyhow::Result<Decision> {
     let decision = matching::classify(tx, stored, None)?;
     store::insert_item(tx, Some(run_id), Some(stored.id), &decision, None)?;
     if let Some(record) = decision.record.as_ref().filter(|_| decision.class.claims_record()) {
@@ -262,9 +262,7 @@ fn decide(tx: &rusqlite::Transaction, run_id: i64, stored: &StoredRow) -> anyhow
 
 async fn sweep_missing(ctx: &Ctx, run_id: Option<i64>, earliest_day: Option<String>) -> anyhow::Result<usize> {
     let grace_days = ctx.settings.reconciliation.grace_days;
-    ctx.db
-        .write_raw(move |tx| missing::sweep(tx, run_id, chrono::Utc::now(), grace_days, earliest_day.as_deref()))
-        .await
+    ctx.db.write(move |tx| missing::sweep(tx, run_id, chrono::Utc::now(), grace_days, earliest_day.as_deref())).await
 }
 
 /// Step 4 of the exception queue: a person closes an exception with a note.
@@ -286,7 +284,7 @@ pub async fn resolve_exception(
     by: String,
 ) -> Result<store::ExceptionView, ResolveError> {
     ctx.db
-        .write_raw(move |tx| -> Result<store::ExceptionView, ResolveError> {
+        .write(move |tx| -> Result<store::ExceptionView, ResolveError> {
             if !store::resolve(tx, item_id, &note, &by)? {
                 return Err(match store::load_exception(tx, item_id)? {
                     Some(_) => ResolveError::NotOpen(item_id),

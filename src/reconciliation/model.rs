@@ -137,6 +137,10 @@ impl Source {
     }
 }
 
+// Classes and record kinds are stored as their names.
+crate::sql_as_text!(Class, |c: &Class| c.as_str(), Class::parse);
+crate::sql_as_text!(RecordKind, |k: &RecordKind| k.as_str(), RecordKind::parse);
+
 /// Till's side of a decision: the record and what till holds for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TillRecord {

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 
 use super::model::{Class, Decision, RecordKind, Source};
 use super::parse::SettlementRow;
+use crate::db::{Row, Tx, params};
 use crate::money::{Currency, format_minor};
 
 /// A line as stored: its row id, its file, its values.
@@ -29,105 +29,84 @@ pub struct NewFile<'a> {
 }
 
 /// The file with this content, and its run: (file id, run id, finished?).
-pub fn find_file(conn: &Connection, sha256: &str) -> anyhow::Result<Option<(i64, i64, bool)>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT f.id, r.id, r.status = 'done' FROM settlement_files f
-             JOIN reconciliation_runs r ON r.file_id = f.id WHERE f.sha256 = ?1",
-        )?
-        .query_row([sha256], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?)
+pub fn find_file(tx: &Tx, sha256: &str) -> anyhow::Result<Option<(i64, i64, bool)>> {
+    tx.query_opt(
+        "SELECT f.id, r.id, r.status FROM settlement_files f
+         JOIN reconciliation_runs r ON r.file_id = f.id WHERE f.sha256 = $1",
+        params![sha256],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get::<String>(2)? == "done")),
+    )
 }
 
 /// Stores the file and opens its run: (file id, run id).
-pub fn insert_file_and_run(tx: &Transaction, file: &NewFile) -> anyhow::Result<(i64, i64)> {
+pub fn insert_file_and_run(tx: &Tx, file: &NewFile) -> anyhow::Result<(i64, i64)> {
     let now = crate::db::now();
     let file_id: i64 = tx
-        .prepare_cached(
+        .query_value(
             "INSERT INTO settlement_files (sha256, name, source, raw, size_bytes, row_count, imported_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
-        )?
-        .query_row(
-            params![
-                file.sha256,
-                file.name,
-                file.source.as_str(),
-                file.raw,
-                file.raw.len() as i64,
-                file.row_count as i64,
-                now
-            ],
-            |r| r.get(0),
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            params![file.sha256, file.name, file.source.as_str(), file.raw, file.raw.len(), file.row_count, now],
         )
         .context("storing a settlement file")?;
     let run_id: i64 = tx
-        .prepare_cached(
+        .query_value(
             "INSERT INTO reconciliation_runs (file_id, source, status, rows_total, started_at)
-             VALUES (?1, ?2, 'running', ?3, ?4) RETURNING id",
-        )?
-        .query_row(params![file_id, file.source.as_str(), file.row_count as i64, now], |r| r.get(0))
+             VALUES ($1, $2, 'running', $3, $4) RETURNING id",
+            params![file_id, file.source.as_str(), file.row_count, now],
+        )
         .context("opening a reconciliation run")?;
     Ok((file_id, run_id))
 }
 
 /// Stores a file's lines; a line stored before (a resumed import) is left as it is.
-pub fn insert_rows(tx: &Transaction, file_id: i64, rows: &[SettlementRow]) -> anyhow::Result<()> {
-    let mut st = tx.prepare_cached(
-        "INSERT INTO settlement_rows (file_id, line, balance_transaction_id, created_utc, available_on_utc, currency,
-             gross_minor, fee_minor, net_minor, reporting_category, source_id, payment_intent_id, description,
-             checkout_id, payment_order_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-         ON CONFLICT (file_id, line) DO NOTHING",
-    )?;
+pub fn insert_rows(tx: &Tx, file_id: i64, rows: &[SettlementRow]) -> anyhow::Result<()> {
     for row in rows {
-        st.execute(params![
-            file_id,
-            row.line,
-            row.balance_transaction_id,
-            row.created_utc,
-            row.available_on_utc,
-            row.currency.code(),
-            row.gross_minor,
-            row.fee_minor,
-            row.net_minor,
-            row.reporting_category,
-            row.source_id,
-            row.payment_intent_id,
-            row.description,
-            row.checkout_id,
-            row.payment_order_id
-        ])
+        tx.execute(
+            "INSERT INTO settlement_rows (file_id, line, balance_transaction_id, created_utc, available_on_utc,
+                 currency, gross_minor, fee_minor, net_minor, reporting_category, source_id, payment_intent_id,
+                 description, checkout_id, payment_order_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+             ON CONFLICT (file_id, line) DO NOTHING",
+            params![
+                file_id,
+                row.line,
+                row.balance_transaction_id,
+                row.created_utc,
+                row.available_on_utc,
+                row.currency.code(),
+                row.gross_minor,
+                row.fee_minor,
+                row.net_minor,
+                row.reporting_category,
+                row.source_id,
+                row.payment_intent_id,
+                row.description,
+                row.checkout_id,
+                row.payment_order_id
+            ],
+        )
         .with_context(|| format!("storing line {} of a settlement file", row.line))?;
     }
     Ok(())
 }
 
-pub fn count_rows(conn: &Connection, file_id: i64) -> anyhow::Result<usize> {
-    let n: i64 = conn
-        .prepare_cached("SELECT COUNT(*) FROM settlement_rows WHERE file_id = ?1")?
-        .query_row([file_id], |r| r.get(0))?;
-    Ok(usize::try_from(n).unwrap_or(0))
+pub fn count_rows(tx: &Tx, file_id: i64) -> anyhow::Result<usize> {
+    tx.query_value("SELECT COUNT(*) FROM settlement_rows WHERE file_id = $1", params![file_id])
 }
 
 /// The next lines of a run's file to classify, in file order, and moves the run's cursor past them.
-pub fn next_rows_to_classify(
-    tx: &Transaction,
-    run_id: i64,
-    file_id: i64,
-    limit: usize,
-) -> anyhow::Result<Vec<StoredRow>> {
-    let sql = format!(
-        "SELECT {ROW_COLUMNS} FROM settlement_rows r
-         WHERE r.file_id = ?1 AND r.id > (SELECT classified_through FROM reconciliation_runs WHERE id = ?2)
-         ORDER BY r.id LIMIT ?3"
-    );
-    let rows = tx
-        .prepare_cached(&sql)?
-        .query_map(params![file_id, run_id, limit as i64], stored_row)?
-        .collect::<Result<Vec<_>, _>>()?;
+pub fn next_rows_to_classify(tx: &Tx, run_id: i64, file_id: i64, limit: usize) -> anyhow::Result<Vec<StoredRow>> {
+    let rows = tx.query_map(
+        &format!(
+            "SELECT {ROW_COLUMNS} FROM settlement_rows r
+             WHERE r.file_id = $1 AND r.id > (SELECT classified_through FROM reconciliation_runs WHERE id = $2)
+             ORDER BY r.id LIMIT $3"
+        ),
+        params![file_id, run_id, limit],
+        stored_row,
+    )?;
     if let Some(last) = rows.last() {
-        tx.prepare_cached("UPDATE reconciliation_runs SET classified_through = ?2 WHERE id = ?1")?
-            .execute(params![run_id, last.id])?;
+        tx.execute("UPDATE reconciliation_runs SET classified_through = $2 WHERE id = $1", params![run_id, last.id])?;
     }
     Ok(rows)
 }
@@ -136,10 +115,8 @@ const ROW_COLUMNS: &str = "r.id, r.file_id, r.line, r.balance_transaction_id, r.
      r.currency, r.gross_minor, r.fee_minor, r.net_minor, r.reporting_category, r.source_id, r.payment_intent_id,
      r.description, r.checkout_id, r.payment_order_id";
 
-fn stored_row(r: &Row) -> rusqlite::Result<StoredRow> {
-    let code: String = r.get(6)?;
-    let currency = Currency::parse(&code)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, e.into()))?;
+fn stored_row(r: &Row) -> anyhow::Result<StoredRow> {
+    let currency = Currency::parse(&r.get::<String>(6)?).context("column 6")?;
     Ok(StoredRow {
         id: r.get(0)?,
         file_id: r.get(1)?,
@@ -169,34 +146,35 @@ pub struct FirstRow {
     pub row: SettlementRow,
 }
 
-pub fn first_classified_row(tx: &Transaction, bt_id: &str, before_row: i64) -> anyhow::Result<Option<FirstRow>> {
-    let sql = format!(
-        "SELECT {ROW_COLUMNS}, i.id FROM settlement_rows r JOIN reconciliation_items i ON i.row_id = r.id
-         WHERE r.balance_transaction_id = ?1 AND r.id < ?2 ORDER BY r.id LIMIT 1"
-    );
-    Ok(tx
-        .prepare_cached(&sql)?
-        .query_row(params![bt_id, before_row], |r| {
+pub fn first_classified_row(tx: &Tx, bt_id: &str, before_row: i64) -> anyhow::Result<Option<FirstRow>> {
+    tx.query_opt(
+        &format!(
+            "SELECT {ROW_COLUMNS}, i.id FROM settlement_rows r JOIN reconciliation_items i ON i.row_id = r.id
+             WHERE r.balance_transaction_id = $1 AND r.id < $2 ORDER BY r.id LIMIT 1"
+        ),
+        params![bt_id, before_row],
+        |r| {
             let stored = stored_row(r)?;
             Ok(FirstRow { item_id: r.get(16)?, file_id: stored.file_id, row: stored.row })
-        })
-        .optional()?)
+        },
+    )
 }
 
 /// The decision that holds this record, if one does.
-pub fn claimed_by(tx: &Transaction, kind: RecordKind, record_id: &str) -> anyhow::Result<Option<i64>> {
-    Ok(tx
-        .prepare_cached(
-            "SELECT id FROM reconciliation_items WHERE record_type = ?1 AND record_id = ?2
-               AND class IN ('matched', 'amount_mismatch', 'currency_mismatch', 'missing_in_till')",
-        )?
-        .query_row(params![kind.as_str(), record_id], |r| r.get(0))
-        .optional()?)
+pub fn claimed_by(tx: &Tx, kind: RecordKind, record_id: &str) -> anyhow::Result<Option<i64>> {
+    tx.query_opt(
+        "SELECT id FROM reconciliation_items WHERE record_type = $1 AND record_id = $2
+           AND class IN ('matched', 'amount_mismatch', 'currency_mismatch', 'missing_in_till')",
+        params![kind, record_id],
+        |r| r.get(0),
+    )
 }
 
-pub fn record_day(tx: &Transaction, day: &str, file_id: i64) -> anyhow::Result<()> {
-    tx.prepare_cached("INSERT INTO reconciled_days (day, file_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?
-        .execute(params![day, file_id])?;
+pub fn record_day(tx: &Tx, day: &str, file_id: i64) -> anyhow::Result<()> {
+    tx.execute(
+        "INSERT INTO reconciled_days (day, file_id) VALUES ($1, $2) ON CONFLICT (day) DO NOTHING",
+        params![day, file_id],
+    )?;
     Ok(())
 }
 
@@ -206,26 +184,24 @@ fn status_of(class: Class) -> &'static str {
 
 /// Stores a decision; returns its id.
 pub fn insert_item(
-    tx: &Transaction,
+    tx: &Tx,
     run_id: Option<i64>,
     row_id: Option<i64>,
     d: &Decision,
     fix: Option<&str>,
 ) -> anyhow::Result<i64> {
     let record = d.record.as_ref();
-    tx.prepare_cached(
+    tx.query_value(
         "INSERT INTO reconciliation_items (run_id, row_id, class, first_class, rule, first_rule, record_type,
              record_id, till_amount_minor, till_currency, till_status, duplicate_of, fix, status, created_at,
              updated_at)
-         VALUES (?1, ?2, ?3, ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13) RETURNING id",
-    )?
-    .query_row(
+         VALUES ($1, $2, $3, $3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING id",
         params![
             run_id,
             row_id,
-            d.class.as_str(),
+            d.class,
             d.rule,
-            record.map(|r| r.kind.as_str()),
+            record.map(|r| r.kind),
             record.map(|r| r.id.as_str()),
             record.map(|r| r.amount_minor),
             record.map(|r| r.currency.as_str()),
@@ -235,86 +211,82 @@ pub fn insert_item(
             status_of(d.class),
             crate::db::now()
         ],
-        |r| r.get(0),
     )
     .context("storing a reconciliation decision")
 }
 
 /// Replaces an open decision after an automatic fix; `first_class` keeps what it was.
-pub fn update_item(tx: &Transaction, item_id: i64, d: &Decision, fix: &str) -> anyhow::Result<bool> {
+pub fn update_item(tx: &Tx, item_id: i64, d: &Decision, fix: &str) -> anyhow::Result<bool> {
     let record = d.record.as_ref();
     let changed = tx
-        .prepare_cached(
-            "UPDATE reconciliation_items SET class = ?2, rule = ?3, record_type = ?4, record_id = ?5,
-                 till_amount_minor = ?6, till_currency = ?7, till_status = ?8, fix = ?9, status = ?10,
-                 updated_at = ?11
-             WHERE id = ?1 AND status = 'open'",
-        )?
-        .execute(params![
-            item_id,
-            d.class.as_str(),
-            d.rule,
-            record.map(|r| r.kind.as_str()),
-            record.map(|r| r.id.as_str()),
-            record.map(|r| r.amount_minor),
-            record.map(|r| r.currency.as_str()),
-            record.map(|r| r.status.as_str()),
-            fix,
-            status_of(d.class),
-            crate::db::now()
-        ])
+        .execute(
+            "UPDATE reconciliation_items SET class = $2, rule = $3, record_type = $4, record_id = $5,
+                 till_amount_minor = $6, till_currency = $7, till_status = $8, fix = $9, status = $10,
+                 updated_at = $11
+             WHERE id = $1 AND status = 'open'",
+            params![
+                item_id,
+                d.class,
+                d.rule,
+                record.map(|r| r.kind),
+                record.map(|r| r.id.as_str()),
+                record.map(|r| r.amount_minor),
+                record.map(|r| r.currency.as_str()),
+                record.map(|r| r.status.as_str()),
+                fix,
+                status_of(d.class),
+                crate::db::now()
+            ],
+        )
         .context("updating a reconciliation decision")?;
     Ok(changed == 1)
 }
 
 /// A line now matches a record that an earlier run reported missing: that
 /// exception resolves itself, saying where the record was found.
-pub fn resolve_missing_in_psp(tx: &Transaction, kind: RecordKind, record_id: &str, found: &str) -> anyhow::Result<()> {
-    tx.prepare_cached(
-        "UPDATE reconciliation_items SET status = 'resolved', note = ?3, resolved_by = 'reconciliation',
-             resolved_at = ?4, updated_at = ?4
-         WHERE class = 'missing_in_psp' AND status = 'open' AND record_type = ?1 AND record_id = ?2",
-    )?
-    .execute(params![kind.as_str(), record_id, found, crate::db::now()])?;
+pub fn resolve_missing_in_psp(tx: &Tx, kind: RecordKind, record_id: &str, found: &str) -> anyhow::Result<()> {
+    tx.execute(
+        "UPDATE reconciliation_items SET status = 'resolved', note = $3, resolved_by = 'reconciliation',
+             resolved_at = $4, updated_at = $4
+         WHERE class = 'missing_in_psp' AND status = 'open' AND record_type = $1 AND record_id = $2",
+        params![kind, record_id, found, crate::db::now()],
+    )?;
     Ok(())
 }
 
 /// Open `missing_in_till` decisions with their line: what the automatic fix works on.
-pub fn open_missing_in_till(conn: &Connection, limit: u32) -> anyhow::Result<Vec<(i64, StoredRow, Decision)>> {
+pub fn open_missing_in_till(tx: &Tx, limit: u32) -> anyhow::Result<Vec<(i64, StoredRow, Decision)>> {
     let sql = format!(
         "SELECT {ROW_COLUMNS}, i.id, i.rule, i.record_type, i.record_id, i.till_amount_minor, i.till_currency,
                 i.till_status
          FROM reconciliation_items i JOIN settlement_rows r ON r.id = i.row_id
-         WHERE i.class = 'missing_in_till' AND i.status = 'open' ORDER BY i.id LIMIT ?1"
+         WHERE i.class = 'missing_in_till' AND i.status = 'open' ORDER BY i.id LIMIT $1"
     );
-    let mut st = conn.prepare_cached(&sql)?;
-    let items = st
-        .query_map([limit], |r| {
-            let stored = stored_row(r)?;
-            let kind: Option<String> = r.get(18)?;
-            let record = match (kind.as_deref().and_then(RecordKind::parse), r.get::<_, Option<String>>(19)?) {
-                (Some(kind), Some(id)) => Some(super::model::TillRecord {
-                    kind,
-                    id,
-                    amount_minor: r.get::<_, Option<i64>>(20)?.unwrap_or(0),
-                    currency: r.get::<_, Option<String>>(21)?.unwrap_or_default(),
-                    status: r.get::<_, Option<String>>(22)?.unwrap_or_default(),
-                }),
-                _ => None,
-            };
-            let decision = Decision::new(Class::MissingInTill, r.get::<_, String>(17)?, record);
-            Ok((r.get(16)?, stored, decision))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(items)
+    tx.query_map(&sql, params![limit], |r| {
+        let stored = stored_row(r)?;
+        let kind: Option<String> = r.get(18)?;
+        let record = match (kind.as_deref().and_then(RecordKind::parse), r.get::<Option<String>>(19)?) {
+            (Some(kind), Some(id)) => Some(super::model::TillRecord {
+                kind,
+                id,
+                amount_minor: r.get::<Option<i64>>(20)?.unwrap_or(0),
+                currency: r.get::<Option<String>>(21)?.unwrap_or_default(),
+                status: r.get::<Option<String>>(22)?.unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        let decision = Decision::new(Class::MissingInTill, r.get::<String>(17)?, record);
+        Ok((r.get(16)?, stored, decision))
+    })
 }
 
-pub fn add_to_run(tx: &Transaction, run_id: i64, column: RunCounter, n: i64) -> anyhow::Result<()> {
+pub fn add_to_run(tx: &Tx, run_id: i64, column: RunCounter, n: i64) -> anyhow::Result<()> {
     if n == 0 {
         return Ok(());
     }
-    let sql = format!("UPDATE reconciliation_runs SET {0} = {0} + ?2 WHERE id = ?1", column.as_str());
-    tx.prepare_cached(&sql)?.execute(params![run_id, n])?;
+    // One of four fixed statements (the column is a constant of RunCounter).
+    let sql = format!("UPDATE reconciliation_runs SET {0} = {0} + $2 WHERE id = $1", column.as_str());
+    tx.execute(&sql, params![run_id, n])?;
     Ok(())
 }
 
@@ -338,25 +310,25 @@ impl RunCounter {
 }
 
 /// Every class with how many decisions of this run have it now.
-pub fn class_counts(conn: &Connection, run_id: i64) -> anyhow::Result<BTreeMap<String, i64>> {
+pub fn class_counts(tx: &Tx, run_id: i64) -> anyhow::Result<BTreeMap<String, i64>> {
     let mut counts: BTreeMap<String, i64> = Class::ALL.iter().map(|c| (c.as_str().to_string(), 0)).collect();
-    let mut st =
-        conn.prepare_cached("SELECT class, COUNT(*) FROM reconciliation_items WHERE run_id = ?1 GROUP BY class")?;
-    for row in st.query_map([run_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-        let (class, n) = row?;
-        counts.insert(class, n);
-    }
+    let found: Vec<(String, i64)> = tx.query_map(
+        "SELECT class, COUNT(*) FROM reconciliation_items WHERE run_id = $1 GROUP BY class",
+        params![run_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    counts.extend(found);
     Ok(counts)
 }
 
 /// Ends a run, keeping its counts as they are now.
-pub fn finish_run(tx: &Transaction, run_id: i64) -> anyhow::Result<()> {
+pub fn finish_run(tx: &Tx, run_id: i64) -> anyhow::Result<()> {
     let counts = serde_json::to_string(&class_counts(tx, run_id)?)?;
-    tx.prepare_cached(
-        "UPDATE reconciliation_runs SET status = 'done', counts = ?2, finished_at = ?3
-         WHERE id = ?1 AND status = 'running'",
-    )?
-    .execute(params![run_id, counts, crate::db::now()])?;
+    tx.execute(
+        "UPDATE reconciliation_runs SET status = 'done', counts = $2, finished_at = $3
+         WHERE id = $1 AND status = 'running'",
+        params![run_id, counts, crate::db::now()],
+    )?;
     Ok(())
 }
 
@@ -390,7 +362,7 @@ const RUN_COLUMNS: &str = "r.id, f.name, f.sha256, r.source, r.status, r.rows_to
      (SELECT COUNT(*) FROM reconciliation_items i WHERE i.run_id = r.id AND i.status = 'open'),
      r.started_at, r.finished_at";
 
-fn run_view(r: &Row) -> rusqlite::Result<RunView> {
+fn run_view(r: &Row) -> anyhow::Result<RunView> {
     let counts: String = r.get(7)?;
     Ok(RunView {
         id: r.get(0)?,
@@ -410,26 +382,24 @@ fn run_view(r: &Row) -> rusqlite::Result<RunView> {
     })
 }
 
-pub fn load_run(conn: &Connection, run_id: i64) -> anyhow::Result<RunView> {
+pub fn load_run(tx: &Tx, run_id: i64) -> anyhow::Result<RunView> {
     let sql = format!(
-        "SELECT {RUN_COLUMNS} FROM reconciliation_runs r JOIN settlement_files f ON f.id = r.file_id WHERE r.id = ?1"
+        "SELECT {RUN_COLUMNS} FROM reconciliation_runs r JOIN settlement_files f ON f.id = r.file_id WHERE r.id = $1"
     );
-    let mut view = conn.prepare_cached(&sql)?.query_row([run_id], run_view).with_context(|| format!("run {run_id}"))?;
+    let mut view = tx.query_row(&sql, params![run_id], run_view).with_context(|| format!("run {run_id}"))?;
     if view.status == "running" {
-        view.counts = class_counts(conn, run_id)?;
+        view.counts = class_counts(tx, run_id)?;
     }
     Ok(view)
 }
 
 /// Runs, newest first, Stripe-style: `starting_after` is the last id of the previous page.
-pub fn list_runs(conn: &Connection, starting_after: Option<i64>, limit: u32) -> anyhow::Result<(Vec<RunView>, bool)> {
+pub fn list_runs(tx: &Tx, starting_after: Option<i64>, limit: u32) -> anyhow::Result<(Vec<RunView>, bool)> {
     let sql = format!(
         "SELECT {RUN_COLUMNS} FROM reconciliation_runs r JOIN settlement_files f ON f.id = r.file_id
-         WHERE (?1 IS NULL OR r.id < ?1) ORDER BY r.id DESC LIMIT ?2"
+         WHERE ($1 IS NULL OR r.id < $1) ORDER BY r.id DESC LIMIT $2"
     );
-    let mut st = conn.prepare_cached(&sql)?;
-    let mut runs =
-        st.query_map(params![starting_after, i64::from(limit) + 1], run_view)?.collect::<Result<Vec<_>, _>>()?;
+    let mut runs = tx.query_map(&sql, params![starting_after, i64::from(limit) + 1], run_view)?;
     let has_more = runs.len() > limit as usize;
     runs.truncate(limit as usize);
     Ok((runs, has_more))
@@ -496,12 +466,12 @@ const EXCEPTION_COLUMNS: &str = "i.id, i.run_id, i.class, i.first_class, i.rule,
      f.name, r.line, r.balance_transaction_id, r.reporting_category, r.created_utc, r.currency,
      r.gross_minor, r.fee_minor, r.net_minor, r.source_id, r.payment_intent_id, r.checkout_id, r.payment_order_id";
 
-fn exception_view(r: &Row) -> rusqlite::Result<ExceptionView> {
+fn exception_view(r: &Row) -> anyhow::Result<ExceptionView> {
     let major = |minor: Option<i64>, code: Option<&str>| -> Option<String> {
         let currency = Currency::parse(code?).ok()?;
         Some(format_minor(minor?, currency))
     };
-    let till = match (r.get::<_, Option<String>>(13)?, r.get::<_, Option<String>>(14)?) {
+    let till = match (r.get::<Option<String>>(13)?, r.get::<Option<String>>(14)?) {
         (Some(record_type), Some(record_id)) => {
             let currency: Option<String> = r.get(16)?;
             Some(TillSide {
@@ -514,7 +484,7 @@ fn exception_view(r: &Row) -> rusqlite::Result<ExceptionView> {
         }
         _ => None,
     };
-    let psp = match r.get::<_, Option<String>>(20)? {
+    let psp = match r.get::<Option<String>>(20)? {
         None => None,
         Some(balance_transaction_id) => {
             let currency: String = r.get(23)?;
@@ -556,7 +526,7 @@ fn exception_view(r: &Row) -> rusqlite::Result<ExceptionView> {
 
 /// Exceptions (decisions a person must see), newest first; `status` open or resolved, None for both.
 pub fn list_exceptions(
-    conn: &Connection,
+    tx: &Tx,
     status: Option<&str>,
     starting_after: Option<i64>,
     limit: u32,
@@ -564,35 +534,31 @@ pub fn list_exceptions(
     let sql = format!(
         "SELECT {EXCEPTION_COLUMNS} FROM reconciliation_items i
          LEFT JOIN settlement_rows r ON r.id = i.row_id LEFT JOIN settlement_files f ON f.id = r.file_id
-         WHERE i.status <> 'none' AND (?1 IS NULL OR i.status = ?1) AND (?2 IS NULL OR i.id < ?2)
-         ORDER BY i.id DESC LIMIT ?3"
+         WHERE i.status <> 'none' AND ($1 IS NULL OR i.status = $1) AND ($2 IS NULL OR i.id < $2)
+         ORDER BY i.id DESC LIMIT $3"
     );
-    let mut st = conn.prepare_cached(&sql)?;
-    let mut items = st
-        .query_map(params![status, starting_after, i64::from(limit) + 1], exception_view)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut items = tx.query_map(&sql, params![status, starting_after, i64::from(limit) + 1], exception_view)?;
     let has_more = items.len() > limit as usize;
     items.truncate(limit as usize);
     Ok((items, has_more))
 }
 
-pub fn load_exception(conn: &Connection, item_id: i64) -> anyhow::Result<Option<ExceptionView>> {
+pub fn load_exception(tx: &Tx, item_id: i64) -> anyhow::Result<Option<ExceptionView>> {
     let sql = format!(
         "SELECT {EXCEPTION_COLUMNS} FROM reconciliation_items i
          LEFT JOIN settlement_rows r ON r.id = i.row_id LEFT JOIN settlement_files f ON f.id = r.file_id
-         WHERE i.id = ?1 AND i.status <> 'none'"
+         WHERE i.id = $1 AND i.status <> 'none'"
     );
-    Ok(conn.prepare_cached(&sql)?.query_row([item_id], exception_view).optional()?)
+    tx.query_opt(&sql, params![item_id], exception_view)
 }
 
 /// open → resolved with a person's note. Returns false if it was not open.
-pub fn resolve(tx: &Transaction, item_id: i64, note: &str, by: &str) -> anyhow::Result<bool> {
-    let changed = tx
-        .prepare_cached(
-            "UPDATE reconciliation_items SET status = 'resolved', note = ?2, resolved_by = ?3, resolved_at = ?4,
-                 updated_at = ?4
-             WHERE id = ?1 AND status = 'open'",
-        )?
-        .execute(params![item_id, note, by, crate::db::now()])?;
+pub fn resolve(tx: &Tx, item_id: i64, note: &str, by: &str) -> anyhow::Result<bool> {
+    let changed = tx.execute(
+        "UPDATE reconciliation_items SET status = 'resolved', note = $2, resolved_by = $3, resolved_at = $4,
+             updated_at = $4
+         WHERE id = $1 AND status = 'open'",
+        params![item_id, note, by, crate::db::now()],
+    )?;
     Ok(changed == 1)
 }

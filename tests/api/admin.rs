@@ -23,7 +23,8 @@ pub struct Browser {
 }
 
 pub fn create_staff(app: &TestApp) {
-    till::admin::users::create(&app.ctx.db.conn().unwrap(), EMAIL, PASSWORD).unwrap();
+    let new = till::admin::users::NewStaff::new(EMAIL, PASSWORD).unwrap();
+    app.ctx.db.write_now(|tx| Ok(till::admin::users::create(tx, &new)?)).unwrap();
 }
 
 fn new_client() -> reqwest::Client {

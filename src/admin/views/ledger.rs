@@ -2,10 +2,9 @@
 //! currency (debit balances against credit balances: they must be equal),
 //! the journal newest first, and one account's entries.
 
-use rusqlite::{Connection, OptionalExtension, params};
-
 use crate::admin::format;
 use crate::admin::views::{self, JournalRow};
+use crate::db::{Tx, params};
 
 pub const JOURNAL_PAGE: u32 = 25;
 pub const ENTRIES_PAGE: u32 = 50;
@@ -39,12 +38,11 @@ pub struct LedgerPage {
     pub next_before: Option<i64>,
 }
 
-pub fn page(conn: &Connection, before: Option<i64>) -> anyhow::Result<LedgerPage> {
-    let mut st = conn.prepare_cached(
-        "SELECT id, name, currency, kind, balance_minor FROM ledger_accounts ORDER BY currency, name LIMIT ?1",
-    )?;
-    let mut accounts = st
-        .query_map([MAX_ACCOUNTS + 1], |r| {
+pub fn page(tx: &Tx, before: Option<i64>) -> anyhow::Result<LedgerPage> {
+    let mut accounts = tx.query_map(
+        "SELECT id, name, currency, kind, balance_minor FROM ledger_accounts ORDER BY currency, name LIMIT $1",
+        params![MAX_ACCOUNTS + 1],
+        |r| {
             let balance: i64 = r.get(4)?;
             let code: String = r.get(2)?;
             let entry = views::EntryRow::new(r.get(0)?, r.get(1)?, balance, &code);
@@ -56,16 +54,16 @@ pub fn page(conn: &Connection, before: Option<i64>) -> anyhow::Result<LedgerPage
                 credit: entry.credit,
                 currency: code,
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+        },
+    )?;
     let accounts_capped = accounts.len() > MAX_ACCOUNTS as usize;
     accounts.truncate(MAX_ACCOUNTS as usize);
-    let mut st = conn.prepare_cached(
-        "SELECT currency, SUM(MAX(balance_minor, 0)), -SUM(MIN(balance_minor, 0)) FROM ledger_accounts
-         GROUP BY currency ORDER BY currency",
-    )?;
-    let trial = st
-        .query_map([], |r| {
+    let trial = tx.query_map(
+        "SELECT currency, SUM(CASE WHEN balance_minor > 0 THEN balance_minor ELSE 0 END),
+                -SUM(CASE WHEN balance_minor < 0 THEN balance_minor ELSE 0 END)
+         FROM ledger_accounts GROUP BY currency ORDER BY currency",
+        params![],
+        |r| {
             let code: String = r.get(0)?;
             let (debits, credits): (i64, i64) = (r.get(1)?, r.get(2)?);
             Ok(TrialBalance {
@@ -74,18 +72,19 @@ pub fn page(conn: &Connection, before: Option<i64>) -> anyhow::Result<LedgerPage
                 balanced: debits == credits,
                 currency: code,
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut st = conn
-        .prepare_cached("SELECT id FROM ledger_transactions WHERE ?1 IS NULL OR id < ?1 ORDER BY id DESC LIMIT ?2")?;
-    let mut ids =
-        st.query_map(params![before, JOURNAL_PAGE + 1], |r| r.get::<_, i64>(0))?.collect::<Result<Vec<_>, _>>()?;
+        },
+    )?;
+    let mut ids: Vec<i64> = tx.query_map(
+        "SELECT id FROM ledger_transactions WHERE $1 IS NULL OR id < $1 ORDER BY id DESC LIMIT $2",
+        params![before, JOURNAL_PAGE + 1],
+        |r| r.get(0),
+    )?;
     let next_before =
         if ids.len() > JOURNAL_PAGE as usize { ids.get(JOURNAL_PAGE as usize - 1).copied() } else { None };
     ids.truncate(JOURNAL_PAGE as usize);
     let mut journal = Vec::with_capacity(ids.len());
     for id in ids {
-        journal.extend(views::journal_row(conn, id)?);
+        journal.extend(views::journal_row(tx, id)?);
     }
     Ok(LedgerPage { accounts, accounts_capped, trial, journal, next_before })
 }
@@ -110,40 +109,32 @@ pub struct AccountPage {
 }
 
 /// One account's entries, newest first (keyset on the entry id).
-pub fn account(conn: &Connection, id: i64, before: Option<i64>) -> anyhow::Result<Option<AccountPage>> {
-    let head = conn
-        .prepare_cached("SELECT id, name, currency, kind, balance_minor FROM ledger_accounts WHERE id = ?1")?
-        .query_row([id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
-        })
-        .optional()?;
+pub fn account(tx: &Tx, id: i64, before: Option<i64>) -> anyhow::Result<Option<AccountPage>> {
+    let head: Option<(i64, String, String, String, i64)> = tx.query_opt(
+        "SELECT id, name, currency, kind, balance_minor FROM ledger_accounts WHERE id = $1",
+        params![id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )?;
     let Some((id, name, code, kind, balance)) = head else { return Ok(None) };
     let entry = views::EntryRow::new(id, name, balance, &code);
-    let mut st = conn.prepare_cached(
+    let mut entries = tx.query_map(
         "SELECT e.id, e.transaction_id, e.amount_minor, t.description, t.created_at FROM ledger_entries e
          JOIN ledger_transactions t ON t.id = e.transaction_id
-         WHERE e.account_id = ?1 AND (?2 IS NULL OR e.id < ?2) ORDER BY e.id DESC LIMIT ?3",
-    )?;
-    let mut entries = st
-        .query_map(params![id, before, ENTRIES_PAGE + 1], |r| {
+         WHERE e.account_id = $1 AND ($2 IS NULL OR e.id < $2) ORDER BY e.id DESC LIMIT $3",
+        params![id, before, ENTRIES_PAGE + 1],
+        |r| {
             let row = views::EntryRow::new(id, String::new(), r.get(2)?, &code);
             Ok(StatementRow {
                 entry_id: r.get(0)?,
                 transaction_id: r.get(1)?,
                 description: r.get(3)?,
                 source_link: None,
-                created_at: format::time(&r.get::<_, String>(4)?),
+                created_at: format::time(&r.get::<String>(4)?),
                 debit: row.debit,
                 credit: row.credit,
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+        },
+    )?;
     let has_more = entries.len() > ENTRIES_PAGE as usize;
     entries.truncate(ENTRIES_PAGE as usize);
     let next_before = if has_more { entries.last().map(|e| e.entry_id) } else { None };

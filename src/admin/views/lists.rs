@@ -1,10 +1,9 @@
 //! `/admin/refunds` and `/admin/payouts`: every refund and payout, newest
 //! first, filtered by status, with keyset pagination.
 
-use rusqlite::{Connection, params};
-
 use crate::admin::format;
 use crate::admin::views::sellers::{self, PayoutRow};
+use crate::db::{Tx, params};
 use crate::payouts::store::PayoutFilter;
 
 pub const PAGE_SIZE: u32 = 50;
@@ -27,40 +26,53 @@ pub struct RefundListRow {
 
 pub struct RefundList {
     pub rows: Vec<RefundListRow>,
-    pub next_before: Option<i64>,
+    /// The last refund shown, when there are older ones: the next page's cursor.
+    pub next_before: Option<String>,
 }
 
-pub fn refunds(conn: &Connection, status: Option<&str>, before: Option<i64>) -> anyhow::Result<RefundList> {
-    let mut st = conn.prepare_cached(
-        "SELECT r.rowid, r.refund_id, r.payment_order_id, o.checkout_id, o.seller_id, r.amount_minor, r.currency,
+/// Refunds newest first: by creation time, then id (ids are random, so
+/// the id only orders refunds created in the same millisecond). `before`
+/// is the last refund of the previous page; an unknown one leaves nothing.
+pub fn refunds(tx: &Tx, status: Option<&str>, before: Option<&str>) -> anyhow::Result<RefundList> {
+    let cursor = match before {
+        None => None,
+        Some(id) => {
+            let at: Option<String> =
+                tx.query_opt("SELECT created_at FROM refunds WHERE refund_id = $1", params![id], |r| r.get(0))?;
+            match at {
+                Some(at) => Some((at, id)),
+                None => return Ok(RefundList { rows: Vec::new(), next_before: None }),
+            }
+        }
+    };
+    let (cursor_at, cursor_id) = cursor.unzip();
+    let mut rows = tx.query_map(
+        "SELECT r.refund_id, r.payment_order_id, o.checkout_id, o.seller_id, r.amount_minor, r.currency,
                 r.status, r.reason, r.failure_code, r.created_by, r.created_at
          FROM refunds r JOIN payment_orders o ON o.payment_order_id = r.payment_order_id
-         WHERE (?1 IS NULL OR r.status = ?1) AND (?2 IS NULL OR r.rowid < ?2)
-         ORDER BY r.rowid DESC LIMIT ?3",
+         WHERE ($1 IS NULL OR r.status = $1)
+           AND ($2 IS NULL OR r.created_at < $2 OR (r.created_at = $2 AND r.refund_id < $3))
+         ORDER BY r.created_at DESC, r.refund_id DESC LIMIT $4",
+        params![status, cursor_at, cursor_id, PAGE_SIZE + 1],
+        |r| {
+            Ok(RefundListRow {
+                refund_id: r.get(0)?,
+                payment_order_id: r.get(1)?,
+                checkout_id: r.get(2)?,
+                seller_id: r.get(3)?,
+                amount: format::money(r.get(4)?, &r.get::<String>(5)?),
+                status: r.get(6)?,
+                reason: r.get::<Option<String>>(7)?.unwrap_or_default(),
+                failure_code: r.get::<Option<String>>(8)?.unwrap_or_default(),
+                created_by: r.get(9)?,
+                created_at: format::time(&r.get::<String>(10)?),
+            })
+        },
     )?;
-    let mut rows = st
-        .query_map(params![status, before, PAGE_SIZE + 1], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                RefundListRow {
-                    refund_id: r.get(1)?,
-                    payment_order_id: r.get(2)?,
-                    checkout_id: r.get(3)?,
-                    seller_id: r.get(4)?,
-                    amount: format::money(r.get(5)?, &r.get::<_, String>(6)?),
-                    status: r.get(7)?,
-                    reason: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
-                    failure_code: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
-                    created_by: r.get(10)?,
-                    created_at: format::time(&r.get::<_, String>(11)?),
-                },
-            ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
     let has_more = rows.len() > PAGE_SIZE as usize;
     rows.truncate(PAGE_SIZE as usize);
-    let next_before = if has_more { rows.last().map(|(id, _)| *id) } else { None };
-    Ok(RefundList { rows: rows.into_iter().map(|(_, r)| r).collect(), next_before })
+    let next_before = if has_more { rows.last().map(|r| r.refund_id.clone()) } else { None };
+    Ok(RefundList { rows, next_before })
 }
 
 pub struct PayoutList {
@@ -69,15 +81,14 @@ pub struct PayoutList {
 }
 
 /// Through the core list of payouts (`payouts::store::list`).
-pub fn payouts(conn: &Connection, status: Option<&str>, after: Option<String>) -> anyhow::Result<PayoutList> {
-    // seam: transitional
+pub fn payouts(tx: &Tx, status: Option<&str>, after: Option<String>) -> anyhow::Result<PayoutList> {
     let filter = PayoutFilter {
         seller_id: None,
         status: status.and_then(crate::payouts::PayoutStatus::parse),
         starting_after: after,
         limit: PAGE_SIZE,
     };
-    let (rows, more) = sellers::payout_rows(conn, &filter)?;
+    let (rows, more) = sellers::payout_rows(tx, &filter)?;
     let next_after = if more { rows.last().map(|r| r.payout_id.clone()) } else { None };
     Ok(PayoutList { rows, next_after })
 }

@@ -12,6 +12,7 @@ pub mod reconciliation;
 pub mod sellers;
 
 use crate::admin::format;
+use crate::db::{Tx, params};
 
 /// One ledger entry as the journal shows it: debit or credit, formatted.
 #[derive(Debug, Clone)]
@@ -47,19 +48,17 @@ pub struct JournalRow {
 }
 
 /// Loads one ledger transaction by its id, with its entries.
-pub fn journal_row(conn: &rusqlite::Connection, id: i64) -> anyhow::Result<Option<JournalRow>> {
-    use rusqlite::OptionalExtension;
-    let head = conn
-        .prepare_cached(
-            "SELECT t.id, t.source_type, t.source_id, t.description, t.created_at, t.currency,
-                    (SELECT o.checkout_id FROM payment_orders o WHERE t.source_type = 'payment_order'
-                        AND o.payment_order_id = t.source_id),
-                    (SELECT o.checkout_id FROM refunds r JOIN payment_orders o ON o.payment_order_id = r.payment_order_id
-                        WHERE t.source_type IN ('refund', 'refund_reversal') AND r.refund_id = t.source_id),
-                    (SELECT p.seller_id FROM payouts p WHERE t.source_type LIKE 'payout%' AND p.payout_id = t.source_id)
-             FROM ledger_transactions t WHERE t.id = ?1",
-        )?
-        .query_row([id], |r| {
+pub fn journal_row(tx: &Tx, id: i64) -> anyhow::Result<Option<JournalRow>> {
+    let head = tx.query_opt(
+        "SELECT t.id, t.source_type, t.source_id, t.description, t.created_at, t.currency,
+                (SELECT o.checkout_id FROM payment_orders o WHERE t.source_type = 'payment_order'
+                    AND o.payment_order_id = t.source_id),
+                (SELECT o.checkout_id FROM refunds r JOIN payment_orders o ON o.payment_order_id = r.payment_order_id
+                    WHERE t.source_type IN ('refund', 'refund_reversal') AND r.refund_id = t.source_id),
+                (SELECT p.seller_id FROM payouts p WHERE t.source_type LIKE 'payout%' AND p.payout_id = t.source_id)
+         FROM ledger_transactions t WHERE t.id = $1",
+        params![id],
+        |r| {
             let checkout: Option<String> = r.get(6)?;
             let refund_checkout: Option<String> = r.get(7)?;
             let seller: Option<String> = r.get(8)?;
@@ -74,21 +73,20 @@ pub fn journal_row(conn: &rusqlite::Connection, id: i64) -> anyhow::Result<Optio
                     source_id: r.get(2)?,
                     source_link: link,
                     description: r.get(3)?,
-                    created_at: format::time(&r.get::<_, String>(4)?),
+                    created_at: format::time(&r.get::<String>(4)?),
                     entries: Vec::new(),
                 },
-                r.get::<_, String>(5)?,
+                r.get::<String>(5)?,
             ))
-        })
-        .optional()?;
-    let Some((mut row, currency)) = head else { return Ok(None) };
-    let mut st = conn.prepare_cached(
-        "SELECT a.id, a.name, e.amount_minor FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id
-         WHERE e.transaction_id = ?1 ORDER BY e.amount_minor DESC, e.id",
+        },
     )?;
-    row.entries = st
-        .query_map([id], |r| Ok(EntryRow::new(r.get(0)?, r.get(1)?, r.get(2)?, &currency)))?
-        .collect::<Result<Vec<_>, _>>()?;
+    let Some((mut row, currency)) = head else { return Ok(None) };
+    row.entries = tx.query_map(
+        "SELECT a.id, a.name, e.amount_minor FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id
+         WHERE e.transaction_id = $1 ORDER BY e.amount_minor DESC, e.id",
+        params![id],
+        |r| Ok(EntryRow::new(r.get(0)?, r.get(1)?, r.get(2)?, &currency)),
+    )?;
     Ok(Some(row))
 }
 

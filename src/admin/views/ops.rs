@@ -1,9 +1,8 @@
 //! `/admin/jobs` and `/admin/alerts`: the durable queue by status, its dead
 //! letters, and the alerts that need a person.
 
-use rusqlite::{Connection, params};
-
 use crate::admin::format;
+use crate::db::{Tx, params};
 
 #[derive(Debug, Clone)]
 pub struct DeadLetterRow {
@@ -39,10 +38,8 @@ pub struct JobsPage {
 
 const LISTED: u32 = 100;
 
-pub fn dead_letter_count(conn: &Connection) -> anyhow::Result<i64> {
-    Ok(conn
-        .prepare_cached("SELECT COUNT(*) FROM jobs WHERE status = 'dead' AND discarded_at IS NULL")?
-        .query_row([], |r| r.get(0))?)
+pub fn dead_letter_count(tx: &Tx) -> anyhow::Result<i64> {
+    tx.query_value("SELECT COUNT(*) FROM jobs WHERE status = 'dead' AND discarded_at IS NULL", params![])
 }
 
 fn subject_link(kind: &str, subject: &str) -> Option<String> {
@@ -52,71 +49,67 @@ fn subject_link(kind: &str, subject: &str) -> Option<String> {
     }
 }
 
-fn dead_rows(conn: &Connection, discarded: bool, limit: u32) -> anyhow::Result<Vec<DeadLetterRow>> {
-    let mut st = conn.prepare_cached(
+fn dead_rows(tx: &Tx, discarded: bool, limit: u32) -> anyhow::Result<Vec<DeadLetterRow>> {
+    let sql = if discarded {
         "SELECT id, kind, subject_id, attempts, last_error, updated_at, discarded_at, discarded_by FROM jobs
-         WHERE status = 'dead' AND (discarded_at IS NOT NULL) = ?1 ORDER BY id DESC LIMIT ?2",
-    )?;
-    let rows = st
-        .query_map(params![discarded, limit], |r| {
-            let kind: String = r.get(1)?;
-            let subject: String = r.get(2)?;
-            let discarded_at: Option<String> = r.get(6)?;
-            let discarded_by: Option<String> = r.get(7)?;
-            Ok(DeadLetterRow {
-                id: r.get(0)?,
-                subject_link: subject_link(&kind, &subject),
-                kind,
-                subject_id: subject,
-                attempts: r.get(3)?,
-                last_error: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
-                updated_at: format::time(&r.get::<_, String>(5)?),
-                discarded: discarded_at
-                    .map(|at| format!("{} by {}", format::time(&at), discarded_by.unwrap_or_default())),
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+         WHERE status = 'dead' AND discarded_at IS NOT NULL ORDER BY id DESC LIMIT $1"
+    } else {
+        "SELECT id, kind, subject_id, attempts, last_error, updated_at, discarded_at, discarded_by FROM jobs
+         WHERE status = 'dead' AND discarded_at IS NULL ORDER BY id DESC LIMIT $1"
+    };
+    tx.query_map(sql, params![limit], |r| {
+        let kind: String = r.get(1)?;
+        let subject: String = r.get(2)?;
+        let discarded_at: Option<String> = r.get(6)?;
+        let discarded_by: Option<String> = r.get(7)?;
+        Ok(DeadLetterRow {
+            id: r.get(0)?,
+            subject_link: subject_link(&kind, &subject),
+            kind,
+            subject_id: subject,
+            attempts: r.get(3)?,
+            last_error: r.get::<Option<String>>(4)?.unwrap_or_default(),
+            updated_at: format::time(&r.get::<String>(5)?),
+            discarded: discarded_at.map(|at| format!("{} by {}", format::time(&at), discarded_by.unwrap_or_default())),
+        })
+    })
 }
 
 /// Dead letters that need a person, newest first.
-pub fn dead_letters(conn: &Connection, limit: u32) -> anyhow::Result<Vec<DeadLetterRow>> {
-    dead_rows(conn, false, limit)
+pub fn dead_letters(tx: &Tx, limit: u32) -> anyhow::Result<Vec<DeadLetterRow>> {
+    dead_rows(tx, false, limit)
 }
 
-fn live_jobs(conn: &Connection, status: &str) -> anyhow::Result<Vec<JobRow>> {
-    let mut st = conn.prepare_cached(
+fn live_jobs(tx: &Tx, status: &str) -> anyhow::Result<Vec<JobRow>> {
+    tx.query_map(
         "SELECT id, kind, subject_id, attempts, max_attempts, run_at_ms, last_error FROM jobs
-         WHERE status = ?1 ORDER BY run_at_ms LIMIT ?2",
-    )?;
-    let rows = st
-        .query_map(params![status, LISTED], |r| {
+         WHERE status = $1 ORDER BY run_at_ms LIMIT $2",
+        params![status, LISTED],
+        |r| {
             Ok(JobRow {
                 id: r.get(0)?,
                 kind: r.get(1)?,
                 subject_id: r.get(2)?,
-                attempts: format!("{} of {}", r.get::<_, i64>(3)?, r.get::<_, i64>(4)?),
+                attempts: format!("{} of {}", r.get::<i64>(3)?, r.get::<i64>(4)?),
                 run_at: format::time_ms(r.get(5)?),
-                last_error: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                last_error: r.get::<Option<String>>(6)?.unwrap_or_default(),
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+        },
+    )
 }
 
-pub fn jobs_page(conn: &Connection) -> anyhow::Result<JobsPage> {
+pub fn jobs_page(tx: &Tx) -> anyhow::Result<JobsPage> {
     let mut counts = Vec::new();
     for status in ["queued", "running", "dead", "done"] {
-        let n: i64 =
-            conn.prepare_cached("SELECT COUNT(*) FROM jobs WHERE status = ?1")?.query_row([status], |r| r.get(0))?;
+        let n: i64 = tx.query_value("SELECT COUNT(*) FROM jobs WHERE status = $1", params![status])?;
         counts.push((status.to_string(), n));
     }
     Ok(JobsPage {
         counts,
-        dead: dead_rows(conn, false, LISTED)?,
-        discarded: dead_rows(conn, true, 20)?,
-        running: live_jobs(conn, "running")?,
-        queued: live_jobs(conn, "queued")?,
+        dead: dead_rows(tx, false, LISTED)?,
+        discarded: dead_rows(tx, true, 20)?,
+        running: live_jobs(tx, "running")?,
+        queued: live_jobs(tx, "queued")?,
     })
 }
 
@@ -138,14 +131,13 @@ pub struct AlertsPage {
     pub resolved: Vec<AlertItem>,
 }
 
-fn alerts(conn: &Connection, status: &str, limit: u32) -> anyhow::Result<Vec<AlertItem>> {
-    let mut st = conn.prepare_cached(
+fn alerts(tx: &Tx, status: &str, limit: u32) -> anyhow::Result<Vec<AlertItem>> {
+    tx.query_map(
         "SELECT a.id, a.kind, a.subject_id, a.message, a.created_at, a.resolved_at, a.resolution,
                 (SELECT o.checkout_id FROM payment_orders o WHERE o.payment_order_id = a.subject_id)
-         FROM alerts a WHERE a.status = ?1 ORDER BY a.id DESC LIMIT ?2",
-    )?;
-    let rows = st
-        .query_map(params![status, limit], |r| {
+         FROM alerts a WHERE a.status = $1 ORDER BY a.id DESC LIMIT $2",
+        params![status, limit],
+        |r| {
             let kind: String = r.get(1)?;
             let subject: String = r.get(2)?;
             let checkout: Option<String> = r.get(7)?;
@@ -158,24 +150,21 @@ fn alerts(conn: &Connection, status: &str, limit: u32) -> anyhow::Result<Vec<Ale
                 subject_id: subject,
                 subject_link: link,
                 message: r.get(3)?,
-                created_at: format::time(&r.get::<_, String>(4)?),
-                resolved_at: r.get::<_, Option<String>>(5)?.map(|t| format::time(&t)).unwrap_or_default(),
-                resolution: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                created_at: format::time(&r.get::<String>(4)?),
+                resolved_at: r.get::<Option<String>>(5)?.map(|t| format::time(&t)).unwrap_or_default(),
+                resolution: r.get::<Option<String>>(6)?.unwrap_or_default(),
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+        },
+    )
 }
 
-pub fn alerts_page(conn: &Connection) -> anyhow::Result<AlertsPage> {
-    Ok(AlertsPage { open: alerts(conn, "open", 200)?, resolved: alerts(conn, "resolved", 50)? })
+pub fn alerts_page(tx: &Tx) -> anyhow::Result<AlertsPage> {
+    Ok(AlertsPage { open: alerts(tx, "open", 200)?, resolved: alerts(tx, "resolved", 50)? })
 }
 
-/// (kind, subject) of an alert, for resolving it through `alerts::resolve`.
-pub fn alert_key(conn: &Connection, id: i64) -> anyhow::Result<Option<(String, String, String)>> {
-    use rusqlite::OptionalExtension;
-    Ok(conn
-        .prepare_cached("SELECT kind, subject_id, status FROM alerts WHERE id = ?1")?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?)
+/// (kind, subject, status) of an alert, for resolving it through `alerts::resolve`.
+pub fn alert_key(tx: &Tx, id: i64) -> anyhow::Result<Option<(String, String, String)>> {
+    tx.query_opt("SELECT kind, subject_id, status FROM alerts WHERE id = $1", params![id], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
 }

@@ -2,12 +2,12 @@
 //! needs a person (stuck orders, dead letters, open alerts).
 
 use chrono::{Duration, Utc};
-use rusqlite::{Connection, params};
 
 use crate::admin::format;
 use crate::admin::views::chart::{self, Chart};
 use crate::admin::views::ops::{self, DeadLetterRow};
 use crate::admin::views::reconciliation::{self, ExceptionRow};
+use crate::db::{Tx, params};
 
 pub const CHART_DAYS: i64 = 14;
 /// Currencies charted; the others are still in the totals.
@@ -64,23 +64,23 @@ fn day_start(days_ago: i64) -> String {
     format!("{day}T00:00:00.000Z")
 }
 
-pub fn load(conn: &Connection, stuck_after_minutes: i64) -> anyhow::Result<Overview> {
+pub fn load(tx: &Tx, stuck_after_minutes: i64) -> anyhow::Result<Overview> {
     let today = day_start(0);
-    let (succeeded_today, failed_today, open_today) = outcomes_since(conn, &today)?;
+    let (succeeded_today, failed_today, open_today) = outcomes_since(tx, &today)?;
     let decided = succeeded_today + failed_today;
     let success_rate = (decided > 0).then(|| {
         // Tenths of a percent in integers, rounded half up.
         let permille = (succeeded_today * 1000 * 2 + decided) / (decided * 2);
         format!("{}.{} %", permille / 10, permille % 10)
     });
-    let (volume_today, charts) = volumes(conn)?;
+    let (volume_today, charts) = volumes(tx)?;
     let cutoff =
         (Utc::now() - Duration::minutes(stuck_after_minutes)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let (stuck_count, stuck) = stuck_orders(conn, &cutoff)?;
-    let (dead_count, dead) = (ops::dead_letter_count(conn)?, ops::dead_letters(conn, LISTED)?);
-    let alert_count = crate::alerts::open_count(&crate::db::Tx::sqlite(conn))?; // seam: transitional
-    let (exception_count, exceptions) = reconciliation::open_exceptions(conn, LISTED)?;
-    let alerts = crate::alerts::list_open(&crate::db::Tx::sqlite(conn), LISTED)? // seam: transitional
+    let (stuck_count, stuck) = stuck_orders(tx, &cutoff)?;
+    let (dead_count, dead) = (ops::dead_letter_count(tx)?, ops::dead_letters(tx, LISTED)?);
+    let alert_count = crate::alerts::open_count(tx)?; // seam: transitional
+    let (exception_count, exceptions) = reconciliation::open_exceptions(tx, LISTED)?;
+    let alerts = crate::alerts::list_open(tx, LISTED)? // seam: transitional
         .into_iter()
         .map(|a| AlertRow { id: a.id, kind: a.kind, message: a.message, created_at: format::time(&a.created_at) })
         .collect();
@@ -105,13 +105,16 @@ pub fn load(conn: &Connection, stuck_after_minutes: i64) -> anyhow::Result<Overv
 }
 
 /// Today's orders (created since `since`) by outcome: succeeded, failed, not final.
-fn outcomes_since(conn: &Connection, since: &str) -> anyhow::Result<(i64, i64, i64)> {
-    let mut st = conn.prepare_cached(
-        "SELECT payment_order_status, COUNT(*) FROM payment_orders WHERE created_at >= ?1 GROUP BY 1",
+fn outcomes_since(tx: &Tx, since: &str) -> anyhow::Result<(i64, i64, i64)> {
+    let rows: Vec<(String, i64)> = tx.query_map(
+        "SELECT payment_order_status, COUNT(*) FROM payment_orders WHERE created_at >= $1
+         GROUP BY payment_order_status",
+        params![since],
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let mut counts = (0, 0, 0);
-    for row in st.query_map([since], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-        match row? {
+    for row in rows {
+        match row {
             (s, n) if s == "SUCCESS" => counts.0 += n,
             (s, n) if s == "FAILED" => counts.1 += n,
             (_, n) => counts.2 += n,
@@ -121,18 +124,17 @@ fn outcomes_since(conn: &Connection, since: &str) -> anyhow::Result<(i64, i64, i
 }
 
 /// Today's volume per currency and the 14-day charts, from one indexed scan.
-fn volumes(conn: &Connection) -> anyhow::Result<(Vec<CurrencyToday>, Vec<Chart>)> {
+/// A stored time is RFC 3339 text in UTC, so its first ten characters are
+/// its UTC day on every engine.
+fn volumes(tx: &Tx) -> anyhow::Result<(Vec<CurrencyToday>, Vec<Chart>)> {
     let days: Vec<String> = (0..CHART_DAYS).rev().map(|ago| day_start(ago)[..10].to_string()).collect();
-    let mut st = conn.prepare_cached(
-        "SELECT substr(succeeded_at, 1, 10) AS day, currency, SUM(amount_minor), COUNT(*)
-         FROM payment_orders WHERE payment_order_status = 'SUCCESS' AND succeeded_at >= ?1
-         GROUP BY day, currency",
+    let rows: Vec<(String, String, i64, i64)> = tx.query_map(
+        "SELECT substr(succeeded_at, 1, 10), currency, SUM(amount_minor), COUNT(*)
+         FROM payment_orders WHERE payment_order_status = 'SUCCESS' AND succeeded_at >= $1
+         GROUP BY substr(succeeded_at, 1, 10), currency",
+        params![day_start(CHART_DAYS - 1)],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
-    let rows = st
-        .query_map([day_start(CHART_DAYS - 1)], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
     let today = days.last().cloned().unwrap_or_default();
     let mut currencies: Vec<(String, i64)> = Vec::new();
     for (_, code, amount, _) in &rows {
@@ -158,26 +160,27 @@ fn volumes(conn: &Connection) -> anyhow::Result<(Vec<CurrencyToday>, Vec<Chart>)
 }
 
 /// Orders still not final that were created before `cutoff`, oldest first.
-fn stuck_orders(conn: &Connection, cutoff: &str) -> anyhow::Result<(i64, Vec<StuckRow>)> {
-    const WHERE: &str = "payment_order_status IN ('NOT_STARTED', 'EXECUTING') AND created_at < ?1";
-    let count: i64 = conn
-        .prepare_cached(&format!("SELECT COUNT(*) FROM payment_orders WHERE {WHERE}"))?
-        .query_row([cutoff], |r| r.get(0))?;
-    let mut st = conn.prepare_cached(&format!(
+fn stuck_orders(tx: &Tx, cutoff: &str) -> anyhow::Result<(i64, Vec<StuckRow>)> {
+    let count = tx.query_value(
+        "SELECT COUNT(*) FROM payment_orders
+         WHERE payment_order_status IN ('NOT_STARTED', 'EXECUTING') AND created_at < $1",
+        params![cutoff],
+    )?;
+    let rows = tx.query_map(
         "SELECT payment_order_id, checkout_id, seller_id, amount_minor, currency, payment_order_status, created_at
-         FROM payment_orders WHERE {WHERE} ORDER BY created_at LIMIT ?2"
-    ))?;
-    let rows = st
-        .query_map(params![cutoff, LISTED], |r| {
+         FROM payment_orders WHERE payment_order_status IN ('NOT_STARTED', 'EXECUTING') AND created_at < $1
+         ORDER BY created_at LIMIT $2",
+        params![cutoff, LISTED],
+        |r| {
             Ok(StuckRow {
                 payment_order_id: r.get(0)?,
                 checkout_id: r.get(1)?,
                 seller_id: r.get(2)?,
-                amount: format::money(r.get(3)?, &r.get::<_, String>(4)?),
+                amount: format::money(r.get(3)?, &r.get::<String>(4)?),
                 status: r.get(5)?,
-                created_at: format::time(&r.get::<_, String>(6)?),
+                created_at: format::time(&r.get::<String>(6)?),
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+        },
+    )?;
     Ok((count, rows))
 }

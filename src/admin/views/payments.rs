@@ -1,14 +1,12 @@
 //! `/admin/payments`: search and filter payment orders (newest first, keyset
-//! pagination on the rowid, every filter walking an index in that order),
-//! and one payment's page: its orders, their state history, PSP calls,
-//! webhooks received, ledger transactions and refunds.
-
-use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+//! pagination on the creation time and the order id, each filter answered
+//! by an index), and one payment's page: its orders, their state history,
+//! PSP calls, webhooks received, ledger transactions and refunds.
 
 use crate::admin::actions::{self, ActionView};
 use crate::admin::format;
 use crate::admin::views::{self, JournalRow};
+use crate::db::{ToSql, Tx, params};
 use crate::payments::model::{OrderStatus, PaymentOrderId};
 use crate::payments::store;
 
@@ -45,8 +43,8 @@ impl Search {
 pub struct Filter {
     pub search: Option<Search>,
     pub status: Option<OrderStatus>,
-    /// Show orders older than this rowid (the next page).
-    pub before: Option<i64>,
+    /// Show orders older than this one, by its id (the next page).
+    pub before: Option<String>,
     pub limit: u32,
 }
 
@@ -66,91 +64,111 @@ pub struct PaymentRow {
 #[derive(Debug, Clone)]
 pub struct PaymentList {
     pub rows: Vec<PaymentRow>,
-    /// The cursor of the next (older) page, if there is one.
-    pub next_before: Option<i64>,
+    /// The cursor of the next (older) page, if there is one: the last order shown.
+    pub next_before: Option<String>,
 }
 
 /// Which condition a seller-or-buyer search needs: whichever exists, so
-/// that one index answers in order; both only when the id is both.
-fn party_condition(conn: &Connection, q: &str) -> anyhow::Result<&'static str> {
-    let exists = |sql: &str| -> anyhow::Result<bool> { Ok(conn.prepare_cached(sql)?.query_row([q], |r| r.get(0))?) };
-    let seller = exists("SELECT EXISTS (SELECT 1 FROM payment_orders WHERE seller_id = ?1)")?;
-    let buyer = exists("SELECT EXISTS (SELECT 1 FROM payment_orders WHERE buyer_account = ?1)")?;
+/// that one index answers; both only when the id is both. `$p` is the
+/// parameter holding the search.
+fn party_condition(tx: &Tx, q: &str, p: usize) -> anyhow::Result<String> {
+    let exists = |sql: &str| -> anyhow::Result<bool> { Ok(tx.query_opt(sql, params![q], |_| Ok(()))?.is_some()) };
+    let seller = exists("SELECT 1 FROM payment_orders WHERE seller_id = $1 LIMIT 1")?;
+    let buyer = exists("SELECT 1 FROM payment_orders WHERE buyer_account = $1 LIMIT 1")?;
     Ok(match (seller, buyer) {
-        (true, true) => "(o.seller_id = ? OR o.buyer_account = ?)",
-        (false, true) => "o.buyer_account = ?",
-        _ => "o.seller_id = ?",
+        (true, true) => format!("(o.seller_id = ${p} OR o.buyer_account = ${p})"),
+        (false, true) => format!("o.buyer_account = ${p}"),
+        _ => format!("o.seller_id = ${p}"),
     })
 }
 
-pub fn list(conn: &Connection, f: &Filter) -> anyhow::Result<PaymentList> {
+/// The WHERE clause of a list and its text parameters (`$1…`, in order);
+/// None when the cursor names no order.
+fn conditions(tx: &Tx, f: &Filter) -> anyhow::Result<Option<(String, Vec<String>)>> {
     let mut conditions: Vec<String> = Vec::new();
-    let mut args: Vec<Value> = Vec::new();
+    let mut args: Vec<String> = Vec::new();
     match &f.search {
         None => {}
         Some(Search::Id(id)) => {
-            conditions.push("(o.payment_order_id = ? OR o.checkout_id = ?)".into());
-            args.extend([Value::Text(id.clone()), Value::Text(id.clone())]);
+            args.push(id.clone());
+            conditions.push(format!("(o.payment_order_id = ${0} OR o.checkout_id = ${0})", args.len()));
         }
         Some(Search::BuyerEmail(email)) => {
-            conditions.push(
+            args.push(email.clone());
+            // SQLite's JSON function, as the expression index on it has it.
+            conditions.push(format!(
                 "o.checkout_id IN (SELECT checkout_id FROM payment_events
-                                   WHERE lower(json_extract(buyer_info, '$.email')) = ?)"
-                    .into(),
-            );
-            args.push(Value::Text(email.clone()));
+                                   WHERE lower(json_extract(buyer_info, '$.email')) = ${})",
+                args.len()
+            ));
         }
         Some(Search::Party(q)) => {
-            let condition = party_condition(conn, q)?;
-            args.extend(std::iter::repeat_n(Value::Text(q.clone()), condition.matches('?').count()));
-            conditions.push(condition.into());
+            args.push(q.clone());
+            conditions.push(party_condition(tx, q, args.len())?);
         }
     }
     if let Some(status) = f.status {
-        conditions.push("o.payment_order_status = ?".into());
-        args.push(Value::Text(status.as_str().into()));
+        args.push(status.as_str().to_string());
+        conditions.push(format!("o.payment_order_status = ${}", args.len()));
     }
-    if let Some(before) = f.before {
-        conditions.push("o.rowid < ?".into());
-        args.push(Value::Integer(before));
+    if let Some(before) = &f.before {
+        let at: Option<String> =
+            tx.query_opt("SELECT created_at FROM payment_orders WHERE payment_order_id = $1", params![before], |r| {
+                r.get(0)
+            })?;
+        let Some(at) = at else { return Ok(None) };
+        args.extend([at, before.clone()]);
+        let (at, id) = (args.len() - 1, args.len());
+        conditions.push(format!("o.created_at <= ${at} AND (o.created_at < ${at} OR o.payment_order_id < ${id})"));
     }
-    let limit = f.limit.clamp(1, 500);
-    args.push(Value::Integer(i64::from(limit) + 1));
     let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+    Ok(Some((filter, args)))
+}
+
+/// Orders newest first: by creation time, then id (ids are the shop's, so
+/// the id only orders those created in the same millisecond).
+pub fn list(tx: &Tx, f: &Filter) -> anyhow::Result<PaymentList> {
+    let Some((filter, args)) = conditions(tx, f)? else {
+        return Ok(PaymentList { rows: Vec::new(), next_before: None });
+    };
+    let limit = f.limit.clamp(1, 500);
+    let fetch = i64::from(limit) + 1;
     let sql = format!(
-        "SELECT o.rowid, o.payment_order_id, o.checkout_id, o.seller_id, o.buyer_account,
-                json_extract(e.buyer_info, '$.email'), o.amount_minor, o.refunded_minor, o.currency,
-                o.payment_order_status, o.failure_code, o.created_at
+        "SELECT o.payment_order_id, o.checkout_id, o.seller_id, o.buyer_account, e.buyer_info, o.amount_minor,
+                o.refunded_minor, o.currency, o.payment_order_status, o.failure_code, o.created_at
          FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
-         {filter} ORDER BY o.rowid DESC LIMIT ?"
+         {filter} ORDER BY o.created_at DESC, o.payment_order_id DESC LIMIT ${}",
+        args.len() + 1
     );
-    let mut st = conn.prepare_cached(&sql)?;
-    let mut rows = st
-        .query_map(params_from_iter(args), |r| {
-            let code: String = r.get(8)?;
-            let refunded: i64 = r.get(7)?;
-            let email: Option<String> = r.get(5)?;
-            let buyer: String = r.get(4)?;
-            Ok((
-                r.get::<_, i64>(0)?,
-                PaymentRow {
-                    payment_order_id: r.get(1)?,
-                    checkout_id: r.get(2)?,
-                    seller_id: r.get(3)?,
-                    buyer: email.map_or(buyer.clone(), |e| format!("{buyer} · {e}")),
-                    amount: format::money(r.get(6)?, &code),
-                    refunded: if refunded > 0 { format::money(refunded, &code) } else { String::new() },
-                    status: r.get(9)?,
-                    failure_code: r.get::<_, Option<String>>(10)?.unwrap_or_default(),
-                    created_at: format::time(&r.get::<_, String>(11)?),
-                },
-            ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut bound: Vec<&dyn ToSql> = args.iter().map(|a| a as &dyn ToSql).collect();
+    bound.push(&fetch);
+    let mut rows = tx.query_map(&sql, &bound, |r| {
+        let code: String = r.get(7)?;
+        let refunded: i64 = r.get(6)?;
+        let buyer: String = r.get(3)?;
+        let email = buyer_email(&r.get::<String>(4)?);
+        Ok(PaymentRow {
+            payment_order_id: r.get(0)?,
+            checkout_id: r.get(1)?,
+            seller_id: r.get(2)?,
+            buyer: email.map_or(buyer.clone(), |e| format!("{buyer} · {e}")),
+            amount: format::money(r.get(5)?, &code),
+            refunded: if refunded > 0 { format::money(refunded, &code) } else { String::new() },
+            status: r.get(8)?,
+            failure_code: r.get::<Option<String>>(9)?.unwrap_or_default(),
+            created_at: format::time(&r.get::<String>(10)?),
+        })
+    })?;
     let has_more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
-    let next_before = if has_more { rows.last().map(|(rowid, _)| *rowid) } else { None };
-    Ok(PaymentList { rows: rows.into_iter().map(|(_, r)| r).collect(), next_before })
+    let next_before = if has_more { rows.last().map(|r| r.payment_order_id.clone()) } else { None };
+    Ok(PaymentList { rows, next_before })
+}
+
+/// The buyer's email from a checkout's stored buyer (`{"id", "email"}`), if it has one.
+fn buyer_email(buyer_info: &str) -> Option<String> {
+    let buyer: serde_json::Value = serde_json::from_str(buyer_info).ok()?;
+    buyer.get("email")?.as_str().map(str::to_string)
 }
 
 #[derive(Debug, Clone)]
@@ -231,22 +249,21 @@ pub struct PaymentDetail {
 }
 
 /// The checkout an id names: a checkout id itself, or one of its orders' ids.
-pub fn checkout_of(conn: &Connection, id: &str) -> anyhow::Result<Option<String>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT checkout_id FROM payment_events WHERE checkout_id = ?1
-             UNION ALL SELECT checkout_id FROM payment_orders WHERE payment_order_id = ?1 LIMIT 1",
-        )?
-        .query_row([id], |r| r.get(0))
-        .optional()?)
+pub fn checkout_of(tx: &Tx, id: &str) -> anyhow::Result<Option<String>> {
+    tx.query_opt(
+        "SELECT checkout_id FROM payment_events WHERE checkout_id = $1
+         UNION ALL SELECT checkout_id FROM payment_orders WHERE payment_order_id = $1 LIMIT 1",
+        params![id],
+        |r| r.get(0),
+    )
 }
 
-pub fn detail(conn: &Connection, checkout_id: &str) -> anyhow::Result<Option<PaymentDetail>> {
-    let Some(checkout) = store::load_checkout(conn, checkout_id)? else { return Ok(None) };
+pub fn detail(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<PaymentDetail>> {
+    let Some(checkout) = store::load_checkout(tx.raw(), checkout_id)? else { return Ok(None) }; // seam: transitional
     let mut orders = Vec::new();
     let mut refund_ids = Vec::new();
     for o in &checkout.orders {
-        let detail = order_detail(conn, o)?;
+        let detail = order_detail(tx, o)?;
         refund_ids.extend(detail.refunds.iter().map(|r| r.refund_id.clone()));
         orders.push(detail);
     }
@@ -256,7 +273,7 @@ pub fn detail(conn: &Connection, checkout_id: &str) -> anyhow::Result<Option<Pay
     subjects.extend(refund_ids.iter().cloned());
     let mut psp_objects: Vec<String> = checkout.psp_session_id.iter().cloned().collect();
     psp_objects.extend(orders.iter().map(|o| o.psp_payment_intent_id.clone()).filter(|s| !s.is_empty()));
-    psp_objects.extend(psp_refund_ids(conn, &refund_ids)?);
+    psp_objects.extend(psp_refund_ids(tx, &refund_ids)?);
     // Calls made on a PSP event's behalf are recorded under the PSP's id.
     subjects.extend(psp_objects.iter().cloned());
     let currency = checkout.orders.first().map(|o| o.currency.clone()).unwrap_or_default();
@@ -271,33 +288,34 @@ pub fn detail(conn: &Connection, checkout_id: &str) -> anyhow::Result<Option<Pay
         created_at: format::time(&checkout.created_at),
         total: format::money(total, &currency),
         orders,
-        psp_calls: psp_calls(conn, &subjects)?,
-        webhooks: psp_events(conn, &psp_objects)?,
-        ledger: ledger_of(conn, &order_ids, &refund_ids)?,
-        actions: actions::for_subjects(conn, &order_ids, 20)?,
+        psp_calls: psp_calls(tx, &subjects)?,
+        webhooks: psp_events(tx, &psp_objects)?,
+        ledger: ledger_of(tx, &order_ids, &refund_ids)?,
+        actions: actions::for_subjects(tx, &order_ids, 20)?,
     }))
 }
 
-fn order_detail(conn: &Connection, o: &store::OrderView) -> anyhow::Result<OrderDetail> {
-    let (refunded_minor, intent): (i64, Option<String>) = conn
-        .prepare_cached("SELECT refunded_minor, psp_payment_intent_id FROM payment_orders WHERE payment_order_id = ?1")?
-        .query_row([&o.payment_order_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+fn order_detail(tx: &Tx, o: &store::OrderView) -> anyhow::Result<OrderDetail> {
+    let (refunded_minor, intent): (i64, Option<String>) = tx.query_row(
+        "SELECT refunded_minor, psp_payment_intent_id FROM payment_orders WHERE payment_order_id = $1",
+        params![o.payment_order_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let left = o.amount_minor - refunded_minor;
     let refundable =
         (o.status == OrderStatus::Success.as_str() && left > 0).then(|| format::plain_amount(left, &o.currency));
-    let mut st = conn.prepare_cached(
-        "SELECT from_status, to_status, reason, at FROM payment_order_history WHERE payment_order_id = ?1 ORDER BY id",
-    )?;
-    let history = st
-        .query_map([&o.payment_order_id], |r| {
+    let history = tx.query_map(
+        "SELECT from_status, to_status, reason, at FROM payment_order_history WHERE payment_order_id = $1 ORDER BY id",
+        params![o.payment_order_id],
+        |r| {
             Ok(HistoryRow {
-                from: r.get::<_, Option<String>>(0)?.unwrap_or_else(|| "—".into()),
+                from: r.get::<Option<String>>(0)?.unwrap_or_else(|| "—".into()),
                 to: r.get(1)?,
-                reason: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                at: format::time(&r.get::<_, String>(3)?),
+                reason: r.get::<Option<String>>(2)?.unwrap_or_default(),
+                at: format::time(&r.get::<String>(3)?),
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+        },
+    )?;
     Ok(OrderDetail {
         payment_order_id: o.payment_order_id.clone(),
         seller_id: o.seller_id.clone(),
@@ -312,121 +330,119 @@ fn order_detail(conn: &Connection, o: &store::OrderView) -> anyhow::Result<Order
         refundable_label: format::money(left, &o.currency),
         refundable,
         history,
-        refunds: refunds_of(conn, &o.payment_order_id)?,
+        refunds: refunds_of(tx, &o.payment_order_id)?,
     })
 }
 
-fn refunds_of(conn: &Connection, payment_order_id: &str) -> anyhow::Result<Vec<RefundRow>> {
-    let mut st = conn.prepare_cached(
+fn refunds_of(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Vec<RefundRow>> {
+    tx.query_map(
         "SELECT refund_id, amount_minor, currency, status, reason, failure_code, created_by, created_at
-         FROM refunds WHERE payment_order_id = ?1 ORDER BY created_at, refund_id",
-    )?;
-    let rows = st
-        .query_map([payment_order_id], |r| {
+         FROM refunds WHERE payment_order_id = $1 ORDER BY created_at, refund_id",
+        params![payment_order_id],
+        |r| {
             Ok(RefundRow {
                 refund_id: r.get(0)?,
-                amount: format::money(r.get(1)?, &r.get::<_, String>(2)?),
+                amount: format::money(r.get(1)?, &r.get::<String>(2)?),
                 status: r.get(3)?,
-                reason: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
-                failure_code: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                reason: r.get::<Option<String>>(4)?.unwrap_or_default(),
+                failure_code: r.get::<Option<String>>(5)?.unwrap_or_default(),
                 created_by: r.get(6)?,
-                created_at: format::time(&r.get::<_, String>(7)?),
+                created_at: format::time(&r.get::<String>(7)?),
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+        },
+    )
 }
 
-fn psp_refund_ids(conn: &Connection, refund_ids: &[String]) -> anyhow::Result<Vec<String>> {
+fn psp_refund_ids(tx: &Tx, refund_ids: &[String]) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
     for id in refund_ids {
-        let psp: Option<String> = conn
-            .prepare_cached("SELECT psp_refund_id FROM refunds WHERE refund_id = ?1")?
-            .query_row([id], |r| r.get(0))
-            .optional()?
-            .flatten();
-        out.extend(psp);
+        let psp: Option<Option<String>> =
+            tx.query_opt("SELECT psp_refund_id FROM refunds WHERE refund_id = $1", params![id], |r| r.get(0))?;
+        out.extend(psp.flatten());
     }
     Ok(out)
 }
 
-fn psp_calls(conn: &Connection, subjects: &[String]) -> anyhow::Result<Vec<PspCallRow>> {
+fn psp_calls(tx: &Tx, subjects: &[String]) -> anyhow::Result<Vec<PspCallRow>> {
     let mut rows = Vec::new();
     for subject in subjects {
-        let mut st = conn.prepare_cached(
+        let found = tx.query_map(
             "SELECT id, at, subject_id, method, path, http_status, outcome, duration_ms, api_version FROM psp_calls
-             WHERE subject_id = ?1 ORDER BY id LIMIT 200",
+             WHERE subject_id = $1 ORDER BY id LIMIT 200",
+            params![subject],
+            |r| {
+                Ok((
+                    r.get::<i64>(0)?,
+                    PspCallRow {
+                        at: format::time(&r.get::<String>(1)?),
+                        subject_id: r.get(2)?,
+                        call: format!("{} {}", r.get::<String>(3)?, r.get::<String>(4)?),
+                        http_status: r.get::<Option<i64>>(5)?.map_or("no answer".into(), |s| s.to_string()),
+                        outcome: r.get(6)?,
+                        duration_ms: r.get(7)?,
+                        api_version: r.get::<Option<String>>(8)?.unwrap_or_default(),
+                    },
+                ))
+            },
         )?;
-        let found = st.query_map([subject], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                PspCallRow {
-                    at: format::time(&r.get::<_, String>(1)?),
-                    subject_id: r.get(2)?,
-                    call: format!("{} {}", r.get::<_, String>(3)?, r.get::<_, String>(4)?),
-                    http_status: r.get::<_, Option<i64>>(5)?.map_or("no answer".into(), |s| s.to_string()),
-                    outcome: r.get(6)?,
-                    duration_ms: r.get(7)?,
-                    api_version: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
-                },
-            ))
-        })?;
-        rows.extend(found.collect::<Result<Vec<_>, _>>()?);
+        rows.extend(found);
     }
     rows.sort_by_key(|(id, _)| *id);
     Ok(rows.into_iter().map(|(_, r)| r).collect())
 }
 
-fn psp_events(conn: &Connection, objects: &[String]) -> anyhow::Result<Vec<PspEventRow>> {
+fn psp_events(tx: &Tx, objects: &[String]) -> anyhow::Result<Vec<PspEventRow>> {
     let mut rows = Vec::new();
     for object in objects {
-        let mut st = conn.prepare_cached(
+        let found = tx.query_map(
             "SELECT event_id, event_type, object_id, deliveries, received_at, processed_at, last_error
-             FROM psp_events WHERE object_id = ?1 LIMIT 100",
-        )?;
-        let found = st.query_map([object], |r| {
-            let received: String = r.get(4)?;
-            let processed: Option<String> = r.get(5)?;
-            let error: Option<String> = r.get(6)?;
-            Ok((
-                received.clone(),
-                PspEventRow {
-                    event_id: r.get(0)?,
-                    event_type: r.get(1)?,
-                    object_id: r.get(2)?,
-                    deliveries: r.get(3)?,
-                    received_at: format::time(&received),
-                    processed: match (processed, error) {
-                        (_, Some(e)) => format!("not applied: {e}"),
-                        (Some(at), None) => format::time(&at),
-                        (None, None) => "not yet".into(),
+             FROM psp_events WHERE object_id = $1 LIMIT 100",
+            params![object],
+            |r| {
+                let received: String = r.get(4)?;
+                let processed: Option<String> = r.get(5)?;
+                let error: Option<String> = r.get(6)?;
+                Ok((
+                    received.clone(),
+                    PspEventRow {
+                        event_id: r.get(0)?,
+                        event_type: r.get(1)?,
+                        object_id: r.get(2)?,
+                        deliveries: r.get(3)?,
+                        received_at: format::time(&received),
+                        processed: match (processed, error) {
+                            (_, Some(e)) => format!("not applied: {e}"),
+                            (Some(at), None) => format::time(&at),
+                            (None, None) => "not yet".into(),
+                        },
                     },
-                },
-            ))
-        })?;
-        rows.extend(found.collect::<Result<Vec<_>, _>>()?);
+                ))
+            },
+        )?;
+        rows.extend(found);
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(rows.into_iter().map(|(_, r)| r).collect())
 }
 
-fn ledger_of(conn: &Connection, order_ids: &[String], refund_ids: &[String]) -> anyhow::Result<Vec<JournalRow>> {
+fn ledger_of(tx: &Tx, order_ids: &[String], refund_ids: &[String]) -> anyhow::Result<Vec<JournalRow>> {
     let sources = order_ids
         .iter()
         .map(|id| ("payment_order", id))
         .chain(refund_ids.iter().flat_map(|id| [("refund", id), ("refund_reversal", id)]));
     let mut ids = Vec::new();
     for (source_type, source_id) in sources {
-        let id: Option<i64> = conn
-            .prepare_cached("SELECT id FROM ledger_transactions WHERE source_type = ?1 AND source_id = ?2")?
-            .query_row(params![source_type, source_id], |r| r.get(0))
-            .optional()?;
+        let id: Option<i64> = tx.query_opt(
+            "SELECT id FROM ledger_transactions WHERE source_type = $1 AND source_id = $2",
+            params![source_type, source_id],
+            |r| r.get(0),
+        )?;
         ids.extend(id);
     }
     ids.sort_unstable();
     let mut rows = Vec::new();
     for id in ids {
-        rows.extend(views::journal_row(conn, id)?);
+        rows.extend(views::journal_row(tx, id)?);
     }
     Ok(rows)
 }

@@ -1,9 +1,8 @@
 //! `/admin/reconciliation`: the runs (one per imported settlement file) and
 //! the exception queue, read through `reconciliation::store`.
 
-use rusqlite::Connection;
-
 use crate::admin::format;
+use crate::db::{Tx, params};
 use crate::reconciliation::store::{self, ExceptionView, RunView};
 
 #[derive(Debug, Clone)]
@@ -65,27 +64,22 @@ fn run_row(r: RunView) -> RunRow {
     }
 }
 
-fn record_link(conn: &Connection, kind: &str, id: &str) -> anyhow::Result<Option<String>> {
-    Ok(match kind {
-        "checkout" | "payment_order" => {
-            crate::admin::views::payments::checkout_of(conn, id)?.map(|c| format!("/admin/payments/{c}"))
-        }
-        "refund" => {
-            use rusqlite::OptionalExtension;
-            conn.prepare_cached(
-                "SELECT o.checkout_id FROM refunds r JOIN payment_orders o ON o.payment_order_id = r.payment_order_id
-                 WHERE r.refund_id = ?1",
-            )?
-            .query_row([id], |r| r.get::<_, String>(0))
-            .optional()?
-            .map(|c| format!("/admin/payments/{c}"))
-        }
-        "payout" => Some("/admin/payouts".to_string()),
-        _ => None,
-    })
+fn record_link(tx: &Tx, kind: &str, id: &str) -> anyhow::Result<Option<String>> {
+    let checkout = match kind {
+        "checkout" | "payment_order" => crate::admin::views::payments::checkout_of(tx, id)?,
+        "refund" => tx.query_opt(
+            "SELECT o.checkout_id FROM refunds r JOIN payment_orders o ON o.payment_order_id = r.payment_order_id
+             WHERE r.refund_id = $1",
+            params![id],
+            |r| r.get::<String>(0),
+        )?,
+        "payout" => return Ok(Some("/admin/payouts".to_string())),
+        _ => return Ok(None),
+    };
+    Ok(checkout.map(|c| format!("/admin/payments/{c}")))
 }
 
-pub fn exception_row(conn: &Connection, e: ExceptionView) -> anyhow::Result<ExceptionRow> {
+pub fn exception_row(tx: &Tx, e: ExceptionView) -> anyhow::Result<ExceptionRow> {
     let psp = e.psp.as_ref().map_or_else(
         || "not in any file".to_string(),
         |p| {
@@ -107,7 +101,7 @@ pub fn exception_row(conn: &Connection, e: ExceptionView) -> anyhow::Result<Exce
         },
     );
     let till_link = match &e.till {
-        Some(t) => record_link(conn, &t.record_type, &t.record_id)?,
+        Some(t) => record_link(tx, &t.record_type, &t.record_id)?,
         None => None,
     };
     let resolution = match (&e.note, &e.resolved_by, &e.resolved_at) {
@@ -133,23 +127,21 @@ pub fn exception_row(conn: &Connection, e: ExceptionView) -> anyhow::Result<Exce
     })
 }
 
-fn exceptions(conn: &Connection, status: &str, limit: u32) -> anyhow::Result<(Vec<ExceptionRow>, bool)> {
-    let (items, more) = store::list_exceptions(conn, Some(status), None, limit)?;
-    let rows = items.into_iter().map(|e| exception_row(conn, e)).collect::<anyhow::Result<Vec<_>>>()?;
+fn exceptions(tx: &Tx, status: &str, limit: u32) -> anyhow::Result<(Vec<ExceptionRow>, bool)> {
+    let (items, more) = store::list_exceptions(tx, Some(status), None, limit)?;
+    let rows = items.into_iter().map(|e| exception_row(tx, e)).collect::<anyhow::Result<Vec<_>>>()?;
     Ok((rows, more))
 }
 
-pub fn page(conn: &Connection) -> anyhow::Result<ReconciliationPage> {
-    let (runs, runs_more) = store::list_runs(conn, None, 20)?;
-    let (open, open_more) = exceptions(conn, "open", 100)?;
-    let (resolved, _) = exceptions(conn, "resolved", 20)?;
+pub fn page(tx: &Tx) -> anyhow::Result<ReconciliationPage> {
+    let (runs, runs_more) = store::list_runs(tx, None, 20)?;
+    let (open, open_more) = exceptions(tx, "open", 100)?;
+    let (resolved, _) = exceptions(tx, "resolved", 20)?;
     Ok(ReconciliationPage { runs: runs.into_iter().map(run_row).collect(), runs_more, open, open_more, resolved })
 }
 
 /// For the overview: how many exceptions are open, and the newest few.
-pub fn open_exceptions(conn: &Connection, limit: u32) -> anyhow::Result<(i64, Vec<ExceptionRow>)> {
-    let count: i64 = conn
-        .prepare_cached("SELECT COUNT(*) FROM reconciliation_items WHERE status = 'open'")?
-        .query_row([], |r| r.get(0))?;
-    Ok((count, exceptions(conn, "open", limit)?.0))
+pub fn open_exceptions(tx: &Tx, limit: u32) -> anyhow::Result<(i64, Vec<ExceptionRow>)> {
+    let count = tx.query_value("SELECT COUNT(*) FROM reconciliation_items WHERE status = 'open'", params![])?;
+    Ok((count, exceptions(tx, "open", limit)?.0))
 }

@@ -2,9 +2,8 @@
 //! available per currency, from `wallet::balances`), payouts, and what a
 //! payout form needs.
 
-use rusqlite::{Connection, params};
-
 use crate::admin::format;
+use crate::db::{Tx, params};
 use crate::money::Currency;
 use crate::payouts::store as payouts;
 
@@ -57,13 +56,15 @@ pub struct SellerPage {
 }
 
 /// The seller's wallets, in every currency it has one.
-pub fn wallets(conn: &Connection, seller_id: &str, hold_days: i64) -> anyhow::Result<Vec<WalletRow>> {
-    let mut st = conn.prepare_cached("SELECT currency FROM wallets WHERE seller_id = ?1 ORDER BY currency")?;
-    let codes = st.query_map([seller_id], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+pub fn wallets(tx: &Tx, seller_id: &str, hold_days: i64) -> anyhow::Result<Vec<WalletRow>> {
+    let codes: Vec<String> =
+        tx.query_map("SELECT currency FROM wallets WHERE seller_id = $1 ORDER BY currency", params![seller_id], |r| {
+            r.get(0)
+        })?;
     let mut rows = Vec::with_capacity(codes.len());
     for code in codes {
         let currency = Currency::parse(&code)?;
-        let b = crate::wallet::balances(conn, seller_id, currency, hold_days)?;
+        let b = crate::wallet::balances(tx.raw(), seller_id, currency, hold_days)?; // seam: transitional
         rows.push(WalletRow {
             balance: format::money(b.balance, &code),
             pending: format::money(b.pending, &code),
@@ -75,35 +76,34 @@ pub fn wallets(conn: &Connection, seller_id: &str, hold_days: i64) -> anyhow::Re
     Ok(rows)
 }
 
-fn seller_row(conn: &Connection, seller_id: &str, hold_days: i64) -> anyhow::Result<(SellerRow, bool)> {
-    let registered = payouts::seller(&crate::db::Tx::sqlite(conn), seller_id)?; // seam: transitional
+fn seller_row(tx: &Tx, seller_id: &str, hold_days: i64) -> anyhow::Result<(SellerRow, bool)> {
+    let registered = payouts::seller(tx, seller_id)?; // seam: transitional
     let row = SellerRow {
         seller_id: seller_id.to_string(),
         name: registered.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
         payout_destination: registered.as_ref().and_then(|s| s.payout_destination.clone()).unwrap_or_default(),
-        wallets: wallets(conn, seller_id, hold_days)?,
+        wallets: wallets(tx, seller_id, hold_days)?,
     };
     Ok((row, registered.is_some()))
 }
 
 /// Every seller that is registered or has a wallet, by id.
-pub fn list(conn: &Connection, after: Option<&str>, hold_days: i64) -> anyhow::Result<SellerList> {
-    let mut st = conn.prepare_cached(
-        "SELECT seller_id FROM (SELECT seller_id FROM sellers UNION SELECT seller_id FROM wallets)
-         WHERE ?1 IS NULL OR seller_id > ?1 ORDER BY seller_id LIMIT ?2",
+pub fn list(tx: &Tx, after: Option<&str>, hold_days: i64) -> anyhow::Result<SellerList> {
+    let mut ids: Vec<String> = tx.query_map(
+        "SELECT seller_id FROM (SELECT seller_id FROM sellers UNION SELECT seller_id FROM wallets) AS known
+         WHERE $1 IS NULL OR seller_id > $1 ORDER BY seller_id LIMIT $2",
+        params![after, i64::from(PAGE_SIZE) + 1],
+        |r| r.get(0),
     )?;
-    let mut ids = st
-        .query_map(params![after, i64::from(PAGE_SIZE) + 1], |r| r.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
     let has_more = ids.len() > PAGE_SIZE as usize;
     ids.truncate(PAGE_SIZE as usize);
     let next_after = if has_more { ids.last().cloned() } else { None };
-    let rows = ids.iter().map(|id| Ok(seller_row(conn, id, hold_days)?.0)).collect::<anyhow::Result<Vec<_>>>()?;
+    let rows = ids.iter().map(|id| Ok(seller_row(tx, id, hold_days)?.0)).collect::<anyhow::Result<Vec<_>>>()?;
     Ok(SellerList { rows, next_after })
 }
 
-pub fn payout_rows(conn: &Connection, filter: &payouts::PayoutFilter) -> anyhow::Result<(Vec<PayoutRow>, bool)> {
-    let (views, more) = payouts::list(&crate::db::Tx::sqlite(conn), filter)?; // seam: transitional
+pub fn payout_rows(tx: &Tx, filter: &payouts::PayoutFilter) -> anyhow::Result<(Vec<PayoutRow>, bool)> {
+    let (views, more) = payouts::list(tx, filter)?; // seam: transitional
     let rows = views
         .into_iter()
         .map(|p| {
@@ -115,7 +115,7 @@ pub fn payout_rows(conn: &Connection, filter: &payouts::PayoutFilter) -> anyhow:
                 amount: format::money(minor, &p.currency),
                 payout_id: p.payout_id,
                 seller_id: p.seller_id,
-                status: p.status.to_string(), // seam: transitional
+                status: p.status.to_string(),
                 destination: p.destination,
                 failure_code: p.failure_code.unwrap_or_default(),
                 created_at: format::time(&p.created_at),
@@ -127,14 +127,14 @@ pub fn payout_rows(conn: &Connection, filter: &payouts::PayoutFilter) -> anyhow:
 }
 
 /// A seller's page; None if till has never heard of the seller.
-pub fn page(conn: &Connection, seller_id: &str, hold_days: i64) -> anyhow::Result<Option<SellerPage>> {
-    let (seller, registered) = seller_row(conn, seller_id, hold_days)?;
+pub fn page(tx: &Tx, seller_id: &str, hold_days: i64) -> anyhow::Result<Option<SellerPage>> {
+    let (seller, registered) = seller_row(tx, seller_id, hold_days)?;
     if !registered && seller.wallets.is_empty() {
         return Ok(None);
     }
     let filter =
         payouts::PayoutFilter { seller_id: Some(seller_id.to_string()), status: None, starting_after: None, limit: 25 };
-    let (payouts, payouts_more) = payout_rows(conn, &filter)?;
-    let actions = crate::admin::actions::for_subjects(conn, &[seller_id.to_string()], 10)?;
+    let (payouts, payouts_more) = payout_rows(tx, &filter)?;
+    let actions = crate::admin::actions::for_subjects(tx, &[seller_id.to_string()], 10)?;
     Ok(Some(SellerPage { seller, registered, payouts, payouts_more, actions }))
 }

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::admin::actions::{self, Begin, BeginError, NewAction};
 use crate::admin::sessions;
-use crate::admin::views::ops;
+use crate::admin::views::{ops, payments as payment_views};
 use crate::context::Ctx;
 use crate::http::admin::auth::{Posted, Staff};
 use crate::http::admin::errors::AdminError;
@@ -24,66 +24,93 @@ use crate::refunds::{self, NewRefund, RefundError};
 
 pub const MAX_NOTE_CHARS: usize = 500;
 
-/// How an action ended.
-pub enum Outcome {
-    Done {
-        result_id: Option<String>,
-        message: String,
-    },
+/// An action that did what it was asked: what it created, what the staff member is told.
+struct Done {
+    result_id: Option<String>,
+    message: String,
+}
+
+impl Done {
+    fn new(result_id: Option<String>, message: String) -> Done {
+        Done { result_id, message }
+    }
+}
+
+/// An action that did not.
+enum Refusal {
     /// The core function said no, for a reason the staff member can act on.
     Refused(String),
     Internal(anyhow::Error),
 }
 
-/// Runs `act` once per form key and redirects to `back` showing the outcome.
-async fn perform<F, Fut>(ctx: &Ctx, new: NewAction<'_>, back: &str, act: F) -> Result<HttpResponse, AdminError>
-where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Outcome>,
-{
-    let owned: Vec<(String, String)> = new.fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let (key, email, action, subject) =
-        (new.key.to_string(), new.staff_email.to_string(), new.action.to_string(), new.subject_id.to_string());
-    let begin = ctx
-        .db
-        .write_raw(move |tx| {
-            let fields: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let new =
-                NewAction { key: &key, staff_email: &email, action: &action, subject_id: &subject, fields: &fields };
-            Ok::<_, BeginError>(actions::begin(tx, &new))
-        })
-        .await
-        .map_err(|e: BeginError| AdminError::Internal(anyhow::anyhow!("{e}")))?;
-    let id = match begin {
-        Ok(Begin::Seen(id)) => return Ok(back_to(back, id)),
+impl From<anyhow::Error> for Refusal {
+    fn from(e: anyhow::Error) -> Refusal {
+        Refusal::Internal(e)
+    }
+}
+
+/// How an action ended.
+type Outcome = Result<Done, Refusal>;
+
+/// One submitted dashboard form: the action it asks for, on what, with
+/// which fields (those that define the request), and the page it came from.
+struct Form<'a> {
+    staff: &'a Staff,
+    key: &'a str,
+    action: &'static str,
+    subject: String,
+    fields: &'a [(&'static str, &'a str)],
+    back: String,
+}
+
+impl Form<'_> {
+    fn new_action(&self) -> NewAction {
+        NewAction {
+            key: self.key.to_string(),
+            staff_email: self.staff.email().to_string(),
+            action: self.action.to_string(),
+            subject_id: self.subject.clone(),
+            fields: self.fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+}
+
+/// What every dashboard action does around its own work: records the form
+/// under its key in the audit trail (a form seen before is shown, not done
+/// again), runs `act` once, records how it ended, and redirects back to the
+/// form's page showing the outcome.
+async fn perform(ctx: &Ctx, form: Form<'_>, act: impl Future<Output = Outcome>) -> Result<HttpResponse, AdminError> {
+    let new = form.new_action();
+    let id = match ctx.db.write(move |tx| actions::begin(tx, &new)).await {
+        Ok(Begin::Seen(id)) => return Ok(back_to(&form.back, id)),
         Ok(Begin::Run(id)) => id,
         Err(BeginError::Internal(e)) => return Err(e.into()),
         Err(e) => return Err(AdminError::BadRequest(e.to_string())),
     };
-    let (ok, result_id, message) = match act().await {
-        Outcome::Done { result_id, message } => (true, result_id, message),
-        Outcome::Refused(message) => (false, None, message),
-        Outcome::Internal(e) => {
-            tracing::error!(error = format!("{e:#}"), action = new.action, "admin action failed");
+    let (ok, result_id, message) = match act.await {
+        Ok(Done { result_id, message }) => (true, result_id, message),
+        Err(Refusal::Refused(message)) => (false, None, message),
+        Err(Refusal::Internal(e)) => {
+            tracing::error!(error = format!("{e:#}"), action = form.action, "admin action failed");
             (false, None, "An internal error occurred; it has been logged. Nothing was changed by this form.".into())
         }
     };
-    tracing::info!(action = new.action, subject = new.subject_id, staff = new.staff_email, ok, "admin action");
-    ctx.db.write_raw(move |tx| actions::finish(tx, id, ok, result_id.as_deref(), &message)).await?;
-    Ok(back_to(back, id))
+    tracing::info!(action = form.action, subject = form.subject, staff = form.staff.email(), ok, "admin action");
+    ctx.db.write(move |tx| actions::finish(tx, id, ok, result_id.as_deref(), &message)).await?;
+    Ok(back_to(&form.back, id))
 }
 
 fn back_to(back: &str, action_id: i64) -> HttpResponse {
     HttpResponse::SeeOther().insert_header(("Location", format!("{back}?action={action_id}"))).finish()
 }
 
-fn note(raw: &str) -> Result<String, String> {
+fn note(raw: &str) -> Result<String, Refusal> {
     let note = raw.trim();
     if note.is_empty() {
-        return Err("Write a note saying what was done or why.".into());
+        return Err(Refusal::Refused("Write a note saying what was done or why.".into()));
     }
     if note.chars().count() > MAX_NOTE_CHARS {
-        return Err(format!("The note is longer than {MAX_NOTE_CHARS} characters."));
+        return Err(Refusal::Refused(format!("The note is longer than {MAX_NOTE_CHARS} characters.")));
     }
     Ok(note.to_string())
 }
@@ -107,38 +134,27 @@ pub async fn refund(ctx: web::Data<Ctx>, posted: Posted<RefundForm>) -> Result<H
     let (staff, f) = (posted.staff, posted.form);
     let order_id = f.payment_order_id.trim().to_string();
     let lookup = order_id.clone();
-    let checkout = ctx.db.run_raw(move |conn| crate::admin::views::payments::checkout_of(conn, &lookup)).await?;
+    let checkout = ctx.db.run(move |tx| payment_views::checkout_of(tx, &lookup)).await?;
     let checkout = checkout.ok_or_else(|| AdminError::NotFound(format!("No payment order '{order_id}'.")))?;
-    let back = format!("/admin/payments/{checkout}");
     let fields = [("amount", f.amount.as_str()), ("reason", f.reason.as_str())];
-    let new =
-        NewAction { key: &f.key, staff_email: staff.email(), action: "refund", subject_id: &order_id, fields: &fields };
-    perform(&ctx, new, &back, || async {
+    let back = format!("/admin/payments/{checkout}");
+    let form = Form { staff: &staff, key: &f.key, action: "refund", subject: order_id.clone(), fields: &fields, back };
+    perform(&ctx, form, async {
         let reason = non_empty(&f.reason);
         if reason.as_ref().is_some_and(|r| r.chars().count() > refunds::MAX_REASON_LEN) {
-            return Outcome::Refused(format!("The reason is longer than {} characters.", refunds::MAX_REASON_LEN));
+            return Err(Refusal::Refused(format!("The reason is longer than {} characters.", refunds::MAX_REASON_LEN)));
         }
-        let new = NewRefund {
-            payment_order_id: order_id.clone(),
-            // seam: transitional
-            amount: match refunds::parse_amount(non_empty(&f.amount).as_deref()) {
-                Ok(a) => a,
-                Err(e) => return Outcome::Refused(format!("Refund refused: {e}.")),
-            },
-            reason,
-            created_by: staff.email().to_string(),
-        };
-        match refunds::create(&ctx, new).await {
-            Ok(r) => Outcome::Done {
-                message: format!(
-                    "Refund of {} {} created ({}); it is sent to the PSP next.",
-                    r.amount, r.currency, r.status
-                ),
-                result_id: Some(r.refund_id),
-            },
-            Err(RefundError::Internal(e)) => Outcome::Internal(e),
-            Err(e) => Outcome::Refused(format!("Refund refused: {e}.")),
-        }
+        let amount = refunds::parse_amount(non_empty(&f.amount).as_deref())
+            .map_err(|e| Refusal::Refused(format!("Refund refused: {e}.")))?;
+        let new =
+            NewRefund { payment_order_id: order_id.clone(), amount, reason, created_by: staff.email().to_string() };
+        let r = refunds::create(&ctx, new).await.map_err(|e| match e {
+            RefundError::Internal(e) => Refusal::Internal(e),
+            e => Refusal::Refused(format!("Refund refused: {e}.")),
+        })?;
+        let message =
+            format!("Refund of {} {} created ({}); it is sent to the PSP next.", r.amount, r.currency, r.status);
+        Ok(Done::new(Some(r.refund_id), message))
     })
     .await
 }
@@ -158,34 +174,31 @@ pub async fn payout(ctx: web::Data<Ctx>, posted: Posted<PayoutForm>) -> Result<H
     let seller = SellerId::parse(f.seller_id.trim())
         .ok_or_else(|| AdminError::BadRequest(format!("'{}' is not a seller id", f.seller_id)))?;
     let currency = Currency::parse(f.currency.trim()).map_err(|e| AdminError::BadRequest(e.to_string()))?;
-    let back = format!("/admin/sellers/{seller}");
     let fields = [("currency", currency.code()), ("amount", f.amount.as_str())];
-    let new = NewAction {
+    let back = format!("/admin/sellers/{seller}");
+    let form = Form {
+        staff: &staff,
         key: &f.key,
-        staff_email: staff.email(),
         action: "payout",
-        subject_id: seller.as_str(),
+        subject: seller.as_str().to_string(),
         fields: &fields,
+        back,
     };
-    perform(&ctx, new, &back, || async {
+    perform(&ctx, form, async {
+        let amount = payouts::parse_amount(non_empty(&f.amount).as_deref(), currency)
+            .map_err(|e| Refusal::Refused(format!("Payout refused: {e}.")))?;
         let new = NewPayout {
             seller_id: seller.as_str().to_string(),
             currency,
-            // seam: transitional
-            amount: match payouts::parse_amount(non_empty(&f.amount).as_deref(), currency) {
-                Ok(a) => a,
-                Err(e) => return Outcome::Refused(format!("Payout refused: {e}.")),
-            },
+            amount,
             created_by: staff.email().to_string(),
         };
-        match payouts::create(&ctx, new).await {
-            Ok(p) => Outcome::Done {
-                message: format!("Payout of {} {} to {} created ({}).", p.amount, p.currency, p.destination, p.status),
-                result_id: Some(p.payout_id),
-            },
-            Err(PayoutError::Internal(e)) => Outcome::Internal(e),
-            Err(e) => Outcome::Refused(format!("Payout refused: {e}.")),
-        }
+        let p = payouts::create(&ctx, new).await.map_err(|e| match e {
+            PayoutError::Internal(e) => Refusal::Internal(e),
+            e => Refusal::Refused(format!("Payout refused: {e}.")),
+        })?;
+        let message = format!("Payout of {} {} to {} created ({}).", p.amount, p.currency, p.destination, p.status);
+        Ok(Done::new(Some(p.payout_id), message))
     })
     .await
 }
@@ -205,19 +218,15 @@ pub async fn retry_job(
 ) -> Result<HttpResponse, AdminError> {
     let (staff, f, job_id) = (posted.staff, posted.form, path.into_inner());
     let subject = format!("job:{job_id}");
-    let new =
-        NewAction { key: &f.key, staff_email: staff.email(), action: "retry_job", subject_id: &subject, fields: &[] };
+    let form =
+        Form { staff: &staff, key: &f.key, action: "retry_job", subject, fields: &[], back: "/admin/jobs".into() };
     let by = staff.email().to_string();
-    perform(&ctx, new, "/admin/jobs", || async {
-        // seam: transitional
-        match ctx.db.write(move |tx| crate::queue::retry_dead(tx, job_id, &by)).await {
-            Ok(true) => {
-                ctx.queue_wake.notify_one();
-                Outcome::Done { result_id: None, message: format!("Job {job_id} is queued again with fresh attempts.") }
-            }
-            Ok(false) => Outcome::Refused(format!("Job {job_id} is not a dead letter (any more).")),
-            Err(e) => Outcome::Internal(e),
+    perform(&ctx, form, async {
+        if !ctx.db.write(move |tx| crate::queue::retry_dead(tx, job_id, &by)).await? {
+            return Err(Refusal::Refused(format!("Job {job_id} is not a dead letter (any more).")));
         }
+        ctx.queue_wake.notify_one();
+        Ok(Done::new(None, format!("Job {job_id} is queued again with fresh attempts.")))
     })
     .await
 }
@@ -229,29 +238,23 @@ pub async fn discard_job(
     posted: Posted<JobForm>,
 ) -> Result<HttpResponse, AdminError> {
     let (staff, f, job_id) = (posted.staff, posted.form, path.into_inner());
-    let subject = format!("job:{job_id}");
     let fields = [("note", f.note.as_str())];
-    let new = NewAction {
+    let subject = format!("job:{job_id}");
+    let form = Form {
+        staff: &staff,
         key: &f.key,
-        staff_email: staff.email(),
         action: "discard_job",
-        subject_id: &subject,
+        subject,
         fields: &fields,
+        back: "/admin/jobs".into(),
     };
     let by = staff.email().to_string();
-    perform(&ctx, new, "/admin/jobs", || async {
-        let note = match note(&f.note) {
-            Ok(n) => n,
-            Err(m) => return Outcome::Refused(m),
-        };
-        // seam: transitional
-        match ctx.db.write(move |tx| crate::queue::discard_dead(tx, job_id, &by, &note)).await {
-            Ok(true) => {
-                Outcome::Done { result_id: None, message: format!("Job {job_id} is discarded; it will not run.") }
-            }
-            Ok(false) => Outcome::Refused(format!("Job {job_id} is not a dead letter that can be discarded.")),
-            Err(e) => Outcome::Internal(e),
+    perform(&ctx, form, async {
+        let note = note(&f.note)?;
+        if !ctx.db.write(move |tx| crate::queue::discard_dead(tx, job_id, &by, &note)).await? {
+            return Err(Refusal::Refused(format!("Job {job_id} is not a dead letter that can be discarded.")));
         }
+        Ok(Done::new(None, format!("Job {job_id} is discarded; it will not run.")))
     })
     .await
 }
@@ -270,38 +273,29 @@ pub async fn resolve_alert(
     posted: Posted<ResolveForm>,
 ) -> Result<HttpResponse, AdminError> {
     let (staff, f, alert_id) = (posted.staff, posted.form, path.into_inner());
-    let subject = format!("alert:{alert_id}");
     let fields = [("note", f.note.as_str())];
-    let new = NewAction {
-        key: &f.key,
-        staff_email: staff.email(),
-        action: "resolve_alert",
-        subject_id: &subject,
-        fields: &fields,
-    };
+    let subject = format!("alert:{alert_id}");
+    let back = "/admin/alerts".to_string();
+    let form = Form { staff: &staff, key: &f.key, action: "resolve_alert", subject, fields: &fields, back };
     let by = staff.email().to_string();
-    perform(&ctx, new, "/admin/alerts", || async {
-        let note = match note(&f.note) {
-            Ok(n) => n,
-            Err(m) => return Outcome::Refused(m),
-        };
+    perform(&ctx, form, async {
+        let resolution = format!("{} — {by}", note(&f.note)?);
         let resolved = ctx
             .db
-            .write_raw(move |tx| -> anyhow::Result<Option<bool>> {
-                let Some((kind, subject, status)) = ops::alert_key(tx, alert_id)? else { return Ok(None) };
+            .write(move |tx| -> anyhow::Result<Option<bool>> {
+                let Some((kind, subject, status)) = ops::alert_key(tx, alert_id)? else {
+                    return Ok(None);
+                };
                 if status != "open" {
                     return Ok(Some(false));
                 }
-                // seam: transitional
-                let tx = &crate::db::Tx::sqlite(tx);
-                Ok(Some(crate::alerts::resolve(tx, &kind, &subject, &format!("{note} — {by}"))?))
+                Ok(Some(crate::alerts::resolve(tx, &kind, &subject, &resolution)?))
             })
-            .await;
+            .await?;
         match resolved {
-            Ok(Some(true)) => Outcome::Done { result_id: None, message: format!("Alert {alert_id} is resolved.") },
-            Ok(Some(false)) => Outcome::Refused(format!("Alert {alert_id} was already resolved.")),
-            Ok(None) => Outcome::Refused(format!("There is no alert {alert_id}.")),
-            Err(e) => Outcome::Internal(e),
+            Some(true) => Ok(Done::new(None, format!("Alert {alert_id} is resolved."))),
+            Some(false) => Err(Refusal::Refused(format!("Alert {alert_id} was already resolved."))),
+            None => Err(Refusal::Refused(format!("There is no alert {alert_id}."))),
         }
     })
     .await
@@ -315,28 +309,19 @@ pub async fn resolve_exception(
     posted: Posted<ResolveForm>,
 ) -> Result<HttpResponse, AdminError> {
     let (staff, f, item_id) = (posted.staff, posted.form, path.into_inner());
-    let subject = format!("exception:{item_id}");
     let fields = [("note", f.note.as_str())];
-    let new = NewAction {
-        key: &f.key,
-        staff_email: staff.email(),
-        action: "resolve_exception",
-        subject_id: &subject,
-        fields: &fields,
-    };
-    perform(&ctx, new, "/admin/reconciliation", || async {
-        let note = match note(&f.note) {
-            Ok(n) => n,
-            Err(m) => return Outcome::Refused(m),
-        };
-        match reconciliation::resolve_exception(&ctx, item_id, note, staff.email().to_string()).await {
-            Ok(e) => Outcome::Done {
-                result_id: Some(e.id.to_string()),
-                message: format!("Exception {item_id} ({}) is resolved.", e.class),
+    let subject = format!("exception:{item_id}");
+    let back = "/admin/reconciliation".to_string();
+    let form = Form { staff: &staff, key: &f.key, action: "resolve_exception", subject, fields: &fields, back };
+    perform(&ctx, form, async {
+        let note = note(&f.note)?;
+        let e = reconciliation::resolve_exception(&ctx, item_id, note, staff.email().to_string()).await.map_err(
+            |e| match e {
+                ResolveError::Internal(e) => Refusal::Internal(e),
+                e => Refusal::Refused(format!("{}.", capitalized(&e.to_string()))),
             },
-            Err(ResolveError::Internal(e)) => Outcome::Internal(e),
-            Err(e) => Outcome::Refused(format!("{}.", capitalized(&e.to_string()))),
-        }
+        )?;
+        Ok(Done::new(Some(e.id.to_string()), format!("Exception {item_id} ({}) is resolved.", e.class)))
     })
     .await
 }
@@ -420,31 +405,27 @@ pub async fn upload_settlement_file(
     let upload = read_upload(&staff, &mut form, ctx.settings.reconciliation.max_file_bytes).await?;
     let sha256 = hex::encode(Sha256::digest(&upload.bytes));
     let fields = [("file_sha256", sha256.as_str())];
-    let new = NewAction {
-        key: &upload.key,
-        staff_email: staff.email(),
-        action: "upload_settlement_file",
-        subject_id: &upload.name,
-        fields: &fields,
-    };
-    let (name, bytes) = (upload.name.clone(), upload.bytes);
-    perform(&ctx, new, "/admin/reconciliation", || async {
-        match reconciliation::import_file(&ctx, bytes, name.clone(), Source::Upload, None).await {
-            Ok(s) if s.already_imported => Outcome::Done {
-                result_id: Some(s.run.id.to_string()),
-                message: format!("{name} was imported before (run {}); nothing changed.", s.run.id),
+    let back = "/admin/reconciliation".to_string();
+    let (key, name, bytes) = (upload.key, upload.name, upload.bytes);
+    let subject = name.clone();
+    let form = Form { staff: &staff, key: &key, action: "upload_settlement_file", subject, fields: &fields, back };
+    perform(&ctx, form, async {
+        let s = reconciliation::import_file(&ctx, bytes, name.clone(), Source::Upload, None).await.map_err(
+            |e| match e {
+                ImportError::Invalid(e) => Refusal::Refused(format!("The settlement file was refused: {e}")),
+                ImportError::Psp(e) => Refusal::Internal(anyhow::anyhow!("{e}")),
+                ImportError::Internal(e) => Refusal::Internal(e),
             },
-            Ok(s) => Outcome::Done {
-                result_id: Some(s.run.id.to_string()),
-                message: format!(
-                    "{name} imported as run {}: {} line(s), {} fixed automatically, {} open exception(s).",
-                    s.run.id, s.run.rows_total, s.run.auto_fixed, s.run.open_exceptions
-                ),
-            },
-            Err(ImportError::Invalid(e)) => Outcome::Refused(format!("The settlement file was refused: {e}")),
-            Err(ImportError::Psp(e)) => Outcome::Internal(anyhow::anyhow!("{e}")),
-            Err(ImportError::Internal(e)) => Outcome::Internal(e),
-        }
+        )?;
+        let message = if s.already_imported {
+            format!("{name} was imported before (run {}); nothing changed.", s.run.id)
+        } else {
+            format!(
+                "{name} imported as run {}: {} line(s), {} fixed automatically, {} open exception(s).",
+                s.run.id, s.run.rows_total, s.run.auto_fixed, s.run.open_exceptions
+            )
+        };
+        Ok(Done::new(Some(s.run.id.to_string()), message))
     })
     .await
 }

@@ -57,7 +57,7 @@ impl FromRequest for Staff {
         Box::pin(async move {
             let ctx = ctx?;
             let Some(token) = token else { return Err(AdminError::SignIn { next }) };
-            let session = ctx.db.run_raw(move |conn| sessions::load(conn, &token)).await?;
+            let session = ctx.db.run(move |tx| sessions::load(tx, &token)).await?;
             session.map(|session| Staff { session }).ok_or(AdminError::SignIn { next })
         })
     }
@@ -274,7 +274,7 @@ pub async fn logout(
     posted: Posted<NoFields>,
 ) -> Result<HttpResponse, AdminError> {
     if let Some(token) = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()) {
-        ctx.db.write_raw(move |tx| sessions::delete(tx, &token)).await?;
+        ctx.db.write(move |tx| sessions::delete(tx, &token)).await?;
     }
     tracing::info!(staff = %posted.staff.email(), "admin signed out");
     Ok(HttpResponse::SeeOther()

@@ -3,7 +3,6 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use rusqlite::Connection;
 use serde::Deserialize;
 
 use crate::admin::actions::{self, ActionView};
@@ -16,6 +15,7 @@ use crate::admin::views::payments::{self as payment_views, Filter, PaymentDetail
 use crate::admin::views::sellers::{SellerList, SellerPage};
 use crate::admin::views::{self, ledger, ops, overview, sellers};
 use crate::context::Ctx;
+use crate::db::Tx;
 use crate::http::admin::auth::Staff;
 use crate::http::admin::errors::AdminError;
 use crate::payments::model::OrderStatus;
@@ -98,16 +98,16 @@ pub struct FlashQuery {
 async fn load<T, F>(ctx: &Ctx, action: Option<i64>, f: F) -> Result<(Option<Flash>, T), AdminError>
 where
     T: Send + 'static,
-    F: FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
+    F: FnOnce(&Tx) -> anyhow::Result<T> + Send + 'static,
 {
     let loaded = ctx
         .db
-        .run_raw(move |conn| -> anyhow::Result<_> {
+        .run(move |tx| -> anyhow::Result<_> {
             let flash = match action {
-                Some(id) => actions::load(conn, id)?.map(Flash::from),
+                Some(id) => actions::load(tx, id)?.map(Flash::from),
                 None => None,
             };
-            Ok((flash, f(conn)?))
+            Ok((flash, f(tx)?))
         })
         .await?;
     Ok(loaded)
@@ -131,7 +131,7 @@ pub async fn overview(
     q: web::Query<FlashQuery>,
 ) -> Result<HttpResponse, AdminError> {
     let minutes = ctx.settings.alerts.unfinished_after_minutes;
-    let (flash, o) = load(&ctx, q.action, move |conn| overview::load(conn, minutes)).await?;
+    let (flash, o) = load(&ctx, q.action, move |tx| overview::load(tx, minutes)).await?;
     html(&OverviewPage { layout: Layout::new(&staff, "overview", flash), o })
 }
 
@@ -139,7 +139,7 @@ pub async fn overview(
 pub struct PaymentsQuery {
     q: Option<String>,
     status: Option<String>,
-    before: Option<i64>,
+    before: Option<String>,
 }
 
 #[derive(Template)]
@@ -169,10 +169,10 @@ pub async fn payments(
     let filter = Filter {
         search: q.q.as_deref().and_then(Search::parse),
         status: parsed_status,
-        before: q.before,
+        before: q.before.clone(),
         limit: payment_views::PAGE_SIZE,
     };
-    let (_, list) = load(&ctx, None, move |conn| payment_views::list(conn, &filter)).await?;
+    let (_, list) = load(&ctx, None, move |tx| payment_views::list(tx, &filter)).await?;
     let query = q.q.unwrap_or_default();
     let filters = serde_urlencoded::to_string([("q", query.as_str()), ("status", status.unwrap_or(""))])
         .map_err(anyhow::Error::from)?;
@@ -209,12 +209,12 @@ pub async fn payment(
 ) -> Result<HttpResponse, AdminError> {
     let id = path.into_inner();
     let lookup = id.clone();
-    let (flash, found) = load(&ctx, q.action, move |conn| {
-        let Some(checkout) = payment_views::checkout_of(conn, &lookup)? else { return Ok(Err(None)) };
+    let (flash, found) = load(&ctx, q.action, move |tx| {
+        let Some(checkout) = payment_views::checkout_of(tx, &lookup)? else { return Ok(Err(None)) };
         if checkout != lookup {
             return Ok(Err(Some(checkout)));
         }
-        Ok(payment_views::detail(conn, &checkout)?.ok_or(None))
+        Ok(payment_views::detail(tx, &checkout)?.ok_or(None))
     })
     .await?;
     match found {
@@ -242,7 +242,7 @@ struct SellersPage {
 pub async fn sellers(ctx: web::Data<Ctx>, staff: Staff, q: web::Query<AfterQuery>) -> Result<HttpResponse, AdminError> {
     let hold_days = ctx.settings.payouts.hold_days;
     let after = q.into_inner().after;
-    let (_, list) = load(&ctx, None, move |conn| sellers::list(conn, after.as_deref(), hold_days)).await?;
+    let (_, list) = load(&ctx, None, move |tx| sellers::list(tx, after.as_deref(), hold_days)).await?;
     html(&SellersPage { layout: Layout::new(&staff, "sellers", None), list, hold_days })
 }
 
@@ -263,7 +263,7 @@ pub async fn seller(
     let hold_days = ctx.settings.payouts.hold_days;
     let id = path.into_inner();
     let lookup = id.clone();
-    let (flash, s) = load(&ctx, q.action, move |conn| sellers::page(conn, &lookup, hold_days)).await?;
+    let (flash, s) = load(&ctx, q.action, move |tx| sellers::page(tx, &lookup, hold_days)).await?;
     let s = s.ok_or_else(|| AdminError::NotFound(format!("No seller has the id '{id}'.")))?;
     html(&SellerDetailPage { layout: Layout::new(&staff, "sellers", flash), s, hold_days })
 }
@@ -289,7 +289,7 @@ impl LedgerTemplate {
 
 pub async fn ledger(ctx: web::Data<Ctx>, staff: Staff, q: web::Query<BeforeQuery>) -> Result<HttpResponse, AdminError> {
     let before = q.before;
-    let (_, l) = load(&ctx, None, move |conn| ledger::page(conn, before)).await?;
+    let (_, l) = load(&ctx, None, move |tx| ledger::page(tx, before)).await?;
     html(&LedgerTemplate { layout: Layout::new(&staff, "ledger", None), l, paged: before.is_some() })
 }
 
@@ -307,7 +307,7 @@ pub async fn account(
     q: web::Query<BeforeQuery>,
 ) -> Result<HttpResponse, AdminError> {
     let (id, before) = (path.into_inner(), q.before);
-    let (_, a) = load(&ctx, None, move |conn| ledger::account(conn, id, before)).await?;
+    let (_, a) = load(&ctx, None, move |tx| ledger::account(tx, id, before)).await?;
     let a = a.ok_or_else(|| AdminError::NotFound(format!("No ledger account has the id {id}.")))?;
     html(&AccountTemplate { layout: Layout::new(&staff, "ledger", None), a })
 }
@@ -315,7 +315,7 @@ pub async fn account(
 #[derive(Deserialize)]
 pub struct StatusQuery {
     status: Option<String>,
-    before: Option<i64>,
+    before: Option<String>,
     after: Option<String>,
 }
 
@@ -343,14 +343,15 @@ pub async fn refunds(
     q: web::Query<StatusQuery>,
 ) -> Result<HttpResponse, AdminError> {
     let status = status_filter(&q.status, &lists::REFUND_STATUSES)?;
-    let (filter, before) = (status.clone(), q.before);
-    let (_, list) = load(&ctx, None, move |conn| lists::refunds(conn, filter.as_deref(), before)).await?;
+    let (filter, before) = (status.clone(), q.before.clone());
+    let paged = before.is_some();
+    let (_, list) = load(&ctx, None, move |tx| lists::refunds(tx, filter.as_deref(), before.as_deref())).await?;
     html(&RefundsPage {
         layout: Layout::new(&staff, "refunds", None),
         status: status.unwrap_or_default(),
         statuses: lists::REFUND_STATUSES,
         list,
-        paged: before.is_some(),
+        paged,
     })
 }
 
@@ -372,7 +373,7 @@ pub async fn payouts(
     let status = status_filter(&q.status, &lists::PAYOUT_STATUSES)?;
     let (filter, after) = (status.clone(), q.after.clone());
     let paged = after.is_some();
-    let (_, list) = load(&ctx, None, move |conn| lists::payouts(conn, filter.as_deref(), after)).await?;
+    let (_, list) = load(&ctx, None, move |tx| lists::payouts(tx, filter.as_deref(), after)).await?;
     html(&PayoutsPage {
         layout: Layout::new(&staff, "payouts", None),
         status: status.unwrap_or_default(),

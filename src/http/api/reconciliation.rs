@@ -100,7 +100,7 @@ pub async fn list_runs(
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let limit = parse_limit(q.limit)?;
-    let (data, has_more) = ctx.db.run_raw(move |conn| store::list_runs(conn, q.starting_after, limit)).await?;
+    let (data, has_more) = ctx.db.run(move |tx| store::list_runs(tx, q.starting_after, limit)).await?;
     Ok(HttpResponse::Ok().json(Page { object: "list", data, has_more }))
 }
 
@@ -140,7 +140,7 @@ pub async fn list_exceptions(
     };
     let limit = parse_limit(q.limit)?;
     let (data, has_more) =
-        ctx.db.run_raw(move |conn| store::list_exceptions(conn, status.as_deref(), q.starting_after, limit)).await?;
+        ctx.db.run(move |tx| store::list_exceptions(tx, status.as_deref(), q.starting_after, limit)).await?;
     Ok(HttpResponse::Ok().json(Page { object: "list", data, has_more }))
 }
 
