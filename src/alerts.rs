@@ -7,7 +7,8 @@ use serde::Serialize;
 
 /// Opens an alert unless one is open for the same kind and subject.
 /// Returns whether it is new.
-pub fn raise(tx: &Transaction, kind: &str, subject_id: &str, message: &str) -> anyhow::Result<bool> {
+// seam: transitional: the engine's handle, so that converted callers can pass `tx.raw()`.
+pub fn raise(tx: &Connection, kind: &str, subject_id: &str, message: &str) -> anyhow::Result<bool> {
     let n = tx
         .prepare_cached(
             "INSERT INTO alerts (kind, subject_id, message, status, created_at)

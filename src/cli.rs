@@ -177,7 +177,8 @@ fn command_ctx(settings: Settings) -> anyhow::Result<crate::context::Ctx> {
 
 fn check(settings: &Settings, json: bool) -> anyhow::Result<i32> {
     let db = startup::open_till_db(settings)?;
-    let report = crate::ledger::check::run_with(&mut *db.conn()?, &crate::ledger::check::Options::of(settings))?;
+    let report =
+        db.read_snapshot(|tx| crate::ledger::check::run_with(tx, &crate::ledger::check::Options::of(settings)))?;
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &report)?;

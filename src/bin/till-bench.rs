@@ -341,7 +341,7 @@ impl Bench {
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        let report = till::ledger::check::run(&mut *self.ctx.db.conn()?)?;
+        let report = self.ctx.db.read_snapshot(till::ledger::check::run)?;
         anyhow::ensure!(report.ok, "{}", report.summary());
         println!("  till check: {}", report.summary());
         Ok(())
@@ -691,22 +691,23 @@ impl Booking {
     fn run(
         self,
         tx: &rusqlite::Transaction,
-        orders: &[till::payments::store::OrderView],
+        orders: &[till::payments::model::Order],
         policy: till::payments::Policy,
     ) -> anyhow::Result<()> {
+        let tx = &till::db::Tx::sqlite(tx); // seam: transitional
         match self {
             Booking::Ledger => till::payments::complete::book_payins(tx, &orders.iter().collect::<Vec<_>>(), policy),
             Booking::Orders => {
                 // As when the PSP says they are paid: read them in the write, book them together.
                 let orders = orders
                     .iter()
-                    .map(|o| till::payments::store::load_order(tx, &o.payment_order_id)?.context("order"))
+                    .map(|o| till::payments::store::load_order(tx, o.payment_order_id.as_str())?.context("order"))
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 let orders: Vec<_> = orders.iter().collect();
                 let booked = till::payments::complete::succeed_orders(tx, &orders, None, policy)?;
                 anyhow::ensure!(booked == orders.len(), "{booked} of {} orders booked", orders.len());
                 for order in orders {
-                    till::payments::notify::checkout_progress(tx, &order.checkout_id, policy)?;
+                    till::payments::notify::checkout_progress(tx, order.checkout_id.as_str(), policy)?;
                 }
                 Ok(())
             }
@@ -718,11 +719,7 @@ impl Booking {
 /// bookings; for ledger postings alone, already in the state their
 /// booking leaves them (SUCCESS, flags set, the seller's share), so that
 /// only the money is left to book.
-async fn prepare_orders(
-    ctx: &Ctx,
-    n: usize,
-    booking: Booking,
-) -> anyhow::Result<Vec<till::payments::store::OrderView>> {
+async fn prepare_orders(ctx: &Ctx, n: usize, booking: Booking) -> anyhow::Result<Vec<till::payments::model::Order>> {
     let paid = matches!(booking, Booking::Ledger);
     let share = 1234 - till::money::percentage_minor(1234, ctx.settings.fees.commission_percent);
     ctx.db
@@ -762,7 +759,8 @@ async fn prepare_orders(
                     now
                 ])?;
                 charge.execute(rusqlite::params![id, checkout, now])?;
-                orders.push(till::payments::store::load_order(tx, &id)?.context("order")?);
+                // seam: transitional
+                orders.push(till::payments::store::load_order(&till::db::Tx::sqlite(tx), &id)?.context("order")?);
             }
             Ok(orders)
         })

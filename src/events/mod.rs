@@ -137,7 +137,8 @@ pub fn list_endpoints(conn: &Connection) -> anyhow::Result<Vec<EndpointView>> {
 
 /// Whether any enabled endpoint wants `event_type`: events nobody will
 /// receive are not stored (callers skip building them too).
-pub fn wanted(tx: &Transaction, event_type: &str) -> anyhow::Result<bool> {
+// seam: transitional: the engine's handle, so that converted callers can pass `tx.raw()`.
+pub fn wanted(tx: &Connection, event_type: &str) -> anyhow::Result<bool> {
     Ok(tx
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.status = 'enabled'
@@ -149,7 +150,7 @@ pub fn wanted(tx: &Transaction, event_type: &str) -> anyhow::Result<bool> {
 /// Stores one event and queues its delivery to every endpoint that wants
 /// it, inside the caller's transaction.
 pub fn emit(
-    tx: &Transaction,
+    tx: &Connection, // seam: transitional
     event_type: &str,
     subject_id: &str,
     data: &impl Serialize,

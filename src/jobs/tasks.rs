@@ -143,7 +143,10 @@ pub async fn idempotency_cleanup(ctx: &Ctx) -> anyhow::Result<usize> {
 /// ledger resolves it. Returns whether the ledger is sound.
 pub async fn ledger_audit(ctx: &Ctx) -> anyhow::Result<bool> {
     let options = crate::ledger::check::Options::of(&ctx.settings);
-    let report = ctx.db.run_raw(move |conn| crate::ledger::check::run_with(conn, &options)).await?;
+    let db = ctx.db.clone();
+    let report =
+        tokio::task::spawn_blocking(move || db.read_snapshot(|tx| crate::ledger::check::run_with(tx, &options)))
+            .await??;
     let summary = report.summary();
     let ok = report.ok;
     ctx.db

@@ -1,12 +1,14 @@
 //! `till check`: the ledger invariants of SPEC §5, each listing every
 //! violation it finds, and a sixth: each PSP charge pays only orders of its
-//! own checkout (a token charge: its own order), never more than its amount. The scheduled audit and the tests call the same
-//! function.
+//! own checkout (a token charge: its own order), never more than its
+//! amount. The scheduled audit and the tests call the same function.
+//!
+//! A declared read model: it reads every module's tables directly.
 
-use rusqlite::Connection;
-
-use crate::money::{Currency, format_minor};
 use serde::Serialize;
+
+use crate::db::{Tx, params};
+use crate::money::{Currency, format_minor};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Violation {
@@ -212,14 +214,14 @@ impl Options {
 }
 
 /// `run_with` under the default configuration (no seller debt allowed).
-pub fn run(conn: &mut Connection) -> anyhow::Result<Report> {
-    run_with(conn, &Options::default())
+pub fn run(tx: &Tx) -> anyhow::Result<Report> {
+    run_with(tx, &Options::default())
 }
 
-/// Runs every rule in one read transaction, so the report is one consistent snapshot.
-pub fn run_with(conn: &mut Connection, options: &Options) -> anyhow::Result<Report> {
-    let tx = conn.transaction()?;
-    let count = |sql: &str| -> anyhow::Result<i64> { Ok(tx.query_row(sql, [], |r| r.get(0))?) };
+/// Runs every rule on `tx`: opened by `Db::read_snapshot`, the report is
+/// one consistent snapshot.
+pub fn run_with(tx: &Tx, options: &Options) -> anyhow::Result<Report> {
+    let count = |sql: &str| -> anyhow::Result<i64> { tx.query_value(sql, params![]) };
     let mut report = Report {
         ok: true,
         transactions: count("SELECT COUNT(*) FROM ledger_transactions")?,
@@ -230,32 +232,31 @@ pub fn run_with(conn: &mut Connection, options: &Options) -> anyhow::Result<Repo
         violations: Vec::new(),
     };
     for rule in RULES {
-        let sql = format!("{} LIMIT {MAX_PER_RULE}", rule.sql);
-        let mut st = tx.prepare(&sql)?;
-        let messages = st.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+        let sql = format!("{} LIMIT $1", rule.sql);
+        let messages = tx.query_map(&sql, params![MAX_PER_RULE], |r| r.get::<String>(0))?;
         report.violations.extend(messages.into_iter().map(|message| Violation { invariant: rule.invariant, message }));
     }
     if !options.allow_seller_debt {
-        report.violations.extend(negative_wallets(&tx, options.hold_days)?);
+        report.violations.extend(negative_wallets(tx, options.hold_days)?);
     }
     report.ok = report.violations.is_empty();
     Ok(report)
 }
 
 /// Invariant 4's second half: no wallet's available money below zero.
-fn negative_wallets(conn: &Connection, hold_days: i64) -> anyhow::Result<Vec<Violation>> {
-    let mut st = conn.prepare("SELECT seller_id, currency FROM wallets ORDER BY seller_id, currency")?;
-    let wallets =
-        st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?.collect::<Result<Vec<_>, _>>()?;
+fn negative_wallets(tx: &Tx, hold_days: i64) -> anyhow::Result<Vec<Violation>> {
+    let wallets: Vec<(String, Currency)> =
+        tx.query_map("SELECT seller_id, currency FROM wallets ORDER BY seller_id, currency", params![], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     let mut violations = Vec::new();
-    for (seller, code) in wallets {
-        let currency = Currency::parse(&code)?;
-        let b = crate::wallet::balances(conn, &seller, currency, hold_days)?;
+    for (seller, currency) in wallets {
+        let b = crate::wallet::balances(tx, &seller, currency, hold_days)?;
         if b.available < 0 {
             violations.push(Violation {
                 invariant: 4,
                 message: format!(
-                    "wallet {seller} {code} has {} available (balance {}), and seller debt is not allowed",
+                    "wallet {seller} {currency} has {} available (balance {}), and seller debt is not allowed",
                     format_minor(b.available, currency),
                     format_minor(b.balance, currency)
                 ),

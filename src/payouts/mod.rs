@@ -75,7 +75,8 @@ fn create_in_tx(tx: &Transaction, new: &NewPayout, minimum: i64, rules: Rules) -
     let seller = store::seller(tx, &new.seller_id)?.ok_or_else(|| PayoutError::SellerMissing(new.seller_id.clone()))?;
     let destination = seller.payout_destination.ok_or_else(|| PayoutError::NoDestination(new.seller_id.clone()))?;
     let currency = new.currency;
-    let available = wallet::balances(tx, &new.seller_id, currency, rules.hold_days)?.available;
+    // seam: transitional
+    let available = wallet::balances(&crate::db::Tx::sqlite(tx), &new.seller_id, currency, rules.hold_days)?.available;
     let amount = match &new.amount {
         None => available,
         Some(a) => Money::parse(a, currency).map_err(|e| PayoutError::BadAmount(format!("amount {e}")))?.amount_minor(),
@@ -98,8 +99,8 @@ fn create_in_tx(tx: &Transaction, new: &NewPayout, minimum: i64, rules: Rules) -
         ledger::PAYOUTS_IN_TRANSIT,
         amount,
     )?;
-    wallet::credit_wallet(tx, &new.seller_id, currency, -amount)?;
-    wallet::assert_matches_ledger(tx, &new.seller_id, currency)?;
+    wallet::credit_wallet(&crate::db::Tx::sqlite(tx), &new.seller_id, currency, -amount)?; // seam: transitional
+    wallet::assert_matches_ledger(&crate::db::Tx::sqlite(tx), &new.seller_id, currency)?; // seam: transitional
     queue::enqueue(tx, JobKind::SendPayout, &payout_id, 0, rules.max_attempts)?;
     Ok(store::load(tx, &payout_id)?.expect("just inserted"))
 }
@@ -121,7 +122,8 @@ fn post(
         description: format!("{source_type} {payout_id}"),
         entries: vec![(debit.to_string(), amount), (credit.to_string(), -amount)],
     };
-    ledger::post_transaction(tx, &posting).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // seam: transitional
+    ledger::post_transaction(&crate::db::Tx::sqlite(tx), &posting).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }
 
@@ -241,8 +243,9 @@ fn finish(
     } else {
         let seller = ledger::seller_account(&p.seller_id);
         post(tx, "payout_reversal", &p.payout_id, currency, ledger::PAYOUTS_IN_TRANSIT, &seller, p.amount_minor)?;
-        wallet::credit_wallet(tx, &p.seller_id, currency, p.amount_minor)?;
-        wallet::assert_matches_ledger(tx, &p.seller_id, currency)?;
+        // seam: transitional
+        wallet::credit_wallet(&crate::db::Tx::sqlite(tx), &p.seller_id, currency, p.amount_minor)?;
+        wallet::assert_matches_ledger(&crate::db::Tx::sqlite(tx), &p.seller_id, currency)?; // seam: transitional
     }
     let view = store::load(tx, &p.payout_id)?.ok_or_else(|| anyhow::anyhow!("payout vanished"))?;
     events::emit(tx, if paid { "payout.paid" } else { "payout.failed" }, &p.payout_id, &view, attempts)

@@ -202,7 +202,8 @@ pub fn payable_wallets(conn: &Connection, hold_days: i64) -> anyhow::Result<Vec<
     let mut out = Vec::new();
     for (seller, code) in rows {
         let currency = Currency::parse(&code)?;
-        let available = crate::wallet::balances(conn, &seller, currency, hold_days)?.available;
+        // seam: transitional
+        let available = crate::wallet::balances(&crate::db::Tx::sqlite(conn), &seller, currency, hold_days)?.available;
         if available > 0 {
             out.push((seller, code, available));
         }

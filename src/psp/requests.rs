@@ -7,7 +7,7 @@
 //! till) would turn till's own retry into a failure.
 
 use anyhow::Context;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params}; // seam: transitional (was also Transaction)
 
 /// How long a stored request is kept: a PSP forgets an idempotency key
 /// after 24 h (Stripe), so a retry after that starts over anyway.
@@ -33,7 +33,8 @@ impl PspRequest {
 /// The request stored under `req`'s idempotency key; `req` itself if none
 /// was stored yet (it is stored now, and commits with the caller's
 /// transaction, before the request is sent).
-pub fn fix(tx: &Transaction, req: PspRequest) -> anyhow::Result<PspRequest> {
+// seam: transitional: the engine's handle, so that converted callers can pass `tx.raw()`.
+pub fn fix(tx: &Connection, req: PspRequest) -> anyhow::Result<PspRequest> {
     if let Some(stored) = load(tx, &req.idempotency_key)? {
         return Ok(stored);
     }

@@ -84,7 +84,7 @@ impl From<anyhow::Error> for JobError {
 /// Enqueues a job unless one for the same kind and subject is already live.
 /// Returns whether a job was added.
 pub fn enqueue(
-    tx: &Transaction,
+    tx: &Connection, // seam: transitional
     kind: JobKind,
     subject_id: &str,
     delay_ms: i64,
@@ -104,7 +104,8 @@ pub fn enqueue(
 /// Makes a job for this kind and subject due now: an existing queued one
 /// is brought forward, otherwise one is enqueued (unless one is running).
 /// Returns whether anything changed.
-pub fn enqueue_now(tx: &Transaction, kind: JobKind, subject_id: &str, max_attempts: u32) -> anyhow::Result<bool> {
+// seam: transitional: the engine's handle, so that converted callers can pass `tx.raw()`.
+pub fn enqueue_now(tx: &Connection, kind: JobKind, subject_id: &str, max_attempts: u32) -> anyhow::Result<bool> {
     let moved = tx
         .prepare_cached(
             "UPDATE jobs SET run_at_ms = ?3, updated_at = ?4
@@ -151,7 +152,8 @@ pub fn claim(tx: &Transaction, limit: u32, lease_ms: u64) -> anyhow::Result<Vec<
 }
 
 /// Marks a job done, if this worker still holds its lease.
-pub fn complete(tx: &Transaction, job: &Job) -> anyhow::Result<bool> {
+// seam: transitional: the engine's handle, so that converted callers can pass `tx.raw()`.
+pub fn complete(tx: &Connection, job: &Job) -> anyhow::Result<bool> {
     {
         let n = tx
             .prepare_cached(

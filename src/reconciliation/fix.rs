@@ -87,7 +87,8 @@ fn plan(conn: &rusqlite::Connection, stored: &StoredRow, decision: &Decision) ->
     }
     Ok(match decision.record.as_ref() {
         Some(TillRecord { kind: RecordKind::Checkout, id, .. }) => {
-            match payments_store::find_event_head(conn, id)?.and_then(|h| h.psp_session_id) {
+            // seam: transitional
+            match payments_store::find_event_head(&crate::db::Tx::sqlite(conn), id)?.and_then(|h| h.psp_session_id) {
                 Some(session_id) => Plan::Checkout { checkout_id: id.clone(), session_id },
                 None => Plan::Nothing(format!("checkout {id} has no PSP session id to ask about")),
             }
@@ -237,11 +238,14 @@ async fn look_up_intent(ctx: &Ctx, intent_id: &str) -> String {
         ctx.db
             .run_raw(move |conn| -> anyhow::Result<(bool, Option<String>)> {
                 let order = match &order_id {
-                    Some(id) => payments_store::load_order(conn, id)?.is_some(),
+                    // seam: transitional
+                    Some(id) => payments_store::load_order(&crate::db::Tx::sqlite(conn), id)?.is_some(),
                     None => false,
                 };
                 let session = match &checkout_id {
-                    Some(id) => payments_store::find_event_head(conn, id)?.and_then(|h| h.psp_session_id),
+                    // seam: transitional
+                    Some(id) => payments_store::find_event_head(&crate::db::Tx::sqlite(conn), id)?
+                        .and_then(|h| h.psp_session_id),
                     None => None,
                 };
                 Ok((order, session))

@@ -88,8 +88,11 @@ pub async fn create(ctx: &Ctx, new: NewRefund) -> Result<RefundView, RefundError
             }
             let (seller_part, commission_part) = split(&order, amount);
             if !allow_debt {
-                let available = wallet::balances(tx, &order.seller_id, currency, hold_days)?.available;
-                let held = wallet::pending_of_order(tx, &order.payment_order_id, hold_days)?;
+                // seam: transitional
+                let available =
+                    wallet::balances(&crate::db::Tx::sqlite(tx), &order.seller_id, currency, hold_days)?.available;
+                // seam: transitional
+                let held = wallet::pending_of_order(&crate::db::Tx::sqlite(tx), &order.payment_order_id, hold_days)?;
                 if seller_part > available + held {
                     return Err(RefundError::SellerBalance {
                         available: format_minor(available, currency),
@@ -145,12 +148,12 @@ fn book(
     let (source_type, what) =
         if reversal { ("refund_reversal", "reversal of failed refund") } else { ("refund", "refund") };
     ledger::post_transaction(
-        tx,
+        &crate::db::Tx::sqlite(tx), // seam: transitional
         &Posting { source_type, source_id: refund_id, currency, description: format!("{what} {refund_id}"), entries },
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    wallet::credit_wallet(tx, seller_id, currency, -sign * seller_part)?;
-    wallet::assert_matches_ledger(tx, seller_id, currency)
+    wallet::credit_wallet(&crate::db::Tx::sqlite(tx), seller_id, currency, -sign * seller_part)?; // seam: transitional
+    wallet::assert_matches_ledger(&crate::db::Tx::sqlite(tx), seller_id, currency) // seam: transitional
 }
 
 /// The queue job: send the refund to the PSP (or read it, once sent) and

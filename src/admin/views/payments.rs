@@ -242,7 +242,8 @@ pub fn checkout_of(conn: &Connection, id: &str) -> anyhow::Result<Option<String>
 }
 
 pub fn detail(conn: &Connection, checkout_id: &str) -> anyhow::Result<Option<PaymentDetail>> {
-    let Some(checkout) = store::load_checkout(conn, checkout_id)? else { return Ok(None) };
+    // seam: transitional
+    let Some(checkout) = store::checkout_view(&crate::db::Tx::sqlite(conn), checkout_id)? else { return Ok(None) };
     let mut orders = Vec::new();
     let mut refund_ids = Vec::new();
     for o in &checkout.orders {
@@ -260,7 +261,7 @@ pub fn detail(conn: &Connection, checkout_id: &str) -> anyhow::Result<Option<Pay
     // Calls made on a PSP event's behalf are recorded under the PSP's id.
     subjects.extend(psp_objects.iter().cloned());
     let currency = checkout.orders.first().map(|o| o.currency.clone()).unwrap_or_default();
-    let total: i64 = checkout.orders.iter().map(|o| o.amount_minor).sum();
+    let total: i64 = checkout.orders.iter().map(amount_minor).sum::<anyhow::Result<i64>>()?; // seam: transitional
     Ok(Some(PaymentDetail {
         checkout_id: checkout.checkout_id.clone(),
         payment_method: checkout.payment_method.clone(),
@@ -282,7 +283,7 @@ fn order_detail(conn: &Connection, o: &store::OrderView) -> anyhow::Result<Order
     let (refunded_minor, intent): (i64, Option<String>) = conn
         .prepare_cached("SELECT refunded_minor, psp_payment_intent_id FROM payment_orders WHERE payment_order_id = ?1")?
         .query_row([&o.payment_order_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let left = o.amount_minor - refunded_minor;
+    let left = amount_minor(o)? - refunded_minor; // seam: transitional
     let refundable =
         (o.status == OrderStatus::Success.as_str() && left > 0).then(|| format::plain_amount(left, &o.currency));
     let mut st = conn.prepare_cached(
@@ -301,7 +302,7 @@ fn order_detail(conn: &Connection, o: &store::OrderView) -> anyhow::Result<Order
     Ok(OrderDetail {
         payment_order_id: o.payment_order_id.clone(),
         seller_id: o.seller_id.clone(),
-        amount: format::money(o.amount_minor, &o.currency),
+        amount: format::money(amount_minor(o)?, &o.currency), // seam: transitional
         currency: o.currency.clone(),
         refunded: format::money(refunded_minor, &o.currency),
         status: o.status.clone(),
@@ -314,6 +315,11 @@ fn order_detail(conn: &Connection, o: &store::OrderView) -> anyhow::Result<Order
         history,
         refunds: refunds_of(conn, &o.payment_order_id)?,
     })
+}
+
+/// seam: transitional: an order view's amount in minor units, until this view reads its own rows.
+fn amount_minor(o: &store::OrderView) -> anyhow::Result<i64> {
+    Ok(crate::money::parse_minor(&o.amount, crate::money::Currency::parse(&o.currency)?)?)
 }
 
 fn refunds_of(conn: &Connection, payment_order_id: &str) -> anyhow::Result<Vec<RefundRow>> {

@@ -63,7 +63,8 @@ pub fn wallets(conn: &Connection, seller_id: &str, hold_days: i64) -> anyhow::Re
     let mut rows = Vec::with_capacity(codes.len());
     for code in codes {
         let currency = Currency::parse(&code)?;
-        let b = crate::wallet::balances(conn, seller_id, currency, hold_days)?;
+        // seam: transitional
+        let b = crate::wallet::balances(&crate::db::Tx::sqlite(conn), seller_id, currency, hold_days)?;
         rows.push(WalletRow {
             balance: format::money(b.balance, &code),
             pending: format::money(b.pending, &code),

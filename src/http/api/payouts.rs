@@ -55,7 +55,8 @@ pub async fn create_payout(
 )]
 #[get("/payouts/{payout_id}")]
 pub async fn get_payout(ctx: web::Data<Ctx>, _key: ApiKey, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    crate::http::api::read_one(&ctx, "payout", path.into_inner(), store::load).await
+    // seam: transitional
+    crate::http::api::read_one(&ctx, "payout", path.into_inner(), |tx, id| store::load(tx.raw(), id)).await
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -79,5 +79,6 @@ pub async fn put_seller(
 )]
 #[get("/sellers/{seller_id}")]
 pub async fn get_seller(ctx: web::Data<Ctx>, _key: ApiKey, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    crate::http::api::read_one(&ctx, "seller", path.into_inner(), store::seller).await
+    // seam: transitional
+    crate::http::api::read_one(&ctx, "seller", path.into_inner(), |tx, id| store::seller(tx.raw(), id)).await
 }
