@@ -379,14 +379,18 @@ pub struct Page<T> {
     pub has_more: bool,
 }
 
-/// Orders, newest first, in insertion order (rowid) so the cursor is stable.
+/// Orders, newest first. Orders created at the same instant (one
+/// checkout's) come in reverse request order, and a checkout's orders
+/// stay together, so `(created_at, checkout_id, position)` is a total,
+/// stable order and the cursor names a place in it.
 pub fn list_orders(tx: &Tx, f: &OrderFilter) -> anyhow::Result<Page<OrderView>> {
-    let cursor: Option<i64> = match &f.starting_after {
-        None => None,
-        Some(id) => Some(
-            tx.query_opt("SELECT rowid FROM payment_orders WHERE payment_order_id = $1", params![id], |r| r.get(0))?
-                .unwrap_or(0),
-        ),
+    let (at, checkout, position) = match &f.starting_after {
+        None => (None, None, None),
+        Some(id) => match place_in_list(tx, id)? {
+            Some((at, checkout, position)) => (Some(at), Some(checkout), Some(position)),
+            // An unknown cursor has nothing after it.
+            None => return Ok(Page { object: "list", data: Vec::new(), has_more: false }),
+        },
     };
     let mut data = tx.query_map(
         concat!(
@@ -395,15 +399,24 @@ pub fn list_orders(tx: &Tx, f: &OrderFilter) -> anyhow::Result<Page<OrderView>> 
             " FROM payment_orders
              WHERE ($1 IS NULL OR payment_order_status = $1)
                AND ($2 IS NULL OR seller_id = $2)
-               AND ($3 IS NULL OR rowid < $3)
-             ORDER BY rowid DESC LIMIT $4"
+               AND ($3 IS NULL OR (created_at, checkout_id, position) < ($3, $4, $5))
+             ORDER BY created_at DESC, checkout_id DESC, position DESC LIMIT $6"
         ),
-        params![f.status, f.seller_id, cursor, i64::from(f.limit) + 1],
+        params![f.status, f.seller_id, at, checkout, position, i64::from(f.limit) + 1],
         |r| order_from_row(r).map(|o| OrderView::from(&o)),
     )?;
     let has_more = data.len() > f.limit as usize;
     data.truncate(f.limit as usize);
     Ok(Page { object: "list", data, has_more })
+}
+
+/// Where an order sorts in [`list_orders`].
+fn place_in_list(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<(String, String, i64)>> {
+    tx.query_opt(
+        "SELECT created_at, checkout_id, position FROM payment_orders WHERE payment_order_id = $1",
+        params![payment_order_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
 }
 
 /// A token order with what the executor needs to charge it.
