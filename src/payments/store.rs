@@ -171,6 +171,33 @@ fn record_history(
     Ok(())
 }
 
+/// Adds a refund's amount to the order's refunded total, never past the
+/// order's amount (the guard that holds under concurrent refunds).
+/// Returns false, and changes nothing, if it would go past it.
+pub fn add_refunded(tx: &Tx, payment_order_id: &str, amount_minor: i64) -> anyhow::Result<bool> {
+    let changed = tx
+        .execute(
+            "UPDATE payment_orders SET refunded_minor = refunded_minor + $2, updated_at = $3
+             WHERE payment_order_id = $1 AND refunded_minor + $2 <= amount_minor",
+            params![payment_order_id, amount_minor, crate::db::now()],
+        )
+        .context("adding to a payment order's refunded total")?;
+    Ok(changed == 1)
+}
+
+/// Gives a failed refund's amount back to the order's refundable rest.
+pub fn release_refunded(tx: &Tx, payment_order_id: &str, amount_minor: i64) -> anyhow::Result<()> {
+    let changed = tx
+        .execute(
+            "UPDATE payment_orders SET refunded_minor = refunded_minor - $2, updated_at = $3
+             WHERE payment_order_id = $1 AND refunded_minor >= $2",
+            params![payment_order_id, amount_minor, crate::db::now()],
+        )
+        .context("giving back a payment order's refunded amount")?;
+    anyhow::ensure!(changed == 1, "order {payment_order_id} has less refunded than the failed refund's {amount_minor}");
+    Ok(())
+}
+
 /// Marks the checkout canceled by the shop (once).
 pub fn mark_canceled(tx: &Tx, checkout_id: &str) -> anyhow::Result<()> {
     tx.execute(
@@ -285,6 +312,9 @@ macro_rules! order_columns {
     };
 }
 
+/// How many columns [`order_columns`] names.
+const ORDER_COLUMN_COUNT: usize = 13;
+
 fn order_from_row(r: &Row) -> anyhow::Result<Order> {
     Ok(Order {
         payment_order_id: r.get(0)?,
@@ -318,6 +348,28 @@ pub fn load_orders_of(tx: &Tx, checkout_id: &str) -> anyhow::Result<Vec<Order>> 
         order_from_row,
     )
     .context("reading a checkout's orders")
+}
+
+/// An order that a refund is asked for, with the seller's share of it.
+#[derive(Debug, Clone)]
+pub struct RefundableOrder {
+    pub order: Order,
+    /// What the seller was credited of the amount (all of it for an order
+    /// paid before shares were recorded).
+    pub seller_amount_minor: i64,
+}
+
+pub fn refundable_order(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<RefundableOrder>> {
+    tx.query_opt(
+        concat!(
+            "SELECT ",
+            order_columns!(),
+            ", COALESCE(seller_amount_minor, amount_minor) FROM payment_orders WHERE payment_order_id = $1"
+        ),
+        params![payment_order_id],
+        |r| Ok(RefundableOrder { order: order_from_row(r)?, seller_amount_minor: r.get(ORDER_COLUMN_COUNT)? }),
+    )
+    .context("reading a payment order to refund")
 }
 
 /// The order as the API shows it.
@@ -508,4 +560,47 @@ pub fn set_payment_intent(tx: &Tx, payment_order_id: &str, intent_id: &str) -> a
     )
     .context("recording a payment order's intent")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+    use crate::money::Currency;
+    use crate::payments::model::{Buyer, NewOrder, SellerId};
+
+    /// A database with one api key and one token checkout of one order of 10.00 EUR.
+    fn one_order() -> (tempfile::TempDir, Db, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("s.db"), 2, 1000, &crate::db::till_migrations()).unwrap();
+        let key = db.write_now(|tx| crate::api_keys::create(tx.raw(), "test")).unwrap().id; // seam: transitional
+        let order_id = PaymentOrderId::parse(&uuid::Uuid::new_v4().to_string()).unwrap();
+        let new = NewCheckout {
+            checkout_id: CheckoutId::parse(&uuid::Uuid::new_v4().to_string()).unwrap(),
+            buyer: Buyer { id: "buyer".into(), email: None },
+            orders: vec![NewOrder {
+                payment_order_id: order_id.clone(),
+                seller_id: SellerId::parse("seller").unwrap(),
+                amount: Money::from_minor(1000, Currency::parse("EUR").unwrap()).unwrap(),
+            }],
+            payment_method: PaymentMethod::Token { token: "pm_card_visa".into() },
+        };
+        assert_eq!(db.write_now(|tx| insert_checkout(tx, &key, &new, "hash")).unwrap(), None);
+        (dir, db, order_id.to_string())
+    }
+
+    #[test]
+    fn refunds_take_at_most_the_amount_and_give_back_at_most_what_they_took() {
+        let (_dir, db, id) = one_order();
+        let add = |minor: i64| db.write_now(|tx| add_refunded(tx, &id, minor)).unwrap();
+        assert!(add(600));
+        assert!(!add(401), "past the amount: refused, nothing changed");
+        assert!(add(400));
+        let refundable = db.read_now(|tx| refundable_order(tx, &id)).unwrap().unwrap();
+        assert_eq!((refundable.order.refunded_minor, refundable.seller_amount_minor), (1000, 1000));
+        db.write_now(|tx| release_refunded(tx, &id, 600)).unwrap();
+        assert!(db.write_now(|tx| release_refunded(tx, &id, 401)).is_err(), "more than is refunded");
+        assert_eq!(db.read_now(|tx| load_order(tx, &id)).unwrap().unwrap().refunded_minor, 400);
+        assert!(db.read_now(|tx| refundable_order(tx, "nope")).unwrap().is_none());
+    }
 }
