@@ -180,9 +180,8 @@ fn command_ctx(settings: Settings) -> anyhow::Result<crate::context::Ctx> {
 
 fn check(settings: &Settings, json: bool) -> anyhow::Result<i32> {
     let db = startup::open_till_db(settings)?;
-    // seam: transitional: db.read_snapshot(|tx| ledger::check::run_with(tx, &options)) once
-    // check::run_with takes &Tx.
-    let report = crate::ledger::check::run_with(&mut *db.conn()?, &crate::ledger::check::Options::of(settings))?;
+    let options = crate::ledger::check::Options::of(settings);
+    let report = db.read_snapshot(|tx| crate::ledger::check::run_with(tx, &options))?;
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &report)?;

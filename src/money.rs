@@ -85,6 +85,9 @@ impl fmt::Display for Currency {
     }
 }
 
+// Stored as its code; read back through `parse`.
+crate::sql_as_text!(Currency, Currency::code, |code: &str| Currency::parse(code).ok());
+
 impl FromStr for Currency {
     type Err = MoneyError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

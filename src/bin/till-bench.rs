@@ -343,8 +343,7 @@ impl Bench {
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        // seam: transitional (read_snapshot once ledger::check takes &Tx)
-        let report = till::ledger::check::run(&mut *self.ctx.db.conn()?)?;
+        let report = self.ctx.db.read_snapshot(till::ledger::check::run)?;
         anyhow::ensure!(report.ok, "{}", report.summary());
         println!("  till check: {}", report.summary());
         Ok(())
@@ -370,9 +369,8 @@ impl Bench {
                     if orders.is_empty() {
                         return anyhow::Ok(());
                     }
-                    // seam: transitional (the core functions take rusqlite's Transaction until they move onto Tx)
-                    let job = move |tx: &rusqlite::Transaction| booking.run(tx, &orders, policy);
-                    if batch > 1 { ctx.db.write_alone_raw(job).await? } else { ctx.db.write_raw(job).await? }
+                    let job = move |tx: &till::db::Tx| booking.run(tx, &orders, policy);
+                    if batch > 1 { ctx.db.write_alone(job).await? } else { ctx.db.write(job).await? }
                 }
             }));
         }
@@ -393,8 +391,7 @@ impl Bench {
             let mut orders = prepare_orders(&self.ctx, chunk, Booking::Orders).await?;
             while !orders.is_empty() {
                 let batch = orders.split_off(orders.len().saturating_sub(BATCH));
-                // seam: transitional (as in `book`)
-                self.ctx.db.write_alone_raw(move |tx| Booking::Orders.run(tx, &batch, policy)).await?;
+                self.ctx.db.write_alone(move |tx| Booking::Orders.run(tx, &batch, policy)).await?;
             }
             done += chunk;
         }
@@ -698,8 +695,8 @@ impl Booking {
 
     fn run(
         self,
-        tx: &rusqlite::Transaction,
-        orders: &[till::payments::store::OrderView],
+        tx: &till::db::Tx,
+        orders: &[till::payments::model::Order],
         policy: till::payments::Policy,
     ) -> anyhow::Result<()> {
         match self {
@@ -708,13 +705,13 @@ impl Booking {
                 // As when the PSP says they are paid: read them in the write, book them together.
                 let orders = orders
                     .iter()
-                    .map(|o| till::payments::store::load_order(tx, &o.payment_order_id)?.context("order"))
+                    .map(|o| till::payments::store::load_order(tx, o.payment_order_id.as_str())?.context("order"))
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 let orders: Vec<_> = orders.iter().collect();
                 let booked = till::payments::complete::succeed_orders(tx, &orders, None, policy)?;
                 anyhow::ensure!(booked == orders.len(), "{booked} of {} orders booked", orders.len());
                 for order in orders {
-                    till::payments::notify::checkout_progress(tx, &order.checkout_id, policy)?;
+                    till::payments::notify::checkout_progress(tx, order.checkout_id.as_str(), policy)?;
                 }
                 Ok(())
             }
@@ -726,11 +723,7 @@ impl Booking {
 /// bookings; for ledger postings alone, already in the state their
 /// booking leaves them (SUCCESS, flags set, the seller's share), so that
 /// only the money is left to book.
-async fn prepare_orders(
-    ctx: &Ctx,
-    n: usize,
-    booking: Booking,
-) -> anyhow::Result<Vec<till::payments::store::OrderView>> {
+async fn prepare_orders(ctx: &Ctx, n: usize, booking: Booking) -> anyhow::Result<Vec<till::payments::model::Order>> {
     let paid = matches!(booking, Booking::Ledger);
     let share = 1234 - till::money::percentage_minor(1234, ctx.settings.fees.commission_percent);
     ctx.db
@@ -772,8 +765,7 @@ async fn prepare_orders(
                      VALUES ('pi_bench_' || $1, $2, 1234, 'USD', 1234, $3)",
                     params![id, checkout, now],
                 )?;
-                // seam: transitional (payments' store takes rusqlite's connection until it moves onto Tx)
-                orders.push(till::payments::store::load_order(tx.raw(), &id)?.context("order")?);
+                orders.push(till::payments::store::load_order(tx, &id)?.context("order")?);
             }
             Ok(orders)
         })

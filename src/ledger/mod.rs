@@ -12,8 +12,8 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 
 use anyhow::Context;
-use rusqlite::{OptionalExtension, Transaction, params};
 
+use crate::db::{ToSql, Tx, params};
 use crate::money::Currency;
 
 pub const PSP_BALANCE: &str = "assets:psp_balance";
@@ -60,6 +60,7 @@ pub fn seller_account(seller_id: &str) -> String {
 }
 
 /// What a ledger transaction books, and why.
+#[derive(Debug, Clone)]
 pub struct Posting<'a> {
     pub source_type: &'a str,
     pub source_id: &'a str,
@@ -80,7 +81,7 @@ pub enum PostingError {
 /// Books one balanced transaction inside the caller's write transaction and
 /// keeps every touched account's balance current. Refuses an unbalanced or
 /// empty posting before writing anything.
-pub fn post_transaction(tx: &Transaction, posting: &Posting) -> Result<i64, PostingError> {
+pub fn post_transaction(tx: &Tx, posting: &Posting) -> Result<i64, PostingError> {
     match post_transactions(tx, std::slice::from_ref(posting))?.first().copied().flatten() {
         Some(id) => Ok(id),
         None => Err(PostingError::AlreadyBooked {
@@ -99,7 +100,7 @@ pub fn post_transaction(tx: &Transaction, posting: &Posting) -> Result<i64, Post
 /// source was booked before (by an earlier call or earlier in this one):
 /// nothing of that posting is written.
 pub fn post_transactions<'p, P: Borrow<Posting<'p>>>(
-    tx: &Transaction,
+    tx: &Tx,
     postings: &[P],
 ) -> Result<Vec<Option<i64>>, PostingError> {
     for posting in postings {
@@ -109,20 +110,19 @@ pub fn post_transactions<'p, P: Borrow<Posting<'p>>>(
     let mut accounts: HashMap<(&str, Currency), i64> = HashMap::new();
     let mut deltas: HashMap<i64, i64> = HashMap::new();
     let mut ids = Vec::with_capacity(postings.len());
-    let mut insert_transaction = tx
-        .prepare_cached(
-            "INSERT INTO ledger_transactions (source_type, source_id, currency, description, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (source_type, source_id) DO NOTHING",
-        )
-        .context("preparing the ledger transaction insert")?;
     let mut entry_values: Vec<i64> = Vec::new();
     for posting in postings.iter().map(Borrow::borrow) {
-        let inserted = insert_transaction
-            .execute(params![posting.source_type, posting.source_id, posting.currency.code(), posting.description, now])
-            .context("inserting a ledger transaction")?;
-        // Nothing inserted: the source was booked before.
-        let Some(transaction_id) = (inserted == 1).then(|| tx.last_insert_rowid()) else {
+        // No row back: the source was booked before.
+        let Some(transaction_id) = tx
+            .query_opt(
+                "INSERT INTO ledger_transactions (source_type, source_id, currency, description, created_at)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (source_type, source_id) DO NOTHING RETURNING id",
+                params![posting.source_type, posting.source_id, posting.currency, posting.description, now],
+                |r| r.get::<i64>(0),
+            )
+            .context("inserting a ledger transaction")?
+        else {
             ids.push(None);
             continue;
         };
@@ -141,23 +141,28 @@ pub fn post_transactions<'p, P: Borrow<Posting<'p>>>(
             *deltas.entry(account_id).or_default() += amount;
         }
         // A posting's entries in one statement.
-        tx.prepare_cached(&entries_insert(posting.entries.len()))
-            .and_then(|mut st| st.execute(rusqlite::params_from_iter(&entry_values)))
-            .context("inserting ledger entries")?;
+        let values: Vec<&dyn ToSql> = entry_values.iter().map(|v| v as &dyn ToSql).collect();
+        tx.execute(&entries_insert(posting.entries.len()), &values).context("inserting ledger entries")?;
     }
-    let mut move_balance = tx
-        .prepare_cached("UPDATE ledger_accounts SET balance_minor = balance_minor + ?2 WHERE id = ?1")
-        .context("preparing the account balance update")?;
     for (account_id, delta) in deltas.into_iter().filter(|(_, d)| *d != 0) {
-        move_balance.execute(params![account_id, delta]).context("updating an account balance")?;
+        tx.execute(
+            "UPDATE ledger_accounts SET balance_minor = balance_minor + $2 WHERE id = $1",
+            params![account_id, delta],
+        )
+        .context("updating an account balance")?;
     }
     Ok(ids)
 }
 
-/// `INSERT INTO ledger_entries` of `rows` rows.
+/// `INSERT INTO ledger_entries` of `rows` rows: `($1, $2, $3), ($4, $5, $6), …`.
 fn entries_insert(rows: usize) -> String {
-    let values = vec!["(?, ?, ?)"; rows].join(", ");
-    format!("INSERT INTO ledger_entries (transaction_id, account_id, amount_minor) VALUES {values}")
+    use std::fmt::Write;
+    let mut sql = String::from("INSERT INTO ledger_entries (transaction_id, account_id, amount_minor) VALUES ");
+    for row in 0..rows {
+        let (sep, first) = (if row == 0 { "" } else { ", " }, 3 * row + 1);
+        let _ = write!(sql, "{sep}(${first}, ${}, ${})", first + 1, first + 2);
+    }
+    sql
 }
 
 fn check_balanced(posting: &Posting) -> Result<(), PostingError> {
@@ -179,26 +184,31 @@ fn check_balanced(posting: &Posting) -> Result<(), PostingError> {
     Ok(())
 }
 
-fn ensure_account(tx: &Transaction, name: &str, currency: Currency) -> anyhow::Result<i64> {
+fn ensure_account(tx: &Tx, name: &str, currency: Currency) -> anyhow::Result<i64> {
     let kind = AccountKind::of(name).with_context(|| format!("'{name}' is not in the chart of accounts"))?;
-    let existing = tx
-        .prepare_cached("SELECT id FROM ledger_accounts WHERE name = ?1 AND currency = ?2")?
-        .query_row(params![name, currency.code()], |r| r.get(0))
-        .optional()?;
+    let existing = tx.query_opt(
+        "SELECT id FROM ledger_accounts WHERE name = $1 AND currency = $2",
+        params![name, currency],
+        |r| r.get(0),
+    )?;
     if let Some(id) = existing {
         return Ok(id);
     }
-    tx.prepare_cached("INSERT INTO ledger_accounts (name, currency, kind) VALUES (?1, ?2, ?3) RETURNING id")?
-        .query_row(params![name, currency.code(), kind.as_str()], |r| r.get(0))
-        .with_context(|| format!("creating ledger account {name} {currency}"))
+    tx.query_value(
+        "INSERT INTO ledger_accounts (name, currency, kind) VALUES ($1, $2, $3) RETURNING id",
+        params![name, currency, kind.as_str()],
+    )
+    .with_context(|| format!("creating ledger account {name} {currency}"))
 }
 
 /// An account's balance in minor units (0 for an account never used).
-pub fn account_balance(conn: &rusqlite::Connection, name: &str, currency: Currency) -> anyhow::Result<i64> {
-    Ok(conn
-        .prepare_cached("SELECT balance_minor FROM ledger_accounts WHERE name = ?1 AND currency = ?2")?
-        .query_row(params![name, currency.code()], |r| r.get(0))
-        .optional()?
+pub fn account_balance(tx: &Tx, name: &str, currency: Currency) -> anyhow::Result<i64> {
+    Ok(tx
+        .query_opt(
+            "SELECT balance_minor FROM ledger_accounts WHERE name = $1 AND currency = $2",
+            params![name, currency],
+            |r| r.get(0),
+        )?
         .unwrap_or(0))
 }
 
@@ -227,7 +237,7 @@ mod tests {
     }
 
     fn balance(db: &Db, account: &str) -> i64 {
-        account_balance(&db.conn().unwrap(), account, Currency::parse("EUR").unwrap()).unwrap()
+        db.read_now(|tx| account_balance(tx, account, Currency::parse("EUR").unwrap())).unwrap()
     }
 
     #[tokio::test]
@@ -236,7 +246,7 @@ mod tests {
         let ids: Vec<String> = (0..300).map(|i| format!("o{i}")).collect();
         let booked = {
             let ids = ids.clone();
-            db.write_raw(move |tx| -> anyhow::Result<Vec<Option<i64>>> {
+            db.write(move |tx| -> anyhow::Result<Vec<Option<i64>>> {
                 let postings: Vec<Posting> =
                     ids.iter().enumerate().map(|(i, id)| payin(id, &format!("s{}", i % 3), 1000, 100)).collect();
                 Ok(post_transactions(tx, &postings)?)
@@ -250,15 +260,15 @@ mod tests {
         assert_eq!(balance(&db, &seller_account("s0")), -90_000);
         // Each balance moved once for the batch must still equal its entries.
         let (entries, off): (i64, i64) = db
-            .conn()
-            .unwrap()
-            .query_row(
-                "SELECT (SELECT COUNT(*) FROM ledger_entries),
-                        (SELECT COUNT(*) FROM ledger_accounts a WHERE a.balance_minor <>
-                           (SELECT COALESCE(SUM(e.amount_minor), 0) FROM ledger_entries e WHERE e.account_id = a.id))",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .read_now(|tx| {
+                tx.query_row(
+                    "SELECT (SELECT COUNT(*) FROM ledger_entries),
+                            (SELECT COUNT(*) FROM ledger_accounts a WHERE a.balance_minor <>
+                               (SELECT COALESCE(SUM(e.amount_minor), 0) FROM ledger_entries e WHERE e.account_id = a.id))",
+                    params![],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+            })
             .unwrap();
         assert_eq!((entries, off), (900, 0));
     }
@@ -266,11 +276,9 @@ mod tests {
     #[tokio::test]
     async fn a_source_booked_before_or_twice_in_a_batch_is_skipped_with_nothing_written() {
         let (_dir, db) = db();
-        db.write_raw(|tx| -> anyhow::Result<i64> { Ok(post_transaction(tx, &payin("a", "s", 500, 0))?) })
-            .await
-            .unwrap();
+        db.write(|tx| -> anyhow::Result<i64> { Ok(post_transaction(tx, &payin("a", "s", 500, 0))?) }).await.unwrap();
         let booked = db
-            .write_raw(|tx| -> anyhow::Result<Vec<Option<i64>>> {
+            .write(|tx| -> anyhow::Result<Vec<Option<i64>>> {
                 Ok(post_transactions(tx, &[payin("a", "s", 500, 0), payin("b", "s", 700, 0), payin("b", "s", 900, 0)])?)
             })
             .await
@@ -278,8 +286,7 @@ mod tests {
         assert!(booked[0].is_none() && booked[1].is_some() && booked[2].is_none(), "{booked:?}");
         assert_eq!(balance(&db, PSP_BALANCE), 1200);
         assert_eq!(balance(&db, &seller_account("s")), -1200);
-        let again =
-            db.write_raw(|tx| -> Result<i64, PostingError> { post_transaction(tx, &payin("b", "s", 1, 0)) }).await;
+        let again = db.write(|tx| -> Result<i64, PostingError> { post_transaction(tx, &payin("b", "s", 1, 0)) }).await;
         assert!(matches!(again, Err(PostingError::AlreadyBooked { .. })));
     }
 
@@ -289,9 +296,9 @@ mod tests {
         let mut bad = payin("c", "s", 500, 0);
         bad.entries[0].1 += 1;
         let refused = db
-            .write_raw(move |tx| -> Result<Vec<Option<i64>>, PostingError> {
-                let result = post_transactions(tx, &[payin("a", "s", 500, 0), bad]);
-                let rows: i64 = tx.query_row("SELECT COUNT(*) FROM ledger_entries", [], |r| r.get(0)).unwrap();
+            .write(move |tx| -> Result<Vec<Option<i64>>, PostingError> {
+                let result = post_transactions(tx, &[payin("a", "s", 500, 0), bad.clone()]);
+                let rows: i64 = tx.query_value("SELECT COUNT(*) FROM ledger_entries", params![]).unwrap();
                 assert_eq!(rows, 0, "nothing may be written before the check");
                 result
             })
@@ -299,7 +306,7 @@ mod tests {
         assert!(refused.unwrap_err().to_string().contains("unbalanced"));
         let mut unknown = payin("d", "s", 500, 0);
         unknown.entries[1].0 = "equity:owner".into();
-        let refused = db.write_raw(move |tx| post_transactions(tx, &[unknown])).await;
+        let refused = db.write(move |tx| post_transactions(tx, std::slice::from_ref(&unknown))).await;
         assert!(refused.unwrap_err().to_string().contains("chart of accounts"));
     }
 }

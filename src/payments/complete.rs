@@ -6,13 +6,12 @@
 
 use std::collections::HashMap;
 
-use rusqlite::Transaction;
-
 use crate::context::Ctx;
+use crate::db::Tx;
 use crate::ledger::{self, Posting};
-use crate::money::{Currency, percentage_minor};
-use crate::payments::model::OrderStatus;
-use crate::payments::store::{self, Charge, OrderView};
+use crate::money::{Currency, Money, percentage_minor};
+use crate::payments::model::{CheckoutId, Order, OrderStatus, SellerId};
+use crate::payments::store::{self, Charge};
 use crate::payments::{Policy, notify};
 use crate::psp::types::{CheckoutSession, SessionOutcome};
 use crate::wallet;
@@ -36,55 +35,56 @@ pub enum ApplyError {
 /// Applies a session just read from the PSP (never a webhook's copy of it).
 pub async fn apply_checkout_session(ctx: &Ctx, session: CheckoutSession) -> Result<Applied, ApplyError> {
     let policy = Policy::of(&ctx.settings);
-    ctx.db.write_raw(move |tx| apply_in_tx(tx, &session, policy)).await
+    ctx.db.write(move |tx| apply_in_tx(tx, &session, policy)).await
 }
 
-fn apply_in_tx(tx: &Transaction, session: &CheckoutSession, policy: Policy) -> Result<Applied, ApplyError> {
+fn apply_in_tx(tx: &Tx, session: &CheckoutSession, policy: Policy) -> Result<Applied, ApplyError> {
     let checkout_id = match store::checkout_of_session(tx, &session.id)? {
         Some(id) => id,
         None => adopt_session(tx, session)?,
     };
-    let canceled = store::find_event_head(tx, &checkout_id)?.is_some_and(|h| h.canceled);
-    let orders = store::load_orders_of(tx, &checkout_id)?;
+    let canceled = store::find_event_head(tx, checkout_id.as_str())?.is_some_and(|h| h.canceled);
+    let orders = store::load_orders_of(tx, checkout_id.as_str())?;
+    let executing = orders.iter().filter(|o| o.status == OrderStatus::Executing);
     let mut applied = Applied::default();
     match session.outcome() {
         SessionOutcome::Open => {}
         SessionOutcome::Paid => {
             let charge = session_charge(session, &checkout_id, &orders)?;
-            let executing: Vec<&OrderView> =
-                orders.iter().filter(|o| o.status == OrderStatus::Executing.as_str()).collect();
-            applied.succeeded += succeed_orders(tx, &executing, Some(&charge), policy)?;
+            applied.succeeded += succeed_orders(tx, &executing.collect::<Vec<_>>(), Some(&charge), policy)?;
         }
         SessionOutcome::Expired => {
-            for order in orders.iter().filter(|o| o.status == OrderStatus::Executing.as_str()) {
-                let (code, reason) = match canceled {
-                    true => ("canceled", "hosted checkout canceled by the shop"),
-                    false => ("expired", "hosted checkout session expired"),
-                };
-                let moved = fail_order(tx, &order.payment_order_id, OrderStatus::Executing, code, reason, policy)?;
-                applied.failed += usize::from(moved);
+            let (code, reason) = match canceled {
+                true => ("canceled", "hosted checkout canceled by the shop"),
+                false => ("expired", "hosted checkout session expired"),
+            };
+            for order in executing {
+                let id = order.payment_order_id.as_str();
+                applied.failed += usize::from(fail_order(tx, id, OrderStatus::Executing, code, reason, policy)?);
             }
         }
     }
-    notify::checkout_progress(tx, &checkout_id, policy)?;
+    notify::checkout_progress(tx, checkout_id.as_str(), policy)?;
     Ok(applied)
 }
 
 /// A session we created but whose id we never stored (till stopped between
 /// the PSP's answer and the write): recognise it by the checkout id we put in
 /// its metadata, and record it now.
-fn adopt_session(tx: &Transaction, session: &CheckoutSession) -> Result<String, ApplyError> {
+fn adopt_session(tx: &Tx, session: &CheckoutSession) -> Result<CheckoutId, ApplyError> {
     let unknown = || ApplyError::UnknownSession(session.id.clone());
-    let checkout_id = session.checkout_id().ok_or_else(unknown)?.to_string();
-    let head = store::find_event_head(tx, &checkout_id)?.ok_or_else(unknown)?;
+    let named = session.checkout_id().ok_or_else(unknown)?;
+    let head = store::find_event_head(tx, named)?.ok_or_else(unknown)?;
     if head.psp_session_id.is_some() || head.payment_method != "hosted_page" {
         return Err(unknown());
     }
-    store::set_session(tx, &checkout_id, &session.id, session.url.as_deref().unwrap_or_default())?;
-    for order in store::load_orders_of(tx, &checkout_id)? {
+    // A stored checkout id: canonical, so it parses to itself.
+    let checkout_id = CheckoutId::parse(named).ok_or_else(unknown)?;
+    store::set_session(tx, checkout_id.as_str(), &session.id, session.url.as_deref().unwrap_or_default())?;
+    for order in store::load_orders_of(tx, checkout_id.as_str())? {
         store::transition_order(
             tx,
-            &order.payment_order_id,
+            order.payment_order_id.as_str(),
             OrderStatus::NotStarted,
             OrderStatus::Executing,
             None,
@@ -96,32 +96,33 @@ fn adopt_session(tx: &Transaction, session: &CheckoutSession) -> Result<String, 
 
 /// The charge a paid session made: the PSP must have taken exactly what the
 /// orders add up to, in their currency, through a payment intent.
-fn session_charge(session: &CheckoutSession, checkout_id: &str, orders: &[OrderView]) -> Result<Charge, ApplyError> {
-    let ours: i64 = orders.iter().map(|o| o.amount_minor).sum();
-    let currency = orders.first().map(|o| o.currency.to_ascii_lowercase()).unwrap_or_default();
+fn session_charge(session: &CheckoutSession, checkout_id: &CheckoutId, orders: &[Order]) -> Result<Charge, ApplyError> {
+    let ours: i64 = orders.iter().map(|o| o.amount.amount_minor()).sum();
+    let currency = orders.first().map(|o| o.amount.currency());
+    let code = currency.map(|c| c.stripe_code()).unwrap_or_default();
     let theirs_currency = session.currency.clone().unwrap_or_default().to_ascii_lowercase();
     let mismatch = |psp: String| ApplyError::Mismatch {
         session: session.id.clone(),
         checkout_id: checkout_id.to_string(),
         psp,
-        ours: format!("{ours} {currency}"),
+        ours: format!("{ours} {code}"),
     };
-    if session.amount_total != Some(ours) || theirs_currency != currency {
+    if session.amount_total != Some(ours) || theirs_currency != code {
         return Err(mismatch(format!("{:?} {theirs_currency}", session.amount_total)));
     }
     let intent = session.payment_intent.clone().ok_or_else(|| mismatch("paid with no payment intent".into()))?;
+    let currency = currency.ok_or_else(|| anyhow::anyhow!("checkout {checkout_id} has no orders"))?;
     Ok(Charge {
         payment_intent_id: intent,
-        checkout_id: checkout_id.to_string(),
+        checkout_id: checkout_id.clone(),
         payment_order_id: None,
-        amount_minor: ours,
-        currency: Currency::parse(&currency.to_ascii_uppercase()).map_err(anyhow::Error::from)?,
+        amount: Money::from_minor(ours, currency).map_err(anyhow::Error::from)?,
     })
 }
 
 /// EXECUTING → SUCCESS with the wallet credit and the pay-in posting.
 /// Returns false if another writer already moved the order.
-pub fn succeed_order(tx: &Transaction, order: &OrderView, charge: &Charge, policy: Policy) -> anyhow::Result<bool> {
+pub fn succeed_order(tx: &Tx, order: &Order, charge: &Charge, policy: Policy) -> anyhow::Result<bool> {
     Ok(succeed_orders(tx, &[order], Some(charge), policy)? == 1)
 }
 
@@ -133,19 +134,14 @@ pub fn succeed_order(tx: &Transaction, order: &OrderView, charge: &Charge, polic
 /// `charge` is the PSP's own word on what paid them, and each order moved
 /// must fit in it ([`store::back_with_charge`]); None only where the
 /// orders' charge is already recorded with them (the benchmark's fixtures).
-pub fn succeed_orders(
-    tx: &Transaction,
-    orders: &[&OrderView],
-    charge: Option<&Charge>,
-    policy: Policy,
-) -> anyhow::Result<usize> {
+pub fn succeed_orders(tx: &Tx, orders: &[&Order], charge: Option<&Charge>, policy: Policy) -> anyhow::Result<usize> {
     // Each order moves in one row write, flags included: they only hold
     // because book_payins books, in the same transaction.
     let intent = charge.map(|c| c.payment_intent_id.as_str());
     let mut moved = Vec::with_capacity(orders.len());
     for &order in orders {
-        let (_, share) = split(order.amount_minor, policy);
-        if store::mark_succeeded(tx, &order.payment_order_id, intent, share, "paid at the PSP")? {
+        let (_, share) = split(order.amount.amount_minor(), policy);
+        if store::mark_succeeded(tx, order.payment_order_id.as_str(), intent, share, "paid at the PSP")? {
             if let Some(charge) = charge {
                 store::back_with_charge(tx, charge, order)?;
             }
@@ -163,22 +159,21 @@ pub fn succeed_orders(
 /// and the wallet-equals-ledger check of each wallet moved. An order that
 /// already has its pay-in posting fails the whole call (the transaction
 /// rolls back): money is booked once per order.
-pub fn book_payins(tx: &Transaction, orders: &[&OrderView], policy: Policy) -> anyhow::Result<()> {
+pub fn book_payins(tx: &Tx, orders: &[&Order], policy: Policy) -> anyhow::Result<()> {
     let mut postings = Vec::with_capacity(orders.len());
-    let mut wallets: HashMap<(&str, Currency), i64> = HashMap::new();
+    let mut wallets: HashMap<(&SellerId, Currency), i64> = HashMap::new();
     for &order in orders {
-        let currency = Currency::parse(&order.currency)?;
-        let (posting, share) = payin_posting(order, currency, policy);
+        let (posting, share) = payin_posting(order, policy);
         postings.push(posting);
-        *wallets.entry((order.seller_id.as_str(), currency)).or_default() += share;
+        *wallets.entry((&order.seller_id, order.amount.currency())).or_default() += share;
     }
     let booked = ledger::post_transactions(tx, &postings).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(i) = booked.iter().position(Option::is_none) {
         anyhow::bail!("order {} already has a pay-in posting", orders[i].payment_order_id);
     }
     for (&(seller_id, currency), &credit) in &wallets {
-        wallet::credit_wallet(tx, seller_id, currency, credit)?;
-        wallet::assert_matches_ledger(tx, seller_id, currency)?;
+        wallet::credit_wallet(tx, seller_id.as_str(), currency, credit)?;
+        wallet::assert_matches_ledger(tx, seller_id.as_str(), currency)?;
     }
     Ok(())
 }
@@ -191,12 +186,13 @@ fn split(amount_minor: i64, policy: Policy) -> (i64, i64) {
 
 /// The pay-in posting of a paid order, and the seller's share of it: the
 /// PSP holds the whole amount, owed to the seller less the commission.
-fn payin_posting(order: &OrderView, currency: Currency, policy: Policy) -> (Posting<'_>, i64) {
-    let id = &order.payment_order_id;
-    let (commission, seller_share) = split(order.amount_minor, policy);
-    let mut entries = vec![(ledger::PSP_BALANCE.to_string(), order.amount_minor)];
+fn payin_posting(order: &Order, policy: Policy) -> (Posting<'_>, i64) {
+    let id = order.payment_order_id.as_str();
+    let amount_minor = order.amount.amount_minor();
+    let (commission, seller_share) = split(amount_minor, policy);
+    let mut entries = vec![(ledger::PSP_BALANCE.to_string(), amount_minor)];
     if seller_share > 0 {
-        entries.push((ledger::seller_account(&order.seller_id), -seller_share));
+        entries.push((ledger::seller_account(order.seller_id.as_str()), -seller_share));
     }
     if commission > 0 {
         entries.push((ledger::COMMISSION.to_string(), -commission));
@@ -204,7 +200,7 @@ fn payin_posting(order: &OrderView, currency: Currency, policy: Policy) -> (Post
     let posting = Posting {
         source_type: "payment_order",
         source_id: id,
-        currency,
+        currency: order.amount.currency(),
         description: format!("pay-in of order {id} for seller {}", order.seller_id),
         entries,
     };
@@ -214,7 +210,7 @@ fn payin_posting(order: &OrderView, currency: Currency, policy: Policy) -> (Post
 /// `from` → FAILED with its reason, and the shop told. Returns false if
 /// the order was not in `from` (another writer moved it first).
 pub(crate) fn fail_order(
-    tx: &Transaction,
+    tx: &Tx,
     payment_order_id: &str,
     from: OrderStatus,
     failure_code: &str,
@@ -231,31 +227,28 @@ pub(crate) fn fail_order(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::Db;
+    use crate::db::{Db, params};
+    use crate::payments::model::PaymentOrderId;
 
-    fn order(id: &str, seller: &str, amount_minor: i64) -> OrderView {
-        OrderView {
-            payment_order_id: id.into(),
-            checkout_id: format!("c-{id}"),
-            seller_id: seller.into(),
-            amount: String::new(),
-            currency: "EUR".into(),
-            status: "SUCCESS".into(),
+    fn order(id: &str, seller: &str, amount_minor: i64) -> Order {
+        Order {
+            payment_order_id: PaymentOrderId::from_stored(id.into()),
+            checkout_id: CheckoutId::from_stored(format!("c-{id}")),
+            seller_id: SellerId::parse(seller).unwrap(),
+            amount: Money::from_minor(amount_minor, Currency::parse("EUR").unwrap()).unwrap(),
+            status: OrderStatus::Success,
+            refunded_minor: 0,
+            failure_code: None,
+            psp_payment_intent_id: None,
             wallet_updated: true,
             ledger_updated: true,
-            refunded_amount: String::new(),
-            failure_code: None,
             created_at: String::new(),
             updated_at: String::new(),
-            amount_minor,
-            psp_payment_intent_id: None,
         }
     }
 
     fn wallet(db: &Db, seller: &str) -> i64 {
-        db.conn()
-            .unwrap()
-            .query_row("SELECT balance_minor FROM wallets WHERE seller_id = ?1", [seller], |r| r.get(0))
+        db.read_now(|tx| tx.query_value("SELECT balance_minor FROM wallets WHERE seller_id = $1", params![seller]))
             .unwrap()
     }
 
@@ -265,19 +258,19 @@ mod tests {
         let db = Db::open(&dir.path().join("c.db"), 2, 1000, &crate::db::till_migrations()).unwrap();
         let policy = Policy { commission_percent: "10".parse().unwrap(), webhook_attempts: 1 };
         let orders = [order("a", "s1", 1000), order("b", "s1", 2000), order("c", "s2", 505)];
-        db.write_raw(move |tx| book_payins(tx, &orders.iter().collect::<Vec<_>>(), policy)).await.unwrap();
+        db.write(move |tx| book_payins(tx, &orders.iter().collect::<Vec<_>>(), policy)).await.unwrap();
         // 10 % of 505 is 50.5: the commission rounds half away from zero, the seller gets the rest.
         assert_eq!((wallet(&db, "s1"), wallet(&db, "s2")), (2700, 454));
         let commission =
-            ledger::account_balance(&db.conn().unwrap(), ledger::COMMISSION, Currency::parse("EUR").unwrap());
+            db.read_now(|tx| ledger::account_balance(tx, ledger::COMMISSION, Currency::parse("EUR").unwrap()));
         assert_eq!(commission.unwrap(), -351);
 
         let again = [order("d", "s2", 100), order("b", "s1", 2000)];
-        let refused = db.write_raw(move |tx| book_payins(tx, &again.iter().collect::<Vec<_>>(), policy)).await;
+        let refused = db.write(move |tx| book_payins(tx, &again.iter().collect::<Vec<_>>(), policy)).await;
         assert!(refused.unwrap_err().to_string().contains("order b already has a pay-in posting"));
         assert_eq!((wallet(&db, "s1"), wallet(&db, "s2")), (2700, 454), "nothing of the refused batch stays");
         let postings: i64 =
-            db.conn().unwrap().query_row("SELECT COUNT(*) FROM ledger_transactions", [], |r| r.get(0)).unwrap();
+            db.read_now(|tx| tx.query_value("SELECT COUNT(*) FROM ledger_transactions", params![])).unwrap();
         assert_eq!(postings, 3);
     }
 }

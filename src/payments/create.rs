@@ -60,14 +60,14 @@ pub async fn create_checkout(
     let (created, session, view) = {
         let (key, new, hash) = (api_key_id.to_string(), new.clone(), hash.clone());
         ctx.db
-            .write_raw(move |tx| -> Result<_, CreateError> {
+            .write(move |tx| -> Result<_, CreateError> {
                 let created = match store::find_event_head(tx, new.checkout_id.as_str())? {
                     Some(head) if head.request_hash != hash || head.api_key_id != key => {
                         return Err(CreateError::DifferentRequest(new.checkout_id.to_string()));
                     }
                     // A finished checkout, or one whose session is known, is not sent again.
                     Some(head) if head.psp_session_id.is_some() || head.is_payment_done => {
-                        return Ok((Created::Replayed, None, store::load_checkout(tx, new.checkout_id.as_str())?));
+                        return Ok((Created::Replayed, None, store::checkout_view(tx, new.checkout_id.as_str())?));
                     }
                     Some(_) => Created::Replayed,
                     None => {
@@ -78,19 +78,18 @@ pub async fn create_checkout(
                         if let PaymentMethod::Token { .. } = new.payment_method {
                             for order in &new.orders {
                                 let id = order.payment_order_id.as_str();
-                                // seam: transitional
-                                queue::enqueue(&crate::db::Tx::sqlite(tx), JobKind::ChargeOrder, id, 0, max_attempts)?;
+                                // seam: transitional: `tx.raw()` while `queue` takes the engine's own handle.
+                                queue::enqueue(tx, JobKind::ChargeOrder, id, 0, max_attempts)?;
                             }
                         }
                         Created::New
                     }
                 };
-                let session = match session_request(&new, expires_at, suffix) {
-                    // seam: transitional
-                    Some(request) => Some(requests::fix(&crate::db::Tx::sqlite(tx), request.build())?),
+                let session = match session_request(&new, expires_at, suffix.clone()) {
+                    Some(request) => Some(requests::fix(tx, request.build())?), // seam: transitional
                     None => None,
                 };
-                Ok((created, session, store::load_checkout(tx, new.checkout_id.as_str())?))
+                Ok((created, session, store::checkout_view(tx, new.checkout_id.as_str())?))
             })
             .await?
     };
@@ -132,7 +131,7 @@ fn session_request(
 pub async fn read_checkout(ctx: &Ctx, checkout_id: &str) -> Result<CheckoutView, CreateError> {
     let id = checkout_id.to_string();
     ctx.db
-        .run_raw(move |conn| store::load_checkout(conn, &id))
+        .run(move |tx| store::checkout_view(tx, &id))
         .await?
         .ok_or_else(|| CreateError::Internal(anyhow::anyhow!("checkout {checkout_id} vanished")))
 }

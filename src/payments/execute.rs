@@ -4,10 +4,9 @@
 //! reads the status, until the PSP's answer is known.
 
 use crate::context::Ctx;
-use crate::money::Currency;
 use crate::payments::complete::{fail_order, succeed_order};
-use crate::payments::model::OrderStatus;
-use crate::payments::store::{self, Charge, OrderView};
+use crate::payments::model::{Order, OrderStatus};
+use crate::payments::store::{self, Charge};
 use crate::payments::{Policy, notify};
 use crate::psp::requests::{self, PspRequest};
 use crate::psp::types::{IntentOutcome, PaymentIntent, failure_code};
@@ -25,9 +24,9 @@ pub async fn charge_order(ctx: &Ctx, job: &Job) -> Result<bool, JobError> {
     // every attempt sends the same one.
     let target = ctx
         .db
-        .write_raw(move |tx| -> anyhow::Result<Option<(store::ChargeTarget, PspRequest)>> {
+        .write(move |tx| -> anyhow::Result<Option<(store::ChargeTarget, PspRequest)>> {
             let Some(target) = store::load_charge_target(tx, &id)? else { return Ok(None) };
-            if target.order.status == OrderStatus::NotStarted.as_str() {
+            if target.order.status == OrderStatus::NotStarted {
                 store::transition_order(
                     tx,
                     &id,
@@ -37,18 +36,17 @@ pub async fn charge_order(ctx: &Ctx, job: &Job) -> Result<bool, JobError> {
                     "sent to the PSP",
                 )?;
             }
-            // seam: transitional
-            let request = requests::fix(&crate::db::Tx::sqlite(tx), charge_request(&target, suffix).build())?;
+            let request = requests::fix(tx, charge_request(&target, suffix.clone()).build())?;
             Ok(Some((target, request)))
         })
         .await?;
     let Some((target, request)) = target else {
         return Err(JobError::Final(format!("payment order {payment_order_id} does not exist")));
     };
-    if OrderStatus::parse(&target.order.status).is_some_and(OrderStatus::is_final) {
+    if target.order.status.is_final() {
         return Ok(false);
     }
-    let answer = match &target.order_intent_id {
+    let answer = match &target.order.psp_payment_intent_id {
         // We already know the intent: read it rather than create again.
         Some(pi) => ctx.psp.retrieve_payment_intent(pi, payment_order_id).await,
         None => ctx.psp.create_payment_intent(&request).await,
@@ -73,11 +71,11 @@ pub async fn charge_order(ctx: &Ctx, job: &Job) -> Result<bool, JobError> {
 /// What charges a token order at the PSP.
 fn charge_request(target: &store::ChargeTarget, statement_descriptor_suffix: Option<String>) -> PaymentIntentRequest {
     PaymentIntentRequest {
-        payment_order_id: target.order.payment_order_id.clone(),
-        checkout_id: target.order.checkout_id.clone(),
-        seller_id: target.order.seller_id.clone(),
-        amount_minor: target.order.amount_minor,
-        currency: target.order.currency.to_ascii_lowercase(),
+        payment_order_id: target.order.payment_order_id.to_string(),
+        checkout_id: target.order.checkout_id.to_string(),
+        seller_id: target.order.seller_id.to_string(),
+        amount_minor: target.order.amount.amount_minor(),
+        currency: target.order.amount.currency().stripe_code(),
         payment_method: target.token.clone(),
         statement_descriptor_suffix,
     }
@@ -99,12 +97,12 @@ async fn apply_intent_with(
     let policy = Policy::of(&ctx.settings);
     let outcome = intent.outcome();
     ctx.db
-        .write_raw(move |tx| -> Result<(), JobError> {
+        .write(move |tx| -> Result<(), JobError> {
             let order = store::load_order(tx, &id)?.ok_or_else(|| JobError::Final(format!("order {id} vanished")))?;
             let charge = intent_charge(&order, &intent)?;
             store::set_payment_intent(tx, &id, &intent.id)?;
-            let executing = order.status == OrderStatus::Executing.as_str();
-            match outcome {
+            let executing = order.status == OrderStatus::Executing;
+            match outcome.clone() {
                 IntentOutcome::Succeeded if executing => {
                     succeed_order(tx, &order, &charge, policy)?;
                 }
@@ -118,9 +116,9 @@ async fn apply_intent_with(
                 // Already final: a replayed answer or a late webhook changes nothing.
                 IntentOutcome::Succeeded | IntentOutcome::Failed(_) => {}
             }
-            notify::checkout_progress(tx, &order.checkout_id, policy)?;
+            notify::checkout_progress(tx, order.checkout_id.as_str(), policy)?;
             if let Some(job) = &job {
-                queue::complete(&crate::db::Tx::sqlite(tx), job)?; // seam: transitional
+                queue::complete(tx, job)?; // seam: transitional
             }
             Ok(())
         })
@@ -133,11 +131,11 @@ async fn refuse_order(ctx: &Ctx, payment_order_id: &str, code: String) -> Result
     let id = payment_order_id.to_string();
     let policy = Policy::of(&ctx.settings);
     ctx.db
-        .write_raw(move |tx| -> anyhow::Result<()> {
+        .write(move |tx| -> anyhow::Result<()> {
             let Some(order) = store::load_order(tx, &id)? else { return Ok(()) };
             let reason = format!("the PSP refused the charge: {code}");
             fail_order(tx, &id, OrderStatus::Executing, &code, &reason, policy)?;
-            notify::checkout_progress(tx, &order.checkout_id, policy)
+            notify::checkout_progress(tx, order.checkout_id.as_str(), policy)
         })
         .await?;
     Ok(())
@@ -147,11 +145,12 @@ async fn refuse_order(ctx: &Ctx, payment_order_id: &str, code: String) -> Result
 /// name this order and its checkout, be the order's one intent, and be for
 /// exactly its amount and currency. An intent that names no order (a hosted
 /// checkout's, which pays through its session) or another one pays nothing here.
-fn intent_charge(order: &OrderView, intent: &PaymentIntent) -> Result<Charge, JobError> {
+fn intent_charge(order: &Order, intent: &PaymentIntent) -> Result<Charge, JobError> {
     let meta = |k: &str| intent.metadata.get(k).map(String::as_str);
     let same_order = meta("payment_order_id") == Some(order.payment_order_id.as_str())
-        && meta("checkout_id").is_none_or(|c| c == order.checkout_id);
-    let same_money = intent.amount == order.amount_minor && intent.currency.eq_ignore_ascii_case(&order.currency);
+        && meta("checkout_id").is_none_or(|c| c == order.checkout_id.as_str());
+    let same_money = intent.amount == order.amount.amount_minor()
+        && intent.currency.eq_ignore_ascii_case(order.amount.currency().code());
     let same_intent = order.psp_payment_intent_id.as_deref().is_none_or(|known| known == intent.id);
     if !(same_order && same_money && same_intent) {
         return Err(JobError::Final(format!(
@@ -161,24 +160,24 @@ fn intent_charge(order: &OrderView, intent: &PaymentIntent) -> Result<Charge, Jo
             intent.currency,
             intent.metadata,
             order.payment_order_id,
-            order.amount_minor,
-            order.currency,
+            order.amount.amount_minor(),
+            order.amount.currency(),
             order.checkout_id
         )));
     }
+    // The intent's amount and currency are the order's, checked above.
     Ok(Charge {
         payment_intent_id: intent.id.clone(),
         checkout_id: order.checkout_id.clone(),
         payment_order_id: Some(order.payment_order_id.clone()),
-        amount_minor: intent.amount,
-        currency: Currency::parse(&order.currency).map_err(anyhow::Error::from)?,
+        amount: order.amount,
     })
 }
 
 /// Brings a token order's charge job forward (or enqueues one).
 pub async fn charge_soon(ctx: &Ctx, payment_order_id: &str) -> anyhow::Result<()> {
     let (id, attempts) = (payment_order_id.to_string(), ctx.settings.queue.max_attempts);
-    // seam: transitional
+    // seam: transitional: `tx.raw()` while `queue` takes the engine's own handle.
     ctx.db.write(move |tx| queue::enqueue_now(tx, queue::JobKind::ChargeOrder, &id, attempts)).await?;
     ctx.queue_wake.notify_one();
     Ok(())

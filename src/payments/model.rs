@@ -1,5 +1,5 @@
-//! The payment domain's types: ids that parse, the order state machine, and
-//! the validated request to create a checkout.
+//! The payment domain's types: ids that parse, the order state machine, the
+//! order as read from its row, and the validated request to create a checkout.
 
 use std::fmt;
 
@@ -39,6 +39,12 @@ macro_rules! uuid_id {
 
 uuid_id!(CheckoutId);
 uuid_id!(PaymentOrderId);
+
+// Stored as their text; read back through `parse`, so a row holds only valid values.
+crate::sql_as_text!(CheckoutId, CheckoutId::as_str, CheckoutId::parse);
+crate::sql_as_text!(PaymentOrderId, PaymentOrderId::as_str, PaymentOrderId::parse);
+crate::sql_as_text!(SellerId, SellerId::as_str, SellerId::parse);
+crate::sql_as_text!(OrderStatus, |s: &OrderStatus| s.as_str(), OrderStatus::parse);
 
 /// A seller's id: it names a ledger account (`liabilities:seller:{id}`), so
 /// it is kept to a safe alphabet.
@@ -125,6 +131,41 @@ impl fmt::Display for OrderStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// A payment order as its row holds it, typed once when it is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub payment_order_id: PaymentOrderId,
+    pub checkout_id: CheckoutId,
+    pub seller_id: SellerId,
+    pub amount: Money,
+    pub status: OrderStatus,
+    /// What refunds have taken of `amount`, in its currency's minor units.
+    pub refunded_minor: i64,
+    pub failure_code: Option<String>,
+    /// The PSP's payment intent that charged (or tried to charge) the order.
+    pub psp_payment_intent_id: Option<String>,
+    pub wallet_updated: bool,
+    pub ledger_updated: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A payment event (checkout) with its orders, as its rows hold them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkout {
+    pub checkout_id: CheckoutId,
+    pub is_payment_done: bool,
+    /// `hosted_page` or `token`.
+    pub payment_method: String,
+    pub redirect_url: Option<String>,
+    /// The buyer as the request gave it (`{"id", "email"}`).
+    pub buyer: serde_json::Value,
+    pub created_at: String,
+    pub psp_session_id: Option<String>,
+    /// In request order.
+    pub orders: Vec<Order>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -72,7 +72,7 @@ pub async fn register(
         Ok(session) => {
             let url = session.url.clone().unwrap_or_default();
             ctx.db
-                .write_raw(move |tx| -> Result<(), SessionError> {
+                .write(move |tx| -> Result<(), SessionError> {
                     store::set_session(tx, &checkout_id, &session.id, &url)?;
                     for id in &order_ids {
                         store::transition_order(
@@ -84,9 +84,8 @@ pub async fn register(
                             "hosted checkout session registered at the PSP",
                         )?;
                     }
-                    // seam: transitional
-                    let seam = &crate::db::Tx::sqlite(tx);
-                    queue::enqueue(seam, JobKind::SyncCheckout, &checkout_id, syncs.first_delay_ms(), max_attempts)?;
+                    // seam: transitional: `tx.raw()` while `queue` takes the engine's own handle.
+                    queue::enqueue(tx, JobKind::SyncCheckout, &checkout_id, syncs.first_delay_ms(), max_attempts)?;
                     Ok(())
                 })
                 .await
@@ -100,7 +99,7 @@ pub async fn register(
                 "the PSP refused to create the hosted session of checkout {checkout_id}: {message}; \
                  nothing was charged, its orders stay NOT_STARTED"
             );
-            // seam: transitional
+            // seam: transitional: `tx.raw()` while `alerts` takes the engine's own handle.
             ctx.db.write(move |tx| alerts::raise(tx, "psp_request_refused", &checkout_id, &alert)).await?;
             Err(SessionError::Refused(message))
         }

@@ -1,12 +1,15 @@
 //! SQL for payment events and orders: small verb-named helpers that run
 //! inside the caller's transaction, and the read models the API returns.
+//! `payment_events`, `payment_orders`, `payment_order_history` and
+//! `psp_charges` are written here and nowhere else: other modules call
+//! these verbs.
 
 use anyhow::Context;
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 
-use crate::money::{Currency, format_minor};
-use crate::payments::model::{NewCheckout, OrderStatus, PaymentMethod};
+use crate::db::{Row, Tx, params};
+use crate::money::{Money, format_minor};
+use crate::payments::model::{Checkout, CheckoutId, NewCheckout, Order, OrderStatus, PaymentMethod, PaymentOrderId};
 
 /// The columns of an event that drive the create flow.
 #[derive(Debug, Clone)]
@@ -20,38 +23,41 @@ pub struct EventHead {
     pub canceled: bool,
 }
 
-pub fn find_event_head(conn: &Connection, checkout_id: &str) -> anyhow::Result<Option<EventHead>> {
-    conn.prepare_cached(
-        "SELECT api_key_id, request_hash, psp_session_id, payment_method, is_payment_done, canceled_at IS NOT NULL
-         FROM payment_events WHERE checkout_id = ?1",
-    )?
-    .query_row([checkout_id], |r| {
-        Ok(EventHead {
-            api_key_id: r.get(0)?,
-            request_hash: r.get(1)?,
-            psp_session_id: r.get(2)?,
-            payment_method: r.get(3)?,
-            is_payment_done: r.get(4)?,
-            canceled: r.get(5)?,
-        })
-    })
-    .optional()
+pub fn find_event_head(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<EventHead>> {
+    tx.query_opt(
+        "SELECT api_key_id, request_hash, psp_session_id, payment_method, is_payment_done,
+                CASE WHEN canceled_at IS NULL THEN 0 ELSE 1 END
+         FROM payment_events WHERE checkout_id = $1",
+        params![checkout_id],
+        |r| {
+            Ok(EventHead {
+                api_key_id: r.get(0)?,
+                request_hash: r.get(1)?,
+                psp_session_id: r.get(2)?,
+                payment_method: r.get(3)?,
+                is_payment_done: r.get(4)?,
+                canceled: r.get(5)?,
+            })
+        },
+    )
     .context("reading a payment event")
 }
 
 /// Stores the event and its orders as NOT_STARTED. Returns the position of
 /// an order whose id is already taken by another checkout, if any.
 pub fn insert_checkout(
-    tx: &Transaction,
+    tx: &Tx,
     api_key_id: &str,
     new: &NewCheckout,
     request_hash: &str,
 ) -> anyhow::Result<Option<usize>> {
     for (i, order) in new.orders.iter().enumerate() {
-        let taken: bool = tx
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM payment_orders WHERE payment_order_id = ?1)")?
-            .query_row([order.payment_order_id.as_str()], |r| r.get(0))?;
-        if taken {
+        let taken = tx.query_opt(
+            "SELECT 1 FROM payment_orders WHERE payment_order_id = $1",
+            params![order.payment_order_id],
+            |r| r.get::<i64>(0),
+        )?;
+        if taken.is_some() {
             return Ok(Some(i));
         }
     }
@@ -60,39 +66,40 @@ pub fn insert_checkout(
         PaymentMethod::HostedPage { success_url, cancel_url } => (None, Some(success_url), Some(cancel_url)),
         PaymentMethod::Token { token } => (Some(token), None, None),
     };
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO payment_events (checkout_id, api_key_id, buyer_info, payment_method, payment_method_token,
                                      success_url, cancel_url, request_hash, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-    )?
-    .execute(params![
-        new.checkout_id.as_str(),
-        api_key_id,
-        serde_json::to_string(&new.buyer)?,
-        new.payment_method.kind(),
-        token,
-        success_url,
-        cancel_url,
-        request_hash,
-        now
-    ])
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        params![
+            new.checkout_id,
+            api_key_id,
+            serde_json::to_string(&new.buyer)?,
+            new.payment_method.kind(),
+            token,
+            success_url,
+            cancel_url,
+            request_hash,
+            now
+        ],
+    )
     .context("inserting a payment event")?;
     for (position, order) in new.orders.iter().enumerate() {
-        tx.prepare_cached(
+        tx.execute(
             "INSERT INTO payment_orders (payment_order_id, checkout_id, position, buyer_account, seller_id,
                                          amount_minor, currency, payment_order_status, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'NOT_STARTED', ?8, ?8)",
-        )?
-        .execute(params![
-            order.payment_order_id.as_str(),
-            new.checkout_id.as_str(),
-            position as i64,
-            new.buyer.id,
-            order.seller_id.as_str(),
-            order.amount.amount_minor(),
-            order.amount.currency().code(),
-            now
-        ])
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+            params![
+                order.payment_order_id,
+                new.checkout_id,
+                position,
+                new.buyer.id,
+                order.seller_id,
+                order.amount.amount_minor(),
+                order.amount.currency(),
+                OrderStatus::NotStarted,
+                now
+            ],
+        )
         .context("inserting a payment order")?;
         record_history(tx, order.payment_order_id.as_str(), None, OrderStatus::NotStarted, "created")?;
     }
@@ -102,7 +109,7 @@ pub fn insert_checkout(
 /// Moves one order from `from` to `to`, guarded in SQL so that two racing
 /// writers cannot both move it. Returns false if it was not in `from`.
 pub fn transition_order(
-    tx: &Transaction,
+    tx: &Tx,
     payment_order_id: &str,
     from: OrderStatus,
     to: OrderStatus,
@@ -111,11 +118,11 @@ pub fn transition_order(
 ) -> anyhow::Result<bool> {
     anyhow::ensure!(from.can_move_to(to), "illegal order transition {from} -> {to}");
     let changed = tx
-        .prepare_cached(
-            "UPDATE payment_orders SET payment_order_status = ?3, failure_code = ?4, updated_at = ?5
-             WHERE payment_order_id = ?1 AND payment_order_status = ?2",
-        )?
-        .execute(params![payment_order_id, from.as_str(), to.as_str(), failure_code, crate::db::now()])
+        .execute(
+            "UPDATE payment_orders SET payment_order_status = $3, failure_code = $4, updated_at = $5
+             WHERE payment_order_id = $1 AND payment_order_status = $2",
+            params![payment_order_id, from, to, failure_code, crate::db::now()],
+        )
         .context("moving a payment order")?;
     if changed == 1 {
         record_history(tx, payment_order_id, Some(from), to, reason)?;
@@ -127,20 +134,20 @@ pub fn transition_order(
 /// ledger and wallet flags, the PSP's payment intent and the seller's share.
 /// Returns false (and writes nothing) if the order was not EXECUTING.
 pub fn mark_succeeded(
-    tx: &Transaction,
+    tx: &Tx,
     payment_order_id: &str,
     payment_intent: Option<&str>,
     seller_amount_minor: i64,
     reason: &str,
 ) -> anyhow::Result<bool> {
-    let now = crate::db::now();
     let changed = tx
-        .prepare_cached(
+        .execute(
             "UPDATE payment_orders SET payment_order_status = 'SUCCESS', ledger_updated = 1, wallet_updated = 1,
-                    psp_payment_intent_id = COALESCE(?2, psp_payment_intent_id), seller_amount_minor = ?3, succeeded_at = ?4, updated_at = ?4
-             WHERE payment_order_id = ?1 AND payment_order_status = 'EXECUTING'",
-        )?
-        .execute(params![payment_order_id, payment_intent, seller_amount_minor, now])
+                    psp_payment_intent_id = COALESCE($2, psp_payment_intent_id), seller_amount_minor = $3,
+                    succeeded_at = $4, updated_at = $4
+             WHERE payment_order_id = $1 AND payment_order_status = 'EXECUTING'",
+            params![payment_order_id, payment_intent, seller_amount_minor, crate::db::now()],
+        )
         .context("marking a payment order paid")?;
     if changed == 1 {
         record_history(tx, payment_order_id, Some(OrderStatus::Executing), OrderStatus::Success, reason)?;
@@ -149,56 +156,86 @@ pub fn mark_succeeded(
 }
 
 fn record_history(
-    tx: &Transaction,
+    tx: &Tx,
     payment_order_id: &str,
     from: Option<OrderStatus>,
     to: OrderStatus,
     reason: &str,
 ) -> anyhow::Result<()> {
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO payment_order_history (payment_order_id, from_status, to_status, reason, at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![payment_order_id, from.map(OrderStatus::as_str), to.as_str(), reason, crate::db::now()])?;
+         VALUES ($1, $2, $3, $4, $5)",
+        params![payment_order_id, from, to, reason, crate::db::now()],
+    )
+    .context("recording a payment order's move")?;
+    Ok(())
+}
+
+/// Adds a refund's amount to the order's refunded total, never past the
+/// order's amount (the guard that holds under concurrent refunds).
+/// Returns false, and changes nothing, if it would go past it.
+pub fn add_refunded(tx: &Tx, payment_order_id: &str, amount_minor: i64) -> anyhow::Result<bool> {
+    let changed = tx
+        .execute(
+            "UPDATE payment_orders SET refunded_minor = refunded_minor + $2, updated_at = $3
+             WHERE payment_order_id = $1 AND refunded_minor + $2 <= amount_minor",
+            params![payment_order_id, amount_minor, crate::db::now()],
+        )
+        .context("adding to a payment order's refunded total")?;
+    Ok(changed == 1)
+}
+
+/// Gives a failed refund's amount back to the order's refundable rest.
+pub fn release_refunded(tx: &Tx, payment_order_id: &str, amount_minor: i64) -> anyhow::Result<()> {
+    let changed = tx
+        .execute(
+            "UPDATE payment_orders SET refunded_minor = refunded_minor - $2, updated_at = $3
+             WHERE payment_order_id = $1 AND refunded_minor >= $2",
+            params![payment_order_id, amount_minor, crate::db::now()],
+        )
+        .context("giving back a payment order's refunded amount")?;
+    anyhow::ensure!(changed == 1, "order {payment_order_id} has less refunded than the failed refund's {amount_minor}");
     Ok(())
 }
 
 /// Marks the checkout canceled by the shop (once).
-pub fn mark_canceled(tx: &Transaction, checkout_id: &str) -> anyhow::Result<()> {
-    tx.prepare_cached(
-        "UPDATE payment_events SET canceled_at = ?2, updated_at = ?2 WHERE checkout_id = ?1 AND canceled_at IS NULL",
-    )?
-    .execute(params![checkout_id, crate::db::now()])?;
+pub fn mark_canceled(tx: &Tx, checkout_id: &str) -> anyhow::Result<()> {
+    tx.execute(
+        "UPDATE payment_events SET canceled_at = $2, updated_at = $2 WHERE checkout_id = $1 AND canceled_at IS NULL",
+        params![checkout_id, crate::db::now()],
+    )
+    .context("canceling a checkout")?;
     Ok(())
 }
 
 /// Records the PSP session a checkout's buyer pays on (once: a session
 /// already recorded is never replaced).
-pub fn set_session(tx: &Transaction, checkout_id: &str, session_id: &str, redirect_url: &str) -> anyhow::Result<()> {
-    tx.prepare_cached(
-        "UPDATE payment_events SET psp_session_id = ?2, redirect_url = ?3, updated_at = ?4
-         WHERE checkout_id = ?1 AND psp_session_id IS NULL",
-    )?
-    .execute(params![checkout_id, session_id, redirect_url, crate::db::now()])
+pub fn set_session(tx: &Tx, checkout_id: &str, session_id: &str, redirect_url: &str) -> anyhow::Result<()> {
+    tx.execute(
+        "UPDATE payment_events SET psp_session_id = $2, redirect_url = $3, updated_at = $4
+         WHERE checkout_id = $1 AND psp_session_id IS NULL",
+        params![checkout_id, session_id, redirect_url, crate::db::now()],
+    )
     .context("recording a checkout's PSP session")?;
     Ok(())
 }
 
 /// Sets `is_payment_done` once every order of the checkout is final.
 /// Returns whether it changed now.
-pub fn refresh_payment_done(tx: &Transaction, checkout_id: &str) -> anyhow::Result<bool> {
+pub fn refresh_payment_done(tx: &Tx, checkout_id: &str) -> anyhow::Result<bool> {
     let changed = tx
-        .prepare_cached(
-            "UPDATE payment_events SET is_payment_done = 1, updated_at = ?2
-         WHERE checkout_id = ?1 AND is_payment_done = 0
-           AND NOT EXISTS (SELECT 1 FROM payment_orders WHERE checkout_id = ?1
-                           AND payment_order_status NOT IN ('SUCCESS', 'FAILED'))",
-        )?
-        .execute(params![checkout_id, crate::db::now()])?;
+        .execute(
+            "UPDATE payment_events SET is_payment_done = 1, updated_at = $2
+             WHERE checkout_id = $1 AND is_payment_done = 0
+               AND NOT EXISTS (SELECT 1 FROM payment_orders WHERE checkout_id = $1
+                               AND payment_order_status NOT IN ('SUCCESS', 'FAILED'))",
+            params![checkout_id, crate::db::now()],
+        )
+        .context("marking a checkout done")?;
     Ok(changed == 1)
 }
 
-/// A payment order as the API shows it.
+/// A payment order as the API shows it (and the merchant events carry it).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OrderView {
     pub payment_order_id: String,
@@ -213,11 +250,26 @@ pub struct OrderView {
     pub failure_code: Option<String>,
     pub created_at: String,
     pub updated_at: String,
-    #[serde(skip)]
-    pub amount_minor: i64,
-    /// The PSP's payment intent that charged (or tried to charge) the order.
-    #[serde(skip)]
-    pub psp_payment_intent_id: Option<String>,
+}
+
+impl From<&Order> for OrderView {
+    fn from(o: &Order) -> OrderView {
+        let currency = o.amount.currency();
+        OrderView {
+            payment_order_id: o.payment_order_id.to_string(),
+            checkout_id: o.checkout_id.to_string(),
+            seller_id: o.seller_id.to_string(),
+            amount: format_minor(o.amount.amount_minor(), currency),
+            currency: currency.code().to_string(),
+            status: o.status.as_str().to_string(),
+            wallet_updated: o.wallet_updated,
+            ledger_updated: o.ledger_updated,
+            refunded_amount: format_minor(o.refunded_minor, currency),
+            failure_code: o.failure_code.clone(),
+            created_at: o.created_at.clone(),
+            updated_at: o.updated_at.clone(),
+        }
+    }
 }
 
 /// A payment event (checkout) with all its orders, as the API shows it.
@@ -236,77 +288,131 @@ pub struct CheckoutView {
     pub psp_session_id: Option<String>,
 }
 
-const ORDER_COLUMNS: &str = "payment_order_id, checkout_id, seller_id, amount_minor, currency, payment_order_status,
-     wallet_updated, ledger_updated, refunded_minor, failure_code, created_at, updated_at, psp_payment_intent_id";
+impl From<&Checkout> for CheckoutView {
+    fn from(c: &Checkout) -> CheckoutView {
+        CheckoutView {
+            checkout_id: c.checkout_id.to_string(),
+            is_payment_done: c.is_payment_done,
+            payment_method: c.payment_method.clone(),
+            redirect_url: c.redirect_url.clone(),
+            buyer: c.buyer.clone(),
+            orders: c.orders.iter().map(OrderView::from).collect(),
+            created_at: c.created_at.clone(),
+            psp_session_id: c.psp_session_id.clone(),
+        }
+    }
+}
 
-fn order_from_row(r: &Row) -> rusqlite::Result<OrderView> {
-    let amount_minor: i64 = r.get(3)?;
-    let code: String = r.get(4)?;
-    let refunded_minor: i64 = r.get(8)?;
-    let currency = Currency::parse(&code)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, e.into()))?;
-    Ok(OrderView {
+/// The columns [`order_from_row`] reads, in its order (a macro, so that
+/// each statement is one literal string).
+macro_rules! order_columns {
+    () => {
+        "payment_order_id, checkout_id, seller_id, amount_minor, currency, payment_order_status, refunded_minor,
+         failure_code, psp_payment_intent_id, wallet_updated, ledger_updated, created_at, updated_at"
+    };
+}
+
+/// How many columns [`order_columns`] names.
+const ORDER_COLUMN_COUNT: usize = 13;
+
+fn order_from_row(r: &Row) -> anyhow::Result<Order> {
+    Ok(Order {
         payment_order_id: r.get(0)?,
         checkout_id: r.get(1)?,
         seller_id: r.get(2)?,
-        amount: format_minor(amount_minor, currency),
-        currency: code,
+        amount: Money::from_minor(r.get(3)?, r.get(4)?).context("a stored order amount")?,
         status: r.get(5)?,
-        wallet_updated: r.get(6)?,
-        ledger_updated: r.get(7)?,
-        refunded_amount: format_minor(refunded_minor, currency),
-        failure_code: r.get(9)?,
-        created_at: r.get(10)?,
-        updated_at: r.get(11)?,
-        amount_minor,
-        psp_payment_intent_id: r.get(12)?,
+        refunded_minor: r.get(6)?,
+        failure_code: r.get(7)?,
+        psp_payment_intent_id: r.get(8)?,
+        wallet_updated: r.get(9)?,
+        ledger_updated: r.get(10)?,
+        created_at: r.get(11)?,
+        updated_at: r.get(12)?,
     })
 }
 
-pub fn load_order(conn: &Connection, payment_order_id: &str) -> anyhow::Result<Option<OrderView>> {
-    let sql = format!("SELECT {ORDER_COLUMNS} FROM payment_orders WHERE payment_order_id = ?1");
-    Ok(conn.prepare_cached(&sql)?.query_row([payment_order_id], order_from_row).optional()?)
+pub fn load_order(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<Order>> {
+    tx.query_opt(
+        concat!("SELECT ", order_columns!(), " FROM payment_orders WHERE payment_order_id = $1"),
+        params![payment_order_id],
+        order_from_row,
+    )
+    .context("reading a payment order")
 }
 
-pub fn load_orders_of(conn: &Connection, checkout_id: &str) -> anyhow::Result<Vec<OrderView>> {
-    let sql = format!("SELECT {ORDER_COLUMNS} FROM payment_orders WHERE checkout_id = ?1 ORDER BY position");
-    let mut st = conn.prepare_cached(&sql)?;
-    let orders = st.query_map([checkout_id], order_from_row)?.collect::<Result<Vec<_>, _>>()?;
-    Ok(orders)
+pub fn load_orders_of(tx: &Tx, checkout_id: &str) -> anyhow::Result<Vec<Order>> {
+    tx.query_map(
+        concat!("SELECT ", order_columns!(), " FROM payment_orders WHERE checkout_id = $1 ORDER BY position"),
+        params![checkout_id],
+        order_from_row,
+    )
+    .context("reading a checkout's orders")
 }
 
-pub fn load_checkout(conn: &Connection, checkout_id: &str) -> anyhow::Result<Option<CheckoutView>> {
-    let head = conn
-        .prepare_cached(
+/// An order that a refund is asked for, with the seller's share of it.
+#[derive(Debug, Clone)]
+pub struct RefundableOrder {
+    pub order: Order,
+    /// What the seller was credited of the amount (all of it for an order
+    /// paid before shares were recorded).
+    pub seller_amount_minor: i64,
+}
+
+pub fn refundable_order(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<RefundableOrder>> {
+    tx.query_opt(
+        concat!(
+            "SELECT ",
+            order_columns!(),
+            ", COALESCE(seller_amount_minor, amount_minor) FROM payment_orders WHERE payment_order_id = $1"
+        ),
+        params![payment_order_id],
+        |r| Ok(RefundableOrder { order: order_from_row(r)?, seller_amount_minor: r.get(ORDER_COLUMN_COUNT)? }),
+    )
+    .context("reading a payment order to refund")
+}
+
+/// The order as the API shows it.
+pub fn order_view(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<OrderView>> {
+    Ok(load_order(tx, payment_order_id)?.as_ref().map(OrderView::from))
+}
+
+pub fn load_checkout(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<Checkout>> {
+    let head = tx
+        .query_opt(
             "SELECT checkout_id, is_payment_done, payment_method, redirect_url, buyer_info, created_at, psp_session_id
-             FROM payment_events WHERE checkout_id = ?1",
-        )?
-        .query_row([checkout_id], |r| {
-            Ok(CheckoutView {
-                checkout_id: r.get(0)?,
-                is_payment_done: r.get(1)?,
-                payment_method: r.get(2)?,
-                redirect_url: r.get(3)?,
-                buyer: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or(serde_json::Value::Null),
-                orders: Vec::new(),
-                created_at: r.get(5)?,
-                psp_session_id: r.get(6)?,
-            })
-        })
-        .optional()?;
-    let Some(mut view) = head else {
+             FROM payment_events WHERE checkout_id = $1",
+            params![checkout_id],
+            |r| {
+                Ok(Checkout {
+                    checkout_id: r.get(0)?,
+                    is_payment_done: r.get(1)?,
+                    payment_method: r.get(2)?,
+                    redirect_url: r.get(3)?,
+                    buyer: serde_json::from_str(&r.get::<String>(4)?).unwrap_or(serde_json::Value::Null),
+                    created_at: r.get(5)?,
+                    psp_session_id: r.get(6)?,
+                    orders: Vec::new(),
+                })
+            },
+        )
+        .context("reading a checkout")?;
+    let Some(mut checkout) = head else {
         return Ok(None);
     };
-    view.orders = load_orders_of(conn, checkout_id)?;
-    Ok(Some(view))
+    checkout.orders = load_orders_of(tx, checkout_id)?;
+    Ok(Some(checkout))
+}
+
+/// The checkout as the API shows it.
+pub fn checkout_view(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<CheckoutView>> {
+    Ok(load_checkout(tx, checkout_id)?.as_ref().map(CheckoutView::from))
 }
 
 /// The checkout a PSP session belongs to, by the session id we stored.
-pub fn checkout_of_session(conn: &Connection, session_id: &str) -> anyhow::Result<Option<String>> {
-    Ok(conn
-        .prepare_cached("SELECT checkout_id FROM payment_events WHERE psp_session_id = ?1")?
-        .query_row([session_id], |r| r.get(0))
-        .optional()?)
+pub fn checkout_of_session(tx: &Tx, session_id: &str) -> anyhow::Result<Option<CheckoutId>> {
+    tx.query_opt("SELECT checkout_id FROM payment_events WHERE psp_session_id = $1", params![session_id], |r| r.get(0))
+        .context("finding a session's checkout")
 }
 
 pub struct OrderFilter {
@@ -325,56 +431,62 @@ pub struct Page<T> {
     pub has_more: bool,
 }
 
-/// Orders, newest first, in insertion order (rowid) so the cursor is stable.
-pub fn list_orders(conn: &Connection, f: &OrderFilter) -> anyhow::Result<Page<OrderView>> {
-    let cursor: Option<i64> = match &f.starting_after {
-        None => None,
-        Some(id) => Some(
-            conn.prepare_cached("SELECT rowid FROM payment_orders WHERE payment_order_id = ?1")?
-                .query_row([id], |r| r.get(0))
-                .optional()?
-                .unwrap_or(0),
-        ),
+/// Orders, newest first. Orders created at the same instant (one
+/// checkout's) come in reverse request order, and a checkout's orders
+/// stay together, so `(created_at, checkout_id, position)` is a total,
+/// stable order and the cursor names a place in it.
+pub fn list_orders(tx: &Tx, f: &OrderFilter) -> anyhow::Result<Page<OrderView>> {
+    let (at, checkout, position) = match &f.starting_after {
+        None => (None, None, None),
+        Some(id) => match place_in_list(tx, id)? {
+            Some((at, checkout, position)) => (Some(at), Some(checkout), Some(position)),
+            // An unknown cursor has nothing after it.
+            None => return Ok(Page { object: "list", data: Vec::new(), has_more: false }),
+        },
     };
-    let sql = format!(
-        "SELECT {ORDER_COLUMNS} FROM payment_orders
-         WHERE (?1 IS NULL OR payment_order_status = ?1)
-           AND (?2 IS NULL OR seller_id = ?2)
-           AND (?3 IS NULL OR rowid < ?3)
-         ORDER BY rowid DESC LIMIT ?4"
-    );
-    let mut st = conn.prepare_cached(&sql)?;
-    let mut data = st
-        .query_map(
-            params![f.status.map(OrderStatus::as_str), f.seller_id, cursor, i64::from(f.limit) + 1],
-            order_from_row,
-        )?
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut data = tx.query_map(
+        concat!(
+            "SELECT ",
+            order_columns!(),
+            " FROM payment_orders
+             WHERE ($1 IS NULL OR payment_order_status = $1)
+               AND ($2 IS NULL OR seller_id = $2)
+               AND ($3 IS NULL OR (created_at, checkout_id, position) < ($3, $4, $5))
+             ORDER BY created_at DESC, checkout_id DESC, position DESC LIMIT $6"
+        ),
+        params![f.status, f.seller_id, at, checkout, position, i64::from(f.limit) + 1],
+        |r| order_from_row(r).map(|o| OrderView::from(&o)),
+    )?;
     let has_more = data.len() > f.limit as usize;
     data.truncate(f.limit as usize);
     Ok(Page { object: "list", data, has_more })
 }
 
-/// A token order with what the executor needs to charge it.
-pub struct ChargeTarget {
-    pub order: OrderView,
-    pub token: String,
-    pub order_intent_id: Option<String>,
+/// Where an order sorts in [`list_orders`].
+fn place_in_list(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<(String, String, i64)>> {
+    tx.query_opt(
+        "SELECT created_at, checkout_id, position FROM payment_orders WHERE payment_order_id = $1",
+        params![payment_order_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
 }
 
-pub fn load_charge_target(conn: &Connection, payment_order_id: &str) -> anyhow::Result<Option<ChargeTarget>> {
-    let Some(order) = load_order(conn, payment_order_id)? else {
+/// A token order with what the executor needs to charge it.
+pub struct ChargeTarget {
+    pub order: Order,
+    pub token: String,
+}
+
+pub fn load_charge_target(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<ChargeTarget>> {
+    let Some(order) = load_order(tx, payment_order_id)? else {
         return Ok(None);
     };
-    let (token, intent): (Option<String>, Option<String>) = conn
-        .prepare_cached(
-            "SELECT e.payment_method_token, o.psp_payment_intent_id
-             FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
-             WHERE o.payment_order_id = ?1",
-        )?
-        .query_row([payment_order_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let token: Option<String> = tx.query_value(
+        "SELECT payment_method_token FROM payment_events WHERE checkout_id = $1",
+        params![order.checkout_id],
+    )?;
     let token = token.with_context(|| format!("order {payment_order_id} is not a token payment"))?;
-    Ok(Some(ChargeTarget { order, token, order_intent_id: intent }))
+    Ok(Some(ChargeTarget { order, token }))
 }
 
 /// What the PSP itself says it charged: read from its own copy of the
@@ -383,12 +495,11 @@ pub fn load_charge_target(conn: &Connection, payment_order_id: &str) -> anyhow::
 pub struct Charge {
     pub payment_intent_id: String,
     /// The checkout the PSP's object names as its own.
-    pub checkout_id: String,
+    pub checkout_id: CheckoutId,
     /// A token charge's one order; None for a hosted checkout's charge,
     /// which pays all of its orders.
-    pub payment_order_id: Option<String>,
-    pub amount_minor: i64,
-    pub currency: Currency,
+    pub payment_order_id: Option<PaymentOrderId>,
+    pub amount: Money,
 }
 
 /// Records that `charge` pays `order` (just moved to SUCCESS): the charge
@@ -396,79 +507,100 @@ pub struct Charge {
 /// checkout (and be its order, for a token charge), in its currency, and
 /// within what is left of its amount. Otherwise nothing is written and the
 /// caller's transaction must roll back: no charge pays for what it did not.
-pub fn back_with_charge(tx: &Transaction, charge: &Charge, order: &OrderView) -> anyhow::Result<()> {
-    tx.prepare_cached(
+pub fn back_with_charge(tx: &Tx, charge: &Charge, order: &Order) -> anyhow::Result<()> {
+    tx.execute(
         "INSERT INTO psp_charges (payment_intent_id, checkout_id, payment_order_id, amount_minor, currency, recorded_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (payment_intent_id) DO NOTHING",
-    )?
-    .execute(params![
-        charge.payment_intent_id,
-        charge.checkout_id,
-        charge.payment_order_id,
-        charge.amount_minor,
-        charge.currency.code(),
-        crate::db::now()
-    ])
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (payment_intent_id) DO NOTHING",
+        params![
+            charge.payment_intent_id,
+            charge.checkout_id,
+            charge.payment_order_id,
+            charge.amount.amount_minor(),
+            charge.amount.currency(),
+            crate::db::now()
+        ],
+    )
     .context("recording a PSP charge")?;
     let backed = tx
-        .prepare_cached(
-            "UPDATE psp_charges SET backed_minor = backed_minor + ?2
-             WHERE payment_intent_id = ?1 AND checkout_id = ?3 AND currency = ?4
-               AND (payment_order_id IS NULL OR payment_order_id = ?5)
-               AND backed_minor + ?2 <= amount_minor",
-        )?
-        .execute(params![
-            charge.payment_intent_id,
-            order.amount_minor,
-            order.checkout_id,
-            order.currency,
-            order.payment_order_id
-        ])
+        .execute(
+            "UPDATE psp_charges SET backed_minor = backed_minor + $2
+             WHERE payment_intent_id = $1 AND checkout_id = $3 AND currency = $4
+               AND (payment_order_id IS NULL OR payment_order_id = $5)
+               AND backed_minor + $2 <= amount_minor",
+            params![
+                charge.payment_intent_id,
+                order.amount.amount_minor(),
+                order.checkout_id,
+                order.amount.currency(),
+                order.payment_order_id
+            ],
+        )
         .context("backing an order with a PSP charge")?;
     anyhow::ensure!(
         backed == 1,
         "PSP charge {} ({} {} for checkout {}) cannot pay order {} ({} {} of checkout {}): \
          another checkout's or order's charge, or more than it charged",
         charge.payment_intent_id,
-        charge.amount_minor,
-        charge.currency,
+        charge.amount.amount_minor(),
+        charge.amount.currency(),
         charge.checkout_id,
         order.payment_order_id,
-        order.amount_minor,
-        order.currency,
+        order.amount.amount_minor(),
+        order.amount.currency(),
         order.checkout_id
     );
     Ok(())
 }
 
-pub fn set_payment_intent(tx: &Transaction, payment_order_id: &str, intent_id: &str) -> anyhow::Result<()> {
-    tx.prepare_cached(
-        "UPDATE payment_orders SET psp_payment_intent_id = ?2
-         WHERE payment_order_id = ?1 AND psp_payment_intent_id IS NOT ?2",
-    )?
-    .execute(params![payment_order_id, intent_id])?;
+pub fn set_payment_intent(tx: &Tx, payment_order_id: &str, intent_id: &str) -> anyhow::Result<()> {
+    tx.execute(
+        "UPDATE payment_orders SET psp_payment_intent_id = $2
+         WHERE payment_order_id = $1 AND psp_payment_intent_id IS DISTINCT FROM $2",
+        params![payment_order_id, intent_id],
+    )
+    .context("recording a payment order's intent")?;
     Ok(())
 }
 
-/// Adds a refund's amount to the order's refunded total, never past the
-/// order's amount (the guard that holds under concurrent refunds).
-/// Returns false, and changes nothing, if it would.
-pub fn add_refunded(tx: &crate::db::Tx, payment_order_id: &str, amount_minor: i64) -> anyhow::Result<bool> {
-    let n = tx.execute(
-        "UPDATE payment_orders SET refunded_minor = refunded_minor + $2, updated_at = $3
-         WHERE payment_order_id = $1 AND refunded_minor + $2 <= amount_minor",
-        crate::params![payment_order_id, amount_minor, crate::db::now()],
-    )?;
-    Ok(n == 1)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+    use crate::money::Currency;
+    use crate::payments::model::{Buyer, NewOrder, SellerId};
 
-/// Gives a failed refund's amount back to the order's refundable rest.
-pub fn release_refunded(tx: &crate::db::Tx, payment_order_id: &str, amount_minor: i64) -> anyhow::Result<()> {
-    let n = tx.execute(
-        "UPDATE payment_orders SET refunded_minor = refunded_minor - $2, updated_at = $3
-         WHERE payment_order_id = $1 AND refunded_minor >= $2",
-        crate::params![payment_order_id, amount_minor, crate::db::now()],
-    )?;
-    anyhow::ensure!(n == 1, "order {payment_order_id} has less refunded than the failed refund's {amount_minor}");
-    Ok(())
+    /// A database with one api key and one token checkout of one order of 10.00 EUR.
+    fn one_order() -> (tempfile::TempDir, Db, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("s.db"), 2, 1000, &crate::db::till_migrations()).unwrap();
+        let key = db.write_now(|tx| crate::api_keys::create(tx, "test")).unwrap().id; // seam: transitional
+        let order_id = PaymentOrderId::parse(&uuid::Uuid::new_v4().to_string()).unwrap();
+        let new = NewCheckout {
+            checkout_id: CheckoutId::parse(&uuid::Uuid::new_v4().to_string()).unwrap(),
+            buyer: Buyer { id: "buyer".into(), email: None },
+            orders: vec![NewOrder {
+                payment_order_id: order_id.clone(),
+                seller_id: SellerId::parse("seller").unwrap(),
+                amount: Money::from_minor(1000, Currency::parse("EUR").unwrap()).unwrap(),
+            }],
+            payment_method: PaymentMethod::Token { token: "pm_card_visa".into() },
+        };
+        assert_eq!(db.write_now(|tx| insert_checkout(tx, &key, &new, "hash")).unwrap(), None);
+        (dir, db, order_id.to_string())
+    }
+
+    #[test]
+    fn refunds_take_at_most_the_amount_and_give_back_at_most_what_they_took() {
+        let (_dir, db, id) = one_order();
+        let add = |minor: i64| db.write_now(|tx| add_refunded(tx, &id, minor)).unwrap();
+        assert!(add(600));
+        assert!(!add(401), "past the amount: refused, nothing changed");
+        assert!(add(400));
+        let refundable = db.read_now(|tx| refundable_order(tx, &id)).unwrap().unwrap();
+        assert_eq!((refundable.order.refunded_minor, refundable.seller_amount_minor), (1000, 1000));
+        db.write_now(|tx| release_refunded(tx, &id, 600)).unwrap();
+        assert!(db.write_now(|tx| release_refunded(tx, &id, 401)).is_err(), "more than is refunded");
+        assert_eq!(db.read_now(|tx| load_order(tx, &id)).unwrap().unwrap().refunded_minor, 400);
+        assert!(db.read_now(|tx| refundable_order(tx, "nope")).unwrap().is_none());
+    }
 }

@@ -7,9 +7,10 @@
 //! own copy of the object, through the same state machine as its webhooks.
 
 use crate::context::Ctx;
+use crate::db::Tx;
 use crate::payments::complete::{self, ApplyError, fail_order};
 use crate::payments::execute;
-use crate::payments::model::OrderStatus;
+use crate::payments::model::{Checkout, Order, OrderStatus};
 use crate::payments::session::{self, SyncPlan};
 use crate::payments::store::{self, CheckoutView, EventHead};
 use crate::payments::{Policy, notify};
@@ -90,7 +91,7 @@ pub async fn sync_now(ctx: &Ctx, checkout_id: &str) -> Result<CheckoutView, Sync
             _ => {}
         }
     }
-    view(ctx, checkout_id).await
+    Ok(CheckoutView::from(&load(ctx, checkout_id).await?))
 }
 
 async fn apply_session(ctx: &Ctx, checkout_id: &str, session_id: &str) -> Result<(), SyncError> {
@@ -121,18 +122,19 @@ async fn register(ctx: &Ctx, checkout_id: &str) -> Result<(), SyncError> {
 /// or its charge job brought forward.
 async fn sync_token_orders(ctx: &Ctx, checkout_id: &str) -> Result<(), SyncError> {
     let id = checkout_id.to_string();
-    let orders = ctx.db.run_raw(move |conn| store::load_orders_of(conn, &id)).await?;
-    for order in orders.iter().filter(|o| !OrderStatus::parse(&o.status).is_some_and(OrderStatus::is_final)) {
+    let orders = ctx.db.run(move |tx| store::load_orders_of(tx, &id)).await?;
+    for order in orders.iter().filter(|o| !o.status.is_final()) {
+        let order_id = order.payment_order_id.as_str();
         let Some(intent_id) = &order.psp_payment_intent_id else {
-            execute::charge_soon(ctx, &order.payment_order_id).await?;
+            execute::charge_soon(ctx, order_id).await?;
             continue;
         };
-        let intent = match ctx.psp.retrieve_payment_intent(intent_id, &order.payment_order_id).await {
+        let intent = match ctx.psp.retrieve_payment_intent(intent_id, order_id).await {
             Ok(intent) => intent,
             Err(PspError::Unknown(why)) => return Err(SyncError::PspUnavailable(why)),
             Err(refused) => return Err(SyncError::Psp(refused.to_string())),
         };
-        match execute::apply_intent(ctx, &order.payment_order_id, intent).await {
+        match execute::apply_intent(ctx, order_id, intent).await {
             Ok(()) | Err(JobError::Retry(_) | JobError::Later { .. }) => {}
             Err(JobError::Final(why)) => return Err(SyncError::Psp(why)),
         }
@@ -151,12 +153,12 @@ pub async fn cancel(ctx: &Ctx, checkout_id: &str) -> Result<CheckoutView, SyncEr
     let policy = Policy::of(&ctx.settings);
     let head = ctx
         .db
-        .write_raw(move |tx| -> Result<EventHead, SyncError> {
+        .write(move |tx| -> Result<EventHead, SyncError> {
             let head = store::find_event_head(tx, &id)?.ok_or_else(|| SyncError::NotFound(id.clone()))?;
             let orders = store::load_orders_of(tx, &id)?;
             refuse_if_paid(&orders)?;
             if head.payment_method == "token"
-                && let Some(o) = orders.iter().find(|o| o.status == OrderStatus::Executing.as_str())
+                && let Some(o) = orders.iter().find(|o| o.status == OrderStatus::Executing)
             {
                 let why = format!("order {} is being charged at the PSP; it cannot be canceled", o.payment_order_id);
                 return Err(SyncError::NotCancelable(why));
@@ -171,13 +173,13 @@ pub async fn cancel(ctx: &Ctx, checkout_id: &str) -> Result<CheckoutView, SyncEr
     if head.payment_method == "hosted_page" && !head.is_payment_done {
         expire_session(ctx, checkout_id, head.psp_session_id).await?;
     }
-    let view = view(ctx, checkout_id).await?;
-    refuse_if_paid(&view.orders)?;
-    Ok(view)
+    let checkout = load(ctx, checkout_id).await?;
+    refuse_if_paid(&checkout.orders)?;
+    Ok(CheckoutView::from(&checkout))
 }
 
-fn refuse_if_paid(orders: &[store::OrderView]) -> Result<(), SyncError> {
-    match orders.iter().find(|o| o.status == OrderStatus::Success.as_str()) {
+fn refuse_if_paid(orders: &[Order]) -> Result<(), SyncError> {
+    match orders.iter().find(|o| o.status == OrderStatus::Success) {
         Some(o) => Err(SyncError::NotCancelable(format!(
             "order {} succeeded; a paid checkout is not canceled (refund it instead)",
             o.payment_order_id
@@ -186,15 +188,10 @@ fn refuse_if_paid(orders: &[store::OrderView]) -> Result<(), SyncError> {
     }
 }
 
-fn fail_not_started(
-    tx: &rusqlite::Transaction,
-    checkout_id: &str,
-    orders: &[store::OrderView],
-    policy: Policy,
-) -> anyhow::Result<()> {
-    for order in orders.iter().filter(|o| o.status == OrderStatus::NotStarted.as_str()) {
+fn fail_not_started(tx: &Tx, checkout_id: &str, orders: &[Order], policy: Policy) -> anyhow::Result<()> {
+    for order in orders.iter().filter(|o| o.status == OrderStatus::NotStarted) {
         let reason = "checkout canceled by the shop";
-        fail_order(tx, &order.payment_order_id, OrderStatus::NotStarted, "canceled", reason, policy)?;
+        fail_order(tx, order.payment_order_id.as_str(), OrderStatus::NotStarted, "canceled", reason, policy)?;
     }
     notify::checkout_progress(tx, checkout_id, policy)
 }
@@ -216,7 +213,7 @@ async fn expire_session(ctx: &Ctx, checkout_id: &str, known: Option<String>) -> 
         let (id, policy) = (checkout_id.to_string(), Policy::of(&ctx.settings));
         return Ok(ctx
             .db
-            .write_raw(move |tx| -> anyhow::Result<()> {
+            .write(move |tx| -> anyhow::Result<()> {
                 fail_not_started(tx, &id, &store::load_orders_of(tx, &id)?, policy)
             })
             .await?);
@@ -236,19 +233,19 @@ async fn expire_session(ctx: &Ctx, checkout_id: &str, known: Option<String>) -> 
 
 async fn head(ctx: &Ctx, checkout_id: &str) -> anyhow::Result<Option<EventHead>> {
     let id = checkout_id.to_string();
-    ctx.db.run_raw(move |conn| store::find_event_head(conn, &id)).await
+    ctx.db.run(move |tx| store::find_event_head(tx, &id)).await
 }
 
 async fn order_ids(ctx: &Ctx, checkout_id: &str) -> anyhow::Result<Vec<String>> {
     let id = checkout_id.to_string();
-    let orders = ctx.db.run_raw(move |conn| store::load_orders_of(conn, &id)).await?;
-    Ok(orders.into_iter().map(|o| o.payment_order_id).collect())
+    let orders = ctx.db.run(move |tx| store::load_orders_of(tx, &id)).await?;
+    Ok(orders.into_iter().map(|o| o.payment_order_id.to_string()).collect())
 }
 
-async fn view(ctx: &Ctx, checkout_id: &str) -> Result<CheckoutView, SyncError> {
+async fn load(ctx: &Ctx, checkout_id: &str) -> Result<Checkout, SyncError> {
     let id = checkout_id.to_string();
     ctx.db
-        .run_raw(move |conn| store::load_checkout(conn, &id))
+        .run(move |tx| store::load_checkout(tx, &id))
         .await?
         .ok_or_else(|| SyncError::NotFound(checkout_id.to_string()))
 }

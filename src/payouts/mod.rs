@@ -124,8 +124,7 @@ struct Rules {
 pub async fn create(ctx: &Ctx, new: NewPayout) -> Result<PayoutView, PayoutError> {
     let rules = Rules { hold_days: ctx.settings.payouts.hold_days, max_attempts: ctx.settings.queue.max_attempts };
     let minimum = minimum_of(ctx, new.currency);
-    // seam: transitional: the ledger and wallet verbs take the engine's transaction until they are on the seam.
-    let payout = ctx.db.write_raw(move |raw| create_in_tx(&Tx::sqlite(raw), raw, &new, minimum, rules)).await?;
+    let payout = ctx.db.write(move |tx| create_in_tx(tx, &new, minimum, rules)).await?;
     ctx.queue_wake.notify_one();
     Ok(payout)
 }
@@ -139,18 +138,12 @@ fn minimum_of(ctx: &Ctx, currency: Currency) -> i64 {
         .map_or(1, |m| m.amount_minor())
 }
 
-fn create_in_tx(
-    tx: &Tx,
-    raw: &rusqlite::Transaction, // seam: transitional
-    new: &NewPayout,
-    minimum: i64,
-    rules: Rules,
-) -> Result<PayoutView, PayoutError> {
+fn create_in_tx(tx: &Tx, new: &NewPayout, minimum: i64, rules: Rules) -> Result<PayoutView, PayoutError> {
     let seller = store::seller(tx, &new.seller_id)?.ok_or_else(|| PayoutError::SellerMissing(new.seller_id.clone()))?;
     let destination = seller.payout_destination.ok_or_else(|| PayoutError::NoDestination(new.seller_id.clone()))?;
     let currency = new.currency;
     // seam: transitional: wallet's reads take the engine's connection until they are on the seam.
-    let available = wallet::balances(tx.raw(), &new.seller_id, currency, rules.hold_days)?.available;
+    let available = wallet::balances(tx, &new.seller_id, currency, rules.hold_days)?.available;
     let amount = match new.amount {
         None => available,
         Some(m) if m.currency() == currency => m.amount_minor(),
@@ -166,7 +159,7 @@ fn create_in_tx(
     let payout_id = uuid::Uuid::new_v4().to_string();
     store::insert(tx, &payout_id, &new.seller_id, amount, currency, &destination, &new.created_by)?;
     post(
-        raw,
+        tx,
         "payout",
         &payout_id,
         currency,
@@ -174,15 +167,15 @@ fn create_in_tx(
         ledger::PAYOUTS_IN_TRANSIT,
         amount,
     )?;
-    wallet::credit_wallet(raw, &new.seller_id, currency, -amount)?;
-    wallet::assert_matches_ledger(raw, &new.seller_id, currency)?;
+    wallet::credit_wallet(tx, &new.seller_id, currency, -amount)?;
+    wallet::assert_matches_ledger(tx, &new.seller_id, currency)?;
     queue::enqueue(tx, JobKind::SendPayout, &payout_id, 0, rules.max_attempts)?;
     Ok(store::load(tx, &payout_id)?.expect("just inserted"))
 }
 
 /// A two-entry posting: `debit` receives `amount`, `credit` gives it.
 fn post(
-    tx: &rusqlite::Transaction, // seam: transitional: the ledger is not on the seam yet
+    tx: &Tx,
     source_type: &str,
     payout_id: &str,
     currency: Currency,
@@ -253,21 +246,17 @@ fn transfer_request(p: &store::PayoutRow) -> TransferRequest {
 pub async fn apply(ctx: &Ctx, payout_id: &str, transfer: &Transfer) -> Result<(), JobError> {
     let (id, transfer) = (payout_id.to_string(), transfer.clone());
     let attempts = ctx.settings.webhooks.max_attempts;
-    // seam: transitional: the ledger and wallet verbs take the engine's transaction until they are on the seam.
     let in_transit = ctx
         .db
-        .write_raw(move |raw| -> Result<bool, JobError> {
-            let tx = &Tx::sqlite(raw);
+        .write(move |tx| -> Result<bool, JobError> {
             let mut p = store::load_row(tx, &id)?.ok_or_else(|| JobError::Final(format!("payout {id} vanished")))?;
             if transfer.amount != p.amount_minor || !transfer.currency.eq_ignore_ascii_case(&p.currency) {
                 return Err(JobError::Final(format!("transfer {} does not match payout {id}", transfer.id)));
             }
             store::set_transfer(tx, &mut p, &transfer.id)?;
             match transfer.outcome() {
-                TransferOutcome::Paid => finish(tx, raw, &p, PayoutStatus::Paid, None, attempts)?,
-                TransferOutcome::Failed => {
-                    finish(tx, raw, &p, PayoutStatus::Failed, Some("transfer_failed"), attempts)?
-                }
+                TransferOutcome::Paid => finish(tx, &p, PayoutStatus::Paid, None, attempts)?,
+                TransferOutcome::Failed => finish(tx, &p, PayoutStatus::Failed, Some("transfer_failed"), attempts)?,
                 // Committed as IN_TRANSIT with the transfer's id; asked again later.
                 TransferOutcome::InTransit => return Ok(true),
             }
@@ -283,12 +272,10 @@ pub async fn apply(ctx: &Ctx, payout_id: &str, transfer: &Transfer) -> Result<()
 async fn finish_failed(ctx: &Ctx, payout_id: &str, code: &str) -> Result<(), JobError> {
     let (id, code) = (payout_id.to_string(), code.to_string());
     let attempts = ctx.settings.webhooks.max_attempts;
-    // seam: transitional: the ledger and wallet verbs take the engine's transaction until they are on the seam.
     ctx.db
-        .write_raw(move |raw| -> anyhow::Result<()> {
-            let tx = &Tx::sqlite(raw);
+        .write(move |tx| -> anyhow::Result<()> {
             if let Some(p) = store::load_row(tx, &id)? {
-                finish(tx, raw, &p, PayoutStatus::Failed, Some(&code), attempts)?;
+                finish(tx, &p, PayoutStatus::Failed, Some(&code), attempts)?;
             }
             Ok(())
         })
@@ -299,14 +286,7 @@ async fn finish_failed(ctx: &Ctx, payout_id: &str, code: &str) -> Result<(), Job
 /// PENDING | IN_TRANSIT → PAID (out of the PSP balance) or FAILED (back to
 /// the wallet), each booked once and told to the shop. A payout already
 /// final is left as it is: a replayed answer changes nothing.
-fn finish(
-    tx: &Tx,
-    raw: &rusqlite::Transaction, // seam: transitional
-    p: &store::PayoutRow,
-    to: PayoutStatus,
-    failure: Option<&str>,
-    attempts: u32,
-) -> anyhow::Result<()> {
+fn finish(tx: &Tx, p: &store::PayoutRow, to: PayoutStatus, failure: Option<&str>, attempts: u32) -> anyhow::Result<()> {
     if !p.status.can_move_to(to) || !store::transition(tx, &p.payout_id, p.status, to, failure)? {
         return Ok(());
     }
@@ -314,7 +294,7 @@ fn finish(
     let paid = to == PayoutStatus::Paid;
     if paid {
         post(
-            raw,
+            tx,
             "payout_paid",
             &p.payout_id,
             currency,
@@ -324,9 +304,9 @@ fn finish(
         )?;
     } else {
         let seller = ledger::seller_account(&p.seller_id);
-        post(raw, "payout_reversal", &p.payout_id, currency, ledger::PAYOUTS_IN_TRANSIT, &seller, p.amount_minor)?;
-        wallet::credit_wallet(raw, &p.seller_id, currency, p.amount_minor)?;
-        wallet::assert_matches_ledger(raw, &p.seller_id, currency)?;
+        post(tx, "payout_reversal", &p.payout_id, currency, ledger::PAYOUTS_IN_TRANSIT, &seller, p.amount_minor)?;
+        wallet::credit_wallet(tx, &p.seller_id, currency, p.amount_minor)?;
+        wallet::assert_matches_ledger(tx, &p.seller_id, currency)?;
     }
     let view = store::load(tx, &p.payout_id)?.ok_or_else(|| anyhow::anyhow!("payout vanished"))?;
     events::emit(tx, if paid { "payout.paid" } else { "payout.failed" }, &p.payout_id, &view, attempts)

@@ -30,7 +30,9 @@ pub fn book_line(tx: &rusqlite::Transaction, row: &SettlementRow, decision: &Dec
 /// before books nothing again.
 pub fn book(tx: &rusqlite::Transaction, postings: &[(Posting<'_>, Booked)]) -> anyhow::Result<Booked> {
     let ledger_postings: Vec<&Posting> = postings.iter().map(|(p, _)| p).collect();
-    let ids = ledger::post_transactions(tx, &ledger_postings).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // seam: transitional
+    let ids =
+        ledger::post_transactions(&crate::db::Tx::sqlite(tx), &ledger_postings).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut booked = Booked::default();
     for ((_, what), id) in postings.iter().zip(ids) {
         if id.is_some() {

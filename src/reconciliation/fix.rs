@@ -89,7 +89,7 @@ fn plan(tx: &Tx, stored: &StoredRow, decision: &Decision) -> anyhow::Result<Plan
     Ok(match decision.record.as_ref() {
         Some(TillRecord { kind: RecordKind::Checkout, id, .. }) => {
             // seam: transitional (payments' store takes rusqlite's connection until conv-pay moves it onto Tx)
-            match payments_store::find_event_head(tx.raw(), id)?.and_then(|h| h.psp_session_id) {
+            match payments_store::find_event_head(tx, id)?.and_then(|h| h.psp_session_id) {
                 Some(session_id) => Plan::Checkout { checkout_id: id.clone(), session_id },
                 None => Plan::Nothing(format!("checkout {id} has no PSP session id to ask about")),
             }
@@ -233,14 +233,12 @@ async fn look_up_intent(ctx: &Ctx, intent_id: &str) -> String {
         let (order_id, checkout_id) = (order_id.clone(), checkout_id.clone());
         ctx.db
             .run(move |tx| -> anyhow::Result<(bool, Option<String>)> {
-                // seam: transitional (payments' store takes rusqlite's connection until conv-pay moves it onto Tx)
-                let conn = tx.raw();
                 let order = match &order_id {
-                    Some(id) => payments_store::load_order(conn, id)?.is_some(),
+                    Some(id) => payments_store::load_order(tx, id)?.is_some(),
                     None => false,
                 };
                 let session = match &checkout_id {
-                    Some(id) => payments_store::find_event_head(conn, id)?.and_then(|h| h.psp_session_id),
+                    Some(id) => payments_store::find_event_head(tx, id)?.and_then(|h| h.psp_session_id),
                     None => None,
                 };
                 Ok((order, session))

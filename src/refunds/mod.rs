@@ -175,18 +175,12 @@ pub async fn create(ctx: &Ctx, new: NewRefund) -> Result<RefundView, RefundError
         allow_debt: ctx.settings.refunds.allow_seller_debt,
         max_attempts: ctx.settings.queue.max_attempts,
     };
-    // seam: transitional: the ledger and wallet verbs take the engine's transaction until they are on the seam.
-    let refund = ctx.db.write_raw(move |raw| create_in_tx(&Tx::sqlite(raw), raw, &new, rules)).await?;
+    let refund = ctx.db.write(move |tx| create_in_tx(tx, &new, rules)).await?;
     ctx.queue_wake.notify_one();
     Ok(refund)
 }
 
-fn create_in_tx(
-    tx: &Tx,
-    raw: &rusqlite::Transaction, // seam: transitional
-    new: &NewRefund,
-    rules: Rules,
-) -> Result<RefundView, RefundError> {
+fn create_in_tx(tx: &Tx, new: &NewRefund, rules: Rules) -> Result<RefundView, RefundError> {
     let order = store::order_for_refund(tx, &new.payment_order_id)?
         .ok_or_else(|| RefundError::OrderMissing(new.payment_order_id.clone()))?;
     if order.status != OrderStatus::Success.as_str() {
@@ -206,9 +200,8 @@ fn create_in_tx(
     }
     let (seller_part, commission_part) = split(&order, amount);
     if !rules.allow_debt {
-        // seam: transitional: wallet's reads take the engine's connection until they are on the seam.
-        let available = wallet::balances(tx.raw(), &order.seller_id, currency, rules.hold_days)?.available;
-        let held = wallet::pending_of_order(tx.raw(), &order.payment_order_id, rules.hold_days)?;
+        let available = wallet::balances(tx, &order.seller_id, currency, rules.hold_days)?.available;
+        let held = wallet::pending_of_order(tx, &order.payment_order_id, rules.hold_days)?;
         if seller_part > available + held {
             return Err(RefundError::SellerBalance {
                 available: format_minor(available, currency),
@@ -222,7 +215,7 @@ fn create_in_tx(
         // The guard in SQL: a concurrent refund took the rest first.
         return Err(RefundError::TooMuch { asked: format_minor(amount, currency), left: "less".into() });
     }
-    book(raw, &refund_id, &order.seller_id, currency, seller_part, commission_part, false)?;
+    book(tx, &refund_id, &order.seller_id, currency, seller_part, commission_part, false)?;
     queue::enqueue(tx, JobKind::SubmitRefund, &refund_id, 0, rules.max_attempts)?;
     Ok(store::load(tx, &refund_id)?.expect("just inserted"))
 }
@@ -241,7 +234,7 @@ fn split(order: &store::RefundableOrder, amount: i64) -> (i64, i64) {
 
 /// The refund's posting, or (reversal) its exact opposite, with the wallet.
 fn book(
-    tx: &rusqlite::Transaction, // seam: transitional: ledger and wallet are not on the seam yet
+    tx: &Tx,
     refund_id: &str,
     seller_id: &str,
     currency: Currency,
@@ -320,9 +313,8 @@ fn submission(tx: &Tx, refund_id: &str) -> anyhow::Result<Option<Submission>> {
 }
 
 /// The payment order a refund takes back, through the payments module.
-fn order_of(tx: &Tx, refund: &store::RefundRow) -> anyhow::Result<crate::payments::store::OrderView> {
-    // seam: transitional: payments' reads take the engine's connection until they are on the seam.
-    crate::payments::store::load_order(tx.raw(), &refund.payment_order_id)?
+fn order_of(tx: &Tx, refund: &store::RefundRow) -> anyhow::Result<crate::payments::model::Order> {
+    crate::payments::store::load_order(tx, &refund.payment_order_id)?
         .ok_or_else(|| anyhow::anyhow!("order {} of refund {} is missing", refund.payment_order_id, refund.refund_id))
 }
 
@@ -347,17 +339,15 @@ pub async fn apply(
     let (id, psp_id, status) = (refund_id.to_string(), psp_refund_id.to_string(), psp_status.to_string());
     let failure = failure.unwrap_or("refund_failed").to_string();
     let policy = Policy::of(&ctx.settings);
-    // seam: transitional: the ledger and wallet verbs take the engine's transaction until they are on the seam.
     let pending = ctx
         .db
-        .write_raw(move |raw| -> anyhow::Result<Option<String>> {
-            let tx = &Tx::sqlite(raw);
+        .write(move |tx| -> anyhow::Result<Option<String>> {
             if !psp_id.is_empty() {
                 store::set_psp_id(tx, &id, &psp_id)?;
             }
             match status.as_str() {
-                "succeeded" => finish(tx, raw, &id, RefundStatus::Succeeded, None, policy)?,
-                "failed" | "canceled" => finish(tx, raw, &id, RefundStatus::Failed, Some(&failure), policy)?,
+                "succeeded" => finish(tx, &id, RefundStatus::Succeeded, None, policy)?,
+                "failed" | "canceled" => finish(tx, &id, RefundStatus::Failed, Some(&failure), policy)?,
                 // Committed with the PSP's id, so the next attempt reads rather than creates.
                 other => return Ok(Some(format!("refund {id} is {other} at the PSP"))),
             }
@@ -372,14 +362,7 @@ pub async fn apply(
 
 /// PENDING → `to` (SUCCEEDED, or FAILED: reversed, and the amount
 /// refundable again), told to the shop. Applied once.
-fn finish(
-    tx: &Tx,
-    raw: &rusqlite::Transaction, // seam: transitional
-    refund_id: &str,
-    to: RefundStatus,
-    failure: Option<&str>,
-    policy: Policy,
-) -> anyhow::Result<()> {
+fn finish(tx: &Tx, refund_id: &str, to: RefundStatus, failure: Option<&str>, policy: Policy) -> anyhow::Result<()> {
     if !store::transition(tx, refund_id, RefundStatus::Pending, to, failure)? {
         return Ok(()); // already final: a replayed answer changes nothing
     }
@@ -387,9 +370,9 @@ fn finish(
     let succeeded = to == RefundStatus::Succeeded;
     if !succeeded {
         let row = store::load_row(tx, refund_id)?.ok_or_else(|| anyhow::anyhow!("refund {refund_id} vanished"))?;
-        let seller_id = order_of(tx, &row)?.seller_id;
+        let seller_id = order_of(tx, &row)?.seller_id.to_string();
         let currency = Currency::parse(&refund.currency)?;
-        book(raw, refund_id, &seller_id, currency, row.seller_part_minor, row.commission_part_minor, true)?;
+        book(tx, refund_id, &seller_id, currency, row.seller_part_minor, row.commission_part_minor, true)?;
         crate::payments::store::release_refunded(tx, &refund.payment_order_id, row.amount_minor)?;
     }
     let event = if succeeded { "refund.succeeded" } else { "refund.failed" };

@@ -8,29 +8,30 @@
 //! was refunded of them); available = balance − pending.
 
 use anyhow::Context;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
+use crate::db::{Tx, params};
 use crate::money::{Currency, format_minor};
 
 /// Adds `amount_minor` (negative to debit) to a seller's wallet.
-pub fn credit_wallet(tx: &Transaction, seller_id: &str, currency: Currency, amount_minor: i64) -> anyhow::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO wallets (seller_id, currency, balance_minor, updated_at) VALUES (?1, ?2, ?3, ?4)
+pub fn credit_wallet(tx: &Tx, seller_id: &str, currency: Currency, amount_minor: i64) -> anyhow::Result<()> {
+    tx.execute(
+        "INSERT INTO wallets (seller_id, currency, balance_minor, updated_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (seller_id, currency)
-         DO UPDATE SET balance_minor = balance_minor + excluded.balance_minor, updated_at = excluded.updated_at",
-    )?
-    .execute(params![seller_id, currency.code(), amount_minor, crate::db::now()])
+         DO UPDATE SET balance_minor = wallets.balance_minor + excluded.balance_minor, updated_at = excluded.updated_at",
+        params![seller_id, currency, amount_minor, crate::db::now()],
+    )
     .with_context(|| format!("crediting the wallet of {seller_id}"))?;
     Ok(())
 }
 
 /// Invariant 2 for a wallet just moved, read back inside the same
 /// transaction: a mismatch fails the write, which rolls everything back.
-pub fn assert_matches_ledger(tx: &Connection, seller_id: &str, currency: Currency) -> anyhow::Result<()> {
-    let wallet: i64 = tx
-        .prepare_cached("SELECT balance_minor FROM wallets WHERE seller_id = ?1 AND currency = ?2")?
-        .query_row(params![seller_id, currency.code()], |r| r.get(0))?;
+pub fn assert_matches_ledger(tx: &Tx, seller_id: &str, currency: Currency) -> anyhow::Result<()> {
+    let wallet: i64 = tx.query_value(
+        "SELECT balance_minor FROM wallets WHERE seller_id = $1 AND currency = $2",
+        params![seller_id, currency],
+    )?;
     let account = crate::ledger::account_balance(tx, &crate::ledger::seller_account(seller_id), currency)?;
     anyhow::ensure!(wallet == -account, "wallet {seller_id} {currency} = {wallet} but its ledger account = {account}");
     Ok(())
@@ -49,25 +50,35 @@ fn hold_cutoff(hold_days: i64) -> String {
     (chrono::Utc::now() - chrono::Duration::days(hold_days)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// What the seller still holds of one payment: its share less its refunds.
-const HELD_OF_ORDER: &str = "o.seller_amount_minor - COALESCE((SELECT SUM(r.seller_part_minor) FROM refunds r
-      WHERE r.payment_order_id = o.payment_order_id AND r.status <> 'FAILED'), 0)";
+/// What the seller still holds of the paid orders `o` the statement picks:
+/// each one's share less its refunds (a macro, so that each statement is
+/// one literal string).
+macro_rules! held_of_orders {
+    ($where:literal) => {
+        concat!(
+            "SELECT COALESCE(SUM(o.seller_amount_minor - COALESCE((SELECT SUM(r.seller_part_minor) FROM refunds r
+                  WHERE r.payment_order_id = o.payment_order_id AND r.status <> 'FAILED'), 0)), 0)
+             FROM payment_orders o WHERE o.payment_order_status = 'SUCCESS' AND ",
+            $where
+        )
+    };
+}
 
-pub fn balances(conn: &Connection, seller_id: &str, currency: Currency, hold_days: i64) -> anyhow::Result<Balances> {
-    let balance: i64 = conn
-        .prepare_cached("SELECT balance_minor FROM wallets WHERE seller_id = ?1 AND currency = ?2")?
-        .query_row(params![seller_id, currency.code()], |r| r.get(0))
-        .optional()?
+pub fn balances(tx: &Tx, seller_id: &str, currency: Currency, hold_days: i64) -> anyhow::Result<Balances> {
+    let balance: i64 = tx
+        .query_opt(
+            "SELECT balance_minor FROM wallets WHERE seller_id = $1 AND currency = $2",
+            params![seller_id, currency],
+            |r| r.get(0),
+        )?
         .unwrap_or(0);
     let pending: i64 = if hold_days == 0 {
         0
     } else {
-        let sql = format!(
-            "SELECT COALESCE(SUM({HELD_OF_ORDER}), 0) FROM payment_orders o
-             WHERE o.seller_id = ?1 AND o.currency = ?2 AND o.payment_order_status = 'SUCCESS' AND o.succeeded_at > ?3"
-        );
-        conn.prepare_cached(&sql)?
-            .query_row(params![seller_id, currency.code(), hold_cutoff(hold_days)], |r| r.get(0))?
+        tx.query_value(
+            held_of_orders!("o.seller_id = $1 AND o.currency = $2 AND o.succeeded_at > $3"),
+            params![seller_id, currency, hold_cutoff(hold_days)],
+        )?
     };
     // Refunds beyond what is held come out of available money first.
     let pending = pending.clamp(0, balance.max(0));
@@ -75,15 +86,14 @@ pub fn balances(conn: &Connection, seller_id: &str, currency: Currency, hold_day
 }
 
 /// The part of one payment's seller share still inside the hold window.
-pub fn pending_of_order(conn: &Connection, payment_order_id: &str, hold_days: i64) -> anyhow::Result<i64> {
+pub fn pending_of_order(tx: &Tx, payment_order_id: &str, hold_days: i64) -> anyhow::Result<i64> {
     if hold_days == 0 {
         return Ok(0);
     }
-    let sql = format!(
-        "SELECT COALESCE(SUM({HELD_OF_ORDER}), 0) FROM payment_orders o
-         WHERE o.payment_order_id = ?1 AND o.payment_order_status = 'SUCCESS' AND o.succeeded_at > ?2"
-    );
-    Ok(conn.prepare_cached(&sql)?.query_row(params![payment_order_id, hold_cutoff(hold_days)], |r| r.get(0))?)
+    tx.query_value(
+        held_of_orders!("o.payment_order_id = $1 AND o.succeeded_at > $2"),
+        params![payment_order_id, hold_cutoff(hold_days)],
+    )
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -101,19 +111,20 @@ pub struct WalletView {
 }
 
 /// The seller's balances, one per currency it has ever been paid in.
-pub fn read_wallet(conn: &Connection, seller_id: &str, hold_days: i64) -> anyhow::Result<Option<WalletView>> {
-    let mut st = conn.prepare_cached("SELECT currency FROM wallets WHERE seller_id = ?1 ORDER BY currency")?;
-    let codes = st.query_map([seller_id], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
-    if codes.is_empty() {
+pub fn read_wallet(tx: &Tx, seller_id: &str, hold_days: i64) -> anyhow::Result<Option<WalletView>> {
+    let currencies: Vec<Currency> =
+        tx.query_map("SELECT currency FROM wallets WHERE seller_id = $1 ORDER BY currency", params![seller_id], |r| {
+            r.get(0)
+        })?;
+    if currencies.is_empty() {
         return Ok(None);
     }
-    let balances = codes
+    let balances = currencies
         .into_iter()
-        .map(|code| {
-            let currency = Currency::parse(&code).with_context(|| format!("stored currency {code}"))?;
-            let b = balances(conn, seller_id, currency, hold_days)?;
+        .map(|currency| {
+            let b = balances(tx, seller_id, currency, hold_days)?;
             Ok(WalletBalance {
-                currency: code,
+                currency: currency.code().to_string(),
                 balance: format_minor(b.balance, currency),
                 available: format_minor(b.available, currency),
                 pending: format_minor(b.pending, currency),

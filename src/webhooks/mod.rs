@@ -8,7 +8,6 @@ use crate::context::Ctx;
 use crate::db::{Tx, params};
 use crate::payments::complete::{self, ApplyError};
 use crate::payments::execute;
-use crate::payments::model::OrderStatus;
 use crate::psp::PspError;
 use crate::psp::types::Event;
 use crate::psp::webhook_signature::{self, SignatureError};
@@ -256,9 +255,7 @@ fn settled(tx: &Tx, subject: &Subject) -> anyhow::Result<bool> {
             )?
             .unwrap_or(false),
         Subject::Order(order_id) => {
-            // seam: transitional: payments' reads take the engine's connection until they are on the seam.
-            let order = crate::payments::store::load_order(tx.raw(), order_id)?;
-            order.and_then(|o| OrderStatus::parse(&o.status)).is_some_and(OrderStatus::is_final)
+            crate::payments::store::load_order(tx, order_id)?.is_some_and(|o| o.status.is_final())
         }
         Subject::Refund(refund_id) => crate::refunds::store::status(tx, refund_id)?.is_some_and(|s| s.is_final()),
         Subject::Payout(payout_id) => crate::payouts::store::status(tx, payout_id)?.is_some_and(|s| s.is_final()),

@@ -171,7 +171,7 @@ impl TestApp {
     }
 
     pub fn assert_ledger_ok(&self) {
-        let report = till::ledger::check::run(&mut self.ctx.db.conn().unwrap()).unwrap();
+        let report = self.ctx.db.read_snapshot(till::ledger::check::run).unwrap();
         assert!(report.ok, "{}", report.summary());
     }
 }

@@ -49,9 +49,9 @@ async fn two_sellers_are_paid_through_the_hosted_page() {
     );
     assert_eq!(app.get_json("/v1/wallets/seller_b").await["balances"][0]["balance"], "10.00");
     let usd = Currency::parse("USD").unwrap();
-    let conn = app.ctx.db.conn().unwrap();
-    assert_eq!(ledger::account_balance(&conn, ledger::PSP_BALANCE, usd).unwrap(), 3500);
-    assert_eq!(ledger::account_balance(&conn, "liabilities:seller:seller_a", usd).unwrap(), -2500);
+    let balance = |account: &str| app.ctx.db.read_now(|tx| ledger::account_balance(tx, account, usd)).unwrap();
+    assert_eq!(balance(ledger::PSP_BALANCE), 3500);
+    assert_eq!(balance("liabilities:seller:seller_a"), -2500);
     assert_eq!(app.count("SELECT COUNT(*) FROM ledger_transactions WHERE source_type = 'payment_order'"), 2);
     let session = app.sandbox_get(&format!("/v1/checkout/sessions/{session_id}")).await;
     assert_eq!(session["payment_status"], "paid");
@@ -111,9 +111,9 @@ async fn commission_is_booked_to_revenue() {
     // 10 % of 10.05 = 1.005, rounded half-up to 1.01.
     assert_eq!(app.get_json("/v1/wallets/seller_a").await["balances"][0]["balance"], "9.04");
     let usd = Currency::parse("USD").unwrap();
-    let conn = app.ctx.db.conn().unwrap();
-    assert_eq!(ledger::account_balance(&conn, ledger::COMMISSION, usd).unwrap(), -101);
-    assert_eq!(ledger::account_balance(&conn, ledger::PSP_BALANCE, usd).unwrap(), 1005);
+    let balance = |account: &str| app.ctx.db.read_now(|tx| ledger::account_balance(tx, account, usd)).unwrap();
+    assert_eq!(balance(ledger::COMMISSION), -101);
+    assert_eq!(balance(ledger::PSP_BALANCE), 1005);
 }
 
 #[tokio::test]
@@ -129,9 +129,9 @@ async fn a_cart_with_one_seller_twice_books_each_order_and_credits_the_sum() {
     assert_eq!(app.get_json("/v1/wallets/seller_b").await["balances"][0]["balance"], "2.70");
     assert_eq!(app.count("SELECT COUNT(*) FROM ledger_transactions WHERE source_type = 'payment_order'"), 3);
     let usd = Currency::parse("USD").unwrap();
-    let conn = app.ctx.db.conn().unwrap();
-    assert_eq!(ledger::account_balance(&conn, ledger::COMMISSION, usd).unwrap(), -331);
-    assert_eq!(ledger::account_balance(&conn, ledger::PSP_BALANCE, usd).unwrap(), 3305);
+    let balance = |account: &str| app.ctx.db.read_now(|tx| ledger::account_balance(tx, account, usd)).unwrap();
+    assert_eq!(balance(ledger::COMMISSION), -331);
+    assert_eq!(balance(ledger::PSP_BALANCE), 3305);
 }
 
 #[tokio::test]

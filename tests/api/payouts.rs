@@ -51,7 +51,7 @@ async fn wait_payout(app: &TestApp, id: &str) -> Value {
 }
 
 fn balance(app: &TestApp, account: &str) -> i64 {
-    ledger::account_balance(&app.ctx.db.conn().unwrap(), account, Currency::parse("USD").unwrap()).unwrap()
+    app.ctx.db.read_now(|tx| ledger::account_balance(tx, account, Currency::parse("USD").unwrap())).unwrap()
 }
 
 #[tokio::test]
@@ -242,14 +242,16 @@ async fn with_seller_debt_allowed_the_refund_goes_through() {
         .unwrap();
     assert_eq!(app.wait_refund(r["refund_id"].as_str().unwrap()).await["status"], "SUCCEEDED");
     assert_eq!(app.balance("seller_a").await, "-10.00");
-    let report = till::ledger::check::run_with(
-        &mut app.ctx.db.conn().unwrap(),
-        &till::ledger::check::Options { allow_seller_debt: true, hold_days: 0 },
-    )
-    .unwrap();
+    let report = app
+        .ctx
+        .db
+        .read_snapshot(|tx| {
+            till::ledger::check::run_with(tx, &till::ledger::check::Options { allow_seller_debt: true, hold_days: 0 })
+        })
+        .unwrap();
     assert!(report.ok, "{}", report.summary());
     // Under a no-debt configuration the same books are a violation.
-    let strict = till::ledger::check::run(&mut app.ctx.db.conn().unwrap()).unwrap();
+    let strict = app.ctx.db.read_snapshot(till::ledger::check::run).unwrap();
     assert!(strict.violations.iter().any(|v| v.invariant == 4), "{}", strict.summary());
     // Put the seller back in credit so the scenario's closing check passes.
     app.paid_checkout(&[("seller_a", "10.00", "USD")]).await;

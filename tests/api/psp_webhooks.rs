@@ -178,7 +178,7 @@ async fn one_charge_never_pays_another_checkouts_order_or_more_than_it_took() {
         [&victim_order, &intent],
     )
     .unwrap();
-    let report = till::ledger::check::run(&mut app.ctx.db.conn().unwrap()).unwrap();
+    let report = app.ctx.db.read_snapshot(till::ledger::check::run).unwrap();
     let sixth: Vec<&str> = report.violations.iter().filter(|v| v.invariant == 6).map(|v| v.message.as_str()).collect();
     assert!(sixth.iter().any(|m| m.contains(&victim_order) && m.contains(&paid_id)), "{sixth:?}");
     assert!(sixth.iter().any(|m| m.contains("pays orders adding up to 10000")), "{sixth:?}");

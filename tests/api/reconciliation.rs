@@ -49,7 +49,7 @@ fn text(app: &TestApp, sql: &str) -> String {
 }
 
 fn balance(app: &TestApp, account: &str) -> i64 {
-    ledger::account_balance(&app.ctx.db.conn().unwrap(), account, Currency::parse("USD").unwrap()).unwrap()
+    app.ctx.db.read_now(|tx| ledger::account_balance(tx, account, Currency::parse("USD").unwrap())).unwrap()
 }
 
 async fn upload(app: &TestApp, csv: &str) -> reqwest::Response {

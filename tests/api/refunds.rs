@@ -40,8 +40,8 @@ async fn partial_then_full_refunds_move_the_wallet_and_the_ledger() {
     let listed = app.get_json(&format!("/v1/payments/{order_id}/refunds")).await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 2);
     let usd = till::money::Currency::parse("USD").unwrap();
-    let conn = app.ctx.db.conn().unwrap();
-    assert_eq!(till::ledger::account_balance(&conn, till::ledger::PSP_BALANCE, usd).unwrap(), 0);
+    let balance = |account: &str| app.ctx.db.read_now(|tx| till::ledger::account_balance(tx, account, usd)).unwrap();
+    assert_eq!(balance(till::ledger::PSP_BALANCE), 0);
     let again = app.refund(order_id, json!({"amount": "0.01"})).await;
     assert_eq!(again.status(), StatusCode::BAD_REQUEST);
 }
@@ -158,8 +158,8 @@ async fn the_refund_is_split_with_the_commission() {
     }
     assert_eq!(app.balance("seller_a").await, "0.00", "the seller gives back exactly what it got");
     let usd = till::money::Currency::parse("USD").unwrap();
-    let conn = app.ctx.db.conn().unwrap();
-    assert_eq!(till::ledger::account_balance(&conn, till::ledger::COMMISSION, usd).unwrap(), 0);
+    let balance = |account: &str| app.ctx.db.read_now(|tx| till::ledger::account_balance(tx, account, usd)).unwrap();
+    assert_eq!(balance(till::ledger::COMMISSION), 0);
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use crate::admin::actions::{self, ActionView};
 use crate::admin::format;
 use crate::admin::views::{self, JournalRow};
 use crate::db::{ToSql, Tx, params};
-use crate::payments::model::{OrderStatus, PaymentOrderId};
+use crate::payments::model::{Order, OrderStatus, PaymentOrderId};
 use crate::payments::store;
 
 pub const PAGE_SIZE: u32 = 50;
@@ -259,7 +259,7 @@ pub fn checkout_of(tx: &Tx, id: &str) -> anyhow::Result<Option<String>> {
 }
 
 pub fn detail(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<PaymentDetail>> {
-    let Some(checkout) = store::load_checkout(tx.raw(), checkout_id)? else { return Ok(None) }; // seam: transitional
+    let Some(checkout) = store::load_checkout(tx, checkout_id)? else { return Ok(None) };
     let mut orders = Vec::new();
     let mut refund_ids = Vec::new();
     for o in &checkout.orders {
@@ -276,10 +276,10 @@ pub fn detail(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<PaymentDetail
     psp_objects.extend(psp_refund_ids(tx, &refund_ids)?);
     // Calls made on a PSP event's behalf are recorded under the PSP's id.
     subjects.extend(psp_objects.iter().cloned());
-    let currency = checkout.orders.first().map(|o| o.currency.clone()).unwrap_or_default();
-    let total: i64 = checkout.orders.iter().map(|o| o.amount_minor).sum();
+    let currency = checkout.orders.first().map(|o| o.amount.currency().code().to_string()).unwrap_or_default();
+    let total: i64 = checkout.orders.iter().map(|o| o.amount.amount_minor()).sum();
     Ok(Some(PaymentDetail {
-        checkout_id: checkout.checkout_id.clone(),
+        checkout_id: checkout.checkout_id.to_string(),
         payment_method: checkout.payment_method.clone(),
         buyer_id: checkout.buyer["id"].as_str().unwrap_or_default().to_string(),
         buyer_email: checkout.buyer["email"].as_str().unwrap_or_default().to_string(),
@@ -295,15 +295,10 @@ pub fn detail(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<PaymentDetail
     }))
 }
 
-fn order_detail(tx: &Tx, o: &store::OrderView) -> anyhow::Result<OrderDetail> {
-    let (refunded_minor, intent): (i64, Option<String>) = tx.query_row(
-        "SELECT refunded_minor, psp_payment_intent_id FROM payment_orders WHERE payment_order_id = $1",
-        params![o.payment_order_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let left = o.amount_minor - refunded_minor;
-    let refundable =
-        (o.status == OrderStatus::Success.as_str() && left > 0).then(|| format::plain_amount(left, &o.currency));
+fn order_detail(tx: &Tx, o: &Order) -> anyhow::Result<OrderDetail> {
+    let currency = o.amount.currency().code();
+    let left = o.amount.amount_minor() - o.refunded_minor;
+    let refundable = (o.status == OrderStatus::Success && left > 0).then(|| format::plain_amount(left, currency));
     let history = tx.query_map(
         "SELECT from_status, to_status, reason, at FROM payment_order_history WHERE payment_order_id = $1 ORDER BY id",
         params![o.payment_order_id],
@@ -317,20 +312,20 @@ fn order_detail(tx: &Tx, o: &store::OrderView) -> anyhow::Result<OrderDetail> {
         },
     )?;
     Ok(OrderDetail {
-        payment_order_id: o.payment_order_id.clone(),
-        seller_id: o.seller_id.clone(),
-        amount: format::money(o.amount_minor, &o.currency),
-        currency: o.currency.clone(),
-        refunded: format::money(refunded_minor, &o.currency),
-        status: o.status.clone(),
+        payment_order_id: o.payment_order_id.to_string(),
+        seller_id: o.seller_id.to_string(),
+        amount: format::money(o.amount.amount_minor(), currency),
+        currency: currency.to_string(),
+        refunded: format::money(o.refunded_minor, currency),
+        status: o.status.as_str().to_string(),
         failure_code: o.failure_code.clone().unwrap_or_default(),
         created_at: format::time(&o.created_at),
         updated_at: format::time(&o.updated_at),
-        psp_payment_intent_id: intent.unwrap_or_default(),
-        refundable_label: format::money(left, &o.currency),
+        psp_payment_intent_id: o.psp_payment_intent_id.clone().unwrap_or_default(),
+        refundable_label: format::money(left, currency),
         refundable,
         history,
-        refunds: refunds_of(tx, &o.payment_order_id)?,
+        refunds: refunds_of(tx, o.payment_order_id.as_str())?,
     })
 }
 

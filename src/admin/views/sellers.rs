@@ -64,7 +64,7 @@ pub fn wallets(tx: &Tx, seller_id: &str, hold_days: i64) -> anyhow::Result<Vec<W
     let mut rows = Vec::with_capacity(codes.len());
     for code in codes {
         let currency = Currency::parse(&code)?;
-        let b = crate::wallet::balances(tx.raw(), seller_id, currency, hold_days)?; // seam: transitional
+        let b = crate::wallet::balances(tx, seller_id, currency, hold_days)?; // seam: transitional
         rows.push(WalletRow {
             balance: format::money(b.balance, &code),
             pending: format::money(b.pending, &code),

@@ -13,11 +13,11 @@ pub mod wallets;
 pub mod webhook_endpoints;
 
 use actix_web::HttpResponse;
-use rusqlite::Connection;
 use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::db::Tx;
 use crate::http::errors::ApiError;
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -55,11 +55,11 @@ pub async fn read_one<T, F>(
     read: F,
 ) -> Result<HttpResponse, ApiError>
 where
-    F: FnOnce(&Connection, &str) -> anyhow::Result<Option<T>> + Send + 'static,
+    F: FnOnce(&Tx, &str) -> anyhow::Result<Option<T>> + Send + 'static,
     T: Serialize + Send + 'static,
 {
     let lookup = id.clone();
-    let found = ctx.db.run_raw(move |conn| read(conn, &lookup)).await?;
+    let found = ctx.db.run(move |tx| read(tx, &lookup)).await?;
     found.map(|v| HttpResponse::Ok().json(v)).ok_or_else(|| ApiError::not_found(what, &id))
 }
 

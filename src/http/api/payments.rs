@@ -262,7 +262,7 @@ pub async fn get_payment_order(
     _key: ApiKey,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    crate::http::api::read_one(&ctx, "payment order", path.into_inner(), store::load_order).await
+    crate::http::api::read_one(&ctx, "payment order", path.into_inner(), store::order_view).await
 }
 
 #[utoipa::path(
@@ -276,7 +276,7 @@ pub async fn get_checkout(
     _key: ApiKey,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    crate::http::api::read_one(&ctx, "checkout", path.into_inner(), store::load_checkout).await
+    crate::http::api::read_one(&ctx, "checkout", path.into_inner(), store::checkout_view).await
 }
 
 /// The body of a POST that takes no fields: empty, or `{}`.
@@ -376,6 +376,6 @@ pub async fn list_payment_orders(
         return Err(ApiError::invalid("parameter_invalid", "limit must be between 1 and 100", "limit"));
     }
     let filter = store::OrderFilter { status, seller_id: q.seller_id, starting_after: q.starting_after, limit };
-    let page = ctx.db.run_raw(move |conn| store::list_orders(conn, &filter)).await?;
+    let page = ctx.db.run(move |tx| store::list_orders(tx, &filter)).await?;
     Ok(HttpResponse::Ok().json(page))
 }

@@ -5,7 +5,6 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::context::Ctx;
-use crate::db::Tx;
 use crate::http::api::body;
 use crate::http::auth::ApiKey;
 use crate::http::errors::{ApiError, ErrorBody};
@@ -58,7 +57,7 @@ pub async fn create_payout(
 #[get("/payouts/{payout_id}")]
 pub async fn get_payout(ctx: web::Data<Ctx>, _key: ApiKey, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     // seam: transitional: read_one hands the engine's connection until it is on the seam.
-    crate::http::api::read_one(&ctx, "payout", path.into_inner(), |conn, id| store::load(&Tx::sqlite(conn), id)).await
+    crate::http::api::read_one(&ctx, "payout", path.into_inner(), store::load).await
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -5,7 +5,6 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::context::Ctx;
-use crate::db::Tx;
 use crate::http::api::body;
 use crate::http::auth::ApiKey;
 use crate::http::errors::{ApiError, ErrorBody};
@@ -81,5 +80,5 @@ pub async fn put_seller(
 #[get("/sellers/{seller_id}")]
 pub async fn get_seller(ctx: web::Data<Ctx>, _key: ApiKey, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     // seam: transitional: read_one hands the engine's connection until it is on the seam.
-    crate::http::api::read_one(&ctx, "seller", path.into_inner(), |conn, id| store::seller(&Tx::sqlite(conn), id)).await
+    crate::http::api::read_one(&ctx, "seller", path.into_inner(), store::seller).await
 }

@@ -15,8 +15,8 @@ use crate::wallet::WalletView;
 #[get("/wallets/{seller_id}")]
 pub async fn get_wallet(ctx: web::Data<Ctx>, _key: ApiKey, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let hold_days = ctx.settings.payouts.hold_days;
-    crate::http::api::read_one(&ctx, "wallet for seller", path.into_inner(), move |conn, id| {
-        crate::wallet::read_wallet(conn, id, hold_days)
+    crate::http::api::read_one(&ctx, "wallet for seller", path.into_inner(), move |tx, id| {
+        crate::wallet::read_wallet(tx, id, hold_days)
     })
     .await
 }
