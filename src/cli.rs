@@ -89,7 +89,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Check { json } => check(&settings, json),
         Command::ApiKey { command: ApiKeyCommand::Create { name } } => {
             let db = startup::open_till_db(&settings)?;
-            // seam: transitional (api_keys takes rusqlite's connection until conv-core moves it onto Tx)
             let key = db.write_now(|tx| crate::api_keys::create(tx, &name))?;
             println!("created API key {} ({}); it is shown only this once:", key.id, key.name);
             println!("{}", key.key);
@@ -97,8 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::ApiKey { command: ApiKeyCommand::List } => {
             let db = startup::open_till_db(&settings)?;
-            // seam: transitional (as above)
-            for k in db.read_now(|tx| crate::api_keys::list(tx))? {
+            for k in db.read_now(crate::api_keys::list)? {
                 let revoked = k.revoked_at.map_or_else(String::new, |t| format!("  revoked {t}"));
                 println!("{}  {}…  {}  created {}{revoked}", k.id, k.prefix, k.name, k.created_at);
             }
@@ -106,7 +104,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::ApiKey { command: ApiKeyCommand::Revoke { id } } => {
             let db = startup::open_till_db(&settings)?;
-            // seam: transitional (as above)
             if db.write_now(|tx| crate::api_keys::revoke(tx, &id))? {
                 println!("revoked API key {id}");
                 Ok(0)
@@ -240,9 +237,7 @@ fn create_user(settings: &Settings, email: &str) -> anyhow::Result<i32> {
 fn backup(settings: &Settings, path: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(!path.exists(), "{} exists already; choose a new file", path.display());
     let db = startup::open_till_db(settings)?;
-    // seam: transitional. A backup is the engine's own (SQLite's online
-    // backup here, pg_dump there): it belongs in `db` as `Db::backup`.
-    db.conn()?.backup(rusqlite::MAIN_DB, path, None).with_context(|| format!("backing up to {}", path.display()))?;
+    db.backup(path)?;
     println!("backed up {} to {}", settings.database.path.display(), path.display());
     Ok(())
 }

@@ -333,7 +333,6 @@ impl Bench {
         let base = format!("http://{}", app.address());
         let ctx = app.context().clone();
         tokio::spawn(app.run_until_stopped());
-        // seam: transitional (api_keys takes rusqlite's connection until it moves onto Tx)
         let key = ctx.db.write_now(|tx| till::api_keys::create(tx, "bench"))?.key;
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(512)

@@ -46,6 +46,7 @@ const PG_RETRY_PAUSE_MS: u64 = 2;
 pub mod errors;
 pub mod pg;
 pub mod sql;
+pub mod value;
 pub mod writer;
 
 pub use crate::params;
@@ -185,9 +186,9 @@ impl Db {
         }
     }
 
-    /// [`Db::run`] on the engine's own connection. Transitional: only
-    /// code not yet on the seam calls it.
-    pub async fn run_raw<T, E, F>(&self, f: F) -> Result<T, E>
+    /// [`Db::run`] on rusqlite's own connection: for the sandbox PSP only,
+    /// which stands for another party and always keeps its own SQLite file.
+    pub async fn run_sqlite<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
@@ -238,8 +239,8 @@ impl Db {
         }
     }
 
-    /// [`Db::write`] on the engine's own transaction. Transitional.
-    pub async fn write_raw<T, E, F>(&self, f: F) -> Result<T, E>
+    /// [`Db::write`] on rusqlite's own transaction: for the sandbox PSP only.
+    pub async fn write_sqlite<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&Transaction) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
@@ -247,7 +248,7 @@ impl Db {
     {
         match &self.engine {
             Engine::Sqlite { writer, .. } => writer.write(false, f).await,
-            Engine::Postgres { .. } => Err(E::from(anyhow::anyhow!("this code is not on the storage seam yet"))),
+            Engine::Postgres { .. } => Err(E::from(anyhow::anyhow!("the sandbox's database is SQLite"))),
         }
     }
 
@@ -262,8 +263,8 @@ impl Db {
         self.write_as(true, f).await
     }
 
-    /// [`Db::write_alone`] on the engine's own transaction. Transitional.
-    pub async fn write_alone_raw<T, E, F>(&self, f: F) -> Result<T, E>
+    /// [`Db::write_alone`] on rusqlite's own transaction: for the sandbox PSP only.
+    pub async fn write_alone_sqlite<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&Transaction) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
@@ -271,7 +272,7 @@ impl Db {
     {
         match &self.engine {
             Engine::Sqlite { writer, .. } => writer.write(true, f).await,
-            Engine::Postgres { .. } => Err(E::from(anyhow::anyhow!("this code is not on the storage seam yet"))),
+            Engine::Postgres { .. } => Err(E::from(anyhow::anyhow!("the sandbox's database is SQLite"))),
         }
     }
 
@@ -306,7 +307,20 @@ impl Db {
         }
     }
 
-    /// A SQLite connection for synchronous callers (the backup, tests).
+    /// Copies the database to a new SQLite file at `path`, consistent and
+    /// safe while till serves (SQLite's online backup). A PostgreSQL
+    /// database is backed up with PostgreSQL's own tools.
+    pub fn backup(&self, path: &Path) -> anyhow::Result<()> {
+        if self.is_postgres() {
+            anyhow::bail!(
+                "till backup copies SQLite databases; back up PostgreSQL with its own tools: pg_dump for a \
+                 logical copy, or base backups (pg_basebackup) with WAL archiving for point-in-time recovery"
+            );
+        }
+        self.conn()?.backup(rusqlite::MAIN_DB, path, None).with_context(|| format!("backing up to {}", path.display()))
+    }
+
+    /// A SQLite connection for synchronous callers (tests).
     pub fn conn(&self) -> anyhow::Result<r2d2::PooledConnection<SqliteConnectionManager>> {
         self.sqlite_pool()?.get().context("taking a database connection")
     }

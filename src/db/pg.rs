@@ -10,7 +10,7 @@ use anyhow::Context;
 use postgres::types::{IsNull, ToSql as PgToSql, Type};
 use postgres::{Client, NoTls, Statement};
 
-use crate::db::sql::ValueRef;
+use crate::db::value::ValueRef;
 
 /// A pooled connection and the statements prepared on it.
 pub struct PgConn {

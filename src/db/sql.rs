@@ -16,28 +16,7 @@ use std::fmt;
 use anyhow::Context;
 
 use crate::db::pg;
-
-/// One column's value as it crosses the seam, borrowed where it can be.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ValueRef<'a> {
-    Null,
-    Int(i64),
-    Real(f64),
-    Text(&'a str),
-    Blob(&'a [u8]),
-}
-
-impl ValueRef<'_> {
-    fn kind(&self) -> &'static str {
-        match self {
-            ValueRef::Null => "NULL",
-            ValueRef::Int(_) => "an integer",
-            ValueRef::Real(_) => "a real",
-            ValueRef::Text(_) => "text",
-            ValueRef::Blob(_) => "a blob",
-        }
-    }
-}
+pub use crate::db::value::ValueRef;
 
 /// A value till binds to a statement's parameter.
 pub trait ToSql {
@@ -95,21 +74,13 @@ impl Row<'_, '_> {
 
 impl<'a> Tx<'a> {
     /// The seam over one SQLite connection (or transaction, which derefs to one).
-    pub fn sqlite(conn: &'a rusqlite::Connection) -> Tx<'a> {
+    pub(crate) fn sqlite(conn: &'a rusqlite::Connection) -> Tx<'a> {
         Tx { inner: Inner::Sqlite(conn) }
     }
 
     /// The seam over an open PostgreSQL transaction.
     pub(crate) fn postgres(tx: &'a mut dyn pg::Exec) -> Tx<'a> {
         Tx { inner: Inner::Postgres { tx: RefCell::new(tx), retry: Cell::new(false) } }
-    }
-
-    /// The engine's own connection. Transitional, while code moves onto the seam.
-    pub fn raw(&self) -> &'a rusqlite::Connection {
-        match self.inner {
-            Inner::Sqlite(conn) => conn,
-            Inner::Postgres { .. } => panic!("Tx::raw on PostgreSQL: this code is not on the seam yet"),
-        }
     }
 
     /// Whether a statement failed in a way PostgreSQL asks to retry.

@@ -197,7 +197,7 @@ mod tests {
         let writes = (0..200i64).map(|k| {
             let db = db.clone();
             tokio::spawn(async move {
-                db.write_raw(move |tx| -> anyhow::Result<()> {
+                db.write_sqlite(move |tx| -> anyhow::Result<()> {
                     tx.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k])?;
                     // Every tenth write fails after writing: its row must vanish.
                     anyhow::ensure!(k % 10 != 0, "write {k} fails");
@@ -221,19 +221,19 @@ mod tests {
         let small = (0..100i64).map(|k| {
             let db = db.clone();
             tokio::spawn(async move {
-                db.write_raw(move |tx| -> anyhow::Result<usize> {
+                db.write_sqlite(move |tx| -> anyhow::Result<usize> {
                     Ok(tx.execute("INSERT INTO t (k, v) VALUES (?1, 's')", [k])?)
                 })
                 .await
             })
         });
-        let big_ok = db.write_alone_raw(|tx| -> anyhow::Result<()> {
+        let big_ok = db.write_alone_sqlite(|tx| -> anyhow::Result<()> {
             for k in 1000..3000i64 {
                 tx.execute("INSERT INTO t (k, v) VALUES (?1, 'big')", [k])?;
             }
             Ok(())
         });
-        let big_failing = db.write_alone_raw(|tx| -> anyhow::Result<()> {
+        let big_failing = db.write_alone_sqlite(|tx| -> anyhow::Result<()> {
             for k in 5000..7000i64 {
                 tx.execute("INSERT INTO t (k, v) VALUES (?1, 'bad')", [k])?;
             }
@@ -254,10 +254,10 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_write_is_an_error_and_the_writer_goes_on() {
         let (_dir, db) = db().await;
-        let panicked: anyhow::Result<()> = db.write_raw(|_| panic!("boom")).await;
+        let panicked: anyhow::Result<()> = db.write_sqlite(|_| panic!("boom")).await;
         assert!(panicked.is_err());
         let ok: anyhow::Result<usize> =
-            db.write_raw(|tx| Ok(tx.execute("INSERT INTO t (k, v) VALUES (1, 'a')", [])?)).await;
+            db.write_sqlite(|tx| Ok(tx.execute("INSERT INTO t (k, v) VALUES (1, 'a')", [])?)).await;
         assert_eq!(ok.unwrap(), 1);
     }
 }

@@ -159,7 +159,6 @@ pub async fn idempotency_cleanup(ctx: &Ctx) -> anyhow::Result<usize> {
 /// ledger resolves it. Returns whether the ledger is sound.
 pub async fn ledger_audit(ctx: &Ctx) -> anyhow::Result<bool> {
     let options = crate::ledger::check::Options::of(&ctx.settings);
-    // seam: transitional: the ledger audit takes the engine's connection until it is on the seam.
     let report = ctx.db.run(move |tx| crate::ledger::check::run_with(tx, &options)).await?;
     let summary = report.summary();
     let ok = report.ok;

@@ -78,7 +78,6 @@ pub async fn create_checkout(
                         if let PaymentMethod::Token { .. } = new.payment_method {
                             for order in &new.orders {
                                 let id = order.payment_order_id.as_str();
-                                // seam: transitional: `tx.raw()` while `queue` takes the engine's own handle.
                                 queue::enqueue(tx, JobKind::ChargeOrder, id, 0, max_attempts)?;
                             }
                         }
@@ -86,7 +85,7 @@ pub async fn create_checkout(
                     }
                 };
                 let session = match session_request(&new, expires_at, suffix.clone()) {
-                    Some(request) => Some(requests::fix(tx, request.build())?), // seam: transitional
+                    Some(request) => Some(requests::fix(tx, request.build())?),
                     None => None,
                 };
                 Ok((created, session, store::checkout_view(tx, new.checkout_id.as_str())?))

@@ -118,7 +118,7 @@ async fn apply_intent_with(
             }
             notify::checkout_progress(tx, order.checkout_id.as_str(), policy)?;
             if let Some(job) = &job {
-                queue::complete(tx, job)?; // seam: transitional
+                queue::complete(tx, job)?;
             }
             Ok(())
         })
@@ -177,7 +177,6 @@ fn intent_charge(order: &Order, intent: &PaymentIntent) -> Result<Charge, JobErr
 /// Brings a token order's charge job forward (or enqueues one).
 pub async fn charge_soon(ctx: &Ctx, payment_order_id: &str) -> anyhow::Result<()> {
     let (id, attempts) = (payment_order_id.to_string(), ctx.settings.queue.max_attempts);
-    // seam: transitional: `tx.raw()` while `queue` takes the engine's own handle.
     ctx.db.write(move |tx| queue::enqueue_now(tx, queue::JobKind::ChargeOrder, &id, attempts)).await?;
     ctx.queue_wake.notify_one();
     Ok(())

@@ -22,23 +22,21 @@ pub fn orders_final(tx: &Tx, payment_order_ids: &[&str], status: OrderStatus, po
         OrderStatus::Failed => "payment_order.failed",
         _ => return Ok(()),
     };
-    // seam: transitional: `tx.raw()` below while `events` takes the engine's own handle.
     if payment_order_ids.is_empty() || !events::wanted(tx, event)? {
         return Ok(());
     }
     for id in payment_order_ids {
         let order = store::load_order(tx, id)?.with_context(|| format!("order {id}"))?;
-        events::emit(tx, event, id, &OrderView::from(&order), policy.webhook_attempts)?; // seam: transitional
+        events::emit(tx, event, id, &OrderView::from(&order), policy.webhook_attempts)?;
     }
     Ok(())
 }
 
 /// Marks the checkout done once all its orders are final, and tells the shop once.
 pub fn checkout_progress(tx: &Tx, checkout_id: &str, policy: Policy) -> anyhow::Result<()> {
-    // seam: transitional: `tx.raw()` below while `events` takes the engine's own handle.
     if !store::refresh_payment_done(tx, checkout_id)? || !events::wanted(tx, "checkout.completed")? {
         return Ok(());
     }
     let checkout = store::checkout_view(tx, checkout_id)?.with_context(|| format!("checkout {checkout_id}"))?;
-    events::emit(tx, "checkout.completed", checkout_id, &checkout, policy.webhook_attempts) // seam: transitional
+    events::emit(tx, "checkout.completed", checkout_id, &checkout, policy.webhook_attempts)
 }

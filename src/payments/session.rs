@@ -84,7 +84,6 @@ pub async fn register(
                             "hosted checkout session registered at the PSP",
                         )?;
                     }
-                    // seam: transitional: `tx.raw()` while `queue` takes the engine's own handle.
                     queue::enqueue(tx, JobKind::SyncCheckout, &checkout_id, syncs.first_delay_ms(), max_attempts)?;
                     Ok(())
                 })
@@ -99,7 +98,6 @@ pub async fn register(
                 "the PSP refused to create the hosted session of checkout {checkout_id}: {message}; \
                  nothing was charged, its orders stay NOT_STARTED"
             );
-            // seam: transitional: `tx.raw()` while `alerts` takes the engine's own handle.
             ctx.db.write(move |tx| alerts::raise(tx, "psp_request_refused", &checkout_id, &alert)).await?;
             Err(SessionError::Refused(message))
         }

@@ -573,7 +573,7 @@ mod tests {
     fn one_order() -> (tempfile::TempDir, Db, String) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("s.db"), 2, 1000, &crate::db::till_migrations()).unwrap();
-        let key = db.write_now(|tx| crate::api_keys::create(tx, "test")).unwrap().id; // seam: transitional
+        let key = db.write_now(|tx| crate::api_keys::create(tx, "test")).unwrap().id;
         let order_id = PaymentOrderId::parse(&uuid::Uuid::new_v4().to_string()).unwrap();
         let new = NewCheckout {
             checkout_id: CheckoutId::parse(&uuid::Uuid::new_v4().to_string()).unwrap(),

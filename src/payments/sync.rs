@@ -111,7 +111,7 @@ async fn apply_session(ctx: &Ctx, checkout_id: &str, session_id: &str) -> Result
 /// key: the PSP answers with the session if it made one).
 async fn register(ctx: &Ctx, checkout_id: &str) -> Result<(), SyncError> {
     let key = session_key(checkout_id);
-    let request = ctx.db.run(move |tx| requests::load(tx, &key)).await?; // seam: transitional
+    let request = ctx.db.run(move |tx| requests::load(tx, &key)).await?;
     let Some(request) = request else { return Ok(()) };
     let orders = order_ids(ctx, checkout_id).await?;
     session::register(ctx, checkout_id, &orders, &request).await?;

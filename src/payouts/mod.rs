@@ -142,7 +142,6 @@ fn create_in_tx(tx: &Tx, new: &NewPayout, minimum: i64, rules: Rules) -> Result<
     let seller = store::seller(tx, &new.seller_id)?.ok_or_else(|| PayoutError::SellerMissing(new.seller_id.clone()))?;
     let destination = seller.payout_destination.ok_or_else(|| PayoutError::NoDestination(new.seller_id.clone()))?;
     let currency = new.currency;
-    // seam: transitional: wallet's reads take the engine's connection until they are on the seam.
     let available = wallet::balances(tx, &new.seller_id, currency, rules.hold_days)?.available;
     let amount = match new.amount {
         None => available,

@@ -241,7 +241,6 @@ pub fn payable_wallets(tx: &Tx, hold_days: i64) -> anyhow::Result<Vec<(String, S
     let mut out = Vec::new();
     for (seller, code) in rows {
         let currency = Currency::parse(&code)?;
-        // seam: transitional: wallet's reads take the engine's connection until they are on the seam.
         let available = crate::wallet::balances(tx, &seller, currency, hold_days)?.available;
         if available > 0 {
             out.push((seller, code, available));

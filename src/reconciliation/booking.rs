@@ -7,6 +7,7 @@
 
 use super::model::{Decision, RecordKind};
 use super::parse::SettlementRow;
+use crate::db::Tx;
 use crate::ledger::{self, Posting};
 
 /// What a line booked.
@@ -16,23 +17,17 @@ pub struct Booked {
     pub payouts: i64,
 }
 
-// seam: transitional: `book_line` and `book` take rusqlite's Transaction
-// because `ledger::post_transactions` does, until conv-pay moves the ledger
-// onto `&db::Tx`; then both take `&Tx` and their callers use `Db::write`.
-
 /// Books what a decided line calls for (see [`line_posting`]).
-pub fn book_line(tx: &rusqlite::Transaction, row: &SettlementRow, decision: &Decision) -> anyhow::Result<Booked> {
+pub fn book_line(tx: &Tx, row: &SettlementRow, decision: &Decision) -> anyhow::Result<Booked> {
     let postings: Vec<_> = line_posting(row, decision).into_iter().collect();
     book(tx, &postings)
 }
 
 /// Books the postings of many lines in one ledger call; a line booked
 /// before books nothing again.
-pub fn book(tx: &rusqlite::Transaction, postings: &[(Posting<'_>, Booked)]) -> anyhow::Result<Booked> {
+pub fn book(tx: &Tx, postings: &[(Posting<'_>, Booked)]) -> anyhow::Result<Booked> {
     let ledger_postings: Vec<&Posting> = postings.iter().map(|(p, _)| p).collect();
-    // seam: transitional
-    let ids =
-        ledger::post_transactions(&crate::db::Tx::sqlite(tx), &ledger_postings).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ids = ledger::post_transactions(tx, &ledger_postings).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut booked = Booked::default();
     for ((_, what), id) in postings.iter().zip(ids) {
         if id.is_some() {

@@ -88,7 +88,6 @@ fn plan(tx: &Tx, stored: &StoredRow, decision: &Decision) -> anyhow::Result<Plan
     }
     Ok(match decision.record.as_ref() {
         Some(TillRecord { kind: RecordKind::Checkout, id, .. }) => {
-            // seam: transitional (payments' store takes rusqlite's connection until conv-pay moves it onto Tx)
             match payments_store::find_event_head(tx, id)?.and_then(|h| h.psp_session_id) {
                 Some(session_id) => Plan::Checkout { checkout_id: id.clone(), session_id },
                 None => Plan::Nothing(format!("checkout {id} has no PSP session id to ask about")),
@@ -159,7 +158,6 @@ async fn look_up_transfer(ctx: &Ctx, transfer_id: &str) -> String {
 /// Does till hold this payout? (Through the payouts' own query.)
 async fn payout_exists(ctx: &Ctx, payout_id: &str) -> bool {
     let id = payout_id.to_string();
-    // seam: transitional (payouts' store takes rusqlite's connection until conv-core moves it onto Tx)
     matches!(ctx.db.run(move |tx| payouts::store::load(tx, &id)).await, Ok(Some(_)))
 }
 
@@ -271,16 +269,14 @@ fn psp_failed(e: &PspError) -> String {
 /// Classifies the line again after the fix and stores the new decision,
 /// booking what it now calls for. Returns whether it is now matched.
 async fn rematch(ctx: &Ctx, run_id: i64, item_id: i64, stored: StoredRow, fix: String) -> anyhow::Result<bool> {
-    // seam: transitional (write_raw while the ledger takes rusqlite's Transaction, see `booking`)
     ctx.db
-        .write_raw(move |raw| -> anyhow::Result<bool> {
-            let tx = &Tx::sqlite(raw);
+        .write(move |tx| -> anyhow::Result<bool> {
             let decision = matching::classify(tx, &stored, Some(item_id))?;
             // Another run (the CLI beside the server) may have decided it meanwhile.
             if !store::update_item(tx, item_id, &decision, &fix)? {
                 return Ok(false);
             }
-            let booked = booking::book_line(raw, &stored.row, &decision)?;
+            let booked = booking::book_line(tx, &stored.row, &decision)?;
             if let Some(record) = decision.record.as_ref().filter(|_| decision.class.claims_record()) {
                 let found = format!("found at line {} ({})", stored.row.line, stored.row.balance_transaction_id);
                 store::resolve_missing_in_psp(tx, record.kind, &record.id, &found)?;

@@ -169,8 +169,7 @@ async fn store_rows(ctx: &Ctx, file_id: i64, rows: Vec<parse::SettlementRow>) ->
 /// in one transaction; the run's cursor moves with them, so a crash resumes here.
 async fn classify_rows(ctx: &Ctx, run_id: i64, file_id: i64) -> anyhow::Result<()> {
     loop {
-        // seam: transitional (write_alone_raw while the ledger takes rusqlite's Transaction, see `booking`)
-        let classified = ctx.db.write_alone_raw(move |raw| classify_batch(raw, run_id, file_id)).await?;
+        let classified = ctx.db.write_alone(move |tx| classify_batch(tx, run_id, file_id)).await?;
         if classified == 0 {
             return Ok(());
         }
@@ -178,8 +177,7 @@ async fn classify_rows(ctx: &Ctx, run_id: i64, file_id: i64) -> anyhow::Result<(
     }
 }
 
-fn classify_batch(raw: &rusqlite::Transaction, run_id: i64, file_id: i64) -> anyhow::Result<usize> {
-    let tx = &Tx::sqlite(raw); // seam: transitional
+fn classify_batch(tx: &Tx, run_id: i64, file_id: i64) -> anyhow::Result<usize> {
     let rows = store::next_rows_to_classify(tx, run_id, file_id, BATCH_ROWS)?;
     let mut skipped = 0;
     let mut decided = Vec::with_capacity(rows.len());
@@ -193,7 +191,7 @@ fn classify_batch(raw: &rusqlite::Transaction, run_id: i64, file_id: i64) -> any
     // The batch's postings go to the ledger together.
     let postings: Vec<_> =
         decided.iter().filter_map(|(stored, decision)| booking::line_posting(&stored.row, decision)).collect();
-    let booked = booking::book(raw, &postings)?;
+    let booked = booking::book(tx, &postings)?;
     store::add_to_run(tx, run_id, RunCounter::Skipped, skipped)?;
     store::add_to_run(tx, run_id, RunCounter::FeesBooked, booked.fees)?;
     store::add_to_run(tx, run_id, RunCounter::PayoutsBooked, booked.payouts)?;

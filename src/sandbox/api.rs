@@ -68,7 +68,7 @@ where
     let work = |_version| async move {
         let faults = before_work(sb, faulty).await?;
         let shared = sb.shared.clone();
-        let reply = sb.db.run_raw(move |conn| op(conn, &shared)).await?;
+        let reply = sb.db.run_sqlite(move |conn| op(conn, &shared)).await?;
         Ok::<_, StripeError>((reply, false, faults.timeout))
     };
     serve(sb, req, work).await
@@ -143,7 +143,7 @@ where
     // and its reply stored with it.
     let (reply, replayed) = sb
         .db
-        .write_raw(move |tx| {
+        .write_sqlite(move |tx| {
             let now = now_ms();
             if let (Some(k), Some(h)) = (&key, &hash)
                 && let Begin::Replay(reply) = idempotency::lookup(tx, k, h, now)?

@@ -94,7 +94,7 @@ pub async fn run(sb: Sandbox, client: reqwest::Client) {
 
 /// Takes up to `limit` due deliveries and starts sending them.
 async fn take(sb: &Sandbox, client: &reqwest::Client, sends: &mut JoinSet<()>, limit: usize) -> anyhow::Result<usize> {
-    let batch = sb.db.write_raw(move |tx| take_due(tx, now_ms(), limit as i64)).await?;
+    let batch = sb.db.write_sqlite(move |tx| take_due(tx, now_ms(), limit as i64)).await?;
     let count = batch.len();
     for due in batch {
         let (client, sb) = (client.clone(), sb.clone());
@@ -102,7 +102,7 @@ async fn take(sb: &Sandbox, client: &reqwest::Client, sends: &mut JoinSet<()>, l
             let outcome = send(&client, &due).await;
             let (base_ms, max_attempts) =
                 (sb.shared.settings.webhook_retry_base_ms, sb.shared.settings.webhook_max_attempts);
-            let recorded = sb.db.write_raw(move |tx| record(tx, &due, &outcome, base_ms, max_attempts)).await;
+            let recorded = sb.db.write_sqlite(move |tx| record(tx, &due, &outcome, base_ms, max_attempts)).await;
             if let Err(e) = recorded {
                 // The lease lapses and the delivery is sent again: at least once.
                 tracing::error!(error = format!("{e:#}"), "could not record a webhook delivery");

@@ -154,7 +154,7 @@ pub async fn submit(sb: &Sandbox, id: String, form: PayForm, sender: &FormSender
     }
     let sandbox_id = id.clone();
     let shared = sb.shared.clone();
-    let result = sb.db.write_raw(move |tx| checkout::pay(tx, &shared, &sandbox_id, &card)).await?;
+    let result = sb.db.write_sqlite(move |tx| checkout::pay(tx, &shared, &sandbox_id, &card)).await?;
     sb.shared.wake_delivery.notify_one();
     match result {
         PayResult::Paid { redirect_to } => Ok(Shown::Redirect(redirect_to)),
@@ -176,7 +176,7 @@ fn html<T: Template>(status: u16, page: &T) -> anyhow::Result<Shown> {
 async fn load_page(sb: &Sandbox, id: String) -> anyhow::Result<Option<PayPage>> {
     let shared = sb.shared.clone();
     sb.db
-        .run_raw(move |conn| {
+        .run_sqlite(move |conn| {
             let Some(session) = checkout::load(conn, &shared, &id)? else {
                 return Ok(None);
             };

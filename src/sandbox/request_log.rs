@@ -113,7 +113,7 @@ async fn write_batches(db: Db, mut rx: mpsc::Receiver<Message>) {
         }
         if !rows.is_empty() {
             let written: anyhow::Result<()> =
-                db.write_raw(move |tx| rows.iter().try_for_each(|row| insert(tx, row, MAX_ROWS))).await;
+                db.write_sqlite(move |tx| rows.iter().try_for_each(|row| insert(tx, row, MAX_ROWS))).await;
             if let Err(e) = written {
                 tracing::warn!(error = format!("{e:#}"), "could not write the sandbox's request log");
             }

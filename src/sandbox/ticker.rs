@@ -37,36 +37,36 @@ struct State {
 }
 
 async fn tick(sb: &Sandbox, state: &mut State) -> anyhow::Result<()> {
-    let sessions = sb.db.run_raw(|c| checkout::due_for_expiry(c, now_s(), BATCH)).await?;
-    let refunds = sb.db.run_raw(|c| refunds::due(c, now_ms(), BATCH)).await?;
-    let transfers = sb.db.run_raw(|c| transfers::due(c, now_ms(), BATCH)).await?;
+    let sessions = sb.db.run_sqlite(|c| checkout::due_for_expiry(c, now_s(), BATCH)).await?;
+    let refunds = sb.db.run_sqlite(|c| refunds::due(c, now_ms(), BATCH)).await?;
+    let transfers = sb.db.run_sqlite(|c| transfers::due(c, now_ms(), BATCH)).await?;
     let moved = sessions.len() + refunds.len() + transfers.len();
     for id in sessions {
         let shared = sb.shared.clone();
-        sb.db.write_raw(move |tx| checkout::expire_open(tx, &shared, &id)).await?;
+        sb.db.write_sqlite(move |tx| checkout::expire_open(tx, &shared, &id)).await?;
     }
     for id in refunds {
         let shared = sb.shared.clone();
-        sb.db.write_raw(move |tx| refunds::settle(tx, &shared, &id)).await?;
+        sb.db.write_sqlite(move |tx| refunds::settle(tx, &shared, &id)).await?;
     }
     for id in transfers {
         let shared = sb.shared.clone();
-        sb.db.write_raw(move |tx| transfers::settle(tx, &shared, &id)).await?;
+        sb.db.write_sqlite(move |tx| transfers::settle(tx, &shared, &id)).await?;
     }
     if moved > 0 {
         sb.shared.wake_delivery.notify_one();
     }
     // Report runs send no events: nothing to wake.
-    for id in sb.db.run_raw(|c| reporting::due(c, now_ms(), BATCH)).await? {
-        sb.db.write_raw(move |tx| reporting::finish(tx, &id)).await?;
+    for id in sb.db.run_sqlite(|c| reporting::due(c, now_ms(), BATCH)).await? {
+        sb.db.write_sqlite(move |tx| reporting::finish(tx, &id)).await?;
     }
     let today_start = Utc::now().date_naive().and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp());
     if let Some(today_start) = today_start.filter(|t| *t > state.payouts_booked_before) {
-        sb.db.write_raw(move |tx| settlement::book_payouts(tx, today_start)).await?;
+        sb.db.write_sqlite(move |tx| settlement::book_payouts(tx, today_start)).await?;
         state.payouts_booked_before = today_start;
     }
     if now_ms() - state.purged_at_ms >= PURGE_EVERY_MS {
-        sb.db.write_raw(|tx| idempotency::purge_expired(tx, now_ms())).await?;
+        sb.db.write_sqlite(|tx| idempotency::purge_expired(tx, now_ms())).await?;
         state.purged_at_ms = now_ms();
     }
     Ok(())

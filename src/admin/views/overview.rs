@@ -78,9 +78,9 @@ pub fn load(tx: &Tx, stuck_after_minutes: i64) -> anyhow::Result<Overview> {
         (Utc::now() - Duration::minutes(stuck_after_minutes)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let (stuck_count, stuck) = stuck_orders(tx, &cutoff)?;
     let (dead_count, dead) = (ops::dead_letter_count(tx)?, ops::dead_letters(tx, LISTED)?);
-    let alert_count = crate::alerts::open_count(tx)?; // seam: transitional
+    let alert_count = crate::alerts::open_count(tx)?;
     let (exception_count, exceptions) = reconciliation::open_exceptions(tx, LISTED)?;
-    let alerts = crate::alerts::list_open(tx, LISTED)? // seam: transitional
+    let alerts = crate::alerts::list_open(tx, LISTED)?
         .into_iter()
         .map(|a| AlertRow { id: a.id, kind: a.kind, message: a.message, created_at: format::time(&a.created_at) })
         .collect();

@@ -64,7 +64,7 @@ pub fn wallets(tx: &Tx, seller_id: &str, hold_days: i64) -> anyhow::Result<Vec<W
     let mut rows = Vec::with_capacity(codes.len());
     for code in codes {
         let currency = Currency::parse(&code)?;
-        let b = crate::wallet::balances(tx, seller_id, currency, hold_days)?; // seam: transitional
+        let b = crate::wallet::balances(tx, seller_id, currency, hold_days)?;
         rows.push(WalletRow {
             balance: format::money(b.balance, &code),
             pending: format::money(b.pending, &code),
@@ -77,7 +77,7 @@ pub fn wallets(tx: &Tx, seller_id: &str, hold_days: i64) -> anyhow::Result<Vec<W
 }
 
 fn seller_row(tx: &Tx, seller_id: &str, hold_days: i64) -> anyhow::Result<(SellerRow, bool)> {
-    let registered = payouts::seller(tx, seller_id)?; // seam: transitional
+    let registered = payouts::seller(tx, seller_id)?;
     let row = SellerRow {
         seller_id: seller_id.to_string(),
         name: registered.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
@@ -103,7 +103,7 @@ pub fn list(tx: &Tx, after: Option<&str>, hold_days: i64) -> anyhow::Result<Sell
 }
 
 pub fn payout_rows(tx: &Tx, filter: &payouts::PayoutFilter) -> anyhow::Result<(Vec<PayoutRow>, bool)> {
-    let (views, more) = payouts::list(tx, filter)?; // seam: transitional
+    let (views, more) = payouts::list(tx, filter)?;
     let rows = views
         .into_iter()
         .map(|p| {

@@ -56,7 +56,6 @@ pub async fn create_payout(
 )]
 #[get("/payouts/{payout_id}")]
 pub async fn get_payout(ctx: web::Data<Ctx>, _key: ApiKey, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    // seam: transitional: read_one hands the engine's connection until it is on the seam.
     crate::http::api::read_one(&ctx, "payout", path.into_inner(), store::load).await
 }
 

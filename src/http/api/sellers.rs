@@ -79,6 +79,5 @@ pub async fn put_seller(
 )]
 #[get("/sellers/{seller_id}")]
 pub async fn get_seller(ctx: web::Data<Ctx>, _key: ApiKey, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    // seam: transitional: read_one hands the engine's connection until it is on the seam.
     crate::http::api::read_one(&ctx, "seller", path.into_inner(), store::seller).await
 }
