@@ -632,7 +632,7 @@ impl Watcher {
                             "SELECT checkout_id, succeeded_at FROM payment_orders INDEXED BY payment_orders_succeeded
                               WHERE payment_order_status = 'SUCCESS' AND succeeded_at >= $1
                              UNION ALL
-                             SELECT checkout_id, updated_at FROM payment_orders INDEXED BY payment_orders_by_status
+                             SELECT checkout_id, updated_at FROM payment_orders INDEXED BY payment_orders_list_by_status
                               WHERE payment_order_status = 'FAILED' AND updated_at >= $1",
                             params![from],
                             |r| Ok((r.get(0)?, r.get(1)?)),

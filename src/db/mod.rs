@@ -52,6 +52,7 @@ pub mod writer;
 pub use crate::params;
 pub use errors::is_unique_violation;
 pub use sql::{FromSql, Row, ToSql, Tx, ValueRef};
+pub use value::Value;
 
 /// The migrations of till's own database, in order, compiled into the binary.
 pub fn till_migrations() -> Migrations<'static> {
@@ -68,6 +69,7 @@ pub fn till_migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/till/0010_psp_charges.sql")),
         M::up(include_str!("../../migrations/till/0011_psp_call_version.sql")),
         M::up(include_str!("../../migrations/till/0012_psp_requests.sql")),
+        M::up(include_str!("../../migrations/till/0013_list_indexes.sql")),
     ])
 }
 

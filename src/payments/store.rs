@@ -67,9 +67,9 @@ pub fn insert_checkout(
         PaymentMethod::Token { token } => (Some(token), None, None),
     };
     tx.execute(
-        "INSERT INTO payment_events (checkout_id, api_key_id, buyer_info, payment_method, payment_method_token,
-                                     success_url, cancel_url, request_hash, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        "INSERT INTO payment_events (checkout_id, api_key_id, buyer_info, buyer_email, payment_method,
+                                     payment_method_token, success_url, cancel_url, request_hash, created_at, updated_at)
+         VALUES ($1, $2, $3, $10, $4, $5, $6, $7, $8, $9, $9)",
         params![
             new.checkout_id,
             api_key_id,
@@ -79,7 +79,8 @@ pub fn insert_checkout(
             success_url,
             cancel_url,
             request_hash,
-            now
+            now,
+            new.buyer.email.as_deref().map(str::to_lowercase)
         ],
     )
     .context("inserting a payment event")?;

@@ -50,17 +50,17 @@ fn bulk_insert(app: &TestApp) {
     {
         let mut event = tx
             .prepare(
-                "INSERT INTO payment_events (checkout_id, api_key_id, buyer_info, payment_method, request_hash,
-                                             is_payment_done, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, 'token', 'x', ?4, ?5, ?5)",
+                "INSERT INTO payment_events (checkout_id, api_key_id, buyer_info, buyer_email, payment_method,
+                                             request_hash, is_payment_done, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?6, 'token', 'x', ?4, ?5, ?5)",
             )
             .unwrap();
         let mut order = tx
             .prepare(
                 "INSERT INTO payment_orders (payment_order_id, checkout_id, position, buyer_account, seller_id,
                      amount_minor, currency, payment_order_status, failure_code, ledger_updated, wallet_updated,
-                     seller_amount_minor, succeeded_at, created_at, updated_at)
-                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?12)",
+                     seller_amount_minor, succeeded_at, created_at, updated_at, psp_payment_intent_id)
+                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?12, 'pi_' || ?1)",
             )
             .unwrap();
         let mut account = tx
@@ -78,6 +78,14 @@ fn bulk_insert(app: &TestApp) {
         let mut entry = tx
             .prepare("INSERT INTO ledger_entries (transaction_id, account_id, amount_minor) VALUES (?1, ?2, ?3)")
             .unwrap();
+        // The PSP's word on each paid order, as its booking records it.
+        let mut charge = tx
+            .prepare(
+                "INSERT INTO psp_charges (payment_intent_id, checkout_id, payment_order_id, amount_minor, currency,
+                                          backed_minor, recorded_at)
+                 VALUES ('pi_' || ?1, ?2, ?1, ?3, ?4, ?3, ?5)",
+            )
+            .unwrap();
         for i in 0..ORDERS {
             let at = (start + chrono::Duration::milliseconds(i * step_ms))
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -88,7 +96,8 @@ fn bulk_insert(app: &TestApp) {
             let status = status_of(i);
             let success = status == "SUCCESS";
             let buyer_info = format!(r#"{{"id":"{buyer}","email":"{buyer}@example.com"}}"#);
-            event.execute(params![checkout, key, buyer_info, status != "EXECUTING", at]).unwrap();
+            let email = format!("{buyer}@example.com");
+            event.execute(params![checkout, key, buyer_info, status != "EXECUTING", at, email]).unwrap();
             let failure = (status == "FAILED").then_some("card_declined");
             let succeeded_at = success.then_some(&at);
             order
@@ -117,6 +126,7 @@ fn bulk_insert(app: &TestApp) {
                 let t: i64 = transaction.query_row(params![order_id, currency, description, at], |r| r.get(0)).unwrap();
                 entry.execute(params![t, psp.unwrap(), amount]).unwrap();
                 entry.execute(params![t, wallet.unwrap(), -amount]).unwrap();
+                charge.execute(params![order_id, checkout, amount, currency, at]).unwrap();
             }
         }
     }

@@ -6,7 +6,7 @@
 use crate::admin::actions::{self, ActionView};
 use crate::admin::format;
 use crate::admin::views::{self, JournalRow};
-use crate::db::{ToSql, Tx, params};
+use crate::db::{ToSql, Tx, Value, params};
 use crate::payments::model::{Order, OrderStatus, PaymentOrderId};
 use crate::payments::store;
 
@@ -84,49 +84,49 @@ fn party_condition(tx: &Tx, q: &str, p: usize) -> anyhow::Result<String> {
 
 /// The WHERE clause of a list and its text parameters (`$1…`, in order);
 /// None when the cursor names no order.
-fn conditions(tx: &Tx, f: &Filter) -> anyhow::Result<Option<(String, Vec<String>)>> {
+fn conditions(tx: &Tx, f: &Filter) -> anyhow::Result<Option<(String, Vec<Value>)>> {
     let mut conditions: Vec<String> = Vec::new();
-    let mut args: Vec<String> = Vec::new();
+    let mut args: Vec<Value> = Vec::new();
     match &f.search {
         None => {}
         Some(Search::Id(id)) => {
-            args.push(id.clone());
+            args.push(Value::Text(id.clone()));
             conditions.push(format!("(o.payment_order_id = ${0} OR o.checkout_id = ${0})", args.len()));
         }
         Some(Search::BuyerEmail(email)) => {
-            args.push(email.clone());
-            // SQLite's JSON function, as the expression index on it has it.
+            args.push(Value::Text(email.clone()));
             conditions.push(format!(
-                "o.checkout_id IN (SELECT checkout_id FROM payment_events
-                                   WHERE lower(json_extract(buyer_info, '$.email')) = ${})",
+                "o.checkout_id IN (SELECT checkout_id FROM payment_events WHERE buyer_email = LOWER(${}))",
                 args.len()
             ));
         }
         Some(Search::Party(q)) => {
-            args.push(q.clone());
+            args.push(Value::Text(q.clone()));
             conditions.push(party_condition(tx, q, args.len())?);
         }
     }
     if let Some(status) = f.status {
-        args.push(status.as_str().to_string());
+        args.push(Value::Text(status.as_str().to_string()));
         conditions.push(format!("o.payment_order_status = ${}", args.len()));
     }
     if let Some(before) = &f.before {
-        let at: Option<String> =
-            tx.query_opt("SELECT created_at FROM payment_orders WHERE payment_order_id = $1", params![before], |r| {
-                r.get(0)
-            })?;
-        let Some(at) = at else { return Ok(None) };
-        args.extend([at, before.clone()]);
-        let (at, id) = (args.len() - 1, args.len());
-        conditions.push(format!("o.created_at <= ${at} AND (o.created_at < ${at} OR o.payment_order_id < ${id})"));
+        // Where the cursor's order sorts: the API's list order (see `payments::store::list_orders`).
+        let place: Option<(String, String, i64)> = tx.query_opt(
+            "SELECT created_at, checkout_id, position FROM payment_orders WHERE payment_order_id = $1",
+            params![before],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let Some((at, checkout, position)) = place else { return Ok(None) };
+        args.extend([Value::Text(at), Value::Text(checkout), Value::Int(position)]);
+        let n = args.len();
+        conditions.push(format!("(o.created_at, o.checkout_id, o.position) < (${}, ${}, ${n})", n - 2, n - 1));
     }
     let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
     Ok(Some((filter, args)))
 }
 
-/// Orders newest first: by creation time, then id (ids are the shop's, so
-/// the id only orders those created in the same millisecond).
+/// Orders newest first, in the API's list order: by creation time, then
+/// checkout and position (a checkout's orders stay together).
 pub fn list(tx: &Tx, f: &Filter) -> anyhow::Result<PaymentList> {
     let Some((filter, args)) = conditions(tx, f)? else {
         return Ok(PaymentList { rows: Vec::new(), next_before: None });
@@ -137,7 +137,7 @@ pub fn list(tx: &Tx, f: &Filter) -> anyhow::Result<PaymentList> {
         "SELECT o.payment_order_id, o.checkout_id, o.seller_id, o.buyer_account, e.buyer_info, o.amount_minor,
                 o.refunded_minor, o.currency, o.payment_order_status, o.failure_code, o.created_at
          FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
-         {filter} ORDER BY o.created_at DESC, o.payment_order_id DESC LIMIT ${}",
+         {filter} ORDER BY o.created_at DESC, o.checkout_id DESC, o.position DESC LIMIT ${}",
         args.len() + 1
     );
     let mut bound: Vec<&dyn ToSql> = args.iter().map(|a| a as &dyn ToSql).collect();
