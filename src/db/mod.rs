@@ -134,11 +134,13 @@ impl Db {
     /// Connects to PostgreSQL at `url` (libpq style: several hosts and
     /// `target_session_attrs=read-write` for failover) and applies its migrations.
     pub fn open_postgres(url: &str, pool_size: u32, connect_timeout: Duration) -> anyhow::Result<Db> {
-        let pool = pg::connect(url, pool_size, connect_timeout)?;
-        let mut conn =
-            pool.get().map_err(|e| anyhow::anyhow!("cannot reach the PostgreSQL server of database.url: {e}"))?;
-        pg::migrate(&mut conn.client).context("migrating the PostgreSQL database")?;
-        Ok(Db { engine: Engine::Postgres { pool } })
+        off_runtime(|| {
+            let pool = pg::connect(url, pool_size, connect_timeout)?;
+            let mut conn =
+                pool.get().map_err(|e| anyhow::anyhow!("cannot reach the PostgreSQL server of database.url: {e}"))?;
+            pg::migrate(conn.client()).context("migrating the PostgreSQL database")?;
+            Ok(Db { engine: Engine::Postgres { pool } })
+        })
     }
 
     /// Whether this is a PostgreSQL database.
@@ -279,12 +281,12 @@ impl Db {
     }
 
     /// A read for synchronous callers (CLI commands, tests), on the calling thread.
-    pub fn read_now<T>(&self, f: impl FnOnce(&Tx) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        self.run_here(f)
+    pub fn read_now<T: Send>(&self, f: impl FnOnce(&Tx) -> anyhow::Result<T> + Send) -> anyhow::Result<T> {
+        off_runtime(|| self.run_here(f))
     }
 
     /// A read of several statements that see one consistent snapshot.
-    pub fn read_snapshot<T>(&self, f: impl FnOnce(&Tx) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    pub fn read_snapshot<T: Send>(&self, f: impl FnOnce(&Tx) -> anyhow::Result<T> + Send) -> anyhow::Result<T> {
         match &self.engine {
             Engine::Sqlite { pool, .. } => {
                 let mut conn = pool.get().context("taking a database connection")?;
@@ -292,20 +294,20 @@ impl Db {
                 f(&Tx::sqlite(&tx))
             }
             // A PostgreSQL read is one REPEATABLE READ snapshot already.
-            Engine::Postgres { .. } => self.run_here(f),
+            Engine::Postgres { .. } => off_runtime(|| self.run_here(f)),
         }
     }
 
     /// A write for synchronous callers (CLI commands, tests), on the
     /// calling thread: on SQLite its own `BEGIN IMMEDIATE` transaction
     /// outside the group commit; on PostgreSQL as [`Db::write`].
-    pub fn write_now<T>(&self, f: impl Fn(&Tx) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    pub fn write_now<T: Send>(&self, f: impl Fn(&Tx) -> anyhow::Result<T> + Send + Sync) -> anyhow::Result<T> {
         match &self.engine {
             Engine::Sqlite { pool, .. } => {
                 let mut conn = pool.get().context("taking a database connection")?;
                 write_tx(&mut conn, |tx| f(&Tx::sqlite(tx)))
             }
-            Engine::Postgres { pool } => pg_write(pool, &f),
+            Engine::Postgres { pool } => off_runtime(|| pg_write(pool, &f)),
         }
     }
 
@@ -326,6 +328,16 @@ impl Db {
     pub fn conn(&self) -> anyhow::Result<r2d2::PooledConnection<SqliteConnectionManager>> {
         self.sqlite_pool()?.get().context("taking a database connection")
     }
+}
+
+/// Runs `f` where blocking on PostgreSQL's client is allowed: on a thread
+/// of its own when called from inside the async runtime (whose threads the
+/// synchronous client may not block), here otherwise.
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| s.spawn(f).join()).unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// One PostgreSQL write: `f` in a `SERIALIZABLE` transaction, committed;

@@ -14,8 +14,27 @@ use crate::db::value::ValueRef;
 
 /// A pooled connection and the statements prepared on it.
 pub struct PgConn {
-    pub client: Client,
+    /// Always Some but while being dropped.
+    client: Option<Client>,
     statements: HashMap<String, Statement>,
+}
+
+impl PgConn {
+    pub fn client(&mut self) -> &mut Client {
+        self.client.as_mut().expect("a connection's client lives as long as it")
+    }
+}
+
+/// Closing the synchronous client blocks; an async runtime's thread (where
+/// the last handle on the pool may go) must not: it closes on a thread of its own.
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            std::thread::spawn(move || drop(client));
+        }
+    }
 }
 
 /// Connects with `config`, as r2d2 asks.
@@ -28,15 +47,15 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<PgConn, postgres::Error> {
-        Ok(PgConn { client: self.config.connect(NoTls)?, statements: HashMap::new() })
+        Ok(PgConn { client: Some(self.config.connect(NoTls)?), statements: HashMap::new() })
     }
 
     fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
-        conn.client.simple_query("").map(|_| ())
+        conn.client().simple_query("").map(|_| ())
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
-        conn.client.is_closed()
+        conn.client.as_ref().is_none_or(Client::is_closed)
     }
 }
 
@@ -110,6 +129,7 @@ impl PgConn {
     /// A transaction on this connection, with its statement cache.
     pub fn begin(&mut self, serializable: bool) -> Result<PgTx<'_, '_>, postgres::Error> {
         let PgConn { client, statements } = self;
+        let client = client.as_mut().expect("a connection's client lives as long as it");
         let mut builder = client.build_transaction();
         if serializable {
             builder = builder.isolation_level(postgres::IsolationLevel::Serializable);

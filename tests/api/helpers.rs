@@ -38,6 +38,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.log.level = "warn".into();
     // The suite's webhook receivers listen on 127.0.0.1.
     settings.webhooks.allow_private_urls = true;
+    if let Some(server) = test_postgres() {
+        settings.database.url = fresh_postgres_database(&server);
+    }
     configure(&mut settings);
     settings.validate().unwrap();
     till::telemetry::init(&settings.log);
@@ -56,6 +59,36 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         client: reqwest::Client::builder().redirect(redirect::Policy::none()).build().unwrap(),
         dir,
     }
+}
+
+/// The PostgreSQL server the suite runs on instead of SQLite, when
+/// `TILL_TEST_DATABASE=postgres`: `TILL_TEST_POSTGRES_URL` (any database of
+/// it; each test gets a fresh one beside it).
+pub fn test_postgres() -> Option<String> {
+    let engine = std::env::var("TILL_TEST_DATABASE").unwrap_or_default();
+    if engine != "postgres" {
+        assert!(engine.is_empty() || engine == "sqlite", "TILL_TEST_DATABASE is sqlite or postgres, not {engine}");
+        return None;
+    }
+    Some(std::env::var("TILL_TEST_POSTGRES_URL").expect("TILL_TEST_POSTGRES_URL names the PostgreSQL server"))
+}
+
+/// A new, empty database on the test server; its URL.
+pub fn fresh_postgres_database(server: &str) -> String {
+    let name = format!("till_test_{}", Uuid::new_v4().simple());
+    let admin = server.to_string();
+    let create = format!("CREATE DATABASE {name}");
+    // The synchronous client may not block the async runtime's thread.
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls).expect("connecting to the test server");
+        client.batch_execute(&create).expect("creating a test database");
+    })
+    .join()
+    .unwrap();
+    let (base, query) = server.split_once('?').map_or((server, None), |(b, q)| (b, Some(q)));
+    let at = base.rfind('/').expect("a URL with a database");
+    let url = format!("{}/{name}", &base[..at]);
+    query.map_or(url.clone(), |q| format!("{url}?{q}"))
 }
 
 pub fn uuid() -> String {
@@ -167,7 +200,7 @@ impl TestApp {
     }
 
     pub fn count(&self, sql: &str) -> i64 {
-        self.ctx.db.conn().unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
+        self.ctx.db.read_now(|tx| tx.query_value(sql, till::db::params![])).unwrap()
     }
 
     pub fn assert_ledger_ok(&self) {
