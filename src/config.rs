@@ -457,7 +457,9 @@ impl Settings {
     pub fn load(path: &Path) -> anyhow::Result<Settings> {
         let figment = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(path))
-            .merge(Env::prefixed("TILL_").split("__"));
+            // Only TILL_SECTION__KEY overrides: another TILL_… variable of the
+            // environment (TILL_BIN, TILL_TEST_DATABASE, …) is none of till's keys.
+            .merge(Env::prefixed("TILL_").filter(|key| key.as_str().contains("__")).split("__"));
         let settings: Settings =
             figment.extract().map_err(|e| anyhow::anyhow!("configuration {}: {e}", path.display()))?;
         settings.validate()?;
@@ -798,6 +800,19 @@ mod tests {
         s.server.trusted_proxies = vec!["10.0.0.0/8".into(), "proxy.internal".into()];
         let msg = s.validate().unwrap_err().to_string();
         assert!(msg.contains("server.trusted_proxies: 'proxy.internal'"), "{msg}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API, not ours
+    fn other_till_variables_of_the_environment_are_not_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TILL_BIN", "/usr/local/bin/till");
+            jail.set_env("TILL_TEST_DATABASE", "postgres");
+            jail.set_env("TILL_SERVER__BIND", "127.0.0.1:9998");
+            let s = Settings::load(Path::new("none.toml")).map_err(|e| e.to_string())?;
+            assert_eq!(s.server.bind, "127.0.0.1:9998");
+            Ok(())
+        });
     }
 
     #[test]

@@ -450,9 +450,9 @@ pub fn list_orders(tx: &Tx, f: &OrderFilter) -> anyhow::Result<Page<OrderView>> 
             "SELECT ",
             order_columns!(),
             " FROM payment_orders
-             WHERE ($1 IS NULL OR payment_order_status = $1)
-               AND ($2 IS NULL OR seller_id = $2)
-               AND ($3 IS NULL OR (created_at, checkout_id, position) < ($3, $4, $5))
+             WHERE (CAST($1 AS TEXT) IS NULL OR payment_order_status = $1)
+               AND (CAST($2 AS TEXT) IS NULL OR seller_id = $2)
+               AND (CAST($3 AS TEXT) IS NULL OR (created_at, checkout_id, position) < ($3, $4, $5))
              ORDER BY created_at DESC, checkout_id DESC, position DESC LIMIT $6"
         ),
         params![f.status, f.seller_id, at, checkout, position, i64::from(f.limit) + 1],

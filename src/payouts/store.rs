@@ -217,8 +217,8 @@ pub fn list(tx: &Tx, f: &PayoutFilter) -> anyhow::Result<(Vec<PayoutView>, bool)
         "SELECT payout_id, seller_id, amount_minor, currency, status, destination, failure_code, created_at,
                 updated_at
          FROM payouts
-         WHERE ($1 IS NULL OR seller_id = $1) AND ($2 IS NULL OR status = $2)
-           AND ($3 IS NULL OR created_at < $3 OR (created_at = $3 AND payout_id < $4))
+         WHERE (CAST($1 AS TEXT) IS NULL OR seller_id = $1) AND (CAST($2 AS TEXT) IS NULL OR status = $2)
+           AND (CAST($3 AS TEXT) IS NULL OR created_at < $3 OR (created_at = $3 AND payout_id < $4))
          ORDER BY created_at DESC, payout_id DESC LIMIT $5",
         params![f.seller_id, f.status, after_at, after_id, i64::from(f.limit) + 1],
         from_row,

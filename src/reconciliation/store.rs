@@ -397,7 +397,7 @@ pub fn load_run(tx: &Tx, run_id: i64) -> anyhow::Result<RunView> {
 pub fn list_runs(tx: &Tx, starting_after: Option<i64>, limit: u32) -> anyhow::Result<(Vec<RunView>, bool)> {
     let sql = format!(
         "SELECT {RUN_COLUMNS} FROM reconciliation_runs r JOIN settlement_files f ON f.id = r.file_id
-         WHERE ($1 IS NULL OR r.id < $1) ORDER BY r.id DESC LIMIT $2"
+         WHERE (CAST($1 AS BIGINT) IS NULL OR r.id < $1) ORDER BY r.id DESC LIMIT $2"
     );
     let mut runs = tx.query_map(&sql, params![starting_after, i64::from(limit) + 1], run_view)?;
     let has_more = runs.len() > limit as usize;
@@ -534,7 +534,7 @@ pub fn list_exceptions(
     let sql = format!(
         "SELECT {EXCEPTION_COLUMNS} FROM reconciliation_items i
          LEFT JOIN settlement_rows r ON r.id = i.row_id LEFT JOIN settlement_files f ON f.id = r.file_id
-         WHERE i.status <> 'none' AND ($1 IS NULL OR i.status = $1) AND ($2 IS NULL OR i.id < $2)
+         WHERE i.status <> 'none' AND (CAST($1 AS TEXT) IS NULL OR i.status = $1) AND (CAST($2 AS BIGINT) IS NULL OR i.id < $2)
          ORDER BY i.id DESC LIMIT $3"
     );
     let mut items = tx.query_map(&sql, params![status, starting_after, i64::from(limit) + 1], exception_view)?;

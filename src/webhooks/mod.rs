@@ -282,7 +282,7 @@ async fn store_event(
                 "INSERT INTO psp_events (event_id, event_type, object_id, payload, received_at, processed_at, last_error)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (event_id) DO UPDATE SET deliveries = psp_events.deliveries + 1,
-                     processed_at = COALESCE(processed_at, excluded.processed_at), last_error = excluded.last_error",
+                     processed_at = COALESCE(psp_events.processed_at, excluded.processed_at), last_error = excluded.last_error",
                 params![id, kind, object_id, payload, now, processed_at, note],
             )
             .context("storing a PSP event")?;

@@ -75,7 +75,7 @@ pub fn page(tx: &Tx, before: Option<i64>) -> anyhow::Result<LedgerPage> {
         },
     )?;
     let mut ids: Vec<i64> = tx.query_map(
-        "SELECT id FROM ledger_transactions WHERE $1 IS NULL OR id < $1 ORDER BY id DESC LIMIT $2",
+        "SELECT id FROM ledger_transactions WHERE CAST($1 AS BIGINT) IS NULL OR id < $1 ORDER BY id DESC LIMIT $2",
         params![before, JOURNAL_PAGE + 1],
         |r| r.get(0),
     )?;
@@ -120,7 +120,7 @@ pub fn account(tx: &Tx, id: i64, before: Option<i64>) -> anyhow::Result<Option<A
     let mut entries = tx.query_map(
         "SELECT e.id, e.transaction_id, e.amount_minor, t.description, t.created_at FROM ledger_entries e
          JOIN ledger_transactions t ON t.id = e.transaction_id
-         WHERE e.account_id = $1 AND ($2 IS NULL OR e.id < $2) ORDER BY e.id DESC LIMIT $3",
+         WHERE e.account_id = $1 AND (CAST($2 AS BIGINT) IS NULL OR e.id < $2) ORDER BY e.id DESC LIMIT $3",
         params![id, before, ENTRIES_PAGE + 1],
         |r| {
             let row = views::EntryRow::new(id, String::new(), r.get(2)?, &code);

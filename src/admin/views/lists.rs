@@ -50,8 +50,8 @@ pub fn refunds(tx: &Tx, status: Option<&str>, before: Option<&str>) -> anyhow::R
         "SELECT r.refund_id, r.payment_order_id, o.checkout_id, o.seller_id, r.amount_minor, r.currency,
                 r.status, r.reason, r.failure_code, r.created_by, r.created_at
          FROM refunds r JOIN payment_orders o ON o.payment_order_id = r.payment_order_id
-         WHERE ($1 IS NULL OR r.status = $1)
-           AND ($2 IS NULL OR r.created_at < $2 OR (r.created_at = $2 AND r.refund_id < $3))
+         WHERE (CAST($1 AS TEXT) IS NULL OR r.status = $1)
+           AND (CAST($2 AS TEXT) IS NULL OR r.created_at < $2 OR (r.created_at = $2 AND r.refund_id < $3))
          ORDER BY r.created_at DESC, r.refund_id DESC LIMIT $4",
         params![status, cursor_at, cursor_id, PAGE_SIZE + 1],
         |r| {

@@ -91,7 +91,7 @@ fn seller_row(tx: &Tx, seller_id: &str, hold_days: i64) -> anyhow::Result<(Selle
 pub fn list(tx: &Tx, after: Option<&str>, hold_days: i64) -> anyhow::Result<SellerList> {
     let mut ids: Vec<String> = tx.query_map(
         "SELECT seller_id FROM (SELECT seller_id FROM sellers UNION SELECT seller_id FROM wallets) AS known
-         WHERE $1 IS NULL OR seller_id > $1 ORDER BY seller_id LIMIT $2",
+         WHERE CAST($1 AS TEXT) IS NULL OR seller_id > $1 ORDER BY seller_id LIMIT $2",
         params![after, i64::from(PAGE_SIZE) + 1],
         |r| r.get(0),
     )?;
