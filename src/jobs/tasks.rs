@@ -152,7 +152,7 @@ fn ended_hosted_checkouts(tx: &Tx, before: &str) -> anyhow::Result<Vec<String>> 
 }
 
 pub async fn idempotency_cleanup(ctx: &Ctx) -> anyhow::Result<usize> {
-    ctx.db.run(crate::idempotency::cleanup).await
+    ctx.db.write(crate::idempotency::cleanup).await
 }
 
 /// Runs `till check`; a violation raises (and keeps open) one alert, a clean
