@@ -45,9 +45,27 @@ pub enum Command {
     SandboxPsp,
     /// Copy the database to PATH with SQLite's online backup (safe while serving).
     Backup { path: PathBuf },
+    /// The database itself: `till db copy --to postgres://…` moves a SQLite
+    /// database into an empty PostgreSQL database and verifies the copy.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// Import a PSP settlement file (CSV) and reconcile it; prints the count per class.
     /// Exits 1, naming the line and column, if a line does not parse (nothing is booked).
     Reconcile { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+pub enum DbCommand {
+    /// Copy every table of the configured SQLite database into an empty
+    /// PostgreSQL database (migrated first), then verify: the same rows per
+    /// table, the same balance per ledger account, `till check` clean.
+    Copy {
+        /// The target, a postgres:// URL of an empty database.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -122,7 +140,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Reconcile { file } => reconcile(settings, &file).await,
+        Command::Db { command: DbCommand::Copy { to } } => db_copy(&settings, &to).await,
     }
+}
+
+/// `till db copy --to URL`: prints each table's rows and the verification.
+async fn db_copy(settings: &Settings, to: &str) -> anyhow::Result<i32> {
+    let from = startup::open_till_db(settings)?;
+    let d = &settings.database;
+    let timeout = std::time::Duration::from_millis(d.busy_timeout_ms);
+    let copied = crate::db::copy::copy(&from, to, d.pool_size, timeout).await?;
+    for (table, rows) in &copied.tables {
+        println!("{table}: {rows} row(s)");
+    }
+    let total: i64 = copied.tables.values().sum();
+    println!(
+        "copied {total} row(s) of {} tables; verified: the same rows per table, the same balance on each of {} \
+         ledger accounts, till check clean on the copy",
+        copied.tables.len(),
+        copied.accounts
+    );
+    Ok(0)
 }
 
 /// `till reconcile FILE`. The PSP is asked about lost webhooks at

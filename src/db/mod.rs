@@ -43,6 +43,7 @@ enum Engine {
 const PG_WRITE_RUNS: u32 = 8;
 const PG_RETRY_PAUSE_MS: u64 = 2;
 
+pub mod copy;
 pub mod errors;
 pub mod pg;
 pub mod sql;

@@ -14,6 +14,7 @@ mod bench_smoke;
 mod cli;
 mod crash_recovery;
 mod create_payment;
+mod db_copy;
 mod fault_tolerance;
 mod hosted_flow;
 mod hostile_input;
