@@ -12,6 +12,7 @@ mod admin_reconciliation;
 mod alerts_and_jobs;
 mod bench_smoke;
 mod cli;
+mod concurrency;
 mod crash_recovery;
 mod create_payment;
 mod db_copy;
