@@ -17,27 +17,20 @@ pub struct RefundableOrder {
     pub refunded_minor: i64,
 }
 
-/// A read of `payment_orders`, the payments module's table: its own
-/// queries do not return the seller's share and the refunded total, which
-/// the split and the guard need, in the transaction that books the refund.
+/// The order a refund is asked for, read through the payments module (its
+/// seller's share and refunded total: the split and the guard need them).
 pub fn order_for_refund(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<RefundableOrder>> {
-    tx.query_opt(
-        "SELECT payment_order_id, seller_id, payment_order_status, amount_minor, currency,
-                COALESCE(seller_amount_minor, amount_minor), refunded_minor
-         FROM payment_orders WHERE payment_order_id = $1",
-        params![payment_order_id],
-        |r| {
-            Ok(RefundableOrder {
-                payment_order_id: r.get(0)?,
-                seller_id: r.get(1)?,
-                status: r.get(2)?,
-                amount_minor: r.get(3)?,
-                currency: r.get(4)?,
-                seller_amount_minor: r.get(5)?,
-                refunded_minor: r.get(6)?,
-            })
-        },
-    )
+    let Some(found) = crate::payments::store::refundable_order(tx, payment_order_id)? else { return Ok(None) };
+    let order = found.order;
+    Ok(Some(RefundableOrder {
+        payment_order_id: order.payment_order_id.to_string(),
+        seller_id: order.seller_id.to_string(),
+        status: order.status.as_str().to_string(),
+        amount_minor: order.amount.amount_minor(),
+        currency: order.amount.currency().code().to_string(),
+        seller_amount_minor: found.seller_amount_minor,
+        refunded_minor: order.refunded_minor,
+    }))
 }
 
 /// Stores a new refund, PENDING.
