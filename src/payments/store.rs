@@ -415,6 +415,16 @@ pub fn checkout_of_session(tx: &Tx, session_id: &str) -> anyhow::Result<Option<C
         .context("finding a session's checkout")
 }
 
+/// Whether the checkout paid on this PSP session is done (false for a session we do not know).
+pub fn is_session_done(tx: &Tx, session_id: &str) -> anyhow::Result<bool> {
+    let done = tx.query_opt(
+        "SELECT is_payment_done FROM payment_events WHERE psp_session_id = $1",
+        params![session_id],
+        |r| r.get::<bool>(0),
+    )?;
+    Ok(done.unwrap_or(false))
+}
+
 pub struct OrderFilter {
     pub status: Option<OrderStatus>,
     pub seller_id: Option<String>,
