@@ -229,22 +229,27 @@ pub fn list(tx: &Tx, f: &PayoutFilter) -> anyhow::Result<(Vec<PayoutView>, bool)
 }
 
 /// (seller, currency, available) of every seller with a destination and a
-/// positive balance. A read of `wallets` (the wallet module's table) with
-/// the sellers this module owns.
+/// positive available balance, the wallets read through the wallet module.
 pub fn payable_wallets(tx: &Tx, hold_days: i64) -> anyhow::Result<Vec<(String, String, i64)>> {
-    let rows: Vec<(String, String)> = tx.query_map(
-        "SELECT w.seller_id, w.currency FROM wallets w JOIN sellers s ON s.seller_id = w.seller_id
-         WHERE s.payout_destination IS NOT NULL AND w.balance_minor > 0 ORDER BY w.seller_id, w.currency",
-        params![],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
     let mut out = Vec::new();
-    for (seller, code) in rows {
-        let currency = Currency::parse(&code)?;
+    for (seller, currency) in crate::wallet::positive_wallets(tx)? {
+        if !has_destination(tx, &seller)? {
+            continue;
+        }
         let available = crate::wallet::balances(tx, &seller, currency, hold_days)?.available;
         if available > 0 {
-            out.push((seller, code, available));
+            out.push((seller, currency.code().to_string(), available));
         }
     }
     Ok(out)
+}
+
+/// Whether the seller exists and has somewhere to be paid.
+fn has_destination(tx: &Tx, seller_id: &str) -> anyhow::Result<bool> {
+    let found = tx.query_opt(
+        "SELECT 1 FROM sellers WHERE seller_id = $1 AND payout_destination IS NOT NULL",
+        params![seller_id],
+        |r| r.get::<i64>(0),
+    )?;
+    Ok(found.is_some())
 }

@@ -96,6 +96,15 @@ pub fn pending_of_order(tx: &Tx, payment_order_id: &str, hold_days: i64) -> anyh
     )
 }
 
+/// (seller, currency) of every wallet with a positive balance, by seller then currency.
+pub fn positive_wallets(tx: &Tx) -> anyhow::Result<Vec<(String, Currency)>> {
+    tx.query_map(
+        "SELECT seller_id, currency FROM wallets WHERE balance_minor > 0 ORDER BY seller_id, currency",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct WalletBalance {
     pub currency: String,
