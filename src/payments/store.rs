@@ -481,6 +481,50 @@ fn place_in_list(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<(Stri
     )
 }
 
+/// The order's status; None if there is no such order.
+pub fn order_status(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<OrderStatus>> {
+    tx.query_opt(
+        "SELECT payment_order_status FROM payment_orders WHERE payment_order_id = $1",
+        params![payment_order_id],
+        |r| r.get(0),
+    )
+}
+
+/// Up to `limit` orders not final that were created before `cutoff`, oldest first.
+pub fn unfinished_orders_created_before(tx: &Tx, cutoff: &str, limit: i64) -> anyhow::Result<Vec<Order>> {
+    tx.query_map(
+        concat!(
+            "SELECT ",
+            order_columns!(),
+            " FROM payment_orders WHERE payment_order_status IN ($1, $2) AND created_at < $3
+             ORDER BY created_at, payment_order_id LIMIT $4"
+        ),
+        params![OrderStatus::NotStarted, OrderStatus::Executing, cutoff, limit],
+        order_from_row,
+    )
+}
+
+/// Up to `limit` token orders not final and unchanged since `unchanged_before`.
+pub fn stale_token_orders(tx: &Tx, unchanged_before: &str, limit: i64) -> anyhow::Result<Vec<String>> {
+    tx.query_map(
+        "SELECT o.payment_order_id FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
+         WHERE o.payment_order_status IN ($1, $2) AND e.payment_method = 'token' AND o.updated_at < $3 LIMIT $4",
+        params![OrderStatus::NotStarted, OrderStatus::Executing, unchanged_before, limit],
+        |r| r.get(0),
+    )
+}
+
+/// Up to `limit` hosted checkouts not done, with a session, created before `created_before`.
+pub fn stale_hosted_checkouts(tx: &Tx, created_before: &str, limit: i64) -> anyhow::Result<Vec<String>> {
+    tx.query_map(
+        "SELECT checkout_id FROM payment_events
+         WHERE is_payment_done = 0 AND payment_method = 'hosted_page' AND psp_session_id IS NOT NULL
+           AND created_at < $1 LIMIT $2",
+        params![created_before, limit],
+        |r| r.get(0),
+    )
+}
+
 /// A token order with what the executor needs to charge it.
 pub struct ChargeTarget {
     pub order: Order,
