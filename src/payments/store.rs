@@ -372,6 +372,46 @@ pub fn refundable_order(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Optio
     .context("reading a payment order to refund")
 }
 
+/// An order with whether its checkout pays on a hosted page (one PSP
+/// charge for all of its orders) or by token (one charge per order).
+pub struct OrderAndMethod {
+    pub order: Order,
+    pub hosted_page: bool,
+}
+
+/// The order `payment_order_id`, with how its checkout pays.
+pub fn order_and_method(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<OrderAndMethod>> {
+    tx.query_opt(
+        concat!(
+            "SELECT ",
+            order_columns!(),
+            ", (SELECT payment_method FROM payment_events e WHERE e.checkout_id = payment_orders.checkout_id)
+             FROM payment_orders WHERE payment_order_id = $1"
+        ),
+        params![payment_order_id],
+        order_and_method_from_row,
+    )
+}
+
+/// An order the PSP's payment intent `intent` charged, with how its checkout pays.
+pub fn order_and_method_by_intent(tx: &Tx, intent: &str) -> anyhow::Result<Option<OrderAndMethod>> {
+    tx.query_opt(
+        concat!(
+            "SELECT ",
+            order_columns!(),
+            ", (SELECT payment_method FROM payment_events e WHERE e.checkout_id = payment_orders.checkout_id)
+             FROM payment_orders WHERE psp_payment_intent_id = $1 LIMIT 1"
+        ),
+        params![intent],
+        order_and_method_from_row,
+    )
+}
+
+fn order_and_method_from_row(r: &Row) -> anyhow::Result<OrderAndMethod> {
+    let method: String = r.get(ORDER_COLUMN_COUNT)?;
+    Ok(OrderAndMethod { order: order_from_row(r)?, hosted_page: method == "hosted_page" })
+}
+
 /// The order as the API shows it.
 pub fn order_view(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<OrderView>> {
     Ok(load_order(tx, payment_order_id)?.as_ref().map(OrderView::from))
@@ -402,6 +442,41 @@ pub fn load_checkout(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<Checko
     };
     checkout.orders = load_orders_of(tx, checkout_id)?;
     Ok(Some(checkout))
+}
+
+/// A checkout's orders added up: what the PSP's one charge for a hosted
+/// checkout should show.
+pub struct CheckoutTotal {
+    pub hosted_page: bool,
+    pub amount_minor: i64,
+    /// The orders' currency ('' for a checkout without orders).
+    pub currency: String,
+    pub orders: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+}
+
+/// The checkout's total and its orders' outcomes; None if there is no such checkout.
+pub fn checkout_total(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<CheckoutTotal>> {
+    tx.query_opt(
+        "SELECT MIN(e.payment_method), COALESCE(SUM(o.amount_minor), 0), COALESCE(MIN(o.currency), ''),
+                COUNT(o.payment_order_id),
+                COALESCE(SUM(CASE WHEN o.payment_order_status = 'SUCCESS' THEN 1 ELSE 0 END), 0),
+                COALESCE(SUM(CASE WHEN o.payment_order_status = 'FAILED' THEN 1 ELSE 0 END), 0)
+         FROM payment_events e LEFT JOIN payment_orders o ON o.checkout_id = e.checkout_id
+         WHERE e.checkout_id = $1 GROUP BY e.checkout_id",
+        params![checkout_id],
+        |r| {
+            Ok(CheckoutTotal {
+                hosted_page: r.get::<String>(0)? == "hosted_page",
+                amount_minor: r.get(1)?,
+                currency: r.get(2)?,
+                orders: r.get(3)?,
+                succeeded: r.get(4)?,
+                failed: r.get(5)?,
+            })
+        },
+    )
 }
 
 /// The checkout as the API shows it.

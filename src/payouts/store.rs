@@ -114,22 +114,34 @@ pub struct PayoutRow {
     pub psp_transfer_id: Option<String>,
 }
 
+fn payout_row(r: &Row) -> anyhow::Result<PayoutRow> {
+    Ok(PayoutRow {
+        payout_id: r.get(0)?,
+        seller_id: r.get(1)?,
+        amount_minor: r.get(2)?,
+        currency: r.get(3)?,
+        status: r.get(4)?,
+        destination: r.get(5)?,
+        psp_transfer_id: r.get(6)?,
+    })
+}
+
 pub fn load_row(tx: &Tx, payout_id: &str) -> anyhow::Result<Option<PayoutRow>> {
     tx.query_opt(
         "SELECT payout_id, seller_id, amount_minor, currency, status, destination, psp_transfer_id
          FROM payouts WHERE payout_id = $1",
         params![payout_id],
-        |r| {
-            Ok(PayoutRow {
-                payout_id: r.get(0)?,
-                seller_id: r.get(1)?,
-                amount_minor: r.get(2)?,
-                currency: r.get(3)?,
-                status: r.get(4)?,
-                destination: r.get(5)?,
-                psp_transfer_id: r.get(6)?,
-            })
-        },
+        payout_row,
+    )
+}
+
+/// The payout the PSP's transfer `transfer_id` pays.
+pub fn row_by_transfer(tx: &Tx, transfer_id: &str) -> anyhow::Result<Option<PayoutRow>> {
+    tx.query_opt(
+        "SELECT payout_id, seller_id, amount_minor, currency, status, destination, psp_transfer_id
+         FROM payouts WHERE psp_transfer_id = $1",
+        params![transfer_id],
+        payout_row,
     )
 }
 

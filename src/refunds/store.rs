@@ -93,29 +93,44 @@ pub struct RefundRow {
     pub refund_id: String,
     pub payment_order_id: String,
     pub amount_minor: i64,
+    pub currency: String,
     pub status: RefundStatus,
     pub seller_part_minor: i64,
     pub commission_part_minor: i64,
     pub psp_refund_id: Option<String>,
 }
 
+fn refund_row(r: &Row) -> anyhow::Result<RefundRow> {
+    Ok(RefundRow {
+        refund_id: r.get(0)?,
+        payment_order_id: r.get(1)?,
+        amount_minor: r.get(2)?,
+        currency: r.get(3)?,
+        status: r.get(4)?,
+        seller_part_minor: r.get(5)?,
+        commission_part_minor: r.get(6)?,
+        psp_refund_id: r.get(7)?,
+    })
+}
+
 pub fn load_row(tx: &Tx, refund_id: &str) -> anyhow::Result<Option<RefundRow>> {
     tx.query_opt(
-        "SELECT refund_id, payment_order_id, amount_minor, status, seller_part_minor, commission_part_minor,
+        "SELECT refund_id, payment_order_id, amount_minor, currency, status, seller_part_minor, commission_part_minor,
                 psp_refund_id
          FROM refunds WHERE refund_id = $1",
         params![refund_id],
-        |r| {
-            Ok(RefundRow {
-                refund_id: r.get(0)?,
-                payment_order_id: r.get(1)?,
-                amount_minor: r.get(2)?,
-                status: r.get(3)?,
-                seller_part_minor: r.get(4)?,
-                commission_part_minor: r.get(5)?,
-                psp_refund_id: r.get(6)?,
-            })
-        },
+        refund_row,
+    )
+}
+
+/// The refund the PSP knows by `psp_refund_id`.
+pub fn row_by_psp_id(tx: &Tx, psp_refund_id: &str) -> anyhow::Result<Option<RefundRow>> {
+    tx.query_opt(
+        "SELECT refund_id, payment_order_id, amount_minor, currency, status, seller_part_minor, commission_part_minor,
+                psp_refund_id
+         FROM refunds WHERE psp_refund_id = $1",
+        params![psp_refund_id],
+        refund_row,
     )
 }
 
