@@ -205,6 +205,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("../../migrations/postgres/0010_psp_charges.sql")),
     (11, include_str!("../../migrations/postgres/0011_psp_call_version.sql")),
     (12, include_str!("../../migrations/postgres/0012_psp_requests.sql")),
+    (13, include_str!("../../migrations/postgres/0013_seller_refunded.sql")),
 ];
 
 /// The version the embedded migrations reach.

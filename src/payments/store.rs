@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::db::{Row, Tx, params};
-use crate::money::{Money, format_minor};
+use crate::money::{Currency, Money, format_minor};
 use crate::payments::model::{Checkout, CheckoutId, NewCheckout, Order, OrderStatus, PaymentMethod, PaymentOrderId};
 
 /// The columns of an event that drive the create flow.
@@ -171,31 +171,65 @@ fn record_history(
     Ok(())
 }
 
-/// Adds a refund's amount to the order's refunded total, never past the
-/// order's amount (the guard that holds under concurrent refunds).
+/// Adds a refund's amount to the order's refunded total, and its seller's
+/// part to what refunds took of the seller's share, never past the order's
+/// amount (the guard that holds under concurrent refunds).
 /// Returns false, and changes nothing, if it would go past it.
-pub fn add_refunded(tx: &Tx, payment_order_id: &str, amount_minor: i64) -> anyhow::Result<bool> {
+pub fn add_refunded(
+    tx: &Tx,
+    payment_order_id: &str,
+    amount_minor: i64,
+    seller_part_minor: i64,
+) -> anyhow::Result<bool> {
     let changed = tx
         .execute(
-            "UPDATE payment_orders SET refunded_minor = refunded_minor + $2, updated_at = $3
+            "UPDATE payment_orders SET refunded_minor = refunded_minor + $2,
+                    seller_refunded_minor = seller_refunded_minor + $3, updated_at = $4
              WHERE payment_order_id = $1 AND refunded_minor + $2 <= amount_minor",
-            params![payment_order_id, amount_minor, crate::db::now()],
+            params![payment_order_id, amount_minor, seller_part_minor, crate::db::now()],
         )
         .context("adding to a payment order's refunded total")?;
     Ok(changed == 1)
 }
 
-/// Gives a failed refund's amount back to the order's refundable rest.
-pub fn release_refunded(tx: &Tx, payment_order_id: &str, amount_minor: i64) -> anyhow::Result<()> {
+/// Gives a failed refund's amount (and its seller's part) back to the
+/// order's refundable rest.
+pub fn release_refunded(
+    tx: &Tx,
+    payment_order_id: &str,
+    amount_minor: i64,
+    seller_part_minor: i64,
+) -> anyhow::Result<()> {
     let changed = tx
         .execute(
-            "UPDATE payment_orders SET refunded_minor = refunded_minor - $2, updated_at = $3
-             WHERE payment_order_id = $1 AND refunded_minor >= $2",
-            params![payment_order_id, amount_minor, crate::db::now()],
+            "UPDATE payment_orders SET refunded_minor = refunded_minor - $2,
+                    seller_refunded_minor = seller_refunded_minor - $3, updated_at = $4
+             WHERE payment_order_id = $1 AND refunded_minor >= $2 AND seller_refunded_minor >= $3",
+            params![payment_order_id, amount_minor, seller_part_minor, crate::db::now()],
         )
         .context("giving back a payment order's refunded amount")?;
     anyhow::ensure!(changed == 1, "order {payment_order_id} has less refunded than the failed refund's {amount_minor}");
     Ok(())
+}
+
+/// What the seller still holds of its orders in `currency` paid after
+/// `paid_after`: each one's share less what its live refunds took of it.
+pub fn held_seller_share(tx: &Tx, seller_id: &str, currency: Currency, paid_after: &str) -> anyhow::Result<i64> {
+    tx.query_value(
+        "SELECT COALESCE(SUM(seller_amount_minor - seller_refunded_minor), 0) FROM payment_orders
+         WHERE payment_order_status = 'SUCCESS' AND seller_id = $1 AND currency = $2 AND succeeded_at > $3",
+        params![seller_id, currency, paid_after],
+    )
+}
+
+/// [`held_seller_share`] of one order: its share less what its live refunds
+/// took of it, if it was paid after `paid_after` (else 0).
+pub fn held_share_of_order(tx: &Tx, payment_order_id: &str, paid_after: &str) -> anyhow::Result<i64> {
+    tx.query_value(
+        "SELECT COALESCE(SUM(seller_amount_minor - seller_refunded_minor), 0) FROM payment_orders
+         WHERE payment_order_status = 'SUCCESS' AND payment_order_id = $1 AND succeeded_at > $2",
+        params![payment_order_id, paid_after],
+    )
 }
 
 /// Marks the checkout canceled by the shop (once).
@@ -695,7 +729,6 @@ pub fn set_payment_intent(tx: &Tx, payment_order_id: &str, intent_id: &str) -> a
 mod tests {
     use super::*;
     use crate::db::Db;
-    use crate::money::Currency;
     use crate::payments::model::{Buyer, NewOrder, SellerId};
 
     /// A database with one api key and one token checkout of one order of 10.00 EUR.
@@ -721,14 +754,14 @@ mod tests {
     #[test]
     fn refunds_take_at_most_the_amount_and_give_back_at_most_what_they_took() {
         let (_dir, db, id) = one_order();
-        let add = |minor: i64| db.write_now(|tx| add_refunded(tx, &id, minor)).unwrap();
+        let add = |minor: i64| db.write_now(|tx| add_refunded(tx, &id, minor, minor)).unwrap();
         assert!(add(600));
         assert!(!add(401), "past the amount: refused, nothing changed");
         assert!(add(400));
         let refundable = db.read_now(|tx| refundable_order(tx, &id)).unwrap().unwrap();
         assert_eq!((refundable.order.refunded_minor, refundable.seller_amount_minor), (1000, 1000));
-        db.write_now(|tx| release_refunded(tx, &id, 600)).unwrap();
-        assert!(db.write_now(|tx| release_refunded(tx, &id, 401)).is_err(), "more than is refunded");
+        db.write_now(|tx| release_refunded(tx, &id, 600, 600)).unwrap();
+        assert!(db.write_now(|tx| release_refunded(tx, &id, 401, 401)).is_err(), "more than is refunded");
         assert_eq!(db.read_now(|tx| load_order(tx, &id)).unwrap().unwrap().refunded_minor, 400);
         assert!(db.read_now(|tx| refundable_order(tx, "nope")).unwrap().is_none());
     }
