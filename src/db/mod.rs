@@ -69,6 +69,7 @@ pub fn till_migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/till/0011_psp_call_version.sql")),
         M::up(include_str!("../../migrations/till/0012_psp_requests.sql")),
         M::up(include_str!("../../migrations/till/0013_seller_refunded.sql")),
+        M::up(include_str!("../../migrations/till/0014_reconciliation_items_record.sql")),
     ])
 }
 

@@ -634,6 +634,44 @@ pub fn stale_hosted_checkouts(tx: &Tx, created_before: &str, limit: i64) -> anyh
     )
 }
 
+/// A charge till has as paid: a hosted checkout (one PSP charge for all of
+/// its orders) or a token order.
+pub struct PaidCharge {
+    pub hosted_page: bool,
+    /// The checkout's id for a hosted checkout, else the order's.
+    pub id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    /// When its (first) order succeeded.
+    pub paid_at: String,
+}
+
+/// The charges first paid at or after `from` and before `before`. A hosted
+/// checkout adds up its orders paid since `from`.
+pub fn paid_charges_between(tx: &Tx, from: &str, before: &str) -> anyhow::Result<Vec<PaidCharge>> {
+    tx.query_map(
+        "SELECT 1, o.checkout_id, SUM(o.amount_minor), MIN(o.currency), MIN(o.succeeded_at)
+         FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
+         WHERE e.payment_method = 'hosted_page' AND o.payment_order_status = 'SUCCESS' AND o.succeeded_at >= $1
+         GROUP BY o.checkout_id HAVING MIN(o.succeeded_at) < $2
+         UNION ALL
+         SELECT 0, o.payment_order_id, o.amount_minor, o.currency, o.succeeded_at
+         FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
+         WHERE e.payment_method = 'token' AND o.payment_order_status = 'SUCCESS' AND o.succeeded_at >= $1
+           AND o.succeeded_at < $2",
+        params![from, before],
+        |r| {
+            Ok(PaidCharge {
+                hosted_page: r.get(0)?,
+                id: r.get(1)?,
+                amount_minor: r.get(2)?,
+                currency: r.get(3)?,
+                paid_at: r.get(4)?,
+            })
+        },
+    )
+}
+
 /// A token order with what the executor needs to charge it.
 pub struct ChargeTarget {
     pub order: Order,

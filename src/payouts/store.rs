@@ -112,6 +112,7 @@ pub struct PayoutRow {
     pub status: PayoutStatus,
     pub destination: String,
     pub psp_transfer_id: Option<String>,
+    pub updated_at: String,
 }
 
 fn payout_row(r: &Row) -> anyhow::Result<PayoutRow> {
@@ -123,12 +124,13 @@ fn payout_row(r: &Row) -> anyhow::Result<PayoutRow> {
         status: r.get(4)?,
         destination: r.get(5)?,
         psp_transfer_id: r.get(6)?,
+        updated_at: r.get(7)?,
     })
 }
 
 pub fn load_row(tx: &Tx, payout_id: &str) -> anyhow::Result<Option<PayoutRow>> {
     tx.query_opt(
-        "SELECT payout_id, seller_id, amount_minor, currency, status, destination, psp_transfer_id
+        "SELECT payout_id, seller_id, amount_minor, currency, status, destination, psp_transfer_id, updated_at
          FROM payouts WHERE payout_id = $1",
         params![payout_id],
         payout_row,
@@ -138,9 +140,19 @@ pub fn load_row(tx: &Tx, payout_id: &str) -> anyhow::Result<Option<PayoutRow>> {
 /// The payout the PSP's transfer `transfer_id` pays.
 pub fn row_by_transfer(tx: &Tx, transfer_id: &str) -> anyhow::Result<Option<PayoutRow>> {
     tx.query_opt(
-        "SELECT payout_id, seller_id, amount_minor, currency, status, destination, psp_transfer_id
+        "SELECT payout_id, seller_id, amount_minor, currency, status, destination, psp_transfer_id, updated_at
          FROM payouts WHERE psp_transfer_id = $1",
         params![transfer_id],
+        payout_row,
+    )
+}
+
+/// Payouts paid (last changed) at or after `from` and before `before`.
+pub fn paid_between(tx: &Tx, from: &str, before: &str) -> anyhow::Result<Vec<PayoutRow>> {
+    tx.query_map(
+        "SELECT payout_id, seller_id, amount_minor, currency, status, destination, psp_transfer_id, updated_at
+         FROM payouts WHERE status = $1 AND updated_at >= $2 AND updated_at < $3",
+        params![PayoutStatus::Paid, from, before],
         payout_row,
     )
 }

@@ -98,6 +98,7 @@ pub struct RefundRow {
     pub seller_part_minor: i64,
     pub commission_part_minor: i64,
     pub psp_refund_id: Option<String>,
+    pub updated_at: String,
 }
 
 fn refund_row(r: &Row) -> anyhow::Result<RefundRow> {
@@ -110,13 +111,14 @@ fn refund_row(r: &Row) -> anyhow::Result<RefundRow> {
         seller_part_minor: r.get(5)?,
         commission_part_minor: r.get(6)?,
         psp_refund_id: r.get(7)?,
+        updated_at: r.get(8)?,
     })
 }
 
 pub fn load_row(tx: &Tx, refund_id: &str) -> anyhow::Result<Option<RefundRow>> {
     tx.query_opt(
         "SELECT refund_id, payment_order_id, amount_minor, currency, status, seller_part_minor, commission_part_minor,
-                psp_refund_id
+                psp_refund_id, updated_at
          FROM refunds WHERE refund_id = $1",
         params![refund_id],
         refund_row,
@@ -127,9 +129,20 @@ pub fn load_row(tx: &Tx, refund_id: &str) -> anyhow::Result<Option<RefundRow>> {
 pub fn row_by_psp_id(tx: &Tx, psp_refund_id: &str) -> anyhow::Result<Option<RefundRow>> {
     tx.query_opt(
         "SELECT refund_id, payment_order_id, amount_minor, currency, status, seller_part_minor, commission_part_minor,
-                psp_refund_id
+                psp_refund_id, updated_at
          FROM refunds WHERE psp_refund_id = $1",
         params![psp_refund_id],
+        refund_row,
+    )
+}
+
+/// Refunds that succeeded (were last changed) at or after `from` and before `before`.
+pub fn succeeded_between(tx: &Tx, from: &str, before: &str) -> anyhow::Result<Vec<RefundRow>> {
+    tx.query_map(
+        "SELECT refund_id, payment_order_id, amount_minor, currency, status, seller_part_minor, commission_part_minor,
+                psp_refund_id, updated_at
+         FROM refunds WHERE status = $1 AND updated_at >= $2 AND updated_at < $3",
+        params![RefundStatus::Succeeded, from, before],
         refund_row,
     )
 }
