@@ -152,6 +152,17 @@ impl<'a> Tx<'a> {
         self.query_row(sql, params, |r| r.get(0))
     }
 
+    /// The SQL expression for the text under `key` of the JSON object stored
+    /// as text in `column`: the one place the dialects differ for JSON. An
+    /// expression index meant for it is written the same way in each
+    /// engine's migrations.
+    pub fn json_text(&self, column: &'static str, key: &'static str) -> String {
+        match &self.inner {
+            Inner::Sqlite(_) => format!("json_extract({column}, '$.{key}')"),
+            Inner::Postgres { .. } => format!("({column}::jsonb ->> '{key}')"),
+        }
+    }
+
     /// Calls `f` with each row (only the first if `first_only`).
     fn each(
         &self,

@@ -95,10 +95,10 @@ fn conditions(tx: &Tx, f: &Filter) -> anyhow::Result<Option<(String, Vec<String>
         }
         Some(Search::BuyerEmail(email)) => {
             args.push(email.clone());
-            // SQLite's JSON function, as the expression index on it has it.
+            // Written as the expression index on it has it (payment_events_buyer_email).
             conditions.push(format!(
-                "o.checkout_id IN (SELECT checkout_id FROM payment_events
-                                   WHERE lower(json_extract(buyer_info, '$.email')) = ${})",
+                "o.checkout_id IN (SELECT checkout_id FROM payment_events WHERE lower({}) = ${})",
+                tx.json_text("buyer_info", "email"),
                 args.len()
             ));
         }
