@@ -30,6 +30,11 @@ pub fn resolve(tx: &Tx, kind: &str, subject_id: &str, resolution: &str) -> anyho
     Ok(n == 1)
 }
 
+/// The subjects of the open alerts of one kind.
+pub fn open_subjects(tx: &Tx, kind: &str) -> anyhow::Result<Vec<String>> {
+    tx.query_map("SELECT subject_id FROM alerts WHERE kind = $1 AND status = 'open'", params![kind], |r| r.get(0))
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AlertView {
     pub id: i64,

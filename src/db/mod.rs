@@ -71,6 +71,8 @@ pub fn till_migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/till/0011_psp_call_version.sql")),
         M::up(include_str!("../../migrations/till/0012_psp_requests.sql")),
         M::up(include_str!("../../migrations/till/0013_list_indexes.sql")),
+        M::up(include_str!("../../migrations/till/0014_seller_refunded.sql")),
+        M::up(include_str!("../../migrations/till/0015_reconciliation_items_record.sql")),
     ])
 }
 
@@ -470,5 +472,36 @@ mod tests {
     fn migrations_are_valid() {
         till_migrations().validate().unwrap();
         sandbox_migrations().validate().unwrap();
+    }
+
+    #[test]
+    fn seller_refunded_shares_are_backfilled_from_live_refunds() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        till_migrations().to_version(&mut conn, 12).unwrap();
+        conn.execute_batch(
+            "INSERT INTO api_keys (id, name, key_hash, key_prefix, created_at) VALUES ('k', 'k', 'h', 'p', 'now');
+             INSERT INTO payment_events (checkout_id, api_key_id, buyer_info, payment_method, request_hash,
+                                         created_at, updated_at) VALUES ('c', 'k', '{}', 'token', 'h', 'now', 'now');
+             INSERT INTO payment_orders (payment_order_id, checkout_id, position, buyer_account, seller_id,
+                 amount_minor, currency, payment_order_status, seller_amount_minor, refunded_minor, created_at,
+                 updated_at)
+             VALUES ('o1', 'c', 0, 'b', 's', 1000, 'USD', 'SUCCESS', 900, 600, 'now', 'now'),
+                    ('o2', 'c', 1, 'b', 's', 1000, 'USD', 'SUCCESS', 900, 0, 'now', 'now');
+             INSERT INTO refunds (refund_id, payment_order_id, amount_minor, currency, status, seller_part_minor,
+                                  commission_part_minor, created_by, created_at, updated_at)
+             VALUES ('r1', 'o1', 330, 'USD', 'SUCCEEDED', 300, 30, 'k', 'now', 'now'),
+                    ('r2', 'o1', 270, 'USD', 'PENDING', 243, 27, 'k', 'now', 'now'),
+                    ('r3', 'o1', 100, 'USD', 'FAILED', 90, 10, 'k', 'now', 'now');",
+        )
+        .unwrap();
+        till_migrations().to_latest(&mut conn).unwrap();
+        let shares: Vec<(String, i64)> = conn
+            .prepare("SELECT payment_order_id, seller_refunded_minor FROM payment_orders ORDER BY payment_order_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(shares, vec![("o1".to_string(), 543), ("o2".to_string(), 0)], "failed refunds give theirs back");
     }
 }

@@ -226,6 +226,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("../../migrations/postgres/0011_psp_call_version.sql")),
     (12, include_str!("../../migrations/postgres/0012_psp_requests.sql")),
     (13, include_str!("../../migrations/postgres/0013_list_indexes.sql")),
+    (14, include_str!("../../migrations/postgres/0014_seller_refunded.sql")),
+    (15, include_str!("../../migrations/postgres/0015_reconciliation_items_record.sql")),
 ];
 
 /// The version the embedded migrations reach.

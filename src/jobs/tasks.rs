@@ -1,12 +1,13 @@
 //! The scheduled tasks themselves.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::SecondsFormat;
 
 use crate::context::Ctx;
-use crate::db::{Tx, params};
-use crate::payments::model::OrderStatus;
+use crate::db::Tx;
+use crate::payments::model::Order;
 use crate::queue::{self, JobKind};
 
 /// Work looked at per run, so one run stays short however much is stuck.
@@ -35,12 +36,18 @@ pub async fn unfinished_alert(ctx: &Ctx) -> anyhow::Result<usize> {
     let raised = ctx
         .db
         .write(move |tx| -> anyhow::Result<Vec<NewAlert>> {
-            for order_id in alerted_orders_now_final(tx)? {
-                crate::alerts::resolve(tx, UNFINISHED_ORDER, &order_id, "the order became final")?;
+            let mut alerted: HashSet<String> = HashSet::new();
+            for order_id in crate::alerts::open_subjects(tx, UNFINISHED_ORDER)? {
+                if crate::payments::store::order_status(tx, &order_id)?.is_some_and(|s| s.is_final()) {
+                    crate::alerts::resolve(tx, UNFINISHED_ORDER, &order_id, "the order became final")?;
+                } else {
+                    alerted.insert(order_id);
+                }
             }
             let mut raised = Vec::new();
-            for (id, status, created_at) in unfinished_orders_not_alerted(tx, &cutoff)? {
-                let message = format!("payment order {id} is still {status} since {created_at}");
+            for order in unfinished_orders_not_alerted(tx, &cutoff, &alerted)? {
+                let id = order.payment_order_id.to_string();
+                let message = format!("payment order {id} is still {} since {}", order.status, order.created_at);
                 if crate::alerts::raise(tx, UNFINISHED_ORDER, &id, &message)? {
                     raised.push(NewAlert { kind: UNFINISHED_ORDER, subject_id: id, message });
                 }
@@ -52,31 +59,14 @@ pub async fn unfinished_alert(ctx: &Ctx) -> anyhow::Result<usize> {
     Ok(raised.len())
 }
 
-// The two scans below read the payments module's orders beside the open
-// alerts, in one statement each; they write nothing.
-
-/// Orders with an open "unfinished" alert that are final now.
-fn alerted_orders_now_final(tx: &Tx) -> anyhow::Result<Vec<String>> {
-    tx.query_map(
-        "SELECT a.subject_id FROM alerts a JOIN payment_orders o ON o.payment_order_id = a.subject_id
-         WHERE a.kind = $1 AND a.status = 'open' AND o.payment_order_status IN ($2, $3)",
-        params![UNFINISHED_ORDER, OrderStatus::Success.as_str(), OrderStatus::Failed.as_str()],
-        |r| r.get(0),
-    )
-}
-
-/// (order, status, created_at) of up to [`BATCH`] orders not final since
-/// before `cutoff` and not alerted yet, oldest first.
-fn unfinished_orders_not_alerted(tx: &Tx, cutoff: &str) -> anyhow::Result<Vec<(String, String, String)>> {
-    tx.query_map(
-        "SELECT o.payment_order_id, o.payment_order_status, o.created_at FROM payment_orders o
-         WHERE o.payment_order_status IN ($1, $2) AND o.created_at < $3
-           AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.kind = $4
-                           AND a.subject_id = o.payment_order_id AND a.status = 'open')
-         ORDER BY o.created_at LIMIT $5",
-        params![OrderStatus::NotStarted.as_str(), OrderStatus::Executing.as_str(), cutoff, UNFINISHED_ORDER, BATCH],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )
+/// Up to [`BATCH`] orders not final since before `cutoff` and not in
+/// `alerted`, oldest first. At most `alerted.len()` of the oldest unfinished
+/// orders are alerted already, so that many more are read to skip them.
+fn unfinished_orders_not_alerted(tx: &Tx, cutoff: &str, alerted: &HashSet<String>) -> anyhow::Result<Vec<Order>> {
+    let limit = BATCH + i64::try_from(alerted.len())?;
+    let orders = crate::payments::store::unfinished_orders_created_before(tx, cutoff, limit)?;
+    let not_alerted = orders.into_iter().filter(|o| !alerted.contains(o.payment_order_id.as_str()));
+    Ok(not_alerted.take(BATCH as usize).collect())
 }
 
 /// Sends new alerts to `alerts.webhook_url`, if set. Best effort: the alert
@@ -106,9 +96,9 @@ pub async fn psp_sync(ctx: &Ctx) -> anyhow::Result<usize> {
         .db
         .write(move |tx| -> anyhow::Result<usize> {
             let mut work: Vec<(JobKind, String)> = Vec::new();
-            let token_orders = stuck_token_orders(tx, &stuck)?;
+            let token_orders = crate::payments::store::stale_token_orders(tx, &stuck, BATCH)?;
             work.extend(token_orders.into_iter().map(|id| (JobKind::ChargeOrder, id)));
-            let checkouts = ended_hosted_checkouts(tx, &expired)?;
+            let checkouts = crate::payments::store::stale_hosted_checkouts(tx, &expired, BATCH)?;
             work.extend(checkouts.into_iter().map(|id| (JobKind::SyncCheckout, id)));
             let refunds = crate::refunds::store::pending_since(tx, &stuck, BATCH)?;
             work.extend(refunds.into_iter().map(|id| (JobKind::SubmitRefund, id)));
@@ -125,30 +115,6 @@ pub async fn psp_sync(ctx: &Ctx) -> anyhow::Result<usize> {
         ctx.queue_wake.notify_one();
     }
     Ok(queued)
-}
-
-// Reads of the payments module's tables, which have no query function
-// for these scans.
-
-/// Up to [`BATCH`] token orders not final and unchanged since `before`.
-fn stuck_token_orders(tx: &Tx, before: &str) -> anyhow::Result<Vec<String>> {
-    tx.query_map(
-        "SELECT o.payment_order_id FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
-         WHERE o.payment_order_status IN ($1, $2) AND e.payment_method = 'token' AND o.updated_at < $3 LIMIT $4",
-        params![OrderStatus::NotStarted.as_str(), OrderStatus::Executing.as_str(), before, BATCH],
-        |r| r.get(0),
-    )
-}
-
-/// Up to [`BATCH`] hosted checkouts not done, with a session, created before `before`.
-fn ended_hosted_checkouts(tx: &Tx, before: &str) -> anyhow::Result<Vec<String>> {
-    tx.query_map(
-        "SELECT checkout_id FROM payment_events
-         WHERE is_payment_done = 0 AND payment_method = 'hosted_page' AND psp_session_id IS NOT NULL
-           AND created_at < $1 LIMIT $2",
-        params![before, BATCH],
-        |r| r.get(0),
-    )
 }
 
 pub async fn idempotency_cleanup(ctx: &Ctx) -> anyhow::Result<usize> {

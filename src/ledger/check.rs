@@ -140,6 +140,15 @@ const RULES: &[Rule] = &[
     },
     Rule {
         invariant: 4,
+        sql: "SELECT 'order ' || o.payment_order_id || ' has ' || o.seller_refunded_minor
+                     || ' of its seller''s share refunded but its live refunds took '
+                     || COALESCE(SUM(r.seller_part_minor), 0)
+              FROM payment_orders o LEFT JOIN refunds r ON r.payment_order_id = o.payment_order_id AND r.status <> 'FAILED'
+              GROUP BY o.payment_order_id, o.seller_refunded_minor
+              HAVING o.seller_refunded_minor <> COALESCE(SUM(r.seller_part_minor), 0)",
+    },
+    Rule {
+        invariant: 4,
         sql: "SELECT 'refund ' || r.refund_id || ' (' || r.status || ') has ' || COUNT(t.id) || ' refund and '
                      || COUNT(v.id) || ' reversal transactions'
               FROM refunds r
@@ -282,10 +291,12 @@ mod tests {
         "INSERT INTO api_keys (id, name, key_hash, key_prefix, created_at) VALUES ('k', 'k', 'h', 'p', 'now')",
         "INSERT INTO payment_events (checkout_id, api_key_id, buyer_info, payment_method, request_hash, created_at,
                                      updated_at) VALUES ('c', 'k', '{}', 'token', 'h', 'now', 'now')",
-        // Paid, but flagged as booked in the wallet only, with no pay-in and 50 refunded by nothing.
+        // Paid, but flagged as booked in the wallet only, with no pay-in and 50 refunded by nothing
+        // (30 of it of the seller's share).
         "INSERT INTO payment_orders (payment_order_id, checkout_id, position, buyer_account, seller_id, amount_minor,
-             currency, payment_order_status, ledger_updated, wallet_updated, refunded_minor, created_at, updated_at)
-         VALUES ('o1', 'c', 0, 'b', 's', 1000, 'USD', 'SUCCESS', 0, 1, 50, 'now', 'now')",
+             currency, payment_order_status, ledger_updated, wallet_updated, refunded_minor, seller_refunded_minor,
+             created_at, updated_at)
+         VALUES ('o1', 'c', 0, 'b', 's', 1000, 'USD', 'SUCCESS', 0, 1, 50, 30, 'now', 'now')",
         "INSERT INTO payment_orders (payment_order_id, checkout_id, position, buyer_account, seller_id, amount_minor,
              currency, payment_order_status, created_at, updated_at)
          VALUES ('o2', 'c', 1, 'b', 's', 1000, 'USD', 'EXECUTING', 'now', 'now')",
@@ -317,6 +328,7 @@ mod tests {
             (3, "order o1 is SUCCESS with 0 pay-in transactions"),
             (3, "order o1 is SUCCESS but ledger_updated=0, wallet_updated=1"),
             (4, "order o1 of 1000 has 50 refunded but its live refunds add up to 0"),
+            (4, "order o1 has 30 of its seller's share refunded but its live refunds took 0"),
             (4, "refund r1 (FAILED) has 1 refund and 0 reversal transactions"),
             (5, "payout p1 (PAID) is booked 1 time(s), paid out 0 and reversed 0"),
         ] {

@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::db::{Row, Tx, params};
-use crate::money::{Money, format_minor};
+use crate::money::{Currency, Money, format_minor};
 use crate::payments::model::{Checkout, CheckoutId, NewCheckout, Order, OrderStatus, PaymentMethod, PaymentOrderId};
 
 /// The columns of an event that drive the create flow.
@@ -172,31 +172,65 @@ fn record_history(
     Ok(())
 }
 
-/// Adds a refund's amount to the order's refunded total, never past the
-/// order's amount (the guard that holds under concurrent refunds).
+/// Adds a refund's amount to the order's refunded total, and its seller's
+/// part to what refunds took of the seller's share, never past the order's
+/// amount (the guard that holds under concurrent refunds).
 /// Returns false, and changes nothing, if it would go past it.
-pub fn add_refunded(tx: &Tx, payment_order_id: &str, amount_minor: i64) -> anyhow::Result<bool> {
+pub fn add_refunded(
+    tx: &Tx,
+    payment_order_id: &str,
+    amount_minor: i64,
+    seller_part_minor: i64,
+) -> anyhow::Result<bool> {
     let changed = tx
         .execute(
-            "UPDATE payment_orders SET refunded_minor = refunded_minor + $2, updated_at = $3
+            "UPDATE payment_orders SET refunded_minor = refunded_minor + $2,
+                    seller_refunded_minor = seller_refunded_minor + $3, updated_at = $4
              WHERE payment_order_id = $1 AND refunded_minor + $2 <= amount_minor",
-            params![payment_order_id, amount_minor, crate::db::now()],
+            params![payment_order_id, amount_minor, seller_part_minor, crate::db::now()],
         )
         .context("adding to a payment order's refunded total")?;
     Ok(changed == 1)
 }
 
-/// Gives a failed refund's amount back to the order's refundable rest.
-pub fn release_refunded(tx: &Tx, payment_order_id: &str, amount_minor: i64) -> anyhow::Result<()> {
+/// Gives a failed refund's amount (and its seller's part) back to the
+/// order's refundable rest.
+pub fn release_refunded(
+    tx: &Tx,
+    payment_order_id: &str,
+    amount_minor: i64,
+    seller_part_minor: i64,
+) -> anyhow::Result<()> {
     let changed = tx
         .execute(
-            "UPDATE payment_orders SET refunded_minor = refunded_minor - $2, updated_at = $3
-             WHERE payment_order_id = $1 AND refunded_minor >= $2",
-            params![payment_order_id, amount_minor, crate::db::now()],
+            "UPDATE payment_orders SET refunded_minor = refunded_minor - $2,
+                    seller_refunded_minor = seller_refunded_minor - $3, updated_at = $4
+             WHERE payment_order_id = $1 AND refunded_minor >= $2 AND seller_refunded_minor >= $3",
+            params![payment_order_id, amount_minor, seller_part_minor, crate::db::now()],
         )
         .context("giving back a payment order's refunded amount")?;
     anyhow::ensure!(changed == 1, "order {payment_order_id} has less refunded than the failed refund's {amount_minor}");
     Ok(())
+}
+
+/// What the seller still holds of its orders in `currency` paid after
+/// `paid_after`: each one's share less what its live refunds took of it.
+pub fn held_seller_share(tx: &Tx, seller_id: &str, currency: Currency, paid_after: &str) -> anyhow::Result<i64> {
+    tx.query_value(
+        "SELECT COALESCE(SUM(seller_amount_minor - seller_refunded_minor), 0) FROM payment_orders
+         WHERE payment_order_status = 'SUCCESS' AND seller_id = $1 AND currency = $2 AND succeeded_at > $3",
+        params![seller_id, currency, paid_after],
+    )
+}
+
+/// [`held_seller_share`] of one order: its share less what its live refunds
+/// took of it, if it was paid after `paid_after` (else 0).
+pub fn held_share_of_order(tx: &Tx, payment_order_id: &str, paid_after: &str) -> anyhow::Result<i64> {
+    tx.query_value(
+        "SELECT COALESCE(SUM(seller_amount_minor - seller_refunded_minor), 0) FROM payment_orders
+         WHERE payment_order_status = 'SUCCESS' AND payment_order_id = $1 AND succeeded_at > $2",
+        params![payment_order_id, paid_after],
+    )
 }
 
 /// Marks the checkout canceled by the shop (once).
@@ -373,6 +407,46 @@ pub fn refundable_order(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Optio
     .context("reading a payment order to refund")
 }
 
+/// An order with whether its checkout pays on a hosted page (one PSP
+/// charge for all of its orders) or by token (one charge per order).
+pub struct OrderAndMethod {
+    pub order: Order,
+    pub hosted_page: bool,
+}
+
+/// The order `payment_order_id`, with how its checkout pays.
+pub fn order_and_method(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<OrderAndMethod>> {
+    tx.query_opt(
+        concat!(
+            "SELECT ",
+            order_columns!(),
+            ", (SELECT payment_method FROM payment_events e WHERE e.checkout_id = payment_orders.checkout_id)
+             FROM payment_orders WHERE payment_order_id = $1"
+        ),
+        params![payment_order_id],
+        order_and_method_from_row,
+    )
+}
+
+/// An order the PSP's payment intent `intent` charged, with how its checkout pays.
+pub fn order_and_method_by_intent(tx: &Tx, intent: &str) -> anyhow::Result<Option<OrderAndMethod>> {
+    tx.query_opt(
+        concat!(
+            "SELECT ",
+            order_columns!(),
+            ", (SELECT payment_method FROM payment_events e WHERE e.checkout_id = payment_orders.checkout_id)
+             FROM payment_orders WHERE psp_payment_intent_id = $1 LIMIT 1"
+        ),
+        params![intent],
+        order_and_method_from_row,
+    )
+}
+
+fn order_and_method_from_row(r: &Row) -> anyhow::Result<OrderAndMethod> {
+    let method: String = r.get(ORDER_COLUMN_COUNT)?;
+    Ok(OrderAndMethod { order: order_from_row(r)?, hosted_page: method == "hosted_page" })
+}
+
 /// The order as the API shows it.
 pub fn order_view(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<OrderView>> {
     Ok(load_order(tx, payment_order_id)?.as_ref().map(OrderView::from))
@@ -405,6 +479,41 @@ pub fn load_checkout(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<Checko
     Ok(Some(checkout))
 }
 
+/// A checkout's orders added up: what the PSP's one charge for a hosted
+/// checkout should show.
+pub struct CheckoutTotal {
+    pub hosted_page: bool,
+    pub amount_minor: i64,
+    /// The orders' currency ('' for a checkout without orders).
+    pub currency: String,
+    pub orders: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+}
+
+/// The checkout's total and its orders' outcomes; None if there is no such checkout.
+pub fn checkout_total(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<CheckoutTotal>> {
+    tx.query_opt(
+        "SELECT MIN(e.payment_method), COALESCE(SUM(o.amount_minor), 0), COALESCE(MIN(o.currency), ''),
+                COUNT(o.payment_order_id),
+                COALESCE(SUM(CASE WHEN o.payment_order_status = 'SUCCESS' THEN 1 ELSE 0 END), 0),
+                COALESCE(SUM(CASE WHEN o.payment_order_status = 'FAILED' THEN 1 ELSE 0 END), 0)
+         FROM payment_events e LEFT JOIN payment_orders o ON o.checkout_id = e.checkout_id
+         WHERE e.checkout_id = $1 GROUP BY e.checkout_id",
+        params![checkout_id],
+        |r| {
+            Ok(CheckoutTotal {
+                hosted_page: r.get::<String>(0)? == "hosted_page",
+                amount_minor: r.get(1)?,
+                currency: r.get(2)?,
+                orders: r.get(3)?,
+                succeeded: r.get(4)?,
+                failed: r.get(5)?,
+            })
+        },
+    )
+}
+
 /// The checkout as the API shows it.
 pub fn checkout_view(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<CheckoutView>> {
     Ok(load_checkout(tx, checkout_id)?.as_ref().map(CheckoutView::from))
@@ -414,6 +523,16 @@ pub fn checkout_view(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<Checko
 pub fn checkout_of_session(tx: &Tx, session_id: &str) -> anyhow::Result<Option<CheckoutId>> {
     tx.query_opt("SELECT checkout_id FROM payment_events WHERE psp_session_id = $1", params![session_id], |r| r.get(0))
         .context("finding a session's checkout")
+}
+
+/// Whether the checkout paid on this PSP session is done (false for a session we do not know).
+pub fn is_session_done(tx: &Tx, session_id: &str) -> anyhow::Result<bool> {
+    let done = tx.query_opt(
+        "SELECT is_payment_done FROM payment_events WHERE psp_session_id = $1",
+        params![session_id],
+        |r| r.get::<bool>(0),
+    )?;
+    Ok(done.unwrap_or(false))
 }
 
 pub struct OrderFilter {
@@ -469,6 +588,88 @@ fn place_in_list(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<(Stri
         "SELECT created_at, checkout_id, position FROM payment_orders WHERE payment_order_id = $1",
         params![payment_order_id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+}
+
+/// The order's status; None if there is no such order.
+pub fn order_status(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<OrderStatus>> {
+    tx.query_opt(
+        "SELECT payment_order_status FROM payment_orders WHERE payment_order_id = $1",
+        params![payment_order_id],
+        |r| r.get(0),
+    )
+}
+
+/// Up to `limit` orders not final that were created before `cutoff`, oldest first.
+pub fn unfinished_orders_created_before(tx: &Tx, cutoff: &str, limit: i64) -> anyhow::Result<Vec<Order>> {
+    tx.query_map(
+        concat!(
+            "SELECT ",
+            order_columns!(),
+            " FROM payment_orders WHERE payment_order_status IN ($1, $2) AND created_at < $3
+             ORDER BY created_at, payment_order_id LIMIT $4"
+        ),
+        params![OrderStatus::NotStarted, OrderStatus::Executing, cutoff, limit],
+        order_from_row,
+    )
+}
+
+/// Up to `limit` token orders not final and unchanged since `unchanged_before`.
+pub fn stale_token_orders(tx: &Tx, unchanged_before: &str, limit: i64) -> anyhow::Result<Vec<String>> {
+    tx.query_map(
+        "SELECT o.payment_order_id FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
+         WHERE o.payment_order_status IN ($1, $2) AND e.payment_method = 'token' AND o.updated_at < $3 LIMIT $4",
+        params![OrderStatus::NotStarted, OrderStatus::Executing, unchanged_before, limit],
+        |r| r.get(0),
+    )
+}
+
+/// Up to `limit` hosted checkouts not done, with a session, created before `created_before`.
+pub fn stale_hosted_checkouts(tx: &Tx, created_before: &str, limit: i64) -> anyhow::Result<Vec<String>> {
+    tx.query_map(
+        "SELECT checkout_id FROM payment_events
+         WHERE is_payment_done = 0 AND payment_method = 'hosted_page' AND psp_session_id IS NOT NULL
+           AND created_at < $1 LIMIT $2",
+        params![created_before, limit],
+        |r| r.get(0),
+    )
+}
+
+/// A charge till has as paid: a hosted checkout (one PSP charge for all of
+/// its orders) or a token order.
+pub struct PaidCharge {
+    pub hosted_page: bool,
+    /// The checkout's id for a hosted checkout, else the order's.
+    pub id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    /// When its (first) order succeeded.
+    pub paid_at: String,
+}
+
+/// The charges first paid at or after `from` and before `before`. A hosted
+/// checkout adds up its orders paid since `from`.
+pub fn paid_charges_between(tx: &Tx, from: &str, before: &str) -> anyhow::Result<Vec<PaidCharge>> {
+    tx.query_map(
+        "SELECT 1, o.checkout_id, SUM(o.amount_minor), MIN(o.currency), MIN(o.succeeded_at)
+         FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
+         WHERE e.payment_method = 'hosted_page' AND o.payment_order_status = 'SUCCESS' AND o.succeeded_at >= $1
+         GROUP BY o.checkout_id HAVING MIN(o.succeeded_at) < $2
+         UNION ALL
+         SELECT 0, o.payment_order_id, o.amount_minor, o.currency, o.succeeded_at
+         FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
+         WHERE e.payment_method = 'token' AND o.payment_order_status = 'SUCCESS' AND o.succeeded_at >= $1
+           AND o.succeeded_at < $2",
+        params![from, before],
+        |r| {
+            Ok(PaidCharge {
+                hosted_page: r.get(0)?,
+                id: r.get(1)?,
+                amount_minor: r.get(2)?,
+                currency: r.get(3)?,
+                paid_at: r.get(4)?,
+            })
+        },
     )
 }
 
@@ -567,7 +768,6 @@ pub fn set_payment_intent(tx: &Tx, payment_order_id: &str, intent_id: &str) -> a
 mod tests {
     use super::*;
     use crate::db::Db;
-    use crate::money::Currency;
     use crate::payments::model::{Buyer, NewOrder, SellerId};
 
     /// A database with one api key and one token checkout of one order of 10.00 EUR.
@@ -593,14 +793,14 @@ mod tests {
     #[test]
     fn refunds_take_at_most_the_amount_and_give_back_at_most_what_they_took() {
         let (_dir, db, id) = one_order();
-        let add = |minor: i64| db.write_now(|tx| add_refunded(tx, &id, minor)).unwrap();
+        let add = |minor: i64| db.write_now(|tx| add_refunded(tx, &id, minor, minor)).unwrap();
         assert!(add(600));
         assert!(!add(401), "past the amount: refused, nothing changed");
         assert!(add(400));
         let refundable = db.read_now(|tx| refundable_order(tx, &id)).unwrap().unwrap();
         assert_eq!((refundable.order.refunded_minor, refundable.seller_amount_minor), (1000, 1000));
-        db.write_now(|tx| release_refunded(tx, &id, 600)).unwrap();
-        assert!(db.write_now(|tx| release_refunded(tx, &id, 401)).is_err(), "more than is refunded");
+        db.write_now(|tx| release_refunded(tx, &id, 600, 600)).unwrap();
+        assert!(db.write_now(|tx| release_refunded(tx, &id, 401, 401)).is_err(), "more than is refunded");
         assert_eq!(db.read_now(|tx| load_order(tx, &id)).unwrap().unwrap().refunded_minor, 400);
         assert!(db.read_now(|tx| refundable_order(tx, "nope")).unwrap().is_none());
     }

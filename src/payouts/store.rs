@@ -112,24 +112,48 @@ pub struct PayoutRow {
     pub status: PayoutStatus,
     pub destination: String,
     pub psp_transfer_id: Option<String>,
+    pub updated_at: String,
+}
+
+fn payout_row(r: &Row) -> anyhow::Result<PayoutRow> {
+    Ok(PayoutRow {
+        payout_id: r.get(0)?,
+        seller_id: r.get(1)?,
+        amount_minor: r.get(2)?,
+        currency: r.get(3)?,
+        status: r.get(4)?,
+        destination: r.get(5)?,
+        psp_transfer_id: r.get(6)?,
+        updated_at: r.get(7)?,
+    })
 }
 
 pub fn load_row(tx: &Tx, payout_id: &str) -> anyhow::Result<Option<PayoutRow>> {
     tx.query_opt(
-        "SELECT payout_id, seller_id, amount_minor, currency, status, destination, psp_transfer_id
+        "SELECT payout_id, seller_id, amount_minor, currency, status, destination, psp_transfer_id, updated_at
          FROM payouts WHERE payout_id = $1",
         params![payout_id],
-        |r| {
-            Ok(PayoutRow {
-                payout_id: r.get(0)?,
-                seller_id: r.get(1)?,
-                amount_minor: r.get(2)?,
-                currency: r.get(3)?,
-                status: r.get(4)?,
-                destination: r.get(5)?,
-                psp_transfer_id: r.get(6)?,
-            })
-        },
+        payout_row,
+    )
+}
+
+/// The payout the PSP's transfer `transfer_id` pays.
+pub fn row_by_transfer(tx: &Tx, transfer_id: &str) -> anyhow::Result<Option<PayoutRow>> {
+    tx.query_opt(
+        "SELECT payout_id, seller_id, amount_minor, currency, status, destination, psp_transfer_id, updated_at
+         FROM payouts WHERE psp_transfer_id = $1",
+        params![transfer_id],
+        payout_row,
+    )
+}
+
+/// Payouts paid (last changed) at or after `from` and before `before`.
+pub fn paid_between(tx: &Tx, from: &str, before: &str) -> anyhow::Result<Vec<PayoutRow>> {
+    tx.query_map(
+        "SELECT payout_id, seller_id, amount_minor, currency, status, destination, psp_transfer_id, updated_at
+         FROM payouts WHERE status = $1 AND updated_at >= $2 AND updated_at < $3",
+        params![PayoutStatus::Paid, from, before],
+        payout_row,
     )
 }
 
@@ -229,22 +253,27 @@ pub fn list(tx: &Tx, f: &PayoutFilter) -> anyhow::Result<(Vec<PayoutView>, bool)
 }
 
 /// (seller, currency, available) of every seller with a destination and a
-/// positive balance. A read of `wallets` (the wallet module's table) with
-/// the sellers this module owns.
+/// positive available balance, the wallets read through the wallet module.
 pub fn payable_wallets(tx: &Tx, hold_days: i64) -> anyhow::Result<Vec<(String, String, i64)>> {
-    let rows: Vec<(String, String)> = tx.query_map(
-        "SELECT w.seller_id, w.currency FROM wallets w JOIN sellers s ON s.seller_id = w.seller_id
-         WHERE s.payout_destination IS NOT NULL AND w.balance_minor > 0 ORDER BY w.seller_id, w.currency",
-        params![],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
     let mut out = Vec::new();
-    for (seller, code) in rows {
-        let currency = Currency::parse(&code)?;
+    for (seller, currency) in crate::wallet::positive_wallets(tx)? {
+        if !has_destination(tx, &seller)? {
+            continue;
+        }
         let available = crate::wallet::balances(tx, &seller, currency, hold_days)?.available;
         if available > 0 {
-            out.push((seller, code, available));
+            out.push((seller, currency.code().to_string(), available));
         }
     }
     Ok(out)
+}
+
+/// Whether the seller exists and has somewhere to be paid.
+fn has_destination(tx: &Tx, seller_id: &str) -> anyhow::Result<bool> {
+    let found = tx.query_opt(
+        "SELECT 1 FROM sellers WHERE seller_id = $1 AND payout_destination IS NOT NULL",
+        params![seller_id],
+        |r| r.get::<i64>(0),
+    )?;
+    Ok(found.is_some())
 }

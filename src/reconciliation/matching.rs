@@ -8,6 +8,8 @@ use super::model::{Class, Decision, RecordKind, TillRecord};
 use super::parse::SettlementRow;
 use super::store::{self, StoredRow};
 use crate::db::{Tx, params};
+use crate::payments::store::OrderAndMethod;
+use crate::{payments, payouts, refunds};
 
 /// Decides what one stored line is. `item_id` is the line's own decision
 /// when it is re-matched after an automatic fix (its claim is its own).
@@ -133,51 +135,33 @@ enum OrderKey {
 /// The record an order stands for: the order itself for a token payment,
 /// its whole checkout for a hosted page (one charge for all its orders).
 fn order_record(tx: &Tx, by: OrderKey, key: &str) -> anyhow::Result<Option<TillRecord>> {
-    let sql = match by {
-        OrderKey::Id => {
-            "SELECT o.payment_order_id, o.checkout_id, e.payment_method, o.amount_minor, o.currency,
-                    o.payment_order_status
-             FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
-             WHERE o.payment_order_id = $1 LIMIT 1"
-        }
-        OrderKey::PaymentIntent => {
-            "SELECT o.payment_order_id, o.checkout_id, e.payment_method, o.amount_minor, o.currency,
-                    o.payment_order_status
-             FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
-             WHERE o.psp_payment_intent_id = $1 LIMIT 1"
-        }
+    let found = match by {
+        OrderKey::Id => payments::store::order_and_method(tx, key)?,
+        OrderKey::PaymentIntent => payments::store::order_and_method_by_intent(tx, key)?,
     };
-    type Found = (String, String, String, i64, String, String);
-    let found: Option<Found> =
-        tx.query_opt(sql, params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
-    let Some((order_id, checkout_id, method, amount_minor, currency, status)) = found else { return Ok(None) };
-    if method == "hosted_page" {
-        return checkout_record(tx, &checkout_id);
+    let Some(OrderAndMethod { order, hosted_page }) = found else { return Ok(None) };
+    if hosted_page {
+        return checkout_record(tx, order.checkout_id.as_str());
     }
-    Ok(Some(TillRecord { kind: RecordKind::PaymentOrder, id: order_id, amount_minor, currency, status }))
+    Ok(Some(TillRecord {
+        kind: RecordKind::PaymentOrder,
+        id: order.payment_order_id.to_string(),
+        amount_minor: order.amount.amount_minor(),
+        currency: order.amount.currency().code().to_string(),
+        status: order.status.as_str().into(),
+    }))
 }
 
 /// A checkout as one record: the sum of its orders, and its orders' common status.
 fn checkout_record(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<TillRecord>> {
-    type Found = (String, i64, String, i64, i64, i64);
-    let found: Option<Found> = tx.query_opt(
-        "SELECT MIN(e.payment_method), COALESCE(SUM(o.amount_minor), 0), COALESCE(MIN(o.currency), ''),
-                COUNT(o.payment_order_id),
-                COALESCE(SUM(CASE WHEN o.payment_order_status = 'SUCCESS' THEN 1 ELSE 0 END), 0),
-                COALESCE(SUM(CASE WHEN o.payment_order_status = 'FAILED' THEN 1 ELSE 0 END), 0)
-         FROM payment_events e LEFT JOIN payment_orders o ON o.checkout_id = e.checkout_id
-         WHERE e.checkout_id = $1 GROUP BY e.checkout_id",
-        params![checkout_id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-    )?;
-    let Some((method, amount_minor, currency, orders, succeeded, failed)) = found else { return Ok(None) };
+    let Some(total) = payments::store::checkout_total(tx, checkout_id)? else { return Ok(None) };
     // A token checkout is several charges: its checkout id alone names none of them.
-    if method != "hosted_page" {
+    if !total.hosted_page {
         return Ok(None);
     }
-    let status = if orders > 0 && succeeded == orders {
+    let status = if total.orders > 0 && total.succeeded == total.orders {
         "SUCCESS"
-    } else if failed > 0 {
+    } else if total.failed > 0 {
         "FAILED"
     } else {
         "EXECUTING"
@@ -185,8 +169,8 @@ fn checkout_record(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<TillReco
     Ok(Some(TillRecord {
         kind: RecordKind::Checkout,
         id: checkout_id.to_string(),
-        amount_minor,
-        currency,
+        amount_minor: total.amount_minor,
+        currency: total.currency,
         status: status.into(),
     }))
 }
@@ -195,12 +179,13 @@ fn match_refund(tx: &Tx, row: &SettlementRow) -> anyhow::Result<Decision> {
     let Some(refund_id) = &row.source_id else {
         return Ok(Decision::new(Class::Unclassified, "refund.no_keys", None));
     };
-    let record = simple_record(
-        tx,
-        RecordKind::Refund,
-        "SELECT refund_id, amount_minor, currency, status FROM refunds WHERE psp_refund_id = $1",
-        refund_id,
-    )?;
+    let record = refunds::store::row_by_psp_id(tx, refund_id)?.map(|r| TillRecord {
+        kind: RecordKind::Refund,
+        id: r.refund_id,
+        amount_minor: r.amount_minor,
+        currency: r.currency,
+        status: r.status.as_str().into(),
+    });
     Ok(match record {
         Some(record) => compare(row, record, -1, "refund.psp_refund_id"),
         None => Decision::new(Class::MissingInTill, "refund.unknown_to_till", None),
@@ -211,21 +196,16 @@ fn match_transfer(tx: &Tx, row: &SettlementRow) -> anyhow::Result<Decision> {
     let Some(transfer_id) = &row.source_id else {
         return Ok(Decision::new(Class::Unclassified, "transfer.no_keys", None));
     };
-    let record = simple_record(
-        tx,
-        RecordKind::Payout,
-        "SELECT payout_id, amount_minor, currency, status FROM payouts WHERE psp_transfer_id = $1",
-        transfer_id,
-    )?;
+    let record = payouts::store::row_by_transfer(tx, transfer_id)?.map(|p| TillRecord {
+        kind: RecordKind::Payout,
+        id: p.payout_id,
+        amount_minor: p.amount_minor,
+        currency: p.currency,
+        status: p.status.as_str().into(),
+    });
     Ok(match record {
         Some(record) => compare(row, record, -1, "transfer.psp_transfer_id"),
         None => Decision::new(Class::MissingInTill, "transfer.unknown_to_till", None),
-    })
-}
-
-fn simple_record(tx: &Tx, kind: RecordKind, sql: &str, key: &str) -> anyhow::Result<Option<TillRecord>> {
-    tx.query_opt(sql, params![key], |r| {
-        Ok(TillRecord { kind, id: r.get(0)?, amount_minor: r.get(1)?, currency: r.get(2)?, status: r.get(3)? })
     })
 }
 

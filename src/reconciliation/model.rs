@@ -78,7 +78,7 @@ impl fmt::Display for Class {
 }
 
 /// The till record a line is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RecordKind {
     /// A hosted checkout: one PSP charge for all its orders.
     Checkout,

@@ -2,14 +2,15 @@
 //! helpers that run inside the caller's transaction, and the read models the
 //! API and the CLI show.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::LazyLock;
 
 use anyhow::Context;
 use serde::Serialize;
 
 use super::model::{Class, Decision, RecordKind, Source};
 use super::parse::SettlementRow;
-use crate::db::{Row, Tx, params};
+use crate::db::{Row, ToSql, Tx, params};
 use crate::money::{Currency, format_minor};
 
 /// A line as stored: its row id, its file, its values.
@@ -168,6 +169,40 @@ pub fn claimed_by(tx: &Tx, kind: RecordKind, record_id: &str) -> anyhow::Result<
         params![kind, record_id],
         |r| r.get(0),
     )
+}
+
+/// The days (`YYYY-MM-DD`) some file reported on, from `from_day` on.
+pub fn reconciled_days_since(tx: &Tx, from_day: &str) -> anyhow::Result<HashSet<String>> {
+    let days = tx.query_map("SELECT day FROM reconciled_days WHERE day >= $1", params![from_day], |r| r.get(0))?;
+    Ok(days.into_iter().collect())
+}
+
+/// Record ids looked up per statement by [`decided_among`].
+const IDS_PER_LOOKUP: usize = 64;
+
+/// One statement whatever the number of ids (so it is prepared once): the
+/// places past the last id are bound to NULL, which matches nothing.
+static DECIDED_AMONG: LazyLock<String> = LazyLock::new(|| {
+    let places: Vec<String> = (2..IDS_PER_LOOKUP + 2).map(|i| format!("${i}")).collect();
+    format!(
+        "SELECT record_id FROM reconciliation_items WHERE record_type = $1 AND record_id IN ({})
+           AND class IN ('matched', 'amount_mismatch', 'currency_mismatch', 'missing_in_till', 'missing_in_psp')",
+        places.join(", ")
+    )
+});
+
+/// Which of `ids` (records of `kind`) a decision holds already: a line
+/// matched them, or they were reported missing.
+pub fn decided_among(tx: &Tx, kind: RecordKind, ids: &[&str]) -> anyhow::Result<HashSet<String>> {
+    let mut decided = HashSet::new();
+    for chunk in ids.chunks(IDS_PER_LOOKUP) {
+        let mut places: Vec<Option<&str>> = chunk.iter().copied().map(Some).collect();
+        places.resize(IDS_PER_LOOKUP, None);
+        let mut values: Vec<&dyn ToSql> = vec![&kind];
+        values.extend(places.iter().map(|p| p as &dyn ToSql));
+        decided.extend(tx.query_map(&DECIDED_AMONG, &values, |r| r.get::<String>(0))?);
+    }
+    Ok(decided)
 }
 
 pub fn record_day(tx: &Tx, day: &str, file_id: i64) -> anyhow::Result<()> {

@@ -211,7 +211,7 @@ fn create_in_tx(tx: &Tx, new: &NewRefund, rules: Rules) -> Result<RefundView, Re
     }
     let refund_id = uuid::Uuid::new_v4().to_string();
     store::insert(tx, &refund_id, &order, amount, (seller_part, commission_part), new)?;
-    if !crate::payments::store::add_refunded(tx, &order.payment_order_id, amount)? {
+    if !crate::payments::store::add_refunded(tx, &order.payment_order_id, amount, seller_part)? {
         // The guard in SQL: a concurrent refund took the rest first.
         return Err(RefundError::TooMuch { asked: format_minor(amount, currency), left: "less".into() });
     }
@@ -373,7 +373,12 @@ fn finish(tx: &Tx, refund_id: &str, to: RefundStatus, failure: Option<&str>, pol
         let seller_id = order_of(tx, &row)?.seller_id.to_string();
         let currency = Currency::parse(&refund.currency)?;
         book(tx, refund_id, &seller_id, currency, row.seller_part_minor, row.commission_part_minor, true)?;
-        crate::payments::store::release_refunded(tx, &refund.payment_order_id, row.amount_minor)?;
+        crate::payments::store::release_refunded(
+            tx,
+            &refund.payment_order_id,
+            row.amount_minor,
+            row.seller_part_minor,
+        )?;
     }
     let event = if succeeded { "refund.succeeded" } else { "refund.failed" };
     events::emit(tx, event, refund_id, &refund, policy.webhook_attempts)

@@ -17,27 +17,20 @@ pub struct RefundableOrder {
     pub refunded_minor: i64,
 }
 
-/// A read of `payment_orders`, the payments module's table: its own
-/// queries do not return the seller's share and the refunded total, which
-/// the split and the guard need, in the transaction that books the refund.
+/// The order a refund is asked for, read through the payments module (its
+/// seller's share and refunded total: the split and the guard need them).
 pub fn order_for_refund(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<RefundableOrder>> {
-    tx.query_opt(
-        "SELECT payment_order_id, seller_id, payment_order_status, amount_minor, currency,
-                COALESCE(seller_amount_minor, amount_minor), refunded_minor
-         FROM payment_orders WHERE payment_order_id = $1",
-        params![payment_order_id],
-        |r| {
-            Ok(RefundableOrder {
-                payment_order_id: r.get(0)?,
-                seller_id: r.get(1)?,
-                status: r.get(2)?,
-                amount_minor: r.get(3)?,
-                currency: r.get(4)?,
-                seller_amount_minor: r.get(5)?,
-                refunded_minor: r.get(6)?,
-            })
-        },
-    )
+    let Some(found) = crate::payments::store::refundable_order(tx, payment_order_id)? else { return Ok(None) };
+    let order = found.order;
+    Ok(Some(RefundableOrder {
+        payment_order_id: order.payment_order_id.to_string(),
+        seller_id: order.seller_id.to_string(),
+        status: order.status.as_str().to_string(),
+        amount_minor: order.amount.amount_minor(),
+        currency: order.amount.currency().code().to_string(),
+        seller_amount_minor: found.seller_amount_minor,
+        refunded_minor: order.refunded_minor,
+    }))
 }
 
 /// Stores a new refund, PENDING.
@@ -100,29 +93,57 @@ pub struct RefundRow {
     pub refund_id: String,
     pub payment_order_id: String,
     pub amount_minor: i64,
+    pub currency: String,
     pub status: RefundStatus,
     pub seller_part_minor: i64,
     pub commission_part_minor: i64,
     pub psp_refund_id: Option<String>,
+    pub updated_at: String,
+}
+
+fn refund_row(r: &Row) -> anyhow::Result<RefundRow> {
+    Ok(RefundRow {
+        refund_id: r.get(0)?,
+        payment_order_id: r.get(1)?,
+        amount_minor: r.get(2)?,
+        currency: r.get(3)?,
+        status: r.get(4)?,
+        seller_part_minor: r.get(5)?,
+        commission_part_minor: r.get(6)?,
+        psp_refund_id: r.get(7)?,
+        updated_at: r.get(8)?,
+    })
 }
 
 pub fn load_row(tx: &Tx, refund_id: &str) -> anyhow::Result<Option<RefundRow>> {
     tx.query_opt(
-        "SELECT refund_id, payment_order_id, amount_minor, status, seller_part_minor, commission_part_minor,
-                psp_refund_id
+        "SELECT refund_id, payment_order_id, amount_minor, currency, status, seller_part_minor, commission_part_minor,
+                psp_refund_id, updated_at
          FROM refunds WHERE refund_id = $1",
         params![refund_id],
-        |r| {
-            Ok(RefundRow {
-                refund_id: r.get(0)?,
-                payment_order_id: r.get(1)?,
-                amount_minor: r.get(2)?,
-                status: r.get(3)?,
-                seller_part_minor: r.get(4)?,
-                commission_part_minor: r.get(5)?,
-                psp_refund_id: r.get(6)?,
-            })
-        },
+        refund_row,
+    )
+}
+
+/// The refund the PSP knows by `psp_refund_id`.
+pub fn row_by_psp_id(tx: &Tx, psp_refund_id: &str) -> anyhow::Result<Option<RefundRow>> {
+    tx.query_opt(
+        "SELECT refund_id, payment_order_id, amount_minor, currency, status, seller_part_minor, commission_part_minor,
+                psp_refund_id, updated_at
+         FROM refunds WHERE psp_refund_id = $1",
+        params![psp_refund_id],
+        refund_row,
+    )
+}
+
+/// Refunds that succeeded (were last changed) at or after `from` and before `before`.
+pub fn succeeded_between(tx: &Tx, from: &str, before: &str) -> anyhow::Result<Vec<RefundRow>> {
+    tx.query_map(
+        "SELECT refund_id, payment_order_id, amount_minor, currency, status, seller_part_minor, commission_part_minor,
+                psp_refund_id, updated_at
+         FROM refunds WHERE status = $1 AND updated_at >= $2 AND updated_at < $3",
+        params![RefundStatus::Succeeded, from, before],
+        refund_row,
     )
 }
 

@@ -50,20 +50,6 @@ fn hold_cutoff(hold_days: i64) -> String {
     (chrono::Utc::now() - chrono::Duration::days(hold_days)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// What the seller still holds of the paid orders `o` the statement picks:
-/// each one's share less its refunds (a macro, so that each statement is
-/// one literal string).
-macro_rules! held_of_orders {
-    ($where:literal) => {
-        concat!(
-            "SELECT COALESCE(SUM(o.seller_amount_minor - COALESCE((SELECT SUM(r.seller_part_minor) FROM refunds r
-                  WHERE r.payment_order_id = o.payment_order_id AND r.status <> 'FAILED'), 0)), 0)
-             FROM payment_orders o WHERE o.payment_order_status = 'SUCCESS' AND ",
-            $where
-        )
-    };
-}
-
 pub fn balances(tx: &Tx, seller_id: &str, currency: Currency, hold_days: i64) -> anyhow::Result<Balances> {
     let balance: i64 = tx
         .query_opt(
@@ -75,10 +61,7 @@ pub fn balances(tx: &Tx, seller_id: &str, currency: Currency, hold_days: i64) ->
     let pending: i64 = if hold_days == 0 {
         0
     } else {
-        tx.query_value(
-            held_of_orders!("o.seller_id = $1 AND o.currency = $2 AND o.succeeded_at > $3"),
-            params![seller_id, currency, hold_cutoff(hold_days)],
-        )?
+        crate::payments::store::held_seller_share(tx, seller_id, currency, &hold_cutoff(hold_days))?
     };
     // Refunds beyond what is held come out of available money first.
     let pending = pending.clamp(0, balance.max(0));
@@ -90,9 +73,15 @@ pub fn pending_of_order(tx: &Tx, payment_order_id: &str, hold_days: i64) -> anyh
     if hold_days == 0 {
         return Ok(0);
     }
-    tx.query_value(
-        held_of_orders!("o.payment_order_id = $1 AND o.succeeded_at > $2"),
-        params![payment_order_id, hold_cutoff(hold_days)],
+    crate::payments::store::held_share_of_order(tx, payment_order_id, &hold_cutoff(hold_days))
+}
+
+/// (seller, currency) of every wallet with a positive balance, by seller then currency.
+pub fn positive_wallets(tx: &Tx) -> anyhow::Result<Vec<(String, Currency)>> {
+    tx.query_map(
+        "SELECT seller_id, currency FROM wallets WHERE balance_minor > 0 ORDER BY seller_id, currency",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )
 }
 

@@ -245,15 +245,7 @@ fn subject_of(event: &Event) -> Option<Subject> {
 /// Whether the subject is final in till's books, asked of its owner.
 fn settled(tx: &Tx, subject: &Subject) -> anyhow::Result<bool> {
     Ok(match subject {
-        // A read of the payments module's table (no query function of its
-        // own answers it in one indexed read).
-        Subject::Session(session_id) => tx
-            .query_opt(
-                "SELECT is_payment_done FROM payment_events WHERE psp_session_id = $1",
-                params![session_id],
-                |r| r.get::<bool>(0),
-            )?
-            .unwrap_or(false),
+        Subject::Session(session_id) => crate::payments::store::is_session_done(tx, session_id)?,
         Subject::Order(order_id) => {
             crate::payments::store::load_order(tx, order_id)?.is_some_and(|o| o.status.is_final())
         }
