@@ -52,6 +52,7 @@ pub mod writer;
 
 pub use crate::params;
 pub use errors::is_unique_violation;
+pub use pg::Isolation;
 pub use sql::{FromSql, Row, ToSql, Tx, ValueRef};
 pub use value::Value;
 
@@ -73,6 +74,7 @@ pub fn till_migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/till/0013_list_indexes.sql")),
         M::up(include_str!("../../migrations/till/0014_seller_refunded.sql")),
         M::up(include_str!("../../migrations/till/0015_reconciliation_items_record.sql")),
+        M::up(include_str!("../../migrations/till/0019_scheduler_lease.sql")),
     ])
 }
 
@@ -185,7 +187,7 @@ impl Db {
             }
             Engine::Postgres { pool } => {
                 let mut conn = pool.get().context("taking a database connection")?;
-                let mut pt = conn.begin(false).context("beginning a read")?;
+                let mut pt = conn.begin(pg::Kind::Read).context("beginning a read")?;
                 let value = f(&Tx::postgres(&mut pt))?;
                 pt.tx.commit().context("ending a read")?;
                 Ok(value)
@@ -229,7 +231,26 @@ impl Db {
         self.write_as(false, f).await
     }
 
+    /// [`Db::write`] at another isolation on PostgreSQL (see [`Isolation`]).
+    pub async fn write_with<T, E, F>(&self, isolation: Isolation, f: F) -> Result<T, E>
+    where
+        F: Fn(&Tx) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<anyhow::Error> + Send + 'static,
+    {
+        self.write_as_with(false, isolation, f).await
+    }
+
     async fn write_as<T, E, F>(&self, alone: bool, f: F) -> Result<T, E>
+    where
+        F: Fn(&Tx) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<anyhow::Error> + Send + 'static,
+    {
+        self.write_as_with(alone, Isolation::Serializable, f).await
+    }
+
+    async fn write_as_with<T, E, F>(&self, alone: bool, isolation: Isolation, f: F) -> Result<T, E>
     where
         F: Fn(&Tx) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
@@ -239,7 +260,7 @@ impl Db {
             Engine::Sqlite { writer, .. } => writer.write(alone, move |tx: &Transaction| f(&Tx::sqlite(tx))).await,
             Engine::Postgres { pool } => {
                 let pool = pool.clone();
-                tokio::task::spawn_blocking(move || pg_write(&pool, &f))
+                tokio::task::spawn_blocking(move || pg_write(&pool, isolation, &f))
                     .await
                     .map_err(|e| E::from(anyhow::anyhow!("database task failed: {e}")))?
             }
@@ -310,7 +331,7 @@ impl Db {
                 let mut conn = pool.get().context("taking a database connection")?;
                 write_tx(&mut conn, |tx| f(&Tx::sqlite(tx)))
             }
-            Engine::Postgres { pool } => off_runtime(|| pg_write(pool, &f)),
+            Engine::Postgres { pool } => off_runtime(|| pg_write(pool, Isolation::Serializable, &f)),
         }
     }
 
@@ -346,7 +367,7 @@ fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 /// One PostgreSQL write: `f` in a `SERIALIZABLE` transaction, committed;
 /// run again after a short, growing, jittered pause when a statement or
 /// the commit fails as PostgreSQL asks to retry, at most [`PG_WRITE_RUNS`] times.
-fn pg_write<T, E, F>(pool: &pg::Pool, f: &F) -> Result<T, E>
+fn pg_write<T, E, F>(pool: &pg::Pool, isolation: Isolation, f: &F) -> Result<T, E>
 where
     F: Fn(&Tx) -> Result<T, E>,
     E: From<anyhow::Error>,
@@ -356,7 +377,7 @@ where
     let mut run = 1;
     loop {
         let mut conn = pool.get().context("taking a database connection")?;
-        let mut pt = conn.begin(true).context("beginning a write transaction")?;
+        let mut pt = conn.begin(pg::Kind::Write(isolation)).context("beginning a write transaction")?;
         let (value, retry) = {
             let tx = Tx::postgres(&mut pt);
             let value = f(&tx);

@@ -127,17 +127,40 @@ impl Exec for PgTx<'_, '_> {
 
 impl PgConn {
     /// A transaction on this connection, with its statement cache.
-    pub fn begin(&mut self, serializable: bool) -> Result<PgTx<'_, '_>, postgres::Error> {
+    pub fn begin(&mut self, kind: Kind) -> Result<PgTx<'_, '_>, postgres::Error> {
+        use postgres::IsolationLevel;
         let PgConn { client, statements } = self;
         let client = client.as_mut().expect("a connection's client lives as long as it");
-        let mut builder = client.build_transaction();
-        if serializable {
-            builder = builder.isolation_level(postgres::IsolationLevel::Serializable);
-        } else {
-            builder = builder.read_only(true).isolation_level(postgres::IsolationLevel::RepeatableRead);
-        }
+        let builder = client.build_transaction();
+        let builder = match kind {
+            Kind::Read => builder.read_only(true).isolation_level(IsolationLevel::RepeatableRead),
+            Kind::Write(Isolation::Serializable) => builder.isolation_level(IsolationLevel::Serializable),
+            Kind::Write(Isolation::ReadCommitted) => builder.isolation_level(IsolationLevel::ReadCommitted),
+        };
         Ok(PgTx { tx: builder.start()?, statements })
     }
+}
+
+/// What a transaction is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A read: one consistent snapshot (`REPEATABLE READ`, read-only).
+    Read,
+    Write(Isolation),
+}
+
+/// How a write is isolated on PostgreSQL (SQLite's single writer
+/// serializes every write whatever this says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Every business step: as if the writes ran one after another.
+    #[default]
+    Serializable,
+    /// Only for a single statement whose rows are taken with explicit row
+    /// locks (`FOR UPDATE SKIP LOCKED`): the locks, not the isolation level,
+    /// make it exclusive, and serializable's predicate tracking would only
+    /// fail concurrent claimers of different rows.
+    ReadCommitted,
 }
 
 /// A value of the seam bound to a PostgreSQL parameter of whatever type the
@@ -228,6 +251,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("../../migrations/postgres/0013_list_indexes.sql")),
     (14, include_str!("../../migrations/postgres/0014_seller_refunded.sql")),
     (15, include_str!("../../migrations/postgres/0015_reconciliation_items_record.sql")),
+    (19, include_str!("../../migrations/postgres/0019_scheduler_lease.sql")),
 ];
 
 /// The version the embedded migrations reach.
@@ -248,13 +272,16 @@ pub fn migrate(client: &mut Client) -> anyhow::Result<i64> {
     let mut tx = client.transaction()?;
     // One till migrates at a time (the lock ends with the transaction).
     tx.execute("SELECT pg_advisory_xact_lock(7311001)", &[])?;
-    let current: i64 = tx.query_one("SELECT COALESCE(MAX(version), 0) FROM till_schema_migrations", &[])?.get(0);
+    let applied: Vec<i64> =
+        tx.query("SELECT version FROM till_schema_migrations", &[])?.iter().map(|r| r.get(0)).collect();
+    let current = applied.iter().copied().max().unwrap_or(0);
     anyhow::ensure!(
         current <= latest_version(),
         "the database is at version {current}, newer than this till knows ({}): run a newer till",
         latest_version()
     );
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+    // Every version not applied yet, in order (numbers may have gaps).
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
         tx.batch_execute(sql).with_context(|| format!("applying PostgreSQL migration {version}"))?;
         tx.execute(
             "INSERT INTO till_schema_migrations (version, applied_at) VALUES ($1, $2)",

@@ -28,5 +28,6 @@ mod psp_retries;
 mod psp_webhooks;
 mod reconciliation;
 mod refunds;
+mod scale_out;
 mod stripe_wire;
 mod token_payments;
