@@ -34,6 +34,11 @@ enum Engine {
     },
     Postgres {
         pool: pg::Pool,
+        /// One per pooled connection: an async caller waits here for its
+        /// turn, not on a blocking thread of its own (a hundred requests at
+        /// once would otherwise hold a hundred threads, each waiting for
+        /// one of the pool's connections).
+        turns: std::sync::Arc<tokio::sync::Semaphore>,
     },
 }
 
@@ -139,7 +144,8 @@ impl Db {
             let mut conn =
                 pool.get().map_err(|e| anyhow::anyhow!("cannot reach the PostgreSQL server of database.url: {e}"))?;
             pg::migrate(conn.client()).context("migrating the PostgreSQL database")?;
-            Ok(Db { engine: Engine::Postgres { pool } })
+            let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(pool_size as usize));
+            Ok(Db { engine: Engine::Postgres { pool, turns } })
         })
     }
 
@@ -163,10 +169,30 @@ impl Db {
         T: Send + 'static,
         E: From<anyhow::Error> + Send + 'static,
     {
+        let turn = self.turn().await?;
         let db = self.clone();
-        tokio::task::spawn_blocking(move || db.run_here(f))
-            .await
-            .map_err(|e| E::from(anyhow::anyhow!("database task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            db.run_here(f)
+        })
+        .await
+        .map_err(|e| E::from(anyhow::anyhow!("database task failed: {e}")))?
+    }
+
+    /// On PostgreSQL, waits (asynchronously, first come first served, as
+    /// long as the pool would wait for a connection) until a pooled
+    /// connection is this caller's to take; the turn ends when it is dropped.
+    async fn turn(&self) -> anyhow::Result<Option<tokio::sync::OwnedSemaphorePermit>> {
+        match &self.engine {
+            Engine::Sqlite { .. } => Ok(None),
+            Engine::Postgres { pool, turns } => {
+                let turn = tokio::time::timeout(pool.connection_timeout(), turns.clone().acquire_owned())
+                    .await
+                    .context("taking a database connection: timed out waiting for a turn")?
+                    .context("the database is closed")?;
+                Ok(Some(turn))
+            }
+        }
     }
 
     /// [`Db::run`] on the calling thread.
@@ -180,7 +206,7 @@ impl Db {
                 let conn = pool.get().context("taking a database connection")?;
                 f(&Tx::sqlite(&conn))
             }
-            Engine::Postgres { pool } => {
+            Engine::Postgres { pool, .. } => {
                 let mut conn = pool.get().context("taking a database connection")?;
                 let mut pt = conn.begin(false).context("beginning a read")?;
                 let value = f(&Tx::postgres(&mut pt))?;
@@ -234,11 +260,15 @@ impl Db {
     {
         match &self.engine {
             Engine::Sqlite { writer, .. } => writer.write(alone, move |tx: &Transaction| f(&Tx::sqlite(tx))).await,
-            Engine::Postgres { pool } => {
+            Engine::Postgres { pool, .. } => {
+                let turn = self.turn().await?;
                 let pool = pool.clone();
-                tokio::task::spawn_blocking(move || pg_write(&pool, &f))
-                    .await
-                    .map_err(|e| E::from(anyhow::anyhow!("database task failed: {e}")))?
+                tokio::task::spawn_blocking(move || {
+                    let _turn = turn;
+                    pg_write(&pool, &f)
+                })
+                .await
+                .map_err(|e| E::from(anyhow::anyhow!("database task failed: {e}")))?
             }
         }
     }
@@ -307,7 +337,7 @@ impl Db {
                 let mut conn = pool.get().context("taking a database connection")?;
                 write_tx(&mut conn, |tx| f(&Tx::sqlite(tx)))
             }
-            Engine::Postgres { pool } => off_runtime(|| pg_write(pool, &f)),
+            Engine::Postgres { pool, .. } => off_runtime(|| pg_write(pool, &f)),
         }
     }
 
