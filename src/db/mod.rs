@@ -208,7 +208,7 @@ impl Db {
             }
             Engine::Postgres { pool, .. } => {
                 let mut conn = pool.get().context("taking a database connection")?;
-                let mut pt = conn.begin(false).context("beginning a read")?;
+                let mut pt = conn.begin(pg::Begin::Read).context("beginning a read")?;
                 let value = f(&Tx::postgres(&mut pt))?;
                 pt.tx.commit().context("ending a read")?;
                 Ok(value)
@@ -371,8 +371,11 @@ fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 }
 
 /// One PostgreSQL write: `f` in a `SERIALIZABLE` transaction, committed;
-/// run again after a short, growing, jittered pause when a statement or
-/// the commit fails as PostgreSQL asks to retry, at most [`PG_WRITE_RUNS`] times.
+/// run again when a statement or the commit fails as PostgreSQL asks to
+/// retry, at most [`PG_WRITE_RUNS`] times, after a short, growing, jittered
+/// pause. Every run after the first runs alone (no other write beside it,
+/// see [`pg::PgConn::begin`]), so that it does not lose to the same
+/// conflict again.
 fn pg_write<T, E, F>(pool: &pg::Pool, f: &F) -> Result<T, E>
 where
     F: Fn(&Tx) -> Result<T, E>,
@@ -383,7 +386,8 @@ where
     let mut run = 1;
     loop {
         let mut conn = pool.get().context("taking a database connection")?;
-        let mut pt = conn.begin(true).context("beginning a write transaction")?;
+        let how = if run == 1 { pg::Begin::Write } else { pg::Begin::WriteAlone };
+        let mut pt = conn.begin(how).context("beginning a write transaction")?;
         let (value, retry) = {
             let tx = Tx::postgres(&mut pt);
             let value = f(&tx);

@@ -125,18 +125,53 @@ impl Exec for PgTx<'_, '_> {
     }
 }
 
+/// How a transaction on a connection begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begin {
+    /// A read: one REPEATABLE READ snapshot, read-only (it never fails to serialize).
+    Read,
+    /// A write, SERIALIZABLE, beside the other writes.
+    Write,
+    /// A write, SERIALIZABLE, that no other write runs beside: the run
+    /// after a serialization failure or a deadlock, so that it cannot fail
+    /// for that reason again.
+    WriteAlone,
+}
+
+/// The table whose lock gives writes their turn (see [`PgConn::begin`]),
+/// an engine's device like `till_schema_migrations`: it holds no rows.
+const CREATE_WRITE_TURN: &str = "CREATE TABLE IF NOT EXISTS till_write_turn ()";
+const WRITE_BESIDE_OTHERS: &str = "LOCK TABLE till_write_turn IN ROW SHARE MODE";
+const WRITE_ALONE: &str = "LOCK TABLE till_write_turn IN EXCLUSIVE MODE";
+
 impl PgConn {
     /// A transaction on this connection, with its statement cache.
-    pub fn begin(&mut self, serializable: bool) -> Result<PgTx<'_, '_>, postgres::Error> {
+    ///
+    /// A write first locks the table `till_write_turn`: in ROW SHARE mode, which
+    /// writes share, or, [`Begin::WriteAlone`], in EXCLUSIVE mode, which
+    /// waits for the writes under way to end and holds new ones back until
+    /// it commits (a waiting EXCLUSIVE lock queues later requests behind
+    /// it, so it is never starved). `LOCK TABLE` takes no snapshot: the
+    /// write's snapshot is taken after its turn came, by its first query,
+    /// and sees every write that went before. On a hot row (the PSP's
+    /// balance account, which every pay-in moves) optimistic retries alone
+    /// could lose again and again; this way a write that lost once wins
+    /// the next time, and writes that do not meet run side by side.
+    pub fn begin(&mut self, how: Begin) -> Result<PgTx<'_, '_>, postgres::Error> {
+        use postgres::IsolationLevel::{RepeatableRead, Serializable};
         let PgConn { client, statements } = self;
         let client = client.as_mut().expect("a connection's client lives as long as it");
-        let mut builder = client.build_transaction();
-        if serializable {
-            builder = builder.isolation_level(postgres::IsolationLevel::Serializable);
-        } else {
-            builder = builder.read_only(true).isolation_level(postgres::IsolationLevel::RepeatableRead);
+        let builder = client.build_transaction();
+        let mut tx = match how {
+            Begin::Read => builder.read_only(true).isolation_level(RepeatableRead).start()?,
+            Begin::Write | Begin::WriteAlone => builder.isolation_level(Serializable).start()?,
+        };
+        match how {
+            Begin::Read => {}
+            Begin::Write => tx.batch_execute(WRITE_BESIDE_OTHERS)?,
+            Begin::WriteAlone => tx.batch_execute(WRITE_ALONE)?,
         }
-        Ok(PgTx { tx: builder.start()?, statements })
+        Ok(PgTx { tx, statements })
     }
 }
 
@@ -246,6 +281,7 @@ pub fn migrate(client: &mut Client) -> anyhow::Result<i64> {
     let mut tx = client.transaction()?;
     // One till migrates at a time (the lock ends with the transaction).
     tx.execute("SELECT pg_advisory_xact_lock(7311001)", &[])?;
+    tx.batch_execute(CREATE_WRITE_TURN).context("creating the table of write turns")?;
     let current: i64 = tx.query_one("SELECT COALESCE(MAX(version), 0) FROM till_schema_migrations", &[])?.get(0);
     anyhow::ensure!(
         current <= latest_version(),
