@@ -152,7 +152,9 @@ fn ended_hosted_checkouts(tx: &Tx, before: &str) -> anyhow::Result<Vec<String>> 
 }
 
 pub async fn idempotency_cleanup(ctx: &Ctx) -> anyhow::Result<usize> {
-    ctx.db.run(crate::idempotency::cleanup).await
+    // A write (on PostgreSQL `Db::run` is a read-only transaction), of
+    // any number of rows: in a transaction of its own.
+    ctx.db.write_alone(crate::idempotency::cleanup).await
 }
 
 /// Runs `till check`; a violation raises (and keeps open) one alert, a clean
