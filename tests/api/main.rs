@@ -26,5 +26,6 @@ mod psp_retries;
 mod psp_webhooks;
 mod reconciliation;
 mod refunds;
+mod schema;
 mod stripe_wire;
 mod token_payments;
