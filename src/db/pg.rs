@@ -125,28 +125,58 @@ impl Exec for PgTx<'_, '_> {
     }
 }
 
+/// How a transaction on a connection begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begin {
+    /// A read: one REPEATABLE READ snapshot, read-only (it never fails to serialize).
+    Read,
+    /// A write beside the other writes.
+    Write(Isolation),
+    /// A write that no other write runs beside: the run after a
+    /// serialization failure or a deadlock, so that it cannot fail for
+    /// that reason again.
+    WriteAlone(Isolation),
+}
+
+/// The table whose lock gives writes their turn (see [`PgConn::begin`]),
+/// an engine's device like `till_schema_migrations`: it holds no rows.
+const CREATE_WRITE_TURN: &str = "CREATE TABLE IF NOT EXISTS till_write_turn ()";
+const WRITE_BESIDE_OTHERS: &str = "LOCK TABLE till_write_turn IN ROW SHARE MODE";
+const WRITE_ALONE: &str = "LOCK TABLE till_write_turn IN EXCLUSIVE MODE";
+
 impl PgConn {
     /// A transaction on this connection, with its statement cache.
-    pub fn begin(&mut self, kind: Kind) -> Result<PgTx<'_, '_>, postgres::Error> {
-        use postgres::IsolationLevel;
+    ///
+    /// A write first locks the table `till_write_turn`: in ROW SHARE mode, which
+    /// writes share, or, [`Begin::WriteAlone`], in EXCLUSIVE mode, which
+    /// waits for the writes under way to end and holds new ones back until
+    /// it commits (a waiting EXCLUSIVE lock queues later requests behind
+    /// it, so it is never starved). `LOCK TABLE` takes no snapshot: the
+    /// write's snapshot is taken after its turn came, by its first query,
+    /// and sees every write that went before. On a hot row (the PSP's
+    /// balance account, which every pay-in moves) optimistic retries alone
+    /// could lose again and again; this way a write that lost once wins
+    /// the next time, and writes that do not meet run side by side.
+    pub fn begin(&mut self, how: Begin) -> Result<PgTx<'_, '_>, postgres::Error> {
+        use postgres::IsolationLevel::{ReadCommitted, RepeatableRead, Serializable};
         let PgConn { client, statements } = self;
         let client = client.as_mut().expect("a connection's client lives as long as it");
         let builder = client.build_transaction();
-        let builder = match kind {
-            Kind::Read => builder.read_only(true).isolation_level(IsolationLevel::RepeatableRead),
-            Kind::Write(Isolation::Serializable) => builder.isolation_level(IsolationLevel::Serializable),
-            Kind::Write(Isolation::ReadCommitted) => builder.isolation_level(IsolationLevel::ReadCommitted),
+        let level = |isolation| match isolation {
+            Isolation::Serializable => Serializable,
+            Isolation::ReadCommitted => ReadCommitted,
         };
-        Ok(PgTx { tx: builder.start()?, statements })
+        let mut tx = match how {
+            Begin::Read => builder.read_only(true).isolation_level(RepeatableRead).start()?,
+            Begin::Write(i) | Begin::WriteAlone(i) => builder.isolation_level(level(i)).start()?,
+        };
+        match how {
+            Begin::Read => {}
+            Begin::Write(_) => tx.batch_execute(WRITE_BESIDE_OTHERS)?,
+            Begin::WriteAlone(_) => tx.batch_execute(WRITE_ALONE)?,
+        }
+        Ok(PgTx { tx, statements })
     }
-}
-
-/// What a transaction is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A read: one consistent snapshot (`REPEATABLE READ`, read-only).
-    Read,
-    Write(Isolation),
 }
 
 /// How a write is isolated on PostgreSQL (SQLite's single writer
@@ -272,6 +302,7 @@ pub fn migrate(client: &mut Client) -> anyhow::Result<i64> {
     let mut tx = client.transaction()?;
     // One till migrates at a time (the lock ends with the transaction).
     tx.execute("SELECT pg_advisory_xact_lock(7311001)", &[])?;
+    tx.batch_execute(CREATE_WRITE_TURN).context("creating the table of write turns")?;
     let applied: Vec<i64> =
         tx.query("SELECT version FROM till_schema_migrations", &[])?.iter().map(|r| r.get(0)).collect();
     let current = applied.iter().copied().max().unwrap_or(0);

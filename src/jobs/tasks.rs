@@ -118,9 +118,10 @@ pub async fn psp_sync(ctx: &Ctx) -> anyhow::Result<usize> {
 }
 
 pub async fn idempotency_cleanup(ctx: &Ctx) -> anyhow::Result<usize> {
-    // Stored PSP requests and scheduled-run records age out with the keys.
+    // Stored PSP requests and scheduled-run records age out with the keys:
+    // a write of any number of rows, in a transaction of its own.
     ctx.db
-        .write(|tx| {
+        .write_alone(|tx| {
             Ok::<_, anyhow::Error>(
                 crate::idempotency::cleanup(tx)?
                     + crate::psp::requests::cleanup(tx)?

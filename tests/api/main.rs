@@ -29,5 +29,6 @@ mod psp_webhooks;
 mod reconciliation;
 mod refunds;
 mod scale_out;
+mod schema;
 mod stripe_wire;
 mod token_payments;
