@@ -16,6 +16,7 @@ mod concurrency;
 mod crash_recovery;
 mod create_payment;
 mod db_copy;
+mod failover;
 mod fault_tolerance;
 mod hosted_flow;
 mod hostile_input;
