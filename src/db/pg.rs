@@ -295,8 +295,10 @@ pub fn latest_version() -> i64 {
 /// Returns the version reached.
 pub fn migrate(client: &mut Client) -> anyhow::Result<i64> {
     client
+        // Not the server's NOTICE that the table exists already, at every start.
         .batch_execute(
-            "CREATE TABLE IF NOT EXISTS till_schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
+            "SET client_min_messages = warning;
+             CREATE TABLE IF NOT EXISTS till_schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
         )
         .context("creating the migrations table")?;
     let mut tx = client.transaction()?;
