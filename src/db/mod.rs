@@ -73,6 +73,8 @@ pub fn till_migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/till/0013_list_indexes.sql")),
         M::up(include_str!("../../migrations/till/0014_seller_refunded.sql")),
         M::up(include_str!("../../migrations/till/0015_reconciliation_items_record.sql")),
+        M::up(include_str!("../../migrations/till/0016_descriptions_metadata.sql")),
+        M::up(include_str!("../../migrations/till/0017_webhook_management.sql")),
     ])
 }
 

@@ -185,12 +185,10 @@ pub async fn payout(ctx: web::Data<Ctx>, posted: Posted<PayoutForm>) -> Result<H
         back,
     };
     perform(&ctx, form, async {
-        let amount = payouts::parse_amount(non_empty(&f.amount).as_deref(), currency)
-            .map_err(|e| Refusal::Refused(format!("Payout refused: {e}.")))?;
         let new = NewPayout {
             seller_id: seller.as_str().to_string(),
-            currency,
-            amount,
+            currency: Some(currency),
+            amount: non_empty(&f.amount),
             created_by: staff.email().to_string(),
         };
         let p = payouts::create(&ctx, new).await.map_err(|e| match e {

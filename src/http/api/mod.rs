@@ -35,6 +35,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(refunds::list_refunds)
         .service(refunds::get_refund)
         .service(sellers::put_seller)
+        .service(sellers::list_sellers)
         .service(sellers::get_seller)
         .service(payouts::create_payout)
         .service(payouts::list_payouts)
@@ -44,6 +45,15 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(reconciliation::list_runs)
         .service(reconciliation::list_exceptions)
         .service(reconciliation::resolve_exception);
+}
+
+/// Parses a query string in Stripe's bracket form (`metadata[k]=v`,
+/// `created[gte]=…`, brackets written or percent-encoded) into `T`; a 400
+/// naming what is wrong otherwise.
+pub fn parse_query<T: serde::de::DeserializeOwned>(req: &actix_web::HttpRequest) -> Result<T, ApiError> {
+    serde_qs::Config::new().max_depth(2).use_form_encoding(true).deserialize_str(req.query_string()).map_err(|e| {
+        ApiError::bad_request("parameter_invalid", format!("the query string is not valid for this call: {e}"))
+    })
 }
 
 /// Reads one object by its id off the executor: 200 with it, or the API's
