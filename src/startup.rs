@@ -42,6 +42,7 @@ impl Application {
         let psp = PspClient::new(&api_base, &settings.psp, db.clone())?;
         let ctx = Ctx {
             db,
+            process_id: uuid::Uuid::new_v4().simple().to_string(),
             psp,
             settings: settings.clone(),
             checkout_locks: KeyedLocks::default(),

@@ -14,14 +14,13 @@ CREATE INDEX merchant_events_list ON merchant_events(created_at, id);
 CREATE INDEX merchant_events_list_by_type ON merchant_events(event_type, created_at, id);
 
 -- A delivery may now be canceled (its endpoint deleted or disabled), and
--- says when it was made and when it is tried next.
+-- says when it was made (its next try is its queue job's).
 ALTER TABLE webhook_deliveries DROP CONSTRAINT webhook_deliveries_status_check;
 ALTER TABLE webhook_deliveries ADD CONSTRAINT webhook_deliveries_status_check
     CHECK (status IN ('pending', 'delivered', 'failed', 'canceled'));
 ALTER TABLE webhook_deliveries ADD COLUMN created_at TEXT;
 UPDATE webhook_deliveries d SET created_at = (SELECT m.created_at FROM merchant_events m WHERE m.id = d.event_id);
 ALTER TABLE webhook_deliveries ALTER COLUMN created_at SET NOT NULL;
-ALTER TABLE webhook_deliveries ADD COLUMN next_attempt_at TEXT;   -- the queue's next try while pending
 CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries(endpoint_id, id);
 CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(endpoint_id) WHERE status = 'pending';
 

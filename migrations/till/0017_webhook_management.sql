@@ -14,7 +14,7 @@ CREATE INDEX merchant_events_list ON merchant_events(created_at, id);
 CREATE INDEX merchant_events_list_by_type ON merchant_events(event_type, created_at, id);
 
 -- A delivery may now be canceled (its endpoint deleted or disabled), and
--- says when it was made and when it is tried next. (SQLite cannot change
+-- says when it was made (its next try is its queue job's). (SQLite cannot change
 -- a CHECK: the table is rebuilt; nothing references it yet.)
 CREATE TABLE webhook_deliveries_new (
     id               INTEGER PRIMARY KEY,
@@ -26,7 +26,6 @@ CREATE TABLE webhook_deliveries_new (
     last_error       TEXT,
     delivered_at     TEXT,
     created_at       TEXT NOT NULL,
-    next_attempt_at  TEXT,                   -- the queue's next try while pending
     UNIQUE (event_id, endpoint_id)
 ) STRICT;
 INSERT INTO webhook_deliveries_new (id, event_id, endpoint_id, status, attempts, last_status, last_error,

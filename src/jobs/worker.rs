@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
 use crate::context::Ctx;
+use crate::db::Isolation;
 use crate::queue::{self, Failed, Job, JobError, JobKind};
 
 pub struct Runner {
@@ -45,7 +46,8 @@ async fn run(ctx: Ctx, mut stop: watch::Receiver<bool>) {
         }
         let limit = free.min(settings.batch_size);
         let lease = settings.lease_ms;
-        let claimed: anyhow::Result<Vec<Job>> = ctx.db.write(move |tx| queue::claim(tx, limit, lease)).await;
+        let claimed: anyhow::Result<Vec<Job>> =
+            ctx.db.write_with(Isolation::ReadCommitted, move |tx| queue::claim(tx, limit, lease)).await;
         let jobs = match claimed {
             Ok(jobs) => jobs,
             Err(e) => {
@@ -112,7 +114,10 @@ async fn dispatch(ctx: &Ctx, job: &Job) -> Result<bool, JobError> {
     match JobKind::parse(&job.kind) {
         Some(JobKind::ChargeOrder) => crate::payments::execute::charge_order(ctx, job).await,
         Some(JobKind::SyncCheckout) => done(crate::payments::sync::sync_checkout(ctx, &job.subject_id).await),
-        Some(JobKind::DeliverWebhook) => done(crate::events::deliver(ctx, &job.subject_id).await),
+        Some(JobKind::DeliverWebhook) => {
+            let last_try = job.attempts >= job.max_attempts;
+            done(crate::events::deliver(ctx, &job.subject_id, last_try).await)
+        }
         Some(JobKind::SubmitRefund) => done(crate::refunds::submit(ctx, &job.subject_id).await),
         Some(JobKind::SendPayout) => done(crate::payouts::send(ctx, &job.subject_id).await),
         None => Err(JobError::Final(format!("unknown job kind '{}'", job.kind))),

@@ -114,30 +114,34 @@ pub fn enqueue_now(tx: &Tx, kind: JobKind, subject_id: &str, max_attempts: u32) 
 /// crashes its worker still reaches the dead-letter queue. One statement,
 /// so that no other worker claims the same jobs in between (on PostgreSQL
 /// the inner SELECT will take `FOR UPDATE SKIP LOCKED`).
+///
+/// One statement: on PostgreSQL its rows are taken `FOR UPDATE SKIP LOCKED`,
+/// so till processes sharing the database never claim the same job (run it
+/// with [`crate::db::Isolation::ReadCommitted`]).
 pub fn claim(tx: &Tx, limit: u32, lease_ms: u64) -> anyhow::Result<Vec<Job>> {
     let now = now_ms();
     let token = uuid::Uuid::new_v4().simple().to_string();
-    tx.query_map(
+    let sql = format!(
         "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_token = $1,
                          lease_until_ms = $2, updated_at = $3
          WHERE id IN (SELECT id FROM jobs
                       WHERE (status = 'queued' AND run_at_ms <= $4)
                          OR (status = 'running' AND lease_until_ms <= $4)
-                      ORDER BY run_at_ms LIMIT $5)
+                      ORDER BY run_at_ms LIMIT $5 {})
          RETURNING id, kind, subject_id, payload, attempts, max_attempts",
-        params![token, now + lease_ms as i64, crate::db::now(), now, limit],
-        |r| {
-            Ok(Job {
-                id: r.get(0)?,
-                kind: r.get(1)?,
-                subject_id: r.get(2)?,
-                payload: r.get(3)?,
-                attempts: r.get(4)?,
-                max_attempts: r.get(5)?,
-                lease_token: token.clone(),
-            })
-        },
-    )
+        tx.skip_locked()
+    );
+    tx.query_map(&sql, params![token, now + lease_ms as i64, crate::db::now(), now, limit], |r| {
+        Ok(Job {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            subject_id: r.get(2)?,
+            payload: r.get(3)?,
+            attempts: r.get(4)?,
+            max_attempts: r.get(5)?,
+            lease_token: token.clone(),
+        })
+    })
 }
 
 /// Marks a job done, if this worker still holds its lease.
@@ -244,6 +248,15 @@ pub fn discard_dead(tx: &Tx, job_id: i64, by: &str, note: &str) -> anyhow::Resul
         crate::alerts::resolve(tx, DEAD_LETTER, &dead_letter_subject(job_id), &resolution)?;
     }
     Ok(n == 1)
+}
+
+/// When the queued job of this kind and subject runs next (unix ms), if one is queued.
+pub fn next_run_ms(tx: &Tx, kind: JobKind, subject_id: &str) -> anyhow::Result<Option<i64>> {
+    tx.query_opt(
+        "SELECT run_at_ms FROM jobs WHERE kind = $1 AND subject_id = $2 AND status = 'queued'",
+        params![kind.as_str(), subject_id],
+        |r| r.get(0),
+    )
 }
 
 /// A job's status, attempts and last error.

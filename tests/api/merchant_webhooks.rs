@@ -171,7 +171,7 @@ async fn a_stored_endpoint_that_leads_inside_is_never_reached_and_its_deliveries
     let port = receiver.url.rsplit(':').next().unwrap().split('/').next().unwrap().to_string();
     for url in [receiver.url.clone(), format!("http://localhost:{port}/hooks")] {
         let events = vec!["*".to_string()];
-        app.ctx.db.write(move |tx| till::events::create_endpoint(tx, &url, &events)).await.unwrap();
+        app.ctx.db.write(move |tx| till::events::endpoints::create_endpoint(tx, &url, &events, None)).await.unwrap();
     }
 
     let body = crate::helpers::token_body("pm_card_visa", &[("seller_a", "5.00", "USD")]);
@@ -188,23 +188,20 @@ async fn a_stored_endpoint_that_leads_inside_is_never_reached_and_its_deliveries
     }
     assert_eq!(app.count("SELECT COUNT(*) FROM jobs WHERE kind = 'deliver_webhook'"), 4, "two events, two endpoints");
     assert!(receiver.all().is_empty(), "till connected inside: {} requests", receiver.all().len());
-    let conn = app.ctx.db.conn().unwrap();
-    let mut st = conn.prepare("SELECT status, attempts, last_status, last_error FROM webhook_deliveries").unwrap();
-    let rows = st
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, Option<i64>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-            ))
+    let rows = app
+        .ctx
+        .db
+        .read_now(|tx| {
+            tx.query_map(
+                "SELECT status, attempts, last_status, last_error FROM webhook_deliveries",
+                till::db::params![],
+                |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?, r.get::<Option<i64>>(2)?, r.get::<Option<String>>(3)?)),
+            )
         })
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
         .unwrap();
     assert_eq!(rows.len(), 4);
     for (status, attempts, last_status, last_error) in rows {
-        assert_eq!((status.as_str(), attempts, last_status), ("pending", 2, None));
+        assert_eq!((status.as_str(), attempts, last_status), ("failed", 2, None), "its retries are spent");
         let error = last_error.unwrap_or_default();
         assert!(error.contains("public address"), "{error}");
     }

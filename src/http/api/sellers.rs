@@ -115,10 +115,7 @@ pub struct ListQuery {
 #[get("/sellers")]
 pub async fn list_sellers(ctx: web::Data<Ctx>, _key: ApiKey, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let q: ListQuery = crate::http::api::parse_query(&req)?;
-    let limit = q.limit.unwrap_or(10);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid("parameter_invalid", "limit must be between 1 and 100", "limit"));
-    }
+    let limit = crate::http::api::parse_limit(q.limit)?;
     let (data, has_more) = ctx.db.run(move |tx| store::list_sellers(tx, q.starting_after.as_deref(), limit)).await?;
     Ok(HttpResponse::Ok().json(Page { object: "list", data, has_more }))
 }
