@@ -30,15 +30,6 @@ pub fn queue_delivery(tx: &Tx, event_id: &str, endpoint_id: &str, max_attempts: 
     Ok(id)
 }
 
-/// Cancels what is still to be delivered to an endpoint (deleted or
-/// disabled): its jobs find the deliveries canceled and end quietly.
-pub fn cancel_pending(tx: &Tx, endpoint_id: &str) -> anyhow::Result<usize> {
-    tx.execute(
-        "UPDATE webhook_deliveries SET status = 'canceled' WHERE endpoint_id = $1 AND status = 'pending'",
-        params![endpoint_id],
-    )
-}
-
 struct Delivery {
     url: String,
     endpoint_id: String,

@@ -245,7 +245,7 @@ pub fn disable(tx: &Tx, id: &str, reason: &str) -> anyhow::Result<()> {
          WHERE id = $1 AND status = 'enabled'",
         params![id, reason, crate::db::now()],
     )?;
-    crate::events::deliveries::cancel_pending(tx, id)?;
+    cancel_pending(tx, id)?;
     Ok(())
 }
 
@@ -260,7 +260,7 @@ pub fn delete_endpoint(tx: &Tx, id: &str) -> Result<(), EndpointError> {
     if n == 0 {
         return Err(EndpointError::NotFound(id.to_string()));
     }
-    crate::events::deliveries::cancel_pending(tx, id)?;
+    cancel_pending(tx, id)?;
     Ok(())
 }
 
@@ -326,4 +326,13 @@ pub fn is_enabled(tx: &Tx, id: &str) -> anyhow::Result<Option<bool>> {
     tx.query_opt("SELECT status FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NULL", params![id], |r| {
         Ok(r.get::<String>(0)? == "enabled")
     })
+}
+
+/// Cancels what is still to be delivered to an endpoint (deleted or
+/// disabled): its jobs find the deliveries canceled and end quietly.
+pub fn cancel_pending(tx: &Tx, endpoint_id: &str) -> anyhow::Result<usize> {
+    tx.execute(
+        "UPDATE webhook_deliveries SET status = 'canceled' WHERE endpoint_id = $1 AND status = 'pending'",
+        params![endpoint_id],
+    )
 }

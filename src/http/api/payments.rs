@@ -430,6 +430,15 @@ pub async fn list_payment_orders(
     _key: ApiKey,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    // `metadata=x` or `metadata[]=x` would read as no filter at all.
+    let pairs = req.query_string().split('&').map(|p| p.split('=').next().unwrap_or_default());
+    if pairs.map(|k| k.replace("%5B", "[").replace("%5D", "]")).any(|k| k == "metadata" || k == "metadata[]") {
+        return Err(ApiError::invalid(
+            "parameter_invalid",
+            "metadata filters are written metadata[key]=value",
+            "metadata",
+        ));
+    }
     let q: ListQuery = crate::http::api::parse_query(&req)?;
     let status = match q.status.as_deref() {
         None => None,
