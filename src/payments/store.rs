@@ -594,6 +594,13 @@ pub struct OrderFilter {
     pub limit: u32,
 }
 
+/// Whether any order's metadata holds this value (under any key).
+pub fn metadata_value_exists(tx: &Tx, value: &str) -> anyhow::Result<bool> {
+    Ok(tx
+        .query_opt("SELECT 1 FROM payment_order_metadata WHERE value = $1 LIMIT 1", params![value], |_| Ok(()))?
+        .is_some())
+}
+
 /// Metadata conditions one list may ask for.
 pub const MAX_METADATA_FILTERS: usize = 10;
 

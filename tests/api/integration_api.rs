@@ -519,3 +519,56 @@ async fn a_paid_seller_has_a_record_and_a_payout_needs_no_currency_when_it_holds
     let resp = app.post_json("/v1/payouts", &json!({"seller_id": id, "amount": "1.00"}), None).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "an unknown seller");
 }
+
+#[tokio::test]
+async fn the_dashboard_finds_payments_by_description_and_metadata_and_manages_webhooks() {
+    let app = fast_webhooks().await;
+    let receiver = Receiver::spawn(0).await;
+    let endpoint: Value =
+        app.post_json("/v1/webhook_endpoints", &json!({"url": receiver.url}), None).await.json().await.unwrap();
+    let endpoint_id = endpoint["id"].as_str().unwrap();
+    let body = described_body();
+    let created: Value = app.post_payment(&body).await.json().await.unwrap();
+    let order = body["orders"][0]["payment_order_id"].as_str().unwrap();
+    let other = body["orders"][1]["payment_order_id"].as_str().unwrap();
+    let plain = app.create_hosted(&[("seller_c", "3.00", "USD")]).await;
+    let plain_order = plain["orders"][0]["payment_order_id"].as_str().unwrap();
+    let browser = crate::admin::sign_in(&app).await;
+    for (q, shows, hides) in [
+        ("1001", vec![order, other], plain_order),
+        ("MUG-BLUE", vec![order], other),
+        ("blue%20MUG", vec![order], other),
+        ("mug%20shop", vec![order, other], plain_order),
+        ("50%25", vec![], order),
+    ] {
+        let page = browser.page(&format!("/admin/payments?q={q}")).await;
+        for id in shows {
+            assert!(page.contains(&id[..8]), "{q} finds {id}");
+        }
+        assert!(!page.contains(&hides[..8]), "{q} does not find {hides}");
+    }
+
+    let paid = app.pay(created["redirect_url"].as_str().unwrap(), "4242424242424242").await;
+    assert_eq!(paid.status(), StatusCode::SEE_OTHER);
+    receiver.wait_for("three events", |all| all.len() >= 3).await;
+    eventually("delivered", || async {
+        app.count("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'delivered'") == 3
+    })
+    .await;
+    let page = browser.page("/admin/webhooks").await;
+    assert!(page.contains(endpoint_id) && page.contains("checkout.completed") && page.contains("delivered"));
+    let event: String = app.value("SELECT id FROM merchant_events WHERE event_type = 'checkout.completed'");
+    let key = uuid();
+    let (_, page) =
+        browser.act(&format!("/admin/events/{event}/resend"), &[("key", &key), ("endpoint_id", endpoint_id)]).await;
+    assert!(page.contains("is sent again"), "{page}");
+    receiver.wait_for("the event again", |all| all.len() >= 4).await;
+    assert_eq!(receiver.all()[3].header("webhook-id"), Some(event.as_str()));
+    let (_, page) = browser.act(&format!("/admin/webhooks/{endpoint_id}/rotate"), &[("key", &uuid())]).await;
+    assert!(page.contains("has a new secret"), "{page}");
+    let (_, page) = browser.act(&format!("/admin/webhooks/{endpoint_id}/disable"), &[("key", &uuid())]).await;
+    assert!(page.contains("is disabled"), "{page}");
+    assert_eq!(app.get_json(&format!("/v1/webhook_endpoints/{endpoint_id}")).await["status"], "disabled");
+    let (_, page) = browser.act(&format!("/admin/webhooks/{endpoint_id}/enable"), &[("key", &uuid())]).await;
+    assert!(page.contains("is enabled"), "{page}");
+}
