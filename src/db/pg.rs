@@ -281,6 +281,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("../../migrations/postgres/0013_list_indexes.sql")),
     (14, include_str!("../../migrations/postgres/0014_seller_refunded.sql")),
     (15, include_str!("../../migrations/postgres/0015_reconciliation_items_record.sql")),
+    (16, include_str!("../../migrations/postgres/0016_descriptions_metadata.sql")),
+    (17, include_str!("../../migrations/postgres/0017_webhook_management.sql")),
     (19, include_str!("../../migrations/postgres/0019_scheduler_lease.sql")),
 ];
 

@@ -208,6 +208,9 @@ impl From<crate::payouts::PayoutError> for ApiError {
             crate::payouts::PayoutError::NoDestination(_) => {
                 ApiError::invalid("payout_destination_missing", message, "seller_id")
             }
+            crate::payouts::PayoutError::CurrencyNeeded(_) => {
+                ApiError::invalid("parameter_missing", message, "currency")
+            }
             crate::payouts::PayoutError::BadAmount(_) => ApiError::invalid("amount_invalid", message, "amount"),
             crate::payouts::PayoutError::TooMuch { .. } => {
                 ApiError::invalid("amount_exceeds_available", message, "amount")

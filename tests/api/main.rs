@@ -21,6 +21,7 @@ mod fault_tolerance;
 mod hosted_flow;
 mod hostile_input;
 mod idempotency_header;
+mod integration_api;
 mod merchant_webhooks;
 mod openapi;
 mod payouts;
