@@ -205,9 +205,13 @@ async fn run(args: &Args, dir: &Path) -> anyhow::Result<Report> {
                     ratio * 100.0,
                     r.rate * ROWS_PER_POSTING / report.raw_batched_rows_per_s * 100.0,
                 );
+                if bench.ctx.db.is_postgres() {
+                    println!("  on PostgreSQL: {} writes run again after a serialization conflict", r.reruns);
+                }
                 report.results.push(json!({"scenario": booking.label(), "batch": batch, "postings_per_s": r.rate,
                                            "ratio_to_raw_batched_postings": ratio,
-                                           "ratio_to_raw_batched_rows": r.rate * ROWS_PER_POSTING / report.raw_batched_rows_per_s}));
+                                           "ratio_to_raw_batched_rows": r.rate * ROWS_PER_POSTING / report.raw_batched_rows_per_s,
+                                           "write_reruns": r.reruns}));
                 bench.check()?;
             }
         }
@@ -336,6 +340,8 @@ fn raw_batched_postings(path: &Path, wal_autocheckpoint: u32, n: usize) -> anyho
 struct Bench {
     /// Each till's address; clients spread their payments across them.
     bases: Vec<String>,
+    /// Each till's database handle.
+    dbs: Vec<till::db::Db>,
     key: String,
     ctx: Ctx,
     client: reqwest::Client,
@@ -360,6 +366,8 @@ struct Cpu {
     /// PostgreSQL's backends serving the tills (its WAL writer and
     /// checkpointer, shared by the server, not counted).
     postgres_s: Option<f64>,
+    /// Writes run again after a serialization conflict or a deadlock.
+    reruns: u64,
 }
 
 /// What was still owed when a window closed.
@@ -374,6 +382,8 @@ struct Rate {
     rate: f64,
     count: usize,
     secs: f64,
+    /// Writes run again after a serialization conflict (PostgreSQL).
+    reruns: u64,
 }
 
 impl Bench {
@@ -397,6 +407,7 @@ impl Bench {
         let mut bases = vec![format!("http://{}", app.address())];
         let sandbox = app.sandbox_address().context("the first till runs the sandbox")?;
         let ctx = app.context().clone();
+        let mut dbs = vec![ctx.db.clone()];
         tokio::spawn(app.run_until_stopped());
         // The other tills on the same database, paying through the first's sandbox.
         for _ in 1..database.tills {
@@ -405,6 +416,7 @@ impl Bench {
             settings.psp.api_base = format!("http://{sandbox}");
             let app = Application::build(settings)?;
             bases.push(format!("http://{}", app.address()));
+            dbs.push(app.context().db.clone());
             tokio::spawn(app.run_until_stopped());
         }
         let key = ctx.db.write_now(|tx| till::api_keys::create(tx, "bench"))?.key;
@@ -412,12 +424,17 @@ impl Bench {
             .pool_max_idle_per_host(512)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Bench { bases, key, ctx, client, sandbox_db: dir.join("sandbox.db") })
+        Ok(Bench { bases, dbs, key, ctx, client, sandbox_db: dir.join("sandbox.db") })
+    }
+
+    /// Writes run again after a serialization conflict, across the tills.
+    fn reruns(&self) -> u64 {
+        self.dbs.iter().map(|db| db.write_reruns()).sum()
     }
 
     /// CPU-seconds so far of this process (tills, sandbox and clients) and,
     /// on PostgreSQL, of the server backends serving this run's databases.
-    fn cpu(&self) -> (f64, Option<f64>) {
+    fn cpu(&self) -> (f64, Option<f64>, u64) {
         let (process, _) = process_usage();
         let backends = self.ctx.db.is_postgres().then(|| {
             let pids: Vec<i64> = self
@@ -433,7 +450,7 @@ impl Bench {
                 .unwrap_or_default();
             pids.iter().map(|pid| cpu_of(&format!("/proc/{pid}/stat"))).sum()
         });
-        (process, backends)
+        (process, backends, self.reruns())
     }
 
     fn check(&self) -> anyhow::Result<()> {
@@ -447,6 +464,7 @@ impl Bench {
     /// `concurrency` tasks at once, through the core function of `booking`.
     async fn book(&self, booking: Booking, n: usize, batch: usize, concurrency: usize) -> anyhow::Result<Rate> {
         let orders = prepare_orders(&self.ctx, n, booking).await?;
+        let reruns = self.reruns();
         let policy = till::payments::Policy::of(&self.ctx.settings);
         let queue = Arc::new(std::sync::Mutex::new(orders));
         let started = Instant::now();
@@ -472,7 +490,7 @@ impl Bench {
             t.await??;
         }
         let secs = started.elapsed().as_secs_f64();
-        Ok(Rate { rate: n as f64 / secs, count: n, secs })
+        Ok(Rate { rate: n as f64 / secs, count: n, secs, reruns: self.reruns() - reruns })
     }
 
     /// Books `n` paid orders, in chunks, before the payment scenarios.
@@ -490,7 +508,7 @@ impl Bench {
             done += chunk;
         }
         let secs = started.elapsed().as_secs_f64();
-        Ok(Rate { rate: n as f64 / secs, count: n, secs })
+        Ok(Rate { rate: n as f64 / secs, count: n, secs, reruns: 0 })
     }
 
     /// `concurrency` clients, each paying and waiting until its payment is
@@ -576,9 +594,13 @@ impl Bench {
         Ok(Outcome { created: post_ms.len() as u64, completed, secs, post_ms, done_ms, drained, cpu })
     }
 
-    fn cpu_since(&self, (process, backends): (f64, Option<f64>)) -> Cpu {
-        let (now, backends_now) = self.cpu();
-        Cpu { process_s: now - process, postgres_s: backends_now.zip(backends).map(|(now, then)| now - then) }
+    fn cpu_since(&self, (process, backends, reruns): (f64, Option<f64>, u64)) -> Cpu {
+        let (now, backends_now, reruns_now) = self.cpu();
+        Cpu {
+            process_s: now - process,
+            postgres_s: backends_now.zip(backends).map(|(now, then)| now - then),
+            reruns: reruns_now - reruns,
+        }
     }
 
     fn done_count(&self) -> anyhow::Result<u64> {
@@ -916,9 +938,11 @@ impl Outcome {
         match self.cpu.postgres_s {
             Some(pg) => println!(
                 "  CPU per payment: {:.1} ms in this process (tills, sandbox PSP, clients) + {:.1} ms in PostgreSQL's backends; \
-                 {:.2} payments per PostgreSQL single commit",
+                 {} writes run again after a conflict ({:.3} per payment); {:.2} payments per PostgreSQL single commit",
                 per(self.cpu.process_s),
                 per(pg),
+                self.cpu.reruns,
+                self.cpu.reruns as f64 / self.completed.max(1) as f64,
                 rate / report.raw_pg_single_commits_per_s.unwrap_or(f64::NAN)
             ),
             None => println!(
@@ -938,7 +962,8 @@ impl Outcome {
                "webhooks_pending_at_window_end": self.drained.webhooks_pending, "drain_s": self.drained.secs,
                "completed_per_s_until_drained": self.completed as f64 / (self.secs + self.drained.secs),
                "cpu_ms_per_payment_process": self.cpu.process_s * 1000.0 / self.completed.max(1) as f64,
-               "cpu_ms_per_payment_postgres": self.cpu.postgres_s.map(|s| s * 1000.0 / self.completed.max(1) as f64)})
+               "cpu_ms_per_payment_postgres": self.cpu.postgres_s.map(|s| s * 1000.0 / self.completed.max(1) as f64),
+               "write_reruns": self.cpu.reruns})
     }
 }
 

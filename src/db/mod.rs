@@ -39,6 +39,10 @@ enum Engine {
         /// once would otherwise hold a hundred threads, each waiting for
         /// one of the pool's connections).
         turns: std::sync::Arc<tokio::sync::Semaphore>,
+        /// Writes run again after a serialization failure or a deadlock,
+        /// since the pool opened (the price of contention, for benchmarks
+        /// and metrics).
+        reruns: std::sync::Arc<std::sync::atomic::AtomicU64>,
     },
 }
 
@@ -85,6 +89,7 @@ pub fn till_migrations() -> Migrations<'static> {
         // that ran 0019 in its 16th place keeps it there.
         M::up(include_str!("../../migrations/till/0016_descriptions_metadata.sql")),
         M::up(include_str!("../../migrations/till/0017_webhook_management.sql")),
+        M::up(include_str!("../../migrations/till/0020_balance_shards.sql")),
     ])
 }
 
@@ -155,8 +160,18 @@ impl Db {
                 pool.get().map_err(|e| anyhow::anyhow!("cannot reach the PostgreSQL server of database.url: {e}"))?;
             pg::migrate(conn.client()).context("migrating the PostgreSQL database")?;
             let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(pool_size as usize));
-            Ok(Db { engine: Engine::Postgres { pool, turns } })
+            Ok(Db { engine: Engine::Postgres { pool, turns, reruns: Default::default() } })
         })
+    }
+
+    /// Writes run again after losing a serialization conflict or a
+    /// deadlock, since the database was opened (always 0 on SQLite, whose
+    /// one writer never conflicts).
+    pub fn write_reruns(&self) -> u64 {
+        match &self.engine {
+            Engine::Sqlite { .. } => 0,
+            Engine::Postgres { reruns, .. } => reruns.load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     /// Whether this is a PostgreSQL database.
@@ -195,7 +210,7 @@ impl Db {
     async fn turn(&self) -> anyhow::Result<Option<tokio::sync::OwnedSemaphorePermit>> {
         match &self.engine {
             Engine::Sqlite { .. } => Ok(None),
-            Engine::Postgres { pool, turns } => {
+            Engine::Postgres { pool, turns, .. } => {
                 let turn = tokio::time::timeout(pool.connection_timeout(), turns.clone().acquire_owned())
                     .await
                     .context("taking a database connection: timed out waiting for a turn")?
@@ -289,12 +304,12 @@ impl Db {
     {
         match &self.engine {
             Engine::Sqlite { writer, .. } => writer.write(alone, move |tx: &Transaction| f(&Tx::sqlite(tx))).await,
-            Engine::Postgres { pool, .. } => {
+            Engine::Postgres { pool, reruns, .. } => {
                 let turn = self.turn().await?;
-                let pool = pool.clone();
+                let (pool, reruns) = (pool.clone(), reruns.clone());
                 tokio::task::spawn_blocking(move || {
                     let _turn = turn;
-                    pg_write(&pool, isolation, &f)
+                    pg_write(&pool, &reruns, isolation, &f)
                 })
                 .await
                 .map_err(|e| E::from(anyhow::anyhow!("database task failed: {e}")))?
@@ -366,7 +381,9 @@ impl Db {
                 let mut conn = pool.get().context("taking a database connection")?;
                 write_tx(&mut conn, |tx| f(&Tx::sqlite(tx)))
             }
-            Engine::Postgres { pool, .. } => off_runtime(|| pg_write(pool, Isolation::Serializable, &f)),
+            Engine::Postgres { pool, reruns, .. } => {
+                off_runtime(|| pg_write(pool, reruns, Isolation::Serializable, &f))
+            }
         }
     }
 
@@ -405,7 +422,12 @@ fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 /// pause. Every run after the first runs alone (no other write beside it,
 /// see [`pg::PgConn::begin`]), so that it does not lose to the same
 /// conflict again.
-fn pg_write<T, E, F>(pool: &pg::Pool, isolation: Isolation, f: &F) -> Result<T, E>
+fn pg_write<T, E, F>(
+    pool: &pg::Pool,
+    reruns: &std::sync::atomic::AtomicU64,
+    isolation: Isolation,
+    f: &F,
+) -> Result<T, E>
 where
     F: Fn(&Tx) -> Result<T, E>,
     E: From<anyhow::Error>,
@@ -433,6 +455,7 @@ where
                 Err(e) => return Err(E::from(anyhow::Error::new(e).context("committing"))),
             },
         }
+        reruns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(rand::rng().random_range(pause_ms / 2..=pause_ms)));
         pause_ms = pause_ms.saturating_mul(2);
         run += 1;

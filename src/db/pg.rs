@@ -17,6 +17,8 @@ pub struct PgConn {
     /// Always Some but while being dropped.
     client: Option<Client>,
     statements: HashMap<String, Statement>,
+    /// This connection's number in its pool (see [`Exec::slot`]).
+    slot: u32,
 }
 
 impl PgConn {
@@ -40,6 +42,9 @@ impl Drop for PgConn {
 /// Connects with `config`, as r2d2 asks.
 pub struct Manager {
     config: postgres::Config,
+    /// The next connection's slot; it starts at a random number, so that
+    /// the connections of several tills on one database mostly differ.
+    next_slot: std::sync::atomic::AtomicU32,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -47,7 +52,8 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<PgConn, postgres::Error> {
-        Ok(PgConn { client: Some(self.config.connect(NoTls)?), statements: HashMap::new() })
+        let slot = self.next_slot.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(PgConn { client: Some(self.config.connect(NoTls)?), statements: HashMap::new(), slot })
     }
 
     fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
@@ -78,7 +84,7 @@ pub fn connect(url: &str, pool_size: u32, connect_timeout: Duration) -> anyhow::
     r2d2::Pool::builder()
         .max_size(pool_size)
         .connection_timeout(connect_timeout.max(Duration::from_secs(1)))
-        .build(Manager { config })
+        .build(Manager { config, next_slot: rand::random::<u32>().into() })
         .map_err(|e| anyhow::anyhow!("cannot reach the PostgreSQL server of database.url: {e}"))
 }
 
@@ -87,12 +93,18 @@ pub fn connect(url: &str, pool_size: u32, connect_timeout: Duration) -> anyhow::
 pub trait Exec {
     fn execute(&mut self, sql: &str, params: &[PgValue<'_>]) -> Result<u64, postgres::Error>;
     fn query(&mut self, sql: &str, params: &[PgValue<'_>]) -> Result<Vec<postgres::Row>, postgres::Error>;
+    /// The slot of the pooled connection this runs on: no two
+    /// transactions of one pool at the same moment share it.
+    fn slot(&self) -> u32 {
+        0
+    }
 }
 
 /// A transaction and its connection's statement cache.
 pub struct PgTx<'t, 'c> {
     pub tx: postgres::Transaction<'t>,
     pub statements: &'c mut HashMap<String, Statement>,
+    pub slot: u32,
 }
 
 impl PgTx<'_, '_> {
@@ -122,6 +134,10 @@ impl Exec for PgTx<'_, '_> {
     fn query(&mut self, sql: &str, params: &[PgValue<'_>]) -> Result<Vec<postgres::Row>, postgres::Error> {
         let st = self.statement(sql)?;
         self.tx.query(&st, &refs(params))
+    }
+
+    fn slot(&self) -> u32 {
+        self.slot
     }
 }
 
@@ -159,7 +175,7 @@ impl PgConn {
     /// the next time, and writes that do not meet run side by side.
     pub fn begin(&mut self, how: Begin) -> Result<PgTx<'_, '_>, postgres::Error> {
         use postgres::IsolationLevel::{ReadCommitted, RepeatableRead, Serializable};
-        let PgConn { client, statements } = self;
+        let PgConn { client, statements, slot } = self;
         let client = client.as_mut().expect("a connection's client lives as long as it");
         let builder = client.build_transaction();
         let level = |isolation| match isolation {
@@ -175,7 +191,7 @@ impl PgConn {
             Begin::Write(_) => tx.batch_execute(WRITE_BESIDE_OTHERS)?,
             Begin::WriteAlone(_) => tx.batch_execute(WRITE_ALONE)?,
         }
-        Ok(PgTx { tx, statements })
+        Ok(PgTx { tx, statements, slot: *slot })
     }
 }
 
@@ -284,6 +300,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (16, include_str!("../../migrations/postgres/0016_descriptions_metadata.sql")),
     (17, include_str!("../../migrations/postgres/0017_webhook_management.sql")),
     (19, include_str!("../../migrations/postgres/0019_scheduler_lease.sql")),
+    (20, include_str!("../../migrations/postgres/0020_balance_shards.sql")),
 ];
 
 /// The version the embedded migrations reach.

@@ -159,6 +159,18 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// Which of `parts` parts of a hot row this write should change (see
+    /// `ledger_balance_shards`): on PostgreSQL its pooled connection's
+    /// slot, which no concurrent write of this process shares, so that
+    /// concurrent writes change different rows and do not conflict; 0 on
+    /// SQLite, whose single writer never conflicts.
+    pub fn hot_row_part(&self, parts: u32) -> i64 {
+        match &self.inner {
+            Inner::Sqlite(_) => 0,
+            Inner::Postgres { tx, .. } => i64::from(tx.borrow().slot() % parts.max(1)),
+        }
+    }
+
     /// One value of the first row: `SELECT COUNT(*) …`.
     pub fn query_value<T: FromSql>(&self, sql: &str, params: &[&dyn ToSql]) -> anyhow::Result<T> {
         self.query_row(sql, params, |r| r.get(0))

@@ -56,8 +56,17 @@ impl AccountKind {
 
 /// `liabilities:seller:{seller_id}`: what till owes one seller (the wallet).
 pub fn seller_account(seller_id: &str) -> String {
-    format!("liabilities:seller:{seller_id}")
+    format!("{SELLER_PREFIX}{seller_id}")
 }
+
+const SELLER_PREFIX: &str = "liabilities:seller:";
+
+/// Parts a platform account's balance is kept in (`ledger_balance_shards`):
+/// on PostgreSQL, a write adds to the part of its pooled connection, so
+/// that concurrent pay-ins do not all conflict on one row. More than a
+/// pool holds connections (64 at most), and few enough that a balance is
+/// the sum of a handful of rows.
+pub const BALANCE_PARTS: u32 = 64;
 
 /// What a ledger transaction books, and why.
 #[derive(Debug, Clone)]
@@ -110,7 +119,11 @@ pub fn post_transactions<'p, P: Borrow<Posting<'p>>>(
     let mut accounts: HashMap<(&str, Currency), i64> = HashMap::new();
     // In account order: two bookings on PostgreSQL then lock the accounts
     // they share in the same order, and never deadlock on them.
-    let mut deltas: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut deltas: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+    // The platform's own accounts, which every pay-in moves, take this
+    // write's part of their balance; a seller's account, moved only by its
+    // own seller's bookings, keeps one.
+    let hot_part = tx.hot_row_part(BALANCE_PARTS);
     let mut ids = Vec::with_capacity(postings.len());
     let mut entry_values: Vec<i64> = Vec::new();
     for posting in postings.iter().map(Borrow::borrow) {
@@ -140,16 +153,19 @@ pub fn post_transactions<'p, P: Borrow<Posting<'p>>>(
                 }
             };
             entry_values.extend([transaction_id, account_id, *amount]);
-            *deltas.entry(account_id).or_default() += amount;
+            let part = if account.starts_with(SELLER_PREFIX) { 0 } else { hot_part };
+            *deltas.entry((account_id, part)).or_default() += amount;
         }
         // A posting's entries in one statement.
         let values: Vec<&dyn ToSql> = entry_values.iter().map(|v| v as &dyn ToSql).collect();
         tx.execute(&entries_insert(posting.entries.len()), &values).context("inserting ledger entries")?;
     }
-    for (account_id, delta) in deltas.into_iter().filter(|(_, d)| *d != 0) {
+    for ((account_id, part), delta) in deltas.into_iter().filter(|(_, d)| *d != 0) {
         tx.execute(
-            "UPDATE ledger_accounts SET balance_minor = balance_minor + $2 WHERE id = $1",
-            params![account_id, delta],
+            "INSERT INTO ledger_balance_shards (account_id, shard, balance_minor) VALUES ($1, $2, $3)
+             ON CONFLICT (account_id, shard)
+             DO UPDATE SET balance_minor = ledger_balance_shards.balance_minor + excluded.balance_minor",
+            params![account_id, part, delta],
         )
         .context("updating an account balance")?;
     }
@@ -207,10 +223,12 @@ fn ensure_account(tx: &Tx, name: &str, currency: Currency) -> anyhow::Result<i64
 pub fn account_balance(tx: &Tx, name: &str, currency: Currency) -> anyhow::Result<i64> {
     Ok(tx
         .query_opt(
-            "SELECT balance_minor FROM ledger_accounts WHERE name = $1 AND currency = $2",
+            "SELECT SUM(s.balance_minor) FROM ledger_accounts a JOIN ledger_balance_shards s ON s.account_id = a.id
+             WHERE a.name = $1 AND a.currency = $2",
             params![name, currency],
-            |r| r.get(0),
+            |r| r.get::<Option<i64>>(0),
         )?
+        .flatten()
         .unwrap_or(0))
 }
 
@@ -265,7 +283,8 @@ mod tests {
             .read_now(|tx| {
                 tx.query_row(
                     "SELECT (SELECT COUNT(*) FROM ledger_entries),
-                            (SELECT COUNT(*) FROM ledger_accounts a WHERE a.balance_minor <>
+                            (SELECT COUNT(*) FROM ledger_accounts a WHERE
+                               (SELECT COALESCE(SUM(s.balance_minor), 0) FROM ledger_balance_shards s WHERE s.account_id = a.id) <>
                                (SELECT COALESCE(SUM(e.amount_minor), 0) FROM ledger_entries e WHERE e.account_id = a.id))",
                     params![],
                     |r| Ok((r.get(0)?, r.get(1)?)),

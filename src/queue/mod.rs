@@ -112,12 +112,10 @@ pub fn enqueue_now(tx: &Tx, kind: JobKind, subject_id: &str, max_attempts: u32) 
 /// Claims up to `limit` due jobs (queued and due, or running with an expired
 /// lease) for `lease_ms`, counting the attempt now so that a job that
 /// crashes its worker still reaches the dead-letter queue. One statement,
-/// so that no other worker claims the same jobs in between (on PostgreSQL
-/// the inner SELECT will take `FOR UPDATE SKIP LOCKED`).
-///
-/// One statement: on PostgreSQL its rows are taken `FOR UPDATE SKIP LOCKED`,
-/// so till processes sharing the database never claim the same job (run it
-/// with [`crate::db::Isolation::ReadCommitted`]).
+/// so that no other worker claims the same jobs in between; on PostgreSQL
+/// its inner SELECT locks the rows it takes and skips those another claim
+/// holds (`Tx::skip_locked`), so till processes sharing the database never
+/// claim the same job (run it with [`crate::db::Isolation::ReadCommitted`]).
 pub fn claim(tx: &Tx, limit: u32, lease_ms: u64) -> anyhow::Result<Vec<Job>> {
     let now = now_ms();
     let token = uuid::Uuid::new_v4().simple().to_string();

@@ -131,11 +131,12 @@ fn bulk_insert(app: &TestApp) {
         }
     }
     tx.execute_batch(
-        "UPDATE ledger_accounts SET balance_minor =
-             (SELECT COALESCE(SUM(amount_minor), 0) FROM ledger_entries e WHERE e.account_id = ledger_accounts.id);
+        "INSERT INTO ledger_balance_shards (account_id, shard, balance_minor)
+             SELECT account_id, 0, SUM(amount_minor) FROM ledger_entries GROUP BY account_id;
          INSERT INTO wallets (seller_id, currency, balance_minor, updated_at)
-             SELECT substr(name, 20), currency, -balance_minor, '2026-01-01T00:00:00.000Z'
-             FROM ledger_accounts WHERE name LIKE 'liabilities:seller:%';
+             SELECT substr(a.name, 20), a.currency, -s.balance_minor, '2026-01-01T00:00:00.000Z'
+             FROM ledger_accounts a JOIN ledger_balance_shards s ON s.account_id = a.id
+             WHERE a.name LIKE 'liabilities:seller:%';
          ANALYZE;",
     )
     .unwrap();

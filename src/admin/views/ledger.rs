@@ -40,7 +40,10 @@ pub struct LedgerPage {
 
 pub fn page(tx: &Tx, before: Option<i64>) -> anyhow::Result<LedgerPage> {
     let mut accounts = tx.query_map(
-        "SELECT id, name, currency, kind, balance_minor FROM ledger_accounts ORDER BY currency, name LIMIT $1",
+        "SELECT a.id, a.name, a.currency, a.kind, COALESCE(b.balance, 0) FROM ledger_accounts a
+         LEFT JOIN (SELECT account_id, SUM(balance_minor) AS balance FROM ledger_balance_shards GROUP BY account_id) b
+           ON b.account_id = a.id
+         ORDER BY a.currency, a.name LIMIT $1",
         params![MAX_ACCOUNTS + 1],
         |r| {
             let balance: i64 = r.get(4)?;
@@ -59,9 +62,12 @@ pub fn page(tx: &Tx, before: Option<i64>) -> anyhow::Result<LedgerPage> {
     let accounts_capped = accounts.len() > MAX_ACCOUNTS as usize;
     accounts.truncate(MAX_ACCOUNTS as usize);
     let trial = tx.query_map(
-        "SELECT currency, SUM(CASE WHEN balance_minor > 0 THEN balance_minor ELSE 0 END),
-                -SUM(CASE WHEN balance_minor < 0 THEN balance_minor ELSE 0 END)
-         FROM ledger_accounts GROUP BY currency ORDER BY currency",
+        "SELECT a.currency, COALESCE(SUM(CASE WHEN b.balance > 0 THEN b.balance ELSE 0 END), 0),
+                -COALESCE(SUM(CASE WHEN b.balance < 0 THEN b.balance ELSE 0 END), 0)
+         FROM ledger_accounts a
+         LEFT JOIN (SELECT account_id, SUM(balance_minor) AS balance FROM ledger_balance_shards GROUP BY account_id) b
+           ON b.account_id = a.id
+         GROUP BY a.currency ORDER BY a.currency",
         params![],
         |r| {
             let code: String = r.get(0)?;
@@ -111,7 +117,10 @@ pub struct AccountPage {
 /// One account's entries, newest first (keyset on the entry id).
 pub fn account(tx: &Tx, id: i64, before: Option<i64>) -> anyhow::Result<Option<AccountPage>> {
     let head: Option<(i64, String, String, String, i64)> = tx.query_opt(
-        "SELECT id, name, currency, kind, balance_minor FROM ledger_accounts WHERE id = $1",
+        "SELECT a.id, a.name, a.currency, a.kind, COALESCE(b.balance, 0) FROM ledger_accounts a
+         LEFT JOIN (SELECT account_id, SUM(balance_minor) AS balance FROM ledger_balance_shards GROUP BY account_id) b
+           ON b.account_id = a.id
+         WHERE a.id = $1",
         params![id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
     )?;
