@@ -14,6 +14,7 @@ use crate::context::{Ctx, KeyedLocks};
 use crate::db::{self, Db};
 use crate::http::{self, api::ApiDoc, errors::ApiError};
 use crate::jobs::Scheduler;
+use crate::jobs::storage_watch::StorageWatch;
 use crate::jobs::worker::Runner;
 use crate::psp::PspClient;
 use utoipa::OpenApi;
@@ -22,19 +23,37 @@ use utoipa_actix_web::AppExt;
 pub struct Application {
     address: SocketAddr,
     sandbox_address: Option<SocketAddr>,
+    metrics_address: Option<SocketAddr>,
     ctx: Ctx,
     servers: Vec<Server>,
+}
+
+/// Every address till listens on, bound before anything else is done, so
+/// that a port in use stops till before it creates or migrates a database.
+struct Listeners {
+    server: TcpListener,
+    sandbox: Option<TcpListener>,
+    metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    fn bind(settings: &Settings) -> anyhow::Result<Listeners> {
+        let server = bind(&settings.server.bind, "server.bind")?;
+        let sandbox = settings.sandbox.enabled.then(|| bind(&settings.sandbox.bind, "sandbox.bind")).transpose()?;
+        let metrics_bind = &settings.metrics.bind;
+        let metrics = (!metrics_bind.is_empty()).then(|| bind(metrics_bind, "metrics.bind")).transpose()?;
+        Ok(Listeners { server, sandbox, metrics })
+    }
 }
 
 impl Application {
     pub fn build(settings: Settings) -> anyhow::Result<Application> {
         let settings = Arc::new(settings);
+        let listeners = Listeners::bind(&settings)?;
         let db = open_till_db(&settings)?;
-        let listener = bind(&settings.server.bind, "server.bind")?;
-        let address = listener.local_addr()?;
-        let sandbox_listener =
-            if settings.sandbox.enabled { Some(bind(&settings.sandbox.bind, "sandbox.bind")?) } else { None };
-        let sandbox_address = sandbox_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+        let address = listeners.server.local_addr()?;
+        let sandbox_address = listeners.sandbox.as_ref().map(TcpListener::local_addr).transpose()?;
+        let metrics_address = listeners.metrics.as_ref().map(TcpListener::local_addr).transpose()?;
         let api_base = match (settings.psp.api_base.as_str(), sandbox_address) {
             ("", Some(sandbox)) => format!("http://{sandbox}"),
             (base, _) => base.to_string(),
@@ -54,21 +73,31 @@ impl Application {
                 .context("building the alerts HTTP client")?,
         };
         let mut servers = Vec::new();
-        if let Some(sandbox_listener) = sandbox_listener {
+        if let Some(sandbox_listener) = listeners.sandbox {
             let till_webhook_url = format!("{}/webhooks/psp", crate::config::public_base("", address));
             servers.push(crate::sandbox::build(sandbox_listener, &settings.sandbox, &settings.psp, till_webhook_url)?);
         }
-        servers.push(till_server(listener, ctx.clone())?);
+        if let Some(metrics_listener) = listeners.metrics {
+            servers.push(http::metrics::server(metrics_listener, ctx.clone())?);
+        }
+        servers.push(till_server(listeners.server, ctx.clone())?);
         let public = crate::config::public_base(&settings.server.public_url, address);
         let hosted_pages = sandbox_address.map(|a| crate::config::public_base(&settings.sandbox.public_url, a));
+        let config = settings
+            .config_file
+            .as_ref()
+            .map_or_else(|| "none: built-in defaults (no ./config.toml)".to_string(), |f| f.display().to_string());
         tracing::info!(
+            config = %config,
+            database = %settings.database.describe(),
             api = %format!("{public}/v1"),
             dashboard = %format!("{public}/admin"),
             hosted_pages = hosted_pages.as_deref().unwrap_or("at the PSP"),
             psp = %api_base,
+            metrics = %metrics_address.map_or_else(|| "off".to_string(), |a| format!("http://{a}/metrics")),
             "till is listening"
         );
-        Ok(Application { address, sandbox_address, ctx, servers })
+        Ok(Application { address, sandbox_address, metrics_address, ctx, servers })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -79,6 +108,11 @@ impl Application {
         self.sandbox_address
     }
 
+    /// Where `/metrics` is served, unless `metrics.bind` is empty.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_address
+    }
+
     pub fn context(&self) -> &Ctx {
         &self.ctx
     }
@@ -87,10 +121,12 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let runner = Runner::spawn(self.ctx.clone());
         let scheduler = Scheduler::start(self.ctx.clone()).await?;
+        let storage_watch = StorageWatch::spawn(self.ctx.clone());
         let results = futures_util::future::join_all(self.servers).await;
         // The servers have drained their requests; now the scheduled and queued jobs.
         scheduler.stop().await;
         runner.stop().await;
+        storage_watch.stop().await;
         for r in results {
             r.context("server stopped with an error")?;
         }
@@ -153,17 +189,19 @@ fn till_app(
     >,
 > {
     // Registered before the /v1 scope, which would otherwise answer 404 for it.
-    let app = App::new().route(
+    let doc = openapi.clone();
+    let app = App::new().app_data(openapi).route(
         "/v1/openapi.json",
         web::get().to(move || {
-            let openapi = openapi.clone();
+            let openapi = doc.clone();
             async move { HttpResponse::Ok().json(openapi.get_ref()) }
         }),
     );
     let (app, _) =
         app.into_utoipa_app().service(utoipa_actix_web::scope("/v1").configure(http::api::configure)).split_for_parts();
     app.wrap(actix_web::middleware::from_fn(http::body_deadline::limit))
-        .wrap(actix_web::middleware::Logger::new("%r %s %Dms").exclude("/healthz"))
+        .wrap(actix_web::middleware::from_fn(http::metrics::record))
+        .wrap(actix_web::middleware::Logger::new("%r %s %Dms").exclude("/healthz").exclude("/readyz"))
         .app_data(data)
         .app_data(
             web::QueryConfig::default()
@@ -175,11 +213,35 @@ fn till_app(
         )
         .configure(http::configure)
         .configure(|cfg| http::admin::configure(cfg, admin))
-        .default_service(web::to(|| async {
-            let missing = ApiError::bad_request("route_missing", "no such route");
-            actix_web::ResponseError::error_response(&ApiError {
-                status: actix_web::http::StatusCode::NOT_FOUND,
-                ..missing
-            })
-        }))
+        .default_service(web::to(no_route))
+}
+
+/// No route answers this request: 405 with `Allow` if the path has routes
+/// for other methods, 404 otherwise.
+async fn no_route(req: actix_web::HttpRequest, openapi: web::Data<utoipa::openapi::OpenApi>) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let path = req.path();
+    let (status, code, message) = if req.resource_map().has_resource(path) {
+        let message = format!("{path} does not take {}", req.method());
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message)
+    } else {
+        (StatusCode::NOT_FOUND, "route_missing", format!("no route {path}"))
+    };
+    let error = ApiError { status, ..ApiError::bad_request(code, message) };
+    let mut response = actix_web::ResponseError::error_response(&error);
+    let allowed = req.resource_map().match_pattern(path).map(|p| allowed_methods(&openapi, &p)).unwrap_or_default();
+    if status == StatusCode::METHOD_NOT_ALLOWED && !allowed.is_empty() {
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allowed.join(", ")) {
+            response.headers_mut().insert(actix_web::http::header::ALLOW, value);
+        }
+    }
+    response
+}
+
+/// The methods the OpenAPI description lists for a route pattern.
+fn allowed_methods(openapi: &utoipa::openapi::OpenApi, pattern: &str) -> Vec<String> {
+    let Some(item) = openapi.paths.paths.get(pattern) else { return Vec::new() };
+    let Ok(json) = serde_json::to_value(item) else { return Vec::new() };
+    let methods = ["get", "put", "post", "delete", "patch"];
+    methods.iter().filter(|m| json.get(**m).is_some()).map(|m| m.to_uppercase()).collect()
 }

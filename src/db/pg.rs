@@ -82,6 +82,23 @@ pub fn connect(url: &str, pool_size: u32, connect_timeout: Duration) -> anyhow::
         .map_err(|e| anyhow::anyhow!("cannot reach the PostgreSQL server of database.url: {e}"))
 }
 
+/// A PostgreSQL URL as logs may show it: hosts, ports and database, never
+/// the user's password.
+pub fn describe(url: &str) -> String {
+    let Ok(c) = url.parse::<postgres::Config>() else { return "(database.url)".into() };
+    let ports = c.get_ports().iter().copied().chain(std::iter::repeat(5432));
+    let hosts: Vec<String> = c
+        .get_hosts()
+        .iter()
+        .zip(ports)
+        .map(|(h, port)| match h {
+            postgres::config::Host::Tcp(h) => format!("{h}:{port}"),
+            postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .collect();
+    format!("{}/{}", hosts.join(","), c.get_dbname().unwrap_or("postgres"))
+}
+
 /// What the seam needs of an open PostgreSQL transaction, object-safe so
 /// that [`crate::db::Tx`] need not carry its lifetimes.
 pub trait Exec {
@@ -228,6 +245,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("../../migrations/postgres/0013_list_indexes.sql")),
     (14, include_str!("../../migrations/postgres/0014_seller_refunded.sql")),
     (15, include_str!("../../migrations/postgres/0015_reconciliation_items_record.sql")),
+    (18, include_str!("../../migrations/postgres/0018_api_key_last_used.sql")),
 ];
 
 /// The version the embedded migrations reach.

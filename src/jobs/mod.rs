@@ -4,6 +4,7 @@
 //! audit. Each task is a plain async function, so tests and operators can
 //! run it directly.
 
+pub mod storage_watch;
 pub mod tasks;
 pub mod worker;
 
@@ -65,7 +66,7 @@ where
     Fut: Future<Output = anyhow::Result<String>> + Send + 'static,
 {
     if cron.is_empty() {
-        tracing::info!(job = name, "scheduled job disabled");
+        tracing::debug!(job = name, "scheduled job disabled");
         return Ok(());
     }
     let ctx = ctx.clone();

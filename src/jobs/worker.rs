@@ -43,6 +43,15 @@ async fn run(ctx: Ctx, mut stop: watch::Receiver<bool>) {
             }
             continue;
         }
+        // While the storage refuses writes, claims would fail too: the
+        // storage watch probes it, and the queue waits.
+        if ctx.db.storage_trouble().is_some() {
+            tokio::select! {
+                _ = tokio::time::sleep(idle.max(Duration::from_secs(1))) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
         let limit = free.min(settings.batch_size);
         let lease = settings.lease_ms;
         let claimed: anyhow::Result<Vec<Job>> = ctx.db.write(move |tx| queue::claim(tx, limit, lease)).await;

@@ -246,6 +246,18 @@ pub fn discard_dead(tx: &Tx, job_id: i64, by: &str, note: &str) -> anyhow::Resul
     Ok(n == 1)
 }
 
+/// Jobs waiting or running, by kind and status (`queued`, `running`), and
+/// dead letters not discarded (`dead`): what the metrics show of the queue.
+pub fn depth(tx: &Tx) -> anyhow::Result<Vec<(String, String, i64)>> {
+    tx.query_map(
+        "SELECT kind, status, COUNT(*) FROM jobs
+         WHERE status IN ('queued', 'running') OR (status = 'dead' AND discarded_at IS NULL)
+         GROUP BY kind, status",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+}
+
 /// A job's status, attempts and last error.
 pub fn status_of(tx: &Tx, job_id: i64) -> anyhow::Result<Option<(String, u32, Option<String>)>> {
     tx.query_opt("SELECT status, attempts, last_error FROM jobs WHERE id = $1", params![job_id], |r| {

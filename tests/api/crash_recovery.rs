@@ -30,7 +30,7 @@ fn free_port() -> u16 {
 fn command(dir: &Path, ports: (u16, u16), args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_till"));
     cmd.args(args)
-        .args(["--config", "/nonexistent/till.toml"])
+        .args(["--config", crate::helpers::empty_config()])
         .env("TILL_SERVER__BIND", format!("127.0.0.1:{}", ports.0))
         .env("TILL_SANDBOX__BIND", format!("127.0.0.1:{}", ports.1))
         .env("TILL_DATABASE__PATH", dir.join("till.db"))

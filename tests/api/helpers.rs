@@ -91,6 +91,17 @@ pub fn fresh_postgres_database(server: &str) -> String {
     query.map_or(url.clone(), |q| format!("{url}?{q}"))
 }
 
+/// An empty configuration file, for running the binary on built-in
+/// defaults and `TILL_…` variables alone (a `--config` must exist).
+pub fn empty_config() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("empty-config.toml");
+        std::fs::write(&path, "# built-in defaults\n").unwrap();
+        path.to_string_lossy().into_owned()
+    })
+}
+
 pub fn uuid() -> String {
     Uuid::new_v4().to_string()
 }

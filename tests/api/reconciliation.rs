@@ -587,7 +587,7 @@ async fn an_unparseable_amount_refuses_the_whole_file_with_its_line() {
 fn till(app: &TestApp, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_till"))
         .args(args)
-        .args(["--config", "/nonexistent/till.toml"])
+        .args(["--config", crate::helpers::empty_config()])
         .env("TILL_DATABASE__PATH", &app.settings.database.path)
         .env("TILL_PSP__API_BASE", &app.sandbox)
         .env("TILL_LOG__LEVEL", "error")
