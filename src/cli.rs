@@ -320,6 +320,7 @@ fn command_ctx(settings: Settings) -> anyhow::Result<crate::context::Ctx> {
     let webhook_http = crate::events::http_client(&settings.webhooks)?;
     Ok(crate::context::Ctx {
         db,
+        process_id: uuid::Uuid::new_v4().simple().to_string(),
         psp,
         settings: std::sync::Arc::new(settings),
         checkout_locks: Default::default(),

@@ -11,6 +11,8 @@ use crate::psp::PspClient;
 #[derive(Clone)]
 pub struct Ctx {
     pub db: Db,
+    /// This process among the tills sharing the database (random per start).
+    pub process_id: String,
     pub psp: PspClient,
     pub settings: Arc<Settings>,
     pub checkout_locks: KeyedLocks,

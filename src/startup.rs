@@ -61,6 +61,7 @@ impl Application {
         let psp = PspClient::new(&api_base, &settings.psp, db.clone())?;
         let ctx = Ctx {
             db,
+            process_id: uuid::Uuid::new_v4().simple().to_string(),
             psp,
             settings: settings.clone(),
             checkout_locks: KeyedLocks::default(),
@@ -230,10 +231,11 @@ async fn no_route(req: actix_web::HttpRequest, openapi: web::Data<utoipa::openap
     let error = ApiError { status, ..ApiError::bad_request(code, message) };
     let mut response = actix_web::ResponseError::error_response(&error);
     let allowed = req.resource_map().match_pattern(path).map(|p| allowed_methods(&openapi, &p)).unwrap_or_default();
-    if status == StatusCode::METHOD_NOT_ALLOWED && !allowed.is_empty() {
-        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allowed.join(", ")) {
-            response.headers_mut().insert(actix_web::http::header::ALLOW, value);
-        }
+    if status == StatusCode::METHOD_NOT_ALLOWED
+        && !allowed.is_empty()
+        && let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allowed.join(", "))
+    {
+        response.headers_mut().insert(actix_web::http::header::ALLOW, value);
     }
     response
 }

@@ -8,9 +8,16 @@
 pub fn is_unique_violation(e: &anyhow::Error) -> bool {
     use rusqlite::ffi;
     e.chain().any(|cause| {
-        cause.downcast_ref::<rusqlite::Error>().and_then(rusqlite::Error::sqlite_error).is_some_and(|err| {
-            matches!(err.extended_code, ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
-        })
+        let sqlite =
+            cause.downcast_ref::<rusqlite::Error>().and_then(rusqlite::Error::sqlite_error).is_some_and(|err| {
+                matches!(err.extended_code, ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+            });
+        // PostgreSQL reports both as SQLSTATE 23505.
+        let postgres = cause
+            .downcast_ref::<postgres::Error>()
+            .and_then(postgres::Error::code)
+            .is_some_and(|code| *code == postgres::error::SqlState::UNIQUE_VIOLATION);
+        sqlite || postgres
     })
 }
 

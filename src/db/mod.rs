@@ -36,6 +36,11 @@ enum Engine {
     },
     Postgres {
         pool: pg::Pool,
+        /// One per pooled connection: an async caller waits here for its
+        /// turn, not on a blocking thread of its own (a hundred requests at
+        /// once would otherwise hold a hundred threads, each waiting for
+        /// one of the pool's connections).
+        turns: std::sync::Arc<tokio::sync::Semaphore>,
     },
 }
 
@@ -56,6 +61,7 @@ pub mod writer;
 pub use crate::params;
 pub use errors::{is_storage_trouble, is_unique_violation};
 pub use health::Trouble;
+pub use pg::Isolation;
 pub use sql::{FromSql, Row, ToSql, Tx, ValueRef};
 pub use value::Value;
 
@@ -78,6 +84,7 @@ pub fn till_migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/till/0014_seller_refunded.sql")),
         M::up(include_str!("../../migrations/till/0015_reconciliation_items_record.sql")),
         M::up(include_str!("../../migrations/till/0018_api_key_last_used.sql")),
+        M::up(include_str!("../../migrations/till/0019_scheduler_lease.sql")),
     ])
 }
 
@@ -153,7 +160,8 @@ impl Db {
             let mut conn =
                 pool.get().map_err(|e| anyhow::anyhow!("cannot reach the PostgreSQL server of database.url: {e}"))?;
             pg::migrate(conn.client()).context("migrating the PostgreSQL database")?;
-            Ok(Db { engine: Engine::Postgres { pool }, health: Default::default() })
+            let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(pool_size as usize));
+            Ok(Db { engine: Engine::Postgres { pool, turns }, health: Default::default() })
         })
     }
 
@@ -183,10 +191,30 @@ impl Db {
         T: Send + 'static,
         E: From<anyhow::Error> + Send + 'static,
     {
+        let turn = self.turn().await?;
         let db = self.clone();
-        tokio::task::spawn_blocking(move || db.run_here(f))
-            .await
-            .map_err(|e| E::from(anyhow::anyhow!("database task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            db.run_here(f)
+        })
+        .await
+        .map_err(|e| E::from(anyhow::anyhow!("database task failed: {e}")))?
+    }
+
+    /// On PostgreSQL, waits (asynchronously, first come first served, as
+    /// long as the pool would wait for a connection) until a pooled
+    /// connection is this caller's to take; the turn ends when it is dropped.
+    async fn turn(&self) -> anyhow::Result<Option<tokio::sync::OwnedSemaphorePermit>> {
+        match &self.engine {
+            Engine::Sqlite { .. } => Ok(None),
+            Engine::Postgres { pool, turns } => {
+                let turn = tokio::time::timeout(pool.connection_timeout(), turns.clone().acquire_owned())
+                    .await
+                    .context("taking a database connection: timed out waiting for a turn")?
+                    .context("the database is closed")?;
+                Ok(Some(turn))
+            }
+        }
     }
 
     /// [`Db::run`] on the calling thread.
@@ -200,9 +228,9 @@ impl Db {
                 let conn = pool.get().context("taking a database connection")?;
                 f(&Tx::sqlite(&conn))
             }
-            Engine::Postgres { pool } => {
+            Engine::Postgres { pool, .. } => {
                 let mut conn = pool.get().context("taking a database connection")?;
-                let mut pt = conn.begin(false).context("beginning a read")?;
+                let mut pt = conn.begin(pg::Begin::Read).context("beginning a read")?;
                 let value = f(&Tx::postgres(&mut pt))?;
                 pt.tx.commit().context("ending a read")?;
                 Ok(value)
@@ -246,7 +274,26 @@ impl Db {
         self.write_as(false, f).await
     }
 
+    /// [`Db::write`] at another isolation on PostgreSQL (see [`Isolation`]).
+    pub async fn write_with<T, E, F>(&self, isolation: Isolation, f: F) -> Result<T, E>
+    where
+        F: Fn(&Tx) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<anyhow::Error> + Send + 'static,
+    {
+        self.write_as_with(false, isolation, f).await
+    }
+
     async fn write_as<T, E, F>(&self, alone: bool, f: F) -> Result<T, E>
+    where
+        F: Fn(&Tx) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<anyhow::Error> + Send + 'static,
+    {
+        self.write_as_with(alone, Isolation::Serializable, f).await
+    }
+
+    async fn write_as_with<T, E, F>(&self, alone: bool, isolation: Isolation, f: F) -> Result<T, E>
     where
         F: Fn(&Tx) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
@@ -254,11 +301,15 @@ impl Db {
     {
         match &self.engine {
             Engine::Sqlite { writer, .. } => writer.write(alone, move |tx: &Transaction| f(&Tx::sqlite(tx))).await,
-            Engine::Postgres { pool } => {
+            Engine::Postgres { pool, .. } => {
+                let turn = self.turn().await?;
                 let (pool, health) = (pool.clone(), self.health.clone());
-                tokio::task::spawn_blocking(move || pg_write(&pool, &health, &f))
-                    .await
-                    .map_err(|e| E::from(anyhow::anyhow!("database task failed: {e}")))?
+                tokio::task::spawn_blocking(move || {
+                    let _turn = turn;
+                    pg_write(&pool, &health, isolation, &f)
+                })
+                .await
+                .map_err(|e| E::from(anyhow::anyhow!("database task failed: {e}")))?
             }
         }
     }
@@ -327,7 +378,7 @@ impl Db {
                 let mut conn = pool.get().context("taking a database connection")?;
                 write_tx(&mut conn, |tx| f(&Tx::sqlite(tx)))
             }
-            Engine::Postgres { pool } => off_runtime(|| pg_write(pool, &self.health, &f)),
+            Engine::Postgres { pool, .. } => off_runtime(|| pg_write(pool, &self.health, Isolation::Serializable, &f)),
         }
     }
 
@@ -420,9 +471,13 @@ fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 }
 
 /// One PostgreSQL write: `f` in a `SERIALIZABLE` transaction, committed;
-/// run again after a short, growing, jittered pause when a statement or
-/// the commit fails as PostgreSQL asks to retry, at most [`PG_WRITE_RUNS`] times.
-fn pg_write<T, E, F>(pool: &pg::Pool, health: &health::Health, f: &F) -> Result<T, E>
+/// run again when a statement or the commit fails as PostgreSQL asks to
+/// retry, at most [`PG_WRITE_RUNS`] times, after a short, growing, jittered
+/// pause. Every run after the first runs alone (no other write beside it,
+/// see [`pg::PgConn::begin`]), so that it does not lose to the same
+/// conflict again. A write that fails for want of storage, or one that
+/// commits changes, tells `health`.
+fn pg_write<T, E, F>(pool: &pg::Pool, health: &health::Health, isolation: Isolation, f: &F) -> Result<T, E>
 where
     F: Fn(&Tx) -> Result<T, E>,
     E: From<anyhow::Error>,
@@ -432,7 +487,8 @@ where
     let mut run = 1;
     loop {
         let mut conn = pool.get().context("taking a database connection")?;
-        let mut pt = conn.begin(true).context("beginning a write transaction")?;
+        let how = if run == 1 { pg::Begin::Write(isolation) } else { pg::Begin::WriteAlone(isolation) };
+        let mut pt = conn.begin(how).context("beginning a write transaction")?;
         let (value, retry, storage, wrote) = {
             let tx = Tx::postgres(&mut pt);
             let value = f(&tx);

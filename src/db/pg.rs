@@ -142,19 +142,72 @@ impl Exec for PgTx<'_, '_> {
     }
 }
 
+/// How a transaction on a connection begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begin {
+    /// A read: one REPEATABLE READ snapshot, read-only (it never fails to serialize).
+    Read,
+    /// A write beside the other writes.
+    Write(Isolation),
+    /// A write that no other write runs beside: the run after a
+    /// serialization failure or a deadlock, so that it cannot fail for
+    /// that reason again.
+    WriteAlone(Isolation),
+}
+
+/// The table whose lock gives writes their turn (see [`PgConn::begin`]),
+/// an engine's device like `till_schema_migrations`: it holds no rows.
+const CREATE_WRITE_TURN: &str = "CREATE TABLE IF NOT EXISTS till_write_turn ()";
+const WRITE_BESIDE_OTHERS: &str = "LOCK TABLE till_write_turn IN ROW SHARE MODE";
+const WRITE_ALONE: &str = "LOCK TABLE till_write_turn IN EXCLUSIVE MODE";
+
 impl PgConn {
     /// A transaction on this connection, with its statement cache.
-    pub fn begin(&mut self, serializable: bool) -> Result<PgTx<'_, '_>, postgres::Error> {
+    ///
+    /// A write first locks the table `till_write_turn`: in ROW SHARE mode, which
+    /// writes share, or, [`Begin::WriteAlone`], in EXCLUSIVE mode, which
+    /// waits for the writes under way to end and holds new ones back until
+    /// it commits (a waiting EXCLUSIVE lock queues later requests behind
+    /// it, so it is never starved). `LOCK TABLE` takes no snapshot: the
+    /// write's snapshot is taken after its turn came, by its first query,
+    /// and sees every write that went before. On a hot row (the PSP's
+    /// balance account, which every pay-in moves) optimistic retries alone
+    /// could lose again and again; this way a write that lost once wins
+    /// the next time, and writes that do not meet run side by side.
+    pub fn begin(&mut self, how: Begin) -> Result<PgTx<'_, '_>, postgres::Error> {
+        use postgres::IsolationLevel::{ReadCommitted, RepeatableRead, Serializable};
         let PgConn { client, statements } = self;
         let client = client.as_mut().expect("a connection's client lives as long as it");
-        let mut builder = client.build_transaction();
-        if serializable {
-            builder = builder.isolation_level(postgres::IsolationLevel::Serializable);
-        } else {
-            builder = builder.read_only(true).isolation_level(postgres::IsolationLevel::RepeatableRead);
+        let builder = client.build_transaction();
+        let level = |isolation| match isolation {
+            Isolation::Serializable => Serializable,
+            Isolation::ReadCommitted => ReadCommitted,
+        };
+        let mut tx = match how {
+            Begin::Read => builder.read_only(true).isolation_level(RepeatableRead).start()?,
+            Begin::Write(i) | Begin::WriteAlone(i) => builder.isolation_level(level(i)).start()?,
+        };
+        match how {
+            Begin::Read => {}
+            Begin::Write(_) => tx.batch_execute(WRITE_BESIDE_OTHERS)?,
+            Begin::WriteAlone(_) => tx.batch_execute(WRITE_ALONE)?,
         }
-        Ok(PgTx { tx: builder.start()?, statements })
+        Ok(PgTx { tx, statements })
     }
+}
+
+/// How a write is isolated on PostgreSQL (SQLite's single writer
+/// serializes every write whatever this says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Every business step: as if the writes ran one after another.
+    #[default]
+    Serializable,
+    /// Only for a single statement whose rows are taken with explicit row
+    /// locks (`FOR UPDATE SKIP LOCKED`): the locks, not the isolation level,
+    /// make it exclusive, and serializable's predicate tracking would only
+    /// fail concurrent claimers of different rows.
+    ReadCommitted,
 }
 
 /// A value of the seam bound to a PostgreSQL parameter of whatever type the
@@ -246,6 +299,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (14, include_str!("../../migrations/postgres/0014_seller_refunded.sql")),
     (15, include_str!("../../migrations/postgres/0015_reconciliation_items_record.sql")),
     (18, include_str!("../../migrations/postgres/0018_api_key_last_used.sql")),
+    (19, include_str!("../../migrations/postgres/0019_scheduler_lease.sql")),
 ];
 
 /// The version the embedded migrations reach.
@@ -266,13 +320,17 @@ pub fn migrate(client: &mut Client) -> anyhow::Result<i64> {
     let mut tx = client.transaction()?;
     // One till migrates at a time (the lock ends with the transaction).
     tx.execute("SELECT pg_advisory_xact_lock(7311001)", &[])?;
-    let current: i64 = tx.query_one("SELECT COALESCE(MAX(version), 0) FROM till_schema_migrations", &[])?.get(0);
+    tx.batch_execute(CREATE_WRITE_TURN).context("creating the table of write turns")?;
+    let applied: Vec<i64> =
+        tx.query("SELECT version FROM till_schema_migrations", &[])?.iter().map(|r| r.get(0)).collect();
+    let current = applied.iter().copied().max().unwrap_or(0);
     anyhow::ensure!(
         current <= latest_version(),
         "the database is at version {current}, newer than this till knows ({}): run a newer till",
         latest_version()
     );
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+    // Every version not applied yet, in order (numbers may have gaps).
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
         tx.batch_execute(sql).with_context(|| format!("applying PostgreSQL migration {version}"))?;
         tx.execute(
             "INSERT INTO till_schema_migrations (version, applied_at) VALUES ($1, $2)",

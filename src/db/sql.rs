@@ -174,6 +174,18 @@ impl<'a> Tx<'a> {
         Ok(out)
     }
 
+    /// What takes rows for this transaction alone, skipping those another
+    /// holds: PostgreSQL's `FOR UPDATE SKIP LOCKED` (use with
+    /// [`crate::db::Isolation::ReadCommitted`]); nothing on SQLite, whose
+    /// single writer already runs one claim at a time. The one place the
+    /// dialects differ for a queue.
+    pub fn skip_locked(&self) -> &'static str {
+        match self.inner {
+            Inner::Sqlite(_) => "",
+            Inner::Postgres { .. } => "FOR UPDATE SKIP LOCKED",
+        }
+    }
+
     /// One value of the first row: `SELECT COUNT(*) …`.
     pub fn query_value<T: FromSql>(&self, sql: &str, params: &[&dyn ToSql]) -> anyhow::Result<T> {
         self.query_row(sql, params, |r| r.get(0))

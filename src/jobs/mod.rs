@@ -2,8 +2,10 @@
 //! `[jobs]`, an empty string disables one): alerts on unfinished orders, PSP
 //! status sync of stuck work, cleanup of old idempotency keys, the ledger
 //! audit. Each task is a plain async function, so tests and operators can
-//! run it directly.
+//! run it directly. Among till processes sharing a database, only the one
+//! holding the scheduler's lease (`lease`) runs them: each tick runs once.
 
+pub mod lease;
 pub mod storage_watch;
 pub mod tasks;
 pub mod worker;
@@ -73,13 +75,46 @@ where
     let job = Job::new_async(cron, move |_, _| {
         let (ctx, task) = (ctx.clone(), task.clone());
         Box::pin(async move {
-            match task(ctx).await {
-                Ok(summary) => tracing::debug!(job = name, %summary, "scheduled job ran"),
-                Err(e) => tracing::error!(job = name, error = format!("{e:#}"), "scheduled job failed"),
+            if let Err(e) = run_if_leader(ctx, name, task).await {
+                tracing::error!(job = name, error = format!("{e:#}"), "scheduled job could not run");
             }
         })
     })
     .map_err(|e| anyhow::anyhow!("jobs.{name}: {e}"))?;
     sched.add(job).await?;
     Ok(())
+}
+
+/// Runs a tick of `name` here if this process holds (or can take) the
+/// scheduler's lease, recording the run; otherwise another process runs it.
+async fn run_if_leader<F, Fut>(ctx: Ctx, name: &'static str, task: F) -> anyhow::Result<()>
+where
+    F: Fn(Ctx) -> Fut,
+    Fut: Future<Output = anyhow::Result<String>>,
+{
+    let holder = ctx.process_id.clone();
+    let run = ctx
+        .db
+        .write(move |tx| -> anyhow::Result<Option<i64>> {
+            if !lease::acquire(tx, &holder)? {
+                return Ok(None);
+            }
+            lease::start_run(tx, name, &holder)
+        })
+        .await?;
+    let Some(run) = run else {
+        tracing::debug!(job = name, "scheduled job left to the process holding the scheduler's lease");
+        return Ok(());
+    };
+    let outcome = match task(ctx.clone()).await {
+        Ok(summary) => {
+            tracing::debug!(job = name, %summary, "scheduled job ran");
+            summary
+        }
+        Err(e) => {
+            tracing::error!(job = name, error = format!("{e:#}"), "scheduled job failed");
+            format!("failed: {e:#}")
+        }
+    };
+    ctx.db.write(move |tx| lease::finish_run(tx, run, &outcome)).await
 }

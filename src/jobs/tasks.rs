@@ -119,7 +119,17 @@ pub async fn psp_sync(ctx: &Ctx) -> anyhow::Result<usize> {
 }
 
 pub async fn idempotency_cleanup(ctx: &Ctx) -> anyhow::Result<usize> {
-    ctx.db.write(crate::idempotency::cleanup).await
+    // Stored PSP requests and scheduled-run records age out with the keys:
+    // a write of any number of rows, in a transaction of its own.
+    ctx.db
+        .write_alone(|tx| {
+            Ok::<_, anyhow::Error>(
+                crate::idempotency::cleanup(tx)?
+                    + crate::psp::requests::cleanup(tx)?
+                    + crate::jobs::lease::cleanup(tx)?,
+            )
+        })
+        .await
 }
 
 /// Runs `till check`; a violation raises (and keeps open) one alert, a clean

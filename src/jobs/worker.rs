@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
 use crate::context::Ctx;
+use crate::db::Isolation;
 use crate::queue::{self, Failed, Job, JobError, JobKind};
 
 pub struct Runner {
@@ -54,7 +55,8 @@ async fn run(ctx: Ctx, mut stop: watch::Receiver<bool>) {
         }
         let limit = free.min(settings.batch_size);
         let lease = settings.lease_ms;
-        let claimed: anyhow::Result<Vec<Job>> = ctx.db.write(move |tx| queue::claim(tx, limit, lease)).await;
+        let claimed: anyhow::Result<Vec<Job>> =
+            ctx.db.write_with(Isolation::ReadCommitted, move |tx| queue::claim(tx, limit, lease)).await;
         let jobs = match claimed {
             Ok(jobs) => jobs,
             Err(e) => {

@@ -9,7 +9,7 @@
 pub mod check;
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
 
@@ -108,7 +108,9 @@ pub fn post_transactions<'p, P: Borrow<Posting<'p>>>(
     }
     let now = crate::db::now();
     let mut accounts: HashMap<(&str, Currency), i64> = HashMap::new();
-    let mut deltas: HashMap<i64, i64> = HashMap::new();
+    // In account order: two bookings on PostgreSQL then lock the accounts
+    // they share in the same order, and never deadlock on them.
+    let mut deltas: BTreeMap<i64, i64> = BTreeMap::new();
     let mut ids = Vec::with_capacity(postings.len());
     let mut entry_values: Vec<i64> = Vec::new();
     for posting in postings.iter().map(Borrow::borrow) {

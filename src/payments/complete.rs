@@ -4,7 +4,7 @@
 //! `ledger_updated` and `is_payment_done`. Applying the same session twice
 //! changes nothing the second time.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use crate::context::Ctx;
 use crate::db::Tx;
@@ -161,17 +161,19 @@ pub fn succeed_orders(tx: &Tx, orders: &[&Order], charge: Option<&Charge>, polic
 /// rolls back): money is booked once per order.
 pub fn book_payins(tx: &Tx, orders: &[&Order], policy: Policy) -> anyhow::Result<()> {
     let mut postings = Vec::with_capacity(orders.len());
-    let mut wallets: HashMap<(&SellerId, Currency), i64> = HashMap::new();
+    // In seller and currency order, as every booking locks wallets (no deadlock on PostgreSQL).
+    let mut wallets: BTreeMap<(&SellerId, &'static str), (Currency, i64)> = BTreeMap::new();
     for &order in orders {
         let (posting, share) = payin_posting(order, policy);
         postings.push(posting);
-        *wallets.entry((&order.seller_id, order.amount.currency())).or_default() += share;
+        let currency = order.amount.currency();
+        wallets.entry((&order.seller_id, currency.code())).or_insert((currency, 0)).1 += share;
     }
-    let booked = ledger::post_transactions(tx, &postings).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let booked = ledger::post_transactions(tx, &postings).map_err(anyhow::Error::from)?;
     if let Some(i) = booked.iter().position(Option::is_none) {
         anyhow::bail!("order {} already has a pay-in posting", orders[i].payment_order_id);
     }
-    for (&(seller_id, currency), &credit) in &wallets {
+    for (&(seller_id, _), &(currency, credit)) in &wallets {
         wallet::credit_wallet(tx, seller_id.as_str(), currency, credit)?;
         wallet::assert_matches_ledger(tx, seller_id.as_str(), currency)?;
     }

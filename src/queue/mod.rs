@@ -114,30 +114,34 @@ pub fn enqueue_now(tx: &Tx, kind: JobKind, subject_id: &str, max_attempts: u32) 
 /// crashes its worker still reaches the dead-letter queue. One statement,
 /// so that no other worker claims the same jobs in between (on PostgreSQL
 /// the inner SELECT will take `FOR UPDATE SKIP LOCKED`).
+///
+/// One statement: on PostgreSQL its rows are taken `FOR UPDATE SKIP LOCKED`,
+/// so till processes sharing the database never claim the same job (run it
+/// with [`crate::db::Isolation::ReadCommitted`]).
 pub fn claim(tx: &Tx, limit: u32, lease_ms: u64) -> anyhow::Result<Vec<Job>> {
     let now = now_ms();
     let token = uuid::Uuid::new_v4().simple().to_string();
-    tx.query_map(
+    let sql = format!(
         "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_token = $1,
                          lease_until_ms = $2, updated_at = $3
          WHERE id IN (SELECT id FROM jobs
                       WHERE (status = 'queued' AND run_at_ms <= $4)
                          OR (status = 'running' AND lease_until_ms <= $4)
-                      ORDER BY run_at_ms LIMIT $5)
+                      ORDER BY run_at_ms LIMIT $5 {})
          RETURNING id, kind, subject_id, payload, attempts, max_attempts",
-        params![token, now + lease_ms as i64, crate::db::now(), now, limit],
-        |r| {
-            Ok(Job {
-                id: r.get(0)?,
-                kind: r.get(1)?,
-                subject_id: r.get(2)?,
-                payload: r.get(3)?,
-                attempts: r.get(4)?,
-                max_attempts: r.get(5)?,
-                lease_token: token.clone(),
-            })
-        },
-    )
+        tx.skip_locked()
+    );
+    tx.query_map(&sql, params![token, now + lease_ms as i64, crate::db::now(), now, limit], |r| {
+        Ok(Job {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            subject_id: r.get(2)?,
+            payload: r.get(3)?,
+            attempts: r.get(4)?,
+            max_attempts: r.get(5)?,
+            lease_token: token.clone(),
+        })
+    })
 }
 
 /// Marks a job done, if this worker still holds its lease.

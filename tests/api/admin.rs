@@ -9,7 +9,9 @@ use std::process::{Command, Stdio};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use till::db::params;
+
+use crate::helpers::{OnDatabase, TestApp, spawn_app, spawn_app_with};
 
 pub const EMAIL: &str = "staff@example.com";
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -229,8 +231,7 @@ async fn a_partial_refund_from_the_dashboard_is_made_once_and_recorded() {
     assert!(location.starts_with(&format!("/admin/payments/{checkout}?action=")), "{location}");
     assert!(page.contains("Refund of 10.00 USD created"), "the outcome is shown");
     assert_eq!(app.balance("seller_a").await, "15.00");
-    let created_by: String =
-        app.ctx.db.conn().unwrap().query_row("SELECT created_by FROM refunds", [], |r| r.get(0)).unwrap();
+    let created_by: String = app.value("SELECT created_by FROM refunds");
     assert_eq!(created_by, EMAIL);
 
     // The same form again (a double click, a reload): nothing more happens.
@@ -247,8 +248,7 @@ async fn a_partial_refund_from_the_dashboard_is_made_once_and_recorded() {
     assert!(page.contains("exceeds the 15.00 still refundable"));
     assert_eq!(app.count("SELECT COUNT(*) FROM refunds"), 1);
     assert_eq!(app.count("SELECT COUNT(*) FROM admin_actions WHERE status = 'failed'"), 1);
-    let refund_id: String =
-        app.ctx.db.conn().unwrap().query_row("SELECT refund_id FROM refunds", [], |r| r.get(0)).unwrap();
+    let refund_id: String = app.value("SELECT refund_id FROM refunds");
     assert_eq!(app.wait_refund(&refund_id).await["status"], "SUCCEEDED");
     let page = browser.page(&format!("/admin/payments/{checkout}")).await;
     assert!(page.contains("SUCCEEDED") && page.contains("dented") && page.contains(EMAIL));
@@ -284,7 +284,7 @@ async fn a_payout_from_the_dashboard_is_made_once_and_recorded() {
     assert!(page.contains("Payout of 20.00 USD to acct_seller_a created"), "{page}");
     browser.act("/admin/payouts", &form).await;
     assert_eq!(app.count("SELECT COUNT(*) FROM payouts"), 1, "the same form pays out once");
-    let by: String = app.ctx.db.conn().unwrap().query_row("SELECT created_by FROM payouts", [], |r| r.get(0)).unwrap();
+    let by: String = app.value("SELECT created_by FROM payouts");
     assert_eq!(by, EMAIL);
     assert_eq!(app.balance("seller_a").await, "5.00");
     let k2 = key();
@@ -297,23 +297,24 @@ async fn a_payout_from_the_dashboard_is_made_once_and_recorded() {
 
 /// A dead letter with its alert, as the queue leaves one.
 fn dead_job(app: &TestApp, kind: &str, subject: &str) -> i64 {
-    let conn = app.ctx.db.conn().unwrap();
     let now = till::db::now();
-    let id: i64 = conn
-        .query_row(
-            "INSERT INTO jobs (kind, subject_id, status, attempts, max_attempts, run_at_ms, last_error, created_at,
-                               updated_at)
-             VALUES (?1, ?2, 'dead', 3, 3, 0, 'HTTP 500 from the shop', ?3, ?3) RETURNING id",
-            rusqlite::params![kind, subject, now],
-            |r| r.get(0),
-        )
-        .unwrap();
-    conn.execute(
-        "INSERT INTO alerts (kind, subject_id, message, status, created_at) VALUES ('dead_letter', ?1, 'dead', 'open', ?2)",
-        rusqlite::params![format!("job:{id}"), now],
-    )
-    .unwrap();
-    id
+    app.ctx
+        .db
+        .write_now(|tx| {
+            let id: i64 = tx.query_value(
+                "INSERT INTO jobs (kind, subject_id, status, attempts, max_attempts, run_at_ms, last_error, created_at,
+                                   updated_at)
+                 VALUES ($1, $2, 'dead', 3, 3, 0, 'HTTP 500 from the shop', $3, $3) RETURNING id",
+                params![kind, subject, now],
+            )?;
+            tx.execute(
+                "INSERT INTO alerts (kind, subject_id, message, status, created_at)
+                 VALUES ('dead_letter', $1, 'dead', 'open', $2)",
+                params![format!("job:{id}"), now],
+            )?;
+            Ok(id)
+        })
+        .unwrap()
 }
 
 #[tokio::test]
@@ -334,13 +335,12 @@ async fn dead_letters_are_retried_or_discarded_with_a_note() {
     let resolution: String = app
         .ctx
         .db
-        .conn()
-        .unwrap()
-        .query_row(
-            "SELECT resolution FROM alerts WHERE subject_id = ?1 ORDER BY id LIMIT 1",
-            [format!("job:{retried}")],
-            |r| r.get(0),
-        )
+        .read_now(|tx| {
+            tx.query_value(
+                "SELECT resolution FROM alerts WHERE subject_id = $1 ORDER BY id LIMIT 1",
+                params![format!("job:{retried}")],
+            )
+        })
         .unwrap();
     assert_eq!(resolution, format!("retried by {EMAIL}"));
 
@@ -354,9 +354,11 @@ async fn dead_letters_are_retried_or_discarded_with_a_note() {
     let (status, by): (String, String) = app
         .ctx
         .db
-        .conn()
-        .unwrap()
-        .query_row("SELECT status, discarded_by FROM jobs WHERE id = ?1", [discarded], |r| Ok((r.get(0)?, r.get(1)?)))
+        .read_now(|tx| {
+            tx.query_row("SELECT status, discarded_by FROM jobs WHERE id = $1", params![discarded], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+        })
         .unwrap();
     assert_eq!((status.as_str(), by.as_str()), ("dead", EMAIL));
     assert_eq!(
@@ -373,16 +375,17 @@ async fn dead_letters_are_retried_or_discarded_with_a_note() {
 #[tokio::test]
 async fn an_alert_is_resolved_with_a_note() {
     let app = spawn_app().await;
-    let id: i64 = {
-        let conn = app.ctx.db.conn().unwrap();
-        conn.query_row(
-            "INSERT INTO alerts (kind, subject_id, message, status, created_at)
-             VALUES ('ledger_audit', 'ledger', 'the ledger audit found 1 violation', 'open', ?1) RETURNING id",
-            [till::db::now()],
-            |r| r.get(0),
-        )
-        .unwrap()
-    };
+    let id: i64 = app
+        .ctx
+        .db
+        .write_now(|tx| {
+            tx.query_value(
+                "INSERT INTO alerts (kind, subject_id, message, status, created_at)
+                 VALUES ('ledger_audit', 'ledger', 'the ledger audit found 1 violation', 'open', $1) RETURNING id",
+                params![till::db::now()],
+            )
+        })
+        .unwrap();
     let browser = sign_in(&app).await;
     assert!(browser.page("/admin/alerts").await.contains("the ledger audit found 1 violation"));
     let k = key();
@@ -393,9 +396,11 @@ async fn an_alert_is_resolved_with_a_note() {
     let (status, resolution): (String, String) = app
         .ctx
         .db
-        .conn()
-        .unwrap()
-        .query_row("SELECT status, resolution FROM alerts WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .read_now(|tx| {
+            tx.query_row("SELECT status, resolution FROM alerts WHERE id = $1", params![id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+        })
         .unwrap();
     assert_eq!(status, "resolved");
     assert!(resolution.contains("fixed by hand") && resolution.contains(EMAIL), "{resolution}");
@@ -448,7 +453,7 @@ async fn till_user_create_reads_the_password_from_stdin() {
     let run = |email: &str, password: &str| {
         let mut child = Command::new(env!("CARGO_BIN_EXE_till"))
             .args(["user", "create", "--email", email, "--config", crate::helpers::empty_config()])
-            .env("TILL_DATABASE__PATH", &app.settings.database.path)
+            .on_database(&app.settings.database)
             .env("TILL_LOG__LEVEL", "error")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -469,12 +474,6 @@ async fn till_user_create_reads_the_password_from_stdin() {
     let client = new_client();
     let resp = try_sign_in(&client, &app.address, "ops@example.com", "a long enough secret").await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-    let stored: String = app
-        .ctx
-        .db
-        .conn()
-        .unwrap()
-        .query_row("SELECT password_hash FROM staff_users WHERE email = 'ops@example.com'", [], |r| r.get(0))
-        .unwrap();
+    let stored: String = app.value("SELECT password_hash FROM staff_users WHERE email = 'ops@example.com'");
     assert!(stored.starts_with("$argon2id$") && !stored.contains("secret"));
 }

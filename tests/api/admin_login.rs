@@ -198,10 +198,11 @@ async fn a_successful_sign_in_clears_the_accounts_failures_from_that_address() {
 #[tokio::test]
 async fn every_till_process_on_the_database_enforces_the_same_limit() {
     let first = spawn_app_with(|s| s.admin.login_attempts = 3).await;
-    let database = first.settings.database.path.clone();
+    let database = first.settings.database.clone();
     let second = spawn_app_with(move |s| {
         s.admin.login_attempts = 3;
-        s.database.path = database;
+        s.database.path = database.path;
+        s.database.url = database.url;
     })
     .await;
     create_staff(&first);

@@ -71,8 +71,7 @@ async fn an_uploaded_settlement_file_is_imported_once() {
     assert!(page.contains("was imported before (run 1); nothing changed"), "{page}");
     assert_eq!(app.count("SELECT COUNT(*) FROM reconciliation_runs"), 1);
     assert_eq!(app.count("SELECT COUNT(*) FROM admin_actions WHERE action = 'upload_settlement_file'"), 2);
-    let by: String =
-        app.ctx.db.conn().unwrap().query_row("SELECT source FROM reconciliation_runs", [], |r| r.get(0)).unwrap();
+    let by: String = app.value("SELECT source FROM reconciliation_runs");
     assert_eq!(by, "upload");
 
     let (_, page) =
@@ -104,10 +103,12 @@ async fn an_exception_is_resolved_with_a_note() {
     let (note, by): (String, String) = app
         .ctx
         .db
-        .conn()
-        .unwrap()
-        .query_row("SELECT note, resolved_by FROM reconciliation_items WHERE id = ?1", [id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
+        .read_now(|tx| {
+            tx.query_row(
+                "SELECT note, resolved_by FROM reconciliation_items WHERE id = $1",
+                till::db::params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
         })
         .unwrap();
     assert_eq!((note.as_str(), by.as_str()), ("a manual adjustment by the PSP", EMAIL));

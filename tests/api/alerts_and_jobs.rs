@@ -49,13 +49,12 @@ async fn the_ledger_audit_alerts_on_a_broken_ledger() {
     let app = spawn_app_with(|_| {}).await;
     app.paid_checkout(&[("seller_a", "5.00", "USD")]).await;
     assert!(till::jobs::tasks::ledger_audit(&app.ctx).await.unwrap());
-    let conn = app.ctx.db.conn().unwrap();
-    conn.execute("UPDATE wallets SET balance_minor = balance_minor + 1", []).unwrap();
+    app.execute("UPDATE wallets SET balance_minor = balance_minor + 1").unwrap();
     assert!(!till::jobs::tasks::ledger_audit(&app.ctx).await.unwrap());
     let alerts = app.get_json("/v1/alerts").await;
     assert_eq!(alerts["data"][0]["kind"], "ledger_audit");
     assert!(alerts["data"][0]["message"].as_str().unwrap().contains("wallet seller_a"));
-    conn.execute("UPDATE wallets SET balance_minor = balance_minor - 1", []).unwrap();
+    app.execute("UPDATE wallets SET balance_minor = balance_minor - 1").unwrap();
     assert!(till::jobs::tasks::ledger_audit(&app.ctx).await.unwrap());
     assert_eq!(app.get_json("/v1/alerts").await["data"], json!([]));
 }
@@ -70,9 +69,15 @@ async fn a_hosted_checkout_whose_webhooks_are_all_lost_is_synced_from_the_psp() 
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.get_json(&format!("/v1/checkouts/{checkout_id}")).await["is_payment_done"], false);
     // The sync job was queued for when the session must have ended; bring it forward.
-    let conn = app.ctx.db.conn().unwrap();
-    let moved = conn
-        .execute("UPDATE jobs SET run_at_ms = 0 WHERE kind = 'sync_checkout' AND subject_id = ?1", [checkout_id])
+    let moved = app
+        .ctx
+        .db
+        .write_now(|tx| {
+            tx.execute(
+                "UPDATE jobs SET run_at_ms = 0 WHERE kind = 'sync_checkout' AND subject_id = $1",
+                till::db::params![checkout_id],
+            )
+        })
         .unwrap();
     assert_eq!(moved, 1, "a sync job is queued with every hosted checkout");
     app.ctx.queue_wake.notify_one();
@@ -85,12 +90,8 @@ async fn idempotency_keys_older_than_a_day_are_cleaned_up() {
     let app = spawn_app_with(|_| {}).await;
     app.post_json("/v1/webhook_endpoints", &json!({"url": "https://a.example"}), Some("k1")).await;
     app.post_json("/v1/webhook_endpoints", &json!({"url": "https://b.example"}), Some("k2")).await;
-    let conn = app.ctx.db.conn().unwrap();
-    conn.execute(
-        "UPDATE idempotency_keys SET created_at_ms = created_at_ms - 86400001 WHERE idempotency_key = 'k1'",
-        [],
-    )
-    .unwrap();
+    app.execute("UPDATE idempotency_keys SET created_at_ms = created_at_ms - 86400001 WHERE idempotency_key = 'k1'")
+        .unwrap();
     assert_eq!(till::jobs::tasks::idempotency_cleanup(&app.ctx).await.unwrap(), 1);
     assert_eq!(app.count("SELECT COUNT(*) FROM idempotency_keys"), 1);
 }

@@ -7,8 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use till::config::DatabaseSettings;
+use till::db::params;
 
-use crate::helpers::token_body;
+use crate::helpers::{OnDatabase, fresh_postgres_database, test_postgres, token_body};
 
 struct Till {
     child: Child,
@@ -27,13 +29,27 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn command(dir: &Path, ports: (u16, u16), args: &[&str]) -> Command {
+/// Where a till and its restarts keep their books: till's SQLite file in
+/// `dir` (beside the sandbox's) or, when the suite runs on PostgreSQL, a
+/// fresh database there.
+fn databases(dir: &Path) -> DatabaseSettings {
+    let url = test_postgres().map(|server| fresh_postgres_database(&server)).unwrap_or_default();
+    DatabaseSettings { path: dir.join("till.db"), url, ..DatabaseSettings::default() }
+}
+
+/// till's books as the test reads them, through the seam.
+fn open_books(database: &DatabaseSettings) -> till::db::Db {
+    let settings = till::config::Settings { database: database.clone(), ..Default::default() };
+    till::startup::open_till_db(&settings).unwrap()
+}
+
+fn command(dir: &Path, database: &DatabaseSettings, ports: (u16, u16), args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_till"));
     cmd.args(args)
         .args(["--config", crate::helpers::empty_config()])
         .env("TILL_SERVER__BIND", format!("127.0.0.1:{}", ports.0))
         .env("TILL_SANDBOX__BIND", format!("127.0.0.1:{}", ports.1))
-        .env("TILL_DATABASE__PATH", dir.join("till.db"))
+        .on_database(database)
         .env("TILL_SANDBOX__DATABASE_PATH", dir.join("sandbox.db"))
         .env("TILL_SANDBOX__WEBHOOK_RETRY_BASE_MS", "50")
         .env("TILL_PSP__REQUEST_TIMEOUT_MS", "1000")
@@ -46,14 +62,14 @@ fn command(dir: &Path, ports: (u16, u16), args: &[&str]) -> Command {
 }
 
 /// A merchant API key made with the CLI, as an operator would.
-fn api_key(dir: &Path, ports: (u16, u16)) -> String {
-    let out = command(dir, ports, &["api-key", "create", "--name", "crash"]).output().unwrap();
+fn api_key(dir: &Path, database: &DatabaseSettings, ports: (u16, u16)) -> String {
+    let out = command(dir, database, ports, &["api-key", "create", "--name", "crash"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().lines().last().unwrap().to_string()
 }
 
-async fn start(dir: &Path, ports: (u16, u16)) -> Till {
-    let child = command(dir, ports, &["serve"]).stdout(Stdio::null()).spawn().unwrap();
+async fn start(dir: &Path, database: &DatabaseSettings, ports: (u16, u16)) -> Till {
+    let child = command(dir, database, ports, &["serve"]).stdout(Stdio::null()).spawn().unwrap();
     let base = format!("http://127.0.0.1:{}", ports.0);
     let started = Instant::now();
     while reqwest::get(format!("{base}/healthz")).await.is_err() {
@@ -66,9 +82,10 @@ async fn start(dir: &Path, ports: (u16, u16)) -> Till {
 #[tokio::test]
 async fn a_killed_till_finishes_every_stored_payment_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
+    let database = databases(dir.path());
     let ports = (free_port(), free_port());
-    let key = api_key(dir.path(), ports);
-    let mut till = start(dir.path(), ports).await;
+    let key = api_key(dir.path(), &database, ports);
+    let mut till = start(dir.path(), &database, ports).await;
 
     // Eight shops send payments as fast as they can; till is killed mid-way.
     let client = reqwest::Client::new();
@@ -96,61 +113,52 @@ async fn a_killed_till_finishes_every_stored_payment_exactly_once() {
     }
     assert!(acknowledged.len() > 10, "the load was under way: {}", acknowledged.len());
 
-    let _till = start(dir.path(), ports).await;
-    let conn = rusqlite::Connection::open(dir.path().join("till.db")).unwrap();
-    let stored: i64 = conn.query_row("SELECT COUNT(*) FROM payment_orders", [], |r| r.get(0)).unwrap();
+    let _till = start(dir.path(), &database, ports).await;
+    let books = open_books(&database);
+    let count = |sql: &str| -> i64 { books.read_now(|tx| tx.query_value(sql, params![])).unwrap() };
+    let stored = count("SELECT COUNT(*) FROM payment_orders");
     assert!(stored as usize >= acknowledged.len() * 2, "every acknowledged checkout was stored");
     let started = Instant::now();
     loop {
-        let open: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM payment_orders WHERE payment_order_status NOT IN ('SUCCESS', 'FAILED')",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let open = count("SELECT COUNT(*) FROM payment_orders WHERE payment_order_status NOT IN ('SUCCESS', 'FAILED')");
         if open == 0 {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(60), "{open} orders never finished");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let succeeded: i64 = conn
-        .query_row("SELECT COUNT(*) FROM payment_orders WHERE payment_order_status = 'SUCCESS'", [], |r| r.get(0))
-        .unwrap();
+    let succeeded = count("SELECT COUNT(*) FROM payment_orders WHERE payment_order_status = 'SUCCESS'");
     assert_eq!(succeeded, stored, "pm_card_visa always succeeds");
     for id in &acknowledged {
-        let done: bool = conn
-            .query_row(
-                "SELECT is_payment_done FROM payment_events WHERE checkout_id = ?1",
-                [id.as_str().unwrap()],
-                |r| r.get(0),
-            )
+        let done: bool = books
+            .read_now(|tx| {
+                tx.query_value(
+                    "SELECT is_payment_done FROM payment_events WHERE checkout_id = $1",
+                    params![id.as_str().unwrap()],
+                )
+            })
             .unwrap();
         assert!(done, "{id}");
     }
     // Credited once: the wallets hold exactly what the orders add up to.
-    let (a, b): (i64, i64) = conn
-        .query_row(
-            "SELECT (SELECT balance_minor FROM wallets WHERE seller_id = 'seller_a'),
-                    (SELECT balance_minor FROM wallets WHERE seller_id = 'seller_b')",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let (a, b) = (
+        count("SELECT balance_minor FROM wallets WHERE seller_id = 'seller_a'"),
+        count("SELECT balance_minor FROM wallets WHERE seller_id = 'seller_b'"),
+    );
     assert_eq!((a, b), (stored / 2 * 100, stored / 2 * 250));
     // Charged once: the PSP holds one successful intent per order.
-    crate::helpers::assert_one_charge_per_order(&dir.path().join("sandbox.db"), &conn);
-    let check = command(dir.path(), ports, &["check"]).output().unwrap();
+    crate::helpers::assert_one_charge_per_order(&dir.path().join("sandbox.db"), &books);
+    let check = command(dir.path(), &database, ports, &["check"]).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
 }
 
 #[tokio::test]
 async fn a_payout_stored_before_a_crash_is_sent_exactly_once_after_restart() {
     let dir = tempfile::tempdir().unwrap();
+    let database = databases(dir.path());
     let ports = (free_port(), free_port());
-    let key = api_key(dir.path(), ports);
-    let till = start(dir.path(), ports).await;
+    let key = api_key(dir.path(), &database, ports);
+    let till = start(dir.path(), &database, ports).await;
     let client = reqwest::Client::new();
     let api = |path: &str| format!("{}{path}", till.base);
     let sandbox = format!("http://127.0.0.1:{}", ports.1);
@@ -208,7 +216,7 @@ async fn a_payout_stored_before_a_crash_is_sent_exactly_once_after_restart() {
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     drop(till); // SIGKILL mid-flight
 
-    let till = start(dir.path(), ports).await;
+    let till = start(dir.path(), &database, ports).await;
     let started = Instant::now();
     let payout = loop {
         let p: serde_json::Value = client
@@ -236,6 +244,6 @@ async fn a_payout_stored_before_a_crash_is_sent_exactly_once_after_restart() {
         )
         .unwrap();
     assert_eq!(transfers, 1, "sent exactly once");
-    let check = command(dir.path(), ports, &["check"]).output().unwrap();
+    let check = command(dir.path(), &database, ports, &["check"]).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
 }

@@ -44,7 +44,7 @@ async fn thirty_token_payments_through_a_faulty_psp_are_each_charged_once() {
         b["balances"][0]["balance"],
         till::money::format_minor(b_expected, till::money::Currency::parse("USD").unwrap())
     );
-    assert_one_charge_per_order(&app.settings.sandbox.database_path, &app.ctx.db.conn().unwrap());
+    assert_one_charge_per_order(&app.settings.sandbox.database_path, &app.ctx.db);
     let attempts = app.count("SELECT SUM(attempts) FROM jobs WHERE kind = 'charge_order'");
     let calls = app.count("SELECT COUNT(*) FROM psp_calls");
     let unknown = app.count("SELECT COUNT(*) FROM psp_calls WHERE outcome LIKE '%unknown%'");

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Response, StatusCode, redirect};
 use serde_json::{Value, json};
-use till::config::Settings;
+use till::config::{DatabaseSettings, Settings};
 use till::context::Ctx;
 use till::startup::Application;
 use uuid::Uuid;
@@ -46,7 +46,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     till::telemetry::init(&settings.log);
     let app = Application::build(settings.clone()).unwrap();
     let address = format!("http://{}", app.address());
-    let sandbox = format!("http://{}", app.sandbox_address().unwrap());
+    // A till without its own sandbox talks to another's (psp.api_base).
+    let sandbox = app.sandbox_address().map_or_else(|| settings.psp.api_base.clone(), |a| format!("http://{a}"));
     let ctx = app.context().clone();
     tokio::spawn(app.run_until_stopped());
     let api_key = ctx.db.write_now(|tx| till::api_keys::create(tx, "tests")).unwrap().key;
@@ -71,6 +72,22 @@ pub fn test_postgres() -> Option<String> {
         return None;
     }
     Some(std::env::var("TILL_TEST_POSTGRES_URL").expect("TILL_TEST_POSTGRES_URL names the PostgreSQL server"))
+}
+
+/// A `till` subprocess on a test's database: its SQLite path, and its
+/// PostgreSQL URL when the suite runs on PostgreSQL.
+pub trait OnDatabase {
+    fn on_database(&mut self, database: &DatabaseSettings) -> &mut Self;
+}
+
+impl OnDatabase for std::process::Command {
+    fn on_database(&mut self, database: &DatabaseSettings) -> &mut Self {
+        self.env("TILL_DATABASE__PATH", &database.path);
+        if !database.url.is_empty() {
+            self.env("TILL_DATABASE__URL", &database.url);
+        }
+        self
+    }
 }
 
 /// A new, empty database on the test server; its URL.
@@ -211,7 +228,27 @@ impl TestApp {
     }
 
     pub fn count(&self, sql: &str) -> i64 {
+        self.value(sql)
+    }
+
+    /// The first column of the first row of a query without parameters.
+    pub fn value<T: till::db::FromSql + Send>(&self, sql: &str) -> T {
         self.ctx.db.read_now(|tx| tx.query_value(sql, till::db::params![])).unwrap()
+    }
+
+    /// The first column of every row of a query without parameters.
+    pub fn column<T: till::db::FromSql + Send>(&self, sql: &str) -> Vec<T> {
+        self.ctx.db.read_now(|tx| tx.query_map(sql, till::db::params![], |r| r.get(0))).unwrap()
+    }
+
+    /// A statement without parameters, in a write of its own: a change
+    /// behind till's back, as an operator with a SQL shell would make it.
+    pub fn execute(&self, sql: &str) -> anyhow::Result<usize> {
+        self.ctx.db.write_now(|tx| tx.execute(sql, till::db::params![]))
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.ctx.db.is_postgres()
     }
 
     pub fn assert_ledger_ok(&self) {
@@ -227,6 +264,19 @@ impl Drop for TestApp {
             self.assert_ledger_ok();
         }
     }
+}
+
+/// The PSP's payment intent of a checkout's (only) order.
+pub fn intent_of(app: &TestApp, checkout_id: &str) -> String {
+    app.ctx
+        .db
+        .read_now(|tx| {
+            tx.query_value(
+                "SELECT psp_payment_intent_id FROM payment_orders WHERE checkout_id = $1",
+                till::db::params![checkout_id],
+            )
+        })
+        .unwrap()
 }
 
 pub fn session_id_of(redirect_url: &str) -> String {
@@ -347,7 +397,7 @@ impl TestApp {
 
 /// The PSP's own books: exactly one successful payment intent for each
 /// successful token order, and none for any other order.
-pub fn assert_one_charge_per_order(sandbox_db: &std::path::Path, till: &rusqlite::Connection) {
+pub fn assert_one_charge_per_order(sandbox_db: &std::path::Path, till: &till::db::Db) {
     let psp = rusqlite::Connection::open(sandbox_db).unwrap();
     let mut charges = std::collections::HashMap::<String, i64>::new();
     let mut st = psp
@@ -360,14 +410,16 @@ pub fn assert_one_charge_per_order(sandbox_db: &std::path::Path, till: &rusqlite
         let (order, n) = row.unwrap();
         charges.insert(order, n);
     }
-    let mut st = till
-        .prepare(
-            "SELECT o.payment_order_id, o.payment_order_status FROM payment_orders o
-             JOIN payment_events e ON e.checkout_id = o.checkout_id WHERE e.payment_method = 'token'",
-        )
+    let orders: Vec<(String, String)> = till
+        .read_now(|tx| {
+            tx.query_map(
+                "SELECT o.payment_order_id, o.payment_order_status FROM payment_orders o
+                 JOIN payment_events e ON e.checkout_id = o.checkout_id WHERE e.payment_method = 'token'",
+                till::db::params![],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })
         .unwrap();
-    let orders: Vec<(String, String)> =
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
     for (order, status) in &orders {
         let expected = i64::from(status == "SUCCESS");
         assert_eq!(charges.get(order).copied().unwrap_or(0), expected, "order {order} is {status}");

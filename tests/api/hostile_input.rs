@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{hosted_body, spawn_app, spawn_app_with};
+use crate::helpers::{OnDatabase, hosted_body, spawn_app, spawn_app_with};
 
 fn assert_param_null(err: &Value, what: &str) {
     let error = err["error"].as_object().unwrap_or_else(|| panic!("{what}: {err}"));
@@ -147,7 +147,7 @@ async fn a_key_revoked_by_the_cli_stops_working_in_the_running_server_within_a_s
     assert_eq!(get().await.unwrap().status(), StatusCode::OK, "the key works and is cached");
     let revoke = Command::new(env!("CARGO_BIN_EXE_till"))
         .args(["--config", crate::helpers::empty_config(), "api-key", "revoke", &key.id])
-        .env("TILL_DATABASE__PATH", &app.settings.database.path)
+        .on_database(&app.settings.database)
         .env("TILL_LOG__LEVEL", "error")
         .output()
         .unwrap();

@@ -28,5 +28,7 @@ mod psp_retries;
 mod psp_webhooks;
 mod reconciliation;
 mod refunds;
+mod scale_out;
+mod schema;
 mod stripe_wire;
 mod token_payments;

@@ -188,19 +188,16 @@ async fn a_stored_endpoint_that_leads_inside_is_never_reached_and_its_deliveries
     }
     assert_eq!(app.count("SELECT COUNT(*) FROM jobs WHERE kind = 'deliver_webhook'"), 4, "two events, two endpoints");
     assert!(receiver.all().is_empty(), "till connected inside: {} requests", receiver.all().len());
-    let conn = app.ctx.db.conn().unwrap();
-    let mut st = conn.prepare("SELECT status, attempts, last_status, last_error FROM webhook_deliveries").unwrap();
-    let rows = st
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, Option<i64>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-            ))
+    let rows = app
+        .ctx
+        .db
+        .read_now(|tx| {
+            tx.query_map(
+                "SELECT status, attempts, last_status, last_error FROM webhook_deliveries",
+                till::db::params![],
+                |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?, r.get::<Option<i64>>(2)?, r.get::<Option<String>>(3)?)),
+            )
         })
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
         .unwrap();
     assert_eq!(rows.len(), 4);
     for (status, attempts, last_status, last_error) in rows {

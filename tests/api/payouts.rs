@@ -164,12 +164,7 @@ async fn held_money_is_pending_and_not_paid_out() {
     assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("amount_exceeds_available")));
     assert_eq!(till::payouts::pay_out_all(&app.ctx).await.unwrap(), 0, "the schedule leaves held money alone");
     // Seven days later the money is available.
-    app.ctx
-        .db
-        .conn()
-        .unwrap()
-        .execute("UPDATE payment_orders SET succeeded_at = '2000-01-01T00:00:00.000Z'", [])
-        .unwrap();
+    app.execute("UPDATE payment_orders SET succeeded_at = '2000-01-01T00:00:00.000Z'").unwrap();
     assert_eq!(app.get_json("/v1/wallets/seller_a").await["balances"][0]["available"], "25.00");
     assert_eq!(till::payouts::pay_out_all(&app.ctx).await.unwrap(), 1);
 }

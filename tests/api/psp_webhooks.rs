@@ -5,7 +5,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use till::psp::webhook_signature::sign;
 
-use crate::helpers::{TestApp, session_id_of, spawn_app};
+use till::db::params;
+
+use crate::helpers::{TestApp, intent_of, session_id_of, spawn_app};
 
 fn completed_event(session_id: &str) -> String {
     json!({
@@ -121,13 +123,7 @@ async fn a_paid_intent_cannot_pay_an_order_its_body_names() {
     let app = spawn_app().await;
     let paid = app.paid_checkout(&[("seller_a", "50.00", "USD")]).await;
     let paid_id = paid["checkout_id"].as_str().unwrap().to_string();
-    let intent_id: String = app
-        .ctx
-        .db
-        .conn()
-        .unwrap()
-        .query_row("SELECT psp_payment_intent_id FROM payment_orders WHERE checkout_id = ?1", [&paid_id], |r| r.get(0))
-        .unwrap();
+    let intent_id = intent_of(&app, &paid_id);
     let victim = app.create_hosted(&[("seller_b", "50.00", "USD")]).await;
     let victim_order = victim["orders"][0]["payment_order_id"].as_str().unwrap();
     let victim_checkout = victim["checkout_id"].as_str().unwrap();
@@ -161,22 +157,32 @@ async fn one_charge_never_pays_another_checkouts_order_or_more_than_it_took() {
     let paid_id = paid["checkout_id"].as_str().unwrap().to_string();
     let victim = app.create_hosted(&[("seller_b", "50.00", "USD")]).await;
     let victim_order = victim["orders"][0]["payment_order_id"].as_str().unwrap().to_string();
-    let conn = app.ctx.db.conn().unwrap();
-    let intent: String = conn
-        .query_row("SELECT psp_payment_intent_id FROM payment_orders WHERE checkout_id = ?1", [&paid_id], |r| r.get(0))
-        .unwrap();
+    let intent = intent_of(&app, &paid_id);
+    let db = &app.ctx.db;
 
     // A charge cannot be recorded as backing more than it took.
-    let over =
-        conn.execute("UPDATE psp_charges SET backed_minor = backed_minor + 1 WHERE payment_intent_id = ?1", [&intent]);
+    let over = db.write_now(|tx| {
+        tx.execute(
+            "UPDATE psp_charges SET backed_minor = backed_minor + 1 WHERE payment_intent_id = $1",
+            params![intent],
+        )
+    });
     assert!(over.is_err(), "the database refuses a charge backing more than its amount");
 
     // Forced past the code: the audit names the order paid by another checkout's charge.
-    conn.execute_batch("DROP TRIGGER payment_orders_final_stays_final").unwrap();
-    conn.execute(
-        "UPDATE payment_orders SET payment_order_status = 'SUCCESS', psp_payment_intent_id = ?2 WHERE payment_order_id = ?1",
-        [&victim_order, &intent],
-    )
+    let drop_trigger = if app.is_postgres() {
+        "DROP TRIGGER payment_orders_final_stays_final ON payment_orders"
+    } else {
+        "DROP TRIGGER payment_orders_final_stays_final"
+    };
+    app.execute(drop_trigger).unwrap();
+    db.write_now(|tx| {
+        tx.execute(
+            "UPDATE payment_orders SET payment_order_status = 'SUCCESS', psp_payment_intent_id = $2
+             WHERE payment_order_id = $1",
+            params![victim_order, intent],
+        )
+    })
     .unwrap();
     let report = app.ctx.db.read_snapshot(till::ledger::check::run).unwrap();
     let sixth: Vec<&str> = report.violations.iter().filter(|v| v.invariant == 6).map(|v| v.message.as_str()).collect();
@@ -184,9 +190,12 @@ async fn one_charge_never_pays_another_checkouts_order_or_more_than_it_took() {
     assert!(sixth.iter().any(|m| m.contains("pays orders adding up to 10000")), "{sixth:?}");
 
     // Undone, so the scenario's closing audit checks the rest of the books.
-    conn.execute(
-        "UPDATE payment_orders SET payment_order_status = 'EXECUTING', psp_payment_intent_id = NULL WHERE payment_order_id = ?1",
-        [&victim_order],
-    )
+    db.write_now(|tx| {
+        tx.execute(
+            "UPDATE payment_orders SET payment_order_status = 'EXECUTING', psp_payment_intent_id = NULL
+             WHERE payment_order_id = $1",
+            params![victim_order],
+        )
+    })
     .unwrap();
 }

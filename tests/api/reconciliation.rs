@@ -20,7 +20,7 @@ use till::ledger::{self, BANK, PSP_BALANCE, PSP_FEES};
 use till::money::Currency;
 use till::reconciliation::{self, RunSummary};
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with, token_body, uuid};
+use crate::helpers::{OnDatabase, TestApp, spawn_app, spawn_app_with, token_body, uuid};
 
 const HEADER: &str = "balance_transaction_id,created_utc,available_on_utc,currency,gross,fee,net,reporting_category,\
                       source_id,payment_intent_id,description,payment_metadata[checkout_id],\
@@ -45,7 +45,7 @@ fn crafted(lines: &[Line]) -> String {
 }
 
 fn text(app: &TestApp, sql: &str) -> String {
-    app.ctx.db.conn().unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
+    app.value(sql)
 }
 
 fn balance(app: &TestApp, account: &str) -> i64 {
@@ -334,23 +334,27 @@ async fn a_till_record_is_matched_at_most_once_by_the_database() {
     );
 
     // And the database refuses a second claim even if the code forgot.
-    let conn = app.ctx.db.conn().unwrap();
-    conn.execute(
+    app.execute(
         "INSERT INTO settlement_rows (file_id, line, balance_transaction_id, created_utc, currency, gross_minor,
              fee_minor, net_minor, reporting_category) VALUES (1, 99, 'txn_f', 'now', 'USD', 1, 0, 1, 'charge')",
-        [],
     )
     .unwrap();
-    let err = conn
-        .execute(
-            "INSERT INTO reconciliation_items (row_id, class, first_class, rule, first_rule, record_type, record_id,
-                                               status, created_at, updated_at)
-             SELECT id, 'matched', 'matched', 'forged', 'forged', 'checkout', ?1, 'none', 'now', 'now'
-             FROM settlement_rows WHERE balance_transaction_id = 'txn_f'",
-            [&a],
-        )
+    let err = app
+        .ctx
+        .db
+        .write_now(|tx| {
+            tx.execute(
+                "INSERT INTO reconciliation_items (row_id, class, first_class, rule, first_rule, record_type, record_id,
+                                                   status, created_at, updated_at)
+                 SELECT id, 'matched', 'matched', 'forged', 'forged', 'checkout', $1, 'none', 'now', 'now'
+                 FROM settlement_rows WHERE balance_transaction_id = 'txn_f'",
+                till::db::params![a],
+            )
+        })
         .unwrap_err();
-    assert!(err.to_string().contains("UNIQUE"), "{err}");
+    // The engine's own word for it (SQLite says "UNIQUE constraint failed",
+    // PostgreSQL "violates unique constraint").
+    assert!(till::db::is_unique_violation(&err), "{err:#}");
 }
 
 async fn put_seller(app: &TestApp, id: &str) {
@@ -407,11 +411,7 @@ async fn refunds_and_payouts_in_the_days_report_are_matched_by_their_psp_ids() {
 
     let runs = reconcile_since(&app, first_day).await;
 
-    let rules: Vec<String> = {
-        let conn = app.ctx.db.conn().unwrap();
-        let mut st = conn.prepare("SELECT rule FROM reconciliation_items ORDER BY rule").unwrap();
-        st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
-    };
+    let rules: Vec<String> = app.column("SELECT rule FROM reconciliation_items ORDER BY rule");
     assert_eq!(
         rules,
         [
@@ -457,13 +457,10 @@ async fn a_refund_and_a_payout_whose_answers_were_lost_are_fixed_by_asking_the_p
     assert_eq!(app.get_json(&format!("/v1/payouts/{payout_id}")).await["status"], "PAID");
     let fixed: i64 = runs.iter().map(|r| r.run.auto_fixed).sum();
     assert_eq!(fixed, 2, "{runs:?}");
-    let decisions: Vec<String> = {
-        let conn = app.ctx.db.conn().unwrap();
-        let sql = "SELECT first_rule || ' -> ' || rule FROM reconciliation_items WHERE first_class = 'missing_in_till'
-                   ORDER BY first_rule";
-        let mut st = conn.prepare(sql).unwrap();
-        st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
-    };
+    let decisions: Vec<String> = app.column(
+        "SELECT first_rule || ' -> ' || rule FROM reconciliation_items WHERE first_class = 'missing_in_till'
+         ORDER BY first_rule",
+    );
     assert_eq!(
         decisions,
         [
@@ -588,7 +585,7 @@ fn till(app: &TestApp, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_till"))
         .args(args)
         .args(["--config", crate::helpers::empty_config()])
-        .env("TILL_DATABASE__PATH", &app.settings.database.path)
+        .on_database(&app.settings.database)
         .env("TILL_PSP__API_BASE", &app.sandbox)
         .env("TILL_LOG__LEVEL", "error")
         .output()
@@ -668,16 +665,12 @@ fn at_psp<T: rusqlite::types::FromSql>(app: &TestApp, sql: &str) -> Vec<T> {
 /// is written in the background, in order).
 async fn report_calls(app: &TestApp, day: NaiveDate) -> Vec<String> {
     let sql = format!(
-        "SELECT method || ' ' || path || ' ' || COALESCE(http_status, 'none') FROM psp_calls
+        "SELECT method || ' ' || path || ' ' || COALESCE(CAST(http_status AS TEXT), 'none') FROM psp_calls
          WHERE subject_id = 'settlement_report:{day}' ORDER BY id"
     );
     let started = std::time::Instant::now();
     loop {
-        let calls: Vec<String> = {
-            let conn = app.ctx.db.conn().unwrap();
-            let mut st = conn.prepare(&sql).unwrap();
-            st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
-        };
+        let calls: Vec<String> = app.column(&sql);
         if calls.iter().any(|c| c.contains("/v1/files/")) {
             return calls;
         }
@@ -731,8 +724,7 @@ async fn the_nightly_job_fetches_the_day_through_a_report_run_and_matches() {
     assert!(reads.iter().all(|c| *c == format!("GET /v1/reporting/report_runs/{run_id} 200")), "{calls:?}");
     assert_eq!(app.count("SELECT COUNT(*) FROM psp_calls WHERE path LIKE '/v1/sandbox/%'"), 0);
     // What was imported is the PSP's file, which is the day's settlement report.
-    let raw: Vec<u8> =
-        app.ctx.db.conn().unwrap().query_row("SELECT raw FROM settlement_files", [], |r| r.get(0)).unwrap();
+    let raw: Vec<u8> = app.value("SELECT raw FROM settlement_files");
     let contents: String = at_psp(&app, "SELECT contents FROM files").remove(0);
     assert_eq!(String::from_utf8(raw).unwrap(), contents);
     assert_eq!(contents, report(&app, day).await);

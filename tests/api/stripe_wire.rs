@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::admin::sign_in;
-use crate::helpers::{TestApp, spawn_app_with, token_body};
+use crate::helpers::{TestApp, intent_of, spawn_app_with, token_body};
 
 const SUFFIX: &str = "TILL TEST";
 
@@ -25,11 +25,17 @@ async fn sandbox_log(app: &TestApp) -> Vec<Value> {
 async fn recorded_calls(app: &TestApp, paths: &[&str]) -> (Vec<(String, Option<String>)>, Vec<Value>) {
     let started = Instant::now();
     loop {
-        let calls: Vec<(String, Option<String>)> = {
-            let conn = app.ctx.db.conn().unwrap();
-            let mut st = conn.prepare("SELECT method || ' ' || path, api_version FROM psp_calls ORDER BY id").unwrap();
-            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
-        };
+        let calls: Vec<(String, Option<String>)> = app
+            .ctx
+            .db
+            .read_now(|tx| {
+                tx.query_map(
+                    "SELECT method || ' ' || path, api_version FROM psp_calls ORDER BY id",
+                    till::db::params![],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+            })
+            .unwrap();
         let log = sandbox_log(app).await;
         let posted = |path: &&str| calls.iter().any(|(call, _)| *call == format!("POST {path}"));
         if calls.len() == log.len() && paths.iter().all(posted) {
@@ -71,31 +77,11 @@ async fn every_psp_call_carries_the_pinned_stripe_version() {
     }
 
     // The charges: no redirects for the token one, the suffix on both.
-    let token_pi: String = app
-        .ctx
-        .db
-        .conn()
-        .unwrap()
-        .query_row(
-            "SELECT psp_payment_intent_id FROM payment_orders WHERE checkout_id = ?1",
-            [token["checkout_id"].as_str().unwrap()],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let token_pi = intent_of(&app, token["checkout_id"].as_str().unwrap());
     let pi = app.sandbox_get(&format!("/v1/payment_intents/{token_pi}")).await;
     assert_eq!(pi["automatic_payment_methods"], json!({"enabled": true, "allow_redirects": "never"}));
     assert_eq!(pi["statement_descriptor_suffix"], SUFFIX);
-    let session_pi: String = app
-        .ctx
-        .db
-        .conn()
-        .unwrap()
-        .query_row(
-            "SELECT psp_payment_intent_id FROM payment_orders WHERE checkout_id = ?1",
-            [hosted["checkout_id"].as_str().unwrap()],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let session_pi = intent_of(&app, hosted["checkout_id"].as_str().unwrap());
     let pi = app.sandbox_get(&format!("/v1/payment_intents/{session_pi}")).await;
     assert_eq!(pi["statement_descriptor_suffix"], SUFFIX);
 

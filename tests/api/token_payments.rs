@@ -24,11 +24,7 @@ async fn a_token_payment_charges_each_order_once() {
     }
     assert_eq!(app.get_json("/v1/wallets/seller_a").await["balances"][0]["balance"], "25.00");
     assert_eq!(app.get_json("/v1/wallets/seller_b").await["balances"][0]["balance"], "1000");
-    let intents: Vec<String> = {
-        let conn = app.ctx.db.conn().unwrap();
-        let mut st = conn.prepare("SELECT psp_payment_intent_id FROM payment_orders ORDER BY position").unwrap();
-        st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
-    };
+    let intents: Vec<String> = app.column("SELECT psp_payment_intent_id FROM payment_orders ORDER BY position");
     let first = app.sandbox_get(&format!("/v1/payment_intents/{}", intents[0])).await;
     assert_eq!(
         (first["status"].as_str(), first["amount"].as_i64(), first["currency"].as_str()),
