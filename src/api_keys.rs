@@ -80,13 +80,6 @@ pub fn touch(tx: &Tx, id: &str) -> anyhow::Result<bool> {
     Ok(n == 1)
 }
 
-/// The names of these keys, by id (the dashboard shows who did what by name).
-pub fn names(tx: &Tx) -> anyhow::Result<std::collections::HashMap<String, String>> {
-    let rows: Vec<(String, String)> =
-        tx.query_map("SELECT id, name FROM api_keys", params![], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.into_iter().collect())
-}
-
 /// Revokes a live key; returns false if there is none with this id.
 pub fn revoke(tx: &Tx, id: &str) -> anyhow::Result<bool> {
     let n = tx.execute(

@@ -430,18 +430,16 @@ impl Default for AdminSettings {
     }
 }
 
-/// Prometheus metrics at `GET /metrics`, on an address of their own.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Prometheus metrics at `GET /metrics`: never on the public port unless
+/// a bearer token guards them there. Both empty (the default): no metrics.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSettings {
-    /// Where `/metrics` is served; empty disables it. Never the public port.
+    /// An address of their own (`127.0.0.1:9464`), without authentication.
     pub bind: String,
-}
-
-impl Default for MetricsSettings {
-    fn default() -> Self {
-        Self { bind: "127.0.0.1:9464".into() }
-    }
+    /// If set, `/metrics` is also served on `server.bind`, to requests
+    /// that send `Authorization: Bearer <token>`.
+    pub token: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -556,6 +554,13 @@ impl Settings {
         problems.extend(
             proxies.iter().filter_map(|p| IpRange::parse(p).err()).map(|e| format!("server.trusted_proxies: {e}")),
         );
+        if !self.metrics.bind.is_empty() && self.metrics.bind.parse::<SocketAddr>().is_err() {
+            problems
+                .push(format!("metrics.bind: '{}' is not empty or an address like 127.0.0.1:9464", self.metrics.bind));
+        }
+        if !self.metrics.token.is_empty() && !(16..=256).contains(&self.metrics.token.len()) {
+            problems.push("metrics.token: empty, or 16 to 256 characters".into());
+        }
         if !(1..=64).contains(&self.database.pool_size) {
             problems.push("database.pool_size: must be between 1 and 64".into());
         }

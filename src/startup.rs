@@ -95,7 +95,7 @@ impl Application {
             dashboard = %format!("{public}/admin"),
             hosted_pages = hosted_pages.as_deref().unwrap_or("at the PSP"),
             psp = %api_base,
-            metrics = %metrics_address.map_or_else(|| "off".to_string(), |a| format!("http://{a}/metrics")),
+            metrics = %metrics_url(metrics_address, &public, &settings.metrics.token),
             "till is listening"
         );
         Ok(Application { address, sandbox_address, metrics_address, ctx, servers })
@@ -202,12 +202,11 @@ fn till_app(
         app.into_utoipa_app().service(utoipa_actix_web::scope("/v1").configure(http::api::configure)).split_for_parts();
     app.wrap(actix_web::middleware::from_fn(http::body_deadline::limit))
         .wrap(actix_web::middleware::from_fn(http::metrics::record))
-        .wrap(actix_web::middleware::Logger::new("%r %s %Dms").exclude("/healthz").exclude("/readyz"))
-        .app_data(data)
-        .app_data(
-            web::QueryConfig::default()
-                .error_handler(|e, _| ApiError::bad_request("parameter_invalid", format!("query string: {e}")).into()),
+        .wrap(
+            actix_web::middleware::Logger::new("%r %s %Dms").exclude("/healthz").exclude("/readyz").exclude("/metrics"),
         )
+        .app_data(data)
+        .app_data(web::QueryConfig::default().error_handler(|e, _| http::errors::query_error(&e).into()))
         .app_data(
             web::PathConfig::default()
                 .error_handler(|e, _| ApiError::bad_request("parameter_invalid", format!("path: {e}")).into()),
@@ -215,6 +214,16 @@ fn till_app(
         .configure(http::configure)
         .configure(|cfg| http::admin::configure(cfg, admin))
         .default_service(web::to(no_route))
+}
+
+/// Where `/metrics` is, as the start line says it.
+fn metrics_url(own: Option<SocketAddr>, public: &str, token: &str) -> String {
+    match (own, token.is_empty()) {
+        (Some(a), true) => format!("http://{a}/metrics"),
+        (Some(a), false) => format!("http://{a}/metrics, and {public}/metrics with metrics.token"),
+        (None, false) => format!("{public}/metrics with metrics.token"),
+        (None, true) => "off (metrics.bind, metrics.token)".to_string(),
+    }
 }
 
 /// No route answers this request: 405 with `Allow` if the path has routes

@@ -60,7 +60,7 @@ fn touch(ctx: &Ctx, id: &str) {
 
 /// The credentials of `Authorization: Bearer <token>`; the scheme is
 /// case-insensitive (RFC 9110 §11.1).
-fn bearer_token(header: &str) -> Option<&str> {
+pub(crate) fn bearer_token(header: &str) -> Option<&str> {
     let (scheme, token) = header.trim_start().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)

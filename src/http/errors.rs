@@ -247,3 +247,20 @@ impl From<crate::payouts::PayoutError> for ApiError {
         }
     }
 }
+
+/// A query string that does not parse, said without the parser's own
+/// words: an unknown parameter is named with those the route takes.
+pub fn query_error(e: &actix_web::error::QueryPayloadError) -> ApiError {
+    let text = e.to_string();
+    let text = text.strip_prefix("Query deserialize error: ").unwrap_or(&text);
+    // serde: "unknown field `x`, expected one of `a`, `b`" / "expected `a`"
+    if let Some(rest) = text.strip_prefix("unknown field `")
+        && let Some((name, expected)) = rest.split_once('`')
+    {
+        let expected = expected.trim_start_matches(", ").replace("expected one of ", "").replace("expected ", "");
+        let message = format!("unknown query parameter '{name}': this route takes {}", expected.replace('`', "'"));
+        let name: String = name.chars().take(64).collect();
+        return ApiError::invalid("parameter_invalid", message, &name);
+    }
+    ApiError::bad_request("parameter_invalid", format!("a query parameter is not of its kind: {text}"))
+}

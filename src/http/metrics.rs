@@ -43,6 +43,37 @@ pub fn server(listener: TcpListener, ctx: Ctx) -> anyhow::Result<Server> {
     Ok(server)
 }
 
+/// `/metrics` on the public port: only with `metrics.token` as the bearer
+/// token (404 when no token is set, as if there were no such route).
+pub async fn scrape_with_token(ctx: web::Data<Ctx>, req: actix_web::HttpRequest) -> HttpResponse {
+    let token = ctx.settings.metrics.token.as_bytes();
+    if token.is_empty() {
+        return actix_web::ResponseError::error_response(&crate::http::errors::ApiError {
+            status: actix_web::http::StatusCode::NOT_FOUND,
+            ..crate::http::errors::ApiError::bad_request("route_missing", "no route /metrics")
+        });
+    }
+    let given = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(crate::http::auth::bearer_token)
+        .unwrap_or("");
+    if !same_bytes(given.as_bytes(), token) {
+        let error = crate::http::errors::ApiError {
+            code: "metrics_token_invalid",
+            ..crate::http::errors::ApiError::unauthorized("send metrics.token as 'Authorization: Bearer <token>'")
+        };
+        return actix_web::ResponseError::error_response(&error);
+    }
+    scrape(ctx).await
+}
+
+/// Compares in a time that does not depend on where the two differ.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 async fn scrape(ctx: web::Data<Ctx>) -> HttpResponse {
     METRICS.storage_available.set(i64::from(ctx.db.storage_trouble().is_none()));
     // Gauges of the database; if it does not answer, the rest is still served.

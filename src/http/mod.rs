@@ -23,6 +23,7 @@ use crate::context::Ctx;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics::scrape_with_token))
         .route("/webhooks/psp", web::post().to(psp_webhook::receive));
 }
 

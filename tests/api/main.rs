@@ -7,6 +7,7 @@ mod admin;
 mod admin_browser;
 mod admin_login;
 mod admin_perf;
+mod admin_phone;
 mod admin_reconciliation;
 
 mod alerts_and_jobs;

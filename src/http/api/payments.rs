@@ -368,7 +368,9 @@ pub async fn list_payment_orders(
     let status = match q.status.as_deref() {
         None => None,
         Some(s) => Some(OrderStatus::parse(s).ok_or_else(|| {
-            ApiError::invalid("parameter_invalid", format!("status '{s}' is not an order status"), "status")
+            let valid: Vec<&str> = OrderStatus::ALL.iter().map(|s| s.as_str()).collect();
+            let message = format!("status '{s}' is not an order status: one of {}", valid.join(", "));
+            ApiError::invalid("parameter_invalid", message, "status")
         })?),
     };
     let limit = q.limit.unwrap_or(10);
