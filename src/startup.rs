@@ -153,7 +153,8 @@ fn till_server(listener: TcpListener, ctx: Ctx) -> anyhow::Result<Server> {
     // Built once, outside the workers, so that every worker shares one bound on password hashing.
     let admin = web::Data::new(http::admin::AdminState::new(&ctx.settings));
     let data = web::Data::new(ctx);
-    let openapi = web::Data::new(openapi());
+    let public = crate::config::public_base(&data.settings.server.public_url, listener.local_addr()?);
+    let openapi = web::Data::new(http::api::openapi::complete(&generated_openapi(), Some(&public)));
     let mut server = HttpServer::new(move || till_app(data.clone(), openapi.clone(), admin.clone()))
         .listen(listener)?
         .shutdown_timeout(30);
@@ -164,8 +165,12 @@ fn till_server(listener: TcpListener, ctx: Ctx) -> anyhow::Result<Server> {
 }
 
 /// The merchant API's OpenAPI description, collected from the same route
-/// table every worker mounts.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+/// table every worker mounts, with what every route shares (`http::api::openapi`).
+pub fn openapi() -> serde_json::Value {
+    http::api::openapi::complete(&generated_openapi(), None)
+}
+
+fn generated_openapi() -> utoipa::openapi::OpenApi {
     App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
@@ -178,7 +183,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// description, the staff dashboard, the PSP webhook endpoint, health.
 fn till_app(
     data: web::Data<Ctx>,
-    openapi: web::Data<utoipa::openapi::OpenApi>,
+    openapi: web::Data<serde_json::Value>,
     admin: web::Data<http::admin::AdminState>,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
@@ -228,7 +233,7 @@ fn metrics_url(own: Option<SocketAddr>, public: &str, token: &str) -> String {
 
 /// No route answers this request: 405 with `Allow` if the path has routes
 /// for other methods, 404 otherwise.
-async fn no_route(req: actix_web::HttpRequest, openapi: web::Data<utoipa::openapi::OpenApi>) -> HttpResponse {
+async fn no_route(req: actix_web::HttpRequest, openapi: web::Data<serde_json::Value>) -> HttpResponse {
     use actix_web::http::StatusCode;
     let path = req.path();
     let (status, code, message) = if req.resource_map().has_resource(path) {
@@ -250,9 +255,8 @@ async fn no_route(req: actix_web::HttpRequest, openapi: web::Data<utoipa::openap
 }
 
 /// The methods the OpenAPI description lists for a route pattern.
-fn allowed_methods(openapi: &utoipa::openapi::OpenApi, pattern: &str) -> Vec<String> {
-    let Some(item) = openapi.paths.paths.get(pattern) else { return Vec::new() };
-    let Ok(json) = serde_json::to_value(item) else { return Vec::new() };
+fn allowed_methods(openapi: &serde_json::Value, pattern: &str) -> Vec<String> {
+    let json = &openapi["paths"][pattern];
     let methods = ["get", "put", "post", "delete", "patch"];
     methods.iter().filter(|m| json.get(**m).is_some()).map(|m| m.to_uppercase()).collect()
 }

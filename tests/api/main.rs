@@ -23,6 +23,7 @@ mod hostile_input;
 mod idempotency_header;
 mod merchant_webhooks;
 mod openapi;
+mod ops_openapi;
 mod payouts;
 mod properties;
 mod psp_retries;

@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod body;
+pub mod openapi;
 pub mod payments;
 pub mod payouts;
 pub mod reconciliation;

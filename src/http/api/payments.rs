@@ -20,8 +20,8 @@ use crate::payments::store::{self, CheckoutView, OrderView, Page};
 use crate::payments::sync;
 
 pub const MAX_ORDERS: usize = 50;
-const MAX_TEXT: usize = 255;
-const MAX_URL: usize = 2048;
+pub(crate) const MAX_TEXT: usize = 255;
+pub(crate) const MAX_URL: usize = 2048;
 
 /// `POST /v1/payments`: one checkout with one order per seller.
 #[derive(Deserialize, ToSchema)]

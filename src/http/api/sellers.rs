@@ -11,7 +11,7 @@ use crate::http::errors::{ApiError, ErrorBody};
 use crate::payments::model::SellerId;
 use crate::payouts::{SellerView, store};
 
-const MAX_NAME: usize = 200;
+pub(crate) const MAX_NAME: usize = 200;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
