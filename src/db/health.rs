@@ -14,33 +14,50 @@ pub struct Trouble {
 
 #[derive(Debug, Default)]
 pub struct Health {
-    trouble: Mutex<Option<Trouble>>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The trouble under way.
+    current: Option<Trouble>,
+    /// The latest episode, numbered from 1, ended or not: an episode can
+    /// end before anyone looked (the storage watch alerts on it anyway).
+    latest: Option<(u64, Trouble)>,
 }
 
 impl Health {
     /// The trouble under way, if any.
     pub fn trouble(&self) -> Option<Trouble> {
-        self.lock().clone()
+        self.lock().current.clone()
+    }
+
+    /// The latest episode of trouble, under way or ended, and its number.
+    pub fn latest(&self) -> Option<(u64, Trouble)> {
+        self.lock().latest.clone()
     }
 
     /// A write failed for want of storage. Logged once per episode.
     pub(crate) fn failed(&self, error: &str) {
-        let mut trouble = self.lock();
-        if trouble.is_none() {
+        let mut state = self.lock();
+        if state.current.is_none() {
             tracing::error!(error, "storage unavailable: writes fail until it takes them again");
-            *trouble = Some(Trouble { since: crate::db::now(), error: error.to_string() });
+            let trouble = Trouble { since: crate::db::now(), error: error.to_string() };
+            let n = state.latest.as_ref().map_or(1, |(n, _)| n + 1);
+            state.latest = Some((n, trouble.clone()));
+            state.current = Some(trouble);
         }
     }
 
     /// A write committed changes: the storage takes writes (again).
     pub(crate) fn wrote(&self) {
-        let mut trouble = self.lock();
-        if let Some(ended) = trouble.take() {
+        let mut state = self.lock();
+        if let Some(ended) = state.current.take() {
             tracing::warn!(since = %ended.since, error = %ended.error, "storage takes writes again");
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Trouble>> {
-        self.trouble.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -171,6 +171,11 @@ impl Db {
         self.health.trouble()
     }
 
+    /// The latest episode of storage trouble, under way or ended, numbered.
+    pub fn latest_storage_trouble(&self) -> Option<(u64, Trouble)> {
+        self.health.latest()
+    }
+
     /// Whether this is a PostgreSQL database.
     pub fn is_postgres(&self) -> bool {
         matches!(self.engine, Engine::Postgres { .. })

@@ -180,7 +180,8 @@ fn run_alone(conn: &mut Connection, mut job: Box<dyn WriteJob>) -> Result<(), Fa
         drop(tx);
         if ended { Err(ended_early()) } else { Ok(()) }
     };
-    if let Err(e) = &commit {
+    // Storage trouble is logged once per episode, by `health`.
+    if let Some(e) = commit.as_ref().err().filter(|e| !e.storage) {
         tracing::error!(error = %e.message, "a write failed to commit");
     }
     finish_all(vec![job], commit)
@@ -221,7 +222,7 @@ fn run_batch(conn: &mut Connection, mut batch: Vec<Box<dyn WriteJob>>) -> Result
         }
     }
     let commit = commit_timed(tx, batch.len());
-    if let Err(e) = &commit {
+    if let Some(e) = commit.as_ref().err().filter(|e| !e.storage) {
         tracing::error!(error = %e.message, writes = batch.len(), "a group commit failed");
     }
     finish_all(batch, commit)

@@ -38,27 +38,32 @@ impl StorageWatch {
 }
 
 async fn run(ctx: Ctx, mut stopped: watch::Receiver<bool>) {
-    // The episode (its start) already told to alerts.webhook_url.
-    let mut told: Option<String> = None;
+    // The latest episode alerted on (told to alerts.webhook_url and stored).
+    let mut told = 0;
+    let mut stored = 0;
     while !*stopped.borrow() {
         tokio::select! {
             _ = tokio::time::sleep(PROBE_EVERY) => {}
             _ = stopped.changed() => return,
         }
-        let Some(trouble) = ctx.db.storage_trouble() else { continue };
+        // An episode may have ended before this looked: it is alerted all the same.
+        let Some((episode, trouble)) = ctx.db.latest_storage_trouble() else { continue };
+        if episode == stored {
+            continue;
+        }
         let message = format!(
             "the database refused writes from {} for want of storage ({}): free disk space or fix the \
              storage; writes resumed by themselves when this alert could be stored",
             trouble.since, trouble.error
         );
-        if told.as_deref() != Some(trouble.since.as_str()) {
+        if episode != told {
             let alert = NewAlert { kind: STORAGE_ALERT, subject_id: SUBJECT.into(), message: message.clone() };
             post_alerts(&ctx, &[alert]).await;
-            told = Some(trouble.since.clone());
+            told = episode;
         }
-        let probe = ctx.db.write(move |tx| crate::alerts::raise_or_restate(tx, STORAGE_ALERT, SUBJECT, &message)).await;
-        if let Err(e) = probe {
-            tracing::debug!(error = format!("{e:#}"), "the storage still refuses writes");
+        match ctx.db.write(move |tx| crate::alerts::raise_or_restate(tx, STORAGE_ALERT, SUBJECT, &message)).await {
+            Ok(_) => stored = episode,
+            Err(e) => tracing::debug!(error = format!("{e:#}"), "the storage still refuses writes"),
         }
     }
 }

@@ -24,6 +24,7 @@ mod idempotency_header;
 mod merchant_webhooks;
 mod openapi;
 mod ops_openapi;
+mod ops_storage;
 mod payouts;
 mod properties;
 mod psp_retries;
