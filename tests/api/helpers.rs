@@ -13,6 +13,8 @@ use uuid::Uuid;
 pub struct TestApp {
     pub address: String,
     pub sandbox: String,
+    /// `http://…/metrics` when `metrics.bind` is set.
+    pub metrics: Option<String>,
     pub api_key: String,
     pub ctx: Ctx,
     pub settings: Settings,
@@ -49,11 +51,13 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     // A till without its own sandbox talks to another's (psp.api_base).
     let sandbox = app.sandbox_address().map_or_else(|| settings.psp.api_base.clone(), |a| format!("http://{a}"));
     let ctx = app.context().clone();
+    let metrics = app.metrics_address().map(|a| format!("http://{a}/metrics"));
     tokio::spawn(app.run_until_stopped());
     let api_key = ctx.db.write_now(|tx| till::api_keys::create(tx, "tests")).unwrap().key;
     TestApp {
         address,
         sandbox,
+        metrics,
         api_key,
         ctx,
         settings,
