@@ -23,6 +23,7 @@ mod hostile_input;
 mod idempotency_header;
 mod merchant_webhooks;
 mod openapi;
+mod ops_alerts;
 mod ops_metrics;
 mod ops_openapi;
 mod ops_storage;
