@@ -24,6 +24,7 @@ mod idempotency_header;
 mod merchant_webhooks;
 mod openapi;
 mod ops_alerts;
+mod ops_cli;
 mod ops_metrics;
 mod ops_openapi;
 mod ops_storage;

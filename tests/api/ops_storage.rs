@@ -17,10 +17,10 @@ use serde_json::Value;
 use crate::helpers::{spawn_app_with, test_postgres, token_body};
 
 /// A small tmpfs, unmounted when dropped.
-struct TinyDisk(PathBuf);
+pub struct TinyDisk(PathBuf);
 
 impl TinyDisk {
-    fn mount(at: &Path, size: &str) -> Option<TinyDisk> {
+    pub fn mount(at: &Path, size: &str) -> Option<TinyDisk> {
         std::fs::create_dir_all(at).unwrap();
         let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(at).output();
         match out {
@@ -34,6 +34,14 @@ impl TinyDisk {
                 None
             }
         }
+    }
+}
+
+impl TinyDisk {
+    /// Makes the file system read-only (as a failing disk's often turns).
+    pub fn remount_read_only(&self) {
+        let out = Command::new("mount").args(["-o", "remount,ro"]).arg(&self.0).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
     }
 }
 
