@@ -430,16 +430,22 @@ impl Default for AdminSettings {
     }
 }
 
-/// Prometheus metrics at `GET /metrics`: never on the public port unless
-/// a bearer token guards them there. Both empty (the default): no metrics.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Prometheus metrics at `GET /metrics` (SPEC §9): on an address of their
+/// own, never on the public port unless a bearer token guards them there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSettings {
-    /// An address of their own (`127.0.0.1:9464`), without authentication.
+    /// An address of their own, without authentication; empty: none.
     pub bind: String,
     /// If set, `/metrics` is also served on `server.bind`, to requests
     /// that send `Authorization: Bearer <token>`.
     pub token: String,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self { bind: "127.0.0.1:9464".into(), token: String::new() }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

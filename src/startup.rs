@@ -227,7 +227,7 @@ fn metrics_url(own: Option<SocketAddr>, public: &str, token: &str) -> String {
         (Some(a), true) => format!("http://{a}/metrics"),
         (Some(a), false) => format!("http://{a}/metrics, and {public}/metrics with metrics.token"),
         (None, false) => format!("{public}/metrics with metrics.token"),
-        (None, true) => "off (metrics.bind, metrics.token)".to_string(),
+        (None, true) => "off (metrics.bind is empty)".to_string(),
     }
 }
 

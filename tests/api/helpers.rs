@@ -38,6 +38,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.sandbox.webhook_retry_base_ms = 50;
     settings.psp.request_timeout_ms = 5_000;
     settings.log.level = "warn".into();
+    // Tests run side by side: no fixed metrics port (a test sets its own).
+    settings.metrics.bind = String::new();
     // The suite's webhook receivers listen on 127.0.0.1.
     settings.webhooks.allow_private_urls = true;
     if let Some(server) = test_postgres() {
@@ -112,13 +114,14 @@ pub fn fresh_postgres_database(server: &str) -> String {
     query.map_or(url.clone(), |q| format!("{url}?{q}"))
 }
 
-/// An empty configuration file, for running the binary on built-in
-/// defaults and `TILL_…` variables alone (a `--config` must exist).
+/// A configuration file of built-in defaults, for running the binary on
+/// `TILL_…` variables alone (a `--config` must exist), without the fixed
+/// metrics port, which tests running side by side would contend for.
 pub fn empty_config() -> &'static str {
     static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     PATH.get_or_init(|| {
         let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("empty-config.toml");
-        std::fs::write(&path, "# built-in defaults\n").unwrap();
+        std::fs::write(&path, "# built-in defaults, but\n[metrics]\nbind = \"\"\n").unwrap();
         path.to_string_lossy().into_owned()
     })
 }

@@ -79,8 +79,9 @@ async fn on_the_public_port_metrics_need_the_token() {
 }
 
 #[tokio::test]
-async fn by_default_there_are_no_metrics_anywhere() {
-    let app = spawn_app().await;
+async fn by_default_metrics_are_on_loopback_and_not_on_the_public_port() {
+    assert_eq!(till::config::Settings::default().metrics.bind, "127.0.0.1:9464");
+    let app = spawn_app().await; // metrics.bind = "" in tests: no fixed port
     assert!(app.metrics.is_none());
     let resp = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
