@@ -23,6 +23,7 @@ pub struct Settings {
     pub fees: FeeSettings,
     pub queue: QueueSettings,
     pub webhooks: WebhookSettings,
+    pub events: EventSettings,
     pub refunds: RefundSettings,
     pub payouts: PayoutSettings,
     pub alerts: AlertSettings,
@@ -393,6 +394,24 @@ pub struct WebhookSettings {
     /// link-local or other non-public address? Off, an API key holder cannot
     /// make till reach into the network it runs in (SSRF).
     pub allow_private_urls: bool,
+    /// An endpoint whose every delivery attempt has failed for this long
+    /// is disabled, with an alert.
+    pub disable_after_failing_hours: i64,
+}
+
+/// The merchant events till keeps (every one, whether an endpoint wants it or not).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventSettings {
+    /// Events older than this are removed (with their deliveries) by the
+    /// cleanup job (`jobs.idempotency_cleanup`).
+    pub retention_days: i64,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self { retention_days: 30 }
+    }
 }
 
 impl Default for WebhookSettings {
@@ -403,6 +422,7 @@ impl Default for WebhookSettings {
             max_attempts: 24,
             timeout_ms: 10_000,
             allow_private_urls: false,
+            disable_after_failing_hours: 72,
         }
     }
 }
@@ -700,6 +720,12 @@ impl Settings {
         }
         if !(100..=60_000).contains(&w.timeout_ms) || q.lease_ms < 2 * w.timeout_ms {
             problems.push("webhooks.timeout_ms: 100 to 60000, and at most half of queue.lease_ms".into());
+        }
+        if !(1..=8_760).contains(&w.disable_after_failing_hours) {
+            problems.push("webhooks.disable_after_failing_hours: must be between 1 and 8760".into());
+        }
+        if !(1..=3_650).contains(&self.events.retention_days) {
+            problems.push("events.retention_days: must be between 1 and 3650".into());
         }
         // A lease shorter than a PSP call would hand a job to a second worker mid-call.
         if q.lease_ms < 2 * self.psp.request_timeout_ms {

@@ -11,6 +11,9 @@
 //!
 //!   cargo run --release --bin till-bench -- [--duration-s 60] [--scenario all]
 //!   cargo run --release --bin till-bench -- --smoke   (a few seconds, as CI runs it)
+//!   cargo run --release --bin till-bench -- --database-url postgres://… [--tills 2]
+//!     (till on PostgreSQL, one or several tills on one database, with
+//!     PostgreSQL's own commit rates and CPU per payment on both sides)
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,6 +58,18 @@ struct Args {
     /// Also write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Measure till on this PostgreSQL server rather than on SQLite: every
+    /// till of the run gets a fresh database of its own on it (the URL's
+    /// user must be allowed to create databases), and PostgreSQL's own
+    /// commit rates are measured beside SQLite's. The databases
+    /// (`till_bench_…`) are left for inspection: drop them afterwards.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Tills sharing the one database of each payment scenario (more than
+    /// one needs --database-url); the first runs the sandbox PSP for all,
+    /// and the clients spread their payments across them.
+    #[arg(long, default_value_t = 1)]
+    tills: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -74,11 +89,28 @@ struct Report {
     /// Pay-in postings (a ledger transaction and its three entries) inserted
     /// raw into the ledger's own tables, in batches of BATCH.
     raw_batched_postings_per_s: f64,
+    /// With --database-url: PostgreSQL's single-row commits from one
+    /// connection and from 16, and rows in batches.
+    raw_pg_single_commits_per_s: Option<f64>,
+    raw_pg_concurrent_commits_per_s: Option<f64>,
+    raw_pg_batched_rows_per_s: Option<f64>,
     results: Vec<serde_json::Value>,
+}
+
+/// Where a scenario's tills keep their books.
+struct Database {
+    /// A PostgreSQL server, or SQLite in the run's folder.
+    url: Option<String>,
+    tills: usize,
 }
 
 fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
+    anyhow::ensure!(args.tills >= 1, "--tills is at least 1");
+    anyhow::ensure!(
+        args.tills == 1 || args.database_url.is_some(),
+        "several tills share one PostgreSQL database: give --database-url"
+    );
     if args.smoke {
         args.duration_s = 2;
         args.concurrency = args.concurrency.min(16);
@@ -115,10 +147,26 @@ async fn run(args: &Args, dir: &Path) -> anyhow::Result<Report> {
         report.raw_batched_postings_per_s,
         report.raw_batched_postings_per_s * ROWS_PER_POSTING,
     );
+    if let Some(url) = &args.database_url {
+        let (url, secs) = (url.clone(), raw_secs);
+        let (one, many, rows) = tokio::task::spawn_blocking(move || -> anyhow::Result<(f64, f64, f64)> {
+            let db = fresh_postgres_database(&url)?;
+            Ok((raw_pg_commits(&db, 1, secs)?, raw_pg_commits(&db, 16, secs)?, raw_pg_batched_rows(&db, secs)?))
+        })
+        .await??;
+        report.raw_pg_single_commits_per_s = Some(one);
+        report.raw_pg_concurrent_commits_per_s = Some(many);
+        report.raw_pg_batched_rows_per_s = Some(rows);
+        println!(
+            "PostgreSQL at that URL: {one:.0} durable single-row commits/s from one connection, {many:.0}/s from 16 \
+             at once (its group commit), {rows:.0} rows/s in batches of {BATCH}"
+        );
+    }
     if args.scenario == Scenario::Raw {
         return Ok(report);
     }
-    let bench = Bench::start(dir).await?;
+    let database = Database { url: args.database_url.clone(), tills: args.tills };
+    let bench = Bench::start(dir, &database).await?;
     if args.prefill_orders > 0 {
         let r = bench.prefill(args.prefill_orders).await?;
         println!("prefilled {} paid orders in {:.1}s", r.count, r.secs);
@@ -143,7 +191,8 @@ async fn run(args: &Args, dir: &Path) -> anyhow::Result<Report> {
     if want(Scenario::Ledger) {
         for booking in [Booking::Ledger, Booking::Orders] {
             for (batch, concurrency, name) in [(BATCH, 2, "batched"), (1, 64, "one per write")] {
-                let bench = Bench::start(&dir.join(format!("{}-{batch}", booking.label()))).await?;
+                let one = Database { url: args.database_url.clone(), tills: 1 };
+                let bench = Bench::start(&dir.join(format!("{}-{batch}", booking.label())), &one).await?;
                 let r = bench.book(booking, args.postings, batch, concurrency).await?;
                 let ratio = r.rate / report.raw_batched_postings_per_s;
                 println!(
@@ -285,7 +334,8 @@ fn raw_batched_postings(path: &Path, wal_autocheckpoint: u32, n: usize) -> anyho
 }
 
 struct Bench {
-    base: String,
+    /// Each till's address; clients spread their payments across them.
+    bases: Vec<String>,
     key: String,
     ctx: Ctx,
     client: reqwest::Client,
@@ -300,6 +350,16 @@ struct Outcome {
     post_ms: Vec<f64>,
     done_ms: Vec<f64>,
     drained: Drained,
+    cpu: Cpu,
+}
+
+/// CPU-seconds a scenario took, window and drain.
+struct Cpu {
+    /// This process: the tills, the sandbox PSP and the clients.
+    process_s: f64,
+    /// PostgreSQL's backends serving the tills (its WAL writer and
+    /// checkpointer, shared by the server, not counted).
+    postgres_s: Option<f64>,
 }
 
 /// What was still owed when a window closed.
@@ -317,10 +377,14 @@ struct Rate {
 }
 
 impl Bench {
-    async fn start(dir: &Path) -> anyhow::Result<Bench> {
+    async fn start(dir: &Path, database: &Database) -> anyhow::Result<Bench> {
         let mut settings = Settings::default();
         settings.server.bind = "127.0.0.1:0".into();
         settings.database.path = dir.join("till.db");
+        if let Some(server) = &database.url {
+            let server = server.clone();
+            settings.database.url = tokio::task::spawn_blocking(move || fresh_postgres_database(&server)).await??;
+        }
         settings.sandbox.bind = "127.0.0.1:0".into();
         settings.sandbox.database_path = dir.join("sandbox.db");
         settings.log.level = "warn".into();
@@ -329,16 +393,47 @@ impl Bench {
         settings.fees.commission_percent = "10".parse()?;
         settings.validate()?;
         till::telemetry::init(&settings.log);
-        let app = Application::build(settings)?;
-        let base = format!("http://{}", app.address());
+        let app = Application::build(settings.clone())?;
+        let mut bases = vec![format!("http://{}", app.address())];
+        let sandbox = app.sandbox_address().context("the first till runs the sandbox")?;
         let ctx = app.context().clone();
         tokio::spawn(app.run_until_stopped());
+        // The other tills on the same database, paying through the first's sandbox.
+        for _ in 1..database.tills {
+            let mut settings = settings.clone();
+            settings.sandbox.enabled = false;
+            settings.psp.api_base = format!("http://{sandbox}");
+            let app = Application::build(settings)?;
+            bases.push(format!("http://{}", app.address()));
+            tokio::spawn(app.run_until_stopped());
+        }
         let key = ctx.db.write_now(|tx| till::api_keys::create(tx, "bench"))?.key;
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(512)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Bench { base, key, ctx, client, sandbox_db: dir.join("sandbox.db") })
+        Ok(Bench { bases, key, ctx, client, sandbox_db: dir.join("sandbox.db") })
+    }
+
+    /// CPU-seconds so far of this process (tills, sandbox and clients) and,
+    /// on PostgreSQL, of the server backends serving this run's databases.
+    fn cpu(&self) -> (f64, Option<f64>) {
+        let (process, _) = process_usage();
+        let backends = self.ctx.db.is_postgres().then(|| {
+            let pids: Vec<i64> = self
+                .ctx
+                .db
+                .read_now(|tx| {
+                    tx.query_map(
+                        "SELECT pid::BIGINT FROM pg_stat_activity WHERE datname = current_database()",
+                        params![],
+                        |r| r.get(0),
+                    )
+                })
+                .unwrap_or_default();
+            pids.iter().map(|pid| cpu_of(&format!("/proc/{pid}/stat"))).sum()
+        });
+        (process, backends)
     }
 
     fn check(&self) -> anyhow::Result<()> {
@@ -407,8 +502,10 @@ impl Bench {
         let watcher = Watcher::spawn(self.ctx.clone(), stop.clone());
         let started = Instant::now();
         let mut tasks = Vec::new();
-        for _ in 0..concurrency {
-            let (client, base, key) = (self.client.clone(), self.base.clone(), self.key.clone());
+        let cpu_before = self.cpu();
+        for i in 0..concurrency {
+            let base = self.bases[i % self.bases.len()].clone();
+            let (client, key) = (self.client.clone(), self.key.clone());
             let (stop, created, completed, watcher) =
                 (stop.clone(), created.clone(), completed.clone(), watcher.clone());
             tasks.push(tokio::spawn(async move {
@@ -448,18 +545,21 @@ impl Bench {
             done_ms.extend(d);
         }
         let drained = self.drain(Duration::from_secs(120)).await?;
-        Ok(Outcome { created: created.load(Ordering::Relaxed), completed, secs, post_ms, done_ms, drained })
+        let cpu = self.cpu_since(cpu_before);
+        Ok(Outcome { created: created.load(Ordering::Relaxed), completed, secs, post_ms, done_ms, drained, cpu })
     }
 
     /// Token payments sent at a fixed rate, whatever the answers take.
     async fn open_loop(&self, rate: u64, duration: Duration) -> anyhow::Result<Outcome> {
         let done_before = self.done_count()?;
+        let cpu_before = self.cpu();
         let started = Instant::now();
         let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
         let mut tasks = Vec::new();
         while started.elapsed() < duration {
             interval.tick().await;
-            let (client, base, key) = (self.client.clone(), self.base.clone(), self.key.clone());
+            let base = self.bases[tasks.len() % self.bases.len()].clone();
+            let (client, key) = (self.client.clone(), self.key.clone());
             tasks.push(tokio::spawn(async move {
                 token_payment(&client, &base, &key, &uuid::Uuid::new_v4().to_string()).await
             }));
@@ -472,7 +572,13 @@ impl Bench {
         let drained = self.drain(Duration::from_secs(120)).await?;
         let completed = self.done_count()? - done_before;
         let done_ms = self.completion_ms(started)?;
-        Ok(Outcome { created: post_ms.len() as u64, completed, secs, post_ms, done_ms, drained })
+        let cpu = self.cpu_since(cpu_before);
+        Ok(Outcome { created: post_ms.len() as u64, completed, secs, post_ms, done_ms, drained, cpu })
+    }
+
+    fn cpu_since(&self, (process, backends): (f64, Option<f64>)) -> Cpu {
+        let (now, backends_now) = self.cpu();
+        Cpu { process_s: now - process, postgres_s: backends_now.zip(backends).map(|(now, then)| now - then) }
     }
 
     fn done_count(&self) -> anyhow::Result<u64> {
@@ -597,6 +703,23 @@ async fn hosted_payment(
     Ok((paid.status() == reqwest::StatusCode::SEE_OTHER).then_some(post_ms))
 }
 
+/// Checkouts final since $1, through the orders' indexes of recent
+/// outcomes: payment_events has no index on updated_at, and a scan of it
+/// every 10 ms would take a core from till as the table grows. Each
+/// benchmark checkout has one order, final in the write that completes it.
+const DONE_SINCE: &str = "SELECT checkout_id, succeeded_at FROM payment_orders
+                           WHERE payment_order_status = 'SUCCESS' AND succeeded_at >= $1
+                          UNION ALL
+                          SELECT checkout_id, updated_at FROM payment_orders
+                           WHERE payment_order_status = 'FAILED' AND updated_at >= $1";
+/// [`DONE_SINCE`] for SQLite, whose planner without statistics would scan
+/// every SUCCESS: the indexes named (INDEXED BY is SQLite's).
+const DONE_SINCE_SQLITE: &str = "SELECT checkout_id, succeeded_at FROM payment_orders INDEXED BY payment_orders_succeeded
+                                  WHERE payment_order_status = 'SUCCESS' AND succeeded_at >= $1
+                                 UNION ALL
+                                 SELECT checkout_id, updated_at FROM payment_orders INDEXED BY payment_orders_list_by_status
+                                  WHERE payment_order_status = 'FAILED' AND updated_at >= $1";
+
 /// Tells waiting clients when their checkout became final: one query every
 /// few milliseconds for all of them, rather than a poll per client.
 #[derive(Clone)]
@@ -619,6 +742,7 @@ impl Watcher {
                         (t - chrono::Duration::milliseconds(500)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
                     })
                     .unwrap_or_else(|_| since.clone());
+                let sql = if ctx.db.is_postgres() { DONE_SINCE } else { DONE_SINCE_SQLITE };
                 let done: anyhow::Result<Vec<(String, String)>> = ctx
                     .db
                     .run(move |tx| {
@@ -628,15 +752,7 @@ impl Watcher {
                         // checkout has one order, final in the write that completes it.
                         // (INDEXED BY is SQLite's: this benchmark measures till on SQLite,
                         // and without statistics its planner would scan every SUCCESS.)
-                        tx.query_map(
-                            "SELECT checkout_id, succeeded_at FROM payment_orders INDEXED BY payment_orders_succeeded
-                              WHERE payment_order_status = 'SUCCESS' AND succeeded_at >= $1
-                             UNION ALL
-                             SELECT checkout_id, updated_at FROM payment_orders INDEXED BY payment_orders_list_by_status
-                              WHERE payment_order_status = 'FAILED' AND updated_at >= $1",
-                            params![from],
-                            |r| Ok((r.get(0)?, r.get(1)?)),
-                        )
+                        tx.query_map(sql, params![from], |r| Ok((r.get(0)?, r.get(1)?)))
                     })
                     .await;
                 let Ok(done) = done else { continue };
@@ -796,6 +912,20 @@ impl Outcome {
             self.created,
             rate / report.raw_single_commits_per_s
         );
+        let per = |s: f64| s * 1000.0 / self.completed.max(1) as f64;
+        match self.cpu.postgres_s {
+            Some(pg) => println!(
+                "  CPU per payment: {:.1} ms in this process (tills, sandbox PSP, clients) + {:.1} ms in PostgreSQL's backends; \
+                 {:.2} payments per PostgreSQL single commit",
+                per(self.cpu.process_s),
+                per(pg),
+                rate / report.raw_pg_single_commits_per_s.unwrap_or(f64::NAN)
+            ),
+            None => println!(
+                "  CPU per payment: {:.1} ms in this process (till, sandbox PSP, clients)",
+                per(self.cpu.process_s)
+            ),
+        }
     }
 
     fn json(&self, name: &str, report: &Report) -> serde_json::Value {
@@ -806,17 +936,25 @@ impl Outcome {
                "post_ms": {"p50": p50, "p95": p95, "p99": p99}, "completion_ms": {"p50": d50, "p95": d95, "p99": d99},
                "ratio_to_raw_single_commits": rate / report.raw_single_commits_per_s,
                "webhooks_pending_at_window_end": self.drained.webhooks_pending, "drain_s": self.drained.secs,
-               "completed_per_s_until_drained": self.completed as f64 / (self.secs + self.drained.secs)})
+               "completed_per_s_until_drained": self.completed as f64 / (self.secs + self.drained.secs),
+               "cpu_ms_per_payment_process": self.cpu.process_s * 1000.0 / self.completed.max(1) as f64,
+               "cpu_ms_per_payment_postgres": self.cpu.postgres_s.map(|s| s * 1000.0 / self.completed.max(1) as f64)})
     }
+}
+
+/// CPU seconds a process used so far, from its `/proc/…/stat` (Linux; 0
+/// if it is gone).
+fn cpu_of(stat: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line (11 and 12 after the name); 100 ticks/s.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// CPU seconds used so far and peak resident memory, from /proc (Linux).
 fn process_usage() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the whole line (11 and 12 after the name); 100 ticks/s.
-    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let cpu = cpu_of("/proc/self/stat");
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let peak_kb = status
         .lines()
@@ -825,4 +963,63 @@ fn process_usage() -> (f64, f64) {
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0);
     (cpu, peak_kb / 1024.0)
+}
+
+/// A new, empty database on the PostgreSQL server at `server`; its URL.
+fn fresh_postgres_database(server: &str) -> anyhow::Result<String> {
+    let name = format!("till_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut client = postgres::Client::connect(server, postgres::NoTls).context("connecting to --database-url")?;
+    client.batch_execute(&format!("CREATE DATABASE {name}")).context("creating a database for the run")?;
+    let (base, query) = server.split_once('?').map_or((server, None), |(b, q)| (b, Some(q)));
+    let at = base.rfind('/').filter(|&at| at > "postgres://".len()).context("--database-url names a database")?;
+    let url = format!("{}/{name}", &base[..at]);
+    Ok(query.map_or(url.clone(), |q| format!("{url}?{q}")))
+}
+
+const TINY_TABLE_PG: &str = "CREATE TABLE IF NOT EXISTS t (id BIGSERIAL PRIMARY KEY, a BIGINT, b TEXT)";
+
+/// One row per transaction from each of `connections` at once, each
+/// durable before its next: PostgreSQL's commit rate (several connections
+/// share its WAL flushes).
+fn raw_pg_commits(url: &str, connections: usize, secs: u64) -> anyhow::Result<f64> {
+    postgres::Client::connect(url, postgres::NoTls)?.batch_execute(TINY_TABLE_PG)?;
+    let started = Instant::now();
+    let threads: Vec<_> = (0..connections)
+        .map(|_| {
+            let url = url.to_string();
+            std::thread::spawn(move || -> anyhow::Result<u64> {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+                let insert = client.prepare("INSERT INTO t (a, b) VALUES ($1, 'x')")?;
+                let mut n = 0u64;
+                while started.elapsed() < Duration::from_secs(secs) {
+                    client.execute(&insert, &[&(n as i64)])?;
+                    n += 1;
+                }
+                Ok(n)
+            })
+        })
+        .collect();
+    let mut n = 0;
+    for t in threads {
+        n += t.join().map_err(|_| anyhow::anyhow!("a raw writer panicked"))??;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Rows inserted in transactions of BATCH rows, on PostgreSQL.
+fn raw_pg_batched_rows(url: &str, secs: u64) -> anyhow::Result<f64> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls)?;
+    client.batch_execute(TINY_TABLE_PG)?;
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < Duration::from_secs(secs) {
+        let mut tx = client.transaction()?;
+        let insert = tx.prepare("INSERT INTO t (a, b) VALUES ($1, 'x')")?;
+        for _ in 0..BATCH {
+            tx.execute(&insert, &[&(n as i64)])?;
+            n += 1;
+        }
+        tx.commit()?;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
 }

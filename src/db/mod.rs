@@ -83,8 +83,13 @@ pub fn till_migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/till/0013_list_indexes.sql")),
         M::up(include_str!("../../migrations/till/0014_seller_refunded.sql")),
         M::up(include_str!("../../migrations/till/0015_reconciliation_items_record.sql")),
-        M::up(include_str!("../../migrations/till/0018_api_key_last_used.sql")),
         M::up(include_str!("../../migrations/till/0019_scheduler_lease.sql")),
+        // SQLite counts migrations by position (user_version), so a
+        // migration merged later goes last whatever its number: a database
+        // that ran 0019 in its 16th place keeps it there.
+        M::up(include_str!("../../migrations/till/0016_descriptions_metadata.sql")),
+        M::up(include_str!("../../migrations/till/0017_webhook_management.sql")),
+        M::up(include_str!("../../migrations/till/0018_api_key_last_used.sql")),
     ])
 }
 

@@ -298,6 +298,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("../../migrations/postgres/0013_list_indexes.sql")),
     (14, include_str!("../../migrations/postgres/0014_seller_refunded.sql")),
     (15, include_str!("../../migrations/postgres/0015_reconciliation_items_record.sql")),
+    (16, include_str!("../../migrations/postgres/0016_descriptions_metadata.sql")),
+    (17, include_str!("../../migrations/postgres/0017_webhook_management.sql")),
     (18, include_str!("../../migrations/postgres/0018_api_key_last_used.sql")),
     (19, include_str!("../../migrations/postgres/0019_scheduler_lease.sql")),
 ];
@@ -313,8 +315,10 @@ pub fn latest_version() -> i64 {
 /// Returns the version reached.
 pub fn migrate(client: &mut Client) -> anyhow::Result<i64> {
     client
+        // Not the server's NOTICE that the table exists already, at every start.
         .batch_execute(
-            "CREATE TABLE IF NOT EXISTS till_schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
+            "SET client_min_messages = warning;
+             CREATE TABLE IF NOT EXISTS till_schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
         )
         .context("creating the migrations table")?;
     let mut tx = client.transaction()?;

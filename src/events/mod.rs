@@ -1,23 +1,28 @@
-//! Merchant events and their webhooks to the shop: endpoints, events stored
-//! in the transaction that caused them (outbox), and deliveries through the
-//! durable queue, which reach only public addresses (`url_policy`), signed
-//! per the Standard Webhooks spec (`webhook-id`, `webhook-timestamp`,
+//! Merchant events and their webhooks to the shop: every event is stored
+//! in the transaction that caused it (outbox) and kept
+//! `events.retention_days`, whether or not an endpoint wants it; each
+//! endpoint that wants it gets a delivery through the durable queue, which
+//! reaches only public addresses (`url_policy`), signed per the Standard
+//! Webhooks spec (`webhook-id`, `webhook-timestamp`,
 //! `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`).
-//! This module owns `webhook_endpoints`, `merchant_events` and `webhook_deliveries`.
+//! This module owns `webhook_endpoints`, `merchant_events`,
+//! `webhook_deliveries` and `webhook_delivery_attempts`.
 
 use anyhow::Context;
-use base64::Engine;
-use rand::RngCore;
 use serde::Serialize;
 
+pub mod deliveries;
+pub mod endpoints;
 pub mod url_policy;
 
 use crate::config::WebhookSettings;
 use crate::context::Ctx;
 use crate::db::{Tx, params};
-use crate::queue::JobError;
-use crate::queue::{self, JobKind};
-use url_policy::{NotPublic, PublicOnly};
+use url_policy::PublicOnly;
+
+pub use deliveries::{DeliveryView, deliver};
+
+pub use endpoints::{EndpointChange, EndpointError, EndpointView, MAX_ENDPOINTS, list_endpoints};
 
 pub const EVENT_TYPES: &[&str] = &[
     "payment_order.succeeded",
@@ -28,31 +33,6 @@ pub const EVENT_TYPES: &[&str] = &[
     "payout.paid",
     "payout.failed",
 ];
-/// Endpoints a merchant may have; each event is delivered to all of them.
-pub const MAX_ENDPOINTS: i64 = 16;
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct EndpointView {
-    pub id: String,
-    pub object: &'static str,
-    pub url: String,
-    pub enabled_events: Vec<String>,
-    pub status: String,
-    pub created_at: String,
-    /// Shown when the endpoint is created, and only then.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum EndpointError {
-    #[error("at most {MAX_ENDPOINTS} webhook endpoints")]
-    TooMany,
-    #[error(transparent)]
-    NotPublic(#[from] NotPublic),
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
-}
 
 /// The HTTP client settings of deliveries: bounded, no redirects (a
 /// redirect would go where no check looked).
@@ -78,90 +58,23 @@ pub async fn register_endpoint(
     ctx: &Ctx,
     url: String,
     enabled_events: Vec<String>,
+    description: Option<String>,
 ) -> Result<EndpointView, EndpointError> {
     url_policy::check_endpoint_url(&url, ctx.settings.webhooks.allow_private_urls).await?;
-    ctx.db.write(move |tx| create_endpoint(tx, &url, &enabled_events)).await
+    ctx.db.write(move |tx| endpoints::create_endpoint(tx, &url, &enabled_events, description.as_deref())).await
 }
 
-pub fn create_endpoint(tx: &Tx, url: &str, enabled_events: &[String]) -> Result<EndpointView, EndpointError> {
-    let count: i64 =
-        tx.query_value("SELECT COUNT(*) FROM webhook_endpoints", params![]).context("counting endpoints")?;
-    if count >= MAX_ENDPOINTS {
-        return Err(EndpointError::TooMany);
+/// Changes an endpoint (a new URL is checked as at creation).
+pub async fn change_endpoint(ctx: &Ctx, id: String, change: EndpointChange) -> Result<EndpointView, EndpointError> {
+    if let Some(url) = &change.url {
+        url_policy::check_endpoint_url(url, ctx.settings.webhooks.allow_private_urls).await?;
     }
-    let mut key = [0u8; 32];
-    rand::rng().fill_bytes(&mut key);
-    let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(key));
-    let view = EndpointView {
-        id: format!("we_{}", uuid::Uuid::new_v4().simple()),
-        object: "webhook_endpoint",
-        url: url.to_string(),
-        enabled_events: enabled_events.to_vec(),
-        status: "enabled".into(),
-        created_at: crate::db::now(),
-        secret: Some(secret),
-    };
-    tx.execute(
-        "INSERT INTO webhook_endpoints (id, url, secret, enabled_events, status, created_at)
-         VALUES ($1, $2, $3, $4, 'enabled', $5)",
-        params![
-            view.id,
-            view.url,
-            view.secret,
-            serde_json::to_string(&view.enabled_events).context("events")?,
-            view.created_at
-        ],
-    )
-    .context("storing a webhook endpoint")?;
-    Ok(view)
-}
-
-pub fn list_endpoints(tx: &Tx) -> anyhow::Result<Vec<EndpointView>> {
-    tx.query_map(
-        "SELECT id, url, enabled_events, status, created_at FROM webhook_endpoints ORDER BY created_at",
-        params![],
-        |r| {
-            Ok(EndpointView {
-                id: r.get(0)?,
-                object: "webhook_endpoint",
-                url: r.get(1)?,
-                enabled_events: serde_json::from_str(&r.get::<String>(2)?).unwrap_or_default(),
-                status: r.get(3)?,
-                created_at: r.get(4)?,
-                secret: None,
-            })
-        },
-    )
-}
-
-/// The enabled endpoints that want `event_type` (listed it, or `*`), in
-/// the order they were created. At most [`MAX_ENDPOINTS`] rows are read;
-/// the event lists are matched here rather than in SQL, where every
-/// engine spells JSON arrays its own way.
-fn subscribers(tx: &Tx, event_type: &str) -> anyhow::Result<Vec<String>> {
-    let enabled: Vec<(String, String)> = tx.query_map(
-        "SELECT id, enabled_events FROM webhook_endpoints WHERE status = 'enabled' ORDER BY created_at, id",
-        params![],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    Ok(enabled
-        .into_iter()
-        .filter(|(_, events)| {
-            serde_json::from_str::<Vec<String>>(events)
-                .is_ok_and(|events| events.iter().any(|e| e == "*" || e == event_type))
-        })
-        .map(|(id, _)| id)
-        .collect())
-}
-
-/// Whether any enabled endpoint wants `event_type`: events nobody will
-/// receive are not stored (callers skip building them too).
-pub fn wanted(tx: &Tx, event_type: &str) -> anyhow::Result<bool> {
-    Ok(!subscribers(tx, event_type)?.is_empty())
+    ctx.db.write(move |tx| endpoints::update_endpoint(tx, &id, &change, "by the API")).await
 }
 
 /// Stores one event and queues its delivery to every endpoint that wants
-/// it, inside the caller's transaction.
+/// it, inside the caller's transaction. Every event is stored: it can be
+/// listed, read and sent again for `events.retention_days`.
 pub fn emit(
     tx: &Tx,
     event_type: &str,
@@ -170,126 +83,147 @@ pub fn emit(
     max_attempts: u32,
 ) -> anyhow::Result<()> {
     debug_assert!(EVENT_TYPES.contains(&event_type), "{event_type}");
-    let endpoints = subscribers(tx, event_type)?;
-    if endpoints.is_empty() {
-        return Ok(());
-    }
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
-    let body = serde_json::json!({"type": event_type, "timestamp": crate::db::now(), "data": data});
+    let now = crate::db::now();
+    let body = serde_json::json!({"type": event_type, "timestamp": now, "data": data});
     tx.execute(
         "INSERT INTO merchant_events (id, event_type, subject_id, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
-        params![id, event_type, subject_id, body.to_string(), crate::db::now()],
+        params![id, event_type, subject_id, body.to_string(), now],
     )?;
-    for endpoint in endpoints {
-        let delivery: i64 = tx.query_value(
-            "INSERT INTO webhook_deliveries (event_id, endpoint_id, status) VALUES ($1, $2, 'pending') RETURNING id",
-            params![id, endpoint],
-        )?;
-        queue::enqueue(tx, JobKind::DeliverWebhook, &delivery.to_string(), 0, max_attempts)?;
+    for endpoint in endpoints::subscribers(tx, event_type)? {
+        deliveries::queue_delivery(tx, &id, &endpoint, max_attempts)?;
     }
     Ok(())
 }
 
-struct Delivery {
-    url: String,
-    secret: String,
-    event_id: String,
-    payload: String,
-    status: String,
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EventView {
+    /// `msg_…`: the `webhook-id` of each of its deliveries.
+    pub id: String,
+    pub object: &'static str,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The id of the object it is about (an order, checkout, refund or payout).
+    pub subject_id: String,
+    pub created_at: String,
+    /// The object as it was when the event happened (the `data` of the body sent).
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
 }
 
-/// Signs and POSTs one delivery: the endpoint's answer, or why there is none.
-async fn send(ctx: &Ctx, delivery: &Delivery) -> Result<(Option<u16>, Option<String>), JobError> {
-    // The resolver guards names; an address written in the URL is connected
-    // to without one, so it is checked here, at every attempt.
-    if !ctx.settings.webhooks.allow_private_urls
-        && let Err(refused) = url_policy::check_delivery_url(&delivery.url)
-    {
-        return Ok((None, Some(format!("refused to deliver: {refused}"))));
-    }
-    let timestamp = chrono::Utc::now().timestamp();
-    let signature = standardwebhooks::Webhook::new(&delivery.secret)
-        .and_then(|wh| wh.sign(&delivery.event_id, timestamp, delivery.payload.as_bytes()))
-        .map_err(|e| JobError::Final(format!("cannot sign with the endpoint's secret: {e}")))?;
-    let sent = ctx
-        .webhook_http
-        .post(&delivery.url)
-        .header("Content-Type", "application/json")
-        .header("webhook-id", &delivery.event_id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
-        .body(delivery.payload.clone())
-        .send()
-        .await;
-    Ok(match &sent {
-        Ok(resp) if resp.status().is_success() => (Some(resp.status().as_u16()), None),
-        Ok(resp) => (Some(resp.status().as_u16()), Some(format!("the endpoint answered {}", resp.status()))),
-        Err(e) => (None, Some(format!("could not reach the endpoint: {}", with_causes(e)))),
+fn event_from_row(r: &crate::db::Row) -> anyhow::Result<EventView> {
+    let payload: serde_json::Value = serde_json::from_str(&r.get::<String>(3)?).context("a stored event's body")?;
+    Ok(EventView {
+        id: r.get(0)?,
+        object: "event",
+        event_type: r.get(1)?,
+        subject_id: r.get(2)?,
+        created_at: r.get(4)?,
+        data: payload.get("data").cloned().unwrap_or(serde_json::Value::Null),
     })
 }
 
-/// An error with its causes: reqwest's own message names only the URL, the
-/// reason (refused, timed out, no public address) is in its sources.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let next = c.to_string();
-        if !text.contains(&next) {
-            text = format!("{text}: {next}");
-        }
-        cause = c.source();
-    }
-    text
-}
-
-/// One delivery attempt: 2xx delivers; anything else is retried by the queue.
-pub async fn deliver(ctx: &Ctx, delivery_id: &str) -> Result<(), JobError> {
-    let id: i64 = delivery_id.parse().map_err(|_| JobError::Final(format!("bad delivery id {delivery_id}")))?;
-    let delivery = ctx
-        .db
-        .run(move |tx| load_delivery(tx, id))
-        .await?
-        .ok_or_else(|| JobError::Final(format!("delivery {id} does not exist")))?;
-    if delivery.status == "delivered" {
-        return Ok(());
-    }
-    let (status, error) = send(ctx, &delivery).await?;
-    let recorded = error.clone();
-    ctx.db.write(move |tx| record_attempt(tx, id, status, recorded.as_deref())).await?;
-    match error {
-        None => Ok(()),
-        Some(e) => Err(JobError::Retry(e)),
-    }
-}
-
-fn load_delivery(tx: &Tx, delivery_id: i64) -> anyhow::Result<Option<Delivery>> {
+pub fn event(tx: &Tx, id: &str) -> anyhow::Result<Option<EventView>> {
     tx.query_opt(
-        "SELECT e.url, e.secret, m.id, m.payload, d.status
-         FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
-         JOIN merchant_events m ON m.id = d.event_id WHERE d.id = $1",
-        params![delivery_id],
-        |r| {
-            Ok(Delivery {
-                url: r.get(0)?,
-                secret: r.get(1)?,
-                event_id: r.get(2)?,
-                payload: r.get(3)?,
-                status: r.get(4)?,
-            })
-        },
+        "SELECT id, event_type, subject_id, payload, created_at FROM merchant_events WHERE id = $1",
+        params![id],
+        event_from_row,
     )
 }
 
-/// Counts one attempt of a delivery with the endpoint's answer; without an
-/// error, the delivery is delivered.
-fn record_attempt(tx: &Tx, delivery_id: i64, status: Option<u16>, error: Option<&str>) -> anyhow::Result<()> {
-    tx.execute(
-        "UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = $2, last_error = $3,
-                status = CASE WHEN $4 = 1 THEN 'delivered' ELSE status END,
-                delivered_at = CASE WHEN $4 = 1 THEN $5 ELSE delivered_at END
-         WHERE id = $1",
-        params![delivery_id, status, error, error.is_none(), crate::db::now()],
+/// Which events a list wants.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub event_type: Option<String>,
+    /// `created_at` bounds, in the stored form (RFC 3339, UTC, milliseconds).
+    pub created_gte: Option<String>,
+    pub created_lt: Option<String>,
+    /// An event id: the page starts with the next older event.
+    pub starting_after: Option<String>,
+    pub limit: u32,
+}
+
+/// Events newest first, on `(created_at, id)`: up to `limit`, and whether more follow.
+pub fn list_events(tx: &Tx, f: &EventFilter) -> anyhow::Result<(Vec<EventView>, bool)> {
+    let cursor: Option<String> = match &f.starting_after {
+        None => None,
+        Some(id) => match tx
+            .query_opt("SELECT created_at FROM merchant_events WHERE id = $1", params![id], |r| r.get::<String>(0))?
+        {
+            Some(at) => Some(at),
+            None => return Ok((Vec::new(), false)),
+        },
+    };
+    let mut rows = tx.query_map(
+        "SELECT id, event_type, subject_id, payload, created_at FROM merchant_events
+         WHERE (CAST($1 AS TEXT) IS NULL OR event_type = $1)
+           AND (CAST($2 AS TEXT) IS NULL OR created_at >= $2)
+           AND (CAST($3 AS TEXT) IS NULL OR created_at < $3)
+           AND (CAST($4 AS TEXT) IS NULL OR (created_at, id) < ($4, $5))
+         ORDER BY created_at DESC, id DESC LIMIT $6",
+        params![f.event_type, f.created_gte, f.created_lt, cursor, f.starting_after, i64::from(f.limit) + 1],
+        event_from_row,
     )?;
-    Ok(())
+    let more = rows.len() > f.limit as usize;
+    rows.truncate(f.limit as usize);
+    Ok((rows, more))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResendError {
+    #[error("no event {0}")]
+    NoEvent(String),
+    #[error("no webhook endpoint {0}")]
+    NoEndpoint(String),
+    #[error("webhook endpoint {0} is disabled")]
+    Disabled(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Sends a stored event again (same `webhook-id`): to one endpoint, or to
+/// every enabled endpoint that wants its type. Returns the deliveries queued.
+pub fn resend(
+    tx: &Tx,
+    event_id: &str,
+    endpoint_id: Option<&str>,
+    max_attempts: u32,
+) -> Result<Vec<DeliveryView>, ResendError> {
+    let event = event(tx, event_id)?.ok_or_else(|| ResendError::NoEvent(event_id.to_string()))?;
+    let targets = match endpoint_id {
+        Some(id) => match endpoints::is_enabled(tx, id)? {
+            None => return Err(ResendError::NoEndpoint(id.to_string())),
+            Some(false) => return Err(ResendError::Disabled(id.to_string())),
+            Some(true) => vec![id.to_string()],
+        },
+        None => endpoints::subscribers(tx, &event.event_type)?,
+    };
+    for endpoint in &targets {
+        deliveries::queue_delivery(tx, event_id, endpoint, max_attempts)?;
+    }
+    let all = deliveries::deliveries_of_event(tx, event_id)?;
+    Ok(all.into_iter().filter(|d| targets.contains(&d.endpoint_id)).collect())
+}
+
+/// Rows the retention cleanup removes per run (events, with their
+/// deliveries and attempts): a bounded write.
+pub const CLEANUP_BATCH: i64 = 5_000;
+
+/// Removes events older than `retention_days`, their deliveries and the
+/// deliveries' attempts, oldest first, at most [`CLEANUP_BATCH`] events.
+/// Returns how many events went.
+pub fn cleanup(tx: &Tx, retention_days: i64) -> anyhow::Result<usize> {
+    let cutoff = (chrono::Utc::now() - chrono::Duration::days(retention_days))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let old = "SELECT id FROM merchant_events WHERE created_at < $1 ORDER BY created_at, id LIMIT $2";
+    tx.execute(
+        &format!(
+            "DELETE FROM webhook_delivery_attempts WHERE delivery_id IN
+                 (SELECT id FROM webhook_deliveries WHERE event_id IN ({old}))"
+        ),
+        params![cutoff, CLEANUP_BATCH],
+    )?;
+    tx.execute(&format!("DELETE FROM webhook_deliveries WHERE event_id IN ({old})"), params![cutoff, CLEANUP_BATCH])?;
+    let n = tx.execute(&format!("DELETE FROM merchant_events WHERE id IN ({old})"), params![cutoff, CLEANUP_BATCH])?;
+    Ok(n)
 }

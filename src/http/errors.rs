@@ -236,6 +236,9 @@ impl From<crate::payouts::PayoutError> for ApiError {
             crate::payouts::PayoutError::NoDestination(_) => {
                 ApiError::invalid("payout_destination_missing", message, "seller_id")
             }
+            crate::payouts::PayoutError::CurrencyNeeded(_) => {
+                ApiError::invalid("parameter_missing", message, "currency")
+            }
             crate::payouts::PayoutError::BadAmount(_) => ApiError::invalid("amount_invalid", message, "amount"),
             crate::payouts::PayoutError::TooMuch { .. } => {
                 ApiError::invalid("amount_exceeds_available", message, "amount")
@@ -251,8 +254,12 @@ impl From<crate::payouts::PayoutError> for ApiError {
 /// A query string that does not parse, said without the parser's own
 /// words: an unknown parameter is named with those the route takes.
 pub fn query_error(e: &actix_web::error::QueryPayloadError) -> ApiError {
-    let text = e.to_string();
-    let text = text.strip_prefix("Query deserialize error: ").unwrap_or(&text);
+    query_problem(&e.to_string())
+}
+
+/// [`query_error`] from the parser's message (actix's or serde_qs's).
+pub fn query_problem(text: &str) -> ApiError {
+    let text = text.strip_prefix("Query deserialize error: ").unwrap_or(text);
     // serde: "unknown field `x`, expected one of `a`, `b`" / "expected `a`"
     if let Some(rest) = text.strip_prefix("unknown field `")
         && let Some((name, expected)) = rest.split_once('`')

@@ -121,7 +121,8 @@ pub async fn psp_sync(ctx: &Ctx) -> anyhow::Result<usize> {
 pub async fn idempotency_cleanup(ctx: &Ctx) -> anyhow::Result<usize> {
     // Stored PSP requests and scheduled-run records age out with the keys:
     // a write of any number of rows, in a transaction of its own.
-    ctx.db
+    let removed = ctx
+        .db
         .write_alone(|tx| {
             Ok::<_, anyhow::Error>(
                 crate::idempotency::cleanup(tx)?
@@ -129,7 +130,25 @@ pub async fn idempotency_cleanup(ctx: &Ctx) -> anyhow::Result<usize> {
                     + crate::jobs::lease::cleanup(tx)?,
             )
         })
-        .await
+        .await?;
+    Ok(removed + events_cleanup(ctx).await?)
+}
+
+/// Batches of old events a run removes at most (`events::CLEANUP_BATCH` each).
+const EVENT_CLEANUP_BATCHES: usize = 100;
+
+/// Events past `events.retention_days`, in bounded batches of their own.
+pub async fn events_cleanup(ctx: &Ctx) -> anyhow::Result<usize> {
+    let days = ctx.settings.events.retention_days;
+    let mut removed = 0;
+    for _ in 0..EVENT_CLEANUP_BATCHES {
+        let n = ctx.db.write_alone(move |tx| crate::events::cleanup(tx, days)).await?;
+        removed += n;
+        if (n as i64) < crate::events::CLEANUP_BATCH {
+            break;
+        }
+    }
+    Ok(removed)
 }
 
 /// Runs `till check`; a violation raises (and keeps open) one alert, a clean

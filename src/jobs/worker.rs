@@ -137,7 +137,10 @@ async fn dispatch(ctx: &Ctx, job: &Job) -> Result<bool, JobError> {
     match JobKind::parse(&job.kind) {
         Some(JobKind::ChargeOrder) => crate::payments::execute::charge_order(ctx, job).await,
         Some(JobKind::SyncCheckout) => done(crate::payments::sync::sync_checkout(ctx, &job.subject_id).await),
-        Some(JobKind::DeliverWebhook) => done(crate::events::deliver(ctx, &job.subject_id).await),
+        Some(JobKind::DeliverWebhook) => {
+            let last_try = job.attempts >= job.max_attempts;
+            done(crate::events::deliver(ctx, &job.subject_id, last_try).await)
+        }
         Some(JobKind::SubmitRefund) => done(crate::refunds::submit(ctx, &job.subject_id).await),
         Some(JobKind::SendPayout) => done(crate::payouts::send(ctx, &job.subject_id).await),
         None => Err(JobError::Final(format!("unknown job kind '{}'", job.kind))),

@@ -174,6 +174,7 @@ pub fn book_payins(tx: &Tx, orders: &[&Order], policy: Policy) -> anyhow::Result
         anyhow::bail!("order {} already has a pay-in posting", orders[i].payment_order_id);
     }
     for (&(seller_id, _), &(currency, credit)) in &wallets {
+        crate::payouts::store::ensure_seller(tx, seller_id.as_str())?;
         wallet::credit_wallet(tx, seller_id.as_str(), currency, credit)?;
         wallet::assert_matches_ledger(tx, seller_id.as_str(), currency)?;
     }
@@ -246,6 +247,8 @@ mod tests {
             ledger_updated: true,
             created_at: String::new(),
             updated_at: String::new(),
+            description: None,
+            metadata: Default::default(),
         }
     }
 

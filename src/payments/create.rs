@@ -118,12 +118,18 @@ fn session_request(
             .orders
             .iter()
             .map(|o| LineItem {
-                name: format!("Order {} (seller {})", o.payment_order_id, o.seller_id),
+                // What the buyer reads on the hosted page: the order's own
+                // description, else the checkout's, else till's ids.
+                name: match o.description.as_ref().or(new.description.as_ref()) {
+                    Some(description) => description.as_str().to_string(),
+                    None => format!("Order {} (seller {})", o.payment_order_id, o.seller_id),
+                },
                 currency: o.amount.currency().stripe_code(),
                 unit_amount: o.amount.amount_minor(),
             })
             .collect(),
         statement_descriptor_suffix,
+        metadata: new.metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
     })
 }
 

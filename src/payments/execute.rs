@@ -78,6 +78,13 @@ fn charge_request(target: &store::ChargeTarget, statement_descriptor_suffix: Opt
         currency: target.order.amount.currency().stripe_code(),
         payment_method: target.token.clone(),
         statement_descriptor_suffix,
+        description: target.order.description.clone().or_else(|| target.checkout_description.clone()),
+        metadata: target
+            .checkout_metadata
+            .merged(&target.order.metadata)
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The payment domain's types: ids that parse, the order state machine, the
 //! order as read from its row, and the validated request to create a checkout.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
@@ -150,6 +151,9 @@ pub struct Order {
     pub ledger_updated: bool,
     pub created_at: String,
     pub updated_at: String,
+    /// The shop's own words on the order, as given.
+    pub description: Option<String>,
+    pub metadata: Metadata,
 }
 
 /// A payment event (checkout) with its orders, as its rows hold them.
@@ -157,6 +161,10 @@ pub struct Order {
 pub struct Checkout {
     pub checkout_id: CheckoutId,
     pub is_payment_done: bool,
+    /// The shop asked to cancel it.
+    pub canceled: bool,
+    pub description: Option<String>,
+    pub metadata: Metadata,
     /// `hosted_page` or `token`.
     pub payment_method: String,
     pub redirect_url: Option<String>,
@@ -190,12 +198,18 @@ impl PaymentMethod {
     }
 }
 
+// Description and metadata are left out of the canonical form when not
+// given, so a request made before they existed hashes as it did then.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NewOrder {
     pub payment_order_id: PaymentOrderId,
     pub seller_id: SellerId,
     #[serde(serialize_with = "serialize_money")]
     pub amount: Money,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<Description>,
+    #[serde(skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
 }
 
 /// A create-payment request that has passed every check: once built, valid.
@@ -205,6 +219,195 @@ pub struct NewCheckout {
     pub buyer: Buyer,
     pub orders: Vec<NewOrder>,
     pub payment_method: PaymentMethod,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<Description>,
+    #[serde(skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
+}
+
+/// What a shop writes about a checkout or an order (the buyer sees an
+/// order's as its line on the hosted page): 1 to 500 characters, no
+/// control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Description(String);
+
+impl Description {
+    pub const MAX_CHARS: usize = 500;
+
+    pub fn parse(s: &str) -> Result<Description, String> {
+        if s.trim().is_empty() {
+            return Err("must not be empty (leave it out instead)".into());
+        }
+        if s.chars().any(char::is_control) {
+            return Err("must not hold control characters".into());
+        }
+        if s.chars().count() > Self::MAX_CHARS {
+            return Err(format!("is longer than {} characters", Self::MAX_CHARS));
+        }
+        Ok(Description(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Why metadata was refused: the key it is about (None: the whole map), and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataError {
+    pub key: Option<String>,
+    pub why: String,
+}
+
+/// Key-value pairs a shop attaches to a checkout or an order, within
+/// Stripe's limits (they are sent to the PSP): at most 50 keys of 1 to 40
+/// characters (no square brackets: they would not survive Stripe's form
+/// encoding), each with a string value of 1 to 500 characters. Till puts
+/// its own keys ([`Metadata::RESERVED`]) on the PSP's objects, so a shop
+/// may not use them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Metadata(BTreeMap<String, String>);
+
+impl Metadata {
+    pub const MAX_KEYS: usize = 50;
+    pub const MAX_KEY_CHARS: usize = 40;
+    pub const MAX_VALUE_CHARS: usize = 500;
+    /// The keys till writes on the PSP's sessions and payment intents.
+    pub const RESERVED: [&'static str; 3] = ["checkout_id", "payment_order_id", "seller_id"];
+    /// What a PSP object may carry of the shop's keys, beside till's own
+    /// (Stripe takes 50 keys in all).
+    pub const MAX_KEYS_AT_PSP: usize = Self::MAX_KEYS - Self::RESERVED.len();
+
+    /// Metadata from a JSON object whose values must be strings.
+    pub fn parse(map: &serde_json::Map<String, serde_json::Value>) -> Result<Metadata, MetadataError> {
+        let whole = |why: String| MetadataError { key: None, why };
+        if map.len() > Self::MAX_KEYS {
+            return Err(whole(format!("holds {} keys; at most {} are allowed", map.len(), Self::MAX_KEYS)));
+        }
+        let mut out = BTreeMap::new();
+        for (key, value) in map {
+            let refuse = |why: &str| MetadataError { key: Some(key.clone()), why: why.to_string() };
+            let key_chars = key.chars().count();
+            if key_chars == 0 || key_chars > Self::MAX_KEY_CHARS {
+                return Err(refuse("keys must be 1 to 40 characters"));
+            }
+            if key.chars().any(|c| c.is_control() || c == '[' || c == ']') {
+                return Err(refuse("keys must not hold control characters or square brackets"));
+            }
+            if Self::RESERVED.contains(&key.as_str()) {
+                return Err(refuse("is a key till sets itself at the PSP (checkout_id, payment_order_id, seller_id)"));
+            }
+            let serde_json::Value::String(value) = value else {
+                return Err(refuse("metadata values must be strings"));
+            };
+            let value_chars = value.chars().count();
+            if value_chars == 0 || value_chars > Self::MAX_VALUE_CHARS {
+                return Err(refuse("values must be 1 to 500 characters (leave an empty key out)"));
+            }
+            if value.contains('\0') {
+                return Err(refuse("values must not hold NUL characters"));
+            }
+            out.insert(key.clone(), value.clone());
+        }
+        Ok(Metadata(out))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// These keys with `over`'s on top: an order's metadata over its checkout's.
+    pub fn merged(&self, over: &Metadata) -> Metadata {
+        let mut out = self.0.clone();
+        out.extend(over.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Metadata(out)
+    }
+
+    /// As stored: a JSON object, or NULL when empty.
+    pub fn to_stored(&self) -> Option<String> {
+        (!self.is_empty()).then(|| serde_json::to_string(&self.0).expect("a map of strings serializes"))
+    }
+
+    /// Read back from its column (written by [`Metadata::to_stored`]).
+    pub fn from_stored(stored: Option<&str>) -> anyhow::Result<Metadata> {
+        match stored {
+            None => Ok(Metadata::default()),
+            Some(text) => {
+                Ok(Metadata(serde_json::from_str(text).map_err(|e| anyhow::anyhow!("stored metadata: {e}"))?))
+            }
+        }
+    }
+}
+
+/// Where a checkout stands, from its orders' states: `open` while any
+/// order is not final; then `succeeded` (every order SUCCESS), `failed`
+/// (every order FAILED), `canceled` (every order FAILED after the shop
+/// canceled it) or `partially_succeeded` (some of each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckoutStatus {
+    Open,
+    Succeeded,
+    PartiallySucceeded,
+    Failed,
+    Canceled,
+}
+
+impl CheckoutStatus {
+    pub fn of(orders: &[OrderStatus], canceled: bool) -> CheckoutStatus {
+        if orders.is_empty() || orders.iter().any(|s| !s.is_final()) {
+            return CheckoutStatus::Open;
+        }
+        let succeeded = orders.iter().filter(|s| **s == OrderStatus::Success).count();
+        match (succeeded, canceled) {
+            (0, true) => CheckoutStatus::Canceled,
+            (0, false) => CheckoutStatus::Failed,
+            (n, _) if n == orders.len() => CheckoutStatus::Succeeded,
+            _ => CheckoutStatus::PartiallySucceeded,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckoutStatus::Open => "open",
+            CheckoutStatus::Succeeded => "succeeded",
+            CheckoutStatus::PartiallySucceeded => "partially_succeeded",
+            CheckoutStatus::Failed => "failed",
+            CheckoutStatus::Canceled => "canceled",
+        }
+    }
+
+    // Written without a `_` arm so a new state must be placed on purpose.
+    pub fn is_final(self) -> bool {
+        match self {
+            CheckoutStatus::Open => false,
+            CheckoutStatus::Succeeded
+            | CheckoutStatus::PartiallySucceeded
+            | CheckoutStatus::Failed
+            | CheckoutStatus::Canceled => true,
+        }
+    }
+}
+
+impl Checkout {
+    pub fn status(&self) -> CheckoutStatus {
+        let states: Vec<OrderStatus> = self.orders.iter().map(|o| o.status).collect();
+        CheckoutStatus::of(&states, self.canceled)
+    }
 }
 
 fn serialize_money<S: serde::Serializer>(m: &Money, s: S) -> Result<S::Ok, S::Error> {
@@ -236,6 +439,58 @@ mod tests {
         assert!(OrderStatus::Executing.can_move_to(OrderStatus::Success));
         assert!(!OrderStatus::NotStarted.can_move_to(OrderStatus::Success));
         assert!(!OrderStatus::Executing.can_move_to(OrderStatus::NotStarted));
+    }
+
+    #[test]
+    fn a_checkout_is_open_until_every_order_is_final_then_says_how_they_ended() {
+        use CheckoutStatus::*;
+        use OrderStatus::{Executing, Failed as F, NotStarted, Success as S};
+        for (orders, canceled, expected) in [
+            (&[S, Executing][..], false, Open),
+            (&[NotStarted][..], true, Open),
+            (&[S, S][..], false, Succeeded),
+            (&[S, F][..], false, PartiallySucceeded),
+            (&[F, S, S][..], false, PartiallySucceeded),
+            (&[F, F][..], false, Failed),
+            (&[F, F][..], true, Canceled),
+            // A buyer who paid while the cancel was under way: paid it is.
+            (&[S][..], true, Succeeded),
+        ] {
+            assert_eq!(CheckoutStatus::of(orders, canceled), expected, "{orders:?} canceled={canceled}");
+            assert_eq!(expected.is_final(), expected != Open);
+        }
+    }
+
+    #[test]
+    fn metadata_keeps_to_stripes_limits_and_leaves_tills_keys_alone() {
+        let parse = |v: serde_json::Value| Metadata::parse(v.as_object().unwrap());
+        let ok = parse(serde_json::json!({"order_number": "1001", "note": "é".repeat(500)})).unwrap();
+        assert_eq!(ok.get("order_number"), Some("1001"));
+        assert_eq!(Metadata::from_stored(ok.to_stored().as_deref()).unwrap(), ok);
+        assert_eq!(Metadata::from_stored(None).unwrap().to_stored(), None);
+        let many: serde_json::Map<_, _> = (0..51).map(|i| (format!("k{i}"), serde_json::json!("v"))).collect();
+        assert_eq!(Metadata::parse(&many).unwrap_err().key, None);
+        for (bad, key) in [
+            (serde_json::json!({"n": 1001}), "n"),
+            (serde_json::json!({"n": null}), "n"),
+            (serde_json::json!({"n": ""}), "n"),
+            (serde_json::json!({"n": "x".repeat(501)}), "n"),
+            (serde_json::json!({"a[b]": "x"}), "a[b]"),
+            (serde_json::json!({"": "x"}), ""),
+            (serde_json::json!({"checkout_id": "x"}), "checkout_id"),
+        ] {
+            assert_eq!(parse(bad.clone()).unwrap_err().key.as_deref(), Some(key), "{bad}");
+        }
+        let long_key = "k".repeat(41);
+        assert!(parse(serde_json::json!({ long_key: "x" })).is_err());
+        let merged = parse(serde_json::json!({"a": "1", "b": "1"}))
+            .unwrap()
+            .merged(&parse(serde_json::json!({"b": "2"})).unwrap());
+        assert_eq!((merged.get("a"), merged.get("b")), (Some("1"), Some("2")), "the order's value wins");
+        assert!(Description::parse("Blue mug, 350 ml").is_ok());
+        for bad in ["", "  ", "a\nb", &"x".repeat(501)] {
+            assert!(Description::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

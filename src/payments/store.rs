@@ -9,7 +9,9 @@ use serde::Serialize;
 
 use crate::db::{Row, Tx, params};
 use crate::money::{Currency, Money, format_minor};
-use crate::payments::model::{Checkout, CheckoutId, NewCheckout, Order, OrderStatus, PaymentMethod, PaymentOrderId};
+use crate::payments::model::{
+    Checkout, CheckoutId, CheckoutStatus, Metadata, NewCheckout, Order, OrderStatus, PaymentMethod, PaymentOrderId,
+};
 
 /// The columns of an event that drive the create flow.
 #[derive(Debug, Clone)]
@@ -68,8 +70,9 @@ pub fn insert_checkout(
     };
     tx.execute(
         "INSERT INTO payment_events (checkout_id, api_key_id, buyer_info, buyer_email, payment_method,
-                                     payment_method_token, success_url, cancel_url, request_hash, created_at, updated_at)
-         VALUES ($1, $2, $3, $10, $4, $5, $6, $7, $8, $9, $9)",
+                                     payment_method_token, success_url, cancel_url, request_hash, created_at, updated_at,
+                                     description, metadata)
+         VALUES ($1, $2, $3, $10, $4, $5, $6, $7, $8, $9, $9, $11, $12)",
         params![
             new.checkout_id,
             api_key_id,
@@ -80,15 +83,18 @@ pub fn insert_checkout(
             cancel_url,
             request_hash,
             now,
-            new.buyer.email.as_deref().map(str::to_lowercase)
+            new.buyer.email.as_deref().map(str::to_lowercase),
+            new.description.as_ref().map(|d| d.as_str()),
+            new.metadata.to_stored()
         ],
     )
     .context("inserting a payment event")?;
     for (position, order) in new.orders.iter().enumerate() {
         tx.execute(
             "INSERT INTO payment_orders (payment_order_id, checkout_id, position, buyer_account, seller_id,
-                                         amount_minor, currency, payment_order_status, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+                                         amount_minor, currency, payment_order_status, created_at, updated_at,
+                                         description, metadata)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11)",
             params![
                 order.payment_order_id,
                 new.checkout_id,
@@ -98,13 +104,29 @@ pub fn insert_checkout(
                 order.amount.amount_minor(),
                 order.amount.currency(),
                 OrderStatus::NotStarted,
-                now
+                now,
+                order.description.as_ref().map(|d| d.as_str()),
+                order.metadata.to_stored()
             ],
         )
         .context("inserting a payment order")?;
+        index_metadata(tx, order.payment_order_id.as_str(), &new.metadata.merged(&order.metadata))?;
         record_history(tx, order.payment_order_id.as_str(), None, OrderStatus::NotStarted, "created")?;
     }
     Ok(None)
+}
+
+/// Makes an order findable by each key of its metadata (its checkout's
+/// merged with its own): one row per key in `payment_order_metadata`.
+fn index_metadata(tx: &Tx, payment_order_id: &str, metadata: &Metadata) -> anyhow::Result<()> {
+    for (key, value) in metadata.iter() {
+        tx.execute(
+            "INSERT INTO payment_order_metadata (payment_order_id, key, value) VALUES ($1, $2, $3)",
+            params![payment_order_id, key, value],
+        )
+        .context("indexing an order's metadata")?;
+    }
+    Ok(())
 }
 
 /// Moves one order from `from` to `to`, guarded in SQL so that two racing
@@ -285,6 +307,11 @@ pub struct OrderView {
     pub failure_code: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// As the shop gave it; the buyer sees it as the order's line on the hosted page.
+    pub description: Option<String>,
+    /// The shop's key-value pairs, as given (`{}` when none).
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
+    pub metadata: Metadata,
 }
 
 impl From<&Order> for OrderView {
@@ -303,6 +330,8 @@ impl From<&Order> for OrderView {
             failure_code: o.failure_code.clone(),
             created_at: o.created_at.clone(),
             updated_at: o.updated_at.clone(),
+            description: o.description.clone(),
+            metadata: o.metadata.clone(),
         }
     }
 }
@@ -311,6 +340,12 @@ impl From<&Order> for OrderView {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CheckoutView {
     pub checkout_id: String,
+    /// `open` while an order is not final; then `succeeded`,
+    /// `partially_succeeded`, `failed` or `canceled`. Ship on `succeeded`
+    /// (or, for `partially_succeeded`, on each order that is SUCCESS).
+    pub status: CheckoutStatus,
+    /// True once every order is final, whatever its outcome (kept for
+    /// compatibility: read `status` to know whether it was paid).
     pub is_payment_done: bool,
     pub payment_method: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -319,6 +354,9 @@ pub struct CheckoutView {
     pub buyer: serde_json::Value,
     pub orders: Vec<OrderView>,
     pub created_at: String,
+    pub description: Option<String>,
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
+    pub metadata: Metadata,
     #[serde(skip)]
     pub psp_session_id: Option<String>,
 }
@@ -327,12 +365,15 @@ impl From<&Checkout> for CheckoutView {
     fn from(c: &Checkout) -> CheckoutView {
         CheckoutView {
             checkout_id: c.checkout_id.to_string(),
+            status: c.status(),
             is_payment_done: c.is_payment_done,
             payment_method: c.payment_method.clone(),
             redirect_url: c.redirect_url.clone(),
             buyer: c.buyer.clone(),
             orders: c.orders.iter().map(OrderView::from).collect(),
             created_at: c.created_at.clone(),
+            description: c.description.clone(),
+            metadata: c.metadata.clone(),
             psp_session_id: c.psp_session_id.clone(),
         }
     }
@@ -343,12 +384,13 @@ impl From<&Checkout> for CheckoutView {
 macro_rules! order_columns {
     () => {
         "payment_order_id, checkout_id, seller_id, amount_minor, currency, payment_order_status, refunded_minor,
-         failure_code, psp_payment_intent_id, wallet_updated, ledger_updated, created_at, updated_at"
+         failure_code, psp_payment_intent_id, wallet_updated, ledger_updated, created_at, updated_at, description,
+         metadata"
     };
 }
 
 /// How many columns [`order_columns`] names.
-const ORDER_COLUMN_COUNT: usize = 13;
+const ORDER_COLUMN_COUNT: usize = 15;
 
 fn order_from_row(r: &Row) -> anyhow::Result<Order> {
     Ok(Order {
@@ -364,6 +406,8 @@ fn order_from_row(r: &Row) -> anyhow::Result<Order> {
         ledger_updated: r.get(10)?,
         created_at: r.get(11)?,
         updated_at: r.get(12)?,
+        description: r.get(13)?,
+        metadata: Metadata::from_stored(r.get::<Option<String>>(14)?.as_deref())?,
     })
 }
 
@@ -455,7 +499,8 @@ pub fn order_view(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<Orde
 pub fn load_checkout(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<Checkout>> {
     let head = tx
         .query_opt(
-            "SELECT checkout_id, is_payment_done, payment_method, redirect_url, buyer_info, created_at, psp_session_id
+            "SELECT checkout_id, is_payment_done, payment_method, redirect_url, buyer_info, created_at, psp_session_id,
+                    CASE WHEN canceled_at IS NULL THEN 0 ELSE 1 END, description, metadata
              FROM payment_events WHERE checkout_id = $1",
             params![checkout_id],
             |r| {
@@ -467,6 +512,9 @@ pub fn load_checkout(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<Checko
                     buyer: serde_json::from_str(&r.get::<String>(4)?).unwrap_or(serde_json::Value::Null),
                     created_at: r.get(5)?,
                     psp_session_id: r.get(6)?,
+                    canceled: r.get(7)?,
+                    description: r.get(8)?,
+                    metadata: Metadata::from_stored(r.get::<Option<String>>(9)?.as_deref())?,
                     orders: Vec::new(),
                 })
             },
@@ -538,10 +586,23 @@ pub fn is_session_done(tx: &Tx, session_id: &str) -> anyhow::Result<bool> {
 pub struct OrderFilter {
     pub status: Option<OrderStatus>,
     pub seller_id: Option<String>,
+    /// (key, value) pairs the order's metadata (its checkout's merged
+    /// with its own) must all hold; at most [`MAX_METADATA_FILTERS`].
+    pub metadata: Vec<(String, String)>,
     /// An order id: the page starts with the next older order.
     pub starting_after: Option<String>,
     pub limit: u32,
 }
+
+/// Whether any order's metadata holds this value (under any key).
+pub fn metadata_value_exists(tx: &Tx, value: &str) -> anyhow::Result<bool> {
+    Ok(tx
+        .query_opt("SELECT 1 FROM payment_order_metadata WHERE value = $1 LIMIT 1", params![value], |_| Ok(()))?
+        .is_some())
+}
+
+/// Metadata conditions one list may ask for.
+pub const MAX_METADATA_FILTERS: usize = 10;
 
 /// Stripe's list shape.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -556,6 +617,7 @@ pub struct Page<T> {
 /// stay together, so `(created_at, checkout_id, position)` is a total,
 /// stable order and the cursor names a place in it.
 pub fn list_orders(tx: &Tx, f: &OrderFilter) -> anyhow::Result<Page<OrderView>> {
+    anyhow::ensure!(f.metadata.len() <= MAX_METADATA_FILTERS, "at most {MAX_METADATA_FILTERS} metadata filters");
     let (at, checkout, position) = match &f.starting_after {
         None => (None, None, None),
         Some(id) => match place_in_list(tx, id)? {
@@ -564,22 +626,40 @@ pub fn list_orders(tx: &Tx, f: &OrderFilter) -> anyhow::Result<Page<OrderView>> 
             None => return Ok(Page { object: "list", data: Vec::new(), has_more: false }),
         },
     };
-    let mut data = tx.query_map(
-        concat!(
-            "SELECT ",
-            order_columns!(),
-            " FROM payment_orders
-             WHERE (CAST($1 AS TEXT) IS NULL OR payment_order_status = $1)
-               AND (CAST($2 AS TEXT) IS NULL OR seller_id = $2)
-               AND (CAST($3 AS TEXT) IS NULL OR (created_at, checkout_id, position) < ($3, $4, $5))
-             ORDER BY created_at DESC, checkout_id DESC, position DESC LIMIT $6"
-        ),
-        params![f.status, f.seller_id, at, checkout, position, i64::from(f.limit) + 1],
-        |r| order_from_row(r).map(|o| OrderView::from(&o)),
-    )?;
+    let fetch = i64::from(f.limit) + 1;
+    let mut bound: Vec<&dyn crate::db::ToSql> = vec![&f.status, &f.seller_id, &at, &checkout, &position, &fetch];
+    for (key, value) in &f.metadata {
+        bound.push(key);
+        bound.push(value);
+    }
+    let sql = list_orders_sql(f.metadata.len());
+    let mut data = tx.query_map(&sql, &bound, |r| order_from_row(r).map(|o| OrderView::from(&o)))?;
     let has_more = data.len() > f.limit as usize;
     data.truncate(f.limit as usize);
     Ok(Page { object: "list", data, has_more })
+}
+
+/// The statement of [`list_orders`] with `metadata_filters` metadata
+/// conditions (`$7`, `$8` the first key and value, and so on): one string
+/// per count, so each is prepared once.
+fn list_orders_sql(metadata_filters: usize) -> String {
+    let mut sql = String::from(concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM payment_orders
+         WHERE (CAST($1 AS TEXT) IS NULL OR payment_order_status = $1)
+           AND (CAST($2 AS TEXT) IS NULL OR seller_id = $2)
+           AND (CAST($3 AS TEXT) IS NULL OR (created_at, checkout_id, position) < ($3, $4, $5))"
+    ));
+    for i in 0..metadata_filters {
+        let (key, value) = (7 + 2 * i, 8 + 2 * i);
+        sql.push_str(&format!(
+            " AND payment_order_id IN (SELECT payment_order_id FROM payment_order_metadata
+                                       WHERE key = ${key} AND value = ${value})"
+        ));
+    }
+    sql.push_str(" ORDER BY created_at DESC, checkout_id DESC, position DESC LIMIT $6");
+    sql
 }
 
 /// Where an order sorts in [`list_orders`].
@@ -686,18 +766,24 @@ pub fn paid_charges_between(tx: &Tx, from: &str, before: &str) -> anyhow::Result
 pub struct ChargeTarget {
     pub order: Order,
     pub token: String,
+    /// The checkout's description and metadata (the charge carries the
+    /// order's own, or its checkout's).
+    pub checkout_description: Option<String>,
+    pub checkout_metadata: Metadata,
 }
 
 pub fn load_charge_target(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<ChargeTarget>> {
     let Some(order) = load_order(tx, payment_order_id)? else {
         return Ok(None);
     };
-    let token: Option<String> = tx.query_value(
-        "SELECT payment_method_token FROM payment_events WHERE checkout_id = $1",
+    let (token, description, metadata): (Option<String>, Option<String>, Option<String>) = tx.query_row(
+        "SELECT payment_method_token, description, metadata FROM payment_events WHERE checkout_id = $1",
         params![order.checkout_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     let token = token.with_context(|| format!("order {payment_order_id} is not a token payment"))?;
-    Ok(Some(ChargeTarget { order, token }))
+    let checkout_metadata = Metadata::from_stored(metadata.as_deref())?;
+    Ok(Some(ChargeTarget { order, token, checkout_description: description, checkout_metadata }))
 }
 
 /// What the PSP itself says it charged: read from its own copy of the
@@ -792,8 +878,12 @@ mod tests {
                 payment_order_id: order_id.clone(),
                 seller_id: SellerId::parse("seller").unwrap(),
                 amount: Money::from_minor(1000, Currency::parse("EUR").unwrap()).unwrap(),
+                description: None,
+                metadata: Metadata::default(),
             }],
             payment_method: PaymentMethod::Token { token: "pm_card_visa".into() },
+            description: None,
+            metadata: Metadata::default(),
         };
         assert_eq!(db.write_now(|tx| insert_checkout(tx, &key, &new, "hash")).unwrap(), None);
         (dir, db, order_id.to_string())

@@ -89,6 +89,9 @@ pub enum PayoutError {
     SellerMissing(String),
     #[error("seller {0} has no payout_destination")]
     NoDestination(String),
+    /// No currency was given and the seller holds none, or several.
+    #[error("{0}")]
+    CurrencyNeeded(String),
     #[error("{0}")]
     BadAmount(String),
     #[error("{asked} exceeds the {available} available (pending money is held for payouts.hold_days)")]
@@ -101,9 +104,11 @@ pub enum PayoutError {
 
 pub struct NewPayout {
     pub seller_id: String,
-    pub currency: Currency,
-    /// None: all that is available. Some: in `currency`.
-    pub amount: Option<Money>,
+    /// None: the one currency the seller's wallet holds (refused when it
+    /// holds none or several).
+    pub currency: Option<Currency>,
+    /// A decimal string in the currency; None: all that is available.
+    pub amount: Option<String>,
     pub created_by: String,
 }
 
@@ -114,39 +119,59 @@ pub fn parse_amount(amount: Option<&str>, currency: Currency) -> Result<Option<M
 }
 
 /// What the payout rules need from the settings.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Rules {
     hold_days: i64,
     max_attempts: u32,
+    /// `payouts.minimum_amount`: per currency code, a decimal string.
+    minimums: std::collections::BTreeMap<String, String>,
 }
 
 /// Stores the payout and moves the money into transit; queues the transfer.
 pub async fn create(ctx: &Ctx, new: NewPayout) -> Result<PayoutView, PayoutError> {
-    let rules = Rules { hold_days: ctx.settings.payouts.hold_days, max_attempts: ctx.settings.queue.max_attempts };
-    let minimum = minimum_of(ctx, new.currency);
-    let payout = ctx.db.write(move |tx| create_in_tx(tx, &new, minimum, rules)).await?;
+    let rules = Rules {
+        hold_days: ctx.settings.payouts.hold_days,
+        max_attempts: ctx.settings.queue.max_attempts,
+        minimums: ctx.settings.payouts.minimum_amount.clone(),
+    };
+    let payout = ctx.db.write(move |tx| create_in_tx(tx, &new, &rules)).await?;
     ctx.queue_wake.notify_one();
     Ok(payout)
 }
 
-fn minimum_of(ctx: &Ctx, currency: Currency) -> i64 {
-    ctx.settings
-        .payouts
-        .minimum_amount
-        .get(currency.code())
-        .and_then(|a| Money::parse(a, currency).ok())
-        .map_or(1, |m| m.amount_minor())
+/// The smallest payout in `currency` (`payouts.minimum_amount`; else one minor unit).
+fn minimum_in(minimums: &std::collections::BTreeMap<String, String>, currency: Currency) -> i64 {
+    minimums.get(currency.code()).and_then(|a| Money::parse(a, currency).ok()).map_or(1, |m| m.amount_minor())
 }
 
-fn create_in_tx(tx: &Tx, new: &NewPayout, minimum: i64, rules: Rules) -> Result<PayoutView, PayoutError> {
+/// The payout's currency: the one asked for, else the one the seller holds.
+fn payout_currency(tx: &Tx, new: &NewPayout) -> Result<Currency, PayoutError> {
+    if let Some(currency) = new.currency {
+        return Ok(currency);
+    }
+    match wallet::currencies_of(tx, &new.seller_id)?.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(PayoutError::CurrencyNeeded(format!(
+            "currency is required: seller {} holds no money in any currency yet",
+            new.seller_id
+        ))),
+        several => Err(PayoutError::CurrencyNeeded(format!(
+            "currency is required: seller {} holds {}",
+            new.seller_id,
+            several.iter().map(|c| c.code()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+fn create_in_tx(tx: &Tx, new: &NewPayout, rules: &Rules) -> Result<PayoutView, PayoutError> {
     let seller = store::seller(tx, &new.seller_id)?.ok_or_else(|| PayoutError::SellerMissing(new.seller_id.clone()))?;
     let destination = seller.payout_destination.ok_or_else(|| PayoutError::NoDestination(new.seller_id.clone()))?;
-    let currency = new.currency;
+    let currency = payout_currency(tx, new)?;
+    let minimum = minimum_in(&rules.minimums, currency);
     let available = wallet::balances(tx, &new.seller_id, currency, rules.hold_days)?.available;
-    let amount = match new.amount {
+    let amount = match parse_amount(new.amount.as_deref(), currency)? {
         None => available,
-        Some(m) if m.currency() == currency => m.amount_minor(),
-        Some(m) => return Err(anyhow::anyhow!("a payout in {currency} of {m}").into()),
+        Some(m) => m.amount_minor(),
     };
     let show = |m: i64| format_minor(m, currency);
     if amount > available || amount <= 0 {
@@ -333,10 +358,15 @@ pub async fn pay_out_all(ctx: &Ctx) -> anyhow::Result<usize> {
     let mut created = 0;
     for (seller_id, code, available) in candidates {
         let currency = Currency::parse(&code)?;
-        if available < minimum_of(ctx, currency) {
+        if available < minimum_in(&ctx.settings.payouts.minimum_amount, currency) {
             continue;
         }
-        let new = NewPayout { seller_id: seller_id.clone(), currency, amount: None, created_by: "schedule".into() };
+        let new = NewPayout {
+            seller_id: seller_id.clone(),
+            currency: Some(currency),
+            amount: None,
+            created_by: "schedule".into(),
+        };
         match create(ctx, new).await {
             Ok(_) => created += 1,
             // Money moved since the scan (a refund, another payout): next run.

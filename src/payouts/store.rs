@@ -9,20 +9,56 @@ use crate::payouts::PayoutStatus;
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SellerView {
     pub seller_id: String,
-    pub name: String,
+    /// Null for a seller created by its first payment and not named since.
+    pub name: Option<String>,
     pub payout_destination: Option<String>,
+    pub created_at: String,
 }
 
-/// Creates or updates a seller; returns whether it is new.
-pub fn upsert_seller(tx: &Tx, seller: &SellerView) -> anyhow::Result<bool> {
-    let existed = seller_exists(tx, &seller.seller_id)?;
+/// Creates or updates a seller; a name not given keeps the one it has.
+/// Returns whether it is new.
+pub fn upsert_seller(
+    tx: &Tx,
+    seller_id: &str,
+    name: Option<&str>,
+    payout_destination: Option<&str>,
+) -> anyhow::Result<bool> {
+    let existed = seller_exists(tx, seller_id)?;
     tx.execute(
         "INSERT INTO sellers (seller_id, name, payout_destination, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
-         ON CONFLICT (seller_id) DO UPDATE SET name = excluded.name,
+         ON CONFLICT (seller_id) DO UPDATE SET name = COALESCE(excluded.name, sellers.name),
              payout_destination = excluded.payout_destination, updated_at = excluded.updated_at",
-        params![seller.seller_id, seller.name, seller.payout_destination, crate::db::now()],
+        params![seller_id, name, payout_destination, crate::db::now()],
     )?;
     Ok(!existed)
+}
+
+/// The seller's record, made now if it has none (a payment to a seller
+/// nobody named yet): every seller with a wallet has one.
+pub fn ensure_seller(tx: &Tx, seller_id: &str) -> anyhow::Result<()> {
+    tx.execute(
+        "INSERT INTO sellers (seller_id, name, payout_destination, created_at, updated_at)
+         VALUES ($1, NULL, NULL, $2, $2) ON CONFLICT (seller_id) DO NOTHING",
+        params![seller_id, crate::db::now()],
+    )?;
+    Ok(())
+}
+
+/// Sellers in id order after `starting_after`: up to `limit`, and whether more follow.
+pub fn list_sellers(tx: &Tx, starting_after: Option<&str>, limit: u32) -> anyhow::Result<(Vec<SellerView>, bool)> {
+    let mut rows = tx.query_map(
+        "SELECT seller_id, name, payout_destination, created_at FROM sellers
+         WHERE (CAST($1 AS TEXT) IS NULL OR seller_id > $1) ORDER BY seller_id LIMIT $2",
+        params![starting_after, i64::from(limit) + 1],
+        seller_from_row,
+    )?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    Ok((rows, more))
+}
+
+fn seller_from_row(r: &Row) -> anyhow::Result<SellerView> {
+    Ok(SellerView { seller_id: r.get(0)?, name: r.get(1)?, payout_destination: r.get(2)?, created_at: r.get(3)? })
 }
 
 fn seller_exists(tx: &Tx, seller_id: &str) -> anyhow::Result<bool> {
@@ -32,9 +68,9 @@ fn seller_exists(tx: &Tx, seller_id: &str) -> anyhow::Result<bool> {
 
 pub fn seller(tx: &Tx, seller_id: &str) -> anyhow::Result<Option<SellerView>> {
     tx.query_opt(
-        "SELECT seller_id, name, payout_destination FROM sellers WHERE seller_id = $1",
+        "SELECT seller_id, name, payout_destination, created_at FROM sellers WHERE seller_id = $1",
         params![seller_id],
-        |r| Ok(SellerView { seller_id: r.get(0)?, name: r.get(1)?, payout_destination: r.get(2)? }),
+        seller_from_row,
     )
 }
 

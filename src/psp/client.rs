@@ -63,6 +63,9 @@ pub struct CheckoutSessionRequest {
     pub line_items: Vec<LineItem>,
     /// `psp.statement_descriptor_suffix`, if set.
     pub statement_descriptor_suffix: Option<String>,
+    /// The shop's metadata of the checkout: on the session and its
+    /// PaymentIntent, beside till's `checkout_id`.
+    pub metadata: Vec<(String, String)>,
 }
 
 pub struct TransferRequest {
@@ -101,6 +104,24 @@ pub struct PaymentIntentRequest {
     pub payment_method: String,
     /// `psp.statement_descriptor_suffix`, if set.
     pub statement_descriptor_suffix: Option<String>,
+    /// The shop's words on the charge; None: "order {payment_order_id}".
+    pub description: Option<String>,
+    /// The shop's metadata, beside till's own keys.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// The longest line item name Stripe takes; a longer description is cut
+/// there (with an ellipsis) on its way to the PSP, and kept whole in till.
+pub const MAX_LINE_ITEM_NAME_CHARS: usize = 250;
+
+/// `text` cut to at most `max` characters, an ellipsis ending a cut one.
+pub fn shortened(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 impl CheckoutSessionRequest {
@@ -115,6 +136,10 @@ impl CheckoutSessionRequest {
             ("metadata[checkout_id]".into(), self.checkout_id.clone()),
             ("payment_intent_data[metadata][checkout_id]".into(), self.checkout_id.clone()),
         ];
+        for (key, value) in &self.metadata {
+            form.push((format!("metadata[{key}]"), value.clone()));
+            form.push((format!("payment_intent_data[metadata][{key}]"), value.clone()));
+        }
         if let Some(suffix) = &self.statement_descriptor_suffix {
             form.push(("payment_intent_data[statement_descriptor_suffix]".into(), suffix.clone()));
         }
@@ -122,7 +147,10 @@ impl CheckoutSessionRequest {
             let p = format!("line_items[{i}]");
             form.push((format!("{p}[price_data][currency]"), item.currency.clone()));
             form.push((format!("{p}[price_data][unit_amount]"), item.unit_amount.to_string()));
-            form.push((format!("{p}[price_data][product_data][name]"), item.name.clone()));
+            form.push((
+                format!("{p}[price_data][product_data][name]"),
+                shortened(&item.name, MAX_LINE_ITEM_NAME_CHARS),
+            ));
             form.push((format!("{p}[quantity]"), "1".into()));
         }
         PspRequest {
@@ -152,11 +180,15 @@ impl PaymentIntentRequest {
             ("confirm".into(), "true".into()),
             ("automatic_payment_methods[enabled]".into(), "true".into()),
             ("automatic_payment_methods[allow_redirects]".into(), "never".into()),
-            ("description".into(), format!("order {}", self.payment_order_id)),
+            (
+                "description".into(),
+                self.description.clone().unwrap_or_else(|| format!("order {}", self.payment_order_id)),
+            ),
             ("metadata[payment_order_id]".into(), self.payment_order_id.clone()),
             ("metadata[checkout_id]".into(), self.checkout_id.clone()),
             ("metadata[seller_id]".into(), self.seller_id.clone()),
         ];
+        form.extend(self.metadata.iter().map(|(key, value)| (format!("metadata[{key}]"), value.clone())));
         if let Some(suffix) = &self.statement_descriptor_suffix {
             form.push(("statement_descriptor_suffix".into(), suffix.clone()));
         }

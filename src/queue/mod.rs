@@ -262,6 +262,15 @@ pub fn depth(tx: &Tx) -> anyhow::Result<Vec<(String, String, i64)>> {
     )
 }
 
+/// When the queued job of this kind and subject runs next (unix ms), if one is queued.
+pub fn next_run_ms(tx: &Tx, kind: JobKind, subject_id: &str) -> anyhow::Result<Option<i64>> {
+    tx.query_opt(
+        "SELECT run_at_ms FROM jobs WHERE kind = $1 AND subject_id = $2 AND status = 'queued'",
+        params![kind.as_str(), subject_id],
+        |r| r.get(0),
+    )
+}
+
 /// A job's status, attempts and last error.
 pub fn status_of(tx: &Tx, job_id: i64) -> anyhow::Result<Option<(String, u32, Option<String>)>> {
     tx.query_opt("SELECT status, attempts, last_error FROM jobs WHERE id = $1", params![job_id], |r| {

@@ -99,12 +99,16 @@ pub struct WalletView {
     pub balances: Vec<WalletBalance>,
 }
 
+/// The currencies the seller has a wallet in (has ever been paid in), in code order.
+pub fn currencies_of(tx: &Tx, seller_id: &str) -> anyhow::Result<Vec<Currency>> {
+    tx.query_map("SELECT currency FROM wallets WHERE seller_id = $1 ORDER BY currency", params![seller_id], |r| {
+        r.get(0)
+    })
+}
+
 /// The seller's balances, one per currency it has ever been paid in.
 pub fn read_wallet(tx: &Tx, seller_id: &str, hold_days: i64) -> anyhow::Result<Option<WalletView>> {
-    let currencies: Vec<Currency> =
-        tx.query_map("SELECT currency FROM wallets WHERE seller_id = $1 ORDER BY currency", params![seller_id], |r| {
-            r.get(0)
-        })?;
+    let currencies = currencies_of(tx, seller_id)?;
     if currencies.is_empty() {
         return Ok(None);
     }

@@ -171,7 +171,7 @@ async fn a_stored_endpoint_that_leads_inside_is_never_reached_and_its_deliveries
     let port = receiver.url.rsplit(':').next().unwrap().split('/').next().unwrap().to_string();
     for url in [receiver.url.clone(), format!("http://localhost:{port}/hooks")] {
         let events = vec!["*".to_string()];
-        app.ctx.db.write(move |tx| till::events::create_endpoint(tx, &url, &events)).await.unwrap();
+        app.ctx.db.write(move |tx| till::events::endpoints::create_endpoint(tx, &url, &events, None)).await.unwrap();
     }
 
     let body = crate::helpers::token_body("pm_card_visa", &[("seller_a", "5.00", "USD")]);
@@ -201,7 +201,7 @@ async fn a_stored_endpoint_that_leads_inside_is_never_reached_and_its_deliveries
         .unwrap();
     assert_eq!(rows.len(), 4);
     for (status, attempts, last_status, last_error) in rows {
-        assert_eq!((status.as_str(), attempts, last_status), ("pending", 2, None));
+        assert_eq!((status.as_str(), attempts, last_status), ("failed", 2, None), "its retries are spent");
         let error = last_error.unwrap_or_default();
         assert!(error.contains("public address"), "{error}");
     }

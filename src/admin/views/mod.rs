@@ -10,6 +10,7 @@ pub mod overview;
 pub mod payments;
 pub mod reconciliation;
 pub mod sellers;
+pub mod webhooks;
 
 use crate::admin::format;
 use crate::db::{Tx, params};

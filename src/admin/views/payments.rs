@@ -19,7 +19,8 @@ pub enum Search {
     Id(String),
     /// An email: the buyer's.
     BuyerEmail(String),
-    /// Anything else: a seller id or a buyer id.
+    /// Anything else: a seller id, a buyer id, a metadata value, or words
+    /// of a description.
     Party(String),
 }
 
@@ -68,18 +69,40 @@ pub struct PaymentList {
     pub next_before: Option<String>,
 }
 
-/// Which condition a seller-or-buyer search needs: whichever exists, so
-/// that one index answers; both only when the id is both. `$p` is the
-/// parameter holding the search.
-fn party_condition(tx: &Tx, q: &str, p: usize) -> anyhow::Result<String> {
+/// Which condition a free-text search needs: the seller, buyer or
+/// metadata value it names, whichever exists (so that an index answers);
+/// when none does, orders whose description (or their checkout's) holds
+/// it. `$p` is the parameter holding the search; when the condition is on
+/// descriptions (the bool), it holds the search's LIKE pattern instead.
+fn party_condition(tx: &Tx, q: &str, p: usize) -> anyhow::Result<(String, bool)> {
     let exists = |sql: &str| -> anyhow::Result<bool> { Ok(tx.query_opt(sql, params![q], |_| Ok(()))?.is_some()) };
-    let seller = exists("SELECT 1 FROM payment_orders WHERE seller_id = $1 LIMIT 1")?;
-    let buyer = exists("SELECT 1 FROM payment_orders WHERE buyer_account = $1 LIMIT 1")?;
-    Ok(match (seller, buyer) {
-        (true, true) => format!("(o.seller_id = ${p} OR o.buyer_account = ${p})"),
-        (false, true) => format!("o.buyer_account = ${p}"),
-        _ => format!("o.seller_id = ${p}"),
-    })
+    let mut found = Vec::new();
+    if exists("SELECT 1 FROM payment_orders WHERE seller_id = $1 LIMIT 1")? {
+        found.push(format!("o.seller_id = ${p}"));
+    }
+    if exists("SELECT 1 FROM payment_orders WHERE buyer_account = $1 LIMIT 1")? {
+        found.push(format!("o.buyer_account = ${p}"));
+    }
+    if store::metadata_value_exists(tx, q)? {
+        found.push(format!(
+            "o.payment_order_id IN (SELECT payment_order_id FROM payment_order_metadata WHERE value = ${p})"
+        ));
+    }
+    let by_description = found.is_empty();
+    if by_description {
+        let like = p;
+        found.push(format!(
+            "(LOWER(COALESCE(o.description, '')) LIKE ${like} ESCAPE '\\'
+              OR LOWER(COALESCE(e.description, '')) LIKE ${like} ESCAPE '\\')"
+        ));
+    }
+    Ok((format!("({})", found.join(" OR ")), by_description))
+}
+
+/// `%q%` for LIKE, lower case, its own wildcards escaped.
+fn like_pattern(q: &str) -> String {
+    let escaped = q.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
 }
 
 /// The WHERE clause of a list and its text parameters (`$1…`, in order);
@@ -102,7 +125,11 @@ fn conditions(tx: &Tx, f: &Filter) -> anyhow::Result<Option<(String, Vec<Value>)
         }
         Some(Search::Party(q)) => {
             args.push(Value::Text(q.clone()));
-            conditions.push(party_condition(tx, q, args.len())?);
+            let (condition, by_description) = party_condition(tx, q, args.len())?;
+            if by_description {
+                *args.last_mut().expect("the search was just pushed") = Value::Text(like_pattern(q));
+            }
+            conditions.push(condition);
         }
     }
     if let Some(status) = f.status {

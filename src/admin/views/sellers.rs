@@ -80,7 +80,7 @@ fn seller_row(tx: &Tx, seller_id: &str, hold_days: i64) -> anyhow::Result<(Selle
     let registered = payouts::seller(tx, seller_id)?;
     let row = SellerRow {
         seller_id: seller_id.to_string(),
-        name: registered.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+        name: registered.as_ref().and_then(|s| s.name.clone()).unwrap_or_default(),
         payout_destination: registered.as_ref().and_then(|s| s.payout_destination.clone()).unwrap_or_default(),
         wallets: wallets(tx, seller_id, hold_days)?,
     };

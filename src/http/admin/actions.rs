@@ -3,6 +3,7 @@
 //! `admin_actions` with the staff member who did it, and answers with a
 //! redirect to the page it came from (`?action=ID` shows the outcome).
 
+use crate::events::{EndpointChange, EndpointError, EndpointView};
 use std::future::Future;
 
 use actix_web::{HttpResponse, web};
@@ -185,12 +186,10 @@ pub async fn payout(ctx: web::Data<Ctx>, posted: Posted<PayoutForm>) -> Result<H
         back,
     };
     perform(&ctx, form, async {
-        let amount = payouts::parse_amount(non_empty(&f.amount).as_deref(), currency)
-            .map_err(|e| Refusal::Refused(format!("Payout refused: {e}.")))?;
         let new = NewPayout {
             seller_id: seller.as_str().to_string(),
-            currency,
-            amount,
+            currency: Some(currency),
+            amount: non_empty(&f.amount),
             created_by: staff.email().to_string(),
         };
         let p = payouts::create(&ctx, new).await.map_err(|e| match e {
@@ -426,6 +425,92 @@ pub async fn upload_settlement_file(
             )
         };
         Ok(Done::new(Some(s.run.id.to_string()), message))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct KeyForm {
+    key: String,
+}
+
+/// `POST /admin/webhooks/{id}/{disable|enable|rotate}`: through the events
+/// module's endpoint verbs. A rotated secret is shown once, in the outcome.
+pub async fn endpoint_action(
+    ctx: web::Data<Ctx>,
+    path: web::Path<(String, String)>,
+    posted: Posted<KeyForm>,
+) -> Result<HttpResponse, AdminError> {
+    let (staff, f, (endpoint_id, verb)) = (posted.staff, posted.form, path.into_inner());
+    let action = match verb.as_str() {
+        "disable" => "disable_webhook_endpoint",
+        "enable" => "enable_webhook_endpoint",
+        "rotate" => "rotate_webhook_secret",
+        _ => return Err(AdminError::BadRequest(format!("no action {verb} on a webhook endpoint"))),
+    };
+    let back = "/admin/webhooks".to_string();
+    let form = Form { staff: &staff, key: &f.key, action, subject: endpoint_id.clone(), fields: &[], back };
+    let by = format!("by {}", staff.email());
+    perform(&ctx, form, async {
+        let id = endpoint_id.clone();
+        let done = ctx
+            .db
+            .write(move |tx| -> Result<EndpointView, EndpointError> {
+                match verb.as_str() {
+                    "rotate" => crate::events::endpoints::rotate_secret(tx, &id),
+                    _ => {
+                        let change = EndpointChange { disabled: Some(verb == "disable"), ..Default::default() };
+                        crate::events::endpoints::update_endpoint(tx, &id, &change, &by)
+                    }
+                }
+            })
+            .await;
+        match done {
+            Ok(e) => Ok(Done::new(
+                Some(e.id.clone()),
+                match e.secret {
+                    Some(secret) => {
+                        format!("Endpoint {} has a new secret (the old one signs beside it for 24 h): {secret}", e.id)
+                    }
+                    None => format!("Endpoint {} is {}.", e.id, e.status),
+                },
+            )),
+            Err(EndpointError::NotFound(id)) => Err(Refusal::Refused(format!("There is no webhook endpoint {id}."))),
+            Err(e) => Err(Refusal::Internal(anyhow::anyhow!(e))),
+        }
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct ResendForm {
+    key: String,
+    endpoint_id: String,
+}
+
+/// `POST /admin/events/{id}/resend`: the event again to one endpoint (same `webhook-id`).
+pub async fn resend_event(
+    ctx: web::Data<Ctx>,
+    path: web::Path<String>,
+    posted: Posted<ResendForm>,
+) -> Result<HttpResponse, AdminError> {
+    let (staff, f, event_id) = (posted.staff, posted.form, path.into_inner());
+    let fields = [("endpoint_id", f.endpoint_id.as_str())];
+    let back = "/admin/webhooks".to_string();
+    let form =
+        Form { staff: &staff, key: &f.key, action: "resend_event", subject: event_id.clone(), fields: &fields, back };
+    let attempts = ctx.settings.webhooks.max_attempts;
+    perform(&ctx, form, async {
+        let (id, endpoint) = (event_id.clone(), f.endpoint_id.clone());
+        let sent = ctx.db.write(move |tx| crate::events::resend(tx, &id, Some(&endpoint), attempts)).await;
+        match sent {
+            Ok(_) => {
+                ctx.queue_wake.notify_one();
+                Ok(Done::new(Some(event_id.clone()), format!("Event {event_id} is sent again to {}.", f.endpoint_id)))
+            }
+            Err(crate::events::ResendError::Internal(e)) => Err(Refusal::Internal(e)),
+            Err(e) => Err(Refusal::Refused(format!("Not sent: {e}."))),
+        }
     })
     .await
 }

@@ -20,7 +20,7 @@ use crate::http::admin::auth::Staff;
 use crate::http::admin::errors::AdminError;
 use crate::payments::model::OrderStatus;
 
-const NAV: [(&str, &str, &str); 9] = [
+const NAV: [(&str, &str, &str); 10] = [
     ("overview", "Overview", "/admin"),
     ("payments", "Payments", "/admin/payments"),
     ("sellers", "Sellers", "/admin/sellers"),
@@ -28,6 +28,7 @@ const NAV: [(&str, &str, &str); 9] = [
     ("refunds", "Refunds", "/admin/refunds"),
     ("payouts", "Payouts", "/admin/payouts"),
     ("reconciliation", "Reconciliation", "/admin/reconciliation"),
+    ("webhooks", "Webhooks", "/admin/webhooks"),
     ("alerts", "Alerts", "/admin/alerts"),
     ("jobs", "Jobs", "/admin/jobs"),
 ];
@@ -393,6 +394,22 @@ struct AlertsTemplate {
 pub async fn alerts(ctx: web::Data<Ctx>, staff: Staff, q: web::Query<FlashQuery>) -> Result<HttpResponse, AdminError> {
     let (flash, a) = load(&ctx, q.action, ops::alerts_page).await?;
     html(&AlertsTemplate { layout: Layout::new(&staff, "alerts", flash), a })
+}
+
+#[derive(Template)]
+#[template(path = "admin/webhooks.html")]
+struct WebhooksTemplate {
+    layout: Layout,
+    w: crate::admin::views::webhooks::WebhooksPage,
+}
+
+pub async fn webhooks(
+    ctx: web::Data<Ctx>,
+    staff: Staff,
+    q: web::Query<FlashQuery>,
+) -> Result<HttpResponse, AdminError> {
+    let (flash, w) = load(&ctx, q.action, crate::admin::views::webhooks::webhooks_page).await?;
+    html(&WebhooksTemplate { layout: Layout::new(&staff, "webhooks", flash), w })
 }
 
 #[derive(Template)]

@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod body;
+pub mod events;
 pub mod openapi;
 pub mod payments;
 pub mod payouts;
@@ -32,10 +33,20 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(wallets::get_wallet)
         .service(webhook_endpoints::create_webhook_endpoint)
         .service(webhook_endpoints::list_webhook_endpoints)
+        .service(webhook_endpoints::get_webhook_endpoint)
+        .service(webhook_endpoints::update_webhook_endpoint)
+        .service(webhook_endpoints::patch_webhook_endpoint)
+        .service(webhook_endpoints::delete_webhook_endpoint)
+        .service(webhook_endpoints::rotate_webhook_secret)
+        .service(webhook_endpoints::list_webhook_deliveries)
+        .service(events::list_events)
+        .service(events::get_event)
+        .service(events::resend_event)
         .service(refunds::create_refund)
         .service(refunds::list_refunds)
         .service(refunds::get_refund)
         .service(sellers::put_seller)
+        .service(sellers::list_sellers)
         .service(sellers::get_seller)
         .service(payouts::create_payout)
         .service(payouts::list_payouts)
@@ -45,6 +56,26 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(reconciliation::list_runs)
         .service(reconciliation::list_exceptions)
         .service(reconciliation::resolve_exception);
+}
+
+/// Parses a query string in Stripe's bracket form (`metadata[k]=v`,
+/// `created[gte]=…`, brackets written or percent-encoded) into `T`; a 400
+/// naming what is wrong otherwise.
+pub fn parse_query<T: serde::de::DeserializeOwned>(req: &actix_web::HttpRequest) -> Result<T, ApiError> {
+    serde_qs::Config::new()
+        .max_depth(2)
+        .use_form_encoding(true)
+        .deserialize_str(req.query_string())
+        .map_err(|e| crate::http::errors::query_problem(&e.to_string()))
+}
+
+/// A list's `limit`: 1 to 100, 10 when not given.
+pub fn parse_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid("parameter_invalid", "limit must be between 1 and 100", "limit"));
+    }
+    Ok(limit)
 }
 
 /// Reads one object by its id off the executor: 200 with it, or the API's

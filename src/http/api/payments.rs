@@ -14,7 +14,8 @@ use crate::http::errors::{ApiError, ErrorBody};
 use crate::money::{Currency, Money, MoneyError};
 use crate::payments::create::{self, Created};
 use crate::payments::model::{
-    Buyer, CheckoutId, NewCheckout, NewOrder, OrderStatus, PaymentMethod, PaymentOrderId, SellerId,
+    Buyer, CheckoutId, Description, Metadata, NewCheckout, NewOrder, OrderStatus, PaymentMethod, PaymentOrderId,
+    SellerId,
 };
 use crate::payments::store::{self, CheckoutView, OrderView, Page};
 use crate::payments::sync;
@@ -34,6 +35,13 @@ pub struct CreateBody {
     payment_method: Option<PaymentMethodBody>,
     success_url: Option<String>,
     cancel_url: Option<String>,
+    /// At most 500 characters; the hosted page's line of an order that has no description of its own.
+    description: Option<String>,
+    /// Up to 50 keys (1 to 40 characters, no `[` `]`) with string values of 1 to 500 characters,
+    /// as Stripe takes them; sent to the PSP's session and PaymentIntent. `checkout_id`,
+    /// `payment_order_id` and `seller_id` are till's own keys there.
+    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
+    metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -57,6 +65,13 @@ pub struct OrderBody {
     /// ISO 4217 code, upper case.
     #[schema(example = "USD")]
     currency: String,
+    /// At most 500 characters: the order's line on the hosted page (and at the PSP).
+    #[schema(example = "Blue mug, 350 ml")]
+    description: Option<String>,
+    /// As the checkout's; merged over the checkout's on the order's PaymentIntent (token payments)
+    /// and when orders are searched by metadata.
+    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
+    metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -126,7 +141,52 @@ fn parse_create(b: CreateBody) -> Result<NewCheckout, ApiError> {
         orders.push(order);
     }
     let payment_method = parse_payment_method(b.payment_method, b.success_url, b.cancel_url, &orders)?;
-    Ok(NewCheckout { checkout_id, buyer, orders, payment_method })
+    let description = parse_description(b.description.as_deref(), "description")?;
+    let metadata = parse_metadata(b.metadata.as_ref(), "metadata")?;
+    check_metadata_at_psp(&metadata, &orders)?;
+    Ok(NewCheckout { checkout_id, buyer, orders, payment_method, description, metadata })
+}
+
+fn parse_description(raw: Option<&str>, param: &str) -> Result<Option<Description>, ApiError> {
+    raw.map(|d| {
+        Description::parse(d).map_err(|why| ApiError::invalid("parameter_invalid", format!("{param} {why}"), param))
+    })
+    .transpose()
+}
+
+fn parse_metadata(raw: Option<&serde_json::Map<String, serde_json::Value>>, param: &str) -> Result<Metadata, ApiError> {
+    let Some(map) = raw else { return Ok(Metadata::default()) };
+    Metadata::parse(map).map_err(|e| {
+        let at = e.key.map_or(param.to_string(), |k| format!("{param}.{k}"));
+        ApiError::invalid("metadata_invalid", format!("{at}: {}", e.why), at)
+    })
+}
+
+/// What reaches the PSP stays within Stripe's 50 keys: an order's
+/// PaymentIntent carries its checkout's metadata merged with its own,
+/// beside till's keys.
+fn check_metadata_at_psp(checkout: &Metadata, orders: &[NewOrder]) -> Result<(), ApiError> {
+    let max = Metadata::MAX_KEYS_AT_PSP;
+    if checkout.len() > max {
+        return Err(ApiError::invalid(
+            "metadata_invalid",
+            format!("metadata holds {} keys; with till's own the PSP takes at most {max}", checkout.len()),
+            "metadata",
+        ));
+    }
+    for (i, order) in orders.iter().enumerate() {
+        let keys = checkout.merged(&order.metadata).len();
+        if keys > max {
+            return Err(ApiError::invalid(
+                "metadata_invalid",
+                format!(
+                    "orders[{i}].metadata and the checkout's make {keys} keys; with till's own the PSP takes at most {max}"
+                ),
+                format!("orders[{i}].metadata"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn parse_buyer(b: BuyerBody) -> Result<Buyer, ApiError> {
@@ -175,7 +235,9 @@ fn parse_order(i: usize, o: OrderBody) -> Result<NewOrder, ApiError> {
     let amount = Money::parse(&o.amount, currency)
         .and_then(Money::chargeable)
         .map_err(|e| ApiError::invalid(e.code(), format!("{} {e}", param("amount")), param("amount")))?;
-    Ok(NewOrder { payment_order_id, seller_id, amount })
+    let description = parse_description(o.description.as_deref(), &param("description"))?;
+    let metadata = parse_metadata(o.metadata.as_ref(), &param("metadata"))?;
+    Ok(NewOrder { payment_order_id, seller_id, amount, description, metadata })
 }
 
 fn parse_payment_method(
@@ -349,6 +411,10 @@ pub async fn cancel_checkout(
 pub struct ListQuery {
     status: Option<String>,
     seller_id: Option<String>,
+    /// Orders whose metadata (their checkout's merged with their own) holds each pair:
+    /// `metadata[order_number]=1001`; at most 10 pairs.
+    #[param(style = DeepObject, explode, value_type = Option<Object>)]
+    metadata: Option<std::collections::BTreeMap<String, String>>,
     limit: Option<u32>,
     starting_after: Option<String>,
 }
@@ -362,9 +428,18 @@ pub struct ListQuery {
 pub async fn list_payment_orders(
     ctx: web::Data<Ctx>,
     _key: ApiKey,
-    query: web::Query<ListQuery>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let q = query.into_inner();
+    // `metadata=x` or `metadata[]=x` would read as no filter at all.
+    let pairs = req.query_string().split('&').map(|p| p.split('=').next().unwrap_or_default());
+    if pairs.map(|k| k.replace("%5B", "[").replace("%5D", "]")).any(|k| k == "metadata" || k == "metadata[]") {
+        return Err(ApiError::invalid(
+            "parameter_invalid",
+            "metadata filters are written metadata[key]=value",
+            "metadata",
+        ));
+    }
+    let q: ListQuery = crate::http::api::parse_query(&req)?;
     let status = match q.status.as_deref() {
         None => None,
         Some(s) => Some(OrderStatus::parse(s).ok_or_else(|| {
@@ -377,7 +452,16 @@ pub async fn list_payment_orders(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid("parameter_invalid", "limit must be between 1 and 100", "limit"));
     }
-    let filter = store::OrderFilter { status, seller_id: q.seller_id, starting_after: q.starting_after, limit };
+    let metadata: Vec<(String, String)> = q.metadata.unwrap_or_default().into_iter().collect();
+    if metadata.len() > store::MAX_METADATA_FILTERS {
+        return Err(ApiError::invalid(
+            "parameter_invalid",
+            format!("at most {} metadata filters", store::MAX_METADATA_FILTERS),
+            "metadata",
+        ));
+    }
+    let filter =
+        store::OrderFilter { status, seller_id: q.seller_id, metadata, starting_after: q.starting_after, limit };
     let page = ctx.db.run(move |tx| store::list_orders(tx, &filter)).await?;
     Ok(HttpResponse::Ok().json(page))
 }

@@ -17,7 +17,8 @@ use crate::payouts::{self, NewPayout, PayoutStatus, PayoutView, store};
 #[schema(as = CreatePayoutRequest)]
 pub struct CreateBody {
     seller_id: String,
-    currency: String,
+    /// Optional when the seller's wallet holds exactly one currency.
+    currency: Option<String>,
     /// Decimal string; omitted: all that is available.
     amount: Option<String>,
 }
@@ -40,10 +41,11 @@ pub async fn create_payout(
 ) -> Result<HttpResponse, ApiError> {
     let (ctx, key) = (&ctx, &key);
     body::idempotent_json(ctx, &key.0, &req, payload, |b: CreateBody| async move {
-        let currency = Currency::parse(&b.currency)
-            .map_err(|e| ApiError::invalid(e.code(), format!("currency: {e}"), "currency"))?;
-        let amount = payouts::parse_amount(b.amount.as_deref(), currency)?;
-        let new = NewPayout { seller_id: b.seller_id, currency, amount, created_by: key.0.clone() };
+        let currency = b
+            .currency
+            .map(|c| Currency::parse(&c).map_err(|e| ApiError::invalid(e.code(), format!("currency: {e}"), "currency")))
+            .transpose()?;
+        let new = NewPayout { seller_id: b.seller_id, currency, amount: b.amount, created_by: key.0.clone() };
         Ok(HttpResponse::Created().json(payouts::create(ctx, new).await?))
     })
     .await
