@@ -20,6 +20,20 @@ pub fn raise(tx: &Tx, kind: &str, subject_id: &str, message: &str) -> anyhow::Re
     Ok(n == 1)
 }
 
+/// Opens an alert, or rewrites the message of the open one of this kind
+/// and subject: unlike [`raise`], it always changes a row, so it is also a
+/// probe of whether the storage takes writes. Returns whether it is new.
+pub fn raise_or_restate(tx: &Tx, kind: &str, subject_id: &str, message: &str) -> anyhow::Result<bool> {
+    let n = tx.execute(
+        "UPDATE alerts SET message = $3 WHERE kind = $1 AND subject_id = $2 AND status = 'open'",
+        params![kind, subject_id, message],
+    )?;
+    if n == 1 {
+        return Ok(false);
+    }
+    raise(tx, kind, subject_id, message)
+}
+
 /// Resolves the open alert of this kind and subject; false if none is open.
 pub fn resolve(tx: &Tx, kind: &str, subject_id: &str, resolution: &str) -> anyhow::Result<bool> {
     let n = tx.execute(

@@ -40,12 +40,14 @@ pub struct KeyRow {
     pub name: String,
     pub prefix: String,
     pub created_at: String,
+    /// To the minute: see [`touch`].
+    pub last_used_at: Option<String>,
     pub revoked_at: Option<String>,
 }
 
 pub fn list(tx: &Tx) -> anyhow::Result<Vec<KeyRow>> {
     tx.query_map(
-        "SELECT id, name, key_prefix, created_at, revoked_at FROM api_keys ORDER BY created_at",
+        "SELECT id, name, key_prefix, created_at, last_used_at, revoked_at FROM api_keys ORDER BY created_at",
         params![],
         |r| {
             Ok(KeyRow {
@@ -53,10 +55,29 @@ pub fn list(tx: &Tx) -> anyhow::Result<Vec<KeyRow>> {
                 name: r.get(1)?,
                 prefix: r.get(2)?,
                 created_at: r.get(3)?,
-                revoked_at: r.get(4)?,
+                last_used_at: r.get(4)?,
+                revoked_at: r.get(5)?,
             })
         },
     )
+}
+
+/// How stale a key's `last_used_at` may be: it is written at most once
+/// per this many seconds per key, so a busy shop's API costs one small
+/// write per key and minute, not one per request.
+pub const LAST_USED_EVERY_S: i64 = 60;
+
+/// Records that key `id` was used now, unless it was within
+/// [`LAST_USED_EVERY_S`] already. Returns whether the row changed.
+pub fn touch(tx: &Tx, id: &str) -> anyhow::Result<bool> {
+    let now = chrono::Utc::now();
+    let stale = now - chrono::Duration::seconds(LAST_USED_EVERY_S);
+    let fmt = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let n = tx.execute(
+        "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)",
+        params![id, fmt(now), fmt(stale)],
+    )?;
+    Ok(n == 1)
 }
 
 /// Revokes a live key; returns false if there is none with this id.
@@ -76,6 +97,8 @@ pub fn revoke(tx: &Tx, id: &str) -> anyhow::Result<bool> {
 #[derive(Default)]
 pub struct KeyCache {
     known: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
+    /// When this process last recorded each key's use (by id).
+    touched: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl KeyCache {
@@ -93,6 +116,22 @@ impl KeyCache {
             known.clear();
         }
         known.insert(hash(key), (id.to_string(), std::time::Instant::now() + Self::TTL));
+    }
+
+    /// Whether key `id`'s use should be recorded now: true at most once
+    /// per [`LAST_USED_EVERY_S`] per key in this process.
+    pub fn due_for_touch(&self, id: &str) -> bool {
+        let every = std::time::Duration::from_secs(LAST_USED_EVERY_S as u64);
+        let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if touched.get(id).is_some_and(|at| now.duration_since(*at) < every) {
+            return false;
+        }
+        if touched.len() >= Self::MAX_ENTRIES {
+            touched.clear();
+        }
+        touched.insert(id.to_string(), now);
+        true
     }
 }
 

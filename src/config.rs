@@ -29,7 +29,11 @@ pub struct Settings {
     pub alerts: AlertSettings,
     pub jobs: JobSettings,
     pub admin: AdminSettings,
+    pub metrics: MetricsSettings,
     pub log: LogSettings,
+    /// The configuration file these settings were read from; None: built-in defaults.
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,6 +115,17 @@ pub struct DatabaseSettings {
     pub path: PathBuf,
     pub pool_size: u32,
     pub busy_timeout_ms: u64,
+}
+
+impl DatabaseSettings {
+    /// The database as logs and commands name it: the SQLite file, or the
+    /// PostgreSQL server and database (never the password).
+    pub fn describe(&self) -> String {
+        if self.url.is_empty() {
+            return format!("SQLite {}", self.path.display());
+        }
+        format!("PostgreSQL {}", crate::db::pg::describe(&self.url))
+    }
 }
 
 impl Default for DatabaseSettings {
@@ -435,6 +450,24 @@ impl Default for AdminSettings {
     }
 }
 
+/// Prometheus metrics at `GET /metrics` (SPEC §9): on an address of their
+/// own, never on the public port unless a bearer token guards them there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// An address of their own, without authentication; empty: none.
+    pub bind: String,
+    /// If set, `/metrics` is also served on `server.bind`, to requests
+    /// that send `Authorization: Bearer <token>`.
+    pub token: String,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self { bind: "127.0.0.1:9464".into(), token: String::new() }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
@@ -472,16 +505,47 @@ pub fn check_cron(cron: &str) -> Result<(), String> {
     tokio_cron_scheduler::Job::new_async(cron, |_, _| Box::pin(async {})).map(|_| ()).map_err(|e| e.to_string())
 }
 
+/// The configuration file read when no `--config` is given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
+
 impl Settings {
-    /// Reads the file (missing is fine: defaults), then the environment, then validates.
-    pub fn load(path: &Path) -> anyhow::Result<Settings> {
-        let figment = Figment::from(Serialized::defaults(Settings::default()))
-            .merge(Toml::file(path))
-            // Only TILL_SECTION__KEY overrides: another TILL_… variable of the
-            // environment (TILL_BIN, TILL_TEST_DATABASE, …) is none of till's keys.
-            .merge(Env::prefixed("TILL_").filter(|key| key.as_str().contains("__")).split("__"));
-        let settings: Settings =
-            figment.extract().map_err(|e| anyhow::anyhow!("configuration {}: {e}", path.display()))?;
+    /// Reads the configuration, then the environment, then validates.
+    /// `path` is the `--config` given, which must exist; without one,
+    /// `./config.toml` is read if it exists, else the built-in defaults.
+    /// Relative paths (`database.path`, `sandbox.database_path`) are read
+    /// against the configuration file's folder, or the working directory
+    /// when they come from the environment or no file is read.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Settings> {
+        let file = match path {
+            Some(p) if !p.is_file() => {
+                let why = if p.exists() { "is not a file" } else { "does not exist" };
+                anyhow::bail!("--config {}: the configuration file {why}", p.display())
+            }
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()),
+        };
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = &file {
+            figment = figment.merge(Toml::file(file));
+        }
+        // Only TILL_SECTION__KEY overrides: another TILL_… variable of the
+        // environment (TILL_BIN, TILL_TEST_DATABASE, …) is none of till's keys.
+        let figment = figment.merge(Env::prefixed("TILL_").filter(|key| key.as_str().contains("__")).split("__"));
+        let shown = file.as_ref().map_or_else(|| "defaults".to_string(), |f| f.display().to_string());
+        let mut settings: Settings = figment.extract().map_err(|e| anyhow::anyhow!("configuration {shown}: {e}"))?;
+        if let Some(file) = &file {
+            let folder = file.parent().unwrap_or(Path::new(""));
+            let from_env = |key: &str| figment.find_metadata(key).is_some_and(|m| m.name.contains("environment"));
+            for (key, value) in [
+                ("database.path", &mut settings.database.path),
+                ("sandbox.database_path", &mut settings.sandbox.database_path),
+            ] {
+                if value.is_relative() && !from_env(key) {
+                    *value = folder.join(&*value);
+                }
+            }
+        }
+        settings.config_file = file;
         settings.validate()?;
         Ok(settings)
     }
@@ -516,6 +580,13 @@ impl Settings {
         problems.extend(
             proxies.iter().filter_map(|p| IpRange::parse(p).err()).map(|e| format!("server.trusted_proxies: {e}")),
         );
+        if !self.metrics.bind.is_empty() && self.metrics.bind.parse::<SocketAddr>().is_err() {
+            problems
+                .push(format!("metrics.bind: '{}' is not empty or an address like 127.0.0.1:9464", self.metrics.bind));
+        }
+        if !self.metrics.token.is_empty() && !(16..=256).contains(&self.metrics.token.len()) {
+            problems.push("metrics.token: empty, or 16 to 256 characters".into());
+        }
         if !(1..=64).contains(&self.database.pool_size) {
             problems.push("database.pool_size: must be between 1 and 64".into());
         }
@@ -835,7 +906,7 @@ mod tests {
             jail.set_env("TILL_BIN", "/usr/local/bin/till");
             jail.set_env("TILL_TEST_DATABASE", "postgres");
             jail.set_env("TILL_SERVER__BIND", "127.0.0.1:9998");
-            let s = Settings::load(Path::new("none.toml")).map_err(|e| e.to_string())?;
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
             assert_eq!(s.server.bind, "127.0.0.1:9998");
             Ok(())
         });
@@ -848,7 +919,7 @@ mod tests {
             jail.create_file("till.toml", "[sandbox.faults]\nerror_rate = 0.1\n")?;
             jail.set_env("TILL_SANDBOX__FAULTS__ERROR_RATE", "0.25");
             jail.set_env("TILL_SERVER__BIND", "127.0.0.1:9999");
-            let s = Settings::load(Path::new("till.toml")).map_err(|e| e.to_string())?;
+            let s = Settings::load(Some(Path::new("till.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(s.sandbox.faults.error_rate, 0.25);
             assert_eq!(s.server.bind, "127.0.0.1:9999");
             Ok(())

@@ -12,6 +12,7 @@ pub mod http;
 pub mod idempotency;
 pub mod jobs;
 pub mod ledger;
+pub mod metrics;
 pub mod money;
 pub mod payments;
 pub mod payouts;

@@ -47,6 +47,8 @@ pub enum UserError {
     BadPassword,
     #[error("a staff user {0} exists already")]
     Exists(String),
+    #[error("there is no staff user {0}")]
+    Missing(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -122,6 +124,54 @@ impl NewStaff {
         }
         Ok(NewStaff { email, password_hash: hash_password(password)? })
     }
+
+    pub fn email(&self) -> &StaffEmail {
+        &self.email
+    }
+}
+
+/// A staff user as `till user list` shows one.
+#[derive(Debug, Clone)]
+pub struct StaffRow {
+    pub email: String,
+    pub created_at: String,
+    pub disabled_at: Option<String>,
+}
+
+/// Every staff user, in the order they were created.
+pub fn list(tx: &Tx) -> anyhow::Result<Vec<StaffRow>> {
+    tx.query_map("SELECT email, created_at, disabled_at FROM staff_users ORDER BY id", params![], |r| {
+        Ok(StaffRow { email: r.get(0)?, created_at: r.get(1)?, disabled_at: r.get(2)? })
+    })
+}
+
+/// Disables a staff user and ends their sign-ins. Returns false if there
+/// is no such user (disabling a disabled user again is fine).
+pub fn disable(tx: &Tx, email: &StaffEmail) -> anyhow::Result<bool> {
+    let n = tx.execute(
+        "UPDATE staff_users SET disabled_at = COALESCE(disabled_at, $2) WHERE email = $1",
+        params![email.as_str(), crate::db::now()],
+    )?;
+    end_sign_ins(tx, email)?;
+    Ok(n == 1)
+}
+
+/// Gives a staff user a new password (hashed beforehand) and ends their
+/// sign-ins. Returns false if there is no such user.
+pub fn reset_password(tx: &Tx, new: &NewStaff) -> anyhow::Result<bool> {
+    let n = tx.execute(
+        "UPDATE staff_users SET password_hash = $2 WHERE email = $1",
+        params![new.email.as_str(), new.password_hash],
+    )?;
+    end_sign_ins(tx, &new.email)?;
+    Ok(n == 1)
+}
+
+fn end_sign_ins(tx: &Tx, email: &StaffEmail) -> anyhow::Result<usize> {
+    tx.execute(
+        "DELETE FROM staff_sessions WHERE user_id IN (SELECT id FROM staff_users WHERE email = $1)",
+        params![email.as_str()],
+    )
 }
 
 /// Creates a staff user. Returns its id.

@@ -22,6 +22,8 @@ pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 #[derive(Clone)]
 pub struct Db {
     engine: Engine,
+    /// Whether the storage takes writes (see `health`).
+    health: std::sync::Arc<health::Health>,
 }
 
 #[derive(Clone)]
@@ -54,13 +56,15 @@ const PG_RETRY_PAUSE_MS: u64 = 2;
 
 pub mod copy;
 pub mod errors;
+pub mod health;
 pub mod pg;
 pub mod sql;
 pub mod value;
 pub mod writer;
 
 pub use crate::params;
-pub use errors::is_unique_violation;
+pub use errors::{is_storage_trouble, is_unique_violation};
+pub use health::Trouble;
 pub use pg::Isolation;
 pub use sql::{FromSql, Row, ToSql, Tx, ValueRef};
 pub use value::Value;
@@ -89,6 +93,7 @@ pub fn till_migrations() -> Migrations<'static> {
         // that ran 0019 in its 16th place keeps it there.
         M::up(include_str!("../../migrations/till/0016_descriptions_metadata.sql")),
         M::up(include_str!("../../migrations/till/0017_webhook_management.sql")),
+        M::up(include_str!("../../migrations/till/0018_api_key_last_used.sql")),
         M::up(include_str!("../../migrations/till/0020_balance_shards.sql")),
     ])
 }
@@ -113,9 +118,9 @@ impl Db {
         busy_timeout_ms: u64,
         migrations: &Migrations<'static>,
     ) -> anyhow::Result<Db> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating the database folder {}", dir.display()))?;
-        }
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).with_context(|| format!("creating the database folder {}", dir.display()))?;
+        check_writable(dir)?;
         let mut conn = Connection::open(path).with_context(|| format!("opening the database {}", path.display()))?;
         configure(&mut conn, busy_timeout_ms)?;
         // The writer's page cache is large enough that a group-committed
@@ -136,10 +141,16 @@ impl Db {
             "PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_FRAMES};
              PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES};"
         ))?;
+        let pending = migrations.pending_migrations(&conn).unwrap_or(0);
         migrations.to_latest(&mut conn).with_context(|| format!("migrating the database {}", path.display()))?;
+        if pending > 0 {
+            let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            tracing::info!(database = %path.display(), version, applied = pending, "database migrated");
+        }
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("db").to_string();
         let checkpointer = std::sync::Arc::new(spawn_checkpointer(path, busy_timeout_ms, &name)?);
-        let writer = writer::Writer::spawn(conn, &name)?;
+        let health = std::sync::Arc::<health::Health>::default();
+        let writer = writer::Writer::spawn(conn, &name, health.clone())?;
 
         let manager = SqliteConnectionManager::file(path)
             .with_init(move |c| configure(c, busy_timeout_ms).map_err(to_sqlite_error));
@@ -148,7 +159,7 @@ impl Db {
             .connection_timeout(Duration::from_secs(30))
             .build(manager)
             .context("building the connection pool")?;
-        Ok(Db { engine: Engine::Sqlite { pool, writer, _checkpointer: checkpointer } })
+        Ok(Db { engine: Engine::Sqlite { pool, writer, _checkpointer: checkpointer }, health })
     }
 
     /// Connects to PostgreSQL at `url` (libpq style: several hosts and
@@ -160,7 +171,7 @@ impl Db {
                 pool.get().map_err(|e| anyhow::anyhow!("cannot reach the PostgreSQL server of database.url: {e}"))?;
             pg::migrate(conn.client()).context("migrating the PostgreSQL database")?;
             let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(pool_size as usize));
-            Ok(Db { engine: Engine::Postgres { pool, turns, reruns: Default::default() } })
+            Ok(Db { engine: Engine::Postgres { pool, turns, reruns: Default::default() }, health: Default::default() })
         })
     }
 
@@ -172,6 +183,17 @@ impl Db {
             Engine::Sqlite { .. } => 0,
             Engine::Postgres { reruns, .. } => reruns.load(std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// Storage trouble under way: writes fail for want of storage (a full
+    /// disk, a read-only file system or server, an I/O error) since then.
+    pub fn storage_trouble(&self) -> Option<Trouble> {
+        self.health.trouble()
+    }
+
+    /// The latest episode of storage trouble, under way or ended, numbered.
+    pub fn latest_storage_trouble(&self) -> Option<(u64, Trouble)> {
+        self.health.latest()
     }
 
     /// Whether this is a PostgreSQL database.
@@ -306,10 +328,10 @@ impl Db {
             Engine::Sqlite { writer, .. } => writer.write(alone, move |tx: &Transaction| f(&Tx::sqlite(tx))).await,
             Engine::Postgres { pool, reruns, .. } => {
                 let turn = self.turn().await?;
-                let (pool, reruns) = (pool.clone(), reruns.clone());
+                let (pool, health, reruns) = (pool.clone(), self.health.clone(), reruns.clone());
                 tokio::task::spawn_blocking(move || {
                     let _turn = turn;
-                    pg_write(&pool, &reruns, isolation, &f)
+                    pg_write(&pool, &health, &reruns, isolation, &f)
                 })
                 .await
                 .map_err(|e| E::from(anyhow::anyhow!("database task failed: {e}")))?
@@ -382,7 +404,7 @@ impl Db {
                 write_tx(&mut conn, |tx| f(&Tx::sqlite(tx)))
             }
             Engine::Postgres { pool, reruns, .. } => {
-                off_runtime(|| pg_write(pool, reruns, Isolation::Serializable, &f))
+                off_runtime(|| pg_write(pool, &self.health, reruns, Isolation::Serializable, &f))
             }
         }
     }
@@ -406,6 +428,65 @@ impl Db {
     }
 }
 
+/// Whether till may create files in `dir` (the database, its `-wal` and
+/// `-shm`): SQLite's own error would only say "unable to open database file".
+fn check_writable(dir: &Path) -> anyhow::Result<()> {
+    let probe = dir.join(format!(".till-write-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(anyhow::anyhow!(
+            "the database folder {} is not writable ({e}): till creates its database and the database's \
+             -wal and -shm files there; give the user running till write access to it, or set database.path",
+            dir.display()
+        )),
+    }
+}
+
+/// One consistent read of the SQLite database at `path`, opened read-only
+/// (`mode=ro`): `till check` writes nothing, so it also runs on a copy on
+/// read-only storage. A WAL database whose `-shm` cannot be created (a
+/// read-only folder) is read as immutable when it has no `-wal` to replay.
+/// The schema must be this till's (`till migrate` first otherwise).
+pub fn read_sqlite_read_only<T>(
+    path: &Path,
+    busy_timeout_ms: u64,
+    migrations: &Migrations<'static>,
+    f: impl FnOnce(&Tx) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    use rusqlite::OpenFlags;
+    anyhow::ensure!(path.is_file(), "there is no database at {}", path.display());
+    let open = |immutable: bool| -> anyhow::Result<Connection> {
+        let escaped = path.to_string_lossy().replace('%', "%25").replace('?', "%3f").replace('#', "%23");
+        let uri = format!("file:{escaped}?mode=ro{}", if immutable { "&immutable=1" } else { "" });
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&uri, flags)
+            .with_context(|| format!("opening the database {} read-only", path.display()))?;
+        conn.busy_timeout(Duration::from_millis(busy_timeout_ms))?;
+        conn.query_row("SELECT COUNT(*) FROM sqlite_schema", [], |_| Ok(()))
+            .with_context(|| format!("reading the database {} read-only", path.display()))?;
+        Ok(conn)
+    };
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let mut conn = match open(false) {
+        Ok(conn) => conn,
+        Err(_) if !Path::new(&wal).exists() => open(true)?,
+        Err(e) => return Err(e),
+    };
+    let pending = migrations.pending_migrations(&conn).context("reading the database's schema version")?;
+    anyhow::ensure!(
+        pending == 0,
+        "the database {} lacks {pending} migration(s) of this till: run `till migrate` first",
+        path.display()
+    );
+    let tx = conn.transaction().context("beginning a read transaction")?;
+    f(&Tx::sqlite(&tx))
+}
+
 /// Runs `f` where blocking on PostgreSQL's client is allowed: on a thread
 /// of its own when called from inside the async runtime (whose threads the
 /// synchronous client may not block), here otherwise.
@@ -421,9 +502,11 @@ fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 /// retry, at most [`PG_WRITE_RUNS`] times, after a short, growing, jittered
 /// pause. Every run after the first runs alone (no other write beside it,
 /// see [`pg::PgConn::begin`]), so that it does not lose to the same
-/// conflict again.
+/// conflict again. A write that fails for want of storage, or one that
+/// commits changes, tells `health`; each run again is counted in `reruns`.
 fn pg_write<T, E, F>(
     pool: &pg::Pool,
+    health: &health::Health,
     reruns: &std::sync::atomic::AtomicU64,
     isolation: Isolation,
     f: &F,
@@ -439,20 +522,34 @@ where
         let mut conn = pool.get().context("taking a database connection")?;
         let how = if run == 1 { pg::Begin::Write(isolation) } else { pg::Begin::WriteAlone(isolation) };
         let mut pt = conn.begin(how).context("beginning a write transaction")?;
-        let (value, retry) = {
+        let (value, retry, storage, wrote) = {
             let tx = Tx::postgres(&mut pt);
             let value = f(&tx);
-            let retry = tx.must_retry();
-            (value, retry)
+            (value, tx.must_retry(), tx.storage_failed(), tx.wrote())
         };
         let last = run == PG_WRITE_RUNS;
         match value {
             Err(e) if retry && !last => drop(e),
-            Err(e) => return Err(e),
-            Ok(value) => match pt.tx.commit() {
-                Ok(()) => return Ok(value),
+            Err(e) => {
+                if let Some(why) = storage {
+                    health.failed(&why);
+                }
+                return Err(e);
+            }
+            Ok(value) => match timed_commit(pt.tx) {
+                Ok(()) => {
+                    if wrote {
+                        health.wrote();
+                    }
+                    return Ok(value);
+                }
                 Err(e) if pg::is_retryable(&e) && !last => {}
-                Err(e) => return Err(E::from(anyhow::Error::new(e).context("committing"))),
+                Err(e) => {
+                    if errors::is_pg_storage_error(&e) {
+                        health.failed(&format!("committing: {e}"));
+                    }
+                    return Err(E::from(anyhow::Error::new(e).context("committing")));
+                }
             },
         }
         reruns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -460,6 +557,14 @@ where
         pause_ms = pause_ms.saturating_mul(2);
         run += 1;
     }
+}
+
+/// A PostgreSQL write's COMMIT, timed for the metrics.
+fn timed_commit(tx: postgres::Transaction<'_>) -> Result<(), postgres::Error> {
+    let started = std::time::Instant::now();
+    tx.commit()?;
+    crate::metrics::record_commit("postgres", 1, started.elapsed());
+    Ok(())
 }
 
 /// Runs `f` inside `BEGIN IMMEDIATE … COMMIT`; rolls back if it fails.

@@ -88,6 +88,23 @@ pub fn connect(url: &str, pool_size: u32, connect_timeout: Duration) -> anyhow::
         .map_err(|e| anyhow::anyhow!("cannot reach the PostgreSQL server of database.url: {e}"))
 }
 
+/// A PostgreSQL URL as logs may show it: hosts, ports and database, never
+/// the user's password.
+pub fn describe(url: &str) -> String {
+    let Ok(c) = url.parse::<postgres::Config>() else { return "(database.url)".into() };
+    let ports = c.get_ports().iter().copied().chain(std::iter::repeat(5432));
+    let hosts: Vec<String> = c
+        .get_hosts()
+        .iter()
+        .zip(ports)
+        .map(|(h, port)| match h {
+            postgres::config::Host::Tcp(h) => format!("{h}:{port}"),
+            postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .collect();
+    format!("{}/{}", hosts.join(","), c.get_dbname().unwrap_or("postgres"))
+}
+
 /// What the seam needs of an open PostgreSQL transaction, object-safe so
 /// that [`crate::db::Tx`] need not carry its lifetimes.
 pub trait Exec {
@@ -299,6 +316,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (15, include_str!("../../migrations/postgres/0015_reconciliation_items_record.sql")),
     (16, include_str!("../../migrations/postgres/0016_descriptions_metadata.sql")),
     (17, include_str!("../../migrations/postgres/0017_webhook_management.sql")),
+    (18, include_str!("../../migrations/postgres/0018_api_key_last_used.sql")),
     (19, include_str!("../../migrations/postgres/0019_scheduler_lease.sql")),
     (20, include_str!("../../migrations/postgres/0020_balance_shards.sql")),
 ];

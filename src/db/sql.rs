@@ -47,6 +47,10 @@ enum Inner<'a> {
         /// A statement failed as PostgreSQL asks to retry (a serialization
         /// failure, a deadlock): the whole write is run again.
         retry: Cell<bool>,
+        /// A statement failed for want of storage (its error, for the logs).
+        storage: RefCell<Option<String>>,
+        /// A statement changed rows.
+        wrote: Cell<bool>,
     },
 }
 
@@ -80,7 +84,27 @@ impl<'a> Tx<'a> {
 
     /// The seam over an open PostgreSQL transaction.
     pub(crate) fn postgres(tx: &'a mut dyn pg::Exec) -> Tx<'a> {
-        Tx { inner: Inner::Postgres { tx: RefCell::new(tx), retry: Cell::new(false) } }
+        Tx {
+            inner: Inner::Postgres {
+                tx: RefCell::new(tx),
+                retry: Cell::new(false),
+                storage: RefCell::new(None),
+                wrote: Cell::new(false),
+            },
+        }
+    }
+
+    /// The error of a statement that failed for want of storage, if one did.
+    pub(crate) fn storage_failed(&self) -> Option<String> {
+        match &self.inner {
+            Inner::Postgres { storage, .. } => storage.borrow().clone(),
+            Inner::Sqlite(_) => None,
+        }
+    }
+
+    /// Whether a statement changed rows.
+    pub(crate) fn wrote(&self) -> bool {
+        matches!(&self.inner, Inner::Postgres { wrote, .. } if wrote.get())
     }
 
     /// Whether a statement failed in a way PostgreSQL asks to retry.
@@ -96,9 +120,12 @@ impl<'a> Tx<'a> {
                 bind(&mut st, params)?;
                 st.raw_execute().with_context(|| format!("running {}", head(sql)))
             }
-            Inner::Postgres { tx, retry } => {
+            Inner::Postgres { tx, retry, storage, wrote } => {
                 let values: Vec<pg::PgValue> = params.iter().map(|p| pg::PgValue(p.to_sql())).collect();
-                let n = tx.borrow_mut().execute(sql, &values).map_err(|e| pg_error(e, retry, sql))?;
+                let n = tx.borrow_mut().execute(sql, &values).map_err(|e| pg_error(e, retry, storage, sql))?;
+                if n > 0 {
+                    wrote.set(true);
+                }
                 Ok(usize::try_from(n).unwrap_or(usize::MAX))
             }
         }
@@ -196,9 +223,13 @@ impl<'a> Tx<'a> {
                     }
                 }
             }
-            Inner::Postgres { tx, retry } => {
+            Inner::Postgres { tx, retry, storage, wrote } => {
                 let values: Vec<pg::PgValue> = params.iter().map(|p| pg::PgValue(p.to_sql())).collect();
-                let rows = tx.borrow_mut().query(sql, &values).map_err(|e| pg_error(e, retry, sql))?;
+                let rows = tx.borrow_mut().query(sql, &values).map_err(|e| pg_error(e, retry, storage, sql))?;
+                // A query that returns rows may write them (INSERT … RETURNING).
+                if !rows.is_empty() && !sql.trim_start().get(..6).is_some_and(|w| w.eq_ignore_ascii_case("select")) {
+                    wrote.set(true);
+                }
                 for row in rows.iter().take(if first_only { 1 } else { usize::MAX }) {
                     f(&Row { inner: RowInner::Postgres(row) })?;
                 }
@@ -214,9 +245,12 @@ fn prepare_sqlite<'c>(conn: &'c rusqlite::Connection, sql: &str) -> anyhow::Resu
 }
 
 /// A PostgreSQL error, remembering whether the write must be run again.
-fn pg_error(e: postgres::Error, retry: &Cell<bool>, sql: &str) -> anyhow::Error {
+fn pg_error(e: postgres::Error, retry: &Cell<bool>, storage: &RefCell<Option<String>>, sql: &str) -> anyhow::Error {
     if pg::is_retryable(&e) {
         retry.set(true);
+    }
+    if crate::db::errors::is_pg_storage_error(&e) {
+        storage.borrow_mut().get_or_insert_with(|| format!("running {}: {e}", head(sql)));
     }
     anyhow::Error::new(e).context(format!("running {}", head(sql)))
 }

@@ -12,9 +12,13 @@
 //! the end of each statement, so the write would slow down quadratically.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::db::errors::{StorageError, is_sqlite_storage_error};
+use crate::db::health::Health;
 
 /// Closures run in one transaction at the most.
 pub const MAX_BATCH: usize = 512;
@@ -29,7 +33,25 @@ trait WriteJob: Send {
     fn run(&mut self, tx: &Transaction) -> bool;
     /// Sends the answer: the closure's own, once the batch is durable, or
     /// the commit's failure.
-    fn finish(self: Box<Self>, commit: Result<(), String>);
+    fn finish(self: Box<Self>, commit: Result<(), Failure>);
+}
+
+/// Why a transaction did not commit, told to every write in it.
+#[derive(Debug, Clone)]
+struct Failure {
+    message: String,
+    /// For want of storage (a full disk, a read-only file, an I/O error).
+    storage: bool,
+}
+
+impl Failure {
+    fn of(what: &str, e: &rusqlite::Error) -> Failure {
+        Failure { message: format!("{what}: {e}"), storage: is_sqlite_storage_error(e) }
+    }
+
+    fn into_error(self) -> anyhow::Error {
+        if self.storage { anyhow::Error::new(StorageError(self.message)) } else { anyhow::anyhow!(self.message) }
+    }
 }
 
 struct Job<F, T, E> {
@@ -58,13 +80,16 @@ where
         ok
     }
 
-    fn finish(self: Box<Self>, commit: Result<(), String>) {
+    fn finish(self: Box<Self>, commit: Result<(), Failure>) {
         let answer = match (commit, self.result) {
             // A closure that failed was rolled back: its own error is the answer.
             (_, Some(Err(e))) => Err(e),
             (Ok(()), Some(Ok(v))) => Ok(v),
-            (Err(e), Some(Ok(_))) => Err(E::from(anyhow::anyhow!("the write was not committed: {e}"))),
-            (_, None) => Err(E::from(anyhow::anyhow!("the write was not run: the transaction failed first"))),
+            (Err(e), Some(Ok(_))) => Err(E::from(e.into_error().context("the write was not committed"))),
+            (Err(e), None) => {
+                Err(E::from(e.into_error().context("the write was not run: the transaction failed first")))
+            }
+            (Ok(()), None) => Err(E::from(anyhow::anyhow!("the write was not run"))),
         };
         // The caller may have gone away (a dropped request): nothing to tell.
         let _ = self.reply.send(answer);
@@ -78,10 +103,11 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on its own connection.
-    pub fn spawn(conn: Connection, name: &str) -> anyhow::Result<Writer> {
+    /// Starts the writer thread on its own connection; it tells `health`
+    /// how its commits go.
+    pub fn spawn(conn: Connection, name: &str, health: Arc<Health>) -> anyhow::Result<Writer> {
         let (jobs, rx) = mpsc::channel(QUEUE_DEPTH);
-        std::thread::Builder::new().name(format!("{name}-writer")).spawn(move || run(conn, rx))?;
+        std::thread::Builder::new().name(format!("{name}-writer")).spawn(move || run(conn, rx, &health))?;
         Ok(Writer { jobs })
     }
 
@@ -100,12 +126,14 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>, health: &Health) {
     let mut next = None;
     loop {
         let Some(first) = next.take().or_else(|| rx.blocking_recv()) else { return };
+        let changes_before = conn.total_changes();
         if first.alone() {
-            run_alone(&mut conn, first);
+            let outcome = run_alone(&mut conn, first);
+            observe(health, outcome, conn.total_changes() > changes_before);
             continue;
         }
         let mut batch = vec![first];
@@ -120,64 +148,100 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
                 Err(_) => break,
             }
         }
-        run_batch(&mut conn, batch);
+        let outcome = run_batch(&mut conn, batch);
+        observe(health, outcome, conn.total_changes() > changes_before);
+    }
+}
+
+/// What a transaction says of the storage: a failure for want of storage
+/// puts it in trouble; a commit that wrote something ends that. (A commit
+/// with nothing to write succeeds on a full disk too: it proves nothing.)
+fn observe(health: &Health, outcome: Result<(), Failure>, changed: bool) {
+    match outcome {
+        Err(f) if f.storage => health.failed(&f.message),
+        Ok(()) if changed => health.wrote(),
+        _ => {}
     }
 }
 
 /// One write in its own `BEGIN IMMEDIATE … COMMIT`; a failing write is
 /// rolled back whole.
-fn run_alone(conn: &mut Connection, mut job: Box<dyn WriteJob>) {
+fn run_alone(conn: &mut Connection, mut job: Box<dyn WriteJob>) -> Result<(), Failure> {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
-        Err(e) => return job.finish(Err(format!("beginning a write transaction: {e}"))),
+        Err(e) => return finish_all(vec![job], Err(Failure::of("beginning a write transaction", &e))),
     };
     let commit = if job.run(&tx) {
-        tx.commit().map_err(|e| format!("committing: {e}"))
+        commit_timed(tx, 1)
     } else {
         // Its own error is its answer; dropping the transaction rolls it back.
+        // SQLite may have ended it already, for want of storage among others.
+        let ended = tx.is_autocommit();
         drop(tx);
-        Ok(())
+        if ended { Err(ended_early()) } else { Ok(()) }
     };
-    if let Err(e) = &commit {
-        tracing::error!(error = %e, "a write failed to commit");
+    // Storage trouble is logged once per episode, by `health`.
+    if let Some(e) = commit.as_ref().err().filter(|e| !e.storage) {
+        tracing::error!(error = %e.message, "a write failed to commit");
     }
-    job.finish(commit);
+    finish_all(vec![job], commit)
 }
 
-fn run_batch(conn: &mut Connection, mut batch: Vec<Box<dyn WriteJob>>) {
+/// SQLite ended a transaction by itself: it does on a full disk or an
+/// I/O error (SQLITE_FULL, SQLITE_IOERR; SQLITE_NOMEM and SQLITE_BUSY, the
+/// others, cannot happen to the writer, which holds the write lock).
+fn ended_early() -> Failure {
+    Failure {
+        message: "the transaction ended early (SQLite rolled it back: disk full or I/O error)".into(),
+        storage: true,
+    }
+}
+
+fn run_batch(conn: &mut Connection, mut batch: Vec<Box<dyn WriteJob>>) -> Result<(), Failure> {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
-        Err(e) => return finish_all(batch, Err(format!("beginning a write transaction: {e}"))),
+        Err(e) => return finish_all(batch, Err(Failure::of("beginning a write transaction", &e))),
     };
     for job in &mut batch {
         if let Err(e) = tx.execute_batch("SAVEPOINT job") {
             drop(tx);
-            return finish_all(batch, Err(format!("opening a savepoint: {e}")));
+            return finish_all(batch, Err(Failure::of("opening a savepoint", &e)));
         }
         let ok = job.run(&tx);
-        let closed =
-            if ok { tx.execute_batch("RELEASE job") } else { tx.execute_batch("ROLLBACK TO job; RELEASE job") };
         // SQLite may have ended the transaction itself (a disk error): stop
         // here rather than let the next closures run outside a transaction.
-        if let Err(e) = closed
-            .map_err(|e| e.to_string())
-            .and_then(|()| if tx.is_autocommit() { Err("the transaction ended early".to_string()) } else { Ok(()) })
-        {
+        if tx.is_autocommit() {
             drop(tx);
-            return finish_all(batch, Err(e));
+            return finish_all(batch, Err(ended_early()));
+        }
+        let closed =
+            if ok { tx.execute_batch("RELEASE job") } else { tx.execute_batch("ROLLBACK TO job; RELEASE job") };
+        if let Err(e) = closed {
+            drop(tx);
+            return finish_all(batch, Err(Failure::of("closing a savepoint", &e)));
         }
     }
-    let commit = tx.commit().map_err(|e| format!("committing: {e}"));
-    if let Err(e) = &commit {
-        tracing::error!(error = %e, writes = batch.len(), "a group commit failed");
+    let commit = commit_timed(tx, batch.len());
+    if let Some(e) = commit.as_ref().err().filter(|e| !e.storage) {
+        tracing::error!(error = %e.message, writes = batch.len(), "a group commit failed");
     }
-    finish_all(batch, commit);
+    finish_all(batch, commit)
 }
 
-fn finish_all(batch: Vec<Box<dyn WriteJob>>, commit: Result<(), String>) {
+/// Commits `writes` writes, timed for the metrics.
+fn commit_timed(tx: Transaction, writes: usize) -> Result<(), Failure> {
+    let started = std::time::Instant::now();
+    tx.commit().map_err(|e| Failure::of("committing", &e))?;
+    crate::metrics::record_commit("sqlite", writes, started.elapsed());
+    Ok(())
+}
+
+/// Answers every write of a transaction; returns how it ended.
+fn finish_all(batch: Vec<Box<dyn WriteJob>>, commit: Result<(), Failure>) -> Result<(), Failure> {
     for job in batch {
         job.finish(commit.clone());
     }
+    commit
 }
 
 #[cfg(test)]

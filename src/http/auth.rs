@@ -26,6 +26,7 @@ impl FromRequest for ApiKey {
                 .ok_or_else(|| ApiError::unauthorized("send your API key as 'Authorization: Bearer <key>'"))?
                 .to_string();
             if let Some(id) = ctx.api_keys.get(&key) {
+                touch(&ctx, &id);
                 return Ok(ApiKey(id));
             }
             let lookup = key.clone();
@@ -36,14 +37,30 @@ impl FromRequest for ApiKey {
                 .map_err(|e| ApiError::internal(&e))?;
             let id = id.ok_or_else(|| ApiError::unauthorized("the API key is not valid"))?;
             ctx.api_keys.put(&key, &id);
+            touch(&ctx, &id);
             Ok(ApiKey(id))
         })
     }
 }
 
+/// Records the key's use, at most once a minute per key, after the
+/// answer: the request never waits for it, and a failure costs nothing
+/// but a stale "last used".
+fn touch(ctx: &Ctx, id: &str) {
+    if !ctx.api_keys.due_for_touch(id) {
+        return;
+    }
+    let (db, id) = (ctx.db.clone(), id.to_string());
+    tokio::spawn(async move {
+        if let Err(e) = db.write(move |tx| crate::api_keys::touch(tx, &id)).await {
+            tracing::debug!(error = format!("{e:#}"), "recording an API key's last use");
+        }
+    });
+}
+
 /// The credentials of `Authorization: Bearer <token>`; the scheme is
 /// case-insensitive (RFC 9110 §11.1).
-fn bearer_token(header: &str) -> Option<&str> {
+pub(crate) fn bearer_token(header: &str) -> Option<&str> {
     let (scheme, token) = header.trim_start().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)

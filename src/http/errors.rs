@@ -94,8 +94,16 @@ impl ApiError {
         ApiError { status, kind: ErrorType::PspError, code, message: message.into(), param: None }
     }
 
-    /// An unexpected failure: logged in full here, shown to the client only as a 500.
+    /// An unexpected failure: logged in full here, shown to the client only
+    /// as a 500. A write that failed for want of storage (disk full,
+    /// read-only, I/O error: `db::is_storage_trouble`) is a 503 the client
+    /// sends again after `Retry-After`; the storage's state is logged and
+    /// alerted once by `db` and the storage watch, not per request.
     pub fn internal(error: &anyhow::Error) -> Self {
+        if crate::db::is_storage_trouble(error) {
+            tracing::debug!(error = format!("{error:#}"), "storage unavailable");
+            return ApiError::storage_unavailable();
+        }
         tracing::error!(error = format!("{error:#}"), "internal error");
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -105,7 +113,23 @@ impl ApiError {
             param: None,
         }
     }
+
+    /// The database cannot take writes now (`/readyz` says so too).
+    pub fn storage_unavailable() -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            kind: ErrorType::ApiError,
+            code: "storage_unavailable",
+            message: "till cannot store this request now (its storage is full or failing); nothing was done: \
+                      send the same request again later"
+                .into(),
+            param: None,
+        }
+    }
 }
+
+/// Seconds a client waits before sending a request again after a 503.
+pub const RETRY_AFTER_S: u32 = 5;
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
@@ -113,7 +137,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(ErrorBody {
+        let mut response = HttpResponse::build(self.status);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, RETRY_AFTER_S.to_string()));
+        }
+        response.json(ErrorBody {
             error: ErrorDetail {
                 kind: self.kind,
                 code: self.code.to_string(),
@@ -221,4 +249,25 @@ impl From<crate::payouts::PayoutError> for ApiError {
             crate::payouts::PayoutError::Internal(e) => ApiError::internal(&e),
         }
     }
+}
+
+/// A query string that does not parse, said without the parser's own
+/// words: an unknown parameter is named with those the route takes.
+pub fn query_error(e: &actix_web::error::QueryPayloadError) -> ApiError {
+    query_problem(&e.to_string())
+}
+
+/// [`query_error`] from the parser's message (actix's or serde_qs's).
+pub fn query_problem(text: &str) -> ApiError {
+    let text = text.strip_prefix("Query deserialize error: ").unwrap_or(text);
+    // serde: "unknown field `x`, expected one of `a`, `b`" / "expected `a`"
+    if let Some(rest) = text.strip_prefix("unknown field `")
+        && let Some((name, expected)) = rest.split_once('`')
+    {
+        let expected = expected.trim_start_matches(", ").replace("expected one of ", "").replace("expected ", "");
+        let message = format!("unknown query parameter '{name}': this route takes {}", expected.replace('`', "'"));
+        let name: String = name.chars().take(64).collect();
+        return ApiError::invalid("parameter_invalid", message, &name);
+    }
+    ApiError::bad_request("parameter_invalid", format!("a query parameter is not of its kind: {text}"))
 }

@@ -29,6 +29,10 @@ pub async fn receive(ctx: web::Data<Ctx>, req: HttpRequest, payload: web::Payloa
             tracing::warn!(error = %e, "PSP webhook deferred");
             HttpResponse::ServiceUnavailable().json(serde_json::json!({"error": e.to_string()}))
         }
+        // The PSP sends it again later, as it does after any non-2xx.
+        Err(IngestError::Internal(e)) if crate::db::is_storage_trouble(&e) => {
+            actix_web::ResponseError::error_response(&crate::http::errors::ApiError::storage_unavailable())
+        }
         Err(IngestError::Internal(e)) => {
             tracing::error!(error = format!("{e:#}"), "PSP webhook failed");
             HttpResponse::InternalServerError().json(serde_json::json!({"error": "internal error"}))

@@ -6,6 +6,7 @@
 //! holding the scheduler's lease (`lease`) runs them: each tick runs once.
 
 pub mod lease;
+pub mod storage_watch;
 pub mod tasks;
 pub mod worker;
 
@@ -67,7 +68,7 @@ where
     Fut: Future<Output = anyhow::Result<String>> + Send + 'static,
 {
     if cron.is_empty() {
-        tracing::info!(job = name, "scheduled job disabled");
+        tracing::debug!(job = name, "scheduled job disabled");
         return Ok(());
     }
     let ctx = ctx.clone();

@@ -19,11 +19,12 @@ fn minutes_ago(minutes: i64) -> String {
     (chrono::Utc::now() - chrono::Duration::minutes(minutes)).to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// An alert as `alerts.webhook_url` receives it.
 #[derive(Debug, Clone, serde::Serialize)]
-struct NewAlert {
-    kind: &'static str,
-    subject_id: String,
-    message: String,
+pub struct NewAlert {
+    pub kind: &'static str,
+    pub subject_id: String,
+    pub message: String,
 }
 
 /// The kind of alert an unfinished order raises.
@@ -71,7 +72,7 @@ fn unfinished_orders_not_alerted(tx: &Tx, cutoff: &str, alerted: &HashSet<String
 
 /// Sends new alerts to `alerts.webhook_url`, if set. Best effort: the alert
 /// is stored and shown whatever happens here.
-async fn post_alerts(ctx: &Ctx, alerts: &[NewAlert]) {
+pub async fn post_alerts(ctx: &Ctx, alerts: &[NewAlert]) {
     let url = &ctx.settings.alerts.webhook_url;
     if url.is_empty() {
         return;

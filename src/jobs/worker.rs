@@ -44,6 +44,15 @@ async fn run(ctx: Ctx, mut stop: watch::Receiver<bool>) {
             }
             continue;
         }
+        // While the storage refuses writes, claims would fail too: the
+        // storage watch probes it, and the queue waits.
+        if ctx.db.storage_trouble().is_some() {
+            tokio::select! {
+                _ = tokio::time::sleep(idle.max(Duration::from_secs(1))) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
         let limit = free.min(settings.batch_size);
         let lease = settings.lease_ms;
         let claimed: anyhow::Result<Vec<Job>> =
@@ -84,6 +93,14 @@ async fn run_one(ctx: &Ctx, job: Job) {
     if let Ok(true) = result {
         return;
     }
+    // A merchant endpoint that fails is worth a warning each time: the shop
+    // misses its events until it answers (other jobs' retries are routine).
+    let delivery_failed = match (&result, JobKind::parse(&job.kind)) {
+        (Err(JobError::Retry(e)), Some(JobKind::DeliverWebhook)) => {
+            Some((job.subject_id.clone(), job.attempts, job.max_attempts, e.clone()))
+        }
+        _ => None,
+    };
     let mut settings = ctx.settings.queue.clone();
     if JobKind::parse(&job.kind) == Some(JobKind::DeliverWebhook) {
         settings.backoff_base_ms = ctx.settings.webhooks.backoff_base_ms;
@@ -101,7 +118,13 @@ async fn run_one(ctx: &Ctx, job: Job) {
         })
         .await;
     match recorded {
-        Ok(Some(Failed::RetryAt(_))) => ctx.queue_wake.notify_one(),
+        Ok(Some(Failed::RetryAt(at_ms))) => {
+            if let Some((delivery, attempt, max_attempts, error)) = delivery_failed {
+                let in_s = (at_ms - crate::db::now_ms()).max(0) / 1000;
+                tracing::warn!(delivery, attempt, max_attempts, retry_in_s = in_s, %error, "webhook delivery failed");
+            }
+            ctx.queue_wake.notify_one()
+        }
         Ok(_) => {}
         Err(e) => tracing::error!(error = format!("{e:#}"), "could not record a job's outcome"),
     }

@@ -672,6 +672,15 @@ fn place_in_list(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<(Stri
 }
 
 /// The order's status; None if there is no such order.
+/// How many orders are in each status (an index scan: the metrics read it).
+pub fn count_by_status(tx: &Tx) -> anyhow::Result<Vec<(String, i64)>> {
+    tx.query_map(
+        "SELECT payment_order_status, COUNT(*) FROM payment_orders GROUP BY payment_order_status",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
 pub fn order_status(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<OrderStatus>> {
     tx.query_opt(
         "SELECT payment_order_status FROM payment_orders WHERE payment_order_id = $1",

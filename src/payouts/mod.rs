@@ -307,6 +307,9 @@ async fn finish_failed(ctx: &Ctx, payout_id: &str, code: &str) -> Result<(), Job
     Ok(())
 }
 
+/// The kind of alert a failed payout raises (its subject: the payout's id).
+pub const PAYOUT_FAILED_ALERT: &str = "payout_failed";
+
 /// PENDING | IN_TRANSIT → PAID (out of the PSP balance) or FAILED (back to
 /// the wallet), each booked once and told to the shop. A payout already
 /// final is left as it is: a replayed answer changes nothing.
@@ -331,6 +334,16 @@ fn finish(tx: &Tx, p: &store::PayoutRow, to: PayoutStatus, failure: Option<&str>
         post(tx, "payout_reversal", &p.payout_id, currency, ledger::PAYOUTS_IN_TRANSIT, &seller, p.amount_minor)?;
         wallet::credit_wallet(tx, &p.seller_id, currency, p.amount_minor)?;
         wallet::assert_matches_ledger(tx, &p.seller_id, currency)?;
+        let message = format!(
+            "payout {} of {} minor units {} to seller {} failed ({}); the money is back in the seller's \
+             wallet: check the seller's destination, then pay out again",
+            p.payout_id,
+            p.amount_minor,
+            p.currency,
+            p.seller_id,
+            failure.unwrap_or("no reason given")
+        );
+        crate::alerts::raise(tx, PAYOUT_FAILED_ALERT, &p.payout_id, &message)?;
     }
     let view = store::load(tx, &p.payout_id)?.ok_or_else(|| anyhow::anyhow!("payout vanished"))?;
     events::emit(tx, if paid { "payout.paid" } else { "payout.failed" }, &p.payout_id, &view, attempts)

@@ -382,6 +382,7 @@ impl PspClient {
             Ok(_) => "ok".to_string(),
             Err(e) => e.to_string(),
         };
+        observe_call(method, path, status, &outcome, started);
         self.record_call(subject_id, method, path, idempotency_key, status, summary, started).await;
         outcome.and_then(|bytes| {
             serde_json::from_slice(&bytes)
@@ -437,6 +438,7 @@ impl PspClient {
             Ok(bytes) => format!("ok ({} bytes)", bytes.len()),
             Err(e) => e.to_string(),
         };
+        observe_call("GET", &path, status, &outcome, started);
         self.record_call(subject_id, "GET", &path, None, status, summary, started).await;
         outcome
     }
@@ -464,6 +466,51 @@ impl PspClient {
             at: crate::db::now(),
         });
     }
+}
+
+/// A PSP call in the metrics (`till_psp_calls_total`, its latency) and,
+/// when the PSP did not answer or refused till's request, a warning: a
+/// decline is the PSP's answer about a card, not a failure of the call.
+fn observe_call<T>(method: &str, path: &str, status: Option<u16>, outcome: &Result<T, PspError>, started: Instant) {
+    let operation = operation(method, path);
+    let kind = match outcome {
+        Ok(_) => "ok",
+        Err(PspError::Refused { .. }) => "refused",
+        Err(PspError::Rejected { .. }) => "rejected",
+        Err(PspError::Unknown(_)) => "unknown",
+    };
+    let m = &crate::metrics::METRICS;
+    m.psp_calls.with_label_values(&[operation.as_str(), kind]).inc();
+    m.psp_duration.with_label_values(&[operation.as_str()]).observe(started.elapsed().as_secs_f64());
+    if let Err(e @ (PspError::Rejected { .. } | PspError::Unknown(_))) = outcome {
+        tracing::warn!(%operation, status, error = %e, "PSP call failed");
+    }
+}
+
+/// A call's method and path with its ids written `{id}`
+/// (`POST /v1/refunds`, `GET /v1/payment_intents/{id}`), so that the
+/// metrics have one series per operation, not per object.
+fn operation(method: &str, path: &str) -> String {
+    const WORDS: [&str; 14] = [
+        "v1",
+        "checkout",
+        "sessions",
+        "expire",
+        "payment_intents",
+        "refunds",
+        "transfers",
+        "reporting",
+        "report_runs",
+        "files",
+        "contents",
+        "capture",
+        "cancel",
+        "webhook_endpoints",
+    ];
+    let path = path.split('?').next().unwrap_or(path);
+    let segments: Vec<&str> =
+        path.split('/').map(|s| if s.is_empty() || WORDS.contains(&s) { s } else { "{id}" }).collect();
+    format!("{method} {}", segments.join("/"))
 }
 
 /// One row of `psp_calls`.
@@ -618,4 +665,18 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
 /// Ids come from the PSP; keep them from breaking out of the path.
 fn encode_path(segment: &str) -> String {
     segment.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn operations_name_no_object() {
+        assert_eq!(super::operation("POST", "/v1/refunds"), "POST /v1/refunds");
+        assert_eq!(super::operation("GET", "/v1/payment_intents/pi_123"), "GET /v1/payment_intents/{id}");
+        assert_eq!(
+            super::operation("POST", "/v1/checkout/sessions/cs_test_a1/expire"),
+            "POST /v1/checkout/sessions/{id}/expire"
+        );
+        assert_eq!(super::operation("GET", "/v1/files/file_9/contents?x=1"), "GET /v1/files/{id}/contents");
+    }
 }

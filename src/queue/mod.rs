@@ -248,6 +248,18 @@ pub fn discard_dead(tx: &Tx, job_id: i64, by: &str, note: &str) -> anyhow::Resul
     Ok(n == 1)
 }
 
+/// Jobs waiting or running, by kind and status (`queued`, `running`), and
+/// dead letters not discarded (`dead`): what the metrics show of the queue.
+pub fn depth(tx: &Tx) -> anyhow::Result<Vec<(String, String, i64)>> {
+    tx.query_map(
+        "SELECT kind, status, COUNT(*) FROM jobs
+         WHERE status IN ('queued', 'running') OR (status = 'dead' AND discarded_at IS NULL)
+         GROUP BY kind, status",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+}
+
 /// When the queued job of this kind and subject runs next (unix ms), if one is queued.
 pub fn next_run_ms(tx: &Tx, kind: JobKind, subject_id: &str) -> anyhow::Result<Option<i64>> {
     tx.query_opt(

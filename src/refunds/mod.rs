@@ -360,6 +360,9 @@ pub async fn apply(
     }
 }
 
+/// The kind of alert a failed refund raises (its subject: the refund's id).
+pub const REFUND_FAILED_ALERT: &str = "refund_failed";
+
 /// PENDING → `to` (SUCCEEDED, or FAILED: reversed, and the amount
 /// refundable again), told to the shop. Applied once.
 fn finish(tx: &Tx, refund_id: &str, to: RefundStatus, failure: Option<&str>, policy: Policy) -> anyhow::Result<()> {
@@ -379,6 +382,15 @@ fn finish(tx: &Tx, refund_id: &str, to: RefundStatus, failure: Option<&str>, pol
             row.amount_minor,
             row.seller_part_minor,
         )?;
+        let message = format!(
+            "refund {refund_id} of {} minor units {} on payment {} failed at the PSP ({}); the amount is \
+             refundable again: refund the buyer another way or try again",
+            row.amount_minor,
+            refund.currency,
+            refund.payment_order_id,
+            failure.unwrap_or("no reason given")
+        );
+        crate::alerts::raise(tx, REFUND_FAILED_ALERT, refund_id, &message)?;
     }
     let event = if succeeded { "refund.succeeded" } else { "refund.failed" };
     events::emit(tx, event, refund_id, &refund, policy.webhook_attempts)

@@ -191,6 +191,6 @@ pub fn build(
     .listen(listener)
     .context("listening on the sandbox's socket")?
     .run();
-    tracing::info!(%address, "sandbox PSP listening");
+    tracing::debug!(%address, "sandbox PSP listening");
     Ok(server)
 }

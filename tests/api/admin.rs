@@ -452,7 +452,7 @@ async fn till_user_create_reads_the_password_from_stdin() {
     let app = spawn_app().await;
     let run = |email: &str, password: &str| {
         let mut child = Command::new(env!("CARGO_BIN_EXE_till"))
-            .args(["user", "create", "--email", email, "--config", "/nonexistent/till.toml"])
+            .args(["user", "create", "--email", email, "--config", crate::helpers::empty_config()])
             .on_database(&app.settings.database)
             .env("TILL_LOG__LEVEL", "error")
             .stdin(Stdio::piped())

@@ -19,7 +19,7 @@ use crate::helpers::{TestApp, hosted_body, spawn_app};
 const WIDTH: u32 = 1440;
 const HEIGHT: u32 = 900;
 
-fn chromium() -> Option<PathBuf> {
+pub fn chromium() -> Option<PathBuf> {
     let candidates =
         [std::env::var("CHROMIUM").ok(), Some("/usr/bin/chromium".into()), Some("/usr/bin/chromium-browser".into())];
     let found = candidates.into_iter().flatten().map(PathBuf::from).find(|p| p.is_file());
@@ -42,20 +42,25 @@ pub fn screenshot_dir() -> PathBuf {
     dir
 }
 
-struct Chrome {
-    browser: Browser,
-    handler: tokio::task::JoinHandle<()>,
+pub struct Chrome {
+    pub browser: Browser,
+    pub handler: tokio::task::JoinHandle<()>,
     _profile: tempfile::TempDir,
 }
 
 async fn launch(executable: &Path) -> Chrome {
+    launch_at(executable, WIDTH, HEIGHT).await
+}
+
+/// Chromium with a window and viewport of this size (CSS pixels).
+pub async fn launch_at(executable: &Path, width: u32, height: u32) -> Chrome {
     let profile = tempfile::tempdir().unwrap();
     let config = BrowserConfig::builder()
         .chrome_executable(executable)
         .no_sandbox()
         .user_data_dir(profile.path())
-        .window_size(WIDTH, HEIGHT)
-        .viewport(Viewport { width: WIDTH, height: HEIGHT, ..Viewport::default() })
+        .window_size(width, height)
+        .viewport(Viewport { width, height, ..Viewport::default() })
         .args([
             "disable-gpu",
             "disable-background-networking",
@@ -74,7 +79,7 @@ async fn launch(executable: &Path) -> Chrome {
 
 /// The page's HTML; while a navigation is under way the old document can be
 /// gone, so this asks again.
-async fn html(page: &Page) -> String {
+pub async fn html(page: &Page) -> String {
     let mut last = None;
     for _ in 0..50 {
         match page.content().await {
@@ -87,7 +92,7 @@ async fn html(page: &Page) -> String {
 }
 
 /// Polls the page (reloading it when `reload`) until its HTML satisfies `pred`.
-async fn wait_for(page: &Page, what: &str, reload: bool, pred: impl Fn(&str) -> bool) -> String {
+pub async fn wait_for(page: &Page, what: &str, reload: bool, pred: impl Fn(&str) -> bool) -> String {
     let started = Instant::now();
     loop {
         let content = html(page).await;
@@ -102,29 +107,29 @@ async fn wait_for(page: &Page, what: &str, reload: bool, pred: impl Fn(&str) -> 
     }
 }
 
-async fn goto(page: &Page, url: &str) -> String {
+pub async fn goto(page: &Page, url: &str) -> String {
     page.goto(url).await.unwrap();
     page.wait_for_navigation().await.unwrap();
     html(page).await
 }
 
-async fn fill(page: &Page, selector: &str, text: &str) {
+pub async fn fill(page: &Page, selector: &str, text: &str) {
     page.find_element(selector).await.unwrap().click().await.unwrap().type_str(text).await.unwrap();
 }
 
-async fn submit(page: &Page, button: &str) {
+pub async fn submit(page: &Page, button: &str) {
     page.find_element(button).await.unwrap().click().await.unwrap();
     page.wait_for_navigation().await.unwrap();
 }
 
-async fn shoot(page: &Page, name: &str) {
+pub async fn shoot(page: &Page, name: &str) {
     let params = ScreenshotParams::builder().full_page(true).build();
     page.save_screenshot(params, screenshot_dir().join(format!("{name}.png"))).await.unwrap();
 }
 
 /// The shop creates a hosted checkout whose "thank you" page is the
 /// dashboard's search for it, so the browser lands where staff look.
-async fn create_checkout(app: &TestApp) -> (String, String) {
+pub async fn create_checkout(app: &TestApp) -> (String, String) {
     let mut body = hosted_body(&[("seller_a", "25.00", "USD")]);
     let checkout_id = body["checkout_id"].as_str().unwrap().to_string();
     body["success_url"] = Value::String(format!("{}/admin/payments?q={checkout_id}", app.address));

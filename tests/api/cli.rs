@@ -13,7 +13,7 @@ use crate::helpers::{OnDatabase, TestApp, spawn_app};
 fn till(db: &DatabaseSettings, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_till"))
         .args(args)
-        .args(["--config", "/nonexistent/till.toml"])
+        .args(["--config", crate::helpers::empty_config()])
         .on_database(db)
         .env("TILL_LOG__LEVEL", "error")
         .output()
@@ -157,7 +157,7 @@ async fn migrate_and_backup_work_on_a_live_database() {
 #[test]
 fn a_bad_configuration_is_refused_with_the_key_named() {
     let out = Command::new(env!("CARGO_BIN_EXE_till"))
-        .args(["check", "--config", "/nonexistent/till.toml"])
+        .args(["check", "--config", crate::helpers::empty_config()])
         .env("TILL_SANDBOX__FAULTS__ERROR_RATE", "7")
         .env("TILL_SERVER__BIND", "nowhere")
         .output()

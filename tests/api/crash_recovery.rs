@@ -46,7 +46,7 @@ fn open_books(database: &DatabaseSettings) -> till::db::Db {
 fn command(dir: &Path, database: &DatabaseSettings, ports: (u16, u16), args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_till"));
     cmd.args(args)
-        .args(["--config", "/nonexistent/till.toml"])
+        .args(["--config", crate::helpers::empty_config()])
         .env("TILL_SERVER__BIND", format!("127.0.0.1:{}", ports.0))
         .env("TILL_SANDBOX__BIND", format!("127.0.0.1:{}", ports.1))
         .on_database(database)

@@ -14,7 +14,7 @@ use crate::helpers::{fresh_postgres_database, spawn_app_with, token_body};
 
 fn till(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_till"));
-    cmd.args(["--config", "/nonexistent/till.toml"]).args(args).env("TILL_LOG__LEVEL", "error");
+    cmd.args(["--config", crate::helpers::empty_config()]).args(args).env("TILL_LOG__LEVEL", "error");
     for (k, v) in envs {
         cmd.env(k, v);
     }

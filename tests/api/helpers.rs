@@ -13,6 +13,8 @@ use uuid::Uuid;
 pub struct TestApp {
     pub address: String,
     pub sandbox: String,
+    /// `http://…/metrics` when `metrics.bind` is set.
+    pub metrics: Option<String>,
     pub api_key: String,
     pub ctx: Ctx,
     pub settings: Settings,
@@ -36,6 +38,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.sandbox.webhook_retry_base_ms = 50;
     settings.psp.request_timeout_ms = 5_000;
     settings.log.level = "warn".into();
+    // Tests run side by side: no fixed metrics port (a test sets its own).
+    settings.metrics.bind = String::new();
     // The suite's webhook receivers listen on 127.0.0.1.
     settings.webhooks.allow_private_urls = true;
     if let Some(server) = test_postgres() {
@@ -49,11 +53,13 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     // A till without its own sandbox talks to another's (psp.api_base).
     let sandbox = app.sandbox_address().map_or_else(|| settings.psp.api_base.clone(), |a| format!("http://{a}"));
     let ctx = app.context().clone();
+    let metrics = app.metrics_address().map(|a| format!("http://{a}/metrics"));
     tokio::spawn(app.run_until_stopped());
     let api_key = ctx.db.write_now(|tx| till::api_keys::create(tx, "tests")).unwrap().key;
     TestApp {
         address,
         sandbox,
+        metrics,
         api_key,
         ctx,
         settings,
@@ -106,6 +112,18 @@ pub fn fresh_postgres_database(server: &str) -> String {
     let at = base.rfind('/').expect("a URL with a database");
     let url = format!("{}/{name}", &base[..at]);
     query.map_or(url.clone(), |q| format!("{url}?{q}"))
+}
+
+/// A configuration file of built-in defaults, for running the binary on
+/// `TILL_…` variables alone (a `--config` must exist), without the fixed
+/// metrics port, which tests running side by side would contend for.
+pub fn empty_config() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("empty-config.toml");
+        std::fs::write(&path, "# built-in defaults, but\n[metrics]\nbind = \"\"\n").unwrap();
+        path.to_string_lossy().into_owned()
+    })
 }
 
 pub fn uuid() -> String {

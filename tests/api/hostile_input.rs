@@ -146,7 +146,7 @@ async fn a_key_revoked_by_the_cli_stops_working_in_the_running_server_within_a_s
     let get = || app.client.get(format!("{}/v1/payments", app.address)).bearer_auth(&key.key).send();
     assert_eq!(get().await.unwrap().status(), StatusCode::OK, "the key works and is cached");
     let revoke = Command::new(env!("CARGO_BIN_EXE_till"))
-        .args(["--config", "/nonexistent/till.toml", "api-key", "revoke", &key.id])
+        .args(["--config", crate::helpers::empty_config(), "api-key", "revoke", &key.id])
         .on_database(&app.settings.database)
         .env("TILL_LOG__LEVEL", "error")
         .output()

@@ -27,13 +27,13 @@ const HEADER: &str = "balance_transaction_id,created_utc,available_on_utc,curren
                       payment_metadata[payment_order_id]";
 
 /// One line of a crafted file: (bt id, category, currency, gross, fee, net, source, intent, checkout, order).
-type Line<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
+pub type Line<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
 
 fn today() -> NaiveDate {
     Utc::now().date_naive()
 }
 
-fn crafted(lines: &[Line]) -> String {
+pub fn crafted(lines: &[Line]) -> String {
     let now = Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
     let mut csv = format!("{HEADER}\r\n");
     for (bt, category, currency, gross, fee, net, source, intent, checkout, order) in lines {
@@ -584,7 +584,7 @@ async fn an_unparseable_amount_refuses_the_whole_file_with_its_line() {
 fn till(app: &TestApp, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_till"))
         .args(args)
-        .args(["--config", "/nonexistent/till.toml"])
+        .args(["--config", crate::helpers::empty_config()])
         .on_database(&app.settings.database)
         .env("TILL_PSP__API_BASE", &app.sandbox)
         .env("TILL_LOG__LEVEL", "error")

@@ -66,7 +66,11 @@ pub fn build(currency: &str, days: &[String], points: &[(String, i64, i64)]) -> 
                 height,
                 label_x: x + bar_width / 2,
                 day_label: day.get(5..).unwrap_or(day).replace('-', "/"),
-                title: format!("{day}: {} in {payments} payment(s)", format::money(amount, currency)),
+                title: format!(
+                    "{day}: {} in {payments} payment{}",
+                    format::money(amount, currency),
+                    if payments == 1 { "" } else { "s" }
+                ),
             }
         })
         .collect();
@@ -99,7 +103,7 @@ mod tests {
         assert_eq!(chart.bars[2].height * 2, chart.bars[13].height);
         assert_eq!(chart.bars[13].day_label, "11/14");
         assert_eq!(chart.total, "150.00 USD");
-        assert!(chart.bars[13].title.contains("100.00 USD in 4 payment(s)"));
+        assert!(chart.bars[13].title.contains("100.00 USD in 4 payments"));
         assert!(chart.bars.iter().all(|b| b.x + b.width <= WIDTH));
     }
 

@@ -48,8 +48,9 @@ pub fn refunds(tx: &Tx, status: Option<&str>, before: Option<&str>) -> anyhow::R
     let (cursor_at, cursor_id) = cursor.unzip();
     let mut rows = tx.query_map(
         "SELECT r.refund_id, r.payment_order_id, o.checkout_id, o.seller_id, r.amount_minor, r.currency,
-                r.status, r.reason, r.failure_code, r.created_by, r.created_at
+                r.status, r.reason, r.failure_code, CASE WHEN k.name IS NULL THEN r.created_by ELSE 'API key ' || k.name END, r.created_at
          FROM refunds r JOIN payment_orders o ON o.payment_order_id = r.payment_order_id
+         LEFT JOIN api_keys k ON k.id = r.created_by
          WHERE (CAST($1 AS TEXT) IS NULL OR r.status = $1)
            AND (CAST($2 AS TEXT) IS NULL OR r.created_at < $2 OR (r.created_at = $2 AND r.refund_id < $3))
          ORDER BY r.created_at DESC, r.refund_id DESC LIMIT $4",

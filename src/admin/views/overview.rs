@@ -18,6 +18,8 @@ const LISTED: u32 = 8;
 pub struct CurrencyToday {
     pub volume: String,
     pub payments: i64,
+    /// Its currency's code, for the count of payments under the amounts.
+    pub currency: String,
 }
 
 #[derive(Debug, Clone)]
@@ -150,7 +152,11 @@ fn volumes(tx: &Tx) -> anyhow::Result<(Vec<CurrencyToday>, Vec<Chart>)> {
         let points: Vec<(String, i64, i64)> =
             rows.iter().filter(|r| &r.1 == code).map(|r| (r.0.clone(), r.2, r.3)).collect();
         if let Some((_, amount, n)) = points.iter().find(|p| p.0 == today) {
-            volume_today.push(CurrencyToday { volume: format::money(*amount, code), payments: *n });
+            volume_today.push(CurrencyToday {
+                volume: format::money(*amount, code),
+                payments: *n,
+                currency: code.clone(),
+            });
         }
         if charts.len() < MAX_CHARTS {
             charts.push(chart::build(code, &days, &points));

@@ -358,8 +358,11 @@ fn order_detail(tx: &Tx, o: &Order) -> anyhow::Result<OrderDetail> {
 
 fn refunds_of(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Vec<RefundRow>> {
     tx.query_map(
-        "SELECT refund_id, amount_minor, currency, status, reason, failure_code, created_by, created_at
-         FROM refunds WHERE payment_order_id = $1 ORDER BY created_at, refund_id",
+        // Who asked, by name: a staff user's email, or the API key's name.
+        "SELECT r.refund_id, r.amount_minor, r.currency, r.status, r.reason, r.failure_code,
+                CASE WHEN k.name IS NULL THEN r.created_by ELSE 'API key ' || k.name END, r.created_at
+         FROM refunds r LEFT JOIN api_keys k ON k.id = r.created_by
+         WHERE r.payment_order_id = $1 ORDER BY r.created_at, r.refund_id",
         params![payment_order_id],
         |r| {
             Ok(RefundRow {

@@ -24,10 +24,10 @@ pub enum AdminError {
 
 #[derive(Template)]
 #[template(path = "admin/error.html")]
-struct ErrorPage<'a> {
-    status: u16,
-    title: &'a str,
-    message: String,
+pub struct ErrorPage<'a> {
+    pub status: u16,
+    pub title: &'a str,
+    pub message: String,
 }
 
 impl ResponseError for AdminError {
@@ -37,6 +37,7 @@ impl ResponseError for AdminError {
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AdminError::Csrf => StatusCode::FORBIDDEN,
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+            AdminError::Internal(e) if crate::db::is_storage_trouble(e) => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -50,6 +51,12 @@ impl ResponseError for AdminError {
             AdminError::BadRequest(m) => ("This request cannot be done", m.clone()),
             AdminError::Csrf => ("This form has expired", self.to_string()),
             AdminError::NotFound(m) => ("Not found", m.clone()),
+            AdminError::Internal(e) if crate::db::is_storage_trouble(e) => (
+                "Storage unavailable",
+                "till cannot store anything now: its storage is full or failing. Nothing was done; try again \
+                 once an operator has made room (see the alerts)."
+                    .to_string(),
+            ),
             AdminError::Internal(e) => {
                 tracing::error!(error = format!("{e:#}"), "admin page failed");
                 ("Something went wrong", "An internal error occurred; it has been logged.".to_string())

@@ -449,7 +449,15 @@ struct NotFoundPage {
 }
 
 /// Any other `/admin/…` path: sign in first, then a 404 inside the layout.
-pub async fn not_found(staff: Staff) -> Result<HttpResponse, AdminError> {
+/// No page here: 405 when the path is a page that takes other methods (a
+/// form's address opened in the browser, say), 404 otherwise.
+pub async fn not_found(req: actix_web::HttpRequest, staff: Staff) -> Result<HttpResponse, AdminError> {
+    if req.resource_map().has_resource(req.path()) {
+        let message = format!("{} does not take {}", req.path(), req.method());
+        let page = crate::http::admin::errors::ErrorPage { status: 405, title: "Method not allowed", message };
+        let body = page.render().map_err(anyhow::Error::from)?;
+        return Ok(HttpResponse::MethodNotAllowed().content_type("text/html; charset=utf-8").body(body));
+    }
     let body = NotFoundPage { layout: Layout::new(&staff, "", None) }.render().map_err(anyhow::Error::from)?;
     Ok(HttpResponse::NotFound().content_type("text/html; charset=utf-8").body(body))
 }

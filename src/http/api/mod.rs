@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod body;
 pub mod events;
+pub mod openapi;
 pub mod payments;
 pub mod payouts;
 pub mod reconciliation;
@@ -61,9 +62,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
 /// `created[gte]=…`, brackets written or percent-encoded) into `T`; a 400
 /// naming what is wrong otherwise.
 pub fn parse_query<T: serde::de::DeserializeOwned>(req: &actix_web::HttpRequest) -> Result<T, ApiError> {
-    serde_qs::Config::new().max_depth(2).use_form_encoding(true).deserialize_str(req.query_string()).map_err(|e| {
-        ApiError::bad_request("parameter_invalid", format!("the query string is not valid for this call: {e}"))
-    })
+    serde_qs::Config::new()
+        .max_depth(2)
+        .use_form_encoding(true)
+        .deserialize_str(req.query_string())
+        .map_err(|e| crate::http::errors::query_problem(&e.to_string()))
 }
 
 /// A list's `limit`: 1 to 100, 10 when not given.

@@ -21,8 +21,8 @@ use crate::payments::store::{self, CheckoutView, OrderView, Page};
 use crate::payments::sync;
 
 pub const MAX_ORDERS: usize = 50;
-const MAX_TEXT: usize = 255;
-const MAX_URL: usize = 2048;
+pub(crate) const MAX_TEXT: usize = 255;
+pub(crate) const MAX_URL: usize = 2048;
 
 /// `POST /v1/payments`: one checkout with one order per seller.
 #[derive(Deserialize, ToSchema)]
@@ -443,7 +443,9 @@ pub async fn list_payment_orders(
     let status = match q.status.as_deref() {
         None => None,
         Some(s) => Some(OrderStatus::parse(s).ok_or_else(|| {
-            ApiError::invalid("parameter_invalid", format!("status '{s}' is not an order status"), "status")
+            let valid: Vec<&str> = OrderStatus::ALL.iter().map(|s| s.as_str()).collect();
+            let message = format!("status '{s}' is not an order status: one of {}", valid.join(", "));
+            ApiError::invalid("parameter_invalid", message, "status")
         })?),
     };
     let limit = q.limit.unwrap_or(10);

@@ -83,8 +83,11 @@ pub async fn list_payouts(
     let status = q
         .status
         .map(|s| {
-            PayoutStatus::parse(&s)
-                .ok_or_else(|| ApiError::invalid("parameter_invalid", "status is not a payout status", "status"))
+            PayoutStatus::parse(&s).ok_or_else(|| {
+                let valid: Vec<&str> = PayoutStatus::ALL.iter().map(|s| s.as_str()).collect();
+                let message = format!("status '{s}' is not a payout status: one of {}", valid.join(", "));
+                ApiError::invalid("parameter_invalid", message, "status")
+            })
         })
         .transpose()?;
     let limit = q.limit.unwrap_or(10);

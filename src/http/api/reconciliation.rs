@@ -14,8 +14,8 @@ use crate::payments::store::Page;
 use crate::reconciliation::store::{self, ExceptionView, RunView};
 use crate::reconciliation::{self, ImportError, ResolveError, RunSummary, Source};
 
-const MAX_NOTE_CHARS: usize = 2_000;
-const MAX_NAME_CHARS: usize = 255;
+pub(crate) const MAX_NOTE_CHARS: usize = 2_000;
+pub(crate) const MAX_NAME_CHARS: usize = 255;
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -13,7 +13,7 @@ use crate::payments::model::SellerId;
 use crate::payments::store::Page;
 use crate::payouts::{SellerView, store};
 
-const MAX_NAME: usize = 200;
+pub(crate) const MAX_NAME: usize = 200;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
