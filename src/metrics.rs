@@ -29,6 +29,7 @@ pub struct Metrics {
     pub psp_duration: HistogramVec,
     pub commit_batch: HistogramVec,
     pub commit_duration: HistogramVec,
+    pub write_reruns: prometheus::IntCounter,
     pub orders: IntGaugeVec,
     pub jobs: IntGaugeVec,
     pub dead_letters: IntGauge,
@@ -84,6 +85,10 @@ impl Metrics {
                 &COMMIT_BUCKETS,
                 &["engine"],
             )?,
+            write_reruns: prometheus::IntCounter::new(
+                "till_db_write_reruns_total",
+                "PostgreSQL writes run again after a serialization failure or a deadlock (contention)",
+            )?,
             orders: gauges("till_payment_orders", "Payment orders by status (final ones only grow)", &["status"])?,
             jobs: gauges("till_queue_jobs", "Jobs of the durable queue by kind and status", &["kind", "status"])?,
             dead_letters: IntGauge::new("till_dead_letters", "Dead-lettered jobs waiting for a person")?,
@@ -103,6 +108,7 @@ impl Metrics {
         m.registry.register(Box::new(m.psp_duration.clone()))?;
         m.registry.register(Box::new(m.commit_batch.clone()))?;
         m.registry.register(Box::new(m.commit_duration.clone()))?;
+        m.registry.register(Box::new(m.write_reruns.clone()))?;
         m.registry.register(Box::new(m.orders.clone()))?;
         m.registry.register(Box::new(m.jobs.clone()))?;
         m.registry.register(Box::new(m.dead_letters.clone()))?;

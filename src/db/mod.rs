@@ -553,6 +553,7 @@ where
             },
         }
         reruns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::METRICS.write_reruns.inc();
         std::thread::sleep(Duration::from_millis(rand::rng().random_range(pause_ms / 2..=pause_ms)));
         pause_ms = pause_ms.saturating_mul(2);
         run += 1;

@@ -36,6 +36,7 @@ async fn metrics_count_requests_payments_psp_calls_the_queue_and_commits() {
         "till_psp_call_duration_seconds",
         "till_db_commit_batch_size",
         "till_db_commit_duration_seconds",
+        "till_db_write_reruns_total",
         "till_payment_orders",
         "till_queue_jobs",
         "till_dead_letters",
