@@ -188,9 +188,10 @@ impl<'a> Tx<'a> {
 
     /// Which of `parts` parts of a hot row this write should change (see
     /// `ledger_balance_shards`): on PostgreSQL its pooled connection's
-    /// slot, which no concurrent write of this process shares, so that
-    /// concurrent writes change different rows and do not conflict; 0 on
-    /// SQLite, whose single writer never conflicts.
+    /// slot (each connection of a pool numbered in turn), so that
+    /// concurrent writes mostly change different rows and do not conflict
+    /// (one that does is run again, as any conflict is); 0 on SQLite,
+    /// whose single writer never conflicts.
     pub fn hot_row_part(&self, parts: u32) -> i64 {
         match &self.inner {
             Inner::Sqlite(_) => 0,
