@@ -30,6 +30,21 @@ pub fn queue_delivery(tx: &Tx, event_id: &str, endpoint_id: &str, max_attempts: 
     Ok(id)
 }
 
+/// Whether the delivery of `event_id` to `endpoint_id` is being sent right
+/// now: a resend then would be taken for the attempt under way (whose
+/// outcome decides the delivery's state), so it is refused until it ends.
+pub fn in_flight(tx: &Tx, event_id: &str, endpoint_id: &str) -> anyhow::Result<bool> {
+    let id: Option<i64> = tx.query_opt(
+        "SELECT id FROM webhook_deliveries WHERE event_id = $1 AND endpoint_id = $2",
+        params![event_id, endpoint_id],
+        |r| r.get(0),
+    )?;
+    match id {
+        Some(id) => queue::is_running(tx, JobKind::DeliverWebhook, &id.to_string()),
+        None => Ok(false),
+    }
+}
+
 struct Delivery {
     url: String,
     endpoint_id: String,

@@ -177,6 +177,8 @@ pub enum ResendError {
     NoEndpoint(String),
     #[error("webhook endpoint {0} is disabled")]
     Disabled(String),
+    #[error("the event is being sent to webhook endpoint {0} right now; resend it once that attempt ends")]
+    InFlight(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -198,6 +200,12 @@ pub fn resend(
         },
         None => endpoints::subscribers(tx, &event.event_type)?,
     };
+    // Nothing is queued while any of them is being sent.
+    for endpoint in &targets {
+        if deliveries::in_flight(tx, event_id, endpoint)? {
+            return Err(ResendError::InFlight(endpoint.clone()));
+        }
+    }
     for endpoint in &targets {
         deliveries::queue_delivery(tx, event_id, endpoint, max_attempts)?;
     }

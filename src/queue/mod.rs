@@ -109,6 +109,15 @@ pub fn enqueue_now(tx: &Tx, kind: JobKind, subject_id: &str, max_attempts: u32) 
     enqueue(tx, kind, subject_id, 0, max_attempts)
 }
 
+/// Whether a worker is running the job of this kind and subject now.
+pub fn is_running(tx: &Tx, kind: JobKind, subject_id: &str) -> anyhow::Result<bool> {
+    let n: i64 = tx.query_value(
+        "SELECT COUNT(*) FROM jobs WHERE kind = $1 AND subject_id = $2 AND status = 'running'",
+        params![kind.as_str(), subject_id],
+    )?;
+    Ok(n > 0)
+}
+
 /// Claims up to `limit` due jobs (queued and due, or running with an expired
 /// lease) for `lease_ms`, counting the attempt now so that a job that
 /// crashes its worker still reaches the dead-letter queue. One statement,

@@ -411,10 +411,22 @@ async fn every_event_is_stored_listed_and_resent_with_the_same_webhook_id() {
     let got = receiver.wait_for("the resent event", |all| !all.is_empty()).await;
     assert_eq!(got[0].header("webhook-id"), Some(event_id.as_str()));
     assert!(verifies(endpoint["secret"].as_str().unwrap(), &got[0]));
-    // Again, to that one endpoint: it arrives a second time, as the same event.
+    // Again, to that one endpoint: it arrives a second time, as the same
+    // event. While the first attempt is still being recorded, a resend is
+    // refused (409 delivery_in_flight, nothing queued) rather than lost.
     let body = json!({"endpoint_id": endpoint_id});
-    let (status, _) = send(&app, reqwest::Method::POST, &format!("/v1/events/{event_id}/resend"), Some(body)).await;
-    assert_eq!(status, StatusCode::OK);
+    let started = std::time::Instant::now();
+    loop {
+        let path = format!("/v1/events/{event_id}/resend");
+        let (status, answer) = send(&app, reqwest::Method::POST, &path, Some(body.clone())).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+        assert_eq!(answer["error"]["code"], "delivery_in_flight", "{answer}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "the first attempt never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
     let got = receiver.wait_for("the event twice", |all| all.len() >= 2).await;
     assert_eq!(got[1].header("webhook-id"), Some(event_id.as_str()));
     assert_eq!(got[0].body, got[1].body, "the same body");
@@ -571,4 +583,44 @@ async fn the_dashboard_finds_payments_by_description_and_metadata_and_manages_we
     assert_eq!(app.get_json(&format!("/v1/webhook_endpoints/{endpoint_id}")).await["status"], "disabled");
     let (_, page) = browser.act(&format!("/admin/webhooks/{endpoint_id}/enable"), &[("key", &uuid())]).await;
     assert!(page.contains("is enabled"), "{page}");
+}
+
+#[tokio::test]
+async fn a_resend_while_the_event_is_being_sent_is_refused_not_lost() {
+    let app = spawn_app_with(|s| s.webhooks.timeout_ms = 10_000).await;
+    // An endpoint that takes the connection and never answers: the
+    // delivery's attempt stays under way.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            open.push(socket);
+        }
+    });
+    let endpoint: Value =
+        app.post_json("/v1/webhook_endpoints", &json!({"url": url}), None).await.json().await.unwrap();
+    let endpoint_id = endpoint["id"].as_str().unwrap().to_string();
+    app.paid_checkout(&[("seller_a", "5.00", "USD")]).await;
+    let events = app.get_json("/v1/events?type=payment_order.succeeded").await;
+    let event_id = events["data"][0]["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/events/{event_id}/resend");
+    let body = json!({"endpoint_id": endpoint_id});
+    eventually("a resend refused while the attempt runs", || async {
+        let (status, answer) = send(&app, reqwest::Method::POST, &path, Some(body.clone())).await;
+        assert!(status == StatusCode::OK || status == StatusCode::CONFLICT, "{status} {answer}");
+        status == StatusCode::CONFLICT && answer["error"]["code"] == "delivery_in_flight"
+    })
+    .await;
+    // To every endpoint that wants it: refused as well, nothing queued.
+    let (status, _) = send(&app, reqwest::Method::POST, &path, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let deliveries = app.get_json(&format!("/v1/webhook_endpoints/{endpoint_id}/deliveries")).await;
+    let of_event: Vec<&Value> =
+        deliveries["data"].as_array().unwrap().iter().filter(|d| d["event_id"] == event_id.as_str()).collect();
+    assert_eq!(of_event.len(), 1, "{deliveries}");
+    assert_eq!(of_event[0]["attempts"], json!([]), "the first attempt is still under way: {deliveries}");
+    held.abort();
+    app.assert_ledger_ok();
 }

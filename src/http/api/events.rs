@@ -2,6 +2,7 @@
 //! `events.retention_days`), listed newest first, read one by one, and sent
 //! again (same `webhook-id`) to one endpoint or to every endpoint that wants it.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -100,7 +101,9 @@ pub struct ResendBody {
     request_body(content = Option<ResendBody>),
     params(("id" = String, Path)),
     responses((status = 200, description = "The deliveries queued (same webhook-id as before)",
-               body = Page<DeliveryView>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+               body = Page<DeliveryView>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "The event is being sent to that endpoint right now (`delivery_in_flight`)",
+               body = ErrorBody)),
     security(("api_key" = []))
 )]
 #[post("/events/{id}/resend")]
@@ -122,6 +125,9 @@ pub async fn resend_event(
         ResendError::NoEvent(_) => ApiError::not_found("event", &id),
         ResendError::NoEndpoint(_) | ResendError::Disabled(_) => {
             ApiError::invalid("parameter_invalid", e.to_string(), "endpoint_id")
+        }
+        ResendError::InFlight(_) => {
+            ApiError { status: StatusCode::CONFLICT, ..ApiError::bad_request("delivery_in_flight", e.to_string()) }
         }
         ResendError::Internal(e) => ApiError::internal(&e),
     })?;
