@@ -83,7 +83,9 @@ pub fn emit(
     max_attempts: u32,
 ) -> anyhow::Result<()> {
     debug_assert!(EVENT_TYPES.contains(&event_type), "{event_type}");
-    let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+    // Time-ordered (UUIDv7): every event is stored, and its key then lands
+    // at the end of the primary key's index rather than on a random page.
+    let id = format!("msg_{}", uuid::Uuid::now_v7().simple());
     let now = crate::db::now();
     let body = serde_json::json!({"type": event_type, "timestamp": now, "data": data});
     tx.execute(
