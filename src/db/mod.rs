@@ -142,7 +142,7 @@ impl Db {
              PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES};"
         ))?;
         let pending = migrations.pending_migrations(&conn).unwrap_or(0);
-        migrations.to_latest(&mut conn).with_context(|| format!("migrating the database {}", path.display()))?;
+        migrate_sqlite(&mut conn, migrations).with_context(|| format!("migrating the database {}", path.display()))?;
         if pending > 0 {
             let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
             tracing::info!(database = %path.display(), version, applied = pending, "database migrated");
@@ -625,6 +625,31 @@ fn configure(conn: &mut Connection, busy_timeout_ms: u64) -> anyhow::Result<()> 
         "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 0;",
     )?;
     conn.set_prepared_statement_cache_capacity(256);
+    Ok(())
+}
+
+/// Applies the pending migrations with foreign keys off, as SQLite's own
+/// recipe for changing a table's constraints asks (make the new table,
+/// copy, drop the old, rename: with foreign keys on, dropping a table that
+/// other tables name deletes through them or fails). The pragma is a no-op
+/// inside a transaction, so it is set around the migrations' one
+/// transaction; a migration that rebuilds a table runs
+/// `foreign_key_check` before it commits (`M::foreign_key_check`), and the
+/// whole database is checked again once foreign keys are back on (only
+/// when something was migrated: the check reads every table): a migration
+/// that left a dangling reference fails the start.
+fn migrate_sqlite(conn: &mut Connection, migrations: &Migrations<'static>) -> anyhow::Result<()> {
+    if migrations.pending_migrations(conn)? == 0 {
+        return Ok(());
+    }
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let migrated = migrations.to_latest(conn);
+    conn.pragma_update(None, "foreign_keys", true)?;
+    migrated?;
+    let dangling: i64 = conn.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+    anyhow::ensure!(dangling == 0, "{dangling} rows name a row that does not exist (PRAGMA foreign_key_check)");
+    let on: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    anyhow::ensure!(on, "foreign keys did not come back on after the migrations");
     Ok(())
 }
 
