@@ -244,11 +244,24 @@ pub struct PaymentSettings {
     /// creation (and once after it expires), so a lost webhook is noticed
     /// within this time. At most 900 (15 minutes).
     pub sync_every_seconds: i64,
+    /// A manual capture's authorization must be captured within this many
+    /// days (Stripe's 7 for most cards); uncaptured, its orders end FAILED
+    /// `authorization_expired` (voided at the PSP), with an alert a day
+    /// before. A decimal, so tests can shorten it.
+    pub authorization_days: Decimal,
 }
 
 impl Default for PaymentSettings {
     fn default() -> Self {
-        Self { checkout_expires_minutes: 60, sync_every_seconds: 600 }
+        Self { checkout_expires_minutes: 60, sync_every_seconds: 600, authorization_days: Decimal::from(7) }
+    }
+}
+
+impl PaymentSettings {
+    /// `authorization_days` in milliseconds (at least 1).
+    pub fn authorization_ms(&self) -> i64 {
+        use rust_decimal::prelude::ToPrimitive;
+        (self.authorization_days * Decimal::from(86_400_000)).round().to_i64().unwrap_or(i64::MAX).max(1)
     }
 }
 
@@ -634,6 +647,9 @@ impl Settings {
         }
         if !(1..=900).contains(&self.payments.sync_every_seconds) {
             problems.push("payments.sync_every_seconds: must be between 1 and 900".into());
+        }
+        if self.payments.authorization_days <= Decimal::ZERO || self.payments.authorization_days > Decimal::from(30) {
+            problems.push("payments.authorization_days: must be more than 0 and at most 30".into());
         }
         let pct = self.fees.commission_percent;
         if pct < Decimal::ZERO || pct > Decimal::ONE_HUNDRED {

@@ -302,7 +302,7 @@ fn raw_batched_rows(path: &Path, wal_autocheckpoint: u32, secs: u64) -> anyhow::
 /// indexes as far.
 fn raw_batched_postings(path: &Path, wal_autocheckpoint: u32, n: usize) -> anyhow::Result<f64> {
     let mut conn = open_raw(path, wal_autocheckpoint)?;
-    till::db::till_migrations().to_latest(&mut conn)?;
+    till::db::migrate_sqlite(&mut conn, &till::db::till_migrations())?;
     let mut account =
         conn.prepare("INSERT INTO ledger_accounts (name, currency, kind) VALUES (?1, 'USD', ?2) RETURNING id")?;
     let mut id = |name: &str, kind: &str| account.query_row([name, kind], |r| r.get::<_, i64>(0));
@@ -884,8 +884,8 @@ async fn prepare_orders(ctx: &Ctx, n: usize, booking: Booking) -> anyhow::Result
                     "INSERT INTO payment_orders (payment_order_id, checkout_id, position, buyer_account, seller_id,
                                                  amount_minor, currency, payment_order_status, ledger_updated,
                                                  wallet_updated, seller_amount_minor, succeeded_at, created_at,
-                                                 updated_at, psp_payment_intent_id)
-                     VALUES ($1, $2, 0, 'buyer', $3, 1234, 'USD', $4, $5, $5, $6, $7, $8, $8, 'pi_bench_' || $1)",
+                                                 updated_at, psp_payment_intent_id, captured_minor)
+                     VALUES ($1, $2, 0, 'buyer', $3, 1234, 'USD', $4, $5, $5, $6, $7, $8, $8, 'pi_bench_' || $1, $9)",
                     params![
                         id,
                         checkout,
@@ -894,7 +894,8 @@ async fn prepare_orders(ctx: &Ctx, n: usize, booking: Booking) -> anyhow::Result
                         paid,
                         paid.then_some(share),
                         paid.then_some(&now),
-                        now
+                        now,
+                        paid.then_some(1234i64)
                     ],
                 )?;
                 // Each order's charge is recorded with it, as the PSP's word on

@@ -95,6 +95,8 @@ pub fn till_migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/till/0017_webhook_management.sql")),
         M::up(include_str!("../../migrations/till/0018_api_key_last_used.sql")),
         M::up(include_str!("../../migrations/till/0020_balance_shards.sql")),
+        // Rebuilds payment_orders (a CHECK changes): foreign keys are checked before it commits.
+        M::up(include_str!("../../migrations/till/0021_manual_capture.sql")).foreign_key_check(),
     ])
 }
 
@@ -638,7 +640,7 @@ fn configure(conn: &mut Connection, busy_timeout_ms: u64) -> anyhow::Result<()> 
 /// whole database is checked again once foreign keys are back on (only
 /// when something was migrated: the check reads every table): a migration
 /// that left a dangling reference fails the start.
-fn migrate_sqlite(conn: &mut Connection, migrations: &Migrations<'static>) -> anyhow::Result<()> {
+pub fn migrate_sqlite(conn: &mut Connection, migrations: &Migrations<'static>) -> anyhow::Result<()> {
     if migrations.pending_migrations(conn)? == 0 {
         return Ok(());
     }
@@ -708,7 +710,7 @@ mod tests {
                     ('r3', 'o1', 100, 'USD', 'FAILED', 90, 10, 'k', 'now', 'now');",
         )
         .unwrap();
-        till_migrations().to_latest(&mut conn).unwrap();
+        migrate_sqlite(&mut conn, &till_migrations()).unwrap();
         let shares: Vec<(String, i64)> = conn
             .prepare("SELECT payment_order_id, seller_refunded_minor FROM payment_orders ORDER BY payment_order_id")
             .unwrap()

@@ -319,6 +319,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (18, include_str!("../../migrations/postgres/0018_api_key_last_used.sql")),
     (19, include_str!("../../migrations/postgres/0019_scheduler_lease.sql")),
     (20, include_str!("../../migrations/postgres/0020_balance_shards.sql")),
+    (21, include_str!("../../migrations/postgres/0021_manual_capture.sql")),
 ];
 
 /// The version the embedded migrations reach.

@@ -25,8 +25,10 @@ pub use deliveries::{DeliveryView, deliver};
 pub use endpoints::{EndpointChange, EndpointError, EndpointView, MAX_ENDPOINTS, list_endpoints};
 
 pub const EVENT_TYPES: &[&str] = &[
+    "payment_order.authorized",
     "payment_order.succeeded",
     "payment_order.failed",
+    "checkout.authorized",
     "checkout.completed",
     "refund.succeeded",
     "refund.failed",

@@ -178,6 +178,33 @@ impl From<crate::payments::sync::SyncError> for ApiError {
     }
 }
 
+impl From<crate::payments::capture::CaptureError> for ApiError {
+    fn from(e: crate::payments::capture::CaptureError) -> ApiError {
+        use crate::payments::capture::CaptureError;
+        let message = e.to_string();
+        match e {
+            CaptureError::NotFound(id) => ApiError::not_found("checkout", &id),
+            CaptureError::Refused(_) => {
+                ApiError { status: StatusCode::CONFLICT, ..ApiError::bad_request("checkout_not_capturable", message) }
+            }
+            CaptureError::NotVoidable(_) => {
+                ApiError { status: StatusCode::CONFLICT, ..ApiError::bad_request("checkout_not_voidable", message) }
+            }
+            CaptureError::BadOrder { index, field, .. } => {
+                let code = if field == "amount" { "amount_invalid" } else { "parameter_invalid" };
+                ApiError::invalid(code, message, format!("orders[{index}].{field}"))
+            }
+            CaptureError::PspUnavailable(_) => ApiError::psp(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "psp_unavailable",
+                format!("{message}; the decision is recorded and is carried out: send the same request again"),
+            ),
+            CaptureError::Psp(_) => ApiError::psp(StatusCode::BAD_GATEWAY, "psp_error", message),
+            CaptureError::Internal(e) => ApiError::internal(&e),
+        }
+    }
+}
+
 // The core's errors, as the API shows them.
 
 impl From<crate::payments::create::CreateError> for ApiError {

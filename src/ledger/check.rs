@@ -141,8 +141,9 @@ const RULES: &[Rule] = &[
         sql: "SELECT 'order ' || o.payment_order_id || ' of ' || o.amount_minor || ' has ' || o.refunded_minor
                      || ' refunded but its live refunds add up to ' || COALESCE(SUM(r.amount_minor), 0)
               FROM payment_orders o LEFT JOIN refunds r ON r.payment_order_id = o.payment_order_id AND r.status <> 'FAILED'
-              GROUP BY o.payment_order_id, o.amount_minor, o.refunded_minor
-              HAVING o.refunded_minor <> COALESCE(SUM(r.amount_minor), 0) OR o.refunded_minor > o.amount_minor",
+              GROUP BY o.payment_order_id, o.amount_minor, o.refunded_minor, o.captured_minor
+              HAVING o.refunded_minor <> COALESCE(SUM(r.amount_minor), 0)
+                  OR o.refunded_minor > COALESCE(o.captured_minor, o.amount_minor)",
     },
     Rule {
         invariant: 4,
@@ -214,7 +215,7 @@ const RULES: &[Rule] = &[
         sql: "SELECT 'PSP charge ' || c.payment_intent_id || ' of ' || c.amount_minor || ' ' || c.currency
                      || ' pays orders adding up to ' || COALESCE(s.paid, 0) || ' (recorded: ' || c.backed_minor || ')'
               FROM psp_charges c LEFT JOIN (
-                  SELECT psp_payment_intent_id AS intent, SUM(amount_minor) AS paid FROM payment_orders
+                  SELECT psp_payment_intent_id AS intent, SUM(captured_minor) AS paid FROM payment_orders
                   WHERE payment_order_status = 'SUCCESS' AND psp_payment_intent_id IS NOT NULL
                   GROUP BY psp_payment_intent_id) s ON s.intent = c.payment_intent_id
               WHERE COALESCE(s.paid, 0) > c.amount_minor OR COALESCE(s.paid, 0) <> c.backed_minor",
@@ -301,8 +302,8 @@ mod tests {
         // (30 of it of the seller's share).
         "INSERT INTO payment_orders (payment_order_id, checkout_id, position, buyer_account, seller_id, amount_minor,
              currency, payment_order_status, ledger_updated, wallet_updated, refunded_minor, seller_refunded_minor,
-             created_at, updated_at)
-         VALUES ('o1', 'c', 0, 'b', 's', 1000, 'USD', 'SUCCESS', 0, 1, 50, 30, 'now', 'now')",
+             created_at, updated_at, captured_minor)
+         VALUES ('o1', 'c', 0, 'b', 's', 1000, 'USD', 'SUCCESS', 0, 1, 50, 30, 'now', 'now', 1000)",
         "INSERT INTO payment_orders (payment_order_id, checkout_id, position, buyer_account, seller_id, amount_minor,
              currency, payment_order_status, created_at, updated_at)
          VALUES ('o2', 'c', 1, 'b', 's', 1000, 'USD', 'EXECUTING', 'now', 'now')",

@@ -10,16 +10,21 @@ use crate::context::Ctx;
 use crate::db::Tx;
 use crate::ledger::{self, Posting};
 use crate::money::{Currency, Money, percentage_minor};
-use crate::payments::model::{CheckoutId, Order, OrderStatus, SellerId};
+use crate::payments::capture;
+use crate::payments::model::{CaptureMethod, CheckoutId, Order, OrderStatus, SellerId};
 use crate::payments::store::{self, Charge};
 use crate::payments::{Policy, notify};
-use crate::psp::types::{CheckoutSession, SessionOutcome};
+use crate::psp::PspError;
+use crate::psp::types::{CheckoutSession, PaymentIntent, SessionOutcome};
 use crate::wallet;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
     pub succeeded: usize,
     pub failed: usize,
+    /// A manual checkout's session is complete, and its payment intent
+    /// (not given) says whether the money is held, captured or released.
+    pub needs_intent: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,33 +33,74 @@ pub enum ApplyError {
     UnknownSession(String),
     #[error("session {session} says {psp}, but checkout {checkout_id} holds {ours}")]
     Mismatch { session: String, checkout_id: String, psp: String, ours: String },
+    /// The PSP could not be asked for the session's payment intent: ask again.
+    #[error("the PSP did not answer: {0}")]
+    PspUnavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
 /// Applies a session just read from the PSP (never a webhook's copy of it).
+/// A manual checkout's complete session is applied with its payment
+/// intent, read from the PSP too (between two writes, outside any).
 pub async fn apply_checkout_session(ctx: &Ctx, session: CheckoutSession) -> Result<Applied, ApplyError> {
     let policy = Policy::of(&ctx.settings);
-    ctx.db.write(move |tx| apply_in_tx(tx, &session, policy)).await
+    let first = {
+        let session = session.clone();
+        ctx.db.write(move |tx| apply_in_tx(tx, &session, None, policy)).await?
+    };
+    let Some(intent_id) = session.payment_intent.clone().filter(|_| first.needs_intent) else { return Ok(first) };
+    let intent = match ctx.psp.retrieve_payment_intent(&intent_id, &session.id).await {
+        Ok(intent) => intent,
+        Err(PspError::Unknown(why)) => return Err(ApplyError::PspUnavailable(why)),
+        Err(refused) => return Err(ApplyError::Internal(anyhow::anyhow!("payment intent {intent_id}: {refused}"))),
+    };
+    ctx.db.write(move |tx| apply_in_tx(tx, &session, Some(&intent), policy)).await
 }
 
-fn apply_in_tx(tx: &Tx, session: &CheckoutSession, policy: Policy) -> Result<Applied, ApplyError> {
+fn apply_in_tx(
+    tx: &Tx,
+    session: &CheckoutSession,
+    intent: Option<&PaymentIntent>,
+    policy: Policy,
+) -> Result<Applied, ApplyError> {
     let checkout_id = match store::checkout_of_session(tx, &session.id)? {
         Some(id) => id,
         None => adopt_session(tx, session)?,
     };
-    let canceled = store::find_event_head(tx, checkout_id.as_str())?.is_some_and(|h| h.canceled);
+    let head = store::find_event_head(tx, checkout_id.as_str())?
+        .ok_or_else(|| anyhow::anyhow!("checkout {checkout_id} vanished"))?;
     let orders = store::load_orders_of(tx, checkout_id.as_str())?;
     let executing = orders.iter().filter(|o| o.status == OrderStatus::Executing);
     let mut applied = Applied::default();
     match session.outcome() {
         SessionOutcome::Open => {}
+        // Manual capture: the session says the buyer finished; its intent
+        // says what the PSP holds or took.
+        SessionOutcome::Paid | SessionOutcome::Completed if head.capture_method == CaptureMethod::Manual => {
+            match intent {
+                Some(intent) if session.payment_intent.as_deref() == Some(intent.id.as_str()) => {
+                    capture::apply_to_group(tx, &head, &checkout_id, &orders, intent, None, policy)?;
+                }
+                Some(intent) => {
+                    return Err(ApplyError::Mismatch {
+                        session: session.id.clone(),
+                        checkout_id: checkout_id.to_string(),
+                        psp: format!("payment intent {:?}", session.payment_intent),
+                        ours: format!("payment intent {}", intent.id),
+                    });
+                }
+                None => applied.needs_intent = session.payment_intent.is_some(),
+            }
+        }
+        // An automatic checkout's payment still on its way: its session completes paid later.
+        SessionOutcome::Completed => {}
         SessionOutcome::Paid => {
             let charge = session_charge(session, &checkout_id, &orders)?;
             applied.succeeded += succeed_orders(tx, &executing.collect::<Vec<_>>(), Some(&charge), policy)?;
         }
         SessionOutcome::Expired => {
-            let (code, reason) = match canceled {
+            let (code, reason) = match head.canceled {
                 true => ("canceled", "hosted checkout canceled by the shop"),
                 false => ("expired", "hosted checkout session expired"),
             };
@@ -120,16 +166,19 @@ fn session_charge(session: &CheckoutSession, checkout_id: &CheckoutId, orders: &
     })
 }
 
-/// EXECUTING → SUCCESS with the wallet credit and the pay-in posting.
-/// Returns false if another writer already moved the order.
+/// EXECUTING (or AUTHORIZED) → SUCCESS with the wallet credit and the
+/// pay-in posting. Returns false if another writer already moved the order.
 pub fn succeed_order(tx: &Tx, order: &Order, charge: &Charge, policy: Policy) -> anyhow::Result<bool> {
     Ok(succeed_orders(tx, &[order], Some(charge), policy)? == 1)
 }
 
-/// EXECUTING → SUCCESS for orders paid together (one checkout's orders, or
-/// any batch of them): each order's transition and its shop's notice, and
-/// their money booked together by [`book_payins`]. Returns how many moved;
-/// an order another writer already moved is left alone.
+/// EXECUTING (or AUTHORIZED: a manual capture) → SUCCESS for orders paid
+/// together (one checkout's orders, or any batch of them): each order's
+/// transition and its shop's notice, and their money booked together by
+/// [`book_payins`]. Each is booked for what it is charged
+/// ([`Order::charged_minor`]: all of it, unless the shop's capture took
+/// less). Returns how many moved; an order another writer already moved is
+/// left alone.
 ///
 /// `charge` is the PSP's own word on what paid them, and each order moved
 /// must fit in it ([`store::back_with_charge`]); None only where the
@@ -140,8 +189,25 @@ pub fn succeed_orders(tx: &Tx, orders: &[&Order], charge: Option<&Charge>, polic
     let intent = charge.map(|c| c.payment_intent_id.as_str());
     let mut moved = Vec::with_capacity(orders.len());
     for &order in orders {
-        let (_, share) = split(order.amount.amount_minor(), policy);
-        if store::mark_succeeded(tx, order.payment_order_id.as_str(), intent, share, "paid at the PSP")? {
+        let captured_minor = order.charged_minor();
+        anyhow::ensure!(
+            captured_minor > 0,
+            "order {} is charged nothing: it is released, not paid",
+            order.payment_order_id
+        );
+        let (_, share) = split(captured_minor, policy);
+        let reason = match order.status {
+            OrderStatus::Authorized => "captured at the PSP",
+            _ => "paid at the PSP",
+        };
+        let paid = store::Paid {
+            from: order.status,
+            payment_intent: intent,
+            captured_minor,
+            seller_amount_minor: share,
+            reason,
+        };
+        if store::mark_succeeded(tx, order.payment_order_id.as_str(), &paid)? {
             if let Some(charge) = charge {
                 store::back_with_charge(tx, charge, order)?;
             }
@@ -155,10 +221,10 @@ pub fn succeed_orders(tx: &Tx, orders: &[&Order], charge: Option<&Charge>, polic
 }
 
 /// The money side of paid orders, booked together: one ledger call with
-/// each order's pay-in posting, one wallet credit per seller and currency,
-/// and the wallet-equals-ledger check of each wallet moved. An order that
-/// already has its pay-in posting fails the whole call (the transaction
-/// rolls back): money is booked once per order.
+/// each order's pay-in posting (for what it is charged), one wallet credit
+/// per seller and currency, and the wallet-equals-ledger check of each
+/// wallet moved. An order that already has its pay-in posting fails the
+/// whole call (the transaction rolls back): money is booked once per order.
 pub fn book_payins(tx: &Tx, orders: &[&Order], policy: Policy) -> anyhow::Result<()> {
     let mut postings = Vec::with_capacity(orders.len());
     // In seller and currency order, as every booking locks wallets (no deadlock on PostgreSQL).
@@ -188,10 +254,10 @@ fn split(amount_minor: i64, policy: Policy) -> (i64, i64) {
 }
 
 /// The pay-in posting of a paid order, and the seller's share of it: the
-/// PSP holds the whole amount, owed to the seller less the commission.
+/// PSP holds what it charged, owed to the seller less the commission.
 fn payin_posting(order: &Order, policy: Policy) -> (Posting<'_>, i64) {
     let id = order.payment_order_id.as_str();
-    let amount_minor = order.amount.amount_minor();
+    let amount_minor = order.charged_minor();
     let (commission, seller_share) = split(amount_minor, policy);
     let mut entries = vec![(ledger::PSP_BALANCE.to_string(), amount_minor)];
     if seller_share > 0 {
@@ -249,6 +315,10 @@ mod tests {
             updated_at: String::new(),
             description: None,
             metadata: Default::default(),
+            captured_minor: Some(amount_minor),
+            authorized_at: None,
+            capture_before: None,
+            capture_minor: None,
         }
     }
 
@@ -261,7 +331,12 @@ mod tests {
     async fn payins_booked_together_credit_each_wallet_its_share_and_an_order_booked_before_refuses_the_batch() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("c.db"), 2, 1000, &crate::db::till_migrations()).unwrap();
-        let policy = Policy { commission_percent: "10".parse().unwrap(), webhook_attempts: 1 };
+        let policy = Policy {
+            commission_percent: "10".parse().unwrap(),
+            webhook_attempts: 1,
+            authorization_ms: 1,
+            job_attempts: 1,
+        };
         let orders = [order("a", "s1", 1000), order("b", "s1", 2000), order("c", "s2", 505)];
         db.write(move |tx| book_payins(tx, &orders.iter().collect::<Vec<_>>(), policy)).await.unwrap();
         // 10 % of 505 is 50.5: the commission rounds half away from zero, the seller gets the rest.

@@ -3,7 +3,7 @@
 //! the whole call idempotent, across concurrent requests and crashes.
 
 use crate::context::Ctx;
-use crate::payments::model::{NewCheckout, PaymentMethod};
+use crate::payments::model::{CaptureMethod, NewCheckout, PaymentMethod};
 use crate::payments::session;
 use crate::payments::store::{self, CheckoutView};
 use crate::psp::requests::{self};
@@ -130,6 +130,7 @@ fn session_request(
             .collect(),
         statement_descriptor_suffix,
         metadata: new.metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        manual_capture: new.capture_method == CaptureMethod::Manual,
     })
 }
 

@@ -4,8 +4,10 @@
 //! reads the status, until the PSP's answer is known.
 
 use crate::context::Ctx;
+use crate::db::Tx;
+use crate::payments::capture;
 use crate::payments::complete::{fail_order, succeed_order};
-use crate::payments::model::{Order, OrderStatus};
+use crate::payments::model::{CaptureMethod, Order, OrderStatus};
 use crate::payments::store::{self, Charge};
 use crate::payments::{Policy, notify};
 use crate::psp::requests::{self, PspRequest};
@@ -85,6 +87,7 @@ fn charge_request(target: &store::ChargeTarget, statement_descriptor_suffix: Opt
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        manual_capture: target.capture_method == CaptureMethod::Manual,
     }
 }
 
@@ -108,28 +111,58 @@ async fn apply_intent_with(
             let order = store::load_order(tx, &id)?.ok_or_else(|| JobError::Final(format!("order {id} vanished")))?;
             let charge = intent_charge(&order, &intent)?;
             store::set_payment_intent(tx, &id, &intent.id)?;
-            let executing = order.status == OrderStatus::Executing;
-            match outcome.clone() {
-                IntentOutcome::Succeeded if executing => {
-                    succeed_order(tx, &order, &charge, policy)?;
-                }
-                IntentOutcome::Failed(code) if executing => {
-                    let reason = format!("the PSP declined: {code}");
-                    fail_order(tx, &id, OrderStatus::Executing, &code, &reason, policy)?;
-                }
-                IntentOutcome::Pending => {
-                    return Err(JobError::Retry(format!("payment intent {} is {}", intent.id, intent.status)));
-                }
-                // Already final: a replayed answer or a late webhook changes nothing.
-                IntentOutcome::Succeeded | IntentOutcome::Failed(_) => {}
+            let checkout_id = order.checkout_id.clone();
+            let head = store::find_event_head(tx, checkout_id.as_str())?
+                .ok_or_else(|| JobError::Final(format!("the checkout of order {id} vanished")))?;
+            if outcome == IntentOutcome::Pending {
+                return Err(JobError::Retry(format!("payment intent {} is {}", intent.id, intent.status)));
             }
-            notify::checkout_progress(tx, order.checkout_id.as_str(), policy)?;
+            if head.capture_method == CaptureMethod::Manual {
+                // Authorized, captured or ended: the manual capture's one way of applying an intent.
+                let order_id = order.payment_order_id.clone();
+                capture::apply_to_group(tx, &head, &checkout_id, &[order], &intent, Some(&order_id), policy)
+                    .map_err(|e| JobError::Final(format!("{e:#}")))?;
+            } else {
+                apply_automatic(tx, &order, &charge, outcome.clone(), policy)?;
+            }
+            notify::checkout_progress(tx, checkout_id.as_str(), policy)?;
             if let Some(job) = &job {
                 queue::complete(tx, job)?;
             }
             Ok(())
         })
         .await
+}
+
+/// An automatically captured token order: the intent's success books it,
+/// its decline fails it; an order already final stays as it is (a
+/// replayed answer or a late webhook changes nothing).
+fn apply_automatic(
+    tx: &Tx,
+    order: &Order,
+    charge: &Charge,
+    outcome: IntentOutcome,
+    policy: Policy,
+) -> anyhow::Result<()> {
+    if order.status != OrderStatus::Executing {
+        return Ok(());
+    }
+    match outcome {
+        IntentOutcome::Succeeded => {
+            succeed_order(tx, order, charge, policy)?;
+        }
+        IntentOutcome::Failed(code) => {
+            let reason = format!("the PSP declined: {code}");
+            fail_order(tx, order.payment_order_id.as_str(), OrderStatus::Executing, &code, &reason, policy)?;
+        }
+        IntentOutcome::Authorized => anyhow::bail!(
+            "payment intent {} awaits capture, but order {} is captured automatically",
+            charge.payment_intent_id,
+            order.payment_order_id
+        ),
+        IntentOutcome::Pending => {}
+    }
+    Ok(())
 }
 
 /// A refusal that is not about the card (an unknown token, an amount the

@@ -2,6 +2,7 @@
 //! through the PSP to a final state, with the wallet and ledger moved in the
 //! same transaction as the order's success.
 
+pub mod capture;
 pub mod complete;
 pub mod create;
 pub mod execute;
@@ -21,6 +22,11 @@ use crate::config::Settings;
 pub struct Policy {
     pub commission_percent: Decimal,
     pub webhook_attempts: u32,
+    /// `payments.authorization_days` in milliseconds: how long an
+    /// authorization waits for the shop's capture.
+    pub authorization_ms: i64,
+    /// `queue.max_attempts`, for the jobs a transition enqueues.
+    pub job_attempts: u32,
 }
 
 impl Policy {
@@ -28,6 +34,8 @@ impl Policy {
         Policy {
             commission_percent: settings.fees.commission_percent,
             webhook_attempts: settings.webhooks.max_attempts,
+            authorization_ms: settings.payments.authorization_ms(),
+            job_attempts: settings.queue.max_attempts,
         }
     }
 }

@@ -46,6 +46,8 @@ crate::sql_as_text!(CheckoutId, CheckoutId::as_str, CheckoutId::parse);
 crate::sql_as_text!(PaymentOrderId, PaymentOrderId::as_str, PaymentOrderId::parse);
 crate::sql_as_text!(SellerId, SellerId::as_str, SellerId::parse);
 crate::sql_as_text!(OrderStatus, |s: &OrderStatus| s.as_str(), OrderStatus::parse);
+crate::sql_as_text!(CaptureMethod, |m: &CaptureMethod| m.as_str(), CaptureMethod::parse);
+crate::sql_as_text!(CaptureDecision, |d: &CaptureDecision| d.as_str(), CaptureDecision::parse);
 
 /// A seller's id: it names a ledger account (`liabilities:seller:{id}`), so
 /// it is kept to a safe alphabet.
@@ -78,24 +80,33 @@ impl fmt::Display for SellerId {
     }
 }
 
-/// The seed design's payment order states.
+/// A payment order's states: the seed design's, and AUTHORIZED for a
+/// checkout captured manually (the PSP holds the money; nothing is booked
+/// until the shop captures it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     NotStarted,
     Executing,
+    Authorized,
     Success,
     Failed,
 }
 
 impl OrderStatus {
-    pub const ALL: [OrderStatus; 4] =
-        [OrderStatus::NotStarted, OrderStatus::Executing, OrderStatus::Success, OrderStatus::Failed];
+    pub const ALL: [OrderStatus; 5] = [
+        OrderStatus::NotStarted,
+        OrderStatus::Executing,
+        OrderStatus::Authorized,
+        OrderStatus::Success,
+        OrderStatus::Failed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::NotStarted => "NOT_STARTED",
             OrderStatus::Executing => "EXECUTING",
+            OrderStatus::Authorized => "AUTHORIZED",
             OrderStatus::Success => "SUCCESS",
             OrderStatus::Failed => "FAILED",
         }
@@ -109,7 +120,7 @@ impl OrderStatus {
     pub fn is_final(self) -> bool {
         match self {
             OrderStatus::Success | OrderStatus::Failed => true,
-            OrderStatus::NotStarted | OrderStatus::Executing => false,
+            OrderStatus::NotStarted | OrderStatus::Executing | OrderStatus::Authorized => false,
         }
     }
 
@@ -121,10 +132,71 @@ impl OrderStatus {
             // A PSP that refuses the request outright ends the order before it executes.
             (OrderStatus::NotStarted, OrderStatus::Failed) => true,
             (OrderStatus::Executing, OrderStatus::Success | OrderStatus::Failed) => true,
-            (OrderStatus::NotStarted, OrderStatus::NotStarted | OrderStatus::Success)
+            // Manual capture: the PSP holds the money until the shop captures
+            // it (SUCCESS), or voids it, or the authorization expires (FAILED).
+            (OrderStatus::Executing, OrderStatus::Authorized) => true,
+            (OrderStatus::Authorized, OrderStatus::Success | OrderStatus::Failed) => true,
+            (OrderStatus::NotStarted, OrderStatus::NotStarted | OrderStatus::Authorized | OrderStatus::Success)
             | (OrderStatus::Executing, OrderStatus::NotStarted | OrderStatus::Executing)
+            | (OrderStatus::Authorized, OrderStatus::NotStarted | OrderStatus::Executing | OrderStatus::Authorized)
             | (OrderStatus::Success | OrderStatus::Failed, _) => false,
         }
+    }
+}
+
+/// How a checkout's payment is captured: at once when the buyer pays
+/// (`automatic`), or when the shop says so (`manual`: authorize now,
+/// capture later, Stripe's `capture_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureMethod {
+    Automatic,
+    Manual,
+}
+
+impl CaptureMethod {
+    pub const ALL: [CaptureMethod; 2] = [CaptureMethod::Automatic, CaptureMethod::Manual];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureMethod::Automatic => "automatic",
+            CaptureMethod::Manual => "manual",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CaptureMethod> {
+        CaptureMethod::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    pub fn is_automatic(&self) -> bool {
+        *self == CaptureMethod::Automatic
+    }
+}
+
+/// What was decided about a manual checkout's authorization, once: the
+/// shop captures or voids it, or it expires uncaptured. The first decision
+/// recorded stands (one guarded write), so a capture and a void never both happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureDecision {
+    Capture,
+    Void,
+    Expire,
+}
+
+impl CaptureDecision {
+    pub const ALL: [CaptureDecision; 3] = [CaptureDecision::Capture, CaptureDecision::Void, CaptureDecision::Expire];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureDecision::Capture => "capture",
+            CaptureDecision::Void => "void",
+            CaptureDecision::Expire => "expire",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CaptureDecision> {
+        CaptureDecision::ALL.into_iter().find(|d| d.as_str() == s)
     }
 }
 
@@ -154,6 +226,23 @@ pub struct Order {
     /// The shop's own words on the order, as given.
     pub description: Option<String>,
     pub metadata: Metadata,
+    /// What was charged, once SUCCESS: `amount`, unless a manual capture took less.
+    pub captured_minor: Option<i64>,
+    /// Manual capture: when the PSP authorized it, and when the
+    /// authorization must be captured by (else it expires).
+    pub authorized_at: Option<String>,
+    pub capture_before: Option<String>,
+    /// Manual capture: what the shop's capture takes of it (0: released).
+    pub capture_minor: Option<i64>,
+}
+
+impl Order {
+    /// What the order is (or was) charged: what was captured once SUCCESS;
+    /// before, what the shop's capture takes of it (manual capture), else
+    /// its whole amount.
+    pub fn charged_minor(&self) -> i64 {
+        self.captured_minor.or(self.capture_minor).unwrap_or(self.amount.amount_minor())
+    }
 }
 
 /// A payment event (checkout) with its orders, as its rows hold them.
@@ -167,6 +256,8 @@ pub struct Checkout {
     pub metadata: Metadata,
     /// `hosted_page` or `token`.
     pub payment_method: String,
+    pub capture_method: CaptureMethod,
+    pub capture_decision: Option<CaptureDecision>,
     pub redirect_url: Option<String>,
     /// The buyer as the request gave it (`{"id", "email"}`).
     pub buyer: serde_json::Value,
@@ -223,6 +314,9 @@ pub struct NewCheckout {
     pub description: Option<Description>,
     #[serde(skip_serializing_if = "Metadata::is_empty")]
     pub metadata: Metadata,
+    /// Left out of the canonical form when automatic, as before it existed.
+    #[serde(skip_serializing_if = "CaptureMethod::is_automatic")]
+    pub capture_method: CaptureMethod,
 }
 
 /// What a shop writes about a checkout or an order (the buyer sees an
@@ -354,13 +448,16 @@ impl Metadata {
 }
 
 /// Where a checkout stands, from its orders' states: `open` while any
-/// order is not final; then `succeeded` (every order SUCCESS), `failed`
-/// (every order FAILED), `canceled` (every order FAILED after the shop
-/// canceled it) or `partially_succeeded` (some of each).
+/// order is being paid (NOT_STARTED or EXECUTING); `authorized` when the
+/// rest wait for the shop's capture (AUTHORIZED, beside any that FAILED);
+/// then `succeeded` (every order SUCCESS), `failed` (every order FAILED),
+/// `canceled` (every order FAILED after the shop canceled it) or
+/// `partially_succeeded` (some of each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckoutStatus {
     Open,
+    Authorized,
     Succeeded,
     PartiallySucceeded,
     Failed,
@@ -369,8 +466,12 @@ pub enum CheckoutStatus {
 
 impl CheckoutStatus {
     pub fn of(orders: &[OrderStatus], canceled: bool) -> CheckoutStatus {
-        if orders.is_empty() || orders.iter().any(|s| !s.is_final()) {
+        let paying = |s: &OrderStatus| matches!(s, OrderStatus::NotStarted | OrderStatus::Executing);
+        if orders.is_empty() || orders.iter().any(paying) {
             return CheckoutStatus::Open;
+        }
+        if orders.contains(&OrderStatus::Authorized) {
+            return CheckoutStatus::Authorized;
         }
         let succeeded = orders.iter().filter(|s| **s == OrderStatus::Success).count();
         match (succeeded, canceled) {
@@ -384,6 +485,7 @@ impl CheckoutStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             CheckoutStatus::Open => "open",
+            CheckoutStatus::Authorized => "authorized",
             CheckoutStatus::Succeeded => "succeeded",
             CheckoutStatus::PartiallySucceeded => "partially_succeeded",
             CheckoutStatus::Failed => "failed",
@@ -394,7 +496,7 @@ impl CheckoutStatus {
     // Written without a `_` arm so a new state must be placed on purpose.
     pub fn is_final(self) -> bool {
         match self {
-            CheckoutStatus::Open => false,
+            CheckoutStatus::Open | CheckoutStatus::Authorized => false,
             CheckoutStatus::Succeeded
             | CheckoutStatus::PartiallySucceeded
             | CheckoutStatus::Failed
@@ -442,6 +544,29 @@ mod tests {
     }
 
     #[test]
+    fn an_authorized_order_is_captured_or_ends_failed_and_never_goes_back() {
+        use OrderStatus::*;
+        let legal = [
+            (NotStarted, Executing),
+            (NotStarted, Failed),
+            (Executing, Authorized),
+            (Executing, Success),
+            (Executing, Failed),
+            (Authorized, Success),
+            (Authorized, Failed),
+        ];
+        for from in OrderStatus::ALL {
+            assert_eq!(OrderStatus::parse(from.as_str()), Some(from));
+            for to in OrderStatus::ALL {
+                assert_eq!(from.can_move_to(to), legal.contains(&(from, to)), "{from} -> {to}");
+            }
+        }
+        assert!(!Authorized.is_final(), "an authorization is not an outcome");
+        assert_eq!(CaptureMethod::parse("manual"), Some(CaptureMethod::Manual));
+        assert_eq!(CaptureMethod::parse("Manual"), None);
+    }
+
+    #[test]
     fn a_checkout_is_open_until_every_order_is_final_then_says_how_they_ended() {
         use CheckoutStatus::*;
         use OrderStatus::{Executing, Failed as F, NotStarted, Success as S};
@@ -455,9 +580,12 @@ mod tests {
             (&[F, F][..], true, Canceled),
             // A buyer who paid while the cancel was under way: paid it is.
             (&[S][..], true, Succeeded),
+            (&[OrderStatus::Authorized, OrderStatus::Authorized][..], false, Authorized),
+            (&[OrderStatus::Authorized, F][..], false, Authorized),
+            (&[OrderStatus::Authorized, Executing][..], false, Open),
         ] {
             assert_eq!(CheckoutStatus::of(orders, canceled), expected, "{orders:?} canceled={canceled}");
-            assert_eq!(expected.is_final(), expected != Open);
+            assert_eq!(expected.is_final(), !matches!(expected, Open | Authorized));
         }
     }
 

@@ -15,12 +15,13 @@ pub fn order_final(tx: &Tx, payment_order_id: &str, status: OrderStatus, policy:
     orders_final(tx, &[payment_order_id], status, policy)
 }
 
-/// Call after orders became `status` (SUCCESS or FAILED) in this transaction.
+/// Call after orders became `status` (SUCCESS, FAILED, or AUTHORIZED) in this transaction.
 pub fn orders_final(tx: &Tx, payment_order_ids: &[&str], status: OrderStatus, policy: Policy) -> anyhow::Result<()> {
     let event = match status {
         OrderStatus::Success => "payment_order.succeeded",
         OrderStatus::Failed => "payment_order.failed",
-        _ => return Ok(()),
+        OrderStatus::Authorized => "payment_order.authorized",
+        OrderStatus::NotStarted | OrderStatus::Executing => return Ok(()),
     };
     // Every event is stored, whether an endpoint wants it or not (GET /v1/events).
     for id in payment_order_ids {
@@ -32,11 +33,17 @@ pub fn orders_final(tx: &Tx, payment_order_ids: &[&str], status: OrderStatus, po
 
 /// Marks the checkout done once all its orders are final, and tells the
 /// shop once: `checkout.completed` carries its `status` (`succeeded`,
-/// `partially_succeeded`, `failed` or `canceled`).
+/// `partially_succeeded`, `failed` or `canceled`). A manual checkout whose
+/// orders all wait for capture (or failed) tells the shop once too:
+/// `checkout.authorized` (ship, then capture).
 pub fn checkout_progress(tx: &Tx, checkout_id: &str, policy: Policy) -> anyhow::Result<()> {
-    if !store::refresh_payment_done(tx, checkout_id)? {
+    let event = if store::refresh_payment_done(tx, checkout_id)? {
+        "checkout.completed"
+    } else if store::mark_checkout_authorized(tx, checkout_id)? {
+        "checkout.authorized"
+    } else {
         return Ok(());
-    }
+    };
     let checkout = store::checkout_view(tx, checkout_id)?.with_context(|| format!("checkout {checkout_id}"))?;
-    events::emit(tx, "checkout.completed", checkout_id, &checkout, policy.webhook_attempts)
+    events::emit(tx, event, checkout_id, &checkout, policy.webhook_attempts)
 }

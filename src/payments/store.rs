@@ -10,7 +10,8 @@ use serde::Serialize;
 use crate::db::{Row, Tx, params};
 use crate::money::{Currency, Money, format_minor};
 use crate::payments::model::{
-    Checkout, CheckoutId, CheckoutStatus, Metadata, NewCheckout, Order, OrderStatus, PaymentMethod, PaymentOrderId,
+    CaptureDecision, CaptureMethod, Checkout, CheckoutId, CheckoutStatus, Metadata, NewCheckout, Order, OrderStatus,
+    PaymentMethod, PaymentOrderId,
 };
 
 /// The columns of an event that drive the create flow.
@@ -23,12 +24,15 @@ pub struct EventHead {
     pub is_payment_done: bool,
     /// The shop asked to cancel it.
     pub canceled: bool,
+    pub capture_method: CaptureMethod,
+    /// A manual checkout's one decision on its authorization, once made.
+    pub capture_decision: Option<CaptureDecision>,
 }
 
 pub fn find_event_head(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<EventHead>> {
     tx.query_opt(
         "SELECT api_key_id, request_hash, psp_session_id, payment_method, is_payment_done,
-                CASE WHEN canceled_at IS NULL THEN 0 ELSE 1 END
+                CASE WHEN canceled_at IS NULL THEN 0 ELSE 1 END, capture_method, capture_decision
          FROM payment_events WHERE checkout_id = $1",
         params![checkout_id],
         |r| {
@@ -39,10 +43,57 @@ pub fn find_event_head(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<Even
                 payment_method: r.get(3)?,
                 is_payment_done: r.get(4)?,
                 canceled: r.get(5)?,
+                capture_method: r.get(6)?,
+                capture_decision: r.get(7)?,
             })
         },
     )
     .context("reading a payment event")
+}
+
+/// Records the one decision on a manual checkout's authorization, unless
+/// one was recorded before (guarded in SQL: of a capture and a void racing
+/// each other, one is recorded). Returns whether this one was.
+pub fn record_capture_decision(tx: &Tx, checkout_id: &str, decision: CaptureDecision) -> anyhow::Result<bool> {
+    let changed = tx
+        .execute(
+            "UPDATE payment_events SET capture_decision = $2, capture_decided_at = $3, updated_at = $3
+             WHERE checkout_id = $1 AND capture_method = 'manual' AND capture_decision IS NULL",
+            params![checkout_id, decision, crate::db::now()],
+        )
+        .context("recording a capture decision")?;
+    Ok(changed == 1)
+}
+
+/// What the capture takes of an authorized order (0: it is released).
+pub fn set_capture_plan(tx: &Tx, payment_order_id: &str, capture_minor: i64) -> anyhow::Result<()> {
+    let changed = tx
+        .execute(
+            "UPDATE payment_orders SET capture_minor = $2, updated_at = $3
+             WHERE payment_order_id = $1 AND payment_order_status IN ('EXECUTING', 'AUTHORIZED')",
+            params![payment_order_id, capture_minor, crate::db::now()],
+        )
+        .context("recording what a capture takes of an order")?;
+    anyhow::ensure!(changed == 1, "order {payment_order_id} is not awaiting capture");
+    Ok(())
+}
+
+/// Marks a manual checkout authorized once no order of it is being paid
+/// and at least one is AUTHORIZED. Returns whether it changed now (the
+/// shop is then told, once).
+pub fn mark_checkout_authorized(tx: &Tx, checkout_id: &str) -> anyhow::Result<bool> {
+    let changed = tx
+        .execute(
+            "UPDATE payment_events SET authorized_at = $2, updated_at = $2
+             WHERE checkout_id = $1 AND capture_method = 'manual' AND authorized_at IS NULL
+               AND EXISTS (SELECT 1 FROM payment_orders WHERE checkout_id = $1
+                           AND payment_order_status = 'AUTHORIZED')
+               AND NOT EXISTS (SELECT 1 FROM payment_orders WHERE checkout_id = $1
+                               AND payment_order_status IN ('NOT_STARTED', 'EXECUTING'))",
+            params![checkout_id, crate::db::now()],
+        )
+        .context("marking a checkout authorized")?;
+    Ok(changed == 1)
 }
 
 /// Stores the event and its orders as NOT_STARTED. Returns the position of
@@ -71,8 +122,8 @@ pub fn insert_checkout(
     tx.execute(
         "INSERT INTO payment_events (checkout_id, api_key_id, buyer_info, buyer_email, payment_method,
                                      payment_method_token, success_url, cancel_url, request_hash, created_at, updated_at,
-                                     description, metadata)
-         VALUES ($1, $2, $3, $10, $4, $5, $6, $7, $8, $9, $9, $11, $12)",
+                                     description, metadata, capture_method)
+         VALUES ($1, $2, $3, $10, $4, $5, $6, $7, $8, $9, $9, $11, $12, $13)",
         params![
             new.checkout_id,
             api_key_id,
@@ -85,7 +136,8 @@ pub fn insert_checkout(
             now,
             new.buyer.email.as_deref().map(str::to_lowercase),
             new.description.as_ref().map(|d| d.as_str()),
-            new.metadata.to_stored()
+            new.metadata.to_stored(),
+            new.capture_method
         ],
     )
     .context("inserting a payment event")?;
@@ -153,27 +205,67 @@ pub fn transition_order(
     Ok(changed == 1)
 }
 
-/// EXECUTING → SUCCESS in one row write, with what the booking set: the
-/// ledger and wallet flags, the PSP's payment intent and the seller's share.
-/// Returns false (and writes nothing) if the order was not EXECUTING.
-pub fn mark_succeeded(
-    tx: &Tx,
-    payment_order_id: &str,
-    payment_intent: Option<&str>,
-    seller_amount_minor: i64,
-    reason: &str,
-) -> anyhow::Result<bool> {
+/// What a paid order's row records in the write that books it.
+pub struct Paid<'a> {
+    /// The state it leaves: EXECUTING, or AUTHORIZED (a manual capture).
+    pub from: OrderStatus,
+    pub payment_intent: Option<&'a str>,
+    /// What was charged (all of `amount`, unless a manual capture took less).
+    pub captured_minor: i64,
+    /// The seller's share of what was charged.
+    pub seller_amount_minor: i64,
+    pub reason: &'a str,
+}
+
+/// `paid.from` → SUCCESS in one row write, with what the booking set: the
+/// ledger and wallet flags, the PSP's payment intent, what was charged and
+/// the seller's share. Returns false (and writes nothing) if the order was
+/// not in `paid.from`.
+pub fn mark_succeeded(tx: &Tx, payment_order_id: &str, paid: &Paid) -> anyhow::Result<bool> {
+    anyhow::ensure!(paid.from.can_move_to(OrderStatus::Success), "illegal order transition {} -> SUCCESS", paid.from);
     let changed = tx
         .execute(
             "UPDATE payment_orders SET payment_order_status = 'SUCCESS', ledger_updated = 1, wallet_updated = 1,
                     psp_payment_intent_id = COALESCE($2, psp_payment_intent_id), seller_amount_minor = $3,
-                    succeeded_at = $4, updated_at = $4
-             WHERE payment_order_id = $1 AND payment_order_status = 'EXECUTING'",
-            params![payment_order_id, payment_intent, seller_amount_minor, crate::db::now()],
+                    captured_minor = $5, succeeded_at = $4, updated_at = $4
+             WHERE payment_order_id = $1 AND payment_order_status = $6",
+            params![
+                payment_order_id,
+                paid.payment_intent,
+                paid.seller_amount_minor,
+                crate::db::now(),
+                paid.captured_minor,
+                paid.from
+            ],
         )
         .context("marking a payment order paid")?;
     if changed == 1 {
-        record_history(tx, payment_order_id, Some(OrderStatus::Executing), OrderStatus::Success, reason)?;
+        record_history(tx, payment_order_id, Some(paid.from), OrderStatus::Success, paid.reason)?;
+    }
+    Ok(changed == 1)
+}
+
+/// EXECUTING → AUTHORIZED: the PSP holds `payment_intent`'s money for the
+/// order until the shop captures it by `capture_before`. Returns false if
+/// the order was not EXECUTING.
+pub fn mark_authorized(
+    tx: &Tx,
+    payment_order_id: &str,
+    payment_intent: &str,
+    capture_before: &str,
+    reason: &str,
+) -> anyhow::Result<bool> {
+    let now = crate::db::now();
+    let changed = tx
+        .execute(
+            "UPDATE payment_orders SET payment_order_status = 'AUTHORIZED', psp_payment_intent_id = $2,
+                    authorized_at = $3, capture_before = $4, updated_at = $3
+             WHERE payment_order_id = $1 AND payment_order_status = 'EXECUTING'",
+            params![payment_order_id, payment_intent, now, capture_before],
+        )
+        .context("marking a payment order authorized")?;
+    if changed == 1 {
+        record_history(tx, payment_order_id, Some(OrderStatus::Executing), OrderStatus::Authorized, reason)?;
     }
     Ok(changed == 1)
 }
@@ -195,8 +287,8 @@ fn record_history(
 }
 
 /// Adds a refund's amount to the order's refunded total, and its seller's
-/// part to what refunds took of the seller's share, never past the order's
-/// amount (the guard that holds under concurrent refunds).
+/// part to what refunds took of the seller's share, never past what the
+/// order charged (the guard that holds under concurrent refunds).
 /// Returns false, and changes nothing, if it would go past it.
 pub fn add_refunded(
     tx: &Tx,
@@ -208,7 +300,7 @@ pub fn add_refunded(
         .execute(
             "UPDATE payment_orders SET refunded_minor = refunded_minor + $2,
                     seller_refunded_minor = seller_refunded_minor + $3, updated_at = $4
-             WHERE payment_order_id = $1 AND refunded_minor + $2 <= amount_minor",
+             WHERE payment_order_id = $1 AND refunded_minor + $2 <= COALESCE(captured_minor, amount_minor)",
             params![payment_order_id, amount_minor, seller_part_minor, crate::db::now()],
         )
         .context("adding to a payment order's refunded total")?;
@@ -312,6 +404,12 @@ pub struct OrderView {
     /// The shop's key-value pairs, as given (`{}` when none).
     #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub metadata: Metadata,
+    /// What was charged, once SUCCESS: `amount`, unless a manual capture
+    /// took less (the rest was released); null before. Refunds come out of it.
+    pub amount_captured: Option<String>,
+    /// An AUTHORIZED order's authorization must be captured by then, or it
+    /// expires (FAILED `authorization_expired`); null otherwise.
+    pub capture_before: Option<String>,
 }
 
 impl From<&Order> for OrderView {
@@ -332,6 +430,8 @@ impl From<&Order> for OrderView {
             updated_at: o.updated_at.clone(),
             description: o.description.clone(),
             metadata: o.metadata.clone(),
+            amount_captured: o.captured_minor.map(|c| format_minor(c, currency)),
+            capture_before: o.capture_before.clone().filter(|_| o.status == OrderStatus::Authorized),
         }
     }
 }
@@ -348,6 +448,9 @@ pub struct CheckoutView {
     /// compatibility: read `status` to know whether it was paid).
     pub is_payment_done: bool,
     pub payment_method: String,
+    /// `automatic`, or `manual`: its orders stop at AUTHORIZED until
+    /// `POST /v1/checkouts/{id}/capture` (or `/void`).
+    pub capture_method: CaptureMethod,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redirect_url: Option<String>,
     #[schema(value_type = Object)]
@@ -368,6 +471,7 @@ impl From<&Checkout> for CheckoutView {
             status: c.status(),
             is_payment_done: c.is_payment_done,
             payment_method: c.payment_method.clone(),
+            capture_method: c.capture_method,
             redirect_url: c.redirect_url.clone(),
             buyer: c.buyer.clone(),
             orders: c.orders.iter().map(OrderView::from).collect(),
@@ -385,12 +489,12 @@ macro_rules! order_columns {
     () => {
         "payment_order_id, checkout_id, seller_id, amount_minor, currency, payment_order_status, refunded_minor,
          failure_code, psp_payment_intent_id, wallet_updated, ledger_updated, created_at, updated_at, description,
-         metadata"
+         metadata, captured_minor, authorized_at, capture_before, capture_minor"
     };
 }
 
 /// How many columns [`order_columns`] names.
-const ORDER_COLUMN_COUNT: usize = 15;
+const ORDER_COLUMN_COUNT: usize = 19;
 
 fn order_from_row(r: &Row) -> anyhow::Result<Order> {
     Ok(Order {
@@ -408,6 +512,10 @@ fn order_from_row(r: &Row) -> anyhow::Result<Order> {
         updated_at: r.get(12)?,
         description: r.get(13)?,
         metadata: Metadata::from_stored(r.get::<Option<String>>(14)?.as_deref())?,
+        captured_minor: r.get(15)?,
+        authorized_at: r.get(16)?,
+        capture_before: r.get(17)?,
+        capture_minor: r.get(18)?,
     })
 }
 
@@ -500,7 +608,8 @@ pub fn load_checkout(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<Checko
     let head = tx
         .query_opt(
             "SELECT checkout_id, is_payment_done, payment_method, redirect_url, buyer_info, created_at, psp_session_id,
-                    CASE WHEN canceled_at IS NULL THEN 0 ELSE 1 END, description, metadata
+                    CASE WHEN canceled_at IS NULL THEN 0 ELSE 1 END, description, metadata, capture_method,
+                    capture_decision
              FROM payment_events WHERE checkout_id = $1",
             params![checkout_id],
             |r| {
@@ -515,6 +624,8 @@ pub fn load_checkout(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<Checko
                     canceled: r.get(7)?,
                     description: r.get(8)?,
                     metadata: Metadata::from_stored(r.get::<Option<String>>(9)?.as_deref())?,
+                    capture_method: r.get(10)?,
+                    capture_decision: r.get(11)?,
                     orders: Vec::new(),
                 })
             },
@@ -537,6 +648,9 @@ pub struct CheckoutTotal {
     pub orders: i64,
     pub succeeded: i64,
     pub failed: i64,
+    /// What the succeeded orders charged (less than their amounts when a
+    /// manual capture took less).
+    pub captured_minor: i64,
 }
 
 /// The checkout's total and its orders' outcomes; None if there is no such checkout.
@@ -545,7 +659,8 @@ pub fn checkout_total(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<Check
         "SELECT MIN(e.payment_method), COALESCE(SUM(o.amount_minor), 0), COALESCE(MIN(o.currency), ''),
                 COUNT(o.payment_order_id),
                 COALESCE(SUM(CASE WHEN o.payment_order_status = 'SUCCESS' THEN 1 ELSE 0 END), 0),
-                COALESCE(SUM(CASE WHEN o.payment_order_status = 'FAILED' THEN 1 ELSE 0 END), 0)
+                COALESCE(SUM(CASE WHEN o.payment_order_status = 'FAILED' THEN 1 ELSE 0 END), 0),
+                COALESCE(SUM(o.captured_minor), 0)
          FROM payment_events e LEFT JOIN payment_orders o ON o.checkout_id = e.checkout_id
          WHERE e.checkout_id = $1 GROUP BY e.checkout_id",
         params![checkout_id],
@@ -557,6 +672,7 @@ pub fn checkout_total(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<Check
                 orders: r.get(3)?,
                 succeeded: r.get(4)?,
                 failed: r.get(5)?,
+                captured_minor: r.get(6)?,
             })
         },
     )
@@ -713,12 +829,13 @@ pub fn stale_token_orders(tx: &Tx, unchanged_before: &str, limit: i64) -> anyhow
     )
 }
 
-/// Up to `limit` hosted checkouts not done, with a session, created before `created_before`.
+/// Up to `limit` hosted checkouts not done, with a session, created before
+/// `created_before` (an authorized manual checkout waits for the shop, not the PSP).
 pub fn stale_hosted_checkouts(tx: &Tx, created_before: &str, limit: i64) -> anyhow::Result<Vec<String>> {
     tx.query_map(
         "SELECT checkout_id FROM payment_events
          WHERE is_payment_done = 0 AND payment_method = 'hosted_page' AND psp_session_id IS NOT NULL
-           AND created_at < $1 LIMIT $2",
+           AND authorized_at IS NULL AND created_at < $1 LIMIT $2",
         params![created_before, limit],
         |r| r.get(0),
     )
@@ -740,12 +857,12 @@ pub struct PaidCharge {
 /// checkout adds up its orders paid since `from`.
 pub fn paid_charges_between(tx: &Tx, from: &str, before: &str) -> anyhow::Result<Vec<PaidCharge>> {
     tx.query_map(
-        "SELECT 1, o.checkout_id, SUM(o.amount_minor), MIN(o.currency), MIN(o.succeeded_at)
+        "SELECT 1, o.checkout_id, SUM(o.captured_minor), MIN(o.currency), MIN(o.succeeded_at)
          FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
          WHERE e.payment_method = 'hosted_page' AND o.payment_order_status = 'SUCCESS' AND o.succeeded_at >= $1
          GROUP BY o.checkout_id HAVING MIN(o.succeeded_at) < $2
          UNION ALL
-         SELECT 0, o.payment_order_id, o.amount_minor, o.currency, o.succeeded_at
+         SELECT 0, o.payment_order_id, o.captured_minor, o.currency, o.succeeded_at
          FROM payment_orders o JOIN payment_events e ON e.checkout_id = o.checkout_id
          WHERE e.payment_method = 'token' AND o.payment_order_status = 'SUCCESS' AND o.succeeded_at >= $1
            AND o.succeeded_at < $2",
@@ -770,20 +887,22 @@ pub struct ChargeTarget {
     /// order's own, or its checkout's).
     pub checkout_description: Option<String>,
     pub checkout_metadata: Metadata,
+    pub capture_method: CaptureMethod,
 }
 
 pub fn load_charge_target(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Option<ChargeTarget>> {
     let Some(order) = load_order(tx, payment_order_id)? else {
         return Ok(None);
     };
-    let (token, description, metadata): (Option<String>, Option<String>, Option<String>) = tx.query_row(
-        "SELECT payment_method_token, description, metadata FROM payment_events WHERE checkout_id = $1",
+    type Head = (Option<String>, Option<String>, Option<String>, CaptureMethod);
+    let (token, description, metadata, capture_method): Head = tx.query_row(
+        "SELECT payment_method_token, description, metadata, capture_method FROM payment_events WHERE checkout_id = $1",
         params![order.checkout_id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
     let token = token.with_context(|| format!("order {payment_order_id} is not a token payment"))?;
     let checkout_metadata = Metadata::from_stored(metadata.as_deref())?;
-    Ok(Some(ChargeTarget { order, token, checkout_description: description, checkout_metadata }))
+    Ok(Some(ChargeTarget { order, token, checkout_description: description, checkout_metadata, capture_method }))
 }
 
 /// What the PSP itself says it charged: read from its own copy of the
@@ -799,10 +918,10 @@ pub struct Charge {
     pub amount: Money,
 }
 
-/// Records that `charge` pays `order` (just moved to SUCCESS): the charge
-/// is stored the first time, and each order it backs must be of its
-/// checkout (and be its order, for a token charge), in its currency, and
-/// within what is left of its amount. Otherwise nothing is written and the
+/// Records that `charge` pays `order` (just moved to SUCCESS) what it is
+/// charged: the charge is stored the first time, and each order it backs
+/// must be of its checkout (and be its order, for a token charge), in its
+/// currency, and within what is left of its amount. Otherwise nothing is written and the
 /// caller's transaction must roll back: no charge pays for what it did not.
 pub fn back_with_charge(tx: &Tx, charge: &Charge, order: &Order) -> anyhow::Result<()> {
     tx.execute(
@@ -826,7 +945,7 @@ pub fn back_with_charge(tx: &Tx, charge: &Charge, order: &Order) -> anyhow::Resu
                AND backed_minor + $2 <= amount_minor",
             params![
                 charge.payment_intent_id,
-                order.amount.amount_minor(),
+                order.charged_minor(),
                 order.checkout_id,
                 order.amount.currency(),
                 order.payment_order_id
@@ -842,7 +961,7 @@ pub fn back_with_charge(tx: &Tx, charge: &Charge, order: &Order) -> anyhow::Resu
         charge.amount.currency(),
         charge.checkout_id,
         order.payment_order_id,
-        order.amount.amount_minor(),
+        order.charged_minor(),
         order.amount.currency(),
         order.checkout_id
     );
@@ -884,6 +1003,7 @@ mod tests {
             payment_method: PaymentMethod::Token { token: "pm_card_visa".into() },
             description: None,
             metadata: Metadata::default(),
+            capture_method: CaptureMethod::Automatic,
         };
         assert_eq!(db.write_now(|tx| insert_checkout(tx, &key, &new, "hash")).unwrap(), None);
         (dir, db, order_id.to_string())

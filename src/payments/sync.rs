@@ -8,6 +8,7 @@
 
 use crate::context::Ctx;
 use crate::db::Tx;
+use crate::payments::capture::{self, CaptureError};
 use crate::payments::complete::{self, ApplyError, fail_order};
 use crate::payments::execute;
 use crate::payments::model::{Checkout, Order, OrderStatus};
@@ -38,6 +39,7 @@ pub async fn sync_checkout(ctx: &Ctx, checkout_id: &str) -> Result<(), JobError>
         },
         Ok(_) => Ok(()),
         Err(ApplyError::Internal(e)) => Err(e.into()),
+        Err(ApplyError::PspUnavailable(why)) => Err(JobError::Retry(why)),
         Err(other) => Err(JobError::Final(other.to_string())),
     }
 }
@@ -62,6 +64,19 @@ impl From<session::SessionError> for SyncError {
             session::SessionError::Unavailable(why) => SyncError::PspUnavailable(why),
             session::SessionError::Internal(e) => SyncError::Internal(e),
             session::SessionError::Refused(why) => SyncError::Psp(why),
+        }
+    }
+}
+
+impl From<CaptureError> for SyncError {
+    fn from(e: CaptureError) -> SyncError {
+        match e {
+            CaptureError::NotFound(id) => SyncError::NotFound(id),
+            CaptureError::Refused(why) | CaptureError::NotVoidable(why) => SyncError::NotCancelable(why),
+            CaptureError::BadOrder { .. } => SyncError::Internal(anyhow::anyhow!("a void names no order: {e}")),
+            CaptureError::PspUnavailable(why) => SyncError::PspUnavailable(why),
+            CaptureError::Psp(why) => SyncError::Psp(why),
+            CaptureError::Internal(e) => SyncError::Internal(e),
         }
     }
 }
@@ -103,6 +118,7 @@ async fn apply_session(ctx: &Ctx, checkout_id: &str, session_id: &str) -> Result
     match complete::apply_checkout_session(ctx, session).await {
         Ok(_) => Ok(()),
         Err(ApplyError::Internal(e)) => Err(SyncError::Internal(e)),
+        Err(ApplyError::PspUnavailable(why)) => Err(SyncError::PspUnavailable(why)),
         Err(other) => Err(SyncError::Psp(other.to_string())),
     }
 }
@@ -149,13 +165,24 @@ async fn sync_token_orders(ctx: &Ctx, checkout_id: &str) -> Result<(), SyncError
 /// once an order succeeded, also when the buyer paid while it was being
 /// canceled; a token order whose charge is under way cannot be canceled.
 pub async fn cancel(ctx: &Ctx, checkout_id: &str) -> Result<CheckoutView, SyncError> {
+    let checkout = cancel_unauthorized(ctx, checkout_id).await?;
+    // A manual checkout the buyer authorized (before, or while it was being
+    // canceled): canceled means nothing will be captured, so it is voided.
+    if checkout.orders.iter().any(|o| o.status == OrderStatus::Authorized) {
+        return capture::void(ctx, checkout_id).await.map_err(SyncError::from);
+    }
+    Ok(CheckoutView::from(&checkout))
+}
+
+async fn cancel_unauthorized(ctx: &Ctx, checkout_id: &str) -> Result<Checkout, SyncError> {
     let id = checkout_id.to_string();
     let policy = Policy::of(&ctx.settings);
-    let head = ctx
+    let (head, authorized) = ctx
         .db
-        .write(move |tx| -> Result<EventHead, SyncError> {
+        .write(move |tx| -> Result<(EventHead, bool), SyncError> {
             let head = store::find_event_head(tx, &id)?.ok_or_else(|| SyncError::NotFound(id.clone()))?;
             let orders = store::load_orders_of(tx, &id)?;
+            let authorized = orders.iter().any(|o| o.status == OrderStatus::Authorized);
             refuse_if_paid(&orders)?;
             if head.payment_method == "token"
                 && let Some(o) = orders.iter().find(|o| o.status == OrderStatus::Executing)
@@ -167,15 +194,16 @@ pub async fn cancel(ctx: &Ctx, checkout_id: &str) -> Result<CheckoutView, SyncEr
             if head.payment_method == "token" {
                 fail_not_started(tx, &id, &orders, policy)?;
             }
-            Ok(head)
+            Ok((head, authorized))
         })
         .await?;
-    if head.payment_method == "hosted_page" && !head.is_payment_done {
+    // An authorized session is complete: there is nothing to expire, only to void.
+    if head.payment_method == "hosted_page" && !head.is_payment_done && !authorized {
         expire_session(ctx, checkout_id, head.psp_session_id).await?;
     }
     let checkout = load(ctx, checkout_id).await?;
     refuse_if_paid(&checkout.orders)?;
-    Ok(CheckoutView::from(&checkout))
+    Ok(checkout)
 }
 
 fn refuse_if_paid(orders: &[Order]) -> Result<(), SyncError> {
@@ -227,6 +255,7 @@ async fn expire_session(ctx: &Ctx, checkout_id: &str, known: Option<String>) -> 
     match complete::apply_checkout_session(ctx, session).await {
         Ok(_) => Ok(()),
         Err(ApplyError::Internal(e)) => Err(SyncError::Internal(e)),
+        Err(ApplyError::PspUnavailable(why)) => Err(SyncError::PspUnavailable(why)),
         Err(other) => Err(SyncError::Psp(other.to_string())),
     }
 }

@@ -66,6 +66,8 @@ pub struct CheckoutSessionRequest {
     /// The shop's metadata of the checkout: on the session and its
     /// PaymentIntent, beside till's `checkout_id`.
     pub metadata: Vec<(String, String)>,
+    /// Manual: the buyer's payment is only authorized, captured later.
+    pub manual_capture: bool,
 }
 
 pub struct TransferRequest {
@@ -108,6 +110,50 @@ pub struct PaymentIntentRequest {
     pub description: Option<String>,
     /// The shop's metadata, beside till's own keys.
     pub metadata: Vec<(String, String)>,
+    /// Manual: the charge is only authorized, captured later.
+    pub manual_capture: bool,
+}
+
+/// `POST /v1/payment_intents/{id}/capture`: takes `amount_to_capture` of an
+/// authorized intent and releases the rest. Idempotent on `idempotency_key`
+/// (`capture-{checkout or order}`), so a capture asked again after a
+/// timeout is the same capture.
+pub struct CaptureRequest {
+    pub payment_intent: String,
+    pub amount_to_capture: i64,
+    pub idempotency_key: String,
+    pub subject_id: String,
+}
+
+/// `POST /v1/payment_intents/{id}/cancel`: releases an authorized intent.
+pub struct CancelIntentRequest {
+    pub payment_intent: String,
+    /// Stripe's `cancellation_reason` (`requested_by_customer`, `abandoned`, …).
+    pub reason: &'static str,
+    pub idempotency_key: String,
+    pub subject_id: String,
+}
+
+impl CaptureRequest {
+    pub fn build(&self) -> PspRequest {
+        PspRequest {
+            path: format!("/v1/payment_intents/{}/capture", encode_path(&self.payment_intent)),
+            idempotency_key: self.idempotency_key.clone(),
+            subject_id: self.subject_id.clone(),
+            form: vec![("amount_to_capture".into(), self.amount_to_capture.to_string())],
+        }
+    }
+}
+
+impl CancelIntentRequest {
+    pub fn build(&self) -> PspRequest {
+        PspRequest {
+            path: format!("/v1/payment_intents/{}/cancel", encode_path(&self.payment_intent)),
+            idempotency_key: self.idempotency_key.clone(),
+            subject_id: self.subject_id.clone(),
+            form: vec![("cancellation_reason".into(), self.reason.into())],
+        }
+    }
 }
 
 /// The longest line item name Stripe takes; a longer description is cut
@@ -142,6 +188,9 @@ impl CheckoutSessionRequest {
         }
         if let Some(suffix) = &self.statement_descriptor_suffix {
             form.push(("payment_intent_data[statement_descriptor_suffix]".into(), suffix.clone()));
+        }
+        if self.manual_capture {
+            form.push(("payment_intent_data[capture_method]".into(), "manual".into()));
         }
         for (i, item) in self.line_items.iter().enumerate() {
             let p = format!("line_items[{i}]");
@@ -191,6 +240,9 @@ impl PaymentIntentRequest {
         form.extend(self.metadata.iter().map(|(key, value)| (format!("metadata[{key}]"), value.clone())));
         if let Some(suffix) = &self.statement_descriptor_suffix {
             form.push(("statement_descriptor_suffix".into(), suffix.clone()));
+        }
+        if self.manual_capture {
+            form.push(("capture_method".into(), "manual".into()));
         }
         PspRequest {
             path: "/v1/payment_intents".into(),
@@ -318,6 +370,12 @@ impl PspClient {
     pub async fn retrieve_payment_intent(&self, id: &str, subject_id: &str) -> Result<PaymentIntent, PspError> {
         let path = format!("/v1/payment_intents/{}", encode_path(id));
         self.send(self.http.get(self.url(&path)), "GET", &path, None, subject_id).await
+    }
+
+    /// `POST /v1/payment_intents/{id}/capture` or `/cancel`, as fixed by
+    /// [`CaptureRequest::build`] or [`CancelIntentRequest::build`].
+    pub async fn settle_authorization(&self, req: &PspRequest) -> Result<PaymentIntent, PspError> {
+        self.post_fixed(req).await
     }
 
     /// `POST /v1/refunds`, as fixed by [`RefundRequest::build`].

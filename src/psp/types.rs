@@ -28,6 +28,10 @@ pub struct CheckoutSession {
 pub enum SessionOutcome {
     Open,
     Paid,
+    /// The buyer finished but the money is not captured: a manual capture's
+    /// authorization (Stripe then says `complete` and `unpaid`), or a
+    /// payment still on its way. Its payment intent says which.
+    Completed,
     Expired,
 }
 
@@ -35,6 +39,7 @@ impl CheckoutSession {
     pub fn outcome(&self) -> SessionOutcome {
         match (self.status.as_deref(), self.payment_status.as_str()) {
             (Some("complete"), "paid") => SessionOutcome::Paid,
+            (Some("complete"), _) => SessionOutcome::Completed,
             (Some("expired"), _) => SessionOutcome::Expired,
             _ => SessionOutcome::Open,
         }
@@ -94,23 +99,50 @@ pub struct PaymentIntent {
     #[serde(default)]
     pub metadata: HashMap<String, String>,
     pub last_payment_error: Option<StripeError>,
+    /// `automatic` | `automatic_async` | `manual`.
+    pub capture_method: Option<String>,
+    /// What a `requires_capture` intent holds for capture.
+    #[serde(default)]
+    pub amount_capturable: i64,
+    /// What the PSP took: all of `amount`, or what a manual capture took.
+    #[serde(default)]
+    pub amount_received: i64,
+    /// Why a `canceled` intent was canceled; `automatic`: its authorization expired.
+    pub cancellation_reason: Option<String>,
 }
 
 /// What a payment intent says happened, in till's terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IntentOutcome {
+    /// Paid: the PSP received what it says (`amount_received`).
     Succeeded,
-    /// Declined or canceled, with the reason as till's `failure_code`.
+    /// Authorized for manual capture: the PSP holds the money.
+    Authorized,
+    /// Declined or canceled, with the reason as till's `failure_code`
+    /// (`authorization_expired` for an authorization the PSP let expire).
     Failed(String),
     /// Not decided yet: ask again later.
     Pending,
 }
 
 impl PaymentIntent {
+    /// What the PSP received: `amount_received` (an answer without it, from
+    /// a PSP that predates it, received all of a succeeded intent's amount).
+    pub fn received_minor(&self) -> i64 {
+        match (self.status.as_str(), self.amount_received) {
+            ("succeeded", 0) => self.amount,
+            (_, received) => received,
+        }
+    }
+
     pub fn outcome(&self) -> IntentOutcome {
         match self.status.as_str() {
             "succeeded" => IntentOutcome::Succeeded,
-            "canceled" => IntentOutcome::Failed("canceled".into()),
+            "requires_capture" => IntentOutcome::Authorized,
+            "canceled" => match self.cancellation_reason.as_deref() {
+                Some("automatic") => IntentOutcome::Failed("authorization_expired".into()),
+                _ => IntentOutcome::Failed("canceled".into()),
+            },
             "requires_payment_method" => match &self.last_payment_error {
                 Some(e) => IntentOutcome::Failed(failure_code(e.code.as_deref(), e.decline_code.as_deref())),
                 None => IntentOutcome::Pending,

@@ -22,6 +22,11 @@ pub enum JobKind {
     SubmitRefund,
     /// Send a payout to the PSP as a transfer, or ask how it ended.
     SendPayout,
+    /// Carry out a manual checkout's capture, void or expiry at the PSP (subject: the checkout).
+    SettleAuthorization,
+    /// Watch a manual checkout's authorization: an alert a day before it
+    /// expires, the expiry at its deadline (subject: the checkout).
+    AuthorizationDeadline,
 }
 
 impl JobKind {
@@ -32,15 +37,19 @@ impl JobKind {
             JobKind::DeliverWebhook => "deliver_webhook",
             JobKind::SubmitRefund => "submit_refund",
             JobKind::SendPayout => "send_payout",
+            JobKind::SettleAuthorization => "settle_authorization",
+            JobKind::AuthorizationDeadline => "authorization_deadline",
         }
     }
 
-    pub const ALL: [JobKind; 5] = [
+    pub const ALL: [JobKind; 7] = [
         JobKind::ChargeOrder,
         JobKind::SyncCheckout,
         JobKind::DeliverWebhook,
         JobKind::SubmitRefund,
         JobKind::SendPayout,
+        JobKind::SettleAuthorization,
+        JobKind::AuthorizationDeadline,
     ];
 
     pub fn parse(s: &str) -> Option<JobKind> {

@@ -146,7 +146,7 @@ fn order_record(tx: &Tx, by: OrderKey, key: &str) -> anyhow::Result<Option<TillR
     Ok(Some(TillRecord {
         kind: RecordKind::PaymentOrder,
         id: order.payment_order_id.to_string(),
-        amount_minor: order.amount.amount_minor(),
+        amount_minor: order.charged_minor(),
         currency: order.amount.currency().code().to_string(),
         status: order.status.as_str().into(),
     }))
@@ -159,17 +159,19 @@ fn checkout_record(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<TillReco
     if !total.hosted_page {
         return Ok(None);
     }
-    let status = if total.orders > 0 && total.succeeded == total.orders {
-        "SUCCESS"
+    // One charge for all its orders: paid when some succeeded and the rest
+    // were released by a manual capture; then it charged what they captured.
+    let (status, amount_minor) = if total.succeeded > 0 && total.succeeded + total.failed == total.orders {
+        ("SUCCESS", total.captured_minor)
     } else if total.failed > 0 {
-        "FAILED"
+        ("FAILED", total.amount_minor)
     } else {
-        "EXECUTING"
+        ("EXECUTING", total.amount_minor)
     };
     Ok(Some(TillRecord {
         kind: RecordKind::Checkout,
         id: checkout_id.to_string(),
-        amount_minor: total.amount_minor,
+        amount_minor,
         currency: total.currency,
         status: status.into(),
     }))

@@ -169,11 +169,14 @@ mod tests {
             for position in 0..orders {
                 let status = if i % 3 == 2 { "FAILED" } else { "SUCCESS" };
                 let succeeded = (status == "SUCCESS").then(|| at(now, i * 4 + 1 - position * 20));
+                let amount = 1000 + i + position;
+                let captured = (status == "SUCCESS").then_some(amount);
                 tx.execute(
                     "INSERT INTO payment_orders (payment_order_id, checkout_id, position, buyer_account, seller_id,
-                         amount_minor, currency, payment_order_status, succeeded_at, created_at, updated_at)
-                     VALUES ($1, $2, $3, 'b', 's', $4, 'USD', $5, $6, 'now', 'now')",
-                    params![format!("o{i}_{position}"), checkout, position, 1000 + i + position, status, succeeded],
+                         amount_minor, currency, payment_order_status, succeeded_at, created_at, updated_at,
+                         captured_minor)
+                     VALUES ($1, $2, $3, 'b', 's', $4, 'USD', $5, $6, 'now', 'now', $7)",
+                    params![format!("o{i}_{position}"), checkout, position, amount, status, succeeded, captured],
                 )?;
             }
             if i % 6 == 1 {

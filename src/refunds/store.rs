@@ -26,7 +26,8 @@ pub fn order_for_refund(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Optio
         payment_order_id: order.payment_order_id.to_string(),
         seller_id: order.seller_id.to_string(),
         status: order.status.as_str().to_string(),
-        amount_minor: order.amount.amount_minor(),
+        // Refunds come out of what was charged (less than the amount when a manual capture took less).
+        amount_minor: order.charged_minor(),
         currency: order.amount.currency().code().to_string(),
         seller_amount_minor: found.seller_amount_minor,
         refunded_minor: order.refunded_minor,

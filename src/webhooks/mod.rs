@@ -6,10 +6,12 @@ use anyhow::Context;
 
 use crate::context::Ctx;
 use crate::db::{Tx, params};
+use crate::payments::capture::{self, HostedIntent};
 use crate::payments::complete::{self, ApplyError};
 use crate::payments::execute;
+use crate::payments::sync::{self, SyncError};
 use crate::psp::PspError;
-use crate::psp::types::Event;
+use crate::psp::types::{Event, PaymentIntent};
 use crate::psp::webhook_signature::{self, SignatureError};
 use crate::queue::JobError;
 
@@ -85,13 +87,17 @@ async fn apply(ctx: &Ctx, event: &Event) -> Result<Ingested, IngestError> {
             match complete::apply_checkout_session(ctx, session).await {
                 Ok(_) => Ok(Ingested::Applied),
                 Err(ApplyError::Internal(e)) => Err(IngestError::Internal(e)),
+                Err(ApplyError::PspUnavailable(why)) => Err(IngestError::PspUnavailable(why)),
                 Err(other) => {
                     tracing::error!(event = %event.id, error = %other, "PSP event not applied");
                     Ok(Ingested::Ignored(other.to_string()))
                 }
             }
         }
-        "payment_intent.succeeded" | "payment_intent.payment_failed" => apply_intent_event(ctx, event).await,
+        "payment_intent.succeeded"
+        | "payment_intent.payment_failed"
+        | "payment_intent.amount_capturable_updated"
+        | "payment_intent.canceled" => apply_intent_event(ctx, event).await,
         "refund.updated" => apply_refund_event(ctx, event).await,
         "transfer.created" | "transfer.updated" | "transfer.reversed" => apply_transfer_event(ctx, event).await,
         other => Ok(Ingested::Ignored(format!("event type {other} is not handled"))),
@@ -114,14 +120,41 @@ async fn apply_intent_event(ctx: &Ctx, event: &Event) -> Result<Ingested, Ingest
         }
     };
     let Some(order_id) = intent.metadata.get("payment_order_id").cloned() else {
-        // A hosted checkout's intent: the checkout.session event carries it.
-        return Ok(Ingested::Ignored(format!("payment intent {intent_id} is of no token order")));
+        return apply_hosted_intent(ctx, intent).await;
     };
     match execute::apply_intent(ctx, &order_id, intent).await {
         Ok(()) => Ok(Ingested::Applied),
         Err(JobError::Retry(reason) | JobError::Later { why: reason, .. }) => Ok(Ingested::Ignored(reason)),
         Err(JobError::Final(reason)) => {
             tracing::error!(event = %event.id, %reason, "PSP event not applied");
+            Ok(Ingested::Ignored(reason))
+        }
+    }
+}
+
+/// A hosted checkout's intent. An automatic checkout's payment is told by
+/// its session's events; a manual one's authorization, capture and
+/// release by its intent's (its session only says the buyer finished).
+async fn apply_hosted_intent(ctx: &Ctx, intent: PaymentIntent) -> Result<Ingested, IngestError> {
+    let intent_id = intent.id.clone();
+    let Some(checkout_id) = intent.metadata.get("checkout_id").cloned() else {
+        return Ok(Ingested::Ignored(format!("payment intent {intent_id} is of no checkout of ours")));
+    };
+    match capture::apply_hosted_intent(ctx, &checkout_id, intent).await {
+        Ok(HostedIntent::Applied) => Ok(Ingested::Applied),
+        Ok(HostedIntent::Automatic) => {
+            Ok(Ingested::Ignored(format!("payment intent {intent_id}: its checkout.session event carries it")))
+        }
+        // Only the session can say this intent is the checkout's payment.
+        Ok(HostedIntent::NotRecorded) => match sync::sync_now(ctx, &checkout_id).await {
+            Ok(_) => Ok(Ingested::Applied),
+            Err(SyncError::PspUnavailable(why)) => Err(IngestError::PspUnavailable(why)),
+            Err(SyncError::Internal(e)) => Err(IngestError::Internal(e)),
+            Err(other) => Ok(Ingested::Ignored(other.to_string())),
+        },
+        Err(JobError::Retry(why) | JobError::Later { why, .. }) => Err(IngestError::PspUnavailable(why)),
+        Err(JobError::Final(reason)) => {
+            tracing::error!(intent = %intent_id, %reason, "PSP event not applied");
             Ok(Ingested::Ignored(reason))
         }
     }

@@ -59,8 +59,10 @@ fn bulk_insert(app: &TestApp) {
             .prepare(
                 "INSERT INTO payment_orders (payment_order_id, checkout_id, position, buyer_account, seller_id,
                      amount_minor, currency, payment_order_status, failure_code, ledger_updated, wallet_updated,
-                     seller_amount_minor, succeeded_at, created_at, updated_at, psp_payment_intent_id)
-                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?12, 'pi_' || ?1)",
+                     seller_amount_minor, succeeded_at, created_at, updated_at, psp_payment_intent_id,
+                     captured_minor)
+                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?12, 'pi_' || ?1,
+                         CASE WHEN ?7 = 'SUCCESS' THEN ?5 END)",
             )
             .unwrap();
         let mut account = tx

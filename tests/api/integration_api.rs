@@ -208,6 +208,7 @@ async fn orders_that_end_differently_make_a_partially_succeeded_checkout() {
         statement_descriptor_suffix: None,
         description: None,
         metadata: Vec::new(),
+        manual_capture: false,
     }
     .build();
     app.ctx.db.write_now(|tx| till::psp::requests::fix(tx, declined.clone())).unwrap();

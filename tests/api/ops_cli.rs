@@ -354,7 +354,7 @@ async fn the_api_says_what_is_wrong_in_its_own_words() {
 
     let bad_status: Value = app.get("/v1/payments?status=PAID").await.json().await.unwrap();
     let message = bad_status["error"]["message"].as_str().unwrap();
-    assert!(message.contains("NOT_STARTED, EXECUTING, SUCCESS, FAILED"), "{message}");
+    assert!(message.contains("NOT_STARTED, EXECUTING, AUTHORIZED, SUCCESS, FAILED"), "{message}");
 
     let unknown: Value = app.get("/v1/payments?created_gte=").await.json().await.unwrap();
     assert_eq!(unknown["error"]["param"], "created_gte", "{unknown}");

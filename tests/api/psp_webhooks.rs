@@ -178,7 +178,8 @@ async fn one_charge_never_pays_another_checkouts_order_or_more_than_it_took() {
     app.execute(drop_trigger).unwrap();
     db.write_now(|tx| {
         tx.execute(
-            "UPDATE payment_orders SET payment_order_status = 'SUCCESS', psp_payment_intent_id = $2
+            "UPDATE payment_orders SET payment_order_status = 'SUCCESS', psp_payment_intent_id = $2,
+                    captured_minor = amount_minor
              WHERE payment_order_id = $1",
             params![victim_order, intent],
         )
@@ -192,7 +193,8 @@ async fn one_charge_never_pays_another_checkouts_order_or_more_than_it_took() {
     // Undone, so the scenario's closing audit checks the rest of the books.
     db.write_now(|tx| {
         tx.execute(
-            "UPDATE payment_orders SET payment_order_status = 'EXECUTING', psp_payment_intent_id = NULL
+            "UPDATE payment_orders SET payment_order_status = 'EXECUTING', psp_payment_intent_id = NULL,
+                    captured_minor = NULL
              WHERE payment_order_id = $1",
             params![victim_order],
         )

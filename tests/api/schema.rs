@@ -70,7 +70,7 @@ fn postgres_kind(data_type: &str) -> Kind {
 
 fn sqlite_schema() -> Schema {
     let mut conn = rusqlite::Connection::open_in_memory().unwrap();
-    till::db::till_migrations().to_latest(&mut conn).unwrap();
+    till::db::migrate_sqlite(&mut conn, &till::db::till_migrations()).unwrap();
     let names: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
         .unwrap()

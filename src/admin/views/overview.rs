@@ -131,7 +131,7 @@ fn outcomes_since(tx: &Tx, since: &str) -> anyhow::Result<(i64, i64, i64)> {
 fn volumes(tx: &Tx) -> anyhow::Result<(Vec<CurrencyToday>, Vec<Chart>)> {
     let days: Vec<String> = (0..CHART_DAYS).rev().map(|ago| day_start(ago)[..10].to_string()).collect();
     let rows: Vec<(String, String, i64, i64)> = tx.query_map(
-        "SELECT substr(succeeded_at, 1, 10), currency, SUM(amount_minor), COUNT(*)
+        "SELECT substr(succeeded_at, 1, 10), currency, SUM(captured_minor), COUNT(*)
          FROM payment_orders WHERE payment_order_status = 'SUCCESS' AND succeeded_at >= $1
          GROUP BY substr(succeeded_at, 1, 10), currency",
         params![day_start(CHART_DAYS - 1)],

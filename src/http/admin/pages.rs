@@ -149,7 +149,7 @@ struct PaymentsPage {
     layout: Layout,
     q: String,
     status: String,
-    statuses: [OrderStatus; 4],
+    statuses: [OrderStatus; 5],
     list: PaymentList,
     /// The query string of the filters, for the pagination links.
     filters: String,

@@ -30,6 +30,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(payments::get_checkout)
         .service(payments::sync_checkout)
         .service(payments::cancel_checkout)
+        .service(payments::capture_checkout)
+        .service(payments::void_checkout)
         .service(wallets::get_wallet)
         .service(webhook_endpoints::create_webhook_endpoint)
         .service(webhook_endpoints::list_webhook_endpoints)

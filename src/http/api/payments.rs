@@ -12,10 +12,11 @@ use crate::http::api::body;
 use crate::http::auth::ApiKey;
 use crate::http::errors::{ApiError, ErrorBody};
 use crate::money::{Currency, Money, MoneyError};
+use crate::payments::capture;
 use crate::payments::create::{self, Created};
 use crate::payments::model::{
-    Buyer, CheckoutId, Description, Metadata, NewCheckout, NewOrder, OrderStatus, PaymentMethod, PaymentOrderId,
-    SellerId,
+    Buyer, CaptureMethod, CheckoutId, Description, Metadata, NewCheckout, NewOrder, OrderStatus, PaymentMethod,
+    PaymentOrderId, SellerId,
 };
 use crate::payments::store::{self, CheckoutView, OrderView, Page};
 use crate::payments::sync;
@@ -42,6 +43,12 @@ pub struct CreateBody {
     /// `payment_order_id` and `seller_id` are till's own keys there.
     #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `automatic` (default): the buyer's payment is captured at once. `manual`: it is only
+    /// authorized; the orders stop at AUTHORIZED until `POST /v1/checkouts/{id}/capture`
+    /// (all or part of each order) or `/void`, or until `payments.authorization_days` pass
+    /// (then FAILED `authorization_expired`).
+    #[schema(example = "manual")]
+    capture_method: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -144,7 +151,18 @@ fn parse_create(b: CreateBody) -> Result<NewCheckout, ApiError> {
     let description = parse_description(b.description.as_deref(), "description")?;
     let metadata = parse_metadata(b.metadata.as_ref(), "metadata")?;
     check_metadata_at_psp(&metadata, &orders)?;
-    Ok(NewCheckout { checkout_id, buyer, orders, payment_method, description, metadata })
+    let capture_method = match b.capture_method.as_deref() {
+        None => CaptureMethod::Automatic,
+        Some(raw) => CaptureMethod::parse(raw).ok_or_else(|| {
+            let shown: String = raw.chars().take(40).collect();
+            ApiError::invalid(
+                "parameter_invalid",
+                format!("capture_method '{shown}' is not one of automatic, manual"),
+                "capture_method",
+            )
+        })?,
+    };
+    Ok(NewCheckout { checkout_id, buyer, orders, payment_method, description, metadata, capture_method })
 }
 
 fn parse_description(raw: Option<&str>, param: &str) -> Result<Option<Description>, ApiError> {
@@ -401,6 +419,101 @@ pub async fn cancel_checkout(
     let (ctx, key) = (&ctx, &key);
     body::idempotent_json(ctx, &key.0, &req, payload, |_: NoFields| async move {
         Ok(HttpResponse::Ok().json(sync::cancel(ctx, &id).await?))
+    })
+    .await
+}
+
+/// `POST /v1/checkouts/{id}/capture`: what to take of each authorized order.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CaptureRequest)]
+pub struct CaptureBody {
+    /// Orders to capture for less than their amount (at most 50); an
+    /// AUTHORIZED order not listed is captured in full. Left out: every
+    /// AUTHORIZED order in full.
+    orders: Option<Vec<CaptureOrderBody>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CaptureOrder)]
+pub struct CaptureOrderBody {
+    payment_order_id: String,
+    /// What to take, in major units, at most the order's amount; `"0"` releases the order
+    /// (it ends FAILED `canceled`). The rest of the authorization is released.
+    #[schema(example = "20.00")]
+    amount: String,
+}
+
+#[utoipa::path(
+    request_body = CaptureBody,
+    params(("checkout_id" = String, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored answer for 24 h")),
+    responses(
+        (status = 200, description = "Captured: each captured order is SUCCESS and booked for what was taken \
+                                      (`amount_captured`); the rest of each authorization is released", body = CheckoutView),
+        (status = 400, description = "An order or amount is wrong; `param` names it", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Not capturable: captured automatically, not authorized yet, voided, \
+                                      expired, or captured already with other amounts", body = ErrorBody),
+        (status = 502, description = "The PSP refused the capture", body = ErrorBody),
+        (status = 503, description = "The PSP did not answer: the capture is recorded and goes on; \
+                                      send the same request again to see it end", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+/// Captures a manual checkout's authorization: each AUTHORIZED order in
+/// full, or for the amount given (one capture per PaymentIntent, the rest
+/// released). The same capture asked again answers the same; a capture
+/// after a void (or the reverse) is refused.
+#[post("/checkouts/{checkout_id}/capture")]
+pub async fn capture_checkout(
+    ctx: web::Data<Ctx>,
+    key: ApiKey,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let (ctx, key) = (&ctx, &key);
+    body::idempotent_json(ctx, &key.0, &req, payload, |b: CaptureBody| async move {
+        let orders = b.orders.unwrap_or_default();
+        if orders.len() > capture::MAX_CAPTURE_ORDERS {
+            let message = format!("orders lists at most {} orders", capture::MAX_CAPTURE_ORDERS);
+            return Err(ApiError::invalid("orders_invalid", message, "orders"));
+        }
+        let ask = capture::CaptureAsk { orders: orders.into_iter().map(|o| (o.payment_order_id, o.amount)).collect() };
+        Ok(HttpResponse::Ok().json(capture::capture(ctx, &id, ask).await?))
+    })
+    .await
+}
+
+#[utoipa::path(
+    params(("checkout_id" = String, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored answer for 24 h")),
+    responses(
+        (status = 200, description = "Voided: the authorization is released, its orders are FAILED `canceled`", body = CheckoutView),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Not voidable: captured automatically, not authorized yet, captured or expired", body = ErrorBody),
+        (status = 502, description = "The PSP refused", body = ErrorBody),
+        (status = 503, description = "The PSP did not answer: the void is recorded and goes on", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+/// Voids a manual checkout's authorization: nothing is captured, the
+/// buyer's money is released, its AUTHORIZED orders end FAILED `canceled`.
+#[post("/checkouts/{checkout_id}/void")]
+pub async fn void_checkout(
+    ctx: web::Data<Ctx>,
+    key: ApiKey,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let (ctx, key) = (&ctx, &key);
+    body::idempotent_json(ctx, &key.0, &req, payload, |_: NoFields| async move {
+        Ok(HttpResponse::Ok().json(capture::void(ctx, &id).await?))
     })
     .await
 }
