@@ -25,6 +25,7 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     pub events: EventSettings,
     pub refunds: RefundSettings,
+    pub disputes: DisputeSettings,
     pub payouts: PayoutSettings,
     pub alerts: AlertSettings,
     pub jobs: JobSettings,
@@ -336,6 +337,24 @@ pub struct RefundSettings {
     /// May a refund take a seller's available balance below zero? If not, a
     /// refund larger than what the seller has is refused with a clear error.
     pub allow_seller_debt: bool,
+}
+
+/// Chargebacks: who bears a disputed amount.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DisputeSettings {
+    /// true: a dispute takes the seller's share of the disputed amount out
+    /// of its wallet (which may go below zero: a debt later pay-ins repay,
+    /// and no payout meanwhile), and the platform gives back its commission;
+    /// false: the platform bears it all (`expenses:disputes`). The PSP's
+    /// dispute fee is always the platform's (`expenses:dispute_fees`).
+    pub seller_liable: bool,
+}
+
+impl Default for DisputeSettings {
+    fn default() -> Self {
+        Self { seller_liable: true }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod db;
+pub mod disputes;
 pub mod events;
 pub mod http;
 pub mod idempotency;

@@ -320,6 +320,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (19, include_str!("../../migrations/postgres/0019_scheduler_lease.sql")),
     (20, include_str!("../../migrations/postgres/0020_balance_shards.sql")),
     (21, include_str!("../../migrations/postgres/0021_manual_capture.sql")),
+    (22, include_str!("../../migrations/postgres/0022_disputes.sql")),
 ];
 
 /// The version the embedded migrations reach.

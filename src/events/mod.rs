@@ -34,6 +34,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "refund.failed",
     "payout.paid",
     "payout.failed",
+    "dispute.created",
+    "dispute.closed",
 ];
 
 /// The HTTP client settings of deliveries: bounded, no redirects (a

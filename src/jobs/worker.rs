@@ -144,6 +144,7 @@ async fn dispatch(ctx: &Ctx, job: &Job) -> Result<bool, JobError> {
         Some(JobKind::SubmitRefund) => done(crate::refunds::submit(ctx, &job.subject_id).await),
         Some(JobKind::SendPayout) => done(crate::payouts::send(ctx, &job.subject_id).await),
         Some(JobKind::SettleAuthorization) => done(crate::payments::capture::settle(ctx, &job.subject_id).await),
+        Some(JobKind::SendDisputeResponse) => done(crate::disputes::send_answer(ctx, &job.subject_id).await),
         Some(JobKind::AuthorizationDeadline) => {
             done(crate::payments::capture::authorization_deadline(ctx, &job.subject_id).await)
         }

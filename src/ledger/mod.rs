@@ -23,6 +23,10 @@ pub const PAYOUTS_IN_TRANSIT: &str = "liabilities:payouts_in_transit";
 pub const BANK: &str = "assets:bank";
 /// What the PSP charges (booked from its settlement files).
 pub const PSP_FEES: &str = "expenses:psp_fees";
+/// Disputed amounts the platform bears (`disputes.seller_liable = false`).
+pub const DISPUTES: &str = "expenses:disputes";
+/// The PSP's fees on disputes.
+pub const DISPUTE_FEES: &str = "expenses:dispute_fees";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountKind {

@@ -559,6 +559,25 @@ pub fn refundable_order(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Optio
     .context("reading a payment order to refund")
 }
 
+/// The paid orders a PSP charge (`payment_intent`) paid, in their
+/// checkout's order, each with the seller's share of it (through
+/// `psp_charges`, whose key finds the checkout).
+pub fn paid_by_intent(tx: &Tx, payment_intent: &str) -> anyhow::Result<Vec<RefundableOrder>> {
+    tx.query_map(
+        concat!(
+            "SELECT ",
+            order_columns!(),
+            ", COALESCE(seller_amount_minor, captured_minor) FROM payment_orders
+             WHERE checkout_id = (SELECT checkout_id FROM psp_charges WHERE payment_intent_id = $1)
+               AND psp_payment_intent_id = $1 AND payment_order_status = 'SUCCESS'
+             ORDER BY position"
+        ),
+        params![payment_intent],
+        |r| Ok(RefundableOrder { order: order_from_row(r)?, seller_amount_minor: r.get(ORDER_COLUMN_COUNT)? }),
+    )
+    .context("reading the orders a charge paid")
+}
+
 /// An order with whether its checkout pays on a hosted page (one PSP
 /// charge for all of its orders) or by token (one charge per order).
 pub struct OrderAndMethod {

@@ -14,7 +14,9 @@ use serde::de::DeserializeOwned;
 use crate::config::PspSettings;
 use crate::db::{Db, params};
 use crate::psp::requests::PspRequest;
-use crate::psp::types::{CheckoutSession, PaymentIntent, Refund, ReportRun, StripeError, StripeErrorBody, Transfer};
+use crate::psp::types::{
+    CheckoutSession, Dispute, PaymentIntent, Refund, ReportRun, StripeError, StripeErrorBody, Transfer,
+};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PspError {
@@ -123,6 +125,35 @@ pub struct CaptureRequest {
     pub amount_to_capture: i64,
     pub idempotency_key: String,
     pub subject_id: String,
+}
+
+/// The shop's answer to a dispute: its evidence, submitted
+/// (`POST /v1/disputes/{id}` with `evidence[uncategorized_text]` and
+/// `submit=true`), or its acceptance (`POST /v1/disputes/{id}/close`).
+/// Idempotent on the dispute: it is answered once.
+pub enum DisputeResponse {
+    Evidence(String),
+    Accept,
+}
+
+pub struct DisputeResponseRequest {
+    pub psp_dispute_id: String,
+    pub response: DisputeResponse,
+}
+
+impl DisputeResponseRequest {
+    pub fn build(&self) -> PspRequest {
+        let id = encode_path(&self.psp_dispute_id);
+        let (path, key, form) = match &self.response {
+            DisputeResponse::Evidence(text) => (
+                format!("/v1/disputes/{id}"),
+                format!("evidence-{id}"),
+                vec![("evidence[uncategorized_text]".to_string(), text.clone()), ("submit".into(), "true".into())],
+            ),
+            DisputeResponse::Accept => (format!("/v1/disputes/{id}/close"), format!("accept-{id}"), Vec::new()),
+        };
+        PspRequest { path, idempotency_key: key, subject_id: self.psp_dispute_id.clone(), form }
+    }
 }
 
 /// `POST /v1/payment_intents/{id}/cancel`: releases an authorized intent.
@@ -378,6 +409,17 @@ impl PspClient {
         self.post_fixed(req).await
     }
 
+    /// `GET /v1/disputes/{id}`: the PSP's word on a dispute.
+    pub async fn retrieve_dispute(&self, id: &str, subject_id: &str) -> Result<Dispute, PspError> {
+        let path = format!("/v1/disputes/{}", encode_path(id));
+        self.send(self.http.get(self.url(&path)), "GET", &path, None, subject_id).await
+    }
+
+    /// The shop's answer to a dispute, as fixed by [`DisputeResponseRequest::build`].
+    pub async fn respond_to_dispute(&self, req: &PspRequest) -> Result<Dispute, PspError> {
+        self.post_fixed(req).await
+    }
+
     /// `POST /v1/refunds`, as fixed by [`RefundRequest::build`].
     pub async fn create_refund(&self, req: &PspRequest) -> Result<Refund, PspError> {
         self.post_fixed(req).await
@@ -549,7 +591,7 @@ fn observe_call<T>(method: &str, path: &str, status: Option<u16>, outcome: &Resu
 /// (`POST /v1/refunds`, `GET /v1/payment_intents/{id}`), so that the
 /// metrics have one series per operation, not per object.
 fn operation(method: &str, path: &str) -> String {
-    const WORDS: [&str; 14] = [
+    const WORDS: [&str; 16] = [
         "v1",
         "checkout",
         "sessions",
@@ -564,6 +606,8 @@ fn operation(method: &str, path: &str) -> String {
         "capture",
         "cancel",
         "webhook_endpoints",
+        "disputes",
+        "close",
     ];
     let path = path.split('?').next().unwrap_or(path);
     let segments: Vec<&str> =

@@ -11,7 +11,7 @@ pub mod types;
 pub mod webhook_signature;
 
 pub use client::{
-    CancelIntentRequest, CaptureRequest, CheckoutSessionRequest, LineItem, PaymentIntentRequest, PspClient, PspError,
-    RefundRequest, ReportRunRequest, TransferRequest, session_key,
+    CancelIntentRequest, CaptureRequest, CheckoutSessionRequest, DisputeResponse, DisputeResponseRequest, LineItem,
+    PaymentIntentRequest, PspClient, PspError, RefundRequest, ReportRunRequest, TransferRequest, session_key,
 };
 pub use requests::PspRequest;

@@ -174,6 +174,67 @@ pub struct Refund {
     pub metadata: HashMap<String, String>,
 }
 
+/// A dispute (chargeback) of a charge, as the PSP keeps it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Dispute {
+    pub id: String,
+    /// What the cardholder disputes, in minor units.
+    pub amount: i64,
+    pub currency: String,
+    pub charge: Option<String>,
+    /// The PaymentIntent whose charge is disputed.
+    pub payment_intent: Option<String>,
+    pub reason: Option<String>,
+    /// warning_needs_response | warning_under_review | warning_closed |
+    /// needs_response | under_review | won | lost | prevented
+    pub status: String,
+    pub evidence_details: Option<EvidenceDetails>,
+    /// The money the dispute moved: the withdrawal (amount and fee out),
+    /// and, when won, the reinstatement.
+    #[serde(default)]
+    pub balance_transactions: Vec<BalanceTransaction>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EvidenceDetails {
+    /// Unix seconds: evidence is due by then.
+    pub due_by: Option<i64>,
+    #[serde(default)]
+    pub submission_count: i64,
+}
+
+/// One movement of the merchant's balance at the PSP.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BalanceTransaction {
+    pub id: String,
+    /// Signed: money in is positive.
+    pub amount: i64,
+    #[serde(default)]
+    pub fee: i64,
+    pub net: i64,
+    pub currency: String,
+    pub reporting_category: Option<String>,
+}
+
+impl Dispute {
+    /// The withdrawal: (amount, fee) taken out of the merchant's balance, if taken.
+    pub fn withdrawal(&self) -> Option<(i64, i64)> {
+        let taken = self.balance_transactions.iter().filter(|b| b.amount < 0);
+        let (amount, fee) = taken.fold((0i64, 0i64), |(a, f), b| (a - b.amount, f + b.fee));
+        (amount > 0).then_some((amount, fee))
+    }
+
+    /// What a reinstatement gave back (a won dispute), net of any fee.
+    pub fn reinstatement(&self) -> Option<i64> {
+        let back: i64 = self.balance_transactions.iter().filter(|b| b.amount > 0).map(|b| b.net).sum();
+        (back > 0).then_some(back)
+    }
+
+    pub fn due_by(&self) -> Option<i64> {
+        self.evidence_details.as_ref().and_then(|e| e.due_by)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Transfer {
     pub id: String,

@@ -27,6 +27,8 @@ pub enum JobKind {
     /// Watch a manual checkout's authorization: an alert a day before it
     /// expires, the expiry at its deadline (subject: the checkout).
     AuthorizationDeadline,
+    /// Send the shop's answer to a dispute (its evidence, or its acceptance; subject: the PSP's dispute).
+    SendDisputeResponse,
 }
 
 impl JobKind {
@@ -39,10 +41,11 @@ impl JobKind {
             JobKind::SendPayout => "send_payout",
             JobKind::SettleAuthorization => "settle_authorization",
             JobKind::AuthorizationDeadline => "authorization_deadline",
+            JobKind::SendDisputeResponse => "send_dispute_response",
         }
     }
 
-    pub const ALL: [JobKind; 7] = [
+    pub const ALL: [JobKind; 8] = [
         JobKind::ChargeOrder,
         JobKind::SyncCheckout,
         JobKind::DeliverWebhook,
@@ -50,6 +53,7 @@ impl JobKind {
         JobKind::SendPayout,
         JobKind::SettleAuthorization,
         JobKind::AuthorizationDeadline,
+        JobKind::SendDisputeResponse,
     ];
 
     pub fn parse(s: &str) -> Option<JobKind> {
