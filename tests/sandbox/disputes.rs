@@ -430,3 +430,42 @@ fn dispute_settings_are_checked_at_start() {
     settings.sandbox.dispute_fee = crate::helpers::decimal("0");
     settings.validate().unwrap();
 }
+
+#[tokio::test]
+async fn report_runs_carry_the_dispute_lines_with_the_others() {
+    // Arrange: a dispute won today, so the day has its charge, withdrawal and reversal.
+    let sb = spawn_quick_disputes().await;
+    let (pi, dispute) = open_dispute(&sb).await;
+    sb.post_json(&update_path(&dispute), &[("evidence[uncategorized_text]", "winning_evidence")], 200).await;
+    closed(&sb, &dispute).await;
+    let start = chrono::Utc::now().date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp();
+    let (start, end) = (start.to_string(), (start + 86_400).to_string());
+
+    // Act: Stripe's Reporting API over today.
+    let form = [
+        ("report_type", "balance_change_from_activity.itemized.3"),
+        ("parameters[interval_start]", start.as_str()),
+        ("parameters[interval_end]", end.as_str()),
+        ("parameters[columns][0]", "reporting_category"),
+        ("parameters[columns][1]", "gross"),
+        ("parameters[columns][2]", "fee"),
+        ("parameters[columns][3]", "source_id"),
+        ("parameters[columns][4]", "payment_metadata[payment_order_id]"),
+    ];
+    let run = sb.post_json("/v1/reporting/report_runs", &form, 200).await;
+    let run = sb.wait_until_final(&id_of(&run)).await;
+
+    // Assert
+    let file = run["result"]["id"].as_str().unwrap();
+    let csv = sb.get(&format!("/v1/files/{file}/contents")).await.text().await.unwrap();
+    let du = id_of(&dispute);
+    let charge = pi["latest_charge"].as_str().unwrap();
+    assert_eq!(
+        csv,
+        format!(
+            "reporting_category,gross,fee,source_id,payment_metadata[payment_order_id]\r\n\
+             charge,20.00,0.88,{charge},po_d\r\ndispute,-20.00,15.00,{du},po_d\r\n\
+             dispute_reversal,20.00,0.00,{du},po_d\r\n"
+        )
+    );
+}

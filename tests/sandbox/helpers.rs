@@ -328,6 +328,18 @@ impl TestSandbox {
         panic!("no dispute of {payment_intent}");
     }
 
+    /// Reads a report run until it is no longer pending (at most 10 s).
+    pub async fn wait_until_final(&self, run_id: &str) -> Value {
+        for _ in 0..200 {
+            let run = self.get_json(&format!("/v1/reporting/report_runs/{run_id}"), 200).await;
+            if run["status"] != "pending" {
+                return run;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("report run {run_id} never finished");
+    }
+
     /// Today's (UTC) settlement report.
     pub async fn todays_report(&self) -> String {
         let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
