@@ -93,7 +93,7 @@
 //!   A PaymentIntent's `capture_method` is set when it is created (a
 //!   `capture_method` sent to `/confirm` is ignored). A hosted session paid
 //!   for manual capture stays `complete`/`unpaid` after its PaymentIntent is
-//!   captured, as on Stripe: read the PaymentIntent.
+//!   captured or canceled: the PaymentIntent tells what became of it.
 //! - Injected 500s (`faults.error_rate`) happen before the work and are not
 //!   stored under the idempotency key (they model a failure in front of the
 //!   API); a retry with the same key does the work.

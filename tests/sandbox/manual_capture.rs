@@ -102,6 +102,34 @@ async fn capturing_without_an_amount_takes_it_all_and_only_once() {
 }
 
 #[tokio::test]
+async fn a_manual_intent_confirmed_later_is_authorized_too() {
+    let sb = spawn_sandbox().await;
+    let form = [("amount", "800"), ("currency", "eur"), ("payment_method", "pm_card_visa"), MANUAL];
+    let pi =
+        sb.post_json("/v1/payment_intents", &[&form[..], &[("payment_method_types[]", "card")]].concat(), 200).await;
+    assert_eq!((pi["status"].as_str(), pi["capture_method"].as_str()), (Some("requires_confirmation"), Some("manual")));
+    let id = id_of(&pi);
+    let confirmed = sb.post_json(&format!("/v1/payment_intents/{id}/confirm"), &[], 200).await;
+    assert_eq!(
+        (confirmed["status"].as_str(), confirmed["amount_capturable"].as_i64()),
+        (Some("requires_capture"), Some(800))
+    );
+    let again = sb.post_json(&format!("/v1/payment_intents/{id}/confirm"), &[], 400).await;
+    assert!(again["error"]["message"].as_str().unwrap().contains("has a status of requires_capture"), "{again}");
+
+    // A decline leaves it awaiting a payment method, as for automatic capture.
+    let declined = sb
+        .post_json(
+            "/v1/payment_intents",
+            &crate::helpers::intent_form(&[MANUAL, ("payment_method", "pm_card_chargeDeclined")]),
+            402,
+        )
+        .await;
+    assert_eq!(declined["error"]["payment_intent"]["status"], "requires_payment_method");
+    assert_eq!(declined["error"]["payment_intent"]["amount_capturable"], 0);
+}
+
+#[tokio::test]
 async fn automatic_async_captures_at_once_as_automatic_does() {
     let sb = spawn_sandbox().await;
     let pi = sb.create_intent(&[("capture_method", "automatic_async")]).await;
