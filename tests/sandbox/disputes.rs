@@ -9,12 +9,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    BadCase, Line, QUICK_DISPUTE_MS, TestSandbox, WEBHOOK_SECRET, signature_is_valid, spawn_quick_disputes, spawn_timed,
+    BadCase, Line, QUICK_DISPUTE_MS, Receiver, TestSandbox, WEBHOOK_SECRET, signature_is_valid, spawn_quick_disputes,
+    spawn_timed,
 };
 
 const DISPUTE_PM: (&str, &str) = ("payment_method", "pm_card_createDispute");
-/// Twice the ticker's tick and the dispute delay: long enough for anything
-/// due to have happened.
+/// The dispute delay plus a few of the ticker's ticks (250 ms): long enough
+/// for anything due to have happened.
 const SETTLE: Duration = Duration::from_millis(QUICK_DISPUTE_MS + 700);
 
 fn id_of(object: &Value) -> String {
@@ -468,4 +469,46 @@ async fn report_runs_carry_the_dispute_lines_with_the_others() {
              dispute_reversal,20.00,0.00,{du},po_d\r\n"
         )
     );
+}
+
+#[tokio::test]
+async fn a_further_endpoint_gets_the_events_it_subscribed_to_signed_with_its_secret() {
+    // Arrange: a shop's endpoint for authorizations, cancellations and disputes.
+    let sb = spawn_quick_disputes().await;
+    let shop = Receiver::start();
+    let endpoint = sb
+        .post_json(
+            "/v1/webhook_endpoints",
+            &[
+                ("url", shop.url.as_str()),
+                ("enabled_events[]", "payment_intent.amount_capturable_updated"),
+                ("enabled_events[]", "payment_intent.canceled"),
+                ("enabled_events[]", "charge.dispute.created"),
+                ("enabled_events[]", "charge.dispute.closed"),
+            ],
+            200,
+        )
+        .await;
+    let secret = endpoint["secret"].as_str().unwrap().to_string();
+
+    // Act: authorize and cancel one charge; dispute another and accept it.
+    let authorized = id_of(&sb.create_intent(&[("capture_method", "manual")]).await);
+    sb.post_json(&format!("/v1/payment_intents/{authorized}/cancel"), &[], 200).await;
+    let (pi, dispute) = open_dispute(&sb).await;
+    sb.post_json(&format!("{}/close", update_path(&dispute)), &[], 200).await;
+
+    // Assert: each arrives signed with the endpoint's own secret; nothing else.
+    let du = id_of(&dispute);
+    for (kind, id) in [
+        ("payment_intent.amount_capturable_updated", authorized.as_str()),
+        ("payment_intent.canceled", authorized.as_str()),
+        ("charge.dispute.created", du.as_str()),
+        ("charge.dispute.closed", du.as_str()),
+    ] {
+        let got = shop.wait_for(kind, id).await;
+        assert!(signature_is_valid(&got.signature, &got.body, &secret), "{kind}");
+        assert!(!signature_is_valid(&got.signature, &got.body, WEBHOOK_SECRET), "{kind}");
+    }
+    assert!(shop.events("charge.dispute.funds_withdrawn", &du).is_empty(), "not subscribed");
+    assert!(shop.events("payment_intent.succeeded", &id_of(&pi)).is_empty(), "not subscribed");
 }
