@@ -222,8 +222,9 @@ async fn capture_and_cancel_replay_under_the_same_idempotency_key() {
 
 #[tokio::test]
 async fn an_authorization_not_captured_in_time_is_canceled_automatic() {
-    // Arrange: authorizations expire after 0.00001 days (0.864 s).
-    let sb = spawn_timed("0.00001", 100, "15.00").await;
+    // Arrange: authorizations expire after 0.00002 days (1.7 s): time
+    // enough to capture one of them first on a busy machine.
+    let sb = spawn_timed("0.00002", 100, "15.00").await;
     let id = id_of(&sb.create_intent(&[MANUAL]).await);
     let captured = id_of(&sb.create_intent(&[MANUAL]).await);
     sb.post_json(&capture_path(&captured), &[], 200).await;
