@@ -203,6 +203,16 @@ pub struct SandboxSettings {
     pub webhook_retry_base_ms: u64,
     /// Attempts per webhook delivery before the sandbox gives up on it.
     pub webhook_max_attempts: u32,
+    /// An authorized PaymentIntent (`capture_method=manual`) not captured
+    /// within this many days is canceled (`cancellation_reason=automatic`),
+    /// as on Stripe (7). A decimal string, so tests can make it seconds.
+    pub authorization_days: Decimal,
+    /// The dispute test card (4000000000000259, `pm_card_createDispute`) is
+    /// disputed this long after its charge is captured.
+    pub dispute_after_ms: u64,
+    /// The fee withdrawn with each dispute, in major units of the charge's
+    /// currency (Stripe: 15.00 USD), a decimal string.
+    pub dispute_fee: Decimal,
     pub faults: FaultSettings,
 }
 
@@ -218,6 +228,9 @@ impl Default for SandboxSettings {
             fee_fixed: 30,
             webhook_retry_base_ms: 1_000,
             webhook_max_attempts: 10,
+            authorization_days: Decimal::from(7),
+            dispute_after_ms: 3_000,
+            dispute_fee: Decimal::new(1500, 2),
             faults: FaultSettings::default(),
         }
     }
@@ -797,6 +810,15 @@ impl Settings {
         }
         if !(1..=100).contains(&s.webhook_max_attempts) {
             problems.push("sandbox.webhook_max_attempts: must be between 1 and 100".into());
+        }
+        if s.authorization_days <= Decimal::ZERO || s.authorization_days > Decimal::from(31) {
+            problems.push("sandbox.authorization_days: must be more than 0 and at most 31".into());
+        }
+        if s.dispute_after_ms > 3_600_000 {
+            problems.push("sandbox.dispute_after_ms: must be at most 3600000 (an hour)".into());
+        }
+        if s.dispute_fee < Decimal::ZERO || s.dispute_fee > Decimal::from(1_000) {
+            problems.push("sandbox.dispute_fee: must be between 0 and 1000 (major units)".into());
         }
         let f = &s.faults;
         for (name, rate) in [

@@ -108,6 +108,8 @@ pub fn sandbox_migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/sandbox/0002_report_runs.sql")),
         M::up(include_str!("../../migrations/sandbox/0003_request_log.sql")),
         M::up(include_str!("../../migrations/sandbox/0004_payment_intent_options.sql")),
+        M::up(include_str!("../../migrations/sandbox/0005_manual_capture.sql")).foreign_key_check(),
+        M::up(include_str!("../../migrations/sandbox/0006_disputes.sql")).foreign_key_check(),
     ])
 }
 

@@ -1,7 +1,9 @@
 //! Stripe's test cards (typed on the hosted page) and test payment methods
 //! (sent to `/v1/payment_intents`), and what each does. A card number is
 //! parsed here and reduced to brand and last four digits at once: nothing
-//! downstream ever holds the full number.
+//! downstream ever holds the full number. The dispute test card
+//! (`4000000000000259`, `pm_card_createDispute`) is approved like any other;
+//! its charge is disputed once captured (see `disputes`).
 
 use chrono::Datelike;
 
@@ -37,6 +39,8 @@ pub struct Card {
     pub brand: &'static str,
     pub last4: String,
     pub outcome: Outcome,
+    /// The cardholder disputes the charge (fraudulent) once it is captured.
+    pub disputes: bool,
 }
 
 pub struct TestCard {
@@ -44,48 +48,48 @@ pub struct TestCard {
     pub brand: &'static str,
     pub description: &'static str,
     pub outcome: Outcome,
+    pub disputes: bool,
+}
+
+const fn approves(number: &'static str, brand: &'static str) -> TestCard {
+    TestCard { number, brand, description: "succeeds", outcome: Outcome::Approve, disputes: false }
+}
+
+const fn declines(number: &'static str, description: &'static str, decline: Decline) -> TestCard {
+    TestCard { number, brand: "visa", description, outcome: Outcome::Decline(decline), disputes: false }
 }
 
 /// The cards the hosted page accepts, as on Stripe.
 pub const TEST_CARDS: &[TestCard] = &[
-    TestCard { number: "4242424242424242", brand: "visa", description: "succeeds", outcome: Outcome::Approve },
+    approves("4242424242424242", "visa"),
+    declines("4000000000000002", "declined (card_declined)", GENERIC_DECLINE),
+    declines("4000000000009995", "declined (insufficient_funds)", INSUFFICIENT_FUNDS),
+    declines("4000000000000069", "declined (expired_card)", EXPIRED_CARD),
+    declines("4000000000000127", "declined (incorrect_cvc)", INCORRECT_CVC),
+    approves("5555555555554444", "mastercard"),
     TestCard {
-        number: "4000000000000002",
+        number: DISPUTE_CARD,
         brand: "visa",
-        description: "declined (card_declined)",
-        outcome: Outcome::Decline(GENERIC_DECLINE),
+        description: "succeeds, then disputed (fraudulent)",
+        outcome: Outcome::Approve,
+        disputes: true,
     },
-    TestCard {
-        number: "4000000000009995",
-        brand: "visa",
-        description: "declined (insufficient_funds)",
-        outcome: Outcome::Decline(INSUFFICIENT_FUNDS),
-    },
-    TestCard {
-        number: "4000000000000069",
-        brand: "visa",
-        description: "declined (expired_card)",
-        outcome: Outcome::Decline(EXPIRED_CARD),
-    },
-    TestCard {
-        number: "4000000000000127",
-        brand: "visa",
-        description: "declined (incorrect_cvc)",
-        outcome: Outcome::Decline(INCORRECT_CVC),
-    },
-    TestCard { number: "5555555555554444", brand: "mastercard", description: "succeeds", outcome: Outcome::Approve },
 ];
+
+/// Stripe's test card whose charges are disputed as fraudulent.
+pub const DISPUTE_CARD: &str = "4000000000000259";
 
 /// Stripe's test PaymentMethod ids for server-side charges.
 pub fn payment_method(id: &str) -> Option<Card> {
-    let (brand, last4, outcome) = match id {
-        "pm_card_visa" => ("visa", "4242", Outcome::Approve),
-        "pm_card_mastercard" => ("mastercard", "4444", Outcome::Approve),
-        "pm_card_chargeDeclined" => ("visa", "0002", Outcome::Decline(GENERIC_DECLINE)),
-        "pm_card_chargeDeclinedInsufficientFunds" => ("visa", "9995", Outcome::Decline(INSUFFICIENT_FUNDS)),
+    let (brand, last4, outcome, disputes) = match id {
+        "pm_card_visa" => ("visa", "4242", Outcome::Approve, false),
+        "pm_card_mastercard" => ("mastercard", "4444", Outcome::Approve, false),
+        "pm_card_chargeDeclined" => ("visa", "0002", Outcome::Decline(GENERIC_DECLINE), false),
+        "pm_card_chargeDeclinedInsufficientFunds" => ("visa", "9995", Outcome::Decline(INSUFFICIENT_FUNDS), false),
+        "pm_card_createDispute" => ("visa", "0259", Outcome::Approve, true),
         _ => return None,
     };
-    Some(Card { brand, last4: last4.into(), outcome })
+    Some(Card { brand, last4: last4.into(), outcome, disputes })
 }
 
 /// A problem with what was typed, naming the form field.
@@ -132,7 +136,12 @@ fn parse_card_at(
         .iter()
         .find(|c| c.number == digits)
         .ok_or(form_error("card_number", "This is the sandbox: use one of the test cards listed below."))?;
-    Ok(Card { brand: test.brand, last4: digits[digits.len() - 4..].to_string(), outcome: test.outcome })
+    Ok(Card {
+        brand: test.brand,
+        last4: digits[digits.len() - 4..].to_string(),
+        outcome: test.outcome,
+        disputes: test.disputes,
+    })
 }
 
 /// "2031" or "31" (this century).
@@ -176,6 +185,9 @@ mod tests {
         assert_eq!(card("4242424242424242").unwrap().last4, "4242");
         assert_eq!(card("4000000000000002").unwrap().outcome, Outcome::Decline(GENERIC_DECLINE));
         assert_eq!(card("4000000000009995").unwrap().outcome, Outcome::Decline(INSUFFICIENT_FUNDS));
+        let disputed = card("4000 0000 0000 0259").unwrap();
+        assert_eq!((disputed.outcome, disputed.disputes, disputed.last4.as_str()), (Outcome::Approve, true, "0259"));
+        assert!(!card("4242424242424242").unwrap().disputes);
         for c in TEST_CARDS {
             assert!(luhn(c.number), "{}", c.number);
         }
@@ -209,6 +221,9 @@ mod tests {
             payment_method("pm_card_chargeDeclinedInsufficientFunds").unwrap().outcome,
             Outcome::Decline(INSUFFICIENT_FUNDS)
         );
+        let disputed = payment_method("pm_card_createDispute").unwrap();
+        assert_eq!((disputed.outcome, disputed.disputes, disputed.last4.as_str()), (Outcome::Approve, true, "0259"));
+        assert!(!payment_method("pm_card_visa").unwrap().disputes);
         assert!(payment_method("pm_nope").is_none());
     }
 }

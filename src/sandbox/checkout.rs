@@ -2,6 +2,10 @@
 //! state machine is `open` → `complete` (paid, with a succeeded
 //! PaymentIntent) or `open` → `expired`; both are final, and every
 //! transition is guarded in SQL (`… WHERE status = 'open'` and a row count).
+//! A session with `payment_intent_data[capture_method]=manual` completes
+//! `unpaid`, as on Stripe: its PaymentIntent is only authorized
+//! (`requires_capture`) and is captured or canceled on its own; the session
+//! stays `complete`/`unpaid` whatever happens to it.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -12,7 +16,7 @@ use super::error::StripeError;
 use super::events::{self, parse_url};
 use super::ids::{new_id, now_s, with_random};
 use super::params::{MAX_AMOUNT_MINOR, Metadata, Params, check_amount};
-use super::payment_intents::{self, NewIntent};
+use super::payment_intents::{self, CaptureMethod, NewIntent};
 use super::reply::Reply;
 
 /// Stripe's default and longest lifetime of a session.
@@ -63,6 +67,8 @@ struct NewSession {
     payment_intent_metadata: Metadata,
     /// `payment_intent_data[statement_descriptor_suffix]`, for the PaymentIntent.
     statement_descriptor_suffix: Option<String>,
+    /// `payment_intent_data[capture_method]`, for the PaymentIntent.
+    capture_method: CaptureMethod,
     expires_at: i64,
 }
 
@@ -74,8 +80,8 @@ pub fn create(conn: &Connection, shared: &Shared, params: Params) -> Result<Repl
     conn.execute(
         "INSERT INTO checkout_sessions (id, status, payment_status, mode, currency, amount_total, success_url,
              cancel_url, client_reference_id, metadata, payment_intent_metadata, statement_descriptor_suffix,
-             expires_at, created)
-         VALUES (?1, 'open', 'unpaid', 'payment', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             capture_method, expires_at, created)
+         VALUES (?1, 'open', 'unpaid', 'payment', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             id,
             new.currency,
@@ -86,6 +92,7 @@ pub fn create(conn: &Connection, shared: &Shared, params: Params) -> Result<Repl
             to_json(&new.metadata)?,
             to_json(&new.payment_intent_metadata)?,
             new.statement_descriptor_suffix,
+            new.capture_method.as_str(),
             new.expires_at,
             now
         ],
@@ -135,12 +142,15 @@ fn parse_new(params: &Params, now: i64) -> Result<NewSession, StripeError> {
         .filter(|total| *total <= MAX_AMOUNT_MINOR)
         .ok_or_else(|| too_large("line_items"))?;
     check_amount(amount_total, "line_items")?;
-    let (payment_intent_metadata, statement_descriptor_suffix) = match params.child("payment_intent_data")? {
-        Some(data) => {
-            (data.metadata("metadata")?, payment_intents::parse_suffix(&data, "statement_descriptor_suffix")?)
-        }
-        None => (Metadata::new(), None),
-    };
+    let (payment_intent_metadata, statement_descriptor_suffix, capture_method) =
+        match params.child("payment_intent_data")? {
+            Some(data) => (
+                data.metadata("metadata")?,
+                payment_intents::parse_suffix(&data, "statement_descriptor_suffix")?,
+                CaptureMethod::parse(&data, "capture_method")?,
+            ),
+            None => (Metadata::new(), None, CaptureMethod::Automatic),
+        };
     Ok(NewSession {
         currency,
         amount_total,
@@ -151,6 +161,7 @@ fn parse_new(params: &Params, now: i64) -> Result<NewSession, StripeError> {
         metadata: params.metadata("metadata")?,
         payment_intent_metadata,
         statement_descriptor_suffix,
+        capture_method,
         expires_at: parse_expires_at(params, now)?,
     })
 }
@@ -296,8 +307,9 @@ pub enum PayResult {
 
 /// Pays an open session with an approved card: a succeeded PaymentIntent
 /// carrying `payment_intent_data[metadata]` and
-/// `[statement_descriptor_suffix]`, the session `complete`/`paid`,
-/// and their events, all in the caller's transaction.
+/// `[statement_descriptor_suffix]`, the session `complete`/`paid`, and their
+/// events, all in the caller's transaction; for manual capture the intent
+/// is only authorized and the session `complete`/`unpaid`.
 pub fn pay(conn: &Connection, shared: &Shared, id: &str, card: &Card) -> anyhow::Result<PayResult> {
     let Some(session) = load(conn, shared, id)? else {
         anyhow::bail!("checkout session {id} vanished");
@@ -309,11 +321,14 @@ pub fn pay(conn: &Connection, shared: &Shared, id: &str, card: &Card) -> anyhow:
         expire_open(conn, shared, id)?;
         return Ok(PayResult::Closed("expired".into()));
     }
-    let (pi_metadata, suffix): (String, Option<String>) = conn.query_row(
-        "SELECT payment_intent_metadata, statement_descriptor_suffix FROM checkout_sessions WHERE id = ?1",
+    let (pi_metadata, suffix, capture): (String, Option<String>, String) = conn.query_row(
+        "SELECT payment_intent_metadata, statement_descriptor_suffix, capture_method
+         FROM checkout_sessions WHERE id = ?1",
         [id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
+    let capture_method = CaptureMethod::from_stored(&capture)
+        .ok_or_else(|| anyhow::anyhow!("checkout session {id} has capture_method {capture}"))?;
     let pm = new_id("pm_");
     let intent_id = payment_intents::insert(
         conn,
@@ -327,11 +342,14 @@ pub fn pay(conn: &Connection, shared: &Shared, id: &str, card: &Card) -> anyhow:
             // Checkout picks the payment method on its page: no automatic ones.
             automatic_payment_methods: None,
             statement_descriptor_suffix: suffix,
+            capture_method,
         },
     )?;
-    payment_intents::succeed(conn, shared, &intent_id, &pm, card)?;
+    payment_intents::approve(conn, shared, &intent_id, &pm, card)?;
+    // Paid once the money is captured: a manual session's intent is only authorized.
     let changed = conn.execute(
-        "UPDATE checkout_sessions SET status = 'complete', payment_status = 'paid', payment_intent = ?2
+        "UPDATE checkout_sessions SET status = 'complete', payment_intent = ?2,
+             payment_status = CASE WHEN capture_method = 'manual' THEN 'unpaid' ELSE 'paid' END
          WHERE id = ?1 AND status = 'open'",
         params![id, intent_id],
     )?;

@@ -6,14 +6,31 @@
 //! What it speaks (Stripe's wire formats: form-encoded bracket parameters in,
 //! JSON out, Stripe's error shapes and status codes, `Idempotency-Key` kept
 //! 24 h):
-//! - `POST /v1/checkout/sessions`, `GET /v1/checkout/sessions/{id}`,
-//!   `POST /v1/checkout/sessions/{id}/expire`; the hosted page `/pay/{id}`.
-//! - `POST /v1/payment_intents`, `GET /v1/payment_intents/{id}`,
-//!   `POST /v1/payment_intents/{id}/confirm` with the test payment methods
-//!   `pm_card_visa`, `pm_card_chargeDeclined`,
-//!   `pm_card_chargeDeclinedInsufficientFunds`.
-//! - `POST /v1/refunds`, `GET /v1/refunds/{id}`; `POST /v1/transfers`,
-//!   `GET /v1/transfers/{id}`.
+//! - `POST /v1/checkout/sessions` (with `payment_intent_data[capture_method]`),
+//!   `GET /v1/checkout/sessions/{id}`, `POST /v1/checkout/sessions/{id}/expire`;
+//!   the hosted page `/pay/{id}` with Stripe's test cards, the dispute card
+//!   `4000000000000259` among them.
+//! - `POST /v1/payment_intents` (`capture_method` `automatic`,
+//!   `automatic_async` or `manual`), `GET /v1/payment_intents/{id}`,
+//!   `POST /v1/payment_intents/{id}/confirm`, `…/capture`
+//!   (`amount_to_capture`, `metadata[]`) and `…/cancel`
+//!   (`cancellation_reason`), with the test payment methods `pm_card_visa`,
+//!   `pm_card_mastercard`, `pm_card_chargeDeclined`,
+//!   `pm_card_chargeDeclinedInsufficientFunds` and `pm_card_createDispute`.
+//!   Events `payment_intent.succeeded`, `.payment_failed`,
+//!   `.amount_capturable_updated` (authorized for manual capture) and
+//!   `.canceled`.
+//! - `GET /v1/disputes` (`payment_intent`, `charge`, `limit`,
+//!   `starting_after`), `GET|POST /v1/disputes/{id}` (`evidence[uncategorized_text]`,
+//!   `metadata[]`, `submit`), `POST /v1/disputes/{id}/close`; events
+//!   `charge.dispute.created`, `.funds_withdrawn`, `.updated`,
+//!   `.funds_reinstated`, `.closed`. The dispute card's charge is disputed
+//!   (`fraudulent`) `[sandbox] dispute_after_ms` after it is captured, never
+//!   while only authorized; evidence `winning_evidence` wins,
+//!   `losing_evidence` loses, as in Stripe's test mode (see `disputes`).
+//! - `POST /v1/refunds`, `GET /v1/refunds/{id}` (at most what was captured;
+//!   refused, `charge_disputed`, while the charge has a dispute not won);
+//!   `POST /v1/transfers`, `GET /v1/transfers/{id}`.
 //! - `POST /v1/webhook_endpoints`, `GET /v1/webhook_endpoints/{id}`; events
 //!   signed as Stripe signs them, delivered with retries.
 //! - `POST /v1/reporting/report_runs`, `GET /v1/reporting/report_runs/{id}`
@@ -52,6 +69,31 @@
 //!   makes the draws reproducible.
 //! - Report runs finish about 0.3 s after they are created, and may cover
 //!   any interval, the current moment included (see `reporting`).
+//! - An authorization not captured expires after `[sandbox]
+//!   authorization_days` (7 as on Stripe, but a decimal so tests can make
+//!   it seconds); a dispute opens `dispute_after_ms` (3 s) after capture, and
+//!   submitted evidence is decided about 0.5 s later (Stripe takes minutes);
+//!   other evidence than `winning_evidence`/`losing_evidence` stays
+//!   `under_review` for good. `due_by` is 7 days after the dispute opens.
+//! - A dispute withdraws `[sandbox] dispute_fee` (15.00 in the charge's own
+//!   currency, rounded to its minor unit; Stripe charges 15.00 USD or a
+//!   local equivalent) and a won one gives the amount back, not the fee:
+//!   balance lines `dispute` and `dispute_reversal` (Stripe's balance
+//!   transaction type `adjustment`), with the dispute `du_…` as source.
+//! - Disputes keep only `evidence[uncategorized_text]` (at most 20,000
+//!   characters); the other evidence fields are shown null and refused on
+//!   update. Updating a dispute under review is refused with code
+//!   `dispute_already_submitted`, a closed one (or closing it again) with
+//!   `dispute_already_closed`: sandbox codes, Stripe sends a message only.
+//! - The routes of manual capture and disputes refuse unknown parameters
+//!   (`parameter_unknown`, as Stripe does); the older routes ignore them.
+//!   Capture takes only `amount_to_capture` and `metadata` (Stripe's
+//!   `application_fee_amount`, `final_capture`, `statement_descriptor*` are
+//!   refused as unknown); one capture per PaymentIntent, the rest released.
+//!   A PaymentIntent's `capture_method` is set when it is created (a
+//!   `capture_method` sent to `/confirm` is ignored). A hosted session paid
+//!   for manual capture stays `complete`/`unpaid` after its PaymentIntent is
+//!   captured or canceled: the PaymentIntent tells what became of it.
 //! - Injected 500s (`faults.error_rate`) happen before the work and are not
 //!   stored under the idempotency key (they model a failure in front of the
 //!   API); a retry with the same key does the work.
@@ -70,16 +112,19 @@
 //! replies), `versions` (`Stripe-Version`), `request_log`,
 //! `params` (bracket parsing), `error` (error shapes), `idempotency`,
 //! `faults`, `checkout` (sessions), `hosted` (the payment page), `cards`
-//! (test cards and payment methods), `payment_intents`, `refunds`,
-//! `transfers`, `balance` (balance transactions and fees), `settlement`
-//! (the report), `reporting` (report runs and their files), `events` (events and endpoints), `delivery` (the webhook
-//! sender), `ticker` (expiry and asynchronous settlement), `routes`.
+//! (test cards and payment methods), `payment_intents` (and its `capture`:
+//! capture, cancel, expiry), `disputes`, `refunds`, `transfers`, `balance`
+//! (balance transactions and fees), `settlement` (the report), `reporting`
+//! (report runs and their files), `events` (events and endpoints),
+//! `delivery` (the webhook sender), `ticker` (expiry, asynchronous
+//! settlement, disputes' timing), `sql` (reading rows), `routes`.
 
 mod api;
 mod balance;
 mod cards;
 mod checkout;
 mod delivery;
+mod disputes;
 mod error;
 mod events;
 mod faults;
@@ -94,6 +139,7 @@ mod reporting;
 mod request_log;
 mod routes;
 mod settlement;
+mod sql;
 mod ticker;
 mod transfers;
 mod versions;

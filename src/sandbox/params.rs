@@ -2,8 +2,10 @@
 //! bracket notation (`metadata[k]=v`, `line_items[0][price_data][currency]=usd`,
 //! also Rack-style `line_items[][quantity]=1`), parsed into a tree and read
 //! through typed accessors that answer with Stripe's errors naming the full
-//! parameter path. Unknown parameters are ignored (the client libraries send
-//! extras such as `expand[]`); the ones read are strict about type.
+//! parameter path. Unknown parameters are ignored by the older routes (the
+//! client libraries send extras such as `expand[]`); the routes of manual
+//! capture and disputes refuse them as Stripe does ([`Params::only`]). The
+//! ones read are strict about type.
 
 use std::collections::BTreeMap;
 
@@ -37,6 +39,17 @@ pub struct Params {
 }
 
 pub type Metadata = BTreeMap<String, String>;
+
+/// `metadata[k]=v` on an update, as Stripe merges it: each key given is set,
+/// an empty value unsets it, and `metadata=` (empty) unsets them all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetadataPatch {
+    clear: bool,
+    changes: BTreeMap<String, Option<String>>,
+}
+
+/// Parameters every route takes and ignores, as Stripe's libraries may send them.
+const ALWAYS_ACCEPTED: [&str; 1] = ["expand"];
 
 /// Stripe's largest amount (99,999,999 minor units, $999,999.99).
 pub const MAX_AMOUNT_MINOR: i64 = crate::money::MAX_CHARGE_MINOR;
@@ -80,6 +93,33 @@ pub fn check_amount(amount: i64, param: &str) -> Result<i64, StripeError> {
         ));
     }
     Ok(amount)
+}
+
+impl MetadataPatch {
+    /// `metadata` with the patch applied, within Stripe's limit of keys
+    /// (`param` names the parameter in the error).
+    pub fn apply(&self, metadata: &Metadata, param: &str) -> Result<Metadata, StripeError> {
+        let mut out = if self.clear { Metadata::new() } else { metadata.clone() };
+        for (key, value) in &self.changes {
+            match value {
+                Some(v) => out.insert(key.clone(), v.clone()),
+                None => out.remove(key),
+            };
+        }
+        check_metadata_size(&out, param)?;
+        Ok(out)
+    }
+}
+
+fn check_metadata_size(metadata: &Metadata, param: &str) -> Result<(), StripeError> {
+    if metadata.len() > MAX_METADATA_KEYS {
+        return Err(StripeError::invalid(
+            "parameter_invalid",
+            param,
+            format!("Invalid {param}: at most {MAX_METADATA_KEYS} keys are allowed."),
+        ));
+    }
+    Ok(())
 }
 
 fn invalid_body(message: String) -> StripeError {
@@ -277,29 +317,62 @@ impl Params {
         };
         let mut out = Metadata::new();
         for k in child.map.keys() {
-            if k.chars().count() > MAX_METADATA_KEY_CHARS {
-                return Err(child.metadata_error(k, "keys can be at most 40 characters"));
-            }
-            let value = child.opt_str(k)?;
-            if let Some(v) = value {
-                if v.chars().count() > MAX_METADATA_VALUE_CHARS {
-                    return Err(child.metadata_error(k, "values can be at most 500 characters"));
-                }
+            if let Some(v) = child.metadata_value(k)? {
                 out.insert(k.clone(), v);
             }
         }
-        if out.len() > MAX_METADATA_KEYS {
-            return Err(StripeError::invalid(
-                "parameter_invalid",
-                self.name(key),
-                format!("Invalid {key}: at most {MAX_METADATA_KEYS} keys are allowed."),
-            ));
-        }
+        check_metadata_size(&out, &self.name(key))?;
         Ok(out)
     }
 
     fn metadata_error(&self, key: &str, why: &str) -> StripeError {
         StripeError::invalid("parameter_invalid", self.name(key), format!("Invalid metadata: {why}."))
+    }
+
+    /// Stripe's refusal of a parameter the route does not take: any key at
+    /// this level other than `known` (and `expand`) is a 400
+    /// `parameter_unknown` naming it.
+    pub fn only(&self, known: &[&str]) -> Result<(), StripeError> {
+        let unknown = self.map.keys().find(|k| !known.contains(&k.as_str()) && !ALWAYS_ACCEPTED.contains(&k.as_str()));
+        match unknown {
+            None => Ok(()),
+            Some(key) => {
+                let name = truncate(&self.name(key), 80);
+                Err(StripeError::invalid("parameter_unknown", &name, format!("Received unknown parameter: {name}")))
+            }
+        }
+    }
+
+    /// Whether `key` was sent at all (an empty value included).
+    pub fn has(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    /// `metadata[k]=v` as an update of existing metadata (see [`MetadataPatch`]).
+    pub fn metadata_patch(&self, key: &str) -> Result<MetadataPatch, StripeError> {
+        if matches!(self.map.get(key), Some(Node::Value(v)) if v.is_empty()) {
+            return Ok(MetadataPatch { clear: true, changes: BTreeMap::new() });
+        }
+        let Some(child) = self.child(key)? else {
+            return Ok(MetadataPatch::default());
+        };
+        let mut changes = BTreeMap::new();
+        for k in child.map.keys() {
+            changes.insert(k.clone(), child.metadata_value(k)?);
+        }
+        Ok(MetadataPatch { clear: false, changes })
+    }
+
+    /// One metadata value within Stripe's limits; `None`: unset.
+    fn metadata_value(&self, key: &str) -> Result<Option<String>, StripeError> {
+        if key.chars().count() > MAX_METADATA_KEY_CHARS {
+            return Err(self.metadata_error(key, "keys can be at most 40 characters"));
+        }
+        let value = self.opt_str(key)?;
+        if value.as_ref().is_some_and(|v| v.chars().count() > MAX_METADATA_VALUE_CHARS) {
+            return Err(self.metadata_error(key, "values can be at most 500 characters"));
+        }
+        Ok(value)
     }
 
     /// A list of hashes (`line_items[0][…]` or `line_items[][…]`), in index order.
@@ -429,6 +502,41 @@ mod tests {
         assert!(parse(b"a[b=1").is_err());
         assert!(parse(b"[a]=1").is_err());
         assert!(parse(b"a[b][c][d][e][f][g][h]=1").is_err());
+    }
+
+    #[test]
+    fn routes_that_name_their_parameters_refuse_others() {
+        let params = p("amount_to_capture=5&expand[]=latest_charge&metadata[k]=v");
+        assert!(params.only(&["amount_to_capture", "metadata"]).is_ok());
+        let err = params.only(&["metadata"]).unwrap_err();
+        assert!(matches!(err, StripeError::InvalidRequest { code: Some("parameter_unknown"), param: Some(ref n), .. }
+                if n == "amount_to_capture"));
+        let evidence = p("evidence[customer_name]=x").child("evidence").unwrap().unwrap();
+        let err = evidence.only(&["uncategorized_text"]).unwrap_err();
+        assert!(
+            matches!(err, StripeError::InvalidRequest { param: Some(ref n), .. } if n == "evidence[customer_name]")
+        );
+        assert!(p("a=").has("a") && !p("a=").has("b"));
+    }
+
+    #[test]
+    fn metadata_patches_merge_unset_and_clear() {
+        let old: Metadata = [("keep", "1"), ("gone", "2"), ("change", "3")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let patched = p("metadata[gone]=&metadata[change]=4&metadata[new]=5")
+            .metadata_patch("metadata")
+            .unwrap()
+            .apply(&old, "metadata")
+            .unwrap();
+        let expected: Vec<(&str, &str)> = vec![("change", "4"), ("keep", "1"), ("new", "5")];
+        assert_eq!(patched.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>(), expected);
+        assert!(p("metadata=").metadata_patch("metadata").unwrap().apply(&old, "metadata").unwrap().is_empty());
+        assert_eq!(p("x=1").metadata_patch("metadata").unwrap().apply(&old, "metadata").unwrap(), old);
+        let many: Vec<String> = (0..MAX_METADATA_KEYS).map(|i| format!("metadata[k{i}]=v")).collect();
+        let too_many = p(&many.join("&")).metadata_patch("metadata").unwrap();
+        assert!(too_many.apply(&old, "metadata").is_err(), "50 new keys beside 3 old ones");
     }
 
     #[test]

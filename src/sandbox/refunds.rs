@@ -1,7 +1,9 @@
 //! Refunds of succeeded PaymentIntents. The refundable rest is reserved on
 //! the intent when the refund is created (`amount_refunded`, guarded in SQL,
-//! so refunds never exceed the intent's amount, also under concurrent
-//! requests); the ticker settles each refund later: `pending` → `succeeded`
+//! so refunds never exceed what the intent received, `amount_received`: all
+//! of it, or what a manual capture took; also under concurrent requests).
+//! A charge with a dispute that was not won is not refunded (Stripe's
+//! `charge_disputed`). The ticker settles each refund later: `pending` → `succeeded`
 //! (booked in the balance) or `failed` (the reservation released), each with
 //! `refund.updated`. A refund fails when `metadata[sandbox_outcome]=fail` or
 //! its amount is exactly [`FAILING_AMOUNT_MINOR`].
@@ -12,11 +14,11 @@ use serde::Serialize;
 use super::Shared;
 use super::balance::{self, Category, Entry};
 use super::error::StripeError;
-use super::events;
 use super::ids::{new_id, now_ms, now_s};
 use super::params::{Metadata, Params, check_amount};
 use super::payment_intents;
 use super::reply::Reply;
+use super::{disputes, events};
 
 /// A refund is settled this long after it is created.
 pub const SETTLE_DELAY_MS: i64 = 500;
@@ -53,10 +55,16 @@ pub fn create(conn: &Connection, shared: &Shared, params: Params) -> Result<Repl
             "This PaymentIntent does not have a successful charge to refund.",
         ));
     };
+    if disputes::blocks_refund(conn, &pi_id)? {
+        return Err(StripeError::unexpected_state(
+            "charge_disputed",
+            format!("Charge {charge} has been charged back; cannot issue a refund."),
+        ));
+    }
     let refunded: i64 = conn
         .query_row("SELECT amount_refunded FROM payment_intents WHERE id = ?1", [&pi_id], |r| r.get(0))
         .map_err(anyhow::Error::from)?;
-    let rest = intent.amount - refunded;
+    let rest = intent.amount_received - refunded;
     let amount = match params.opt_i64("amount")? {
         Some(amount) => check_amount(amount, "amount")?,
         None if rest > 0 => rest,
@@ -94,7 +102,7 @@ fn reserve(conn: &Connection, pi_id: &str, amount: i64, rest: i64) -> Result<(),
     let changed = conn
         .execute(
             "UPDATE payment_intents SET amount_refunded = amount_refunded + ?2
-             WHERE id = ?1 AND status = 'succeeded' AND amount_refunded + ?2 <= amount",
+             WHERE id = ?1 AND status = 'succeeded' AND amount_refunded + ?2 <= amount_received",
             params![pi_id, amount],
         )
         .map_err(anyhow::Error::from)?;

@@ -13,7 +13,8 @@ use super::faults::FaultPatch;
 use super::hosted::{self, FormSender, PayForm, Shown};
 use super::reply::Reply;
 use super::{
-    Sandbox, checkout, events, params, payment_intents, refunds, reporting, request_log, settlement, transfers,
+    Sandbox, checkout, disputes, events, params, payment_intents, refunds, reporting, request_log, settlement,
+    transfers,
 };
 
 type Data = web::Data<Sandbox>;
@@ -48,6 +49,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/payment_intents").route(web::post().to(create_payment_intent)))
             .service(resource("/payment_intents/{id}").route(web::get().to(retrieve_payment_intent)))
             .service(resource("/payment_intents/{id}/confirm").route(web::post().to(confirm_payment_intent)))
+            .service(resource("/payment_intents/{id}/capture").route(web::post().to(capture_payment_intent)))
+            .service(resource("/payment_intents/{id}/cancel").route(web::post().to(cancel_payment_intent)))
+            .service(resource("/disputes").route(web::get().to(list_disputes)))
+            .service(
+                resource("/disputes/{id}").route(web::get().to(retrieve_dispute)).route(web::post().to(update_dispute)),
+            )
+            .service(resource("/disputes/{id}/close").route(web::post().to(close_dispute)))
             .service(resource("/refunds").route(web::post().to(create_refund)))
             .service(resource("/refunds/{id}").route(web::get().to(retrieve_refund)))
             .service(resource("/transfers").route(web::post().to(create_transfer)))
@@ -104,6 +112,36 @@ async fn retrieve_payment_intent(sb: Data, req: HttpRequest, id: Id) -> HttpResp
 async fn confirm_payment_intent(sb: Data, req: HttpRequest, id: Id, body: web::Payload) -> HttpResponse {
     let id = id.into_inner();
     api::post(&sb, &req, body, Faulty::Yes, move |tx, s, p| payment_intents::confirm(tx, s, &id, p)).await
+}
+
+async fn capture_payment_intent(sb: Data, req: HttpRequest, id: Id, body: web::Payload) -> HttpResponse {
+    let id = id.into_inner();
+    api::post(&sb, &req, body, Faulty::Yes, move |tx, s, p| payment_intents::capture(tx, s, &id, p)).await
+}
+
+async fn cancel_payment_intent(sb: Data, req: HttpRequest, id: Id, body: web::Payload) -> HttpResponse {
+    let id = id.into_inner();
+    api::post(&sb, &req, body, Faulty::Yes, move |tx, s, p| payment_intents::cancel(tx, s, &id, p)).await
+}
+
+async fn list_disputes(sb: Data, req: HttpRequest) -> HttpResponse {
+    let query = params::parse(req.query_string().as_bytes());
+    api::get(&sb, &req, Faulty::Yes, move |c, _| disputes::list(c, &query?)).await
+}
+
+async fn retrieve_dispute(sb: Data, req: HttpRequest, id: Id) -> HttpResponse {
+    let id = id.into_inner();
+    api::get(&sb, &req, Faulty::Yes, move |c, _| disputes::retrieve(c, &id)).await
+}
+
+async fn update_dispute(sb: Data, req: HttpRequest, id: Id, body: web::Payload) -> HttpResponse {
+    let id = id.into_inner();
+    api::post(&sb, &req, body, Faulty::Yes, move |tx, s, p| disputes::update(tx, s, &id, p)).await
+}
+
+async fn close_dispute(sb: Data, req: HttpRequest, id: Id, body: web::Payload) -> HttpResponse {
+    let id = id.into_inner();
+    api::post(&sb, &req, body, Faulty::Yes, move |tx, s, p| disputes::close(tx, s, &id, p)).await
 }
 
 async fn create_refund(sb: Data, req: HttpRequest, body: web::Payload) -> HttpResponse {

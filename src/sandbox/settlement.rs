@@ -6,6 +6,9 @@
 //! As in Stripe's report, a charge's processing fee is in the `fee` column of
 //! its `charge` row (gross − fee = net); no separate `fee` rows are written.
 //! `available_on_utc` equals `created_utc` (no hold at the sandbox).
+//! A dispute's withdrawal (`dispute`: −amount, its fee in `fee`) and, if won,
+//! its reversal (`dispute_reversal`: +amount) are lines like the others, with
+//! the dispute `du_…` as their source, and the payout sums them in.
 //! The same lines, for any interval and a choice of columns, are the files
 //! of Stripe's Reporting API (see `reporting`); the daily report here is
 //! its shortcut.
@@ -107,6 +110,8 @@ pub fn count_between(conn: &Connection, start: i64, end: i64) -> anyhow::Result<
     )?)
 }
 
+/// Lines of one second in the order they were booked (rowid: the sandbox
+/// never vacuums), the day's payouts last.
 fn rows_between(conn: &Connection, start: i64, end: i64) -> anyhow::Result<Vec<Row>> {
     let count = count_between(conn, start, end)?;
     anyhow::ensure!(count <= MAX_REPORT_ROWS, "the report has {count} rows, over {MAX_REPORT_ROWS}");
@@ -114,7 +119,7 @@ fn rows_between(conn: &Connection, start: i64, end: i64) -> anyhow::Result<Vec<R
         "SELECT id, created, available_on, currency, amount, fee, net, reporting_category, source_id,
                 payment_intent, description, payment_metadata
          FROM balance_transactions WHERE created >= ?1 AND created < ?2
-         ORDER BY created, reporting_category = 'payout', id",
+         ORDER BY created, reporting_category = 'payout', rowid",
     )?;
     let rows = stmt
         .query_map(params![start, end], |r| {
@@ -255,6 +260,41 @@ mod tests {
         assert_eq!(utc(start), "2025-01-31 00:00:00");
         assert!(parse_day("2025-02-30").is_err());
         assert!(parse_day("yesterday").is_err());
+    }
+
+    #[test]
+    fn a_days_payout_sums_its_dispute_lines_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::Db::open(&dir.path().join("s.db"), 1, 1000, &crate::db::sandbox_migrations()).unwrap();
+        let conn = db.conn().unwrap();
+        let (_, day) = parse_day("2025-01-30").unwrap();
+        let md = Metadata::new();
+        let lines = [
+            (Category::Charge, "ch_1", 10_000, 320),
+            (Category::Dispute, "du_1", -10_000, 1_500),
+            (Category::DisputeReversal, "du_1", 10_000, 0),
+        ];
+        for (category, source_id, amount, fee) in lines {
+            let entry = Entry {
+                created: day + 3600,
+                currency: "usd",
+                amount,
+                fee,
+                category,
+                source_id,
+                payment_intent: Some("pi_1"),
+                description: None,
+                payment_metadata: &md,
+            };
+            balance::book(&conn, &entry).unwrap();
+        }
+        assert_eq!(book_payouts(&conn, day + SECONDS_PER_DAY).unwrap(), 1);
+        let csv = report(&conn, "2025-01-30").unwrap().body;
+        assert!(csv.contains(",-100.00,15.00,-115.00,dispute,du_1,pi_1,"), "{csv}");
+        assert!(csv.contains(",100.00,0.00,100.00,dispute_reversal,du_1,pi_1,"), "{csv}");
+        // 96.80 − 115.00 + 100.00 = 81.80 paid out.
+        let payout = csv.lines().find(|l| l.contains(",payout,")).unwrap();
+        assert!(payout.contains(",-81.80,0.00,-81.80,payout,"), "{payout}");
     }
 
     #[test]

@@ -1,15 +1,21 @@
 //! Housekeeping on a fixed tick: expires open checkout sessions past
-//! `expires_at`, settles pending refunds and transfers, finishes pending
-//! report runs, books the daily
-//! payouts once a day is over, and purges idempotency keys older than 24 h.
-//! Each object moves in its own short transaction, in bounded batches.
+//! `expires_at`, settles pending refunds and transfers, cancels manual
+//! authorizations older than `authorization_days`, opens the disputes of
+//! the dispute test card's captured charges, decides submitted dispute
+//! evidence and loses disputes left past `due_by`, finishes pending report
+//! runs, books the daily payouts once a day is over, and purges idempotency
+//! keys older than 24 h. Each object moves in its own short transaction, in
+//! bounded batches. Faults never apply here: they model the API's failures.
 
 use std::time::Duration;
 
 use chrono::Utc;
+use rusqlite::Connection;
 
 use super::ids::{now_ms, now_s};
-use super::{Sandbox, checkout, idempotency, refunds, reporting, settlement, transfers};
+use super::{
+    Sandbox, Shared, checkout, disputes, idempotency, payment_intents, refunds, reporting, settlement, transfers,
+};
 
 const TICK_MS: u64 = 250;
 /// Objects of each kind moved per tick.
@@ -37,23 +43,7 @@ struct State {
 }
 
 async fn tick(sb: &Sandbox, state: &mut State) -> anyhow::Result<()> {
-    let sessions = sb.db.run_sqlite(|c| checkout::due_for_expiry(c, now_s(), BATCH)).await?;
-    let refunds = sb.db.run_sqlite(|c| refunds::due(c, now_ms(), BATCH)).await?;
-    let transfers = sb.db.run_sqlite(|c| transfers::due(c, now_ms(), BATCH)).await?;
-    let moved = sessions.len() + refunds.len() + transfers.len();
-    for id in sessions {
-        let shared = sb.shared.clone();
-        sb.db.write_sqlite(move |tx| checkout::expire_open(tx, &shared, &id)).await?;
-    }
-    for id in refunds {
-        let shared = sb.shared.clone();
-        sb.db.write_sqlite(move |tx| refunds::settle(tx, &shared, &id)).await?;
-    }
-    for id in transfers {
-        let shared = sb.shared.clone();
-        sb.db.write_sqlite(move |tx| transfers::settle(tx, &shared, &id)).await?;
-    }
-    if moved > 0 {
+    if move_due_objects(sb).await? > 0 {
         sb.shared.wake_delivery.notify_one();
     }
     // Report runs send no events: nothing to wake.
@@ -70,4 +60,51 @@ async fn tick(sb: &Sandbox, state: &mut State) -> anyhow::Result<()> {
         state.purged_at_ms = now_ms();
     }
     Ok(())
+}
+
+/// Moves every object whose time has come (each step sends events); how many.
+async fn move_due_objects(sb: &Sandbox) -> anyhow::Result<usize> {
+    let days = sb.shared.settings.authorization_days;
+    let moved = [
+        each(
+            sb,
+            |c| checkout::due_for_expiry(c, now_s(), BATCH),
+            |tx, s, id| checkout::expire_open(tx, s, id).map(drop),
+        )
+        .await?,
+        each(sb, |c| refunds::due(c, now_ms(), BATCH), refunds::settle).await?,
+        each(sb, |c| transfers::due(c, now_ms(), BATCH), transfers::settle).await?,
+        each(
+            sb,
+            move |c| payment_intents::due_for_expiry(c, days, now_ms(), BATCH),
+            |tx, s, id| payment_intents::cancel_open(tx, s, id, Some(payment_intents::EXPIRED_REASON)).map(drop),
+        )
+        .await?,
+        each(
+            sb,
+            |c| payment_intents::disputes_due(c, now_ms(), BATCH),
+            |tx, s, id| disputes::open(tx, s, id, now_ms()).map(drop),
+        )
+        .await?,
+        each(sb, |c| disputes::due_for_decision(c, now_ms(), BATCH), disputes::decide).await?,
+        each(sb, |c| disputes::past_due(c, now_s(), BATCH), |tx, s, id| disputes::close_past_due(tx, s, id, now_s()))
+            .await?,
+    ];
+    Ok(moved.iter().sum())
+}
+
+/// Runs `step` on each id `due` lists, each in its own write transaction;
+/// how many were listed.
+async fn each<D, S>(sb: &Sandbox, due: D, step: S) -> anyhow::Result<usize>
+where
+    D: FnOnce(&Connection) -> anyhow::Result<Vec<String>> + Send + 'static,
+    S: Fn(&Connection, &Shared, &str) -> anyhow::Result<()> + Copy + Send + 'static,
+{
+    let ids = sb.db.run_sqlite(move |c| due(c)).await?;
+    let listed = ids.len();
+    for id in ids {
+        let shared = sb.shared.clone();
+        sb.db.write_sqlite(move |tx| step(tx, &shared, &id)).await?;
+    }
+    Ok(listed)
 }

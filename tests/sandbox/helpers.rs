@@ -99,6 +99,18 @@ impl Receiver {
         );
     }
 
+    /// Waits (at most 10 s) for an event of `kind` whose object matches `pick`.
+    pub async fn wait_for_where(&self, kind: &str, pick: impl Fn(&Value) -> bool) -> Captured {
+        for _ in 0..200 {
+            let found = self.all().into_iter().find(|c| c.event["type"] == kind && pick(&c.event["data"]["object"]));
+            if let Some(c) = found {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no such {kind} event; got {:#?}", self.all().iter().map(|c| &c.event["type"]).collect::<Vec<_>>());
+    }
+
     /// Every captured event of `kind` about `object_id`.
     pub fn events(&self, kind: &str, object_id: &str) -> Vec<Captured> {
         self.all()
@@ -137,6 +149,59 @@ pub struct TestSandbox {
 
 pub async fn spawn_sandbox() -> TestSandbox {
     spawn_with(|_| {}).await
+}
+
+/// How soon a test sandbox disputes the dispute test card's captured charges.
+pub const QUICK_DISPUTE_MS: u64 = 100;
+
+/// A sandbox whose manual capture and disputes run on a test's clock:
+/// authorizations expire after `authorization_days` (a decimal string,
+/// "0.00001" ≈ 0.9 s), disputes open `dispute_after_ms` after capture, and
+/// cost `dispute_fee` (major units, a decimal string).
+pub async fn spawn_timed(authorization_days: &str, dispute_after_ms: u64, dispute_fee: &str) -> TestSandbox {
+    let days = decimal(authorization_days);
+    let fee = decimal(dispute_fee);
+    spawn_with(move |s| {
+        s.authorization_days = days;
+        s.dispute_after_ms = dispute_after_ms;
+        s.dispute_fee = fee;
+    })
+    .await
+}
+
+/// A sandbox that disputes the dispute test card [`QUICK_DISPUTE_MS`] after capture.
+pub async fn spawn_quick_disputes() -> TestSandbox {
+    spawn_timed("7", QUICK_DISPUTE_MS, "15.00").await
+}
+
+pub fn decimal(s: &str) -> rust_decimal::Decimal {
+    s.parse().unwrap()
+}
+
+/// The form of a PaymentIntent for 10.00 USD confirmed on the server with
+/// `pm_card_visa`, plus `extra` (a repeated key wins over the one before).
+pub fn intent_form<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut form = vec![
+        ("amount", "1000"),
+        ("currency", "usd"),
+        ("payment_method", "pm_card_visa"),
+        ("confirm", "true"),
+        ("automatic_payment_methods[enabled]", "true"),
+        ("automatic_payment_methods[allow_redirects]", "never"),
+    ];
+    form.extend_from_slice(extra);
+    form
+}
+
+/// One line of the sandbox's balance, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    pub category: String,
+    pub amount: i64,
+    pub fee: i64,
+    pub net: i64,
+    pub source_id: String,
+    pub description: Option<String>,
 }
 
 /// A sandbox whose settings `tweak` may change first.
@@ -215,6 +280,72 @@ impl TestSandbox {
     pub async fn pay(&self, session_id: &str, card: &str) -> reqwest::Response {
         let form = [("card_number", card), ("exp_month", "12"), ("exp_year", "2099"), ("cvc", "123")];
         self.client.post(self.url(&format!("/pay/{session_id}"))).form(&form).send().await.unwrap()
+    }
+
+    /// Creates a PaymentIntent from [`intent_form`] with `extra`, expecting 200.
+    pub async fn create_intent(&self, extra: &[(&str, &str)]) -> Value {
+        self.post_json("/v1/payment_intents", &intent_form(extra), 200).await
+    }
+
+    /// The balance lines of one PaymentIntent, in the order they were booked.
+    pub fn balance_lines(&self, payment_intent: &str) -> Vec<Line> {
+        let conn = rusqlite::Connection::open(&self.db_path).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT reporting_category, amount, fee, net, source_id, description FROM balance_transactions
+                 WHERE payment_intent = ?1 ORDER BY rowid",
+            )
+            .unwrap();
+        stmt.query_map([payment_intent], |r| {
+            Ok(Line {
+                category: r.get(0)?,
+                amount: r.get(1)?,
+                fee: r.get(2)?,
+                net: r.get(3)?,
+                source_id: r.get(4)?,
+                description: r.get(5)?,
+            })
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    /// Disputes of `payment_intent`, newest first, through `GET /v1/disputes`.
+    pub async fn disputes_of(&self, payment_intent: &str) -> Vec<Value> {
+        let list = self.get_json(&format!("/v1/disputes?payment_intent={payment_intent}"), 200).await;
+        list["data"].as_array().unwrap().clone()
+    }
+
+    /// Waits (at most 10 s) for the dispute of `payment_intent` to be opened.
+    pub async fn wait_for_dispute(&self, payment_intent: &str) -> Value {
+        for _ in 0..200 {
+            if let Some(dispute) = self.disputes_of(payment_intent).await.into_iter().next() {
+                return dispute;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no dispute of {payment_intent}");
+    }
+
+    /// Reads a report run until it is no longer pending (at most 10 s).
+    pub async fn wait_until_final(&self, run_id: &str) -> Value {
+        for _ in 0..200 {
+            let run = self.get_json(&format!("/v1/reporting/report_runs/{run_id}"), 200).await;
+            if run["status"] != "pending" {
+                return run;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("report run {run_id} never finished");
+    }
+
+    /// Today's (UTC) settlement report.
+    pub async fn todays_report(&self) -> String {
+        let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        let response = self.get(&format!("/v1/sandbox/settlement_reports/{day}")).await;
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
     }
 
     pub async fn set_faults(&self, faults: Value) {

@@ -6,9 +6,12 @@ mod helpers;
 
 mod api_errors;
 mod checkout_sessions;
+mod disputes;
 mod faults;
 mod hosted_page;
 mod idempotency;
+mod manual_capture;
+mod migrations;
 mod payment_intents;
 mod refunds_transfers;
 mod reporting;

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::helpers::{SECRET_KEY, spawn_sandbox};
+use crate::helpers::{SECRET_KEY, spawn_quick_disputes};
 
 fn stripe_library_present() -> bool {
     Command::new("python3").args(["-c", "import stripe"]).output().map(|o| o.status.success()).unwrap_or(false)
@@ -17,7 +17,8 @@ async fn the_official_stripe_python_library_works_against_the_sandbox() {
         eprintln!("SKIPPED: the `stripe` Python package is not installed (pip install stripe)");
         return;
     }
-    let sb = spawn_sandbox().await;
+    // Disputes open at once: the script waits for them.
+    let sb = spawn_quick_disputes().await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/stripe_python/test_sandbox.py");
     let base = sb.base.clone();
     // The script bounds its own run time (signal.alarm).

@@ -237,6 +237,105 @@ def check_refunds_and_transfers(pi):
     assert stripe.Transfer.retrieve(transfer.id).amount == 200
 
 
+def check_manual_capture():
+    """capture_method=manual: authorized, then captured in part (replayed
+    under its idempotency key), or canceled; each only once."""
+    manual = dict(
+        amount=1500, currency="usd", payment_method="pm_card_visa", confirm=True,
+        automatic_payment_methods=NO_REDIRECTS, capture_method="manual",
+    )
+    pi = stripe.PaymentIntent.create(**manual, metadata={"payment_order_id": "po-manual"})
+    assert pi.status == "requires_capture" and pi.capture_method == "manual", pi
+    assert pi.amount_capturable == 1500 and pi.amount_received == 0 and pi.latest_charge.startswith("ch_"), pi
+    captured = stripe.PaymentIntent.capture(pi.id, amount_to_capture=1000, idempotency_key="py-capture-1")
+    assert captured.status == "succeeded" and captured.amount_received == 1000, captured
+    assert captured.amount_capturable == 0, captured
+    replay = stripe.PaymentIntent.capture(pi.id, amount_to_capture=1000, idempotency_key="py-capture-1")
+    assert replay.id == pi.id and replay.amount_received == 1000
+    again = expect_error(
+        stripe.InvalidRequestError, lambda: stripe.PaymentIntent.capture(pi.id), status=400,
+        code="payment_intent_unexpected_state",
+    )
+    assert "status of succeeded" in again.user_message, again.user_message
+    expect_error(
+        stripe.InvalidRequestError,
+        lambda: stripe.Refund.create(payment_intent=pi.id, amount=1001),
+        status=400,
+        code="amount_too_large",
+    )
+
+    other = stripe.PaymentIntent.create(**manual)
+    canceled = stripe.PaymentIntent.cancel(other.id, cancellation_reason="abandoned")
+    assert canceled.status == "canceled" and canceled.cancellation_reason == "abandoned", canceled
+    assert canceled.canceled_at and canceled.amount_capturable == 0, canceled
+    expect_error(
+        stripe.InvalidRequestError, lambda: stripe.PaymentIntent.capture(other.id), status=400,
+        code="payment_intent_unexpected_state",
+    )
+    expect_error(stripe.InvalidRequestError, lambda: stripe.PaymentIntent.cancel(other.id), status=400)
+
+
+def dispute_of(pi):
+    """The dispute the sandbox opens on a charge of pm_card_createDispute."""
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        found = stripe.Dispute.list(payment_intent=pi.id, limit=1).data
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no dispute of {pi.id}")
+
+
+def until_closed(dispute_id):
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        dispute = stripe.Dispute.retrieve(dispute_id)
+        if dispute.status in ("won", "lost"):
+            return dispute
+        time.sleep(0.1)
+    raise AssertionError(f"dispute {dispute_id} was never decided")
+
+
+def check_disputes():
+    """pm_card_createDispute: disputed after its charge, won with
+    winning_evidence (the amount comes back), or lost when closed."""
+    disputed = dict(
+        amount=2000, currency="usd", payment_method="pm_card_createDispute", confirm=True,
+        automatic_payment_methods=NO_REDIRECTS,
+    )
+    pi = stripe.PaymentIntent.create(**disputed, metadata={"payment_order_id": "po-dispute"})
+    assert pi.status == "succeeded", pi
+    listed = dispute_of(pi)
+    dispute = stripe.Dispute.retrieve(listed.id)
+    assert dispute.id.startswith("du_") and dispute.object == "dispute", dispute
+    assert dispute.status == "needs_response" and dispute.reason == "fraudulent", dispute
+    assert dispute.amount == 2000 and dispute.charge == pi.latest_charge and dispute.payment_intent == pi.id
+    assert dispute.evidence.uncategorized_text is None and not dispute.evidence_details.has_evidence
+    withdrawal = dispute.balance_transactions[0]
+    assert withdrawal.reporting_category == "dispute" and withdrawal.amount == -2000, withdrawal
+    assert withdrawal.fee == 1500 and withdrawal.net == -3500, withdrawal
+
+    submitted = stripe.Dispute.modify(dispute.id, evidence={"uncategorized_text": "winning_evidence"})
+    assert submitted.status == "under_review" and submitted.evidence_details.submission_count == 1, submitted
+    won = until_closed(dispute.id)
+    assert won.status == "won", won
+    reversal = won.balance_transactions[1]
+    assert reversal.reporting_category == "dispute_reversal" and reversal.amount == 2000, reversal
+    expect_error(stripe.InvalidRequestError, lambda: stripe.Dispute.close(dispute.id), status=400)
+
+    lost_pi = stripe.PaymentIntent.create(**disputed)
+    to_close = dispute_of(lost_pi)
+    expect_error(
+        stripe.InvalidRequestError, lambda: stripe.Refund.create(payment_intent=lost_pi.id), status=400,
+        code="charge_disputed",
+    )
+    closed = stripe.Dispute.close(to_close.id)
+    assert closed.status == "lost", closed
+    expect_error(
+        stripe.InvalidRequestError, lambda: stripe.Dispute.retrieve("du_nope"), status=404, code="resource_missing"
+    )
+
+
 def check_report_runs():
     """Stripe's Reporting API: a run of today's itemized report, read until it
     succeeds, then its file downloaded with the secret key as `curl -u` does."""
@@ -311,6 +410,8 @@ def main():
     pi = check_payment_intents()
     check_confirmation_needs()
     check_refunds_and_transfers(pi)
+    check_manual_capture()
+    check_disputes()
     check_report_runs()
     check_webhooks(endpoint, session_id)
     check_versions()

@@ -1,10 +1,13 @@
 //! PaymentIntents: created by the API (`POST /v1/payment_intents`, confirmed
 //! with a test payment method) or by a hosted checkout that was paid. The
 //! state machine is Stripe's subset: `requires_payment_method` ⇄
-//! `requires_confirmation` → `succeeded` (final). A decline leaves the intent
-//! in `requires_payment_method` with `last_payment_error`, and answers 402
-//! with the intent inside the card error, as Stripe does; that reply is
-//! stored under the idempotency key like any other.
+//! `requires_confirmation` → `succeeded`; with `capture_method=manual` an
+//! approved card stops at `requires_capture` (authorized, nothing booked)
+//! until it is captured → `succeeded`, or canceled (see `capture`). Every
+//! state but `succeeded` may be `canceled`; those two are final. A decline
+//! leaves the intent in `requires_payment_method` with `last_payment_error`,
+//! and answers 402 with the intent inside the card error, as Stripe does;
+//! that reply is stored under the idempotency key like any other.
 //!
 //! Confirmation needs what a current Stripe account needs: an intent that
 //! accepts the Dashboard's payment methods with redirects allowed (the
@@ -12,19 +15,27 @@
 //! alone) is confirmed only with a `return_url` or `off_session=true`;
 //! `automatic_payment_methods[allow_redirects]=never` or
 //! `payment_method_types[]=card` lift that.
+//!
+//! The dispute test card's charge is scheduled for its dispute when it is
+//! captured (`dispute_at_ms`); `disputes` opens it.
 
-use rusqlite::{Connection, OptionalExtension, params};
+mod capture;
+
+pub use capture::{EXPIRED_REASON, cancel, cancel_open, capture, due_for_expiry};
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::Shared;
 use super::balance::{self, Category, Entry};
 use super::cards::{self, Card, Decline, Outcome};
-use super::error::{ErrorBody, StripeError, envelope_json};
+use super::error::{ErrorBody, StripeError, envelope_json, truncate};
 use super::events::{self, parse_url};
-use super::ids::{new_id, now_s};
+use super::ids::{new_id, now_ms, now_s};
 use super::params::{Metadata, Params};
 use super::reply::Reply;
+use super::sql;
 use super::versions::Version;
 
 pub const MAX_DESCRIPTION_CHARS: usize = 1_000;
@@ -34,6 +45,52 @@ pub const MAX_SUFFIX_CHARS: usize = 22;
 const SUFFIX_FORBIDDEN: &[char] = &['<', '>', '\\', '\'', '"', '*'];
 /// The payment method types the sandbox account has activated.
 const ACTIVATED_TYPES: [&str; 1] = ["card"];
+/// The statuses an intent is confirmed from, as Stripe's message lists them.
+const CONFIRMABLE: [&str; 2] = ["requires_confirmation", "requires_payment_method"];
+
+/// Stripe's `capture_method`. `automatic_async` captures as `automatic`
+/// does: the sandbox has no asynchronous capture to wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureMethod {
+    Automatic,
+    AutomaticAsync,
+    Manual,
+}
+
+impl CaptureMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureMethod::Automatic => "automatic",
+            CaptureMethod::AutomaticAsync => "automatic_async",
+            CaptureMethod::Manual => "manual",
+        }
+    }
+
+    pub fn from_stored(raw: &str) -> Option<CaptureMethod> {
+        [CaptureMethod::Automatic, CaptureMethod::AutomaticAsync, CaptureMethod::Manual]
+            .into_iter()
+            .find(|m| m.as_str() == raw)
+    }
+
+    /// The parameter `key` (default `automatic`), checked as Stripe checks it.
+    pub fn parse(params: &Params, key: &str) -> Result<CaptureMethod, StripeError> {
+        let Some(raw) = params.opt_str(key)? else {
+            return Ok(CaptureMethod::Automatic);
+        };
+        CaptureMethod::from_stored(&raw).ok_or_else(|| {
+            let name = params.name(key);
+            StripeError::invalid(
+                "parameter_invalid",
+                &name,
+                format!(
+                    "Invalid {name}: must be one of automatic, automatic_async, or manual (not '{}').",
+                    truncate(&raw, 20)
+                ),
+            )
+        })
+    }
+}
 
 /// Stripe's `automatic_payment_methods` of an intent that has them enabled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,7 +117,12 @@ pub struct PaymentIntent {
     pub amount_capturable: i64,
     pub amount_received: i64,
     pub automatic_payment_methods: Option<AutomaticPaymentMethods>,
-    pub capture_method: &'static str,
+    /// Unix seconds; only once canceled.
+    pub canceled_at: Option<i64>,
+    /// `duplicate`, `fraudulent`, `requested_by_customer`, `abandoned`, or
+    /// `automatic` (an authorization that expired); only once canceled.
+    pub cancellation_reason: Option<String>,
+    pub capture_method: CaptureMethod,
     pub client_secret: String,
     pub confirmation_method: &'static str,
     pub created: i64,
@@ -87,6 +149,7 @@ pub struct NewIntent {
     /// `None`: not enabled; the intent takes cards.
     pub automatic_payment_methods: Option<AutomaticPaymentMethods>,
     pub statement_descriptor_suffix: Option<String>,
+    pub capture_method: CaptureMethod,
 }
 
 /// What a confirmation carries besides the payment method.
@@ -138,6 +201,7 @@ fn parse_new(params: &Params, version: &Version) -> Result<NewIntent, StripeErro
         checkout_session: None,
         automatic_payment_methods: parse_payment_methods(params, version)?,
         statement_descriptor_suffix: parse_suffix(params, "statement_descriptor_suffix")?,
+        capture_method: CaptureMethod::parse(params, "capture_method")?,
     })
 }
 
@@ -259,12 +323,16 @@ fn check_redirects(automatic: Option<&AutomaticPaymentMethods>, c: &Confirmation
 
 /// `POST /v1/payment_intents/{id}/confirm` (`payment_method` optional if already set).
 pub fn confirm(conn: &Connection, shared: &Shared, id: &str, params: Params) -> Result<Reply, StripeError> {
-    let intent = load(conn, id)?.ok_or_else(|| StripeError::no_such("payment_intent", id, Some("intent")))?;
-    if intent.status == "succeeded" {
+    let intent = load_or_404(conn, id)?;
+    if !CONFIRMABLE.contains(&intent.status.as_str()) {
         return Err(StripeError::unexpected_state(
             "payment_intent_unexpected_state",
-            "You cannot confirm this PaymentIntent because it has a status of succeeded. Only a PaymentIntent \
-             with one of the following statuses may be confirmed: requires_confirmation, requires_payment_method.",
+            format!(
+                "You cannot confirm this PaymentIntent because it has a status of {}. Only a PaymentIntent \
+                 with one of the following statuses may be confirmed: {}.",
+                intent.status,
+                CONFIRMABLE.join(", ")
+            ),
         ));
     }
     let pm = params.opt_str("payment_method")?.or(intent.payment_method).ok_or_else(missing_payment_method)?;
@@ -275,8 +343,11 @@ pub fn confirm(conn: &Connection, shared: &Shared, id: &str, params: Params) -> 
 
 /// `GET /v1/payment_intents/{id}`.
 pub fn retrieve(conn: &Connection, id: &str) -> Result<Reply, StripeError> {
-    let intent = load(conn, id)?.ok_or_else(|| StripeError::no_such("payment_intent", id, Some("intent")))?;
-    Reply::ok(&intent)
+    Reply::ok(&load_or_404(conn, id)?)
+}
+
+fn load_or_404(conn: &Connection, id: &str) -> Result<PaymentIntent, StripeError> {
+    load(conn, id)?.ok_or_else(|| StripeError::no_such("payment_intent", id, Some("intent")))
 }
 
 fn missing_payment_method() -> StripeError {
@@ -293,16 +364,16 @@ fn test_payment_method(pm: &str) -> Result<Card, StripeError> {
         param: Some("payment_method".into()),
         message: format!(
             "No such PaymentMethod: '{}'. The sandbox knows pm_card_visa, pm_card_mastercard, \
-             pm_card_chargeDeclined and pm_card_chargeDeclinedInsufficientFunds.",
+             pm_card_chargeDeclined, pm_card_chargeDeclinedInsufficientFunds and pm_card_createDispute.",
             super::error::truncate(pm, 80)
         ),
     })
 }
 
-/// Charges the card: success or a stored 402 decline.
+/// Charges the card: success (or an authorization) or a stored 402 decline.
 fn attempt(conn: &Connection, shared: &Shared, id: &str, pm: &str, card: &Card) -> Result<Reply, StripeError> {
     match card.outcome {
-        Outcome::Approve => Reply::ok(&succeed(conn, shared, id, pm, card)?),
+        Outcome::Approve => Reply::ok(&approve(conn, shared, id, pm, card)?),
         Outcome::Decline(decline) => {
             let intent = fail(conn, shared, id, pm, card, decline)?;
             Ok(card_error_reply(&intent, decline)?)
@@ -329,8 +400,8 @@ pub fn insert(conn: &Connection, new: &NewIntent) -> anyhow::Result<String> {
     let status = if new.payment_method.is_some() { "requires_confirmation" } else { "requires_payment_method" };
     conn.execute(
         "INSERT INTO payment_intents (id, amount, currency, status, payment_method, description, metadata,
-             checkout_session, automatic_payment_methods, statement_descriptor_suffix, created)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             checkout_session, automatic_payment_methods, statement_descriptor_suffix, capture_method, created)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             id,
             new.amount,
@@ -342,40 +413,85 @@ pub fn insert(conn: &Connection, new: &NewIntent) -> anyhow::Result<String> {
             new.checkout_session,
             new.automatic_payment_methods.as_ref().map(serde_json::to_string).transpose()?,
             new.statement_descriptor_suffix,
+            new.capture_method.as_str(),
             now_s()
         ],
     )?;
     Ok(id)
 }
 
+/// An approved card: its charge captured at once (`succeeded`, booked) or,
+/// for manual capture, only authorized (`requires_capture`, nothing booked).
+pub fn approve(conn: &Connection, shared: &Shared, id: &str, pm: &str, card: &Card) -> anyhow::Result<PaymentIntent> {
+    match load_required(conn, id)?.capture_method {
+        CaptureMethod::Manual => authorize(conn, shared, id, pm, card),
+        CaptureMethod::Automatic | CaptureMethod::AutomaticAsync => succeed(conn, shared, id, pm, card),
+    }
+}
+
 /// → `succeeded`: the charge, its balance transaction and `payment_intent.succeeded`.
-pub fn succeed(conn: &Connection, shared: &Shared, id: &str, pm: &str, card: &Card) -> anyhow::Result<PaymentIntent> {
+fn succeed(conn: &Connection, shared: &Shared, id: &str, pm: &str, card: &Card) -> anyhow::Result<PaymentIntent> {
     let charge = new_id("ch_");
+    let dispute_at_ms = card.disputes.then(|| dispute_due_ms(shared));
     let changed = conn.execute(
         "UPDATE payment_intents SET status = 'succeeded', payment_method = ?2, latest_charge = ?3,
-             card_brand = ?4, card_last4 = ?5, last_payment_error = NULL
-         WHERE id = ?1 AND status IN ('requires_payment_method', 'requires_confirmation')",
-        params![id, pm, charge, card.brand, card.last4],
+             card_brand = ?4, card_last4 = ?5, last_payment_error = NULL, amount_received = amount,
+             card_disputes = ?6, dispute_at_ms = ?7
+         WHERE id = ?1 AND status IN ('requires_payment_method', 'requires_confirmation')
+           AND capture_method <> 'manual'",
+        params![id, pm, charge, card.brand, card.last4, card.disputes, dispute_at_ms],
     )?;
-    anyhow::ensure!(changed == 1, "payment intent {id} was not awaiting a payment");
+    anyhow::ensure!(changed == 1, "payment intent {id} was not awaiting an automatic payment");
     let intent = load_required(conn, id)?;
-    let fee = balance::fee_minor(intent.amount, shared.settings.fee_percent, shared.settings.fee_fixed)?;
+    book_charge(conn, shared, &intent, intent.amount)?;
+    events::emit(conn, shared, "payment_intent.succeeded", &intent)?;
+    Ok(intent)
+}
+
+/// → `requires_capture`: the whole amount authorized, the charge made but
+/// not captured (nothing booked), `payment_intent.amount_capturable_updated`.
+fn authorize(conn: &Connection, shared: &Shared, id: &str, pm: &str, card: &Card) -> anyhow::Result<PaymentIntent> {
+    let charge = new_id("ch_");
+    let changed = conn.execute(
+        "UPDATE payment_intents SET status = 'requires_capture', payment_method = ?2, latest_charge = ?3,
+             card_brand = ?4, card_last4 = ?5, last_payment_error = NULL, amount_capturable = amount,
+             authorized_at_ms = ?6, card_disputes = ?7
+         WHERE id = ?1 AND status IN ('requires_payment_method', 'requires_confirmation')
+           AND capture_method = 'manual'",
+        params![id, pm, charge, card.brand, card.last4, now_ms(), card.disputes],
+    )?;
+    anyhow::ensure!(changed == 1, "payment intent {id} was not awaiting a manual payment");
+    let intent = load_required(conn, id)?;
+    events::emit(conn, shared, "payment_intent.amount_capturable_updated", &intent)?;
+    Ok(intent)
+}
+
+/// When a dispute test card's charge captured now is disputed.
+fn dispute_due_ms(shared: &Shared) -> i64 {
+    now_ms().saturating_add(i64::try_from(shared.settings.dispute_after_ms).unwrap_or(i64::MAX))
+}
+
+/// The `charge` line of `amount` captured of the intent's charge, its fee
+/// computed on that amount.
+fn book_charge(conn: &Connection, shared: &Shared, intent: &PaymentIntent, amount: i64) -> anyhow::Result<()> {
+    let charge =
+        intent.latest_charge.as_deref().ok_or_else(|| anyhow::anyhow!("payment intent {} has no charge", intent.id))?;
+    let fee = balance::fee_minor(amount, shared.settings.fee_percent, shared.settings.fee_fixed)?;
     balance::book(
         conn,
         &Entry {
             created: now_s(),
             currency: &intent.currency,
-            amount: intent.amount,
+            amount,
             fee,
             category: Category::Charge,
-            source_id: &charge,
+            source_id: charge,
             payment_intent: Some(&intent.id),
             description: intent.description.as_deref(),
             payment_metadata: &intent.metadata,
         },
     )?;
-    events::emit(conn, shared, "payment_intent.succeeded", &intent)?;
-    Ok(intent)
+    Ok(())
 }
 
 fn fail(
@@ -410,56 +526,70 @@ pub fn load_required(conn: &Connection, id: &str) -> anyhow::Result<PaymentInten
     load(conn, id)?.ok_or_else(|| anyhow::anyhow!("payment intent {id} vanished"))
 }
 
-pub fn load(conn: &Connection, id: &str) -> anyhow::Result<Option<PaymentIntent>> {
-    let intent = conn
-        .query_row(
-            "SELECT id, amount, currency, status, payment_method, description, metadata,
-                    last_payment_error, latest_charge, created, automatic_payment_methods,
-                    statement_descriptor_suffix
-             FROM payment_intents WHERE id = ?1",
-            [id],
-            |r| {
-                Ok((
-                    (r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?),
-                    (r.get::<_, String>(3)?, r.get::<_, Option<String>>(4)?),
-                    (r.get::<_, Option<String>>(5)?, r.get::<_, String>(6)?),
-                    (r.get::<_, Option<String>>(7)?, r.get::<_, Option<String>>(8)?, r.get::<_, i64>(9)?),
-                    (r.get::<_, Option<String>>(10)?, r.get::<_, Option<String>>(11)?),
-                ))
-            },
-        )
-        .optional()?;
-    let Some((
-        (id, amount, currency),
-        (status, payment_method),
-        (description, metadata),
-        (error, charge, created),
-        (automatic, statement_descriptor_suffix),
-    )) = intent
-    else {
+/// Captured intents of the dispute test card whose dispute is due, at most `limit`.
+pub fn disputes_due(conn: &Connection, now_ms: i64, limit: i64) -> anyhow::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM payment_intents WHERE dispute_at_ms IS NOT NULL AND dispute_at_ms <= ?1
+         ORDER BY dispute_at_ms LIMIT ?2",
+    )?;
+    let ids = stmt.query_map(params![now_ms, limit], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+    Ok(ids)
+}
+
+/// Takes the intent's due dispute (once: guarded in SQL): the intent and
+/// what may be disputed of it, captured and not refunded. `None`: nothing due.
+pub fn take_due_dispute(conn: &Connection, id: &str, now_ms: i64) -> anyhow::Result<Option<(PaymentIntent, i64)>> {
+    let changed = conn.execute(
+        "UPDATE payment_intents SET dispute_at_ms = NULL
+         WHERE id = ?1 AND status = 'succeeded' AND dispute_at_ms IS NOT NULL AND dispute_at_ms <= ?2",
+        params![id, now_ms],
+    )?;
+    if changed == 0 {
         return Ok(None);
-    };
-    let last_payment_error = error.as_deref().map(serde_json::from_str).transpose()?;
-    Ok(Some(PaymentIntent {
+    }
+    let disputable: i64 =
+        conn.query_row("SELECT amount_received - amount_refunded FROM payment_intents WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })?;
+    Ok(Some((load_required(conn, id)?, disputable)))
+}
+
+const COLUMNS: &str = "id, amount, currency, status, payment_method, description, metadata, last_payment_error,
+    latest_charge, created, automatic_payment_methods, statement_descriptor_suffix, capture_method,
+    amount_capturable, amount_received, canceled_at, cancellation_reason";
+
+pub fn load(conn: &Connection, id: &str) -> anyhow::Result<Option<PaymentIntent>> {
+    let sql = format!("SELECT {COLUMNS} FROM payment_intents WHERE id = ?1");
+    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+}
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<PaymentIntent> {
+    let id: String = r.get(0)?;
+    let capture: String = r.get(12)?;
+    let capture_method =
+        CaptureMethod::from_stored(&capture).ok_or_else(|| sql::unexpected(12, format!("capture_method {capture}")))?;
+    Ok(PaymentIntent {
         client_secret: format!("{id}_secret_sandbox"),
         id,
         object: "payment_intent",
-        amount,
-        amount_capturable: 0,
-        amount_received: if status == "succeeded" { amount } else { 0 },
-        automatic_payment_methods: automatic.as_deref().map(serde_json::from_str).transpose()?,
-        capture_method: "automatic",
+        amount: r.get(1)?,
+        amount_capturable: r.get(13)?,
+        amount_received: r.get(14)?,
+        automatic_payment_methods: sql::opt_json(r, 10)?,
+        canceled_at: r.get(15)?,
+        cancellation_reason: r.get(16)?,
+        capture_method,
         confirmation_method: "automatic",
-        created,
-        currency,
-        description,
-        last_payment_error,
-        latest_charge: charge,
+        created: r.get(9)?,
+        currency: r.get(2)?,
+        description: r.get(5)?,
+        last_payment_error: sql::opt_json(r, 7)?,
+        latest_charge: r.get(8)?,
         livemode: false,
-        metadata: serde_json::from_str(&metadata)?,
-        payment_method,
+        metadata: sql::json(r, 6)?,
+        payment_method: r.get(4)?,
         payment_method_types: ["card"],
-        statement_descriptor_suffix,
-        status,
-    }))
+        statement_descriptor_suffix: r.get(11)?,
+        status: r.get(3)?,
+    })
 }
