@@ -45,3 +45,9 @@ CREATE INDEX disputes_order ON disputes(payment_order_id);
 CREATE INDEX disputes_list ON disputes(created_at, dispute_id);
 CREATE INDEX disputes_open ON disputes(evidence_due_by) WHERE status IN ('needs_response', 'under_review');
 CREATE INDEX disputes_seller ON disputes(seller_id, currency);
+
+-- Reconciliation matches the PSP's `dispute` and `dispute_reversal` lines to these disputes.
+ALTER TABLE reconciliation_items DROP CONSTRAINT reconciliation_items_record_type_check;
+ALTER TABLE reconciliation_items ADD CONSTRAINT reconciliation_items_record_type_check
+    CHECK (record_type IN ('checkout', 'payment_order', 'refund', 'payout', 'bank_payout', 'psp_fee', 'dispute',
+                           'dispute_reversal'));

@@ -45,3 +45,49 @@ CREATE INDEX disputes_order ON disputes(payment_order_id);
 CREATE INDEX disputes_list ON disputes(created_at, dispute_id);
 CREATE INDEX disputes_open ON disputes(evidence_due_by) WHERE status IN ('needs_response', 'under_review');
 CREATE INDEX disputes_seller ON disputes(seller_id, currency);
+
+-- Reconciliation matches the PSP's `dispute` and `dispute_reversal` lines to
+-- these disputes: reconciliation_items' record_type CHECK widens, so the
+-- table is rebuilt (SQLite's recipe, foreign keys off: db::migrate_sqlite).
+CREATE TABLE reconciliation_items_new (
+    id                INTEGER PRIMARY KEY,
+    run_id            INTEGER REFERENCES reconciliation_runs(id),
+    row_id            INTEGER UNIQUE REFERENCES settlement_rows(id),
+    class             TEXT NOT NULL CHECK (class IN ('matched', 'amount_mismatch', 'currency_mismatch',
+                          'missing_in_till', 'missing_in_psp', 'duplicate_in_file', 'unclassified')),
+    first_class       TEXT NOT NULL,           -- the first decision, before any automatic fix …
+    first_rule        TEXT NOT NULL,           -- … and its rule
+    rule              TEXT NOT NULL,           -- the rule that made the decision standing now
+    record_type       TEXT CHECK (record_type IN ('checkout', 'payment_order', 'refund', 'payout',
+                          'bank_payout', 'psp_fee', 'dispute', 'dispute_reversal')),
+    record_id         TEXT,
+    till_amount_minor INTEGER,
+    till_currency     TEXT,
+    till_status       TEXT,
+    duplicate_of      INTEGER REFERENCES reconciliation_items(id),
+    fix               TEXT,                    -- what the automatic fix did or why it could not
+    status            TEXT NOT NULL CHECK (status IN ('none', 'open', 'resolved')),
+    note              TEXT,
+    resolved_by       TEXT,
+    resolved_at       TEXT,
+    created_at        TEXT NOT NULL,
+    updated_at        TEXT NOT NULL,
+    CHECK ((row_id IS NULL) = (class = 'missing_in_psp')),
+    CHECK ((status = 'none') = (class = 'matched')),
+    CHECK ((status = 'resolved') = (resolved_at IS NOT NULL AND note IS NOT NULL))
+) STRICT;
+INSERT INTO reconciliation_items_new SELECT id, run_id, row_id, class, first_class, first_rule, rule, record_type,
+    record_id, till_amount_minor, till_currency, till_status, duplicate_of, fix, status, note, resolved_by,
+    resolved_at, created_at, updated_at FROM reconciliation_items;
+DROP TABLE reconciliation_items;
+ALTER TABLE reconciliation_items_new RENAME TO reconciliation_items;
+-- Each till record is matched by at most one line of all files.
+CREATE UNIQUE INDEX reconciliation_items_one_match ON reconciliation_items(record_type, record_id)
+    WHERE record_id IS NOT NULL
+      AND class IN ('matched', 'amount_mismatch', 'currency_mismatch', 'missing_in_till');
+-- …and reported missing at most once while that is open.
+CREATE UNIQUE INDEX reconciliation_items_one_missing ON reconciliation_items(record_type, record_id)
+    WHERE class = 'missing_in_psp' AND status = 'open';
+CREATE INDEX reconciliation_items_status ON reconciliation_items(status, id);
+CREATE INDEX reconciliation_items_run ON reconciliation_items(run_id);
+CREATE INDEX reconciliation_items_record ON reconciliation_items(record_type, record_id);

@@ -97,7 +97,8 @@ pub fn till_migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/till/0020_balance_shards.sql")),
         // Rebuilds payment_orders (a CHECK changes): foreign keys are checked before it commits.
         M::up(include_str!("../../migrations/till/0021_manual_capture.sql")).foreign_key_check(),
-        M::up(include_str!("../../migrations/till/0022_disputes.sql")),
+        // Rebuilds reconciliation_items (a CHECK widens).
+        M::up(include_str!("../../migrations/till/0022_disputes.sql")).foreign_key_check(),
     ])
 }
 

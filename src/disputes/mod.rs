@@ -184,7 +184,10 @@ struct Rules {
 
 impl Rules {
     fn of(ctx: &Ctx) -> Rules {
-        Rules { seller_liable: ctx.settings.disputes.seller_liable, webhook_attempts: ctx.settings.webhooks.max_attempts }
+        Rules {
+            seller_liable: ctx.settings.disputes.seller_liable,
+            webhook_attempts: ctx.settings.webhooks.max_attempts,
+        }
     }
 }
 

@@ -255,9 +255,17 @@ pub fn total_of_psp(tx: &Tx, psp_dispute_id: &str) -> anyhow::Result<Option<Disp
     }))
 }
 
-/// PSP disputes whose withdrawal (or reinstatement) was booked in
-/// [`from`, `before`): (psp dispute id, reinstatement?, amount, currency, when).
-pub fn booked_between(tx: &Tx, from: &str, before: &str) -> anyhow::Result<Vec<(String, bool, i64, String, String)>> {
+/// A PSP dispute's movement booked by till: its withdrawal, or its reinstatement.
+pub struct BookedMovement {
+    pub psp_dispute_id: String,
+    pub reinstatement: bool,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub at: String,
+}
+
+/// PSP disputes whose withdrawal (or reinstatement) was booked in [`from`, `before`).
+pub fn booked_between(tx: &Tx, from: &str, before: &str) -> anyhow::Result<Vec<BookedMovement>> {
     tx.query_map(
         "SELECT psp_dispute_id, 0, SUM(amount_minor), MIN(currency), MIN(withdrawn_at) FROM disputes
          WHERE withdrawn_at IS NOT NULL GROUP BY psp_dispute_id
@@ -267,7 +275,15 @@ pub fn booked_between(tx: &Tx, from: &str, before: &str) -> anyhow::Result<Vec<(
          WHERE reinstated_at IS NOT NULL GROUP BY psp_dispute_id
          HAVING MIN(reinstated_at) >= $1 AND MIN(reinstated_at) < $2",
         params![from, before],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        |r| {
+            Ok(BookedMovement {
+                psp_dispute_id: r.get(0)?,
+                reinstatement: r.get(1)?,
+                amount_minor: r.get(2)?,
+                currency: r.get(3)?,
+                at: r.get(4)?,
+            })
+        },
     )
 }
 
@@ -353,11 +369,10 @@ pub fn list(tx: &Tx, f: &DisputeFilter) -> anyhow::Result<(Vec<DisputeView>, boo
     let cursor: Option<(String, String)> = match &f.starting_after {
         None => None,
         Some(id) => {
-            let at = tx.query_opt(
-                "SELECT created_at, dispute_id FROM disputes WHERE dispute_id = $1",
-                params![id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+            let at =
+                tx.query_opt("SELECT created_at, dispute_id FROM disputes WHERE dispute_id = $1", params![id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
             let Some(at) = at else { return Ok((Vec::new(), false)) };
             Some(at)
         }

@@ -205,6 +205,27 @@ impl From<crate::payments::capture::CaptureError> for ApiError {
     }
 }
 
+impl From<crate::disputes::DisputeError> for ApiError {
+    fn from(e: crate::disputes::DisputeError) -> ApiError {
+        use crate::disputes::DisputeError;
+        let message = e.to_string();
+        match e {
+            DisputeError::NotFound(id) => ApiError::not_found("dispute", &id),
+            DisputeError::Refused(_) | DisputeError::NotOurs(_) => {
+                ApiError { status: StatusCode::CONFLICT, ..ApiError::bad_request("dispute_not_open", message) }
+            }
+            DisputeError::BadEvidence(_) => ApiError::invalid("parameter_invalid", message, "text"),
+            DisputeError::PspUnavailable(_) => ApiError::psp(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "psp_unavailable",
+                format!("{message}; the answer is recorded and is sent: send the same request again to see it"),
+            ),
+            DisputeError::Psp(_) => ApiError::psp(StatusCode::BAD_GATEWAY, "psp_error", message),
+            DisputeError::Internal(e) => ApiError::internal(&e),
+        }
+    }
+}
+
 // The core's errors, as the API shows them.
 
 impl From<crate::payments::create::CreateError> for ApiError {
@@ -245,6 +266,9 @@ impl From<crate::refunds::RefundError> for ApiError {
             crate::refunds::RefundError::NotRefundable(..) => {
                 ApiError::invalid("order_not_refundable", message, "payment_order_id")
             }
+            crate::refunds::RefundError::Disputed { .. } => {
+                ApiError::invalid("charge_disputed", message, "payment_order_id")
+            }
             crate::refunds::RefundError::BadAmount(_) => ApiError::invalid("amount_invalid", message, "amount"),
             crate::refunds::RefundError::TooMuch { .. } => ApiError::invalid("refund_exceeds_order", message, "amount"),
             crate::refunds::RefundError::SellerBalance { .. } => {
@@ -273,6 +297,7 @@ impl From<crate::payouts::PayoutError> for ApiError {
             crate::payouts::PayoutError::BelowMinimum { .. } => {
                 ApiError::invalid("amount_below_minimum", message, "amount")
             }
+            crate::payouts::PayoutError::InDebt { .. } => ApiError::invalid("seller_in_debt", message, "seller_id"),
             crate::payouts::PayoutError::Internal(e) => ApiError::internal(&e),
         }
     }

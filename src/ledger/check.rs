@@ -1,7 +1,11 @@
 //! `till check`: the ledger invariants of SPEC §5, each listing every
-//! violation it finds, and a sixth: each PSP charge pays only orders of its
+//! violation it finds; a sixth: each PSP charge pays only orders of its
 //! own checkout (a token charge: its own order), never more than its
-//! amount. The scheduled audit and the tests call the same function.
+//! amount; and a seventh: every dispute's withdrawal is booked once, and
+//! reversed once if (and only if) the PSP gave it back, never disputing
+//! more than the order charged. A wallet below zero is allowed by as much
+//! as its seller owes of disputes (a debt, listed in the report's notes).
+//! The scheduled audit and the tests call the same function.
 //!
 //! A declared read model: it reads every module's tables directly, in SQL
 //! both engines run (each `GROUP BY` names every plain column it selects;
@@ -28,6 +32,9 @@ pub struct Report {
     pub wallets: i64,
     pub orders_succeeded: i64,
     pub violations: Vec<Violation>,
+    /// What holds but a person should know: wallets below zero by what
+    /// their sellers owe of disputes (later pay-ins repay it).
+    pub notes: Vec<String>,
 }
 
 impl Report {
@@ -36,13 +43,15 @@ impl Report {
             "{} transactions, {} entries, {} accounts, {} wallets, {} successful orders",
             self.transactions, self.entries, self.accounts, self.wallets, self.orders_succeeded
         );
+        let notes: String = self.notes.iter().map(|n| format!("\n  note: {n}")).collect();
         if self.ok {
-            return format!("ledger OK: {head}; all invariants hold");
+            return format!("ledger OK: {head}; all invariants hold{notes}");
         }
         let mut out = format!("ledger BROKEN: {head}; {} violation(s):", self.violations.len());
         for v in &self.violations {
             out.push_str(&format!("\n  [invariant {}] {}", v.invariant, v.message));
         }
+        out.push_str(&notes);
         out
     }
 }
@@ -191,7 +200,9 @@ const RULES: &[Rule] = &[
               WHERE (t.source_type IN ('refund', 'refund_reversal')
                      AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.refund_id = t.source_id))
                  OR (t.source_type IN ('payout', 'payout_paid', 'payout_reversal')
-                     AND NOT EXISTS (SELECT 1 FROM payouts p WHERE p.payout_id = t.source_id))",
+                     AND NOT EXISTS (SELECT 1 FROM payouts p WHERE p.payout_id = t.source_id))
+                 OR (t.source_type IN ('dispute', 'dispute_reversal')
+                     AND NOT EXISTS (SELECT 1 FROM disputes d WHERE d.dispute_id = t.source_id))",
     },
     Rule {
         invariant: 6,
@@ -219,6 +230,30 @@ const RULES: &[Rule] = &[
                   WHERE payment_order_status = 'SUCCESS' AND psp_payment_intent_id IS NOT NULL
                   GROUP BY psp_payment_intent_id) s ON s.intent = c.payment_intent_id
               WHERE COALESCE(s.paid, 0) > c.amount_minor OR COALESCE(s.paid, 0) <> c.backed_minor",
+    },
+    Rule {
+        invariant: 7,
+        sql: "SELECT 'dispute ' || d.dispute_id || ' (' || d.status || ') is booked ' || COUNT(DISTINCT w.id)
+                     || ' time(s) and reversed ' || COUNT(DISTINCT v.id) || ' time(s)'
+              FROM disputes d
+              LEFT JOIN ledger_transactions w ON w.source_type = 'dispute' AND w.source_id = d.dispute_id
+              LEFT JOIN ledger_transactions v ON v.source_type = 'dispute_reversal' AND v.source_id = d.dispute_id
+              GROUP BY d.dispute_id, d.status, d.withdrawn_at, d.reinstated_at
+              HAVING COUNT(DISTINCT w.id) <> CASE WHEN d.withdrawn_at IS NULL THEN 0 ELSE 1 END
+                  OR COUNT(DISTINCT v.id) <> CASE WHEN d.reinstated_at IS NULL THEN 0 ELSE 1 END",
+    },
+    Rule {
+        invariant: 7,
+        sql: "SELECT 'dispute ' || dispute_id || ' is ' || status || ' but its money was given back'
+              FROM disputes WHERE reinstated_at IS NOT NULL AND status <> 'won'",
+    },
+    Rule {
+        invariant: 7,
+        sql: "SELECT 'order ' || o.payment_order_id || ' charged ' || COALESCE(o.captured_minor, 0)
+                     || ' but its disputes take ' || SUM(d.amount_minor)
+              FROM payment_orders o JOIN disputes d ON d.payment_order_id = o.payment_order_id
+              GROUP BY o.payment_order_id, o.captured_minor
+              HAVING SUM(d.amount_minor) > COALESCE(o.captured_minor, 0)",
     },
 ];
 
@@ -252,40 +287,53 @@ pub fn run_with(tx: &Tx, options: &Options) -> anyhow::Result<Report> {
         wallets: count("SELECT COUNT(*) FROM wallets")?,
         orders_succeeded: count("SELECT COUNT(*) FROM payment_orders WHERE payment_order_status = 'SUCCESS'")?,
         violations: Vec::new(),
+        notes: Vec::new(),
     };
     for rule in RULES {
         let sql = format!("{} LIMIT $1", rule.sql);
         let messages = tx.query_map(&sql, params![MAX_PER_RULE], |r| r.get::<String>(0))?;
         report.violations.extend(messages.into_iter().map(|message| Violation { invariant: rule.invariant, message }));
     }
-    if !options.allow_seller_debt {
-        report.violations.extend(negative_wallets(tx, options.hold_days)?);
-    }
+    let (violations, notes) = negative_wallets(tx, options)?;
+    report.violations.extend(violations);
+    report.notes = notes;
     report.ok = report.violations.is_empty();
     Ok(report)
 }
 
-/// Invariant 4's second half: no wallet's available money below zero.
-fn negative_wallets(tx: &Tx, hold_days: i64) -> anyhow::Result<Vec<Violation>> {
-    let wallets: Vec<(String, Currency)> =
-        tx.query_map("SELECT seller_id, currency FROM wallets ORDER BY seller_id, currency", params![], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    let mut violations = Vec::new();
+/// Invariant 4's second half: no wallet's available money below zero,
+/// unless the configuration allows seller debt, or but for what its
+/// seller owes of disputes (a debt the report notes).
+fn negative_wallets(tx: &Tx, options: &Options) -> anyhow::Result<(Vec<Violation>, Vec<String>)> {
+    let wallets: Vec<(String, Currency)> = tx.query_map(
+        "SELECT seller_id, currency FROM wallets WHERE balance_minor < 0 ORDER BY seller_id, currency",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let (mut violations, mut notes) = (Vec::new(), Vec::new());
     for (seller, currency) in wallets {
-        let b = crate::wallet::balances(tx, &seller, currency, hold_days)?;
-        if b.available < 0 {
+        let b = crate::wallet::balances(tx, &seller, currency, options.hold_days)?;
+        let owed = crate::disputes::seller_debt_minor(tx, &seller, currency)?;
+        let show = |minor: i64| format_minor(minor, currency);
+        if owed > 0 && -b.balance <= owed {
+            notes.push(format!(
+                "wallet {seller} {currency} is {} below zero: the seller owes it of disputes ({} in all), \
+                 repaid by its next pay-ins; no payout until then",
+                show(-b.balance),
+                show(owed)
+            ));
+        } else if b.available < 0 && !options.allow_seller_debt {
             violations.push(Violation {
                 invariant: 4,
                 message: format!(
                     "wallet {seller} {currency} has {} available (balance {}), and seller debt is not allowed",
-                    format_minor(b.available, currency),
-                    format_minor(b.balance, currency)
+                    show(b.available),
+                    show(b.balance)
                 ),
             });
         }
     }
-    Ok(violations)
+    Ok((violations, notes))
 }
 
 #[cfg(test)]

@@ -327,6 +327,17 @@ pub fn release_refunded(
     Ok(())
 }
 
+/// What buyers authorized for the seller that waits for capture, per
+/// currency (AUTHORIZED orders' amounts), in currency order.
+pub fn authorized_of_seller(tx: &Tx, seller_id: &str) -> anyhow::Result<Vec<(Currency, i64)>> {
+    tx.query_map(
+        "SELECT currency, SUM(amount_minor) FROM payment_orders
+         WHERE seller_id = $1 AND payment_order_status = 'AUTHORIZED' GROUP BY currency ORDER BY currency",
+        params![seller_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
 /// What the seller still holds of its orders in `currency` paid after
 /// `paid_after`: each one's share less what its live refunds took of it.
 pub fn held_seller_share(tx: &Tx, seller_id: &str, currency: Currency, paid_after: &str) -> anyhow::Result<i64> {

@@ -98,6 +98,9 @@ pub enum PayoutError {
     TooMuch { asked: String, available: String },
     #[error("{asked} is below the minimum payout of {minimum}")]
     BelowMinimum { asked: String, minimum: String },
+    /// The wallet is below zero (disputes took back money already paid out).
+    #[error("the seller owes {owes} (its wallet is below zero after disputes): no payout until its pay-ins repay it")]
+    InDebt { owes: String },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -174,6 +177,9 @@ fn create_in_tx(tx: &Tx, new: &NewPayout, rules: &Rules) -> Result<PayoutView, P
         Some(m) => m.amount_minor(),
     };
     let show = |m: i64| format_minor(m, currency);
+    if available < 0 {
+        return Err(PayoutError::InDebt { owes: show(-available) });
+    }
     if amount > available || amount <= 0 {
         return Err(PayoutError::TooMuch { asked: show(amount), available: show(available.max(0)) });
     }
@@ -370,7 +376,7 @@ pub async fn pay_out_all(ctx: &Ctx) -> anyhow::Result<usize> {
         match create(ctx, new).await {
             Ok(_) => created += 1,
             // Money moved since the scan (a refund, another payout): next run.
-            Err(e @ (PayoutError::TooMuch { .. } | PayoutError::BelowMinimum { .. })) => {
+            Err(e @ (PayoutError::TooMuch { .. } | PayoutError::BelowMinimum { .. } | PayoutError::InDebt { .. })) => {
                 tracing::info!(seller = %seller_id, error = %e, "scheduled payout skipped");
             }
             Err(e) => return Err(anyhow::anyhow!("scheduled payout of {seller_id}: {e}")),

@@ -44,24 +44,28 @@ pub fn book(tx: &Tx, postings: &[(Posting<'_>, Booked)]) -> anyhow::Result<Booke
 /// a person looks.
 pub fn line_posting<'a>(row: &'a SettlementRow, decision: &Decision) -> Option<(Posting<'a>, Booked)> {
     let record = decision.record.as_ref().filter(|_| decision.class.claims_record())?;
-    let (source_type, account, amount_minor, what) = match record.kind {
+    let (source_type, account, amount_minor, what, counts) = match record.kind {
         // A payout moves −net (positive) from the PSP to the bank.
-        RecordKind::BankPayout => ("settlement_payout", ledger::BANK, -row.net_minor, "payout to the bank"),
+        RecordKind::BankPayout => {
+            ("settlement_payout", ledger::BANK, -row.net_minor, "payout to the bank", Booked { fees: 0, payouts: 1 })
+        }
         // A fee line: the whole movement is the PSP's charge.
-        RecordKind::PspFee => ("settlement_fee", ledger::PSP_FEES, -row.net_minor, "PSP fee"),
+        RecordKind::PspFee => {
+            ("settlement_fee", ledger::PSP_FEES, -row.net_minor, "PSP fee", Booked { fees: 1, payouts: 0 })
+        }
         // The fee on a charge (or one returned on a refund: negative).
         RecordKind::Checkout | RecordKind::PaymentOrder | RecordKind::Refund | RecordKind::Payout => {
-            ("settlement_fee", ledger::PSP_FEES, row.fee_minor, "PSP fee on")
+            ("settlement_fee", ledger::PSP_FEES, row.fee_minor, "PSP fee on", Booked { fees: 1, payouts: 0 })
         }
+        // A dispute's amount and fee were booked from the PSP's own copy of it.
+        RecordKind::Dispute | RecordKind::DisputeReversal => return None,
     };
     if amount_minor == 0 {
         return None;
     }
     let description = match record.kind {
         RecordKind::BankPayout | RecordKind::PspFee => format!("{what} {}", row.balance_transaction_id),
-        RecordKind::Checkout | RecordKind::PaymentOrder | RecordKind::Refund | RecordKind::Payout => {
-            format!("{what} {} {} ({})", record.kind.as_str(), record.id, row.balance_transaction_id)
-        }
+        _ => format!("{what} {} {} ({})", record.kind.as_str(), record.id, row.balance_transaction_id),
     };
     let posting = Posting {
         source_type,
@@ -69,14 +73,6 @@ pub fn line_posting<'a>(row: &'a SettlementRow, decision: &Decision) -> Option<(
         currency: row.currency,
         description,
         entries: vec![(account.to_string(), amount_minor), (ledger::PSP_BALANCE.to_string(), -amount_minor)],
-    };
-    let counts = match record.kind {
-        RecordKind::BankPayout => Booked { fees: 0, payouts: 1 },
-        RecordKind::PspFee
-        | RecordKind::Checkout
-        | RecordKind::PaymentOrder
-        | RecordKind::Refund
-        | RecordKind::Payout => Booked { fees: 1, payouts: 0 },
     };
     Some((posting, counts))
 }

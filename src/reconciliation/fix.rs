@@ -53,6 +53,11 @@ enum Plan {
     LookUpTransfer {
         transfer_id: String,
     },
+    /// A dispute (or its reversal) till has not booked: read the dispute at
+    /// the PSP and apply it (its rows made, its money booked).
+    Dispute {
+        psp_dispute_id: String,
+    },
     /// Nothing till can do by itself.
     Nothing(String),
 }
@@ -108,8 +113,12 @@ fn plan(tx: &Tx, stored: &StoredRow, decision: &Decision) -> anyhow::Result<Plan
         Some(TillRecord { kind: kind @ (RecordKind::BankPayout | RecordKind::PspFee), .. }) => {
             Plan::Nothing(format!("a {} is booked from the file; nothing to ask the PSP", kind.as_str()))
         }
+        Some(TillRecord { kind: RecordKind::Dispute | RecordKind::DisputeReversal, id, .. }) => {
+            Plan::Dispute { psp_dispute_id: id.clone() }
+        }
         None => match (row.reporting_category.as_str(), &row.payment_intent_id, &row.source_id) {
             ("charge", Some(intent_id), _) => Plan::LookUpIntent { intent_id: intent_id.clone() },
+            ("dispute" | "dispute_reversal", _, Some(id)) => Plan::Dispute { psp_dispute_id: id.clone() },
             ("refund", _, Some(id)) => Plan::LookUpRefund { psp_refund_id: id.clone() },
             ("transfer", _, Some(id)) => Plan::LookUpTransfer { transfer_id: id.clone() },
             _ => Plan::Nothing("till has no record this line could be about".into()),
@@ -128,6 +137,10 @@ async fn apply(ctx: &Ctx, plan: Plan) -> String {
         Plan::Payout { payout_id, transfer_id } => apply_payout(ctx, &payout_id, &transfer_id).await,
         Plan::LookUpRefund { psp_refund_id } => look_up_refund(ctx, &psp_refund_id).await,
         Plan::LookUpTransfer { transfer_id } => look_up_transfer(ctx, &transfer_id).await,
+        Plan::Dispute { psp_dispute_id } => match crate::disputes::sync(ctx, &psp_dispute_id).await {
+            Ok(()) => format!("asked the PSP: dispute {psp_dispute_id} applied"),
+            Err(e) => format!("dispute {psp_dispute_id} could not be applied: {e}"),
+        },
     }
 }
 

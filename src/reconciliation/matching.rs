@@ -9,7 +9,7 @@ use super::parse::SettlementRow;
 use super::store::{self, StoredRow};
 use crate::db::{Tx, params};
 use crate::payments::store::OrderAndMethod;
-use crate::{payments, payouts, refunds};
+use crate::{disputes, payments, payouts, refunds};
 
 /// Decides what one stored line is. `item_id` is the line's own decision
 /// when it is re-matched after an automatic fix (its claim is its own).
@@ -26,6 +26,8 @@ pub fn classify(tx: &Tx, stored: &StoredRow, item_id: Option<i64>) -> anyhow::Re
         "transfer" => match_transfer(tx, row)?,
         "payout" => booked_from_file(row, RecordKind::BankPayout, "payout.booked_to_bank"),
         "fee" => booked_from_file(row, RecordKind::PspFee, "fee.booked_to_expenses"),
+        "dispute" => match_dispute(tx, row, RecordKind::Dispute)?,
+        "dispute_reversal" => match_dispute(tx, row, RecordKind::DisputeReversal)?,
         _ => Decision::new(Class::Unclassified, "category.unknown", None),
     };
     claim_or_duplicate(tx, decision, item_id)
@@ -211,6 +213,35 @@ fn match_transfer(tx: &Tx, row: &SettlementRow) -> anyhow::Result<Decision> {
     })
 }
 
+/// A dispute's withdrawal (money out: the disputed amount, and the fee in
+/// the fee column) or its reinstatement (money in), by the PSP's dispute
+/// id; till booked it from the PSP's event, so the line books nothing:
+/// it is matched when till has it booked with the same amount and fee.
+fn match_dispute(tx: &Tx, row: &SettlementRow, kind: RecordKind) -> anyhow::Result<Decision> {
+    let Some(psp_dispute_id) = &row.source_id else {
+        return Ok(Decision::new(Class::Unclassified, format!("{}.no_keys", kind.as_str()), None));
+    };
+    let Some(total) = disputes::store::total_of_psp(tx, psp_dispute_id)? else {
+        return Ok(Decision::new(Class::MissingInTill, format!("{}.unknown_to_till", kind.as_str()), None));
+    };
+    let (direction, booked) = match kind {
+        RecordKind::DisputeReversal => (1, total.reinstated),
+        _ => (-1, total.withdrawn),
+    };
+    let record = TillRecord {
+        kind,
+        id: psp_dispute_id.clone(),
+        amount_minor: total.amount_minor,
+        currency: total.currency.clone(),
+        status: if booked { "booked".into() } else { total.status.as_str().into() },
+    };
+    let rule = format!("{}.psp_dispute_id", kind.as_str());
+    if kind == RecordKind::Dispute && booked && row.fee_minor != total.fee_minor {
+        return Ok(Decision::new(Class::AmountMismatch, format!("{rule}/fee_differs"), Some(record)));
+    }
+    Ok(compare(row, record, direction, &rule))
+}
+
 /// Currency first, then amount, then whether till has the movement as done.
 /// `direction` is the sign the record's (positive) amount has in the file:
 /// +1 for money in (a charge), −1 for money out (a refund, a transfer).
@@ -242,6 +273,7 @@ fn done_in_till(kind: RecordKind, status: &str) -> Done {
         (RecordKind::Checkout | RecordKind::PaymentOrder, "SUCCESS")
         | (RecordKind::Refund, "SUCCEEDED")
         | (RecordKind::Payout, "PAID")
+        | (RecordKind::Dispute | RecordKind::DisputeReversal, "booked")
         | (RecordKind::BankPayout | RecordKind::PspFee, _) => Done::Yes,
         (_, "FAILED") => Done::Failed,
         _ => Done::NotYet,

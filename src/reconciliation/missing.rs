@@ -11,7 +11,7 @@ use super::model::{Class, Decision, RecordKind, TillRecord};
 use super::store;
 use crate::db::Tx;
 use crate::payments::model::OrderStatus;
-use crate::{payments, payouts, refunds};
+use crate::{disputes, payments, payouts, refunds};
 
 /// Days looked back on each run: older days were swept by earlier runs.
 pub const LOOKBACK_DAYS: i64 = 62;
@@ -50,9 +50,9 @@ pub fn sweep(
     Ok(found)
 }
 
-/// Till's final records (successful pay-ins, refunds, paid payouts) that
-/// became final at or after `from` and before `before`, with when, asked of
-/// their owners. A hosted checkout is one record, as at the PSP.
+/// Till's final records (successful pay-ins, refunds, paid payouts,
+/// disputes' withdrawals and reinstatements) that became final at or after
+/// `from` and before `before`, with when, asked of their owners. A hosted checkout is one record, as at the PSP.
 fn final_records(tx: &Tx, from: &str, before: &str) -> anyhow::Result<Vec<(String, TillRecord)>> {
     let mut out = Vec::new();
     for c in payments::store::paid_charges_between(tx, from, before)? {
@@ -83,13 +83,31 @@ fn final_records(tx: &Tx, from: &str, before: &str) -> anyhow::Result<Vec<(Strin
         };
         out.push((p.updated_at, record));
     }
+    for d in disputes::store::booked_between(tx, from, before)? {
+        let kind = if d.reinstatement { RecordKind::DisputeReversal } else { RecordKind::Dispute };
+        let record = TillRecord {
+            kind,
+            id: d.psp_dispute_id,
+            amount_minor: d.amount_minor,
+            currency: d.currency,
+            status: "booked".into(),
+        };
+        out.push((d.at, record));
+    }
     Ok(out)
 }
 
 /// The records a decision holds already (matched by a line, or reported missing before).
 fn decided(tx: &Tx, records: &[(String, TillRecord)]) -> anyhow::Result<HashSet<(RecordKind, String)>> {
     let mut decided = HashSet::new();
-    for kind in [RecordKind::Checkout, RecordKind::PaymentOrder, RecordKind::Refund, RecordKind::Payout] {
+    for kind in [
+        RecordKind::Checkout,
+        RecordKind::PaymentOrder,
+        RecordKind::Refund,
+        RecordKind::Payout,
+        RecordKind::Dispute,
+        RecordKind::DisputeReversal,
+    ] {
         let ids: Vec<&str> = records.iter().filter(|(_, r)| r.kind == kind).map(|(_, r)| r.id.as_str()).collect();
         decided.extend(store::decided_among(tx, kind, &ids)?.into_iter().map(|id| (kind, id)));
     }

@@ -91,16 +91,22 @@ pub enum RecordKind {
     BankPayout,
     /// A fee the PSP charged on its own line, booked from the file.
     PspFee,
+    /// A dispute's withdrawal (by the PSP's dispute id), booked from its event.
+    Dispute,
+    /// A won dispute's reinstatement, booked from its event.
+    DisputeReversal,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 6] = [
+    pub const ALL: [RecordKind; 8] = [
         RecordKind::Checkout,
         RecordKind::PaymentOrder,
         RecordKind::Refund,
         RecordKind::Payout,
         RecordKind::BankPayout,
         RecordKind::PspFee,
+        RecordKind::Dispute,
+        RecordKind::DisputeReversal,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -111,6 +117,8 @@ impl RecordKind {
             RecordKind::Payout => "payout",
             RecordKind::BankPayout => "bank_payout",
             RecordKind::PspFee => "psp_fee",
+            RecordKind::Dispute => "dispute",
+            RecordKind::DisputeReversal => "dispute_reversal",
         }
     }
 

@@ -142,6 +142,11 @@ pub enum RefundError {
     OrderMissing(String),
     #[error("order {0} is {1}; only SUCCESS orders can be refunded")]
     NotRefundable(String, String),
+    #[error(
+        "the order's charge is disputed (dispute {dispute_id} is {status}): it is not refunded while a dispute is \
+         open or lost"
+    )]
+    Disputed { dispute_id: String, status: String },
     #[error("amount {0}")]
     BadAmount(String),
     #[error("a refund of {asked} exceeds the {left} still refundable on this order")]
@@ -185,6 +190,11 @@ fn create_in_tx(tx: &Tx, new: &NewRefund, rules: Rules) -> Result<RefundView, Re
         .ok_or_else(|| RefundError::OrderMissing(new.payment_order_id.clone()))?;
     if order.status != OrderStatus::Success.as_str() {
         return Err(RefundError::NotRefundable(order.payment_order_id, order.status));
+    }
+    // As the PSP does: a disputed charge is not refunded while its dispute is
+    // open, nor once it is lost (the cardholder has the money back already).
+    if let Some((dispute_id, status)) = crate::disputes::blocking_refund(tx, &order.payment_order_id)? {
+        return Err(RefundError::Disputed { dispute_id, status: status.to_string() });
     }
     let currency = Currency::parse(&order.currency).map_err(anyhow::Error::from)?;
     let left = order.amount_minor - order.refunded_minor;

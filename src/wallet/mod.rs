@@ -88,9 +88,19 @@ pub fn positive_wallets(tx: &Tx) -> anyhow::Result<Vec<(String, Currency)>> {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct WalletBalance {
     pub currency: String,
+    /// What till owes the seller: below zero when disputes took back more
+    /// than it held (then `debt` says how much it owes).
     pub balance: String,
+    /// What may be paid out: the balance less what is pending (no payout below zero).
     pub available: String,
+    /// Paid within `payouts.hold_days`: held, not yet available.
     pub pending: String,
+    /// What the seller owes (its balance below zero, from disputes of money
+    /// already paid out), repaid by its later pay-ins; "0.00" otherwise.
+    pub debt: String,
+    /// Manual capture: what buyers authorized for the seller and the shop
+    /// has not captured yet (not in the balance: nothing is booked until captured).
+    pub authorized: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -106,9 +116,13 @@ pub fn currencies_of(tx: &Tx, seller_id: &str) -> anyhow::Result<Vec<Currency>> 
     })
 }
 
-/// The seller's balances, one per currency it has ever been paid in.
+/// The seller's balances, one per currency it has ever been paid in (or
+/// has payments authorized in, awaiting capture).
 pub fn read_wallet(tx: &Tx, seller_id: &str, hold_days: i64) -> anyhow::Result<Option<WalletView>> {
-    let currencies = currencies_of(tx, seller_id)?;
+    let authorized = crate::payments::store::authorized_of_seller(tx, seller_id)?;
+    let mut currencies = currencies_of(tx, seller_id)?;
+    currencies.extend(authorized.iter().map(|(c, _)| *c).filter(|c| !currencies.contains(c)).collect::<Vec<_>>());
+    currencies.sort_by_key(|c| c.code());
     if currencies.is_empty() {
         return Ok(None);
     }
@@ -116,11 +130,14 @@ pub fn read_wallet(tx: &Tx, seller_id: &str, hold_days: i64) -> anyhow::Result<O
         .into_iter()
         .map(|currency| {
             let b = balances(tx, seller_id, currency, hold_days)?;
+            let held = authorized.iter().find(|(c, _)| *c == currency).map_or(0, |(_, minor)| *minor);
             Ok(WalletBalance {
                 currency: currency.code().to_string(),
                 balance: format_minor(b.balance, currency),
                 available: format_minor(b.available, currency),
                 pending: format_minor(b.pending, currency),
+                debt: format_minor((-b.balance).max(0), currency),
+                authorized: format_minor(held, currency),
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -100,6 +100,11 @@ async fn apply(ctx: &Ctx, event: &Event) -> Result<Ingested, IngestError> {
         | "payment_intent.canceled" => apply_intent_event(ctx, event).await,
         "refund.updated" => apply_refund_event(ctx, event).await,
         "transfer.created" | "transfer.updated" | "transfer.reversed" => apply_transfer_event(ctx, event).await,
+        "charge.dispute.created"
+        | "charge.dispute.updated"
+        | "charge.dispute.closed"
+        | "charge.dispute.funds_withdrawn"
+        | "charge.dispute.funds_reinstated" => apply_dispute_event(ctx, event).await,
         other => Ok(Ingested::Ignored(format!("event type {other} is not handled"))),
     }
 }
@@ -183,6 +188,29 @@ async fn apply_refund_event(ctx: &Ctx, event: &Event) -> Result<Ingested, Ingest
     match crate::refunds::apply(ctx, &refund_id, &refund.id, &refund.status, refund.failure_reason.as_deref()).await {
         Ok(()) => Ok(Ingested::Applied),
         Err(e) => Ok(Ingested::Ignored(e.to_string())),
+    }
+}
+
+/// A dispute opened or moved at the PSP: re-read it and apply it (its rows
+/// made the first time, its money booked once as the PSP's copy shows it).
+async fn apply_dispute_event(ctx: &Ctx, event: &Event) -> Result<Ingested, IngestError> {
+    let Some(psp_id) = event.object_id() else {
+        return Err(IngestError::Malformed("dispute event without data.object.id".into()));
+    };
+    let dispute = match ctx.psp.retrieve_dispute(psp_id, psp_id).await {
+        Ok(dispute) => dispute,
+        Err(e @ (PspError::Unknown(_) | PspError::Rejected { .. })) => {
+            return Err(IngestError::PspUnavailable(e.to_string()));
+        }
+        Err(refused @ PspError::Refused { .. }) => return Ok(Ingested::Ignored(refused.to_string())),
+    };
+    match crate::disputes::apply_psp(ctx, dispute).await {
+        Ok(()) => Ok(Ingested::Applied),
+        Err(crate::disputes::DisputeError::Internal(e)) => Err(IngestError::Internal(e)),
+        Err(other) => {
+            tracing::warn!(event = %event.id, error = %other, "PSP dispute event not applied");
+            Ok(Ingested::Ignored(other.to_string()))
+        }
     }
 }
 

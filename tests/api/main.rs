@@ -23,6 +23,7 @@ mod hosted_flow;
 mod hostile_input;
 mod idempotency_header;
 mod integration_api;
+mod manual_capture;
 mod merchant_webhooks;
 mod openapi;
 mod ops_alerts;

@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod body;
+pub mod disputes;
 pub mod events;
 pub mod openapi;
 pub mod payments;
@@ -47,6 +48,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(refunds::create_refund)
         .service(refunds::list_refunds)
         .service(refunds::get_refund)
+        .service(disputes::list_disputes)
+        .service(disputes::get_dispute)
+        .service(disputes::submit_evidence)
+        .service(disputes::accept_dispute)
         .service(sellers::put_seller)
         .service(sellers::list_sellers)
         .service(sellers::get_seller)
