@@ -17,6 +17,7 @@ mod concurrency;
 mod crash_recovery;
 mod create_payment;
 mod db_copy;
+mod disputes;
 mod failover;
 mod fault_tolerance;
 mod hosted_flow;
