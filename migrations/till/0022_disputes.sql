@@ -9,7 +9,7 @@
 -- (`seller_part_minor`, when `disputes.seller_liable`), or the platform
 -- (`expenses:disputes`); the fee is the platform's (`expenses:dispute_fees`).
 CREATE TABLE disputes (
-    dispute_id            TEXT PRIMARY KEY,      -- till's (dp_…)
+    dispute_id            TEXT PRIMARY KEY,      -- till's (a UUID)
     psp_dispute_id        TEXT NOT NULL,         -- the PSP's (du_…)
     part                  INTEGER NOT NULL CHECK (part >= 0),   -- its orders in order; part 0 bears the fee
     payment_order_id      TEXT NOT NULL REFERENCES payment_orders(payment_order_id),

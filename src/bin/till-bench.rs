@@ -810,11 +810,11 @@ impl Watcher {
 enum Booking {
     /// Ledger postings alone: the pay-in postings of orders already marked
     /// paid, with their wallet credits and the wallet-equals-ledger check
-    /// (`complete::book_payins`).
+    /// (`book::book_payins`).
     Ledger,
     /// Everything the PSP's word that orders are paid writes: each order's
     /// state and history, the same postings and wallets, and each
-    /// checkout's completion (`complete::succeed_orders`).
+    /// checkout's completion (`book::succeed_orders`).
     Orders,
 }
 
@@ -840,7 +840,7 @@ impl Booking {
         policy: till::payments::Policy,
     ) -> anyhow::Result<()> {
         match self {
-            Booking::Ledger => till::payments::complete::book_payins(tx, &orders.iter().collect::<Vec<_>>(), policy),
+            Booking::Ledger => till::payments::book::book_payins(tx, &orders.iter().collect::<Vec<_>>(), policy),
             Booking::Orders => {
                 // As when the PSP says they are paid: read them in the write, book them together.
                 let orders = orders
@@ -848,7 +848,7 @@ impl Booking {
                     .map(|o| till::payments::store::load_order(tx, o.payment_order_id.as_str())?.context("order"))
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 let orders: Vec<_> = orders.iter().collect();
-                let booked = till::payments::complete::succeed_orders(tx, &orders, None, policy)?;
+                let booked = till::payments::book::succeed_orders(tx, &orders, None, policy)?;
                 anyhow::ensure!(booked == orders.len(), "{booked} of {} orders booked", orders.len());
                 for order in orders {
                     till::payments::notify::checkout_progress(tx, order.checkout_id.as_str(), policy)?;

@@ -253,7 +253,8 @@ fn open(tx: &Tx, d: &Dispute, rules: Rules) -> Result<(), DisputeError> {
     let mut opened = Vec::new();
     for (part, (paid, amount)) in orders.iter().zip(shares(&orders, d.amount)).filter(|(_, a)| *a > 0).enumerate() {
         let (seller_part, commission_part) = liable_parts(paid, amount, rules.seller_liable);
-        let dispute_id = format!("dp_{}", uuid::Uuid::now_v7().simple());
+        // Time-ordered, as the list is.
+        let dispute_id = uuid::Uuid::now_v7().to_string();
         store::insert(
             tx,
             &store::NewDispute {

@@ -290,7 +290,7 @@ pub fn booked_between(tx: &Tx, from: &str, before: &str) -> anyhow::Result<Vec<B
 /// A dispute as the API shows it (and its events carry it).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DisputeView {
-    /// till's id of this order's part of the PSP's dispute.
+    /// till's id (a UUID) of this order's part of the PSP's dispute.
     pub dispute_id: String,
     /// The PSP's dispute (`du_…`); a hosted checkout's dispute is shared by its orders.
     pub psp_dispute_id: String,

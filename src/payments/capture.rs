@@ -23,7 +23,7 @@ use crate::alerts;
 use crate::context::Ctx;
 use crate::db::Tx;
 use crate::money::{Currency, Money, format_minor};
-use crate::payments::complete::{fail_order, succeed_orders};
+use crate::payments::book::{fail_order, succeed_orders};
 use crate::payments::model::{CaptureDecision, CaptureMethod, CheckoutId, Order, OrderStatus, PaymentOrderId};
 use crate::payments::store::{self, CheckoutView, EventHead};
 use crate::payments::{Policy, notify};

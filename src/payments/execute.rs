@@ -5,8 +5,8 @@
 
 use crate::context::Ctx;
 use crate::db::Tx;
+use crate::payments::book::{fail_order, succeed_order};
 use crate::payments::capture;
-use crate::payments::complete::{fail_order, succeed_order};
 use crate::payments::model::{CaptureMethod, Order, OrderStatus};
 use crate::payments::store::{self, Charge};
 use crate::payments::{Policy, notify};

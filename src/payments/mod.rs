@@ -2,6 +2,7 @@
 //! through the PSP to a final state, with the wallet and ledger moved in the
 //! same transaction as the order's success.
 
+pub mod book;
 pub mod capture;
 pub mod complete;
 pub mod create;

@@ -8,8 +8,9 @@
 
 use crate::context::Ctx;
 use crate::db::Tx;
+use crate::payments::book::fail_order;
 use crate::payments::capture::{self, CaptureError};
-use crate::payments::complete::{self, ApplyError, fail_order};
+use crate::payments::complete::{self, ApplyError};
 use crate::payments::execute;
 use crate::payments::model::{Checkout, Order, OrderStatus};
 use crate::payments::session::{self, SyncPlan};

@@ -269,8 +269,8 @@ async fn answers_to_disputes_are_checked_and_refused_clearly() {
         }
     }
     assert_eq!(app.get_json(&format!("/v1/disputes/{id}")).await["status"], "needs_response", "nothing was sent");
-    assert_eq!(app.evidence("dp_nope", "text").await.status(), StatusCode::NOT_FOUND);
-    assert_eq!(app.get("/v1/disputes/dp_nope").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.evidence(&uuid(), "text").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.get(&format!("/v1/disputes/{}", uuid())).await.status(), StatusCode::NOT_FOUND);
     let bad: Value = app.get("/v1/disputes?status=open").await.json().await.unwrap();
     assert_eq!(bad["error"]["param"], "status", "{bad}");
     let listed = app.get_json("/v1/disputes?status=needs_response&limit=1").await;

@@ -45,7 +45,8 @@ async fn two_sellers_are_paid_through_the_hosted_page() {
     let wallet = app.get_json("/v1/wallets/seller_a").await;
     assert_eq!(
         wallet["balances"],
-        json!([{"currency": "USD", "balance": "25.00", "available": "25.00", "pending": "0.00"}])
+        json!([{"currency": "USD", "balance": "25.00", "available": "25.00", "pending": "0.00", "debt": "0.00",
+                "authorized": "0.00"}])
     );
     assert_eq!(app.get_json("/v1/wallets/seller_b").await["balances"][0]["balance"], "10.00");
     let usd = Currency::parse("USD").unwrap();

@@ -158,7 +158,8 @@ async fn held_money_is_pending_and_not_paid_out() {
     let wallet = app.get_json("/v1/wallets/seller_a").await;
     assert_eq!(
         wallet["balances"][0],
-        json!({"currency": "USD", "balance": "25.00", "available": "0.00", "pending": "25.00"})
+        json!({"currency": "USD", "balance": "25.00", "available": "0.00", "pending": "25.00", "debt": "0.00",
+               "authorized": "0.00"})
     );
     let (status, err) = payout(&app, json!({"seller_id": "seller_a", "currency": "USD"})).await;
     assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("amount_exceeds_available")));

@@ -104,7 +104,9 @@ fn parameter(p: &mut Value) {
             schema["maximum"] = json!(100);
             schema["default"] = json!(10);
         }
-        "payment_order_id" | "checkout_id" | "refund_id" | "payout_id" => schema["format"] = json!("uuid"),
+        "payment_order_id" | "checkout_id" | "refund_id" | "payout_id" | "dispute_id" => {
+            schema["format"] = json!("uuid")
+        }
         "starting_after" if schema["type"] == "string" => schema["format"] = json!("uuid"),
         "seller_id" => seller_id(schema),
         "Idempotency-Key" => {
@@ -127,7 +129,9 @@ fn limits(schema_name: &str, schema: &mut Value) {
     let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else { return };
     for (field, s) in props.iter_mut() {
         match (schema_name, field.as_str()) {
-            (_, "payment_order_id" | "checkout_id" | "refund_id" | "payout_id") if schema_name != "PspSide" => {
+            (_, "payment_order_id" | "checkout_id" | "refund_id" | "payout_id" | "dispute_id")
+                if schema_name != "PspSide" =>
+            {
                 s["format"] = json!("uuid");
             }
             (_, "currency") if schema_name.starts_with("Create") || schema_name == "NewOrder" => {
