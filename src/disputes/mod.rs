@@ -50,7 +50,7 @@ pub const OPENED_ALERT: &str = "dispute_opened";
 pub const MAX_EVIDENCE_CHARS: usize = 20_000;
 /// The response job waits this long before it sends what the API call is
 /// sending at once: it is there for a crash or an unknown outcome.
-const RESPONSE_JOB_DELAY_MS: i64 = 30_000;
+const RESPONSE_JOB_DELAY_MS: i64 = 5_000;
 
 /// Where a dispute is: `needs_response → under_review → won | lost`, or
 /// `accepted` (the shop gave it up); won, lost and accepted are final.

@@ -366,6 +366,13 @@ mod tests {
              created_at, updated_at) VALUES ('p1', 's', 100, 'USD', 'PAID', 'acct', 'k', 'now', 'now')",
         "INSERT INTO ledger_transactions (source_type, source_id, currency, description, created_at)
          VALUES ('payout', 'p1', 'USD', 'payout', 'now')",
+        // A dispute of more than the order charged, withdrawn but never booked, and
+        // reinstated though lost.
+        "INSERT INTO disputes (dispute_id, psp_dispute_id, part, payment_order_id, checkout_id, seller_id,
+             payment_intent_id, amount_minor, currency, seller_liable, seller_part_minor, commission_part_minor,
+             reason, status, withdrawn_at, reinstated_at, created_at, updated_at)
+         VALUES ('d1', 'du_1', 0, 'o1', 'c', 's', 'pi', 1500, 'USD', 1, 1500, 0, 'fraudulent', 'lost', 'now', 'now',
+                 'now', 'now')",
         // An account whose balance its (no) entries do not explain.
         "INSERT INTO ledger_accounts (name, currency, kind) VALUES ('assets:bank', 'USD', 'asset')",
         "INSERT INTO ledger_balance_shards (account_id, shard, balance_minor)
@@ -388,6 +395,9 @@ mod tests {
             (4, "order o1 has 30 of its seller's share refunded but its live refunds took 0"),
             (4, "refund r1 (FAILED) has 1 refund and 0 reversal transactions"),
             (5, "payout p1 (PAID) is booked 1 time(s), paid out 0 and reversed 0"),
+            (7, "dispute d1 (lost) is booked 0 time(s) and reversed 0 time(s)"),
+            (7, "dispute d1 is lost but its money was given back"),
+            (7, "order o1 charged 1000 but its disputes take 1500"),
         ] {
             assert!(messages.iter().any(|&(i, m)| i == invariant && m.contains(expected)), "{expected}: {messages:#?}");
         }

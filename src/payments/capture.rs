@@ -38,7 +38,7 @@ pub const EXPIRING_ALERT: &str = "authorization_expiring";
 const ALERT_BEFORE_MS: i64 = 24 * 3600 * 1000;
 /// The settle job waits this long before it sends what the API call is
 /// sending at once: it is there for a crash or an unknown outcome.
-const SETTLE_JOB_DELAY_MS: i64 = 30_000;
+const SETTLE_JOB_DELAY_MS: i64 = 5_000;
 /// Orders a capture request may name (a checkout holds at most 50).
 pub const MAX_CAPTURE_ORDERS: usize = 50;
 

@@ -247,3 +247,83 @@ async fn a_payout_stored_before_a_crash_is_sent_exactly_once_after_restart() {
     let check = command(dir.path(), &database, ports, &["check"]).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
 }
+
+/// GETs a JSON object of till's API.
+async fn get_json(client: &reqwest::Client, key: &str, url: String) -> serde_json::Value {
+    client.get(url).bearer_auth(key).send().await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_capture_recorded_before_a_crash_is_carried_out_exactly_once_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = databases(dir.path());
+    let ports = (free_port(), free_port());
+    let key = api_key(dir.path(), &database, ports);
+    let till = start(dir.path(), &database, ports).await;
+    let client = reqwest::Client::new();
+    let sandbox = format!("http://127.0.0.1:{}", ports.1);
+
+    // A manual token payment, authorized.
+    let mut body = token_body("pm_card_visa", &[("seller_a", "40.00", "USD")]);
+    body["capture_method"] = serde_json::json!("manual");
+    let resp = client.post(format!("{}/v1/payments", till.base)).bearer_auth(&key).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let checkout = body["checkout_id"].as_str().unwrap().to_string();
+    let url = format!("{}/v1/checkouts/{checkout}", till.base);
+    let started = Instant::now();
+    while get_json(&client, &key, url.clone()).await["status"] != "authorized" {
+        assert!(started.elapsed() < Duration::from_secs(20), "never authorized");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The PSP captures and never answers; till is killed before it learns of it.
+    let faults = client
+        .post(format!("{sandbox}/v1/sandbox/faults"))
+        .bearer_auth("sk_test_till_sandbox_0000000000000000")
+        .json(&serde_json::json!({"timeout_rate": 1.0}))
+        .send()
+        .await
+        .unwrap();
+    assert!(faults.status().is_success());
+    let capture = client
+        .post(format!("{url}/capture"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"orders": [{"payment_order_id": body["orders"][0]["payment_order_id"], "amount": "30.00"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(capture.status(), StatusCode::SERVICE_UNAVAILABLE, "the PSP's answer was lost");
+    drop(till); // SIGKILL, before the settle job's turn
+
+    let till = start(dir.path(), &database, ports).await;
+    let url = format!("{}/v1/checkouts/{checkout}", till.base);
+    let started = Instant::now();
+    let done = loop {
+        let c = get_json(&client, &key, url.clone()).await;
+        if c["is_payment_done"] == true {
+            break c;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the capture never finished: {c}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done["orders"][0]["status"], "SUCCESS", "{done}");
+    assert_eq!(done["orders"][0]["amount_captured"], "30.00");
+    let psp = rusqlite::Connection::open(dir.path().join("sandbox.db")).unwrap();
+    let (received, charges): (i64, i64) = psp
+        .query_row(
+            "SELECT amount_received, (SELECT COUNT(*) FROM balance_transactions b
+                                      WHERE b.payment_intent = i.id AND b.reporting_category = 'charge')
+             FROM payment_intents i WHERE json_extract(metadata, '$.checkout_id') = ?1",
+            [&checkout],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((received, charges), (3000, 1), "captured exactly once, for what was asked");
+    let books = open_books(&database);
+    let wallet: i64 = books
+        .read_now(|tx| tx.query_value("SELECT balance_minor FROM wallets WHERE seller_id = 'seller_a'", params![]))
+        .unwrap();
+    assert_eq!(wallet, 3000, "booked once, for what was captured");
+    let check = command(dir.path(), &database, ports, &["check"]).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+}
