@@ -155,6 +155,12 @@ async fn a_hosted_authorization_is_captured_in_part_booked_for_what_was_taken_an
     }
     let authorized = all.iter().find(|r| r.json()["type"] == "checkout.authorized").unwrap().json();
     assert_eq!(authorized["data"]["status"], "authorized");
+
+    // The PSP's report has one charge of what was captured: it matches the checkout.
+    let summary = till::reconciliation::reconcile_day(&app.ctx, chrono::Utc::now().date_naive()).await.unwrap();
+    let counts = &summary.run.counts;
+    assert_eq!(counts.get("matched").copied(), Some(2), "the charge and the refund: {counts:?}");
+    assert_eq!(counts.values().sum::<i64>(), 2, "nothing else: {counts:?}");
 }
 
 /// The payment intent a hosted checkout's orders recorded.
