@@ -103,7 +103,15 @@ pub async fn void(ctx: &Ctx, checkout_id: &str) -> Result<CheckoutView, CaptureE
     let attempts = ctx.settings.queue.max_attempts;
     ctx.db.write(move |tx| decide(tx, &id, CaptureDecision::Void, attempts)).await?;
     settle_now(ctx, checkout_id).await?;
-    view(ctx, checkout_id).await
+    let view = view(ctx, checkout_id).await?;
+    // The PSP had captured it (outside till) before the void reached it: paid it is.
+    if let Some(paid) = view.orders.iter().find(|o| o.status == OrderStatus::Success.as_str()) {
+        return Err(CaptureError::NotVoidable(format!(
+            "order {} was captured at the PSP before the void reached it; refund it instead",
+            paid.payment_order_id
+        )));
+    }
+    Ok(view)
 }
 
 async fn view(ctx: &Ctx, checkout_id: &str) -> Result<CheckoutView, CaptureError> {

@@ -362,3 +362,25 @@ async fn bad_captures_are_refused_naming_what_is_wrong_and_change_nothing() {
     assert_eq!(done["status"], "partially_succeeded");
     assert_eq!(app.balance("seller_a").await, "10.00", "5.00 of this and 5.00 of the automatic one");
 }
+
+#[tokio::test]
+async fn a_capture_made_at_the_psp_outside_till_is_booked_from_its_event() {
+    let app = spawn_app().await;
+    let checkout = app.authorized_hosted(&[("seller_a", "30.00", "USD"), ("seller_b", "10.00", "USD")]).await;
+    let intent = intent_of_checkout(&app, &id(&checkout));
+    // In the PSP's own dashboard: 20.00 of the 40.00 captured.
+    let captured =
+        app.sandbox_post(&format!("/v1/payment_intents/{intent}/capture"), &[("amount_to_capture", "2000")]).await;
+    assert_eq!(captured.status(), StatusCode::OK);
+    let done = app.wait_until_done(&id(&checkout)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    // Shared in proportion to the orders' amounts: 15.00 and 5.00.
+    assert_eq!(
+        (done["orders"][0]["amount_captured"].as_str(), done["orders"][1]["amount_captured"].as_str()),
+        (Some("15.00"), Some("5.00"))
+    );
+    assert_eq!((app.balance("seller_a").await, app.balance("seller_b").await), ("15.00".into(), "5.00".into()));
+    assert_eq!(app.psp_balance(), 2000);
+    let void = app.void(&id(&checkout)).await;
+    assert_eq!(void.status(), StatusCode::CONFLICT, "captured: no void");
+}
