@@ -516,33 +516,11 @@ pub fn seller_debt_minor(tx: &Tx, seller_id: &str, currency: Currency) -> anyhow
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::money::Money;
-    use crate::payments::model::{CheckoutId, Order, OrderStatus, PaymentOrderId, SellerId};
+    use crate::payments::model::{Order, OrderStatus};
 
     fn paid(captured: i64, seller_amount: i64, refunded: i64) -> RefundableOrder {
-        RefundableOrder {
-            order: Order {
-                payment_order_id: PaymentOrderId::parse(&uuid::Uuid::new_v4().to_string()).unwrap(),
-                checkout_id: CheckoutId::from_stored("c".into()),
-                seller_id: SellerId::parse("s").unwrap(),
-                amount: Money::from_minor(captured, Currency::parse("USD").unwrap()).unwrap(),
-                status: OrderStatus::Success,
-                refunded_minor: refunded,
-                failure_code: None,
-                psp_payment_intent_id: Some("pi".into()),
-                wallet_updated: true,
-                ledger_updated: true,
-                created_at: String::new(),
-                updated_at: String::new(),
-                description: None,
-                metadata: Default::default(),
-                captured_minor: Some(captured),
-                authorized_at: None,
-                capture_before: None,
-                capture_minor: None,
-            },
-            seller_amount_minor: seller_amount,
-        }
+        let order = Order { refunded_minor: refunded, ..Order::for_tests("s", captured, "USD", OrderStatus::Success) };
+        RefundableOrder { order, seller_amount_minor: seller_amount }
     }
 
     #[test]

@@ -146,29 +146,13 @@ pub fn fail_order(
 mod tests {
     use super::*;
     use crate::db::{Db, params};
-    use crate::money::Money;
     use crate::payments::model::{CheckoutId, PaymentOrderId};
 
     fn order(id: &str, seller: &str, amount_minor: i64) -> Order {
         Order {
             payment_order_id: PaymentOrderId::from_stored(id.into()),
             checkout_id: CheckoutId::from_stored(format!("c-{id}")),
-            seller_id: SellerId::parse(seller).unwrap(),
-            amount: Money::from_minor(amount_minor, Currency::parse("EUR").unwrap()).unwrap(),
-            status: OrderStatus::Success,
-            refunded_minor: 0,
-            failure_code: None,
-            psp_payment_intent_id: None,
-            wallet_updated: true,
-            ledger_updated: true,
-            created_at: String::new(),
-            updated_at: String::new(),
-            description: None,
-            metadata: Default::default(),
-            captured_minor: Some(amount_minor),
-            authorized_at: None,
-            capture_before: None,
-            capture_minor: None,
+            ..Order::for_tests(seller, amount_minor, "EUR", OrderStatus::Success)
         }
     }
 

@@ -683,29 +683,9 @@ fn expiring_message(checkout_id: &str, orders: &[Order]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payments::model::SellerId;
 
     fn order(amount: i64, capture: Option<i64>) -> Order {
-        Order {
-            payment_order_id: PaymentOrderId::parse(&uuid::Uuid::new_v4().to_string()).unwrap(),
-            checkout_id: CheckoutId::from_stored("c".into()),
-            seller_id: SellerId::parse("s").unwrap(),
-            amount: Money::from_minor(amount, Currency::parse("USD").unwrap()).unwrap(),
-            status: OrderStatus::Authorized,
-            refunded_minor: 0,
-            failure_code: None,
-            psp_payment_intent_id: None,
-            wallet_updated: false,
-            ledger_updated: false,
-            created_at: String::new(),
-            updated_at: String::new(),
-            description: None,
-            metadata: Default::default(),
-            captured_minor: None,
-            authorized_at: None,
-            capture_before: None,
-            capture_minor: capture,
-        }
+        Order { capture_minor: capture, ..Order::for_tests("s", amount, "USD", OrderStatus::Authorized) }
     }
 
     #[test]

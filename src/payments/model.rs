@@ -236,6 +236,36 @@ pub struct Order {
     pub capture_minor: Option<i64>,
 }
 
+#[cfg(test)]
+impl Order {
+    /// An order for unit tests: `amount_minor` of `currency` for `seller`,
+    /// in `status` (paid in full when SUCCESS).
+    pub fn for_tests(seller: &str, amount_minor: i64, currency: &str, status: OrderStatus) -> Order {
+        let paid = status == OrderStatus::Success;
+        Order {
+            payment_order_id: PaymentOrderId::parse(&uuid::Uuid::new_v4().to_string()).expect("a UUID"),
+            checkout_id: CheckoutId::from_stored("c".into()),
+            seller_id: SellerId::parse(seller).expect("a seller id"),
+            amount: Money::from_minor(amount_minor, crate::money::Currency::parse(currency).expect("a currency"))
+                .expect("an amount"),
+            status,
+            refunded_minor: 0,
+            failure_code: None,
+            psp_payment_intent_id: None,
+            wallet_updated: paid,
+            ledger_updated: paid,
+            created_at: String::new(),
+            updated_at: String::new(),
+            description: None,
+            metadata: Metadata::default(),
+            captured_minor: paid.then_some(amount_minor),
+            authorized_at: None,
+            capture_before: None,
+            capture_minor: None,
+        }
+    }
+}
+
 impl Order {
     /// What the order is (or was) charged: what was captured once SUCCESS;
     /// before, what the shop's capture takes of it (manual capture), else
