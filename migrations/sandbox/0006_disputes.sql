@@ -2,8 +2,9 @@
 -- card's charge is disputed a moment after it is captured; the withdrawal
 -- (and, if won, the reversal) are balance transactions with the dispute as
 -- their source. A source may now have one line per category, so
--- balance_transactions is rebuilt: (reporting_category, source_id) is unique
--- instead of source_id, and the two dispute categories are allowed.
+-- balance_transactions is rebuilt: (source_id, reporting_category) is unique
+-- instead of source_id (the same index finds a source's lines), and the two
+-- dispute categories are allowed.
 
 CREATE TABLE balance_transactions_new (
     id                 TEXT PRIMARY KEY,
@@ -19,7 +20,7 @@ CREATE TABLE balance_transactions_new (
     payment_intent     TEXT,
     description        TEXT,
     payment_metadata   TEXT NOT NULL,            -- JSON: the PaymentIntent's metadata
-    UNIQUE (reporting_category, source_id)       -- each movement booked once
+    UNIQUE (source_id, reporting_category)       -- each movement booked once
 ) STRICT;
 
 INSERT INTO balance_transactions_new (id, created, available_on, currency, amount, fee, net, reporting_category,
@@ -30,7 +31,6 @@ INSERT INTO balance_transactions_new (id, created, available_on, currency, amoun
 DROP TABLE balance_transactions;
 ALTER TABLE balance_transactions_new RENAME TO balance_transactions;
 CREATE INDEX balance_transactions_created ON balance_transactions (created);
-CREATE INDEX balance_transactions_source ON balance_transactions (source_id);
 
 -- One dispute per charge. Statuses are Stripe's: needs_response (or
 -- warning_needs_response) → under_review (evidence submitted) → won | lost;

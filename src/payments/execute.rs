@@ -112,12 +112,15 @@ async fn apply_intent_with(
             let charge = intent_charge(&order, &intent)?;
             store::set_payment_intent(tx, &id, &intent.id)?;
             let checkout_id = order.checkout_id.clone();
-            let head = store::find_event_head(tx, checkout_id.as_str())?
-                .ok_or_else(|| JobError::Final(format!("the checkout of order {id} vanished")))?;
             if outcome == IntentOutcome::Pending {
                 return Err(JobError::Retry(format!("payment intent {} is {}", intent.id, intent.status)));
             }
-            if head.capture_method == CaptureMethod::Manual {
+            // The PSP's copy says how it captures (as till created it): an
+            // automatic intent's money is taken and booked at once, so the
+            // checkout is read only for a manual one (its decision counts).
+            if intent.capture_method.as_deref() == Some(CaptureMethod::Manual.as_str()) {
+                let head = store::find_event_head(tx, checkout_id.as_str())?
+                    .ok_or_else(|| JobError::Final(format!("the checkout of order {id} vanished")))?;
                 // Authorized, captured or ended: the manual capture's one way of applying an intent.
                 let order_id = order.payment_order_id.clone();
                 capture::apply_to_group(tx, &head, &checkout_id, &[order], &intent, Some(&order_id), policy)
