@@ -377,6 +377,7 @@ struct DisputesTemplate {
     next_link: Option<String>,
     paged: bool,
     max_evidence_chars: usize,
+    max_evidence_label: String,
 }
 
 /// `/admin/disputes`: all disputes, or one order's (`?order=`) or one seller's (`?seller=`).
@@ -412,6 +413,7 @@ pub async fn disputes(
         d,
         scope,
         max_evidence_chars: crate::disputes::MAX_EVIDENCE_CHARS,
+        max_evidence_label: format::count(crate::disputes::MAX_EVIDENCE_CHARS),
     })
 }
 
