@@ -190,3 +190,34 @@ async fn an_accepted_dispute_is_given_up_and_a_seller_paid_out_before_shows_its_
     let unknown = browser.post("/admin/disputes/dp_nope/accept", &[("key", &key())]).await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_hosted_checkouts_dispute_is_shared_by_its_orders_and_answered_once_for_all() {
+    let app = spawn().await;
+    let created = app.create_hosted(&[("seller_a", "30.00", "USD"), ("seller_b", "10.00", "USD")]).await;
+    let paid = app.pay(created["redirect_url"].as_str().unwrap(), "4000000000000259").await;
+    assert_eq!(paid.status(), StatusCode::SEE_OTHER);
+    let checkout = app.wait_until_done(created["checkout_id"].as_str().unwrap()).await;
+    let (a, b) = (text(&checkout["orders"][0], "payment_order_id"), text(&checkout["orders"][1], "payment_order_id"));
+    let (first, second) =
+        (wait_for_disputes(&app, &a, 1).await.remove(0), wait_for_disputes(&app, &b, 1).await.remove(0));
+    assert_eq!(first["psp_dispute_id"], second["psp_dispute_id"], "one PSP dispute, one row per order");
+    let browser = sign_in(&app).await;
+
+    let page = browser.page("/admin/disputes").await;
+    assert!(page.contains("shared by the 2 orders its charge paid"), "{page}");
+    assert!(page.contains("2 need a response"));
+    let payment = browser.page(&format!("/admin/payments/{}", text(&checkout, "checkout_id"))).await;
+    for id in [text(&first, "dispute_id"), text(&second, "dispute_id")] {
+        assert!(payment.contains(&format!("#dispute-{id}")), "each order shows its part");
+    }
+    assert_eq!(payment.matches("No refund while dispute").count(), 2);
+
+    // Accepting one part accepts the PSP's dispute: every part closes.
+    let (_, page) =
+        browser.act(&format!("/admin/disputes/{}/accept", text(&first, "dispute_id")), &[("key", &key())]).await;
+    assert!(page.contains("accepted: the cardholder keeps the"), "{page}");
+    wait_for_dispute_status(&app, &text(&second, "dispute_id"), "accepted").await;
+    let page = browser.page("/admin/disputes").await;
+    assert!(page.contains("No open disputes.") && page.matches("pill st-accepted").count() == 2, "{page}");
+}

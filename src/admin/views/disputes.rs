@@ -29,7 +29,8 @@ const OPEN_STATUSES: &str = "('needs_response', 'under_review')";
 
 const COLUMNS: &str = "dispute_id, psp_dispute_id, payment_order_id, checkout_id, seller_id, amount_minor, fee_minor,
     seller_part_minor, currency, reason, status, evidence_due_by, response, evidence_text, responded_at, withdrawn_at,
-    reinstated_at, closed_at, created_at";
+    reinstated_at, closed_at, created_at,
+    (SELECT COUNT(*) FROM disputes AS parts WHERE parts.psp_dispute_id = disputes.psp_dispute_id)";
 
 /// One dispute as the dashboard shows it.
 #[derive(Debug, Clone)]
@@ -59,6 +60,9 @@ pub struct DisputeItem {
     pub money: String,
     pub closed_at: String,
     pub created_at: String,
+    /// How many orders the PSP's dispute is shared by (a hosted checkout's
+    /// one charge pays them all): one answer answers it for all of them.
+    pub parts: i64,
 }
 
 impl DisputeItem {
@@ -121,7 +125,8 @@ fn item_from_row(r: &Row, now: DateTime<Utc>) -> anyhow::Result<DisputeItem> {
         seller_part: if seller_part > 0 { format::money(seller_part, &code) } else { String::new() },
         reason: r.get(9)?,
         due_by: time(due),
-        due_in: if status == "under_review" { String::new() } else { words },
+        // Only a dispute that waits for the shop's answer has a deadline that matters.
+        due_in: if needs_response { words } else { String::new() },
         urgent: needs_response && soon,
         needs_response,
         status,
@@ -131,6 +136,7 @@ fn item_from_row(r: &Row, now: DateTime<Utc>) -> anyhow::Result<DisputeItem> {
         money,
         closed_at: time(r.get(17)?),
         created_at: format::time(&r.get::<String>(18)?),
+        parts: r.get(19)?,
     })
 }
 

@@ -100,3 +100,24 @@ pub fn journal_row(tx: &Tx, id: i64) -> anyhow::Result<Option<JournalRow>> {
 pub fn status_class(status: &str) -> String {
     format!("st-{}", status.to_ascii_lowercase().replace('_', "-"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_order_and_dispute_status_has_a_pill_colour() {
+        const CSS: &str = include_str!("../../../static/admin.css");
+        let orders = crate::payments::model::OrderStatus::ALL.map(|s| s.as_str());
+        let disputes = crate::disputes::DisputeStatus::ALL.map(|s| s.as_str());
+        assert_eq!(status_class("AUTHORIZED"), "st-authorized");
+        assert_eq!(status_class("needs_response"), "st-needs-response");
+        for status in orders.iter().chain(&disputes) {
+            let class = status_class(status);
+            assert!(
+                CSS.contains(&format!(".{class} ")) || CSS.contains(&format!(".{class},")),
+                "no colour for {class}"
+            );
+        }
+    }
+}
