@@ -18,6 +18,11 @@ pub fn plain_amount(amount_minor: i64, code: &str) -> String {
     Currency::parse(code).map_or_else(|_| amount_minor.to_string(), |c| format_minor(amount_minor, c))
 }
 
+/// A count with its thousands separated: 20000 → "20,000".
+pub fn count(n: usize) -> String {
+    group_thousands(&n.to_string())
+}
+
 fn group_thousands(decimal: &str) -> String {
     let (sign, rest) = decimal.strip_prefix('-').map_or(("", decimal), |r| ("-", r));
     let (int, frac) = rest.split_once('.').map_or((rest, None), |(i, f)| (i, Some(f)));
@@ -67,6 +72,7 @@ mod tests {
         assert_eq!(money(-10_000_000, "EUR"), "-100,000.00 EUR");
         assert_eq!(money(999, "USD"), "9.99 USD");
         assert_eq!(plain_amount(2500, "USD"), "25.00");
+        assert_eq!((count(20_000), count(999)), ("20,000".to_string(), "999".to_string()));
     }
 
     #[test]

@@ -103,7 +103,7 @@ async fn paid_order(app: &TestApp, seller: &str, amount: &str) -> (String, Strin
     (done["checkout_id"].as_str().unwrap().to_string(), order)
 }
 
-const PAGES: [&str; 12] = [
+const PAGES: [&str; 14] = [
     "/admin",
     "/admin/",
     "/admin/payments",
@@ -114,6 +114,8 @@ const PAGES: [&str; 12] = [
     "/admin/ledger",
     "/admin/ledger/accounts/1",
     "/admin/refunds",
+    "/admin/disputes",
+    "/admin/disputes?seller=seller_a&after=dp_none",
     "/admin/payouts",
     "/admin/alerts",
 ];
@@ -128,8 +130,17 @@ async fn anonymous_visitors_are_sent_to_sign_in_from_every_page() {
         let location = resp.headers()["location"].to_str().unwrap();
         assert!(location.starts_with("/admin/login?next=%2Fadmin"), "{path} → {location}");
     }
-    for path in ["/admin/refunds", "/admin/payouts", "/admin/jobs/1/retry", "/admin/alerts/1/resolve", "/admin/logout"]
-    {
+    for path in [
+        "/admin/refunds",
+        "/admin/payouts",
+        "/admin/jobs/1/retry",
+        "/admin/alerts/1/resolve",
+        "/admin/logout",
+        "/admin/disputes/dp_x/evidence",
+        "/admin/disputes/dp_x/accept",
+        "/admin/checkouts/x/capture",
+        "/admin/checkouts/x/void",
+    ] {
         let resp = anonymous.post(format!("{}{path}", app.address)).form(&[("key", "k")]).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::SEE_OTHER, "POST {path}");
     }

@@ -1,7 +1,9 @@
 //! The dashboard in a real browser: headless Chromium (Debian's `chromium`)
 //! signs in, pays through the sandbox's hosted page, finds the payment,
 //! refunds part of it from the payment's page, and sees the wallet and the
-//! ledger change. Screenshots of the main pages go to `target/screenshots/`.
+//! ledger change; then answers a dispute with evidence from the disputes
+//! page and captures part of an authorization from its payment's page.
+//! Screenshots of the main pages go to `target/screenshots/`.
 //! Without Chromium the test fails under CI (env `CI`) and is skipped otherwise.
 
 use std::path::{Path, PathBuf};
@@ -14,7 +16,10 @@ use futures_util::StreamExt;
 use serde_json::Value;
 
 use crate::admin::{EMAIL, PASSWORD, create_staff};
-use crate::helpers::{TestApp, hosted_body, spawn_app};
+use crate::helpers::{
+    TestApp, authorized_hosted_checkout, disputed_token_payment, hosted_body, spawn_app_with, wait_for_dispute_status,
+    wait_for_disputes,
+};
 
 const WIDTH: u32 = 1440;
 const HEIGHT: u32 = 900;
@@ -143,7 +148,8 @@ pub async fn create_checkout(app: &TestApp) -> (String, String) {
 #[tokio::test]
 async fn staff_pay_find_and_refund_a_payment_in_a_real_browser() {
     let Some(executable) = chromium() else { return };
-    let app = spawn_app().await;
+    // The dispute test card's charges are disputed 150 ms after they are paid.
+    let app = spawn_app_with(|s| s.sandbox.dispute_after_ms = 150).await;
     create_staff(&app);
     let (checkout_id, redirect_url) = create_checkout(&app).await;
     let chrome = launch(&executable).await;
@@ -231,8 +237,42 @@ async fn staff_pay_find_and_refund_a_payment_in_a_real_browser() {
         goto(&page, &format!("{base}{path}")).await;
         shoot(&page, name).await;
     }
+    answer_a_dispute_and_capture(&app, &page).await;
     let mut browser = chrome.browser;
     browser.close().await.unwrap();
     browser.wait().await.unwrap();
     chrome.handler.abort();
+}
+
+/// A dispute answered with evidence from the disputes page (and won), and
+/// part of a manual checkout's authorization captured from its page.
+async fn answer_a_dispute_and_capture(app: &TestApp, page: &Page) {
+    let base = &app.address;
+    let disputed = disputed_token_payment(app, &[("seller_b", "40.00", "USD")]).await;
+    let order = disputed["orders"][0]["payment_order_id"].as_str().unwrap().to_string();
+    let dispute = wait_for_disputes(app, &order, 1).await.remove(0);
+    let dispute_id = dispute["dispute_id"].as_str().unwrap().to_string();
+    let listed = goto(page, &format!("{base}/admin/disputes")).await;
+    assert!(listed.contains(&dispute_id) && listed.contains("evidence due"), "{listed}");
+    shoot(page, "13-disputes").await;
+    fill(page, &format!("#evidence-{dispute_id}"), "winning_evidence").await;
+    submit(page, ".answer-box button[type=submit]").await;
+    let sent = wait_for(page, "the evidence's outcome", false, |h| h.contains("class=\"flash")).await;
+    assert!(sent.contains("Evidence sent to the PSP"), "{sent}");
+    wait_for_dispute_status(app, &dispute_id, "won").await;
+    wait_for(page, "the dispute won", true, |h| h.contains("st-won")).await;
+    shoot(page, "14-disputes-won").await;
+
+    let authorized = authorized_hosted_checkout(app, &[("seller_c", "30.00", "USD")]).await;
+    let checkout = authorized["checkout_id"].as_str().unwrap().to_string();
+    let order = authorized["orders"][0]["payment_order_id"].as_str().unwrap().to_string();
+    let detail = goto(page, &format!("{base}/admin/payments/{checkout}")).await;
+    assert!(detail.contains("authorized, capture before"), "{detail}");
+    shoot(page, "15-authorized").await;
+    fill(page, &format!("input[name=\"amount_{order}\"]"), "12.50").await;
+    submit(page, "#capture button[type=submit]").await;
+    let captured = wait_for(page, "the capture's outcome", false, |h| h.contains("class=\"flash")).await;
+    assert!(captured.contains("Checkout captured") && captured.contains("12.50 of 30.00 USD"), "{captured}");
+    assert!(captured.contains("captured 12.50 USD of 30.00 USD"));
+    shoot(page, "16-captured").await;
 }

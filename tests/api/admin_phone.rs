@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::admin::{EMAIL, PASSWORD, create_staff};
 use crate::admin_browser::{Chrome, chromium, fill, goto, launch_at, shoot, submit, wait_for};
-use crate::helpers::spawn_app;
+use crate::helpers::{authorized_hosted_checkout, disputed_token_payment, spawn_app_with, wait_for_disputes};
 
 /// What is wrong with the page's layout at this width, in words; empty if nothing.
 const LAYOUT_PROBLEMS: &str = r#"(() => {
@@ -59,6 +59,15 @@ async fn evaluate(page: &chromiumoxide::Page, script: &str) -> Value {
     page.evaluate(script).await.unwrap().into_value().unwrap()
 }
 
+/// The page laid out 390 px wide. A full-page screenshot clears the
+/// device metrics it sets, which leaves headless Chromium at its smallest
+/// window (500 px wide, not the 390 asked for): each page sets them again.
+async fn at_phone_width(page: &chromiumoxide::Page) {
+    use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
+    page.execute(SetDeviceMetricsOverrideParams::new(390, 844, 1., false)).await.unwrap();
+    assert_eq!(evaluate(page, "window.innerWidth").await, serde_json::json!(390), "the page is 390 px wide");
+}
+
 async fn close(chrome: Chrome) {
     let mut browser = chrome.browser;
     browser.close().await.unwrap();
@@ -69,8 +78,16 @@ async fn close(chrome: Chrome) {
 #[tokio::test]
 async fn every_dashboard_page_fits_a_phone_and_refunds_name_their_api_key() {
     let Some(executable) = chromium() else { return };
-    let app = spawn_app().await;
+    let app = spawn_app_with(|s| s.sandbox.dispute_after_ms = 150).await;
     create_staff(&app);
+    // An open dispute (its evidence form) and an authorization to capture (its capture form).
+    let disputed = disputed_token_payment(&app, &[("seller_b", "40.00", "USD")]).await;
+    let disputed_order = disputed["orders"][0]["payment_order_id"].as_str().unwrap().to_string();
+    wait_for_disputes(&app, &disputed_order, 1).await;
+    let disputed_id = disputed["checkout_id"].as_str().unwrap().to_string();
+    let authorized =
+        authorized_hosted_checkout(&app, &[("seller_c", "30.00", "USD"), ("seller_a", "5.00", "USD")]).await;
+    let authorized_id = authorized["checkout_id"].as_str().unwrap().to_string();
     // A paid order with a refund asked for through the API (key "tests").
     let checkout = app.paid_checkout(&[("seller_a", "25.00", "USD")]).await;
     let order_id = checkout["orders"][0]["payment_order_id"].as_str().unwrap().to_string();
@@ -100,6 +117,10 @@ async fn every_dashboard_page_fits_a_phone_and_refunds_name_their_api_key() {
         ("sellers", "/admin/sellers".into()),
         ("seller", "/admin/sellers/seller_a".into()),
         ("refunds", "/admin/refunds".into()),
+        ("disputes", "/admin/disputes".into()),
+        ("payment-disputed", format!("/admin/payments/{disputed_id}")),
+        ("payment-authorized", format!("/admin/payments/{authorized_id}")),
+        ("seller-disputed", "/admin/sellers/seller_b".into()),
         ("payouts", "/admin/payouts".into()),
         ("ledger", "/admin/ledger".into()),
         ("alerts", "/admin/alerts".into()),
@@ -108,9 +129,10 @@ async fn every_dashboard_page_fits_a_phone_and_refunds_name_their_api_key() {
     ] {
         let html = goto(&page, &format!("{base}{path}")).await;
         assert!(!html.contains("Staff sign-in"), "{path} is shown signed in");
-        shoot(&page, &format!("phone-{name}")).await;
+        at_phone_width(&page).await;
         let problems = evaluate(&page, LAYOUT_PROBLEMS).await;
         assert_eq!(problems, serde_json::json!([]), "{path} at 390 px");
+        shoot(&page, &format!("phone-{name}")).await;
     }
     close(chrome).await;
 

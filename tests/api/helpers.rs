@@ -464,3 +464,65 @@ impl TestApp {
         self.get_json(&format!("/v1/wallets/{seller}")).await["balances"][0]["balance"].as_str().unwrap().to_string()
     }
 }
+
+/// The disputes of an order once there are `n` and the PSP has taken each
+/// one's money (`GET /v1/disputes?payment_order_id=…`), newest first.
+pub async fn wait_for_disputes(app: &TestApp, order_id: &str, n: usize) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let page = app.get_json(&format!("/v1/disputes?payment_order_id={order_id}")).await;
+        let data = page["data"].as_array().cloned().unwrap_or_default();
+        if data.len() >= n && data.iter().all(|d| d["withdrawn_at"].is_string()) {
+            return data;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no dispute of {order_id}: {page}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Polls a dispute until its status is `status`.
+pub async fn wait_for_dispute_status(app: &TestApp, dispute_id: &str, status: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let dispute = app.get_json(&format!("/v1/disputes/{dispute_id}")).await;
+        if dispute["status"] == status {
+            return dispute;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "dispute never became {status}: {dispute}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Polls a checkout until its `status` is `status`.
+pub async fn wait_for_checkout_status(app: &TestApp, checkout_id: &str, status: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let checkout = app.get_json(&format!("/v1/checkouts/{checkout_id}")).await;
+        if checkout["status"] == status {
+            return checkout;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "checkout never became {status}: {checkout}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A token payment with the sandbox's dispute test card, once paid (the
+/// PSP disputes it `sandbox.dispute_after_ms` later).
+pub async fn disputed_token_payment(app: &TestApp, orders: &[(&str, &str, &str)]) -> Value {
+    let resp = app.post_payment(&token_body("pm_card_createDispute", orders)).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let created: Value = resp.json().await.unwrap();
+    app.wait_until_done(created["checkout_id"].as_str().unwrap()).await
+}
+
+/// A manual-capture hosted checkout paid on the hosted page, once authorized.
+pub async fn authorized_hosted_checkout(app: &TestApp, orders: &[(&str, &str, &str)]) -> Value {
+    let mut body = hosted_body(orders);
+    body["capture_method"] = json!("manual");
+    let resp = app.post_payment(&body).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let created: Value = resp.json().await.unwrap();
+    let paid = app.pay(created["redirect_url"].as_str().unwrap(), "4242424242424242").await;
+    assert_eq!(paid.status(), StatusCode::SEE_OTHER);
+    wait_for_checkout_status(app, created["checkout_id"].as_str().unwrap(), "authorized").await
+}

@@ -5,6 +5,8 @@ mod helpers;
 
 mod admin;
 mod admin_browser;
+mod admin_capture;
+mod admin_disputes;
 mod admin_login;
 mod admin_perf;
 mod admin_phone;

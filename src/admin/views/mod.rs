@@ -3,6 +3,7 @@
 //! templates only lay them out.
 
 pub mod chart;
+pub mod disputes;
 pub mod ledger;
 pub mod lists;
 pub mod ops;
@@ -56,15 +57,19 @@ pub fn journal_row(tx: &Tx, id: i64) -> anyhow::Result<Option<JournalRow>> {
                     AND o.payment_order_id = t.source_id),
                 (SELECT o.checkout_id FROM refunds r JOIN payment_orders o ON o.payment_order_id = r.payment_order_id
                     WHERE t.source_type IN ('refund', 'refund_reversal') AND r.refund_id = t.source_id),
-                (SELECT p.seller_id FROM payouts p WHERE t.source_type LIKE 'payout%' AND p.payout_id = t.source_id)
+                (SELECT p.seller_id FROM payouts p WHERE t.source_type LIKE 'payout%' AND p.payout_id = t.source_id),
+                (SELECT d.checkout_id FROM disputes d WHERE t.source_type IN ('dispute', 'dispute_reversal')
+                    AND d.dispute_id = t.source_id)
          FROM ledger_transactions t WHERE t.id = $1",
         params![id],
         |r| {
             let checkout: Option<String> = r.get(6)?;
             let refund_checkout: Option<String> = r.get(7)?;
             let seller: Option<String> = r.get(8)?;
+            let dispute_checkout: Option<String> = r.get(9)?;
             let link = checkout
                 .or(refund_checkout)
+                .or(dispute_checkout)
                 .map(|c| format!("/admin/payments/{c}"))
                 .or_else(|| seller.map(|s| format!("/admin/sellers/{s}")));
             Ok((
@@ -94,4 +99,25 @@ pub fn journal_row(tx: &Tx, id: i64) -> anyhow::Result<Option<JournalRow>> {
 /// A status as a CSS class: "SUCCESS" → "st-success".
 pub fn status_class(status: &str) -> String {
     format!("st-{}", status.to_ascii_lowercase().replace('_', "-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_order_and_dispute_status_has_a_pill_colour() {
+        const CSS: &str = include_str!("../../../static/admin.css");
+        let orders = crate::payments::model::OrderStatus::ALL.map(|s| s.as_str());
+        let disputes = crate::disputes::DisputeStatus::ALL.map(|s| s.as_str());
+        assert_eq!(status_class("AUTHORIZED"), "st-authorized");
+        assert_eq!(status_class("needs_response"), "st-needs-response");
+        for status in orders.iter().chain(&disputes) {
+            let class = status_class(status);
+            assert!(
+                CSS.contains(&format!(".{class} ")) || CSS.contains(&format!(".{class},")),
+                "no colour for {class}"
+            );
+        }
+    }
 }

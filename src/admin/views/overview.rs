@@ -1,5 +1,6 @@
 //! `/admin`: how money is flowing today and in the last 14 days, and what
-//! needs a person (stuck orders, dead letters, open alerts).
+//! needs a person (stuck orders, authorizations to capture, open disputes,
+//! dead letters, open alerts).
 
 use chrono::{Duration, Utc};
 
@@ -32,6 +33,14 @@ pub struct StuckRow {
     pub created_at: String,
 }
 
+/// What buyers authorized in one currency and the shop has not captured yet.
+#[derive(Debug, Clone)]
+pub struct AuthorizedRow {
+    pub currency: String,
+    pub orders: i64,
+    pub amount: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct AlertRow {
     pub id: i64,
@@ -53,6 +62,14 @@ pub struct Overview {
     pub stuck_after_minutes: i64,
     pub stuck_count: i64,
     pub stuck: Vec<StuckRow>,
+    /// AUTHORIZED orders per currency, and the soonest `capture_before` of them.
+    pub authorized: Vec<AuthorizedRow>,
+    pub authorized_count: i64,
+    pub capture_before: Option<String>,
+    /// Disputes needing a response or under review, and the soonest evidence deadline.
+    pub disputes_open: i64,
+    pub dispute_due: Option<String>,
+    pub dispute_urgent: bool,
     pub dead_count: i64,
     pub dead: Vec<DeadLetterRow>,
     pub alert_count: i64,
@@ -79,6 +96,8 @@ pub fn load(tx: &Tx, stuck_after_minutes: i64) -> anyhow::Result<Overview> {
     let cutoff =
         (Utc::now() - Duration::minutes(stuck_after_minutes)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let (stuck_count, stuck) = stuck_orders(tx, &cutoff)?;
+    let (authorized, capture_before) = authorized(tx)?;
+    let (disputes_open, dispute_due, dispute_urgent) = crate::admin::views::disputes::open_summary(tx)?;
     let (dead_count, dead) = (ops::dead_letter_count(tx)?, ops::dead_letters(tx, LISTED)?);
     let alert_count = crate::alerts::open_count(tx)?;
     let (exception_count, exceptions) = reconciliation::open_exceptions(tx, LISTED)?;
@@ -97,6 +116,12 @@ pub fn load(tx: &Tx, stuck_after_minutes: i64) -> anyhow::Result<Overview> {
         stuck_after_minutes,
         stuck_count,
         stuck,
+        authorized_count: authorized.iter().map(|a| a.orders).sum(),
+        authorized,
+        capture_before,
+        disputes_open,
+        dispute_due,
+        dispute_urgent,
         dead_count,
         dead,
         alert_count,
@@ -165,7 +190,26 @@ fn volumes(tx: &Tx) -> anyhow::Result<(Vec<CurrencyToday>, Vec<Chart>)> {
     Ok((volume_today, charts))
 }
 
+/// AUTHORIZED orders per currency (what the PSP holds for the shop to
+/// capture), and the soonest deadline to capture one by.
+fn authorized(tx: &Tx) -> anyhow::Result<(Vec<AuthorizedRow>, Option<String>)> {
+    let rows: Vec<(String, i64, i64, Option<String>)> = tx.query_map(
+        "SELECT currency, COUNT(*), SUM(amount_minor), MIN(capture_before) FROM payment_orders
+         WHERE payment_order_status = 'AUTHORIZED' GROUP BY currency ORDER BY currency",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    let soonest = rows.iter().filter_map(|r| r.3.clone()).min();
+    let rows = rows
+        .into_iter()
+        .map(|(code, orders, amount, _)| AuthorizedRow { amount: format::money(amount, &code), currency: code, orders })
+        .collect();
+    Ok((rows, soonest.as_deref().map(format::time)))
+}
+
 /// Orders still not final that were created before `cutoff`, oldest first.
+/// AUTHORIZED orders are not stuck: they wait for the shop's capture, not
+/// for the PSP (the overview counts them apart).
 fn stuck_orders(tx: &Tx, cutoff: &str) -> anyhow::Result<(i64, Vec<StuckRow>)> {
     let count = tx.query_value(
         "SELECT COUNT(*) FROM payment_orders

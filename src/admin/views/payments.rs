@@ -1,13 +1,15 @@
 //! `/admin/payments`: search and filter payment orders (newest first, keyset
 //! pagination on the creation time and the order id, each filter answered
 //! by an index), and one payment's page: its orders, their state history,
-//! PSP calls, webhooks received, ledger transactions and refunds.
+//! what a manual capture may take, PSP calls, webhooks received, ledger
+//! transactions, refunds and disputes.
 
 use crate::admin::actions::{self, ActionView};
 use crate::admin::format;
+use crate::admin::views::disputes::{self, DisputeItem, Scope};
 use crate::admin::views::{self, JournalRow};
 use crate::db::{ToSql, Tx, Value, params};
-use crate::payments::model::{Order, OrderStatus, PaymentOrderId};
+use crate::payments::model::{CaptureMethod, Checkout, Order, OrderStatus, PaymentOrderId};
 use crate::payments::store;
 
 pub const PAGE_SIZE: u32 = 50;
@@ -229,11 +231,23 @@ pub struct OrderDetail {
     pub created_at: String,
     pub updated_at: String,
     pub psp_payment_intent_id: String,
-    /// What may still be refunded, as a form field wants it ("15.00"); None: nothing.
+    /// AUTHORIZED: the PSP holds the buyer's money until the shop captures it.
+    pub authorized: bool,
+    /// The amount as a form field wants it ("25.00"), for the capture form.
+    pub amount_plain: String,
+    /// When an AUTHORIZED order must be captured by ("" otherwise).
+    pub capture_before: String,
+    /// What was charged, when a capture took less than the amount ("" otherwise).
+    pub captured: String,
+    /// What may still be refunded (what was charged less refunds), as a
+    /// form field wants it ("15.00"); None: nothing, or a dispute blocks it.
     pub refundable: Option<String>,
     pub refundable_label: String,
+    /// Why refunds are refused while a dispute stands ("" when none does).
+    pub refund_blocked: String,
     pub history: Vec<HistoryRow>,
     pub refunds: Vec<RefundRow>,
+    pub disputes: Vec<DisputeItem>,
 }
 
 #[derive(Debug, Clone)]
@@ -268,6 +282,18 @@ pub struct PaymentDetail {
     pub psp_session_id: String,
     pub created_at: String,
     pub total: String,
+    /// "automatic" or "manual", and the shop's decision on a manual one ("" before).
+    pub capture_method: String,
+    pub capture_decision: String,
+    /// The capture form is offered: a manual checkout whose orders are
+    /// authorized and not being paid any more, nothing decided yet.
+    pub capturable: bool,
+    /// A capture or void was decided and its orders are still AUTHORIZED:
+    /// the PSP is being asked (or asked again by the settle job).
+    pub settling: bool,
+    /// What the authorized orders add up to, and the soonest capture deadline.
+    pub authorized_total: String,
+    pub capture_before: String,
     pub orders: Vec<OrderDetail>,
     pub psp_calls: Vec<PspCallRow>,
     pub webhooks: Vec<PspEventRow>,
@@ -287,24 +313,28 @@ pub fn checkout_of(tx: &Tx, id: &str) -> anyhow::Result<Option<String>> {
 
 pub fn detail(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<PaymentDetail>> {
     let Some(checkout) = store::load_checkout(tx, checkout_id)? else { return Ok(None) };
-    let mut orders = Vec::new();
-    let mut refund_ids = Vec::new();
-    for o in &checkout.orders {
-        let detail = order_detail(tx, o)?;
-        refund_ids.extend(detail.refunds.iter().map(|r| r.refund_id.clone()));
-        orders.push(detail);
-    }
+    let orders = checkout.orders.iter().map(|o| order_detail(tx, o)).collect::<anyhow::Result<Vec<_>>>()?;
     let order_ids: Vec<String> = orders.iter().map(|o| o.payment_order_id.clone()).collect();
-    let mut subjects = vec![checkout_id.to_string()];
-    subjects.extend(order_ids.iter().cloned());
-    subjects.extend(refund_ids.iter().cloned());
+    let refund_ids: Vec<String> = orders.iter().flat_map(|o| o.refunds.iter().map(|r| r.refund_id.clone())).collect();
+    let dispute_ids: Vec<String> =
+        orders.iter().flat_map(|o| o.disputes.iter().map(|d| d.dispute_id.clone())).collect();
     let mut psp_objects: Vec<String> = checkout.psp_session_id.iter().cloned().collect();
     psp_objects.extend(orders.iter().map(|o| o.psp_payment_intent_id.clone()).filter(|s| !s.is_empty()));
     psp_objects.extend(psp_refund_ids(tx, &refund_ids)?);
+    let mut psp_disputes: Vec<String> =
+        orders.iter().flat_map(|o| o.disputes.iter().map(|d| d.psp_dispute_id.clone())).collect();
+    psp_disputes.sort();
+    psp_disputes.dedup();
+    psp_objects.extend(psp_disputes);
     // Calls made on a PSP event's behalf are recorded under the PSP's id.
-    subjects.extend(psp_objects.iter().cloned());
+    let mut subjects = vec![checkout_id.to_string()];
+    subjects.extend(order_ids.iter().chain(&refund_ids).chain(&psp_objects).cloned());
+    // Staff actions on the checkout (capture, void), its orders (refunds) and its disputes (answers).
+    let mut acted_on = vec![checkout_id.to_string()];
+    acted_on.extend(order_ids.iter().chain(&dispute_ids).cloned());
     let currency = checkout.orders.first().map(|o| o.amount.currency().code().to_string()).unwrap_or_default();
     let total: i64 = checkout.orders.iter().map(|o| o.amount.amount_minor()).sum();
+    let capture = CaptureState::of(&checkout);
     Ok(Some(PaymentDetail {
         checkout_id: checkout.checkout_id.to_string(),
         payment_method: checkout.payment_method.clone(),
@@ -314,21 +344,91 @@ pub fn detail(tx: &Tx, checkout_id: &str) -> anyhow::Result<Option<PaymentDetail
         psp_session_id: checkout.psp_session_id.clone().unwrap_or_default(),
         created_at: format::time(&checkout.created_at),
         total: format::money(total, &currency),
+        capture_method: checkout.capture_method.as_str().to_string(),
+        capture_decision: checkout.capture_decision.map(|d| d.as_str().to_string()).unwrap_or_default(),
+        capturable: capture.capturable,
+        settling: capture.settling,
+        authorized_total: format::money(capture.authorized_minor, &currency),
+        capture_before: capture.capture_before.as_deref().map(format::time).unwrap_or_default(),
         orders,
         psp_calls: psp_calls(tx, &subjects)?,
         webhooks: psp_events(tx, &psp_objects)?,
-        ledger: ledger_of(tx, &order_ids, &refund_ids)?,
-        actions: actions::for_subjects(tx, &order_ids, 20)?,
+        ledger: ledger_of(tx, &order_ids, &refund_ids, &dispute_ids)?,
+        actions: actions::for_subjects(tx, &acted_on, 20)?,
     }))
+}
+
+/// Where a manual checkout's capture stands.
+struct CaptureState {
+    capturable: bool,
+    settling: bool,
+    authorized_minor: i64,
+    capture_before: Option<String>,
+}
+
+impl CaptureState {
+    fn of(c: &Checkout) -> CaptureState {
+        let authorized: Vec<&Order> = c.orders.iter().filter(|o| o.status == OrderStatus::Authorized).collect();
+        // An order still being paid makes the core refuse a capture (the buyer has not authorized it yet).
+        let paying = c.orders.iter().any(|o| matches!(o.status, OrderStatus::NotStarted | OrderStatus::Executing));
+        let manual = c.capture_method == CaptureMethod::Manual && !authorized.is_empty();
+        CaptureState {
+            capturable: manual && !paying && c.capture_decision.is_none(),
+            settling: manual && c.capture_decision.is_some(),
+            authorized_minor: authorized.iter().map(|o| o.amount.amount_minor()).sum(),
+            capture_before: authorized.iter().filter_map(|o| o.capture_before.clone()).min(),
+        }
+    }
 }
 
 fn order_detail(tx: &Tx, o: &Order) -> anyhow::Result<OrderDetail> {
     let currency = o.amount.currency().code();
-    let left = o.amount.amount_minor() - o.refunded_minor;
-    let refundable = (o.status == OrderStatus::Success && left > 0).then(|| format::plain_amount(left, currency));
-    let history = tx.query_map(
+    let id = o.payment_order_id.as_str();
+    // Refunds come out of what was charged (less than the amount after a partial capture).
+    let left = o.charged_minor() - o.refunded_minor;
+    let blocked = match o.status {
+        OrderStatus::Success => crate::disputes::blocking_refund(tx, id)?,
+        _ => None,
+    };
+    let refund_blocked = blocked.map_or_else(String::new, |(dispute, status)| {
+        format!(
+            "No refund while dispute {dispute} is {}: the PSP has taken the money back, or may.",
+            status.as_str().replace('_', " ")
+        )
+    });
+    let refundable = (o.status == OrderStatus::Success && left > 0 && refund_blocked.is_empty())
+        .then(|| format::plain_amount(left, currency));
+    let authorized = o.status == OrderStatus::Authorized;
+    let captured = o.captured_minor.filter(|c| *c != o.amount.amount_minor());
+    let scope = Scope { payment_order_id: Some(id.to_string()), ..Scope::default() };
+    Ok(OrderDetail {
+        payment_order_id: o.payment_order_id.to_string(),
+        seller_id: o.seller_id.to_string(),
+        amount: format::money(o.amount.amount_minor(), currency),
+        amount_plain: format::plain_amount(o.amount.amount_minor(), currency),
+        currency: currency.to_string(),
+        refunded: format::money(o.refunded_minor, currency),
+        status: o.status.as_str().to_string(),
+        failure_code: o.failure_code.clone().unwrap_or_default(),
+        created_at: format::time(&o.created_at),
+        updated_at: format::time(&o.updated_at),
+        psp_payment_intent_id: o.psp_payment_intent_id.clone().unwrap_or_default(),
+        authorized,
+        capture_before: o.capture_before.as_deref().filter(|_| authorized).map(format::time).unwrap_or_default(),
+        captured: captured.map(|c| format::money(c, currency)).unwrap_or_default(),
+        refundable_label: format::money(left.max(0), currency),
+        refundable,
+        refund_blocked,
+        history: history_of(tx, id)?,
+        refunds: refunds_of(tx, id)?,
+        disputes: disputes::listed(tx, &scope)?.0,
+    })
+}
+
+fn history_of(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Vec<HistoryRow>> {
+    tx.query_map(
         "SELECT from_status, to_status, reason, at FROM payment_order_history WHERE payment_order_id = $1 ORDER BY id",
-        params![o.payment_order_id],
+        params![payment_order_id],
         |r| {
             Ok(HistoryRow {
                 from: r.get::<Option<String>>(0)?.unwrap_or_else(|| "—".into()),
@@ -337,23 +437,7 @@ fn order_detail(tx: &Tx, o: &Order) -> anyhow::Result<OrderDetail> {
                 at: format::time(&r.get::<String>(3)?),
             })
         },
-    )?;
-    Ok(OrderDetail {
-        payment_order_id: o.payment_order_id.to_string(),
-        seller_id: o.seller_id.to_string(),
-        amount: format::money(o.amount.amount_minor(), currency),
-        currency: currency.to_string(),
-        refunded: format::money(o.refunded_minor, currency),
-        status: o.status.as_str().to_string(),
-        failure_code: o.failure_code.clone().unwrap_or_default(),
-        created_at: format::time(&o.created_at),
-        updated_at: format::time(&o.updated_at),
-        psp_payment_intent_id: o.psp_payment_intent_id.clone().unwrap_or_default(),
-        refundable_label: format::money(left, currency),
-        refundable,
-        history,
-        refunds: refunds_of(tx, o.payment_order_id.as_str())?,
-    })
+    )
 }
 
 fn refunds_of(tx: &Tx, payment_order_id: &str) -> anyhow::Result<Vec<RefundRow>> {
@@ -450,11 +534,19 @@ fn psp_events(tx: &Tx, objects: &[String]) -> anyhow::Result<Vec<PspEventRow>> {
     Ok(rows.into_iter().map(|(_, r)| r).collect())
 }
 
-fn ledger_of(tx: &Tx, order_ids: &[String], refund_ids: &[String]) -> anyhow::Result<Vec<JournalRow>> {
+/// The ledger transactions of a payment: its orders' pay-ins, its refunds
+/// (and their reversals) and its disputes' withdrawals and reinstatements.
+fn ledger_of(
+    tx: &Tx,
+    order_ids: &[String],
+    refund_ids: &[String],
+    dispute_ids: &[String],
+) -> anyhow::Result<Vec<JournalRow>> {
     let sources = order_ids
         .iter()
         .map(|id| ("payment_order", id))
-        .chain(refund_ids.iter().flat_map(|id| [("refund", id), ("refund_reversal", id)]));
+        .chain(refund_ids.iter().flat_map(|id| [("refund", id), ("refund_reversal", id)]))
+        .chain(dispute_ids.iter().flat_map(|id| [("dispute", id), ("dispute_reversal", id)]));
     let mut ids = Vec::new();
     for (source_type, source_id) in sources {
         let id: Option<i64> = tx.query_opt(

@@ -1,8 +1,10 @@
 //! `/admin/sellers` and a seller's page: wallets (balance, pending,
-//! available per currency, from `wallet::balances`), payouts, and what a
-//! payout form needs.
+//! available per currency, from `wallet::balances`; a debt when disputes
+//! took the balance below zero; what buyers authorized and the shop has not
+//! captured), payouts, disputes, and what a payout form needs.
 
 use crate::admin::format;
+use crate::admin::views::disputes::{self, DisputeItem, Scope};
 use crate::db::{Tx, params};
 use crate::money::Currency;
 use crate::payouts::store as payouts;
@@ -17,6 +19,11 @@ pub struct WalletRow {
     pub available: String,
     /// Available as a form field wants it ("15.00"); None when nothing is.
     pub available_plain: Option<String>,
+    /// What the seller owes when disputes of money already paid out took
+    /// its balance below zero (later pay-ins repay it); None otherwise.
+    pub debt: Option<String>,
+    /// Authorized for the seller, not captured yet (not in the balance); None when nothing is.
+    pub authorized: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -52,25 +59,36 @@ pub struct SellerPage {
     pub registered: bool,
     pub payouts: Vec<PayoutRow>,
     pub payouts_more: bool,
+    /// Its disputes, open first (the latest few; the disputes page has all).
+    pub disputes: Vec<DisputeItem>,
+    pub disputes_more: bool,
     pub actions: Vec<crate::admin::actions::ActionView>,
 }
 
-/// The seller's wallets, in every currency it has one.
+/// The seller's wallets, in every currency it has one or has payments
+/// authorized in (awaiting capture), as `wallet::read_wallet` has them.
 pub fn wallets(tx: &Tx, seller_id: &str, hold_days: i64) -> anyhow::Result<Vec<WalletRow>> {
-    let codes: Vec<String> =
-        tx.query_map("SELECT currency FROM wallets WHERE seller_id = $1 ORDER BY currency", params![seller_id], |r| {
-            r.get(0)
-        })?;
-    let mut rows = Vec::with_capacity(codes.len());
-    for code in codes {
-        let currency = Currency::parse(&code)?;
+    let authorized = crate::payments::store::authorized_of_seller(tx, seller_id)?;
+    let mut currencies = crate::wallet::currencies_of(tx, seller_id)?;
+    for (currency, _) in &authorized {
+        if !currencies.contains(currency) {
+            currencies.push(*currency);
+        }
+    }
+    currencies.sort_by_key(|c| c.code());
+    let mut rows = Vec::with_capacity(currencies.len());
+    for currency in currencies {
+        let code = currency.code();
         let b = crate::wallet::balances(tx, seller_id, currency, hold_days)?;
+        let held = authorized.iter().find(|(c, _)| *c == currency).map_or(0, |(_, minor)| *minor);
         rows.push(WalletRow {
-            balance: format::money(b.balance, &code),
-            pending: format::money(b.pending, &code),
-            available: format::money(b.available, &code),
-            available_plain: (b.available > 0).then(|| format::plain_amount(b.available, &code)),
-            currency: code,
+            balance: format::money(b.balance, code),
+            pending: format::money(b.pending, code),
+            available: format::money(b.available, code),
+            available_plain: (b.available > 0).then(|| format::plain_amount(b.available, code)),
+            debt: (b.balance < 0).then(|| format::money(-b.balance, code)),
+            authorized: (held > 0).then(|| format::money(held, code)),
+            currency: code.to_string(),
         });
     }
     Ok(rows)
@@ -87,10 +105,13 @@ fn seller_row(tx: &Tx, seller_id: &str, hold_days: i64) -> anyhow::Result<(Selle
     Ok((row, registered.is_some()))
 }
 
-/// Every seller that is registered or has a wallet, by id.
+/// Every seller that is registered, has a wallet or has payments
+/// authorized (awaiting capture), by id.
 pub fn list(tx: &Tx, after: Option<&str>, hold_days: i64) -> anyhow::Result<SellerList> {
     let mut ids: Vec<String> = tx.query_map(
-        "SELECT seller_id FROM (SELECT seller_id FROM sellers UNION SELECT seller_id FROM wallets) AS known
+        "SELECT seller_id FROM (SELECT seller_id FROM sellers UNION SELECT seller_id FROM wallets
+                                UNION SELECT seller_id FROM payment_orders WHERE payment_order_status = 'AUTHORIZED')
+                          AS known
          WHERE CAST($1 AS TEXT) IS NULL OR seller_id > $1 ORDER BY seller_id LIMIT $2",
         params![after, i64::from(PAGE_SIZE) + 1],
         |r| r.get(0),
@@ -135,6 +156,8 @@ pub fn page(tx: &Tx, seller_id: &str, hold_days: i64) -> anyhow::Result<Option<S
     let filter =
         payouts::PayoutFilter { seller_id: Some(seller_id.to_string()), status: None, starting_after: None, limit: 25 };
     let (payouts, payouts_more) = payout_rows(tx, &filter)?;
+    let scope = Scope { seller_id: Some(seller_id.to_string()), ..Scope::default() };
+    let (disputes, disputes_more) = disputes::listed(tx, &scope)?;
     let actions = crate::admin::actions::for_subjects(tx, &[seller_id.to_string()], 10)?;
-    Ok(Some(SellerPage { seller, registered, payouts, payouts_more, actions }))
+    Ok(Some(SellerPage { seller, registered, payouts, payouts_more, disputes, disputes_more, actions }))
 }

@@ -2,6 +2,10 @@
 //! as the API, under the form's idempotency key, recorded in
 //! `admin_actions` with the staff member who did it, and answers with a
 //! redirect to the page it came from (`?action=ID` shows the outcome).
+//! Manual capture's and disputes' actions are in `capture` and `disputes`.
+
+pub mod capture;
+pub mod disputes;
 
 use crate::events::{EndpointChange, EndpointError, EndpointView};
 use std::future::Future;

@@ -23,8 +23,11 @@ pub const SESSION_COOKIE: &str = "till_session";
 /// The login form's own CSRF token (double submit: cookie and field), as
 /// there is no session yet.
 const LOGIN_COOKIE: &str = "till_login";
-/// The largest form the dashboard accepts (settlement files have their own limit).
-pub const MAX_FORM_BYTES: usize = 64 * 1024;
+/// The largest form the dashboard accepts (settlement files have their own
+/// limit): room for a dispute's evidence at its longest, 20,000 characters
+/// of up to 4 bytes each, every byte percent-encoded (3 characters).
+pub const MAX_FORM_BYTES: usize = 256 * 1024;
+const _: () = assert!(MAX_FORM_BYTES > crate::disputes::MAX_EVIDENCE_CHARS * 4 * 3 + 1024);
 
 /// A signed-in staff member.
 pub struct Staff {

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::admin::actions::{self, ActionView};
 use crate::admin::format;
+use crate::admin::views::disputes::{self as dispute_views, DisputesPage, Scope};
 use crate::admin::views::ledger::{AccountPage, LedgerPage};
 use crate::admin::views::lists::{self, PayoutList, RefundList};
 use crate::admin::views::ops::{AlertsPage, JobsPage};
@@ -20,12 +21,13 @@ use crate::http::admin::auth::Staff;
 use crate::http::admin::errors::AdminError;
 use crate::payments::model::OrderStatus;
 
-const NAV: [(&str, &str, &str); 10] = [
+const NAV: [(&str, &str, &str); 11] = [
     ("overview", "Overview", "/admin"),
     ("payments", "Payments", "/admin/payments"),
     ("sellers", "Sellers", "/admin/sellers"),
     ("ledger", "Ledger", "/admin/ledger"),
     ("refunds", "Refunds", "/admin/refunds"),
+    ("disputes", "Disputes", "/admin/disputes"),
     ("payouts", "Payouts", "/admin/payouts"),
     ("reconciliation", "Reconciliation", "/admin/reconciliation"),
     ("webhooks", "Webhooks", "/admin/webhooks"),
@@ -353,6 +355,65 @@ pub async fn refunds(
         statuses: lists::REFUND_STATUSES,
         list,
         paged,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct DisputesQuery {
+    action: Option<i64>,
+    after: Option<String>,
+    order: Option<String>,
+    seller: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "admin/disputes.html")]
+struct DisputesTemplate {
+    layout: Layout,
+    d: DisputesPage,
+    scope: Scope,
+    /// The first page of this scope, and the next one when more follow.
+    first_link: String,
+    next_link: Option<String>,
+    paged: bool,
+    max_evidence_chars: usize,
+    max_evidence_label: String,
+}
+
+/// `/admin/disputes`: all disputes, or one order's (`?order=`) or one seller's (`?seller=`).
+pub async fn disputes(
+    ctx: web::Data<Ctx>,
+    staff: Staff,
+    q: web::Query<DisputesQuery>,
+) -> Result<HttpResponse, AdminError> {
+    let q = q.into_inner();
+    let given = |v: Option<String>| v.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let scope = Scope { payment_order_id: given(q.order), seller_id: given(q.seller) };
+    let scope_query = serde_urlencoded::to_string(
+        [("order", scope.payment_order_id.as_deref()), ("seller", scope.seller_id.as_deref())]
+            .iter()
+            .filter_map(|(k, v)| v.map(|v| (*k, v)))
+            .collect::<Vec<_>>(),
+    )
+    .map_err(anyhow::Error::from)?;
+    let (filter, after) = (scope.clone(), q.after.clone());
+    let (flash, d) = load(&ctx, q.action, move |tx| dispute_views::page(tx, &filter, after.as_deref())).await?;
+    let link = |extra: Option<String>| {
+        let parts: Vec<String> =
+            [Some(scope_query.clone()).filter(|s| !s.is_empty()), extra].into_iter().flatten().collect();
+        if parts.is_empty() { "/admin/disputes".to_string() } else { format!("/admin/disputes?{}", parts.join("&")) }
+    };
+    let next_link =
+        d.next_after.as_deref().map(|id| link(Some(format!("after={}", crate::http::admin::errors::urlencode(id)))));
+    html(&DisputesTemplate {
+        layout: Layout::new(&staff, "disputes", flash),
+        first_link: link(None),
+        next_link,
+        paged: q.after.is_some(),
+        d,
+        scope,
+        max_evidence_chars: crate::disputes::MAX_EVIDENCE_CHARS,
+        max_evidence_label: format::count(crate::disputes::MAX_EVIDENCE_CHARS),
     })
 }
 
