@@ -192,9 +192,49 @@ pub fn percentage_minor(amount_minor: i64, percent: Decimal) -> i64 {
         .unwrap_or(amount_minor)
 }
 
+/// `total_minor` shared in proportion to `weights`, no share above its
+/// `cap`. The rounding rule: each share rounded down, then what is left
+/// given a minor unit at a time to the first shares still below their cap
+/// (deterministic, and what a person checking by hand expects). The shares
+/// add up to `total_minor`, or to the caps' sum if that is less. All
+/// weights zero: shared by the caps.
+pub fn share_in_proportion(total_minor: i64, weights: &[i64], caps: &[i64]) -> Vec<i64> {
+    let weights = if weights.iter().sum::<i64>() > 0 { weights } else { caps };
+    let sum: i128 = weights.iter().map(|w| i128::from(*w)).sum::<i128>().max(1);
+    let total = total_minor.min(caps.iter().sum());
+    let mut shares: Vec<i64> = weights
+        .iter()
+        .zip(caps)
+        .map(|(w, cap)| ((i128::from(*w) * i128::from(total) / sum) as i64).min(*cap))
+        .collect();
+    let mut left = total - shares.iter().sum::<i64>();
+    while left > 0 {
+        let before = left;
+        for (share, cap) in shares.iter_mut().zip(caps) {
+            if left > 0 && *share < *cap {
+                *share += 1;
+                left -= 1;
+            }
+        }
+        if left == before {
+            break;
+        }
+    }
+    shares
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_total_shared_in_proportion_adds_up_and_keeps_to_the_caps() {
+        assert_eq!(share_in_proportion(1750, &[2500, 1000, 1], &[2500, 1000, 1]), vec![1250, 500, 0]);
+        assert_eq!(share_in_proportion(3501, &[2500, 1000, 1], &[2500, 1000, 1]), vec![2500, 1000, 1]);
+        assert_eq!(share_in_proportion(10, &[1, 1, 1], &[9, 9, 9]), vec![4, 3, 3], "the remainder to the first");
+        assert_eq!(share_in_proportion(5000, &[1], &[1000]), vec![1000], "never past a cap");
+        assert_eq!(share_in_proportion(6, &[0, 0], &[4, 2]), vec![4, 2], "no weights: by the caps");
+    }
 
     fn cur(c: &str) -> Currency {
         Currency::parse(c).unwrap()

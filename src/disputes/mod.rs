@@ -299,24 +299,7 @@ fn open(tx: &Tx, d: &Dispute, rules: Rules) -> Result<(), DisputeError> {
 fn shares(orders: &[RefundableOrder], amount_minor: i64) -> Vec<i64> {
     let held: Vec<i64> = orders.iter().map(|o| (o.order.charged_minor() - o.order.refunded_minor).max(0)).collect();
     let caps: Vec<i64> = orders.iter().map(|o| o.order.charged_minor()).collect();
-    let weights = if held.iter().sum::<i64>() > 0 { held } else { caps.clone() };
-    let total: i128 = weights.iter().map(|w| i128::from(*w)).sum::<i128>().max(1);
-    let amount = amount_minor.min(caps.iter().sum());
-    let mut out: Vec<i64> = weights.iter().map(|w| (i128::from(*w) * i128::from(amount) / total) as i64).collect();
-    let mut left = amount - out.iter().sum::<i64>();
-    while left > 0 {
-        let before = left;
-        for (share, cap) in out.iter_mut().zip(&caps) {
-            if left > 0 && *share < *cap {
-                *share += 1;
-                left -= 1;
-            }
-        }
-        if left == before {
-            break;
-        }
-    }
-    out
+    crate::money::share_in_proportion(amount_minor, &held, &caps)
 }
 
 /// Who bears an order's part of a dispute: (the seller's part, the

@@ -602,20 +602,7 @@ fn shares_of(live: &[&Order], received: i64) -> Vec<i64> {
         return plan;
     }
     let amounts: Vec<i64> = live.iter().map(|o| o.amount.amount_minor()).collect();
-    let total: i128 = amounts.iter().map(|a| i128::from(*a)).sum();
-    let mut shares: Vec<i64> =
-        amounts.iter().map(|a| (i128::from(*a) * i128::from(received) / total.max(1)) as i64).collect();
-    let mut left = received - shares.iter().sum::<i64>();
-    for (share, amount) in shares.iter_mut().zip(&amounts) {
-        if left == 0 {
-            break;
-        }
-        if *share < *amount {
-            *share += 1;
-            left -= 1;
-        }
-    }
-    shares
+    crate::money::share_in_proportion(received, &amounts, &amounts)
 }
 
 /// The deadline job of a manual checkout: a day before its authorization
